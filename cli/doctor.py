@@ -1,0 +1,29 @@
+"""``prefpaint doctor``: what is installed, which device would be used, which models are cached."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import console, handle_errors, setup
+
+
+def doctor(
+    smoke: bool = typer.Option(False, "--smoke", help="Also run a real inpaint end to end, offline, on a tiny random model."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Print versions, device, cache folder and cached default models; --smoke proves the install works."""
+    setup(debug=debug)
+    with handle_errors(debug):
+        from rich.table import Table
+
+        from prefpaint_sdk.diagnostics import environment_report, smoke_test
+
+        report = environment_report()
+        table = Table(title="prefpaint doctor", show_header=False)
+        for key, value in report.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        if smoke:
+            with console.status("smoke test: tiny random model, offline", spinner="dots"):
+                facts = smoke_test()
+            console.print(f"[green]smoke test passed[/green]: {facts}")

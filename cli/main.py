@@ -1,0 +1,35 @@
+"""The ``prefpaint`` command. Each command group lives in its own module; this file only wires them.
+
+Command modules import typer and rich only; the SDK, torch and diffusers are imported inside the
+command bodies, so ``prefpaint --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import doctor as _doctor
+from . import inpaint as _inpaint
+from . import models as _models
+
+app = typer.Typer(
+    name="prefpaint",
+    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, reconstruct.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# commands
+app.command("inpaint")(_inpaint.inpaint)
+app.command("download")(_models.download)
+app.command("doctor")(_doctor.doctor)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""``prefpaint download``: fetch weights into the hub cache ahead of time (e.g. before going offline)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ._common import console, handle_errors, setup
+
+
+def download(
+    models: Optional[List[str]] = typer.Argument(None, help="Hub ids or aliases. Default: the PrefPaint model."),
+    revision: Optional[str] = typer.Option(None, help="Branch, tag or commit (applies to every model given)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Download models into the Hugging Face cache, with progress, so later runs work offline."""
+    setup(quiet=quiet, debug=debug)
+    with handle_errors(debug):
+        from prefpaint_sdk import DEFAULT_MODEL, cache_dir, download_model
+
+        for name in models or [DEFAULT_MODEL]:
+            console.print(f"downloading [bold]{name}[/bold] into {cache_dir()}")
+            resolved = download_model(name, revision=revision)
+            console.print(f"[green]ok[/green] {resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path}")

@@ -1,0 +1,92 @@
+"""PrefPaint SDK: preference-aligned inpainting, its reward model with a trust bound, and RL alignment.
+
+>>> from prefpaint_sdk import Inpainter
+>>> result = Inpainter.from_pretrained()("photo.png", "mask.png", seed=0)
+
+Names are imported lazily, so ``import prefpaint_sdk`` stays cheap until a model class is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    # inpainting
+    "Inpainter": "inpainter",
+    "InpaintResult": "inpainter",
+    "InputPair": "batch",
+    "pair_inputs": "batch",
+    "list_images": "batch",
+    # images and masks
+    "Box": "imaging",
+    "load_image": "imaging",
+    "load_mask": "imaging",
+    "fit_mask_to_image": "imaging",
+    "dilate_mask": "imaging",
+    "feather_alpha": "imaging",
+    "mask_bbox": "imaging",
+    "context_box": "imaging",
+    "working_size": "imaging",
+    "composite": "imaging",
+    "masked_image": "imaging",
+    # models and devices
+    "DEFAULT_MODEL": "hub",
+    "BASE_MODEL": "hub",
+    "DEFAULT_REWARD_MODEL": "hub",
+    "resolve_model": "hub",
+    "download_model": "hub",
+    "is_offline": "hub",
+    "cache_dir": "hub",
+    "resolve_device": "devices",
+    "resolve_dtype": "devices",
+    # safe output files
+    "check_output_path": "files",
+    "atomic_path": "files",
+    "atomic_write_json": "files",
+    "save_image": "files",
+    "sidecar_path": "files",
+    # errors
+    "PrefPaintError": "errors",
+    "InvalidInputError": "errors",
+    "ModelNotFoundError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "OutputExistsError": "errors",
+    "MissingDependencyError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prefpaint_sdk' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from .devices import resolve_device, resolve_dtype  # noqa: F401
+    from .errors import (  # noqa: F401
+        ConfigError, DataError, InvalidInputError, MissingDependencyError, ModelNotFoundError, OutputExistsError,
+        PrefPaintError,
+    )
+    from .files import atomic_path, atomic_write_json, check_output_path, save_image, sidecar_path  # noqa: F401
+    from .hub import (  # noqa: F401
+        BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model, is_offline, resolve_model,
+    )
+    from .imaging import (  # noqa: F401
+        Box, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image, load_image, load_mask,
+        mask_bbox, masked_image, working_size,
+    )
+    from .inpainter import Inpainter, InpaintResult  # noqa: F401

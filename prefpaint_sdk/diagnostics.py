@@ -1,0 +1,78 @@
+"""Facts about the installation, and an end-to-end smoke test that needs no weights or network."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+from .errors import PrefPaintError
+
+__all__ = ["environment_report", "smoke_test"]
+
+_PACKAGES = ["prefpaint", "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors",
+             "huggingface_hub", "open3d", "trimesh", "kornia", "typer", "rich", "imageio"]
+
+
+def environment_report() -> dict[str, str]:
+    """Versions, the device "auto" picks, the cache folder and which default models are cached."""
+    from .devices import resolve_device, resolve_dtype
+    from .hub import DEFAULT_MODEL, DEFAULT_REWARD_MODEL, BASE_MODEL, cache_dir, is_cached, is_offline
+
+    facts = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            facts[name] = md.version(name)
+        except md.PackageNotFoundError:
+            facts[name] = "not installed"
+    import torch
+
+    dev = resolve_device("auto")
+    desc = dev.type
+    if dev.type == "cuda":
+        desc += f" ({torch.cuda.get_device_name(dev)})"
+    facts["device (auto)"] = f"{desc}, {str(resolve_dtype('auto', dev)).replace('torch.', '')}"
+    facts["offline"] = str(is_offline())
+    facts["cache"] = str(cache_dir())
+    for model in (DEFAULT_MODEL, BASE_MODEL, DEFAULT_REWARD_MODEL):
+        facts[f"cached: {model}"] = "yes" if is_cached(model) else "no"
+    return facts
+
+
+def smoke_test(seed: int = 0) -> dict[str, float | str]:
+    """Save a tiny random pipeline, load it through ``Inpainter.from_pretrained`` offline, inpaint a
+    synthetic image, and check the output's size and the untouched pixels.
+
+    Raises:
+        PrefPaintError: any check failed.
+    """
+    from .inpainter import Inpainter
+    from .testing import save_tiny_inpaint_pipeline
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, size=(77, 93, 3), dtype=np.uint8)
+    mask = np.zeros((77, 93), dtype=bool)
+    mask[20:50, 30:70] = True
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="prefpaint-smoke-") as tmp:
+        folder = save_tiny_inpaint_pipeline(f"{tmp}/tiny", seed=seed)
+        inpainter = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True)
+        result = inpainter(image, mask, seed=seed, steps=4, num_candidates=2, mask_blur=4)
+    out = np.asarray(result.image)
+    if out.shape != image.shape:
+        raise PrefPaintError(f"smoke test: output shape {out.shape} != input shape {image.shape}")
+    far = ~_grow(mask, 4 + 1)
+    if not np.array_equal(out[far], image[far]):
+        raise PrefPaintError("smoke test: pixels outside the mask changed")
+    if np.array_equal(out[mask], image[mask]):
+        raise PrefPaintError("smoke test: the hole was not filled")
+    return {"seconds": round(time.perf_counter() - t0, 2), "seeds": str(result.seeds), "size": f"{out.shape[1]}x{out.shape[0]}"}
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    from .imaging import dilate_mask
+
+    return dilate_mask(mask, px)

@@ -1,0 +1,94 @@
+"""Safe output files: never overwrite without permission, never leave a half-written file.
+
+Every output goes to a temporary file in the destination folder and is renamed into place, so a crash
+or Ctrl-C leaves either the old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import InvalidInputError, OutputExistsError
+
+__all__ = ["check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_json", "save_image", "sidecar_path"]
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path: refuse an existing file unless ``overwrite``, and a folder always."""
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"output '{p}' is a folder; pass a file name such as '{p / 'out.png'}'")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"output '{p}' already exists; pass --overwrite (overwrite=True) to replace it")
+    return p
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` atomically."""
+    dest = check_output_path(path, overwrite)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, overwrite: bool = True) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    return atomic_write_bytes(path, text.encode(), overwrite)
+
+
+def save_image(image, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Save a PIL image atomically; the format follows the suffix (PNG when there is none)."""
+    dest = Path(path)
+    fmt = None if dest.suffix else "PNG"
+    with atomic_path(dest, overwrite) as tmp:
+        try:
+            image.save(tmp, format=fmt or _format_for(dest))
+        except (KeyError, ValueError) as exc:
+            raise InvalidInputError(f"cannot write an image to '{dest}': unknown suffix '{dest.suffix}'; use .png, .jpg or .webp") from exc
+    return dest
+
+
+def sidecar_path(image_path: str | os.PathLike) -> Path:
+    """The JSON file that records how an output image was made: ``out.png`` → ``out.json``."""
+    return Path(image_path).with_suffix(".json")
+
+
+def _format_for(path: Path) -> str:
+    from PIL import Image
+
+    Image.init()
+    ext = path.suffix.lower()
+    if ext not in Image.EXTENSION:
+        raise KeyError(ext)
+    return Image.EXTENSION[ext]
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(o)
+    return str(o)

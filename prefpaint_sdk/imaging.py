@@ -1,0 +1,349 @@
+"""Images and masks in, images out: loading, validation, conversion, crop boxes and compositing.
+
+Every public entry point normalises its inputs here, once. Images become RGB ``PIL.Image``s and masks
+become boolean ``numpy`` arrays (``True`` = fill). Accepted sources:
+
+* a path (``str`` / ``os.PathLike``) to any format Pillow reads;
+* a ``PIL.Image`` in any mode;
+* a ``numpy`` array of shape HxW, HxWx1, HxWx3 or HxWx4, ``uint8``/``uint16``/``bool`` or float in [0, 1];
+* a ``torch`` tensor of shape CxHxW or 1xCxHxW (C in 1, 3, 4), float in [0, 1] or ``uint8``.
+
+Mask convention: white means fill; a pixel counts as white at >= 50% of its type's range. L, RGB,
+RGBA, 1-bit, 16-bit and float masks are all accepted; colour masks are read by their luma.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "ImageLike",
+    "Box",
+    "load_image",
+    "load_mask",
+    "fit_mask_to_image",
+    "dilate_mask",
+    "feather_alpha",
+    "mask_bbox",
+    "context_box",
+    "working_size",
+    "composite",
+    "masked_image",
+]
+
+log = logging.getLogger(__name__)
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, Any]
+"""Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily)."""
+
+_MAX_PIXELS = 20_000 * 20_000
+
+
+@dataclass(frozen=True)
+class Box:
+    """A pixel box ``[x0, x1) x [y0, y1)`` in image coordinates."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)``, the order ``PIL.Image.crop`` takes."""
+        return (self.x0, self.y0, self.x1, self.y1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _describe(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return f"'{os.fspath(src)}'"
+    return type(src).__name__
+
+
+def _open_path(path: str | os.PathLike, what: str) -> Image.Image:
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{what} '{p}' is a folder, not a file; pass an image file (or use batch mode with folders for both)")
+    if not p.exists():
+        raise InvalidInputError(f"{what} file '{p}' does not exist; check the path")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.copy() if im.mode != "P" else im.convert("RGBA")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG") from exc
+
+
+def _tensor_to_array(t: Any, what: str) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise InvalidInputError(f"{what} tensor has batch size {t.shape[0]}; pass one image (1xCxHxW or CxHxW)")
+        t = t[0]
+    if t.ndim == 3:
+        if t.shape[0] not in (1, 3, 4):
+            raise InvalidInputError(f"{what} tensor has shape {tuple(t.shape)}; expected CxHxW with C in 1, 3 or 4")
+        t = t.permute(1, 2, 0)
+    elif t.ndim != 2:
+        raise InvalidInputError(f"{what} tensor has shape {tuple(t.shape)}; expected HxW, CxHxW or 1xCxHxW")
+    if t.is_floating_point():
+        t = t.float()
+    return t.numpy()
+
+
+def _array_to_pil(a: np.ndarray, what: str) -> Image.Image:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InvalidInputError(f"{what} array has shape {a.shape}; expected HxW, HxWx1, HxWx3 or HxWx4")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InvalidInputError(f"{what} is empty (shape {a.shape}); it needs at least one pixel")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise InvalidInputError(f"{what} array contains NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise InvalidInputError(
+                f"float {what} values must lie in [0, 1], got [{lo:g}, {hi:g}]; divide by 255 or pass uint8"
+            )
+        a = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+    elif a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise InvalidInputError(f"{what} array has dtype {a.dtype}; use uint8, uint16, bool or float in [0, 1]")
+    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")
+    return Image.fromarray(np.ascontiguousarray(a), mode=mode)
+
+
+def _to_pil(src: Any, what: str) -> Image.Image:
+    if isinstance(src, Image.Image):
+        im = src
+    elif isinstance(src, (str, os.PathLike)):
+        im = _open_path(src, what)
+    elif isinstance(src, np.ndarray):
+        im = _array_to_pil(src, what)
+    elif type(src).__module__.startswith("torch"):
+        im = _array_to_pil(_tensor_to_array(src, what), what)
+    else:
+        raise InvalidInputError(
+            f"{what} of type {type(src).__name__} is not supported; pass a path, PIL image, numpy array or torch tensor"
+        )
+    if im.width == 0 or im.height == 0:
+        raise InvalidInputError(f"{what} {_describe(src)} has zero size ({im.width}x{im.height})")
+    if im.width * im.height > _MAX_PIXELS:
+        raise InvalidInputError(f"{what} {_describe(src)} is {im.width}x{im.height}, larger than the 400-megapixel limit")
+    return im
+
+
+_SUPPORTED_IMAGE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "I;16", "I;16B", "I;16L", "I", "F", "CMYK", "YCbCr"}
+
+
+def load_image(src: ImageLike) -> Image.Image:
+    """Load any supported image source as an RGB ``PIL.Image``.
+
+    Transparent pixels are composited over black (their colour is undefined, and inpainting replaces
+    them when they are masked).
+
+    Raises:
+        InvalidInputError: missing or unreadable file, zero size, unsupported type, shape or mode.
+    """
+    im = _to_pil(src, "image")
+    if im.mode not in _SUPPORTED_IMAGE_MODES:
+        raise InvalidInputError(f"image {_describe(src)} has unsupported mode '{im.mode}'; convert it to RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.float64)
+        im = Image.fromarray(np.clip(a / 257.0, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        im = _array_to_pil(np.asarray(im), "image")
+    if im.mode in ("RGBA", "LA", "PA", "P"):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert("RGB")
+
+
+def load_mask(src: ImageLike, *, invert: bool = False, from_alpha: bool = False) -> np.ndarray:
+    """Load a mask as a boolean HxW array where ``True`` means *fill*.
+
+    Args:
+        src: any image source. Colour masks are read by their luma, so the official 3-channel 0/255 RGB
+            mask works as it ships.
+        invert: swap fill and keep (for masks where black means fill).
+        from_alpha: read the alpha channel instead: *transparent* pixels (alpha < 50%) are filled. Use it
+            for an RGBA image whose holes were erased to transparency.
+
+    Raises:
+        InvalidInputError: as :func:`load_image`, or ``from_alpha`` on a source without alpha.
+    """
+    im = _to_pil(src, "mask")
+    if from_alpha:
+        if im.mode == "P":
+            im = im.convert("RGBA")
+        if im.mode not in ("RGBA", "LA", "PA"):
+            raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel; drop --mask-from-alpha")
+        mask = np.asarray(im.getchannel("A")) < 128
+    else:
+        if im.mode == "1":
+            mask = np.asarray(im, dtype=bool)
+        elif im.mode in ("I;16", "I;16B", "I;16L"):
+            mask = np.asarray(im).astype(np.int64) >= 32768
+        elif im.mode == "I":
+            a = np.asarray(im)
+            mask = a >= (32768 if a.max() > 255 else 128)
+        elif im.mode == "F":
+            mask = np.asarray(im) >= 0.5
+        elif im.mode in ("L", "RGB", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr"):
+            mask = np.asarray(im.convert("RGB").convert("L")) >= 128
+        else:
+            raise InvalidInputError(f"mask {_describe(src)} has unsupported mode '{im.mode}'; save it as an L or RGB image")
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    return ~mask if invert else mask
+
+
+def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool = False, tolerance: float = 0.01) -> np.ndarray:
+    """Return ``mask`` at ``size`` = (width, height), resizing only when that is safe or asked for.
+
+    A mask of another size is resized (nearest neighbour) when ``resize`` is true, or automatically, with
+    a warning, when its aspect ratio matches the image's within ``tolerance``.
+
+    Raises:
+        InvalidInputError: the sizes differ, the aspect ratios differ, and ``resize`` is false.
+    """
+    h, w = mask.shape
+    W, H = size
+    if (w, h) == (W, H):
+        return mask
+    aspect_gap = abs((w / h) / (W / H) - 1.0)
+    if not resize and aspect_gap > tolerance:
+        raise InvalidInputError(
+            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
+        )
+    if not resize:
+        log.warning("mask is %dx%d but image is %dx%d (same aspect ratio); resizing the mask", w, h, W, H)
+    im = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((W, H), Image.NEAREST)
+    return np.asarray(im) >= 128
+
+
+# --------------------------------------------------------------------------------------------------
+# Mask geometry
+
+
+def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the fill region by ``pixels`` (Euclidean distance); 0 returns the mask unchanged."""
+    if pixels < 0:
+        raise InvalidInputError(f"mask dilation must be >= 0 pixels, got {pixels}")
+    if pixels == 0 or not mask.any():
+        return mask
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(~mask) <= pixels
+
+
+def feather_alpha(mask: np.ndarray, band: float) -> np.ndarray:
+    """Blend weights for compositing: 1 on the mask, a linear ramp to 0 over ``band`` px outside it.
+
+    Pixels farther than ``band`` from the mask get exactly 0, so compositing leaves them byte-identical.
+    """
+    if band < 0:
+        raise InvalidInputError(f"mask blur must be >= 0 pixels, got {band}")
+    alpha = mask.astype(np.float32)
+    if band == 0 or not mask.any():
+        return alpha
+    from scipy.ndimage import distance_transform_edt
+
+    d = distance_transform_edt(~mask).astype(np.float32)
+    return np.clip(1.0 - d / (band + 1.0), 0.0, 1.0)
+
+
+def mask_bbox(mask: np.ndarray) -> Box | None:
+    """The tight box around the fill region, or ``None`` for an empty mask."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if len(xs) == 0:
+        return None
+    return Box(int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+
+
+def context_box(mask: np.ndarray, margin: int, min_side: int = 0) -> Box:
+    """A box around the mask with ``margin`` px of context, made square when the image allows.
+
+    The side is ``max(bbox side + 2*margin, min_side)``, clipped to the image, and the box is shifted
+    (never shrunk) to stay inside the image. A square box reaches the model at its trained aspect.
+    """
+    H, W = mask.shape
+    bb = mask_bbox(mask)
+    if bb is None:
+        return Box(0, 0, W, H)
+    side = max(bb.width, bb.height) + 2 * max(margin, 0)
+    side = max(side, min_side)
+    bw, bh = min(side, W), min(side, H)
+    bw, bh = max(bw, bb.width), max(bh, bb.height)
+
+    def place(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+        start = (lo + hi) // 2 - size // 2
+        start = min(max(start, 0), limit - size)
+        return start, start + size
+
+    x0, x1 = place(bb.x0, bb.x1, bw, W)
+    y0, y1 = place(bb.y0, bb.y1, bh, H)
+    return Box(x0, y0, x1, y1)
+
+
+def working_size(width: int, height: int, resolution: int, multiple: int = 8) -> tuple[int, int]:
+    """Size (w, h) at which the model sees a ``width`` x ``height`` box: long side = ``resolution``.
+
+    Both sides are multiples of ``multiple``; the aspect ratio is kept to within rounding.
+    """
+    scale = resolution / max(width, height)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
+
+
+# --------------------------------------------------------------------------------------------------
+# Compositing
+
+
+def composite(original: Image.Image, generated: Image.Image, alpha: np.ndarray) -> Image.Image:
+    """``original * (1 - alpha) + generated * alpha``, rounded to uint8; alpha == 0 keeps bytes exactly."""
+    if original.size != generated.size or alpha.shape != (original.height, original.width):
+        raise InvalidInputError(
+            f"composite needs equal sizes: original {original.size}, generated {generated.size}, alpha {alpha.shape[::-1]}"
+        )
+    o = np.asarray(original.convert("RGB"), dtype=np.float32)
+    g = np.asarray(generated.convert("RGB"), dtype=np.float32)
+    a = alpha.astype(np.float32)[..., None]
+    out = o * (1.0 - a) + g * a
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    keep = alpha == 0
+    out[keep] = np.asarray(original.convert("RGB"))[keep]
+    return Image.fromarray(out, "RGB")
+
+
+def masked_image(image: Image.Image, mask: np.ndarray, fill: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
+    """The "masked prompt image": ``image`` with the hole set to ``fill`` (black by default, as the release)."""
+    a = np.array(image.convert("RGB"))
+    a[mask] = fill
+    return Image.fromarray(a, "RGB")

@@ -1,0 +1,169 @@
+"""Tiny random models of the real classes, built offline, for tests, benchmarks and ``doctor --smoke``.
+
+They are the same diffusers/transformers classes the real weights load into, only small and random, and
+they are saved with ``save_pretrained`` so tests load them through the same ``from_pretrained`` path the
+real weights take. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "byte_level_clip_tokenizer",
+    "tiny_inpaint_pipeline",
+    "save_tiny_inpaint_pipeline",
+    "PIPELINE_SIZES",
+    "TINY_REWARD_CONFIG",
+    "tiny_reward_model",
+    "save_tiny_reward_model",
+]
+
+# UNet/VAE shapes by name. "tiny" is for tests (64 px working size); "mid" keeps real proportions
+# between UNet, VAE and text encoder for benchmarks (512 px working size, UNet channels 64/128/256).
+PIPELINE_SIZES = {
+    "tiny": dict(
+        unet_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, unet_sample_size=32,
+        vae_channels=(32, 64), text_hidden=32, text_layers=2,
+    ),
+    "mid": dict(
+        unet_channels=(64, 128, 256), layers_per_block=1, cross_attention_dim=64, unet_sample_size=64,
+        vae_channels=(32, 32, 32, 32), text_hidden=64, text_layers=2,
+    ),
+}
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def byte_level_clip_tokenizer():
+    """A ``CLIPTokenizer`` over the 256-byte alphabet with no merges: every character is a token."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny"):
+    """A random ``StableDiffusionInpaintPipeline`` with a 9-channel UNet, built in memory.
+
+    Args:
+        seed: seeds the random weights, so the same seed gives the same model.
+        size: a key of :data:`PIPELINE_SIZES`.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = PIPELINE_SIZES[size]
+    n_unet = len(cfg["unet_channels"])
+    n_vae = len(cfg["vae_channels"])
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=cfg["unet_channels"],
+        layers_per_block=cfg["layers_per_block"],
+        sample_size=cfg["unet_sample_size"],
+        in_channels=9,
+        out_channels=4,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n_unet - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n_unet - 1) + ("UpBlock2D",),
+        cross_attention_dim=cfg["cross_attention_dim"],
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=cfg["vae_channels"],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n_vae,
+        up_block_types=("UpDecoderBlock2D",) * n_vae,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=514, eos_token_id=515, pad_token_id=515,
+            hidden_size=cfg["text_hidden"], projection_dim=cfg["cross_attention_dim"],
+            intermediate_size=2 * cfg["text_hidden"], num_attention_heads=4,
+            num_hidden_layers=cfg["text_layers"], vocab_size=516, max_position_embeddings=77,
+        )
+    )
+    if cfg["text_hidden"] != cfg["cross_attention_dim"]:
+        raise ValueError("text_hidden must equal cross_attention_dim")
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        set_alpha_to_one=False, steps_offset=1,
+    )
+    pipe = StableDiffusionInpaintPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=byte_level_clip_tokenizer(), unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_tiny_inpaint_pipeline(path: str | os.PathLike, seed: int = 0, size: str = "tiny") -> Path:
+    """Build :func:`tiny_inpaint_pipeline` and save it as a diffusers folder (safetensors); returns the path."""
+    from .devices import quiet_loading
+
+    path = Path(path)
+    with quiet_loading():
+        tiny_inpaint_pipeline(seed=seed, size=size).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+# A CLIP vision tower small enough for CPU tests (32 px input, 8 px patches, 2 layers) with the paper's
+# head shrunk to match (fusion width 2*16, embedding 16).
+TINY_REWARD_CONFIG = dict(
+    vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       image_size=32, patch_size=8, projection_dim=16, hidden_act="quick_gelu"),
+    head_heads=4, mlp_hidden=32, embed_dim=16,
+)
+
+
+def tiny_reward_model(seed: int = 0, *, trust: bool = True):
+    """A random :class:`~prefpaint_sdk.reward.RewardModel` with a tiny CLIP vision backbone (eval mode).
+
+    Args:
+        seed: seeds the weights (and the images the trust matrix is fitted on).
+        trust: fit a trust matrix on the embeddings of 8 random images, so scores come with bounds.
+    """
+    import numpy as np
+    import torch
+
+    from .reward import RewardModel, fit_trust
+
+    torch.manual_seed(seed)
+    model = RewardModel(**TINY_REWARD_CONFIG).eval()
+    if trust:
+        rng = np.random.default_rng(seed)
+        images = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(8)]
+        hole = np.zeros((48, 48), bool)
+        hole[12:36, 12:36] = True
+        model.set_trust(fit_trust(model.score(images, masks=hole).embeddings, lam=0.01))
+    return model
+
+
+def save_tiny_reward_model(path: str | os.PathLike, seed: int = 0, *, trust: bool = True) -> Path:
+    """Build :func:`tiny_reward_model` and save it with ``save_pretrained`` (safetensors); returns the path."""
+    path = Path(path)
+    tiny_reward_model(seed=seed, trust=trust).save_pretrained(path)
+    return path

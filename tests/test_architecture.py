@@ -1,0 +1,76 @@
+"""The project's shape: the public API, the import layering, and the packaging list."""
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import prefpaint_sdk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PUBLIC_API = {
+    "Box", "composite", "context_box", "dilate_mask", "feather_alpha", "fit_mask_to_image", "load_image",
+    "load_mask", "mask_bbox", "masked_image", "working_size",
+    "Inpainter", "InpaintResult", "InputPair", "pair_inputs", "list_images",
+    "DEFAULT_MODEL", "BASE_MODEL", "DEFAULT_REWARD_MODEL", "resolve_model", "download_model", "is_offline", "cache_dir",
+    "resolve_device", "resolve_dtype",
+    "check_output_path", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
+    "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
+    "MissingDependencyError",
+    "__version__",
+}
+
+
+def test_public_api_is_pinned():
+    assert set(prefpaint_sdk.__all__) == PUBLIC_API
+    for name in prefpaint_sdk.__all__:
+        assert getattr(prefpaint_sdk, name) is not None, name
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(module, level, at_top) for every import in a file."""
+    tree = ast.parse(path.read_text())
+    top = set(map(id, tree.body))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, 0, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.module or "", node.level, id(node) in top))
+    return out
+
+
+def test_apps_use_only_the_public_sdk():
+    for path in (ROOT / "apps").rglob("*.py"):
+        for module, level, _ in _imports(path):
+            if module.startswith("prefpaint_sdk") and level == 0:
+                assert module == "prefpaint_sdk", f"{path.relative_to(ROOT)} imports internal {module}"
+            assert not module.startswith("prefpaint_cli"), path
+
+
+def test_cli_has_no_heavy_imports_at_module_top():
+    heavy = ("torch", "diffusers", "transformers", "open3d", "accelerate", "peft", "kornia", "trimesh", "numpy")
+    for path in (ROOT / "cli").rglob("*.py"):
+        for module, level, at_top in _imports(path):
+            if at_top and level == 0:
+                assert not module.split(".")[0] in heavy, f"{path.relative_to(ROOT)} imports {module} at top"
+
+
+def test_import_linter_contracts():
+    lint = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_package_folder_is_packaged():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    names = {v: k for k, v in cfg["package-dir"].items()}
+    found = set()
+    for init in ROOT.glob("*/**/__init__.py"):
+        rel = init.parent.relative_to(ROOT).parts
+        if rel[0] in names:
+            found.add(".".join((names[rel[0]],) + rel[1:]))
+    assert found == listed

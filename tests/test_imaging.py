@@ -1,0 +1,134 @@
+"""Contract tests for prefpaint_sdk.imaging: every input kind, every mask format, exact compositing."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from prefpaint_sdk import (
+    InvalidInputError,
+    composite,
+    context_box,
+    dilate_mask,
+    feather_alpha,
+    fit_mask_to_image,
+    load_image,
+    load_mask,
+    masked_image,
+    working_size,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+HOLE = np.zeros((37, 53), bool)
+HOLE[10:25, 12:40] = True
+
+
+def test_image_sources_agree(tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(RGB).save(path)
+    as_tensor = torch.from_numpy(RGB).permute(2, 0, 1).float() / 255
+    variants = [str(path), path, Image.fromarray(RGB), RGB, RGB.astype(np.float32) / 255, as_tensor, as_tensor[None]]
+    for v in variants:
+        out = np.asarray(load_image(v))
+        assert out.shape == RGB.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - RGB).max() <= 1, type(v)
+
+
+def test_grey_and_rgba_images_become_rgb():
+    grey = load_image(RGB[..., 0])
+    assert grey.mode == "RGB" and np.array_equal(np.asarray(grey)[..., 1], RGB[..., 0])
+    rgba = np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)])
+    assert np.array_equal(np.asarray(load_image(rgba)), RGB)
+
+
+def _mask_variants(tmp_path):
+    white = HOLE.astype(np.uint8) * 255
+    rgb = np.repeat(white[..., None], 3, axis=2)  # the official example's 3-channel 0/255 mask
+    rgba = np.dstack([rgb, np.full(HOLE.shape, 255, np.uint8)])
+    one_bit = Image.fromarray(white).convert("1")
+    p = tmp_path / "m1.png"
+    one_bit.save(p)
+    return {
+        "L": Image.fromarray(white, "L"),
+        "RGB": Image.fromarray(rgb, "RGB"),
+        "RGBA": Image.fromarray(rgba, "RGBA"),
+        "1-bit file": p,
+        "bool": HOLE,
+        "float": HOLE.astype(np.float32),
+        "grey 60%": np.where(HOLE, 153, 40).astype(np.uint8),  # >= 50% of the range counts as white
+    }
+
+
+def test_mask_formats_give_the_same_region(tmp_path):
+    for name, m in _mask_variants(tmp_path).items():
+        assert np.array_equal(load_mask(m), HOLE), name
+    inverted = Image.fromarray((~HOLE).astype(np.uint8) * 255)
+    assert np.array_equal(load_mask(inverted, invert=True), HOLE)
+    alpha = np.dstack([RGB, np.where(HOLE, 0, 255).astype(np.uint8)])  # holes erased to transparency
+    assert np.array_equal(load_mask(alpha, from_alpha=True), HOLE)
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    with pytest.raises(InvalidInputError, match="not a readable image"):
+        load_image(tmp_path / "bad.png")
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        load_image(tmp_path)
+    with pytest.raises(InvalidInputError, match="empty"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(InvalidInputError, match=r"must lie in \[0, 1\]"):
+        load_image(RGB.astype(np.float32))
+    with pytest.raises(InvalidInputError, match="unsupported mode 'HSV'"):
+        load_image(Image.new("HSV", (4, 4)))
+    with pytest.raises(InvalidInputError, match="expected HxW"):
+        load_image(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(InvalidInputError, match="not supported"):
+        load_image(12)
+    with pytest.raises(InvalidInputError, match="no alpha channel"):
+        load_mask(HOLE, from_alpha=True)
+
+
+def test_mask_size_rules(caplog):
+    small = HOLE[::1, ::1]
+    assert fit_mask_to_image(small, (53, 37)) is small
+    with pytest.raises(InvalidInputError, match=r"mask is 53x37 but image is 60x60; pass --resize-mask"):
+        fit_mask_to_image(HOLE, (60, 60))
+    assert fit_mask_to_image(HOLE, (60, 60), resize=True).shape == (60, 60)
+    big = np.kron(HOLE, np.ones((2, 2), bool))  # same aspect ratio: resized with a warning
+    assert np.array_equal(fit_mask_to_image(big, (53, 37)), HOLE)
+    assert "resizing the mask" in caplog.text
+
+
+def test_feather_and_composite_keep_far_pixels_exact():
+    alpha = feather_alpha(HOLE, 4)
+    assert alpha[HOLE].min() == 1.0
+    band = dilate_mask(HOLE, 5)
+    assert (alpha[~band] == 0).all() and (alpha[band & ~HOLE] > 0).any()
+    gen = Image.fromarray(255 - RGB)
+    out = np.asarray(composite(Image.fromarray(RGB), gen, alpha))
+    assert np.array_equal(out[~band], RGB[~band])
+    assert np.array_equal(out[HOLE], 255 - RGB[HOLE])
+    with pytest.raises(InvalidInputError, match="equal sizes"):
+        composite(Image.fromarray(RGB), gen.resize((10, 10)), alpha)
+
+
+def test_context_box_and_working_size():
+    mask = np.zeros((2000, 3000), bool)
+    mask[900:1100, 2800:2990] = True
+    box = context_box(mask, margin=64, min_side=512)
+    assert (box.width, box.height) == (512, 512)
+    assert 0 <= box.x0 and box.x1 <= 3000 and box.x0 <= 2800 and box.x1 >= 2990  # shifted inside, not shrunk
+    narrow = np.zeros((333, 517), bool)
+    narrow[100:200, 50:400] = True
+    box = context_box(narrow, margin=128, min_side=512)
+    assert box.height == 333 and box.width == 517
+    assert working_size(517, 333, 512) == (512, 328)
+    assert working_size(64, 64, 64) == (64, 64)
+
+
+def test_masked_image_blanks_the_hole():
+    out = np.asarray(masked_image(Image.fromarray(RGB), HOLE))
+    assert (out[HOLE] == 0).all() and np.array_equal(out[~HOLE], RGB[~HOLE])
