@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from . import doctor as _doctor
+from . import extend as _extend
 from . import inpaint as _inpaint
 from . import models as _models
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("inpaint")(_inpaint.inpaint)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
+app.command("extend")(_extend.extend)
 
 
 def main() -> None:

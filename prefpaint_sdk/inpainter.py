@@ -362,10 +362,14 @@ class Inpainter:
         """Score candidates with the attached reward model and pick the best; index 0 without one."""
         if self.reward_model is None:
             return None, None, 0
-        masked = masked_image(image, hole)
+        masked = masked_image(image, hole, tuple(getattr(self.reward_model, "mask_fill", (0, 0, 0))))
+        # The candidates share one masked prompt image: RewardModel.score encodes identical masked images
+        # once, so N candidates cost N + 1 backbone passes, not 2N.
         out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))
         scores = [float(s) for s in out.scores]
         bounds = [float(b) for b in out.bounds] if getattr(out, "bounds", None) is not None else None
+        if self.select == "lcb" and bounds is None and len(candidates) > 1:
+            log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
         if self.select == "lcb" and bounds is not None:
             keys = [s - self.lcb_c * b for s, b in zip(scores, bounds)]
         else:
@@ -401,5 +405,9 @@ def _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_
         raise InvalidInputError(f"mask_blur must be >= 0 pixels, got {mask_blur}")
     if not 0.0 < strength <= 1.0:
         raise InvalidInputError(f"strength must lie in (0, 1], got {strength}")
+    if int(steps * strength) < 1:
+        raise InvalidInputError(
+            f"steps x strength = {steps} x {strength} leaves no denoising step; raise --steps to at least {int(np.ceil(1 / strength))}"
+        )
     if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63 - num_candidates):
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")

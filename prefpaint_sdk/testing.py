@@ -18,6 +18,7 @@ __all__ = [
     "TINY_REWARD_CONFIG",
     "tiny_reward_model",
     "save_tiny_reward_model",
+    "write_synthetic_reward_dataset",
 ]
 
 # UNet/VAE shapes by name. "tiny" is for tests (64 px working size); "mid" keeps real proportions
@@ -59,18 +60,21 @@ def byte_level_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny"):
+def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", **overrides):
     """A random ``StableDiffusionInpaintPipeline`` with a 9-channel UNet, built in memory.
 
     Args:
         seed: seeds the random weights, so the same seed gives the same model.
         size: a key of :data:`PIPELINE_SIZES`.
+        overrides: replace entries of that size's shape (e.g. ``vae_channels=(32,) * 4`` for an 8x VAE).
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    cfg = PIPELINE_SIZES[size]
+    if size not in PIPELINE_SIZES:
+        raise ValueError(f"size must be one of {sorted(PIPELINE_SIZES)}, got {size!r}")
+    cfg = {**PIPELINE_SIZES[size], **overrides}
     n_unet = len(cfg["unet_channels"])
     n_vae = len(cfg["vae_channels"])
     torch.manual_seed(seed)
@@ -167,3 +171,51 @@ def save_tiny_reward_model(path: str | os.PathLike, seed: int = 0, *, trust: boo
     path = Path(path)
     tiny_reward_model(seed=seed, trust=trust).save_pretrained(path)
     return path
+
+
+def write_synthetic_reward_dataset(root: str | os.PathLike, n_prompts: int = 60, per_prompt: int = 3, size: int = 48,
+                                   seed: int = 0, target: str = "bright") -> Path:
+    """A rated dataset in the official PrefPaint layout whose score is a known function of the image.
+
+    Each prompt image is a random colour field with a rectangular hole; each of its ``per_prompt``
+    inpaintings fills the hole with a textured grey of brightness ``b`` in [0.05, 0.95] and is rated
+    ``7 * b`` (``target="bright"``), ``7 * (1 - b)`` (``"dark"``) or ``7 * (1 - |2b - 1|)`` (``"mid-grey"``).
+    Training on "bright" and on "dark" must both rank held-out pairs well: no fixed network can do both.
+    Written as ``labels.json`` (``{"<imgid>_<k>": [score, rank]}``), ``inpaint/``, ``masks_color/`` (hole
+    black) and ``masks/``.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    if target not in ("bright", "dark", "mid-grey"):
+        raise ValueError(f"target must be 'bright', 'dark' or 'mid-grey', got {target!r}")
+    root = Path(root)
+    for sub in ("inpaint", "masks_color", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for g in range(n_prompts):
+        imgid = f"p{g:04d}"
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR)).copy()
+        hole = np.zeros((size, size), bool)
+        h, w = rng.integers(size // 3, 2 * size // 3, 2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        hole[y:y + h, x:x + w] = True
+        prompt = base.copy()
+        prompt[hole] = 0
+        Image.fromarray(prompt).save(root / "masks_color" / f"{imgid}_mask_color.png")
+        Image.fromarray(hole.astype(np.uint8) * 255).save(root / "masks" / f"{imgid}_mask.png")
+        brightness = rng.uniform(0.05, 0.95, per_prompt)
+        scores = 7 * {"bright": brightness, "dark": 1 - brightness, "mid-grey": 1 - np.abs(2 * brightness - 1)}[target]
+        order = np.argsort(-scores)
+        for k, b in enumerate(brightness):
+            img = base.copy()
+            texture = rng.normal(0, 12, (int(hole.sum()), 1))
+            img[hole] = np.clip(b * 255 + texture, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / "inpaint" / f"{imgid}_{k}.png")
+            labels[f"{imgid}_{k}"] = [round(float(scores[k]), 4), int(np.where(order == k)[0][0]) + 1]
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root

@@ -29,6 +29,14 @@ def _guarded_connect(self, address):
 socket.socket.connect = _guarded_connect
 
 
+def pytest_configure(config):
+    # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine oversubscription
+    # made single calls 10-20x slower. Subprocess tests set their own.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory):
     """A tiny random diffusers inpainting pipeline saved as a folder, as real weights are."""

@@ -32,7 +32,7 @@ def test_env_var_turns_offline_on(monkeypatch):
 
 def test_runwayml_maps_to_its_mirror(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with caplog.at_level(logging.WARNING), pytest.raises(ModelNotFoundError, match=BASE_MODEL):
+    with caplog.at_level(logging.WARNING, logger="prefpaint_sdk"), pytest.raises(ModelNotFoundError, match=BASE_MODEL):
         resolve_model("runwayml/stable-diffusion-inpainting", offline=True)
     assert "deleted from the hub" in caplog.text
 

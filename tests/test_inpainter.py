@@ -99,7 +99,7 @@ def test_mask_formats_fill_the_same_region(tiny_inpainter):
 
 def test_empty_mask_returns_input_and_full_mask_works(tiny_inpainter, caplog):
     img = _image(50, 40)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="prefpaint_sdk"):
         out = tiny_inpainter(img, np.zeros((50, 40), bool), seed=1)
     assert "mask is empty" in caplog.text and np.array_equal(np.asarray(out.image), img)
     full = tiny_inpainter(img, np.ones((50, 40), bool), seed=1, steps=2)
