@@ -23,6 +23,12 @@ app = typer.Typer(
 )
 
 # commands
+from .evaluate import eval_cmd as _eval_cmd; app.command("eval")(_eval_cmd)  # noqa: E402, E702 - one line by agreement
+from .masks import masks_app as _masks_app; app.add_typer(_masks_app, name="masks")  # noqa: E402, E702 - one line by agreement
+from .reward import score as _score_cmd; app.command("score")(_score_cmd)  # noqa: E402, E702 - one line by agreement
+from .reward import convert_reward as _convert_cmd; app.command("convert-reward")(_convert_cmd)  # noqa: E402, E702 - one line by agreement
+from .train import train_app as _train_app; app.add_typer(_train_app, name="train")  # noqa: E402, E702 - one line by agreement
+from .recon3d import recon3d as _recon3d_cmd; app.command("recon3d")(_recon3d_cmd)  # noqa: E402, E702 - one line by agreement
 app.command("inpaint")(_inpaint.inpaint)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)

@@ -21,6 +21,24 @@ _EXPORTS = {
     "InputPair": "batch",
     "pair_inputs": "batch",
     "list_images": "batch",
+    # reward model, trust bound, reward training
+    "RewardModel": "reward",
+    "RewardOutput": "reward",
+    "TrustStats": "reward",
+    "fit_trust": "reward",
+    "trust_bound": "reward",
+    "trust_weight": "reward",
+    "load_official_v_inverse": "reward",
+    "convert_official_checkpoint": "reward",
+    "read_reward_data": "reward",
+    "RewardTrainConfig": "reward",
+    "load_reward_config": "reward",
+    "train_reward": "reward",
+    # evaluation: WinRate protocol, reports, mask sets
+    "evaluate": "evaluation",
+    "EvalReport": "evaluation",
+    "EvalCase": "evaluation",
+    "generate_mask_set": "evaluation",
     # images and masks
     "Box": "imaging",
     "load_image": "imaging",
@@ -33,6 +51,16 @@ _EXPORTS = {
     "working_size": "imaging",
     "composite": "imaging",
     "masked_image": "imaging",
+    "generate_mask": "masks",
+    "warp_hole_mask": "masks",
+    "outpaint_square_mask": "masks",
+    "outpaint_strip_mask": "masks",
+    "stroke_mask": "masks",
+    # RL alignment
+    "Aligner": "align",
+    "AlignConfig": "align",
+    "AlignResult": "align",
+    "load_align_config": "align",
     # models and devices
     "DEFAULT_MODEL": "hub",
     "BASE_MODEL": "hub",
@@ -90,3 +118,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         mask_bbox, masked_image, working_size,
     )
     from .inpainter import Inpainter, InpaintResult  # noqa: F401
+    from .align import AlignConfig, Aligner, AlignResult, load_align_config  # noqa: F401
+    from .masks import generate_mask, outpaint_square_mask, outpaint_strip_mask, stroke_mask, warp_hole_mask  # noqa: F401
+    from .reward import (  # noqa: F401
+        RewardModel, RewardOutput, RewardTrainConfig, TrustStats, convert_official_checkpoint, fit_trust,
+        load_official_v_inverse, load_reward_config, read_reward_data, train_reward, trust_bound, trust_weight,
+    )

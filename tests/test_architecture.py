@@ -19,6 +19,11 @@ PUBLIC_API = {
     "check_output_path", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
     "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
     "MissingDependencyError",
+    "RewardModel", "RewardOutput", "TrustStats", "fit_trust", "trust_bound", "trust_weight", "load_official_v_inverse",
+    "convert_official_checkpoint", "read_reward_data", "RewardTrainConfig", "load_reward_config", "train_reward",
+    "generate_mask", "outpaint_square_mask", "outpaint_strip_mask", "stroke_mask", "warp_hole_mask",
+    "Aligner", "AlignConfig", "AlignResult", "load_align_config",
+    "evaluate", "EvalReport", "EvalCase", "generate_mask_set",
     "__version__",
 }
 

@@ -1,0 +1,68 @@
+"""``prefpaint eval``: the WinRate protocol on a data folder, with a resumable cache and a visual report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._common import EXIT_FAILED, console, handle_errors, progress, setup
+
+_MASKS = "auto, given, warp, outpaint, outpaint-square, outpaint-strip, strokes or random"
+
+
+def eval_cmd(
+    data: Path = typer.Option(..., "--data", help="Data folder: images/ (+ masks/, targets/, depth/ paired by stem) or manifest.jsonl."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder; running the same command again resumes from its cache."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model A: hub id, alias or diffusers folder. Default: kd5678/prefpaint-v1.0."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Model B, one sample per case. Default: the base SD-inpainting model."),
+    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Judge: hub id, folder or official .pt. Default: kd5678/prefpaintReward."),
+    samples: Optional[List[int]] = typer.Option(None, "--samples", help="Best-of-S to report; repeat it (--samples 1 --samples 3). Default: 1, 3, 10."),
+    masks: str = typer.Option("auto", "--masks", help=f"Masks: {_MASKS}. auto = given masks, generated 'random' ones where missing."),
+    steps: int = typer.Option(50, "--steps", help="Denoising steps for both models."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the run; each case's seeds derive from it and the case name."),
+    prompt: str = typer.Option("", "--prompt", help="Text prompt for both models (PrefPaint uses none)."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance (no effect with an empty prompt)."),
+    ground_truth: str = typer.Option("auto", "--gt", help="Ground truth for masked PSNR/SSIM: auto (targets/, or the input where masks are generated), input, none."),
+    independent_seeds: bool = typer.Option(False, "--independent-seeds", help="Draw the baseline's seed independently instead of sharing sample 0's."),
+    ci: str = typer.Option("wilson", "--ci", help="Confidence interval: wilson or bootstrap."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence level of the interval."),
+    tie_tolerance: float = typer.Option(0.0, "--tie-tolerance", help="Reward differences within this are ties (half a win)."),
+    embed_images: bool = typer.Option(False, "--embed-images", help="Embed thumbnails in report.html (one portable file)."),
+    device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard a cached evaluation made with other settings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Compare MODEL with BASELINE: best-of-S WinRate judged by the reward model, with a visual report."""
+    setup(quiet=quiet, debug=debug, offline=offline)
+    with handle_errors(debug):
+        from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL
+        from prefpaint_sdk.evaluation import evaluate
+
+        with progress(quiet) as bar:
+            task = bar.add_task("cases", total=None)
+
+            def on_case(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, total=total, description=name)
+
+            report = evaluate(
+                model or DEFAULT_MODEL, baseline or BASE_MODEL, reward_model, data, samples=tuple(samples or (1, 3, 10)),
+                out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
+                common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
+                inpaint_kwargs=dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline or None,
+                overwrite=overwrite, progress=on_case,
+            )
+        if embed_images:
+            report.to_html(output / "report.html", embed=True)
+        typer.echo(report.summary())
+        if not quiet:
+            console.print(f"wrote {output / 'results.json'}, results.csv, report.html and contact_sheet.png")
+        if report.failures:
+            for f in report.failures:
+                console.print(f"[red]failed:[/red] {f['name']}: {f['error']}")
+            console.print(f"[red]{len(report.failures)} of {len(report.failures) + len(report.cases)} cases failed[/red]")
+            raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,180 @@
+"""Reward-model commands: ``prefpaint score``, ``prefpaint convert-reward`` and ``prefpaint train reward``."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import typer
+
+from ._common import EXIT_FAILED, console, error_line, handle_errors, progress, setup
+
+_HELP_RM = "Reward model: hub id, folder (save_pretrained) or official .pt. Default: kd5678/prefpaintReward."
+
+
+def score(
+    image: Path = typer.Argument(..., help="Inpainted image, or a folder of them (folder mode writes a CSV)."),
+    mask: Path = typer.Argument(..., help="Its mask (white = hole), or a folder of masks paired by file stem, or one mask for all."),
+    reward_model: str | None = typer.Option(None, "--reward-model", help=_HELP_RM),
+    masked_image: Path | None = typer.Option(None, "--masked-image", help="The masked prompt image (the input with the hole blanked); derived from IMAGE and MASK when omitted."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode. Default: <folder>_scores.csv."),
+    normalize: bool = typer.Option(False, "--normalize", help="Report (s - 0.4064) / 2.3021, the release's normalised score."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per backbone pass."),
+    device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
+    v_inverse: Path | None = typer.Option(None, "--v-inverse", help="Use this official V_inverse.pt as the trust matrix."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward: score, error bound and trust."""
+    setup(quiet=quiet, debug=debug, offline=offline)
+    with handle_errors(debug):
+        from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
+
+        pairs, warnings = pair_inputs(image, mask)
+        for w in warnings:
+            console.print(f"[yellow]warning:[/yellow] {w}")
+        folder = image.is_dir()
+        if folder and masked_image is not None:
+            raise InvalidInputError("--masked-image is for one image; in folder mode the masked images are derived from the masks")
+        csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
+        if csv_path is not None:
+            check_output_path(csv_path, overwrite)
+        rm = _load(reward_model, device, offline, v_inverse, quiet)
+        if not folder:
+            kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}
+            rec = rm.score(image, normalize=normalize, **kw).to_records()[0]
+            _report(dict(image=str(image), **rec), json_out)
+            return
+        rows, failures = [], 0
+        with progress(quiet or json_out) as bar:
+            task = bar.add_task("scoring", total=len(pairs))
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start:start + batch_size]
+                for pair, rec in _score_chunk(rm, chunk, normalize, batch_size):
+                    if isinstance(rec, Exception):
+                        failures += 1
+                        console.print(f"[red]failed:[/red] {pair.image}: {error_line(rec)}")
+                    else:
+                        row = dict(image=str(pair.image), mask=str(pair.mask), **rec)
+                        rows.append(row)
+                        if json_out:
+                            _report(row, True)
+                bar.advance(task, len(chunk))
+        _write_csv(csv_path, rows, overwrite)
+        if not quiet:
+            console.print(f"wrote {len(rows)} scores to {csv_path}")
+        if failures:
+            console.print(f"[red]{failures} of {len(pairs)} images failed[/red]")
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _load(reward_model, device, offline, v_inverse, quiet):
+    from prefpaint_sdk.reward import RewardModel
+
+    with console.status("loading reward model", spinner="dots") if not quiet else nullcontext():
+        return RewardModel.from_pretrained(reward_model, device=device, offline=offline or None, v_inverse=v_inverse)
+
+
+def _score_chunk(rm, chunk, normalize, batch_size):
+    """Score a chunk at once; when that fails, one by one so only the bad items are reported."""
+    try:
+        out = rm.score([p.image for p in chunk], masks=[p.mask for p in chunk], normalize=normalize, batch_size=batch_size)
+        return list(zip(chunk, out.to_records()))
+    except Exception:  # noqa: BLE001 - find the failing items below
+        results = []
+        for p in chunk:
+            try:
+                results.append((p, rm.score(p.image, masks=p.mask, normalize=normalize).to_records()[0]))
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                results.append((p, exc))
+        return results
+
+
+def _report(rec: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rec))
+        return
+    parts = [f"score {rec['score']:.4f}"]
+    if rec.get("bound") is not None:
+        parts += [f"bound {rec['bound']:.4f}", f"trust {rec['trust']:.4f}"]
+    else:
+        parts.append("bound n/a (no trust matrix)")
+    typer.echo(f"{rec['image']}: " + ", ".join(parts))
+
+
+def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
+    import csv
+    import io
+
+    from prefpaint_sdk.files import atomic_write_bytes
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["image", "mask", "score", "bound", "trust"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in writer.fieldnames})
+    atomic_write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
+
+
+def convert_reward(
+    checkpoint: Path = typer.Argument(..., help="The official prefpaintReward.pt (read with weights_only=True)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write the converted reward model to."),
+    v_inverse: Path | None = typer.Option(None, "--v-inverse", help="The official V_inverse.pt trust matrix, stored with the model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No info messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Convert the official PrefPaint reward checkpoint into a safetensors RewardModel folder."""
+    setup(quiet=quiet, debug=debug)
+    with handle_errors(debug):
+        from prefpaint_sdk.reward.convert import convert_official_checkpoint
+
+        model = convert_official_checkpoint(checkpoint, output, v_inverse=v_inverse, overwrite=overwrite)
+        if not quiet:
+            vc = model.vision_config
+            trust = "with trust matrix" if model.trust is not None else "no trust matrix (pass --v-inverse to add one)"
+            console.print(f"wrote {output}: CLIP ViT {vc['num_hidden_layers']} layers x {vc['hidden_size']}, "
+                          f"patch {vc['patch_size']}, {vc['image_size']} px; {trust}")
+
+
+def train_reward(
+    data: Path = typer.Option(..., "--data", help="Dataset: the official layout (labels .json, inpaint/, masks_color/, masks/) or a manifest.jsonl/.csv."),
+    out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/, model/, metrics.json."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or a [reward] table)."),
+    preset: str = typer.Option("paper", "--preset", help="paper, bradley-terry or cpu-smoke."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override the number of epochs."),
+    lr: float | None = typer.Option(None, "--lr", help="Override the learning rate."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Override the per-process batch size."),
+    loss: str | None = typer.Option(None, "--loss", help="regression or bradley-terry."),
+    init_reward: str | None = typer.Option(None, "--init-reward", help="Fine-tune this reward model (folder, hub id or .pt)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Train a PrefPaint reward model (regression or Bradley–Terry) with accelerate; fits the trust matrix at the end."""
+    setup(quiet=quiet, debug=debug)
+    with handle_errors(debug):
+        from prefpaint_sdk.reward.config import load_reward_config
+        from prefpaint_sdk.reward.train import train_reward as run
+
+        cfg = load_reward_config(preset, config, {"epochs": epochs, "lr": lr, "batch_size": batch_size, "loss": loss,
+                                                      "init_reward": init_reward})
+        with progress(quiet) as bar:
+            tasks: dict[str, int] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task("epochs" if phase == "epoch" else "steps", total=total)
+                bar.update(tasks[phase], completed=done, total=total)
+
+            result = run(data, out, cfg, resume=resume, progress=report)
+        if result.model_dir is None:
+            console.print(f"stopped after epoch {result.epochs_done}; continue with --resume")
+            return
+        if not quiet and result.test:
+            console.print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in result.test.items()))
+        console.print(f"reward model written to {result.model_dir}")

@@ -1,0 +1,87 @@
+"""``prefpaint train align``: RL alignment of an inpainting model to a reward (parse, call the SDK, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._common import console, handle_errors, progress, setup
+
+
+def train_align(
+    data: Path = typer.Option(..., "--data", help="Training prompts: DIR/images/ (+ optional DIR/masks/, paired by stem) or DIR/manifest.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/ (tensorboard), log.jsonl, eval/ grids, lora/, merged/."),
+    model: Optional[str] = typer.Option(None, "--model", help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
+    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model: hub id or folder of a PrefPaint RewardModel."),
+    reward: Optional[str] = typer.Option(None, "--reward", help="Built-in programmatic reward instead of a model: 'brightness' (mean luma inside the hole)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb or cpu-smoke."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out prompts (same layout as --data); default: the last eval_size items of --data."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Override the number of RL iterations."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the DDIM steps per rollout."),
+    finetune: Optional[str] = typer.Option(None, "--finetune", help="lora or full."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the seed."),
+    set_: List[str] = typer.Option([], "--set", help="Any setting as NAME=VALUE (repeatable), e.g. --set clip_range=1e-3."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (multi-GPU: launch with accelerate/torchrun)."),
+    export: bool = typer.Option(True, "--export/--no-export", help="Write lora/ and merged/ to --out at the end."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or info messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Align an inpainting model to a reward by RL (PrefPaint/DDPO, trust-weighted); Ctrl-C saves a checkpoint."""
+    setup(quiet=quiet, debug=debug, offline=offline)
+    with handle_errors(debug):
+        from prefpaint_sdk.align.config import batch_summary, load_config
+        from prefpaint_sdk.errors import ConfigError, OutputExistsError
+        from prefpaint_sdk.hub import BASE_MODEL
+
+        if (reward is None) == (reward_model is None):
+            raise ConfigError("give exactly one of --reward-model ID or --reward NAME (e.g. --reward brightness); "
+                              f"got reward_model={reward_model!r}, reward={reward!r}")
+        from prefpaint_sdk.align.rewards import BUILTIN_REWARDS
+
+        if reward is not None and reward not in BUILTIN_REWARDS:
+            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {sorted(BUILTIN_REWARDS)} or --reward-model ID")
+        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed)
+        for item in set_:
+            if "=" not in item:
+                raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
+            k, v = item.split("=", 1)
+            overrides[k.strip().replace("-", "_")] = v.strip()
+        cfg = load_config(preset, config, overrides)
+        if (out / "checkpoints" / "latest.json").exists() and not resume:
+            raise OutputExistsError(f"'{out}' already holds a training run; pass --resume to continue it or choose another --out")
+
+        from prefpaint_sdk.align.trainer import Aligner
+
+        with progress(quiet) as bar:
+            task = bar.add_task("align", total=cfg.iterations)
+
+            def report(it: int, total: int, metrics: dict) -> None:
+                bar.update(task, completed=it, total=total,
+                           description=f"align r={metrics.get('reward_mean', float('nan')):.4g}")
+
+            aligner = Aligner.from_pretrained(model or BASE_MODEL, reward_model or reward, cfg.validate(), data, out,
+                                              eval_data=eval_data, device=device, offline=offline, progress=report)
+            summary = batch_summary(aligner.config, aligner.accelerator.num_processes)
+            console.print("batch: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
+            bar.update(task, completed=aligner.iteration if resume else 0)
+            result = aligner.train(resume=resume)
+        evals = [e for e in result.evals if e["mean_reward"] == e["mean_reward"]]
+        if len(evals) >= 2:
+            first, last = evals[0], evals[-1]
+            wr = f", win rate vs start {last['win_rate']:.2f}" if last.get("win_rate") is not None else ""
+            console.print(f"held-out reward: {first['mean_reward']:.4f} (iteration {first['iteration']}) -> "
+                          f"{last['mean_reward']:.4f} (iteration {last['iteration']}){wr}")
+        if result.interrupted:
+            console.print(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
+            raise typer.Exit(130)
+        if export and aligner.accelerator.is_main_process:
+            if aligner.config.finetune == "lora":
+                console.print(f"LoRA adapter: {aligner.export_lora(out / 'lora')}")
+            console.print(f"merged pipeline: {aligner.export_merged(out / 'merged')}")
+        console.print(f"done: {result.iterations_done} iterations, log {out / 'log.jsonl'}")

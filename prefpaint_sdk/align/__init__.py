@@ -1,0 +1,42 @@
+"""RL alignment of inpainting diffusion models (PrefPaint / DDPO with trust weights).
+
+* :mod:`.ddim_logprob` and :mod:`.rollout`: DDIM rollouts with per-step log-probabilities that reproduce
+  diffusers' ``StableDiffusionInpaintPipeline`` exactly;
+* :mod:`.loss`: the clipped PPO loss, advantages, trust weights, KL and L1 regularisers;
+* :mod:`.config`: :class:`AlignConfig` and its presets; :mod:`.data`: the (image, mask) data convention;
+* :mod:`.trainer`: :class:`Aligner`, with accelerate, exact resume and exports (LoRA adapter, merged pipeline).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Aligner": "trainer",
+    "AlignResult": "trainer",
+    "AlignConfig": "config",
+    "ALIGN_PRESETS": "config",
+    "load_align_config": "config",
+    "AlignDataset": "data",
+    "rollout": "rollout",
+    "encode_conditions": "rollout",
+    "Rollout": "rollout",
+    "ddim_step_with_logprob": "ddim_logprob",
+    "ppo_clip_loss": "loss",
+    "compute_advantages": "loss",
+    "trust_weights": "loss",
+    "brightness_in_mask": "rewards",
+    "as_reward_fn": "rewards",
+}
+_ALIASES = {"ALIGN_PRESETS": "PRESETS", "load_align_config": "load_config"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prefpaint_sdk.align' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), _ALIASES.get(name, name))
+    globals()[name] = value
+    return value

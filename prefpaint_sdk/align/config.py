@@ -1,0 +1,262 @@
+"""``AlignConfig``: every knob of RL alignment, with help text, named presets, TOML and CLI overrides.
+
+Batch arithmetic (per iteration):
+
+* samples per iteration = processes x prompts_per_iter x samples_per_prompt (one trajectory each);
+* trained (sample, timestep) pairs = samples x timesteps_per_traj;
+* optimizer steps per process = (prompts_per_iter x samples_per_prompt) / (train_batch_size x grad_accum_steps)
+  per inner epoch; each optimizer step accumulates the gradients of all its samples' K timesteps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["AlignConfig", "PRESETS", "load_config", "batch_summary"]
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class AlignConfig:
+    """Hyper-parameters of :class:`~prefpaint_sdk.align.Aligner` (defaults = the paper, with LoRA)."""
+
+    # --- sampling (rollouts) ---
+    num_steps: int = _f(50, "DDIM steps per rollout (paper: 50)")
+    eta: float = _f(1.0, "DDIM eta; > 0 so each step has a log-probability (paper: 1.0)")
+    guidance_scale: float = _f(1.0, "classifier-free guidance; with an empty prompt it changes nothing, so 1.0 (skip)")
+    prompt: str = _f("", "text prompt (PrefPaint: empty)")
+    negative_prompt: str = _f("", "negative prompt (PrefPaint: empty)")
+    resolution: int = _f(0, "working size in pixels; 0 = the model's own (512 for SD inpainting)")
+    prompts_per_iter: int = _f(4, "(image, mask) groups sampled per process per iteration")
+    samples_per_prompt: int = _f(4, "trajectories per (image, mask) group; they share its encoded masked image")
+    rollout_batch_size: int = _f(8, "UNet batch size while sampling rollouts")
+    # --- policy update ---
+    timesteps_per_traj: int = _f(5, "K: random timesteps trained per trajectory (paper: 5 of 50)")
+    train_batch_size: int = _f(4, "trajectories per backward pass")
+    grad_accum_steps: int = _f(1, "backward passes accumulated per optimizer step")
+    inner_epochs: int = _f(1, "passes over each iteration's rollouts")
+    resync_every: int = _f(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
+    clip_range: float = _f(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
+    logprob_reduction: str = _f("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
+    adv_mode: str = _f("batch", "'batch': standardise over the batch gathered from all processes; 'group': per (image, mask)")
+    adv_clip: float = _f(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
+    use_trust: bool = _f(True, "weight each sample's loss by the reward's trust weight gamma (paper: on)")
+    trust_k: float = _f(0.05, "gamma = clamp(exp(-k*bound + b)): k (paper: 0.05)")
+    trust_b: float = _f(0.7, "gamma: b (paper: 0.7)")
+    trust_min: float = _f(1.0, "gamma lower clamp (release: 1.0)")
+    trust_max: float = _f(2.21, "gamma upper clamp (release: 2.21)")
+    kl_coef: float = _f(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
+    l1_coef: float = _f(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
+    max_grad_norm: float = _f(1.0, "gradient-norm clip; 0 disables")
+    # --- optimizer ---
+    learning_rate: float = _f(2e-6, "AdamW learning rate (paper, full UNet: 2e-6)")
+    adam_beta1: float = _f(0.9, "AdamW beta1")
+    adam_beta2: float = _f(0.999, "AdamW beta2")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    adam_eps: float = _f(1e-8, "AdamW eps")
+    lr_schedule: str = _f("constant", "'constant' (paper), 'linear' or 'cosine' decay over all optimizer steps")
+    warmup_steps: int = _f(0, "linear warm-up optimizer steps")
+    # --- model ---
+    finetune: str = _f("lora", "'lora' (adapters via peft) or 'full' (the whole UNet, as the paper)")
+    lora_rank: int = _f(8, "LoRA rank")
+    lora_alpha: float = _f(8.0, "LoRA alpha (scale = alpha / rank)")
+    lora_targets: list = _f(["to_q", "to_k", "to_v", "to_out.0"], "UNet module names that get LoRA adapters")
+    mixed_precision: str = _f("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
+    gradient_checkpointing: bool = _f(False, "recompute UNet activations in backward to save memory")
+    # --- schedule ---
+    iterations: int = _f(100, "RL iterations (sample, then update)")
+    seed: int = _f(0, "seed of rollouts, timestep choice, masks and data order")
+    mask_kinds: list = _f(["outpaint_square", "outpaint_strip", "stroke"], "mask kinds generated when the data has no masks")
+    eval_every: int = _f(10, "evaluate on the held-out set every N iterations; 0 disables")
+    eval_size: int = _f(4, "held-out (image, mask) pairs (taken from the data when no eval data is given)")
+    eval_samples: int = _f(1, "samples per held-out pair in evaluation (same seeds for the starting model)")
+    save_every: int = _f(10, "checkpoint every N iterations; 0 = only at the end and on Ctrl-C")
+    keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)")
+    log_with: str = _f("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self, num_processes: int = 1) -> "AlignConfig":
+        """Refuse inconsistent settings, naming the values and the fix.
+
+        Raises:
+            ConfigError: the first inconsistency found.
+        """
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(msg)
+
+        for name in ("num_steps", "prompts_per_iter", "samples_per_prompt", "rollout_batch_size", "timesteps_per_traj",
+                     "train_batch_size", "grad_accum_steps", "inner_epochs", "resync_every", "iterations",
+                     "lora_rank", "keep_checkpoints", "eval_samples"):
+            need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(self.eta > 0, f"eta={self.eta} makes DDIM deterministic, so steps have no log-probability; use eta > 0 (paper: 1.0)")
+        need(self.timesteps_per_traj <= self.num_steps,
+             f"timesteps_per_traj={self.timesteps_per_traj} exceeds num_steps={self.num_steps}; lower timesteps_per_traj or raise num_steps")
+        per_proc = self.prompts_per_iter * self.samples_per_prompt
+        per_step = self.train_batch_size * self.grad_accum_steps
+        need(per_proc % per_step == 0,
+             f"prompts_per_iter x samples_per_prompt = {per_proc} samples per process is not a multiple of "
+             f"train_batch_size x grad_accum_steps = {per_step}; change one so it divides")
+        need(self.adv_mode in ("batch", "group"), f"adv_mode must be 'batch' or 'group', got '{self.adv_mode}'")
+        need(not (self.adv_mode == "group" and self.samples_per_prompt < 2),
+             f"adv_mode='group' with samples_per_prompt={self.samples_per_prompt} gives zero advantages; use samples_per_prompt >= 2 or adv_mode='batch'")
+        need(self.logprob_reduction in ("mean", "sum"), f"logprob_reduction must be 'mean' or 'sum', got '{self.logprob_reduction}'")
+        need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.finetune in ("lora", "full"), f"finetune must be 'lora' or 'full', got '{self.finetune}'")
+        need(self.mixed_precision in ("no", "fp16", "bf16"), f"mixed_precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
+        need(self.lr_schedule in ("constant", "linear", "cosine"), f"lr_schedule must be constant, linear or cosine, got '{self.lr_schedule}'")
+        need(self.trust_min <= self.trust_max, f"trust_min={self.trust_min} exceeds trust_max={self.trust_max}")
+        need(self.kl_coef >= 0 and self.l1_coef >= 0, f"kl_coef={self.kl_coef} and l1_coef={self.l1_coef} must be >= 0")
+        need(self.log_with in ("tensorboard", "wandb", "none"), f"log_with must be tensorboard, wandb or none, got '{self.log_with}'")
+        need(self.resolution == 0 or self.resolution % 8 == 0, f"resolution={self.resolution} must be a multiple of 8 (or 0)")
+        need(self.guidance_scale >= 1.0 or self.guidance_scale == 0,
+             f"guidance_scale={self.guidance_scale} must be >= 1 (1 = no guidance)")
+        need(num_processes >= 1, f"num_processes={num_processes} must be >= 1")
+        from ..masks import MASK_KINDS
+
+        bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
+        need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
+        return self
+
+    # ------------------------------------------------------------------------------------------
+    def replace(self, **overrides: Any) -> "AlignConfig":
+        """A copy with ``overrides`` applied (unknown names raise :class:`ConfigError`)."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"unknown align setting(s) {unknown}; see `prefpaint train align --help` for the names")
+        return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in overrides.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def help() -> dict[str, str]:
+        """Field name -> help text."""
+        return {f.name: f.metadata.get("help", "") for f in fields(AlignConfig)}
+
+
+def _coerce(cfg: AlignConfig, name: str, value: Any) -> Any:
+    cur = getattr(cfg, name)
+    try:
+        if isinstance(cur, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(cur, int):
+            return int(value)
+        if isinstance(cur, float):
+            return float(value)
+        if isinstance(cur, list):
+            return [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"align setting {name}={value!r} should be a {type(cur).__name__}") from exc
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The release's recipe: full UNet, bf16, 16 samples per GPU (4 groups x 4), K=5 of 50 steps, M=15.
+    "paper": dict(finetune="full", learning_rate=2e-6, mixed_precision="bf16", gradient_checkpointing=True,
+                  prompts_per_iter=4, samples_per_prompt=4, rollout_batch_size=16, train_batch_size=4,
+                  grad_accum_steps=4, num_steps=50, timesteps_per_traj=5, resync_every=15, clip_range=1e-4,
+                  iterations=1000, eval_every=50, save_every=50),
+    # One 24 GB GPU: LoRA on the attention projections, fp16 activations, checkpointing, same batch.
+    "lora-24gb": dict(finetune="lora", lora_rank=16, lora_alpha=16.0, learning_rate=1e-4, mixed_precision="fp16",
+                      gradient_checkpointing=True, prompts_per_iter=4, samples_per_prompt=4, rollout_batch_size=8,
+                      train_batch_size=2, grad_accum_steps=8, num_steps=50, timesteps_per_traj=5,
+                      resync_every=15, iterations=1000, eval_every=50, save_every=50),
+    # Minutes on a laptop CPU with the tiny test pipeline (prefpaint_sdk.testing) and --reward brightness:
+    # 32 px, 4 DDIM steps, all 4 trained, one optimizer step per iteration. Full fine-tuning (1M params):
+    # a random tiny VAE hides a global latent shift behind GroupNorm, so hole brightness moves only through
+    # hole-specific latents, which attention-only LoRA reaches slowly (--finetune lora uses conv_out too).
+    # Outpainting masks only: this decoder brightens some regions at the expense of others, so training and
+    # held-out holes must be alike for the gain to show.
+    "cpu-smoke": dict(finetune="full", learning_rate=6e-4, lora_rank=4, lora_alpha=4.0, mixed_precision="no",
+                      lora_targets=["to_q", "to_k", "to_v", "to_out.0", "conv_out"], resolution=32,
+                      num_steps=4, timesteps_per_traj=4, prompts_per_iter=4, samples_per_prompt=4,
+                      rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1,
+                      resync_every=1, clip_range=0.1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
+                      save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"]),
+}
+
+
+def load_config(preset: str | None = None, toml_path: str | os.PathLike | None = None,
+                overrides: dict[str, Any] | None = None) -> AlignConfig:
+    """Build a config: defaults, then a preset, then a TOML file, then explicit overrides.
+
+    The TOML file holds flat ``name = value`` pairs, or the same under an ``[align]`` table.
+
+    Raises:
+        ConfigError: an unknown preset or setting, an unreadable TOML file.
+    """
+    cfg = AlignConfig()
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
+        cfg = cfg.replace(**PRESETS[preset])
+    if toml_path:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        p = Path(toml_path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist; pass an existing .toml file")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from exc
+        data = data.get("align", data)
+        cfg = cfg.replace(**data)
+    if overrides:
+        cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def batch_summary(cfg: AlignConfig, num_processes: int = 1) -> dict[str, int]:
+    """The derived batch arithmetic of one iteration (printed before training)."""
+    per_proc = cfg.prompts_per_iter * cfg.samples_per_prompt
+    total = per_proc * num_processes
+    return {
+        "processes": num_processes,
+        "samples_per_process": per_proc,
+        "samples_per_iteration": total,
+        "trained_timesteps_per_iteration": total * cfg.timesteps_per_traj * cfg.inner_epochs,
+        "unet_passes_per_sample_rollout": cfg.num_steps,
+        "optimizer_steps_per_iteration": cfg.inner_epochs * per_proc // (cfg.train_batch_size * cfg.grad_accum_steps),
+        "effective_batch_per_optimizer_step": cfg.train_batch_size * cfg.grad_accum_steps * num_processes,
+    }
+
+
+def lr_lambda(cfg: AlignConfig, total: int):
+    """The LR multiplier per optimizer step: warm-up, then constant, linear or cosine decay to 0 over ``total``."""
+    warm, kind, total = cfg.warmup_steps, cfg.lr_schedule, max(total, 1)
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if kind == "constant":
+            return 1.0
+        frac = min(1.0, (step - warm) / max(1, total - warm))
+        return 1.0 - frac if kind == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+
+    return f

@@ -1,0 +1,134 @@
+"""Training prompts for alignment: (image, mask) pairs from a folder, with masks generated when absent.
+
+One data convention serves the whole toolkit:
+
+* ``DIR/images/*`` and optionally ``DIR/masks/*`` paired by file stem (``images/cat.jpg`` with
+  ``masks/cat.png``); images without a mask (or all, when ``masks/`` is absent) get a seeded generated
+  mask; or
+* ``DIR/manifest.jsonl`` with one ``{"image": path, "mask": path}`` object per line (paths relative to
+  DIR; ``mask`` may be omitted or null).
+
+Images are centre-cropped to a square and resized to the working size; masks take the same crop and a
+covering resize (every pixel a hole touches stays a hole).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from ..imaging import load_image, load_mask
+from ..masks import generate_mask
+
+__all__ = ["AlignItem", "AlignDataset", "IMAGE_SUFFIXES"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class AlignItem:
+    """One training prompt at working size: ``image`` (RGB PIL), ``mask`` (bool HxW, True = fill), ``name``."""
+
+    image: Image.Image
+    mask: np.ndarray
+    name: str
+
+
+class AlignDataset:
+    """(image, mask) prompts from a folder (see the module docstring for the layout).
+
+    Args:
+        root: the data folder.
+        resolution: working size in pixels (square).
+        mask_kinds: kinds generated for images without a mask (see :mod:`prefpaint_sdk.masks`).
+        seed: seeds the generated masks.
+
+    Raises:
+        DataError: no images, a manifest line without ``image``, or a missing file.
+    """
+
+    def __init__(self, root, resolution: int, mask_kinds=("outpaint_square", "outpaint_strip", "stroke"), seed: int = 0):
+        self.root = Path(root)
+        self.resolution = int(resolution)
+        self.mask_kinds = list(mask_kinds)
+        self.seed = int(seed)
+        if not self.root.is_dir():
+            raise DataError(f"data folder '{self.root}' does not exist; pass a folder with images/ (and masks/) or manifest.jsonl")
+        self.entries = self._scan()
+        if not self.entries:
+            raise DataError(f"no images found in '{self.root}'; put them in '{self.root / 'images'}' or list them in manifest.jsonl")
+
+    def _scan(self) -> list[tuple[Path, Path | None, str]]:
+        manifest = self.root / "manifest.jsonl"
+        if manifest.is_file():
+            out = []
+            for n, line in enumerate(manifest.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{manifest}:{n} is not JSON ({exc}); write one object per line") from exc
+                if not isinstance(rec, dict) or "image" not in rec:
+                    raise DataError(f"{manifest}:{n} has no 'image' key; each line needs {{\"image\": path, \"mask\": path}}")
+                img = self.root / rec["image"]
+                mask = self.root / rec["mask"] if rec.get("mask") else None
+                for p in (img, mask):
+                    if p is not None and not p.is_file():
+                        raise DataError(f"{manifest}:{n} names '{p}', which does not exist")
+                out.append((img, mask, Path(rec["image"]).stem))
+            return out
+        img_dir = self.root / "images"
+        if not img_dir.is_dir():
+            raise DataError(f"'{self.root}' has neither images/ nor manifest.jsonl; see the data convention in the docs")
+        masks = {}
+        if (self.root / "masks").is_dir():
+            masks = {p.stem: p for p in sorted((self.root / "masks").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        imgs = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [(p, masks.get(p.stem), p.stem) for p in imgs]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, index: int, mask_seed: int | None = None) -> AlignItem:
+        """Item ``index`` at working size; a generated mask uses ``mask_seed`` (default: from the index)."""
+        img_path, mask_path, name = self.entries[index]
+        image = load_image(img_path)
+        box = _center_square(image.size)
+        r = self.resolution
+        image = image.crop(box).resize((r, r), Image.LANCZOS) if image.size != (r, r) or box != (0, 0, r, r) else image
+        if mask_path is not None:
+            m = load_mask(mask_path)
+            if (m.shape[1], m.shape[0]) != Image.open(img_path).size:
+                raise DataError(f"mask '{mask_path}' is {m.shape[1]}x{m.shape[0]} but its image is {Image.open(img_path).size}; resize it")
+            m = _covering_resize(m[box[1]:box[3], box[0]:box[2]], r)
+        else:
+            seed = mask_seed if mask_seed is not None else self.seed * 1_000_003 + index
+            g = np.random.default_rng(seed)
+            kind = self.mask_kinds[int(g.integers(0, len(self.mask_kinds)))]
+            m = generate_mask(kind, r, seed=int(g.integers(0, 2**31)))
+        if not m.any():
+            log.warning("mask of '%s' is empty after resizing; it will score NaN and be dropped", name)
+        return AlignItem(image=image, mask=m, name=name)
+
+
+def _center_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    w, h = size
+    s = min(w, h)
+    x0, y0 = (w - s) // 2, (h - s) // 2
+    return (x0, y0, x0 + s, y0 + s)
+
+
+def _covering_resize(mask: np.ndarray, r: int) -> np.ndarray:
+    im = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+    if im.size == (r, r):
+        return mask.copy()
+    return np.asarray(im.resize((r, r), Image.BILINEAR)) > 0

@@ -1,0 +1,142 @@
+"""The trained policy: LoRA (peft) or full-UNet parameters, the old-policy snapshot, and exports.
+
+The old (rollout) policy is kept as a copy of the trainable tensors only (the LoRA matrices, or the
+whole UNet for full fine-tuning). Sampling from it swaps those tensors into the live UNet and back,
+which moves no memory and needs no second UNet. This assumes every process holds full parameters
+(single device or DDP); sharded setups (FSDP, DeepSpeed ZeRO-3) would need the gathered weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+
+__all__ = ["add_lora", "trainable_parameters", "OldPolicy", "export_lora", "export_merged", "LORA_WEIGHT_NAME"]
+
+log = logging.getLogger(__name__)
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+def add_lora(unet, rank: int, alpha: float, targets) -> None:
+    """Add a LoRA adapter (peft, Gaussian init of A, zero B, so the model starts unchanged) and freeze the rest."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(targets)))
+    for n, p in unet.named_parameters():
+        if "lora_" in n:
+            p.requires_grad_(True)
+            p.data = p.data.float()  # adapters train in fp32 even when the base weights are half
+
+
+def trainable_parameters(unet) -> dict[str, torch.nn.Parameter]:
+    """Name -> parameter of everything that trains (LoRA matrices, or the whole UNet)."""
+    return {n: p for n, p in unet.named_parameters() if p.requires_grad}
+
+
+class OldPolicy:
+    """A frozen snapshot of the trainable tensors; :meth:`active` swaps it into the UNet for sampling."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter]):
+        self.params = params
+        self.tensors = {n: p.detach().clone() for n, p in params.items()}
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Copy the current trained weights into the snapshot (the paper re-syncs every M iterations)."""
+        for n, p in self.params.items():
+            self.tensors[n].copy_(p.detach())
+
+    @contextmanager
+    def active(self):
+        """Inside the block the UNet computes with the old policy's weights (swap by reference, no copy)."""
+        saved = {}
+        try:
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    saved[n] = p.data
+                    p.data = self.tensors[n]
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    if n in saved:
+                        p.data = saved[n]
+
+
+def _lora_state(unet) -> dict[str, torch.Tensor]:
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
+    """Save the UNet's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it.
+
+    Raises:
+        ConfigError: the UNet has no LoRA adapter (full fine-tuning: export the merged pipeline instead).
+    """
+    if not getattr(unet, "peft_config", None):
+        raise ConfigError("this model was fine-tuned without LoRA (finetune='full'); export the merged pipeline instead")
+    if pipeline_cls is None:
+        from diffusers import StableDiffusionInpaintPipeline as pipeline_cls
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
+        pipeline_cls.save_lora_weights(tmp, unet_lora_layers=state, safe_serialization=True, weight_name=LORA_WEIGHT_NAME)
+        _replace_dir(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32) -> Path:
+    """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    merged = copy.deepcopy(unet).to("cpu")
+    if getattr(merged, "peft_config", None):
+        merged.fuse_lora()
+        merged.unload_lora()
+    merged = merged.to(dtype)
+    out = StableDiffusionInpaintPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=merged,
+        scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        out.save_pretrained(tmp, safe_serialization=True)
+        _replace_dir(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a finished folder into place; an existing one is replaced only after the new one is complete."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)

@@ -1,0 +1,515 @@
+"""``Aligner``: RL fine-tuning of a diffusers inpainting pipeline toward a reward (PrefPaint / DDPO).
+
+One iteration:
+
+1. every M iterations, re-sync the old policy to the trained weights;
+2. sample ``prompts_per_iter x samples_per_prompt`` trajectories per process from the old policy
+   (DDIM, eta = 1), storing every step's latents and log-probability;
+3. paste the known region back, score, gather the rewards from all processes, standardise them into
+   advantages (NaN rewards dropped, clipped to +-10), and take trust weights gamma from the reward's bound;
+4. for each trajectory train K random timesteps with the clipped PPO loss: each optimizer step
+   accumulates the gradients of ``train_batch_size x grad_accum_steps`` trajectories x K timesteps.
+
+Every random choice is drawn from generators seeded by (seed, iteration, process), so an interrupted
+run resumed from its checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from ..files import atomic_write_json
+from . import checkpoint as ckpt
+from .config import AlignConfig, batch_summary, lr_lambda
+from .data import AlignDataset, AlignItem
+from .evaluation import EvalResult, image_grid, paste_back, win_rate
+from .loss import compute_advantages, gaussian_kl, mean_l1, ppo_clip_loss
+from .policy import OldPolicy, add_lora, export_lora, export_merged, trainable_parameters
+from .rewards import RewardBatch, as_reward_fn
+from .rollout import Rollout, cat_rollouts, encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
+
+__all__ = ["Aligner", "AlignResult"]
+
+log = logging.getLogger(__name__)
+
+_EVAL_SEED = 1_000_003  # evaluation seeds never collide with training seeds
+
+
+@dataclass
+class AlignResult:
+    """What :meth:`Aligner.train` did: per-iteration logs, evaluations and where things were written."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    iterations_done: int = 0
+    interrupted: bool = False
+    checkpoint: str | None = None
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(1)[0])
+
+
+class Aligner:
+    """RL alignment of an inpainting pipeline to any reward, with trust weights (see the module docstring).
+
+    Args:
+        pipeline: a diffusers ``StableDiffusionInpaintPipeline`` (fp32 weights; it is modified in place).
+        reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
+            callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
+        config: an :class:`AlignConfig` (validated here).
+        data: a data folder (see :mod:`prefpaint_sdk.align.data`) or an :class:`AlignDataset`.
+        output_dir: checkpoints, logs, evaluation grids and exports go here.
+        eval_data: a separate held-out folder; default: the last ``eval_size`` items of ``data``.
+        accelerator: an ``accelerate.Accelerator``; default one is built from the config (CPU when
+            ``device="cpu"``).
+        device: "auto" or a device name, used when no accelerator is given.
+        model_id: recorded in logs and exports.
+        progress: called as ``progress(iteration, total, metrics)`` after every iteration.
+
+    Raises:
+        ConfigError: inconsistent settings. DataError: unusable data.
+    """
+
+    def __init__(self, pipeline, reward, config: AlignConfig, data, output_dir, *, eval_data=None, accelerator=None,
+                 device: str = "auto", model_id: str = "<in-memory>", progress: Callable | None = None):
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+
+        self.output_dir = Path(output_dir)
+        if accelerator is None:
+            from ..devices import resolve_device
+
+            dev = resolve_device(device)
+            log_with = None if config.log_with == "none" else config.log_with
+            accelerator = Accelerator(
+                cpu=dev.type == "cpu", mixed_precision=config.mixed_precision, log_with=log_with,
+                project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+            )
+        self.accelerator = acc = accelerator
+        self.config = cfg = config.validate(acc.num_processes)
+        self.model_id = model_id
+        self.progress = progress
+        self.pipe = pipeline
+        pipeline.set_progress_bar_config(disable=True)
+        if pipeline.unet.config.in_channels != 9:
+            raise ConfigError(f"model '{model_id}' has a {pipeline.unet.config.in_channels}-channel UNet; alignment needs a 9-channel inpainting UNet")
+        self.resolution = cfg.resolution or int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
+        self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
+                                      trust_clamp=(cfg.trust_min, cfg.trust_max))
+
+        data = data if isinstance(data, AlignDataset) else AlignDataset(data, self.resolution, cfg.mask_kinds, cfg.seed)
+        if eval_data is not None:
+            self.eval_set = eval_data if isinstance(eval_data, AlignDataset) else AlignDataset(eval_data, self.resolution, cfg.mask_kinds, cfg.seed + 1)
+            self.train_indices = list(range(len(data)))
+            self.eval_indices = list(range(min(cfg.eval_size, len(self.eval_set))))
+        else:
+            if cfg.eval_every and len(data) <= cfg.eval_size:
+                raise DataError(f"the data has {len(data)} items but eval_size={cfg.eval_size} are held out; add images, "
+                                "lower eval_size, pass eval data, or set eval_every=0")
+            n_eval = cfg.eval_size if cfg.eval_every else 0
+            self.eval_set = data
+            self.train_indices = list(range(len(data) - n_eval))
+            self.eval_indices = list(range(len(data) - n_eval, len(data)))
+        self.data = data
+
+        # Weights: frozen VAE/text encoder (half under mixed precision), trainable LoRA or full UNet.
+        wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+        pipeline.vae.requires_grad_(False).to(acc.device, dtype=wdtype)
+        pipeline.text_encoder.requires_grad_(False).to(acc.device, dtype=wdtype)
+        unet = pipeline.unet
+        if cfg.finetune == "lora":
+            unet.to(acc.device, dtype=wdtype)
+            add_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+        else:
+            unet.requires_grad_(True).to(acc.device, dtype=torch.float32)
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.params = trainable_parameters(unet)
+        self.old = OldPolicy(self.params)
+        self.ref_unet = None
+        if cfg.kl_coef > 0 and cfg.finetune == "full":
+            import copy
+
+            self.ref_unet = copy.deepcopy(unet).requires_grad_(False).eval()
+
+        optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate,
+                                      betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+        total_steps = cfg.iterations * batch_summary(cfg, acc.num_processes)["optimizer_steps_per_iteration"]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+        self.unet, self.optimizer, self.lr_scheduler = acc.prepare(unet, optimizer, scheduler)
+        self.raw_unet = unet
+        self.iteration = 0
+        self.baseline: list[float] | None = None
+        self._stop = False
+        self._prompt_cache: dict[int, tuple] = {}
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model, reward, config: AlignConfig, data, output_dir, *, offline: bool | None = None,
+                        revision: str | None = None, **kwargs) -> "Aligner":
+        """Load the pipeline to align from a hub id or folder (fp32, DDIM) and build an ``Aligner``.
+
+        Raises:
+            ModelNotFoundError: the model is neither local, cached nor downloadable.
+        """
+        import warnings
+
+        from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+
+        from ..errors import InvalidInputError, ModelNotFoundError
+        from ..hub import resolve_model
+
+        resolved = resolve_model(model, offline=offline, revision=revision)
+        if not (resolved.path / "model_index.json").is_file():
+            raise InvalidInputError(f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = StableDiffusionInpaintPipeline.from_pretrained(
+                    resolved.path, torch_dtype=torch.float32, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False, use_safetensors=True)
+        except OSError as exc:
+            raise ModelNotFoundError(f"could not load '{resolved.model_id}' from '{resolved.path}': {exc}") from exc
+        if not isinstance(pipe.scheduler, DDIMScheduler):
+            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        from .rewards import BUILTIN_REWARDS
+
+        if isinstance(reward, (str, os.PathLike)) and str(reward) not in BUILTIN_REWARDS:
+            from ..reward import RewardModel
+
+            reward = RewardModel.from_pretrained(reward, device=kwargs.get("device", "auto"), offline=offline)
+        return cls(pipe, reward, config, data, output_dir, model_id=resolved.model_id, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def batch_summary(self) -> dict[str, int]:
+        """The derived batch arithmetic of one iteration."""
+        return batch_summary(self.config, self.accelerator.num_processes)
+
+    def _prompt_embeds(self, n: int):
+        if n not in self._prompt_cache:
+            cfg = self.config
+            self._prompt_cache[n] = encode_prompts(self.pipe, cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
+                                                   self.accelerator.device)
+        return self._prompt_cache[n]
+
+    def _items_for_iteration(self, it: int) -> list[tuple[AlignItem, int]]:
+        """This process's (item, group id) prompts of iteration ``it``: a seeded epoch-permutation stream."""
+        cfg, acc = self.config, self.accelerator
+        per_iter = cfg.prompts_per_iter * acc.num_processes
+        n = len(self.train_indices)
+        out = []
+        for j in range(cfg.prompts_per_iter):
+            g = it * per_iter + acc.process_index * cfg.prompts_per_iter + j  # global data cursor
+            epoch, pos = divmod(g, n)
+            perm = np.random.default_rng(_seed(cfg.seed, 17, epoch)).permutation(n)
+            idx = self.train_indices[int(perm[pos])]
+            out.append((self.data.get(idx, mask_seed=_seed(cfg.seed, 29, idx, epoch)), acc.process_index * cfg.prompts_per_iter + j))
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def _sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
+        """Roll out ``samples_per_item`` trajectories per item with the current UNet weights.
+
+        Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
+        """
+        cfg, acc = self.config, self.accelerator
+        cond = encode_conditions(self.pipe, [it.image for it in items], [it.mask for it in items],
+                                 self.resolution, self.resolution, device=acc.device, dtype=self.pipe.vae.dtype)
+        groups = [g for g in range(len(items)) for _ in range(samples_per_item)]
+        chunks = []
+        for s in range(0, len(groups), cfg.rollout_batch_size):
+            gi = groups[s:s + cfg.rollout_batch_size]
+            gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds[s:s + cfg.rollout_batch_size]]
+            pos, neg = self._prompt_embeds(len(gi))
+            with acc.autocast():
+                chunks.append(rollout(self.pipe, cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
+                                      guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
+                                      unet=self.raw_unet, reduction=cfg.logprob_reduction))
+        ro = cat_rollouts(chunks)
+        init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)
+        mask = (cond.mask_pixels >= 0.5).to(ro.images.device)
+        g = ro.groups
+        images = paste_back(ro.images.float(), init01[g], mask[g])
+        return ro, images, mask[g]
+
+    def _score(self, images, masks) -> RewardBatch:
+        """Score pasted-back images; the masked prompt image is the input with the hole black."""
+        masked = images * (~masks).to(images.dtype)  # pasted back, so outside the hole this is the input
+        return self.reward_fn(images.cpu(), masks[:, 0].cpu(), masked.cpu())
+
+    # ------------------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> AlignResult:
+        """Run ``config.iterations`` iterations (from the latest checkpoint when ``resume``).
+
+        Ctrl-C finishes the current iteration, saves a checkpoint and returns (a second Ctrl-C aborts).
+        """
+        cfg, acc = self.config, self.accelerator
+        result = AlignResult()
+        if resume:
+            self.load_checkpoint()
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
+                                                                      "batch": self.batch_summary()})
+        if cfg.log_with != "none":
+            acc.init_trackers("align", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+        if cfg.eval_every and self.baseline is None:
+            ev = self.evaluate(tag="start")
+            self.baseline = ev.rewards
+            result.evals.append({"iteration": self.iteration, "mean_reward": ev.mean_reward, "win_rate": None})
+        previous = signal.getsignal(signal.SIGINT)
+        installed = False
+        try:
+            signal.signal(signal.SIGINT, self._on_sigint)
+            installed = True
+        except ValueError:  # not the main thread: Ctrl-C handling is the caller's
+            pass
+        try:
+            while self.iteration < cfg.iterations and not self._stop:
+                t0 = time.perf_counter()
+                metrics = self.step()
+                metrics["s_per_iter"] = time.perf_counter() - t0
+                self.iteration += 1
+                result.history.append({"iteration": self.iteration, **metrics})
+                self._log(metrics)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    ev = self.evaluate()
+                    result.evals.append({"iteration": self.iteration, "mean_reward": ev.mean_reward, "win_rate": ev.win_rate})
+                if cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations:
+                    result.checkpoint = str(self.save_checkpoint())
+                if self.progress is not None:
+                    self.progress(self.iteration, cfg.iterations, metrics)
+            result.interrupted = self._stop and self.iteration < cfg.iterations
+            result.checkpoint = str(self.save_checkpoint())
+        finally:
+            if installed:
+                signal.signal(signal.SIGINT, previous)
+            if cfg.log_with != "none":
+                acc.end_training()
+        result.iterations_done = self.iteration
+        return result
+
+    def _on_sigint(self, signum, frame):
+        if self._stop:
+            raise KeyboardInterrupt
+        self._stop = True
+        log.warning("Ctrl-C: finishing iteration %d, then saving a checkpoint (press again to abort)", self.iteration + 1)
+
+    # ------------------------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One iteration: sample from the old policy, score, and update. Returns the logged metrics."""
+        cfg, acc = self.config, self.accelerator
+        it = self.iteration
+        if it % cfg.resync_every == 0:
+            self.old.sync()
+        self.unet.eval()
+        items = self._items_for_iteration(it)
+        n_local = cfg.prompts_per_iter * cfg.samples_per_prompt
+        base = acc.process_index * n_local
+        seeds = [_seed(cfg.seed, 1, it, base + k) for k in range(n_local)]
+        with self.old.active():
+            ro, images, masks = self._sample([i for i, _ in items], seeds, cfg.samples_per_prompt)
+        rb = self._score(images, masks)
+
+        # Advantages over the batch gathered from every process (same on all of them), then our slice.
+        dev = acc.device
+        rewards = acc.gather(rb.scores.to(dev).float().contiguous())
+        group_ids = torch.tensor([items[int(g)][1] for g in ro.groups], device=dev)
+        all_groups = acc.gather(group_ids)
+        adv_all, valid_all = compute_advantages(rewards, all_groups, cfg.adv_mode, cfg.adv_clip)
+        sl = slice(acc.process_index * n_local, (acc.process_index + 1) * n_local)
+        adv, valid = adv_all[sl], valid_all[sl]
+        trust = rb.trust if (cfg.use_trust and rb.trust is not None) else torch.ones(n_local)
+        trust = trust.to(dev).float()
+        all_trust = acc.gather(trust.contiguous())
+
+        train_metrics = self._update(ro, adv, valid, trust, it)
+        finite = rewards[torch.isfinite(rewards)]
+        out = {
+            "reward_mean": float(finite.mean()) if finite.numel() else float("nan"),
+            "reward_std": float(finite.std(unbiased=False)) if finite.numel() else float("nan"),
+            "reward_nan": float((~torch.isfinite(rewards)).sum()),
+            "trust_mean": float(all_trust.mean()),
+            "trust_min": float(all_trust.min()),
+            "lr": float(self.lr_scheduler.get_last_lr()[0]),
+            **train_metrics,
+        }
+        return out
+
+    def _update(self, ro: Rollout, adv, valid, trust, it: int) -> dict[str, float]:
+        cfg, acc = self.config, self.accelerator
+        n, T = ro.log_probs.shape
+        K = cfg.timesteps_per_traj
+        sched = make_scheduler(self.pipe, cfg.num_steps, acc.device)
+        g = torch.Generator().manual_seed(_seed(cfg.seed, 2, it, acc.process_index))
+        self.unet.train()
+        sums: dict[str, float] = {"loss": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0, "l1": 0.0, "kl_ref": 0.0, "grad_norm": 0.0}
+        counts = {"micro": 0, "steps": 0}
+        params = list(self.params.values())
+        per_step = cfg.train_batch_size * cfg.grad_accum_steps
+        for _ in range(cfg.inner_epochs):
+            order = torch.randperm(n, generator=g)
+            steps_idx = torch.stack([torch.randperm(T, generator=g)[:K] for _ in range(n)])  # (n, K)
+            for s0 in range(0, n, per_step):
+                for m0 in range(s0, s0 + per_step, cfg.train_batch_size):
+                    b = order[m0:m0 + cfg.train_batch_size]
+                    last_micro = m0 + cfg.train_batch_size >= s0 + per_step
+                    for k in range(K):
+                        sync = last_micro and k == K - 1
+                        ctx = nullcontext() if (sync or acc.num_processes == 1) else acc.no_sync(self.unet)
+                        with ctx:
+                            loss, diag = self._micro_loss(ro, b, steps_idx[b, k], adv, valid, trust, sched)
+                            acc.backward(loss / (K * cfg.grad_accum_steps))
+                        for key, v in diag.items():
+                            sums[key] += v
+                        counts["micro"] += 1
+                norm = acc.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+                sums["grad_norm"] += float(norm) if norm is not None else float("nan")
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                counts["steps"] += 1
+        self.unet.eval()
+        out = {k: v / max(counts["micro"], 1) for k, v in sums.items() if k != "grad_norm"}
+        out["grad_norm"] = sums["grad_norm"] / max(counts["steps"], 1)
+        out["optimizer_steps"] = counts["steps"]
+        return out
+
+    def _micro_loss(self, ro: Rollout, b, tidx, adv, valid, trust, sched):
+        cfg = self.config
+        dev = self.accelerator.device
+        b = b.to(ro.latents.device)
+        tidx = tidx.to(ro.latents.device)
+        x_t = ro.latents[b, tidx]
+        x_prev = ro.next_latents[b, tidx]
+        t = ro.timesteps.to(ro.latents.device)[tidx]
+        neg = ro.negative_embeds[b] if ro.negative_embeds is not None else None
+        args = (x_t, t, x_prev, ro.mask_latents[b], ro.masked_image_latents[b], ro.prompt_embeds[b], neg)
+        kw = dict(guidance_scale=cfg.guidance_scale, eta=cfg.eta, reduction=cfg.logprob_reduction)
+        out = policy_step(self.unet, sched, *args, **kw)
+        old_lp = ro.log_probs[b, tidx].to(dev)
+        pl = ppo_clip_loss(out.log_prob, old_lp, adv[b.to(dev)], trust[b.to(dev)], cfg.clip_range, valid[b.to(dev)])
+        loss = pl.loss
+        old_mean = ro.means[b, tidx].float()
+        l1 = mean_l1(out.mean, old_mean)
+        if cfg.l1_coef > 0:
+            loss = loss + cfg.l1_coef * l1.mean()
+        kl_val = 0.0
+        if cfg.kl_coef > 0:
+            with torch.no_grad():
+                if self.ref_unet is not None:
+                    ref = policy_step(self.ref_unet, sched, *args, **kw)
+                else:
+                    self.raw_unet.disable_adapters()
+                    try:
+                        ref = policy_step(self.raw_unet, sched, *args, **kw)
+                    finally:
+                        self.raw_unet.enable_adapters()
+            kl = gaussian_kl(out.mean, ref.mean, out.std, cfg.logprob_reduction)
+            loss = loss + cfg.kl_coef * kl.mean()
+            kl_val = float(kl.mean())
+        diag = {"loss": float(pl.loss.detach()), "approx_kl": float(pl.approx_kl), "clip_fraction": float(pl.clip_fraction),
+                "l1": float(l1.detach().mean()), "kl_ref": kl_val}
+        return loss, diag
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, tag: str | None = None) -> EvalResult:
+        """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
+
+        Runs on the main process (others wait); logs the metrics and an image grid.
+        """
+        cfg, acc = self.config, self.accelerator
+        result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
+        if acc.is_main_process and self.eval_indices:
+            items = [self.eval_set.get(i, mask_seed=_seed(cfg.seed, 31, i)) for i in self.eval_indices]
+            seeds = [_seed(_EVAL_SEED, i, k) for i in range(len(items)) for k in range(cfg.eval_samples)]
+            self.unet.eval()
+            _, images, masks = self._sample(items, seeds, cfg.eval_samples)
+            rb = self._score(images, masks)
+            rewards = [float(r) for r in rb.scores]
+            finite = [r for r in rewards if math.isfinite(r)]
+            mean = float(np.mean(finite)) if finite else float("nan")
+            wr = win_rate(rewards, self.baseline) if self.baseline is not None else None
+            result = EvalResult(rewards=rewards, mean_reward=mean, win_rate=wr)
+            metrics = {"eval/mean_reward": mean}
+            if wr is not None:
+                metrics["eval/win_rate"] = wr
+            self._log(metrics, eval_tag=tag)
+            self._log_grid(images, cfg.eval_samples)
+        acc.wait_for_everyone()
+        return result
+
+    def _log(self, metrics: dict[str, float], eval_tag: str | None = None) -> None:
+        acc = self.accelerator
+        if self.config.log_with != "none" and acc.trackers:
+            acc.log({k if "/" in k else f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                    step=self.iteration)
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            rec = {"iteration": self.iteration, **({"tag": eval_tag} if eval_tag else {}), **metrics}
+            with open(self.output_dir / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            log.info("iter %d: %s", self.iteration, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
+                                                               if isinstance(v, float)))
+
+    def _log_grid(self, images: torch.Tensor, ncol: int) -> None:
+        from PIL import Image
+
+        grid = image_grid(images.float().clamp(0, 1), ncol=max(ncol, 1) if ncol > 1 else min(8, len(images)))
+        arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        path = self.output_dir / "eval" / f"iter_{self.iteration:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(path)
+        if self.config.log_with == "tensorboard":
+            try:
+                tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+                tracker.add_image("eval/samples", grid, self.iteration)
+            except Exception as exc:
+                log.debug("could not log the image grid: %s", exc)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        """Write an atomic checkpoint of the current iteration (all processes must call it)."""
+        return ckpt.save_checkpoint(self)
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
+        """Restore the latest (or given) checkpoint: weights, old policy, optimizer, scheduler, RNG, position.
+
+        Returns ``False`` when there is nothing to resume from.
+
+        Raises:
+            DataError: an incomplete checkpoint, or one saved with another number of processes.
+        """
+        return ckpt.load_checkpoint(self, path)
+
+    # ------------------------------------------------------------------------------------------
+    def export_lora(self, folder) -> Path:
+        """Save the LoRA adapter for ``pipe.load_lora_weights(folder)`` (main process only)."""
+        return export_lora(self.raw_unet, folder)
+
+    def export_merged(self, folder) -> Path:
+        """Save a full pipeline with the trained UNet, loadable by ``Inpainter.from_pretrained(folder)``."""
+        return export_merged(self.pipe, self.raw_unet, folder)

@@ -1,0 +1,38 @@
+"""Evaluation: the PrefPaint WinRate protocol, masked PSNR/SSIM, visual reports and reproducible mask sets.
+
+* :mod:`.run`: :func:`evaluate` (resumable, cached per case);
+* :mod:`.report`: :class:`EvalReport` (figures per S, ``to_json``/``to_csv``/``to_html``/``summary``);
+  :mod:`.html` and :mod:`.sheet` draw ``report.html`` and ``contact_sheet.png``;
+* :mod:`.stats`: outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals;
+* :mod:`.metrics`: masked PSNR and SSIM;
+* :mod:`.data`: the data convention reader; :mod:`.masksets`: mask kinds, depth proxy, mask sets.
+"""
+
+from .data import EvalCase, as_cases, read_eval_data
+from .masksets import MASK_CHOICES, case_seed, generate_mask_set, mask_for, normalize_kind, proxy_depth
+from .metrics import masked_psnr, masked_ssim
+from .report import EvalReport
+from .run import evaluate
+from .stats import WinStats, bootstrap_interval, outcomes, wilson_interval, win_stats
+
+__all__ = [
+    "MASK_CHOICES",
+    "EvalCase",
+    "EvalReport",
+    "WinStats",
+    "as_cases",
+    "bootstrap_interval",
+    "case_seed",
+    "evaluate",
+    "generate_mask_set",
+    "mask_for",
+    "masked_psnr",
+    "masked_ssim",
+    "normalize_kind",
+    "outcomes",
+    "proxy_depth",
+    "read_eval_data",
+    "win_stats",
+    "wilson_interval",
+]
+

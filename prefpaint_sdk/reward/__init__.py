@@ -1,0 +1,60 @@
+"""The PrefPaint reward model, its trust bound, data readers, training and official-checkpoint import.
+
+* :mod:`.model`: :class:`RewardModel` (CLIP ViT + the paper's head) and :class:`RewardOutput`;
+* :mod:`.preprocess`: CLIP preprocessing (exactly transformers' ``CLIPImageProcessor`` on PIL images);
+* :mod:`.trust`: ``V = Z^T Z + lam I``, the bound ``||z||_{V^-1}`` and the trust weight;
+* :mod:`.convert`: the official ``prefpaintReward.pt`` → our format, and model resolution/caching;
+* :mod:`.data`: the official dataset layout and generic manifests; :mod:`.config` + :mod:`.train`: training.
+"""
+
+import importlib
+
+from .model import SCORE_SCALE, SCORE_SHIFT, VIT_B32_CONFIG, RewardModel, RewardOutput
+from .trust import TrustAccumulator, TrustStats, fit_trust, load_official_v_inverse, trust_bound, trust_weight
+
+# names from modules with heavier imports (hub client, accelerate), loaded on first use
+_LAZY = {
+    "convert_official_checkpoint": "convert",
+    "resolve_reward_model": "convert",
+    "read_reward_data": "data",
+    "split_by_group": "data",
+    "RewardData": "data",
+    "RewardTrainConfig": "config",
+    "load_reward_config": "config",
+    "REWARD_PRESETS": "config",
+    "train_reward": "train",
+    "TrainResult": "train",
+}
+
+__all__ = [
+    "REWARD_PRESETS",
+    "SCORE_SCALE",
+    "SCORE_SHIFT",
+    "VIT_B32_CONFIG",
+    "RewardData",
+    "RewardModel",
+    "RewardOutput",
+    "RewardTrainConfig",
+    "TrainResult",
+    "TrustAccumulator",
+    "TrustStats",
+    "convert_official_checkpoint",
+    "fit_trust",
+    "load_official_v_inverse",
+    "load_reward_config",
+    "read_reward_data",
+    "resolve_reward_model",
+    "split_by_group",
+    "train_reward",
+    "trust_bound",
+    "trust_weight",
+]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prefpaint_sdk.reward' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

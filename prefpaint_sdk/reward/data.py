@@ -1,0 +1,295 @@
+"""Reward datasets: the official PrefPaint layout and generic manifests, validated and split by prompt.
+
+Layouts :func:`read_reward_data` accepts:
+
+* **Official release** (a folder): one JSON file ``{"<imgid>_<k>": [score, rank], ...}`` at the top,
+  ``inpaint/<imgid>_<k>.png`` (the inpaintings), ``masks_color/<imgid>_mask_color.png`` (the masked prompt
+  image) and ``masks/<imgid>_mask.png``. The prompt image ``<imgid>`` is the group.
+* **Generic manifest** (``manifest.jsonl`` / ``manifest.csv`` in a folder, or the file itself); paths are
+  relative to the manifest. Either scored rows::
+
+      {"image": "a.png", "mask": "m.png", "score": 5.2, "group": "p1"}
+
+  (``masked_image`` may replace or accompany ``mask``; ``group`` defaults to the masked image or mask path;
+  optional ``split`` = train/val/test and ``mask_type``), or preference pairs::
+
+      {"better": "a.png", "worse": "b.png", "mask": "m.png"}
+
+Every referenced file is opened and verified once. A missing or corrupt file skips its sample with a
+warning naming it; more than ``max_bad_fraction`` (1%) bad samples raises :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["OFFICIAL_DIRS", "RewardData", "RewardSample", "read_reward_data", "split_by_group"]
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_DIRS = ("inpaint", "masks_color", "masks")
+MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
+_MAX_NAMED = 20  # bad files named one by one in the log; the rest are counted
+
+
+@dataclass(frozen=True)
+class RewardSample:
+    """One rated inpainting: the image, its masked prompt image (or mask), the score, the prompt group."""
+
+    image: Path
+    group: str
+    score: float | None = None
+    masked: Path | None = None
+    mask: Path | None = None
+    mask_type: str = ""
+    split: str | None = None
+
+
+@dataclass
+class RewardData:
+    """Validated samples, explicit preference pairs (indices into ``samples``) and what was skipped."""
+
+    samples: list[RewardSample]
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (better, worse)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    source: str = ""
+
+    @property
+    def has_scores(self) -> bool:
+        return bool(self.samples) and all(s.score is not None for s in self.samples)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({s.group for s in self.samples})
+
+    def group_pairs(self) -> list[tuple[int, int]]:
+        """Preference pairs: the explicit ones, else every within-group pair with different scores."""
+        if self.pairs or not self.has_scores:
+            return list(self.pairs)
+        by_group: dict[str, list[int]] = {}
+        for i, s in enumerate(self.samples):
+            by_group.setdefault(s.group, []).append(i)
+        out = []
+        for idx in by_group.values():
+            for a in range(len(idx)):
+                for b in range(a + 1, len(idx)):
+                    i, j = idx[a], idx[b]
+                    si, sj = self.samples[i].score, self.samples[j].score
+                    if si != sj:
+                        out.append((i, j) if si > sj else (j, i))
+        return out
+
+    def subset(self, groups: set[str]) -> RewardData:
+        keep = [i for i, s in enumerate(self.samples) if s.group in groups]
+        remap = {old: new for new, old in enumerate(keep)}
+        pairs = [(remap[a], remap[b]) for a, b in self.pairs if a in remap and b in remap]
+        return RewardData([self.samples[i] for i in keep], pairs, [], self.source)
+
+
+# ------------------------------------------------------------------------------------------------
+def read_reward_data(path: str | os.PathLike, *, max_bad_fraction: float = 0.01, verify: bool = True) -> RewardData:
+    """Read and validate a reward dataset (official layout or manifest; see the module docstring).
+
+    Raises:
+        DataError: no recognisable layout, malformed labels, or more than ``max_bad_fraction`` bad samples.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"dataset '{p}' does not exist; pass the folder of the official release or a manifest")
+    if p.is_file():
+        data = _read_manifest(p)
+    elif any((p / n).is_file() for n in MANIFEST_NAMES):
+        data = _read_manifest(next(p / n for n in MANIFEST_NAMES if (p / n).is_file()))
+    elif (p / "inpaint").is_dir():
+        data = _read_official(p)
+    else:
+        raise DataError(
+            f"'{p}' is neither the official layout (a labels .json with inpaint/, masks_color/, masks/) nor has a "
+            f"manifest ({' or '.join(MANIFEST_NAMES)}); see 'prefpaint train reward --help'"
+        )
+    return _validate(data, max_bad_fraction, verify)
+
+
+def _read_official(root: Path) -> RewardData:
+    labels = sorted(root.glob("*.json"))
+    if len(labels) != 1:
+        found = ", ".join(x.name for x in labels) or "none"
+        raise DataError(f"official layout '{root}' needs exactly one labels .json at its top, found {found}")
+    try:
+        table = json.loads(labels[0].read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"labels file '{labels[0]}' is not valid JSON: {exc}") from exc
+    if not isinstance(table, dict):
+        raise DataError(f"labels file '{labels[0]}' must map '<imgid>_<k>' to [score, rank]")
+    samples = []
+    for key, value in sorted(table.items()):
+        if "_" not in key:
+            raise DataError(f"label key '{key}' in '{labels[0]}' is not of the form '<imgid>_<k>'")
+        imgid = key.rsplit("_", 1)[0]
+        score = value[0] if isinstance(value, (list, tuple)) else value
+        try:
+            score = float(score)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"label '{key}' in '{labels[0]}' has score {value!r}; expected [score, rank]") from exc
+        samples.append(RewardSample(
+            image=_find_image(root / "inpaint", key), group=imgid, score=score,
+            masked=_find_image(root / "masks_color", f"{imgid}_mask_color"),
+            mask=_find_image(root / "masks", f"{imgid}_mask"),
+        ))
+    return RewardData(samples, source=str(root))
+
+
+def _find_image(folder: Path, stem: str) -> Path:
+    for ext in _IMAGE_EXTS:
+        if (folder / (stem + ext)).exists():
+            return folder / (stem + ext)
+    return folder / (stem + ".png")  # reported missing by validation
+
+
+def _read_manifest(path: Path) -> RewardData:
+    rows = _manifest_rows(path)
+    base = path.parent
+    samples: list[RewardSample] = []
+    pairs: list[tuple[int, int]] = []
+    index: dict[tuple, int] = {}
+
+    def rel(v):
+        return None if v in (None, "") else (base / str(v))
+
+    def add(sample: RewardSample) -> int:
+        key = (sample.image, sample.masked, sample.mask)
+        if key not in index:
+            index[key] = len(samples)
+            samples.append(sample)
+        return index[key]
+
+    for n, row in enumerate(rows, 1):
+        masked, mask = rel(row.get("masked_image")), rel(row.get("mask"))
+        if masked is None and mask is None:
+            raise DataError(f"{path.name} row {n} has neither 'mask' nor 'masked_image'; every row needs one")
+        group = str(row.get("group") or row.get("prompt") or (masked or mask))
+        common = {"group": group, "masked": masked, "mask": mask, "mask_type": str(row.get("mask_type") or ""),
+                      "split": (row.get("split") or None)}
+        if "better" in row or "worse" in row:
+            if not row.get("better") or not row.get("worse"):
+                raise DataError(f"{path.name} row {n} is a pair but lacks 'better' or 'worse'")
+            pairs.append((add(RewardSample(image=base / str(row["better"]), **common)),
+                          add(RewardSample(image=base / str(row["worse"]), **common))))
+        else:
+            if not row.get("image") or row.get("score") in (None, ""):
+                raise DataError(f"{path.name} row {n} needs 'image' and 'score' (or 'better' and 'worse')")
+            try:
+                score = float(row["score"])
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{path.name} row {n} has score {row['score']!r}, not a number") from exc
+            add(RewardSample(image=base / str(row["image"]), score=score, **common))
+    if pairs and any(s.score is not None for s in samples):
+        raise DataError(f"{path.name} mixes scored rows and preference pairs; use one kind per manifest")
+    return RewardData(samples, pairs, source=str(path))
+
+
+def _manifest_rows(path: Path) -> list[dict]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DataError(f"cannot read manifest '{path}': {exc}") from exc
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise DataError(f"{path.name} line {n} is not valid JSON: {exc}") from exc
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> RewardData:
+    from PIL import Image
+
+    status: dict[Path, str | None] = {}
+
+    def problem(p: Path | None) -> str | None:
+        if p is None:
+            return None
+        if p not in status:
+            if not p.is_file():
+                status[p] = "missing"
+            elif verify:
+                try:
+                    with Image.open(p) as im:
+                        im.verify()
+                    status[p] = None
+                except Exception as exc:  # noqa: BLE001 - any decoder error means a corrupt file
+                    status[p] = f"corrupt ({exc.__class__.__name__})"
+            else:
+                status[p] = None
+        return status[p]
+
+    keep, skipped = [], []
+    for i, s in enumerate(data.samples):
+        bad = next(((str(p), why) for p in (s.image, s.masked, s.mask) if (why := problem(p))), None)
+        if bad:
+            skipped.append(bad)
+            if len(skipped) <= _MAX_NAMED:
+                log.warning("skipping sample %s: %s is %s", s.image.name, bad[0], bad[1])
+        else:
+            keep.append(i)
+    total = len(data.samples)
+    if not total:
+        raise DataError(f"dataset '{data.source}' has no samples")
+    if skipped:
+        frac = len(skipped) / total
+        log.warning("skipped %d of %d samples (%.2f%%) with missing or corrupt files", len(skipped), total, 100 * frac)
+        if frac > max_bad_fraction:
+            first = "; ".join(f"{f} ({why})" for f, why in skipped[:3])
+            raise DataError(
+                f"{len(skipped)} of {total} samples ({100 * frac:.1f}%) have missing or corrupt files, more than "
+                f"{100 * max_bad_fraction:g}% allowed; first: {first}. Fix the files, or raise max_bad_fraction"
+            )
+    remap = {old: new for new, old in enumerate(keep)}
+    pairs = [(remap[a], remap[b]) for a, b in data.pairs if a in remap and b in remap]
+    return RewardData([data.samples[i] for i in keep], pairs, skipped, data.source)
+
+
+def split_by_group(data: RewardData, fractions=(0.7, 0.18, 0.12), seed: int = 0):
+    """(train, val, test) with every prompt group wholly in one split.
+
+    A manifest's ``split`` column, when present on every row, is honoured; otherwise groups are shuffled
+    with ``seed`` and cut by ``fractions`` (default about the paper's 12k/3k/2k).
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
+    given = {s.split for s in data.samples}
+    if None not in given:
+        unknown = given - {"train", "val", "test"}
+        if unknown:
+            raise DataError(f"manifest split values must be train, val or test; got {sorted(unknown)}")
+        by = {name: {s.group for s in data.samples if s.split == name} for name in ("train", "val", "test")}
+        clash = (by["train"] & by["val"]) | (by["train"] & by["test"]) | (by["val"] & by["test"])
+        if clash:
+            raise DataError(f"prompt group '{min(clash)}' appears in two splits; a prompt's inpaintings must share one")
+        return tuple(data.subset(by[n]) for n in ("train", "val", "test"))
+    groups = data.groups
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n = len(groups)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    if fractions[0] > 0 and n_train == 0:
+        raise DataError(f"only {n} prompt groups: too few to split by {tuple(fractions)}")
+    cut = [set(), set(), set()]
+    for rank, gi in enumerate(order):
+        cut[0 if rank < n_train else 1 if rank < n_train + n_val else 2].add(groups[gi])
+    return tuple(data.subset(c) for c in cut)

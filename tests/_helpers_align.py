@@ -1,0 +1,37 @@
+"""Shared fixtures for the alignment tests: a tiny data folder and a fast config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_data(root: Path, n: int = 8, size: int = 64, with_masks: bool = False, seed: int = 0) -> Path:
+    """``root/images/NN.png`` random images (and ``root/masks/NN.png`` boxes when asked)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    if with_masks:
+        (root / "masks").mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{i:02d}.png")
+        if with_masks:
+            m = np.zeros((size, size), np.uint8)
+            m[size // 4:size // 2 + i % 4, size // 5:3 * size // 4] = 255
+            Image.fromarray(m, "L").save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+FAST = dict(
+    resolution=32, num_steps=3, timesteps_per_traj=2, prompts_per_iter=2, samples_per_prompt=2,
+    rollout_batch_size=4, train_batch_size=2, grad_accum_steps=1, inner_epochs=1, resync_every=1,
+    iterations=2, eval_every=0, save_every=0, log_with="none", learning_rate=1e-2, clip_range=1e-2,
+    finetune="lora", lora_rank=4, lora_alpha=4.0, mixed_precision="no",
+)
+
+
+def fast_config(**overrides):
+    from prefpaint_sdk.align.config import AlignConfig
+
+    return AlignConfig().replace(**{**FAST, **overrides})

@@ -1,0 +1,83 @@
+"""Shared pieces of the recon3d tests: cached synthetic scenes, ground-truth fakes, metrics."""
+
+from __future__ import annotations
+
+from functools import cache
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+
+@cache
+def scene(n_frames: int = 3, width: int = 320, height: int = 240):
+    """A synthetic scene (rendered once per process and size)."""
+    from prefpaint_apps.recon3d import make_synthetic_scene
+
+    return make_synthetic_scene(n_frames, width, height)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    d = (a - b) ** 2 if mask is None else (a - b)[mask] ** 2
+    return float(10 * np.log10(255.0**2 / max(d.mean(), 1e-12)))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def nn_dist(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Distance from each src point to its nearest dst point."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(dst).query(src, k=1)[0]
+
+
+class _Matcher:
+    """Identifies which candidate camera an image shows by comparing with ground-truth renders."""
+
+    def __init__(self, sc, cams):
+        self.renders = [(sc.render(k, c), k, c) for k, c in cams]
+
+    def find(self, rgb: np.ndarray, known: np.ndarray | None = None):
+        def err(r):
+            m = known if known is not None else np.ones(rgb.shape[:2], bool)
+            return np.abs(r[0][0].astype(float) - rgb.astype(float))[m].mean() if r[0][0].shape == rgb.shape else np.inf
+
+        return min(self.renders, key=err)[0]
+
+
+class GroundTruthInpainter:
+    """An Inpainter stand-in (same call signature) that fills holes with the ground-truth render."""
+
+    model_id = "fake/ground-truth"
+    resolution = 64
+
+    def __init__(self, sc, cams):
+        self.matcher = _Matcher(sc, cams)
+        self.calls = []
+
+    def __call__(self, image, mask, prompt="", negative_prompt="", num_candidates=1, seed=None, steps=50, guidance_scale=7.5,
+                 eta=1.0, mask_dilate=0, mask_blur=8, crop_margin=128, keep_unmasked=True, strength=1.0, progress=None):
+        rgb = np.asarray(image.convert("RGB"))
+        mask = np.asarray(mask, bool)
+        gt_rgb, _ = self.matcher.find(rgb, ~mask)
+        self.calls.append({"seed": seed, "num_candidates": num_candidates, "steps": steps})
+        seeds = [seed + i for i in range(num_candidates)]
+        return SimpleNamespace(image=Image.fromarray(gt_rgb), candidates=[Image.fromarray(gt_rgb)] * num_candidates, seeds=seeds,
+                               scores=[float(i) for i in range(num_candidates)], best_index=num_candidates - 1, params={}, timings={})
+
+
+class GroundTruthDisparity:
+    """A depth estimator stand-in returning an affine transform of the true disparity (as relative models do)."""
+
+    kind = "disparity"
+    model_id = "fake/gt-disparity"
+
+    def __init__(self, sc, cams):
+        self.matcher = _Matcher(sc, cams)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        _, d = self.matcher.find(rgb)
+        return np.where(d > 0, 3.0 / np.maximum(d, 1e-6) + 0.2, 0.0)

@@ -1,0 +1,68 @@
+"""``prefpaint train align``: the cpu-smoke run end to end, refusals with exit codes."""
+
+import json
+
+import pytest
+from _helpers_align import make_data
+from typer.testing import CliRunner
+
+from prefpaint_sdk.testing import save_tiny_inpaint_pipeline
+
+runner = CliRunner()
+
+
+def _app():
+    from prefpaint_cli.main import app
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("align_cli")
+    return save_tiny_inpaint_pipeline(root / "tiny", seed=2), make_data(root / "data", n=6)
+
+
+def test_train_align_cpu_smoke_runs_resumes_and_exports(tiny, tmp_path):
+    model, data = tiny
+    out = tmp_path / "run"
+    args = ["train", "align", "--data", str(data), "--out", str(out), "--model", str(model), "--reward", "brightness",
+            "--preset", "cpu-smoke", "--iterations", "2", "--finetune", "lora", "--set", "eval_every=2", "--set", "eval_size=2",
+            "--set", "log_with=tensorboard", "--offline"]
+    res = runner.invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    assert "samples per iteration" in res.output and "held-out reward" in res.output
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert (out / "merged" / "model_index.json").is_file()
+    assert any((out / "logs").rglob("events.out.tfevents*"))
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert any("reward_mean" in r for r in lines) and any("eval/win_rate" in r for r in lines)
+    # the same --out again refuses without --resume, and --resume continues to the new total
+    again = runner.invoke(_app(), args)
+    assert again.exit_code == 2 and "--resume" in again.output
+    more = runner.invoke(_app(), [*args[:-1], "--iterations", "3", "--resume", "--no-export", "--offline"])
+    assert more.exit_code == 0, more.output
+    assert "done: 3 iterations" in more.output
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--reward", "brightness", "--reward-model", "x/y"], "exactly one of --reward-model"),
+    ([], "exactly one of --reward-model"),
+    (["--reward", "shiny"], "unknown built-in reward 'shiny'"),
+    (["--reward", "brightness", "--set", "timesteps_per_traj=9", "--steps", "4"], "timesteps_per_traj=9 exceeds num_steps=4"),
+    (["--reward", "brightness", "--set", "clip"], "not NAME=VALUE"),
+    (["--reward", "brightness", "--preset", "huge"], "unknown preset 'huge'"),
+])
+def test_refusals_exit_2(tiny, tmp_path, extra, pattern):
+    model, data = tiny
+    res = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(tmp_path / "o"),
+                                 "--model", str(model), "--preset", "cpu-smoke", "--offline", *extra])
+    assert res.exit_code == 2, res.output
+    assert pattern in " ".join(res.output.split())
+
+
+def test_missing_model_exits_3(tiny, tmp_path):
+    _, data = tiny
+    res = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(tmp_path / "o"),
+                                 "--model", "nobody/no-such-model", "--reward", "brightness", "--offline"])
+    assert res.exit_code == 3, res.output

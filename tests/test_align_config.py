@@ -1,0 +1,111 @@
+"""AlignConfig: presets, TOML override, validation naming both values, batch arithmetic; the data convention."""
+
+import json
+
+import numpy as np
+import pytest
+from _helpers_align import make_data
+from PIL import Image
+
+from prefpaint_sdk.align.config import PRESETS, AlignConfig, batch_summary, load_config
+from prefpaint_sdk.align.data import AlignDataset
+from prefpaint_sdk.errors import ConfigError, DataError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_validate(name):
+    cfg = load_config(name).validate()
+    assert cfg.eta > 0
+
+
+def test_paper_preset_matches_the_release():
+    cfg = load_config("paper")
+    assert (cfg.finetune, cfg.num_steps, cfg.timesteps_per_traj, cfg.resync_every) == ("full", 50, 5, 15)
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.adam_eps, cfg.clip_range, cfg.adv_clip) == (2e-6, 0.01, 1e-8, 1e-4, 10.0)
+    assert cfg.prompts_per_iter * cfg.samples_per_prompt == 16 and cfg.logprob_reduction == "mean"
+    assert cfg.mixed_precision == "bf16" and cfg.use_trust
+
+
+def test_every_field_has_help():
+    assert all(AlignConfig.help().values())
+
+
+def test_toml_then_overrides(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text('[align]\nlearning_rate = 0.5\nnum_steps = 7\nmask_kinds = ["stroke"]\n')
+    cfg = load_config("cpu-smoke", p, {"num_steps": 9, "use_trust": "false"})
+    assert cfg.learning_rate == 0.5 and cfg.num_steps == 9 and cfg.mask_kinds == ["stroke"] and cfg.use_trust is False
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        load_config("huge")
+    with pytest.raises(ConfigError, match=r"unknown align setting\(s\) \['lr'\]"):
+        load_config(None, None, {"lr": 1})
+    with pytest.raises(ConfigError, match="should be a int"):
+        AlignConfig().replace(num_steps="many")
+    (tmp_path / "bad.toml").write_text("num_steps = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(None, tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    (dict(timesteps_per_traj=8, num_steps=4), "timesteps_per_traj=8 exceeds num_steps=4"),
+    (dict(prompts_per_iter=3, samples_per_prompt=2, train_batch_size=4), r"= 6 samples .* train_batch_size x grad_accum_steps = 4"),
+    (dict(eta=0.0), "eta=0.0"),
+    (dict(adv_mode="group", samples_per_prompt=1, train_batch_size=1), "samples_per_prompt=1"),
+    (dict(finetune="half"), "finetune must be"),
+    (dict(trust_min=3.0, trust_max=2.0), "trust_min=3.0 exceeds trust_max=2.0"),
+    (dict(mask_kinds=["blob"]), "blob"),
+])
+def test_validation_names_values(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        AlignConfig().replace(**overrides).validate()
+
+
+def test_batch_arithmetic():
+    cfg = AlignConfig().replace(prompts_per_iter=4, samples_per_prompt=4, train_batch_size=2, grad_accum_steps=4,
+                                timesteps_per_traj=5, inner_epochs=1)
+    s = batch_summary(cfg, num_processes=4)
+    assert s["samples_per_iteration"] == 64
+    assert s["trained_timesteps_per_iteration"] == 320
+    assert s["optimizer_steps_per_iteration"] == 2
+    assert s["effective_batch_per_optimizer_step"] == 32
+
+
+def test_data_pairs_by_stem_and_generates_missing_masks(tmp_path):
+    root = make_data(tmp_path / "d", n=3, with_masks=True)
+    (root / "masks" / "01.png").unlink()
+    ds = AlignDataset(root, 32, seed=5)
+    a, b = ds.get(0), ds.get(1)
+    assert a.image.size == (32, 32) and a.mask.shape == (32, 32)
+    m0 = np.asarray(Image.open(root / "masks" / "00.png")) > 127
+    assert not (m0[::2, ::2] & ~a.mask).any()  # the given mask, resized so every hole pixel stays a hole
+    assert a.mask.mean() == pytest.approx(m0.mean(), abs=0.08)
+    assert np.array_equal(b.mask, AlignDataset(root, 32, seed=5).get(1).mask)  # generated, seeded
+    assert not np.array_equal(b.mask, AlignDataset(root, 32, seed=6).get(1).mask)
+
+
+def test_data_manifest(tmp_path):
+    root = make_data(tmp_path / "d", n=2, with_masks=True)
+    with open(root / "manifest.jsonl", "w") as fh:
+        fh.write(json.dumps({"image": "images/00.png", "mask": "masks/01.png"}) + "\n")
+        fh.write(json.dumps({"image": "images/01.png"}) + "\n")
+    ds = AlignDataset(root, 64)
+    assert len(ds) == 2
+    assert np.array_equal(ds.get(0).mask, np.asarray(Image.open(root / "masks" / "01.png")) > 127)
+
+
+def test_data_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        AlignDataset(tmp_path / "nope", 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="neither images/ nor manifest.jsonl"):
+        AlignDataset(tmp_path / "empty", 32)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.jsonl").write_text('{"mask": "x.png"}\n')
+    with pytest.raises(DataError, match="no 'image' key"):
+        AlignDataset(tmp_path / "m", 32)
+    (tmp_path / "m" / "manifest.jsonl").write_text('{"image": "missing.png"}\n')
+    with pytest.raises(DataError, match="does not exist"):
+        AlignDataset(tmp_path / "m", 32)
