@@ -12,7 +12,7 @@ Side by side, in one process, interleaved, on the tiny random inpainting pipelin
 
 Both paths produce the same rewards (checked, up to batch-size float noise). The floor is the naive loop.
 
-Usage: ``python benchmarks/bench_eval.py [--cases 4] [--steps 10] [--repeats 3] [--write benchmarks/RESULTS_eval.md]``
+Usage: ``python benchmarks/bench_eval.py [--cases 4] [--steps 10] [--repeats 3] [--write FILE]``
 """
 
 from __future__ import annotations

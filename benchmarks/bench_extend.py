@@ -13,7 +13,7 @@ The naive approach is what a user scripts by hand: slide a 512 px window over th
 256 px stride, row by row, and inpaint whatever is still unknown inside each window.
 Target (issue 5): no more model calls than the naive plan, at equal or smaller max new-area fraction.
 
-Run:  .venv/bin/python benchmarks/bench_extend.py [--no-model] [--write benchmarks/RESULTS_extend.md]
+Run:  .venv/bin/python benchmarks/bench_extend.py [--no-model] [--write FILE]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ per 640x480 view on CPU, side by side, with quality against exact ground truth.
 Quality is measured on the same novel views against ray-cast ground truth: PSNR on pixels both methods
 call visible and truly visible, and IoU of the hole mask with the true disocclusion mask.
 
-Run:  .venv/bin/python benchmarks/bench_recon3d.py [--repeats 3] [--unet] [--write benchmarks/RESULTS_recon3d.md]
+Run:  .venv/bin/python benchmarks/bench_recon3d.py [--repeats 3] [--unet] [--write FILE]
 """
 
 from __future__ import annotations

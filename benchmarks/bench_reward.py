@@ -11,7 +11,7 @@ hidden 768, 12 layers, patch 32, 224 px; built in memory, nothing downloaded) wi
 Both paths start from PIL images (preprocessing included) and produce the same scores (checked).
 Also recorded: full-size throughput in images/s (distinct masked images, batch 16).
 
-Usage: ``python benchmarks/bench_reward.py [--n 4] [--repeats 5] [--device cpu] [--write benchmarks/RESULTS_reward.md]``
+Usage: ``python benchmarks/bench_reward.py [--n 4] [--repeats 5] [--device cpu] [--write FILE]``
 """
 
 from __future__ import annotations

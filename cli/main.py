@@ -9,13 +9,18 @@ from __future__ import annotations
 import typer
 
 from . import doctor as _doctor
+from . import evaluate as _evaluate
 from . import extend as _extend
 from . import inpaint as _inpaint
+from . import masks as _masks
 from . import models as _models
+from . import recon3d as _recon3d
+from . import reward as _reward
+from . import train as _train
 
 app = typer.Typer(
     name="prefpaint",
-    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, reconstruct.",
+    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,16 +28,16 @@ app = typer.Typer(
 )
 
 # commands
-from .evaluate import eval_cmd as _eval_cmd; app.command("eval")(_eval_cmd)  # noqa: E402, E702 - one line by agreement
-from .masks import masks_app as _masks_app; app.add_typer(_masks_app, name="masks")  # noqa: E402, E702 - one line by agreement
-from .reward import score as _score_cmd; app.command("score")(_score_cmd)  # noqa: E402, E702 - one line by agreement
-from .reward import convert_reward as _convert_cmd; app.command("convert-reward")(_convert_cmd)  # noqa: E402, E702 - one line by agreement
-from .train import train_app as _train_app; app.add_typer(_train_app, name="train")  # noqa: E402, E702 - one line by agreement
-from .recon3d import recon3d as _recon3d_cmd; app.command("recon3d")(_recon3d_cmd)  # noqa: E402, E702 - one line by agreement
 app.command("inpaint")(_inpaint.inpaint)
+app.command("extend")(_extend.extend)
+app.command("recon3d")(_recon3d.recon3d)
+app.command("score")(_reward.score)
+app.command("convert-reward")(_reward.convert_reward)
+app.add_typer(_train.train_app, name="train")
+app.command("eval")(_evaluate.eval_cmd)
+app.add_typer(_masks.masks_app, name="masks")
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
-app.command("extend")(_extend.extend)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from ._common import console, handle_errors, setup
 
 
 def download(
-    models: Optional[List[str]] = typer.Argument(None, help="Hub ids or aliases. Default: the PrefPaint model."),
+    models: Optional[List[str]] = typer.Argument(None, help="Hub ids or aliases. Default: the PrefPaint model and its reward model."),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit (applies to every model given)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -18,9 +18,10 @@ def download(
     """Download models into the Hugging Face cache, with progress, so later runs work offline."""
     setup(quiet=quiet, debug=debug)
     with handle_errors(debug):
-        from prefpaint_sdk import DEFAULT_MODEL, cache_dir, download_model
+        from prefpaint_sdk import DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir
+        from prefpaint_sdk.diagnostics import prefetch_model
 
-        for name in models or [DEFAULT_MODEL]:
+        for name in models or [DEFAULT_MODEL, DEFAULT_REWARD_MODEL]:
             console.print(f"downloading [bold]{name}[/bold] into {cache_dir()}")
-            resolved = download_model(name, revision=revision)
+            resolved = prefetch_model(name, revision=revision)
             console.print(f"[green]ok[/green] {resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path}")

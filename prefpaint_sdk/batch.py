@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "InputPair", "list_images", "pair_inputs"]
+__all__ = ["IMAGE_SUFFIXES", "InputPair", "list_images", "pair_inputs", "read_manifest"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -63,3 +63,30 @@ def pair_inputs(image: str | os.PathLike, mask: str | os.PathLike) -> tuple[list
     if not pairs:
         raise InvalidInputError(f"no image in '{image}' has a mask of the same file stem in '{mask}'")
     return pairs, warnings
+
+
+def read_manifest(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """The records of a ``manifest.jsonl``: ``(line number, object)`` for every non-blank line.
+
+    Each object must have an ``image`` key (paths are relative to the manifest's folder).
+
+    Raises:
+        DataError: a line is not a JSON object with an ``image`` key (the message names the line).
+    """
+    import json
+
+    from .errors import DataError
+
+    path = Path(path)
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n} is not JSON ({exc}); write one object per line") from exc
+        if not isinstance(rec, dict) or not rec.get("image"):
+            raise DataError(f"{path}:{n} has no 'image' key; each line needs {{\"image\": path, \"mask\": path}}")
+        records.append((n, rec))
+    return records

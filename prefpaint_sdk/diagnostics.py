@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import PrefPaintError
 
-__all__ = ["environment_report", "smoke_test"]
+__all__ = ["environment_report", "smoke_test", "prefetch_model", "is_model_cached"]
 
 _PACKAGES = ["prefpaint", "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors",
              "huggingface_hub", "open3d", "trimesh", "kornia", "typer", "rich", "imageio"]
@@ -20,7 +20,7 @@ _PACKAGES = ["prefpaint", "torch", "diffusers", "transformers", "accelerate", "p
 def environment_report() -> dict[str, str]:
     """Versions, the device "auto" picks, the cache folder and which default models are cached."""
     from .devices import resolve_device, resolve_dtype
-    from .hub import DEFAULT_MODEL, DEFAULT_REWARD_MODEL, BASE_MODEL, cache_dir, is_cached, is_offline
+    from .hub import BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, is_offline
 
     facts = {"python": platform.python_version(), "platform": platform.platform()}
     for name in _PACKAGES:
@@ -38,19 +38,49 @@ def environment_report() -> dict[str, str]:
     facts["offline"] = str(is_offline())
     facts["cache"] = str(cache_dir())
     for model in (DEFAULT_MODEL, BASE_MODEL, DEFAULT_REWARD_MODEL):
-        facts[f"cached: {model}"] = "yes" if is_cached(model) else "no"
+        facts[f"cached: {model}"] = "yes" if is_model_cached(model) else "no"
     return facts
 
 
+def prefetch_model(model: str, revision: str | None = None):
+    """Download a model for later offline use; an official reward checkpoint is also converted once.
+
+    Returns the :class:`~prefpaint_sdk.hub.ResolvedModel` (its ``path`` is the usable local folder).
+    """
+    from .hub import download_model
+    from .reward import resolve_reward_model
+    from .reward.convert import OFFICIAL_REWARD_FILES
+
+    if model in OFFICIAL_REWARD_FILES or model.endswith((".pt", ".pth")):
+        return resolve_reward_model(model, offline=False, revision=revision)
+    return download_model(model, revision=revision)
+
+
+def is_model_cached(model: str) -> bool:
+    """Whether ``model`` can be used offline (for the official reward: downloaded and converted)."""
+    from .errors import ModelNotFoundError
+    from .hub import is_cached
+    from .reward import resolve_reward_model
+    from .reward.convert import OFFICIAL_REWARD_FILES
+
+    if model in OFFICIAL_REWARD_FILES:
+        try:
+            resolve_reward_model(model, offline=True)
+            return True
+        except ModelNotFoundError:
+            return False
+    return is_cached(model)
+
+
 def smoke_test(seed: int = 0) -> dict[str, float | str]:
-    """Save a tiny random pipeline, load it through ``Inpainter.from_pretrained`` offline, inpaint a
-    synthetic image, and check the output's size and the untouched pixels.
+    """Save a tiny random pipeline and reward model, load them through ``from_pretrained`` offline,
+    inpaint a synthetic image best-of-2, and check the output's size, the untouched pixels and the pick.
 
     Raises:
         PrefPaintError: any check failed.
     """
     from .inpainter import Inpainter
-    from .testing import save_tiny_inpaint_pipeline
+    from .testing import save_tiny_inpaint_pipeline, save_tiny_reward_model
 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, size=(77, 93, 3), dtype=np.uint8)
@@ -59,7 +89,8 @@ def smoke_test(seed: int = 0) -> dict[str, float | str]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prefpaint-smoke-") as tmp:
         folder = save_tiny_inpaint_pipeline(f"{tmp}/tiny", seed=seed)
-        inpainter = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True)
+        reward = save_tiny_reward_model(f"{tmp}/tiny-reward", seed=seed)
+        inpainter = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True, reward_model=reward)
         result = inpainter(image, mask, seed=seed, steps=4, num_candidates=2, mask_blur=4)
     out = np.asarray(result.image)
     if out.shape != image.shape:
@@ -69,7 +100,10 @@ def smoke_test(seed: int = 0) -> dict[str, float | str]:
         raise PrefPaintError("smoke test: pixels outside the mask changed")
     if np.array_equal(out[mask], image[mask]):
         raise PrefPaintError("smoke test: the hole was not filled")
-    return {"seconds": round(time.perf_counter() - t0, 2), "seeds": str(result.seeds), "size": f"{out.shape[1]}x{out.shape[0]}"}
+    if result.scores is None or result.best_index != int(np.argmax(result.scores)):
+        raise PrefPaintError(f"smoke test: best-of-N did not pick the highest reward ({result.scores})")
+    return {"seconds": round(time.perf_counter() - t0, 2), "seeds": str(result.seeds),
+            "scores": str([round(x, 4) for x in result.scores]), "size": f"{out.shape[1]}x{out.shape[0]}"}
 
 
 def _grow(mask: np.ndarray, px: int) -> np.ndarray:

@@ -15,7 +15,10 @@ from typing import Any, Iterator
 
 from .errors import InvalidInputError, OutputExistsError
 
-__all__ = ["check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_json", "save_image", "sidecar_path"]
+__all__ = [
+    "check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_json", "save_image", "sidecar_path",
+    "read_toml_table",
+]
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -92,3 +95,27 @@ def _json_default(o: Any) -> Any:
 
         return asdict(o)
     return str(o)
+
+
+def read_toml_table(path: str | os.PathLike, table: str) -> dict[str, Any]:
+    """Settings from a TOML file: the ``[table]`` section when present, else the top level.
+
+    Raises:
+        ConfigError: the file is missing or is not valid TOML.
+    """
+    import sys
+
+    from .errors import ConfigError
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; pass an existing .toml file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from exc
+    return data.get(table, data)

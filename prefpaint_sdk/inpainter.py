@@ -314,7 +314,7 @@ class Inpainter:
             candidates.append(out)
         t_comp = time.perf_counter()
 
-        scores, bounds, best = self._score(candidates, img, hole)
+        scores, bounds, best = self._score(candidates, img, hole, box)
         t_end = time.perf_counter()
         return InpaintResult(
             image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds,
@@ -358,11 +358,18 @@ class Inpainter:
             outputs.extend(out.images)
         return outputs
 
-    def _score(self, candidates, image, hole) -> tuple[list[float] | None, list[float] | None, int]:
-        """Score candidates with the attached reward model and pick the best; index 0 without one."""
+    def _score(self, candidates, image, hole, box: Box | None = None) -> tuple[list[float] | None, list[float] | None, int]:
+        """Score candidates with the attached reward model and pick the best; index 0 without one.
+
+        The reward sees the context box the model inpainted, not the whole picture: it was trained on
+        512 px inpaintings where the hole is a sizeable part of the frame, and a small hole in a large
+        photo would otherwise shrink to a few pixels of its 224 px input.
+        """
         if self.reward_model is None:
             return None, None, 0
-        masked = masked_image(image, hole, tuple(getattr(self.reward_model, "mask_fill", (0, 0, 0))))
+        crop = (box or Box(0, 0, image.width, image.height)).as_tuple()
+        candidates = [c.crop(crop) for c in candidates]
+        masked = masked_image(image, hole, tuple(getattr(self.reward_model, "mask_fill", (0, 0, 0)))).crop(crop)
         # The candidates share one masked prompt image: RewardModel.score encodes identical masked images
         # once, so N candidates cost N + 1 backbone passes, not 2N.
         out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))

@@ -14,7 +14,6 @@ covering resize (every pixel a hole touches stays a hole).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..batch import read_manifest
 from ..errors import DataError
 from ..imaging import load_image, load_mask
 from ..masks import generate_mask
@@ -70,15 +70,7 @@ class AlignDataset:
         manifest = self.root / "manifest.jsonl"
         if manifest.is_file():
             out = []
-            for n, line in enumerate(manifest.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{manifest}:{n} is not JSON ({exc}); write one object per line") from exc
-                if not isinstance(rec, dict) or "image" not in rec:
-                    raise DataError(f"{manifest}:{n} has no 'image' key; each line needs {{\"image\": path, \"mask\": path}}")
+            for n, rec in read_manifest(manifest):
                 img = self.root / rec["image"]
                 mask = self.root / rec["mask"] if rec.get("mask") else None
                 for p in (img, mask):

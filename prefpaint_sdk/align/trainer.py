@@ -297,6 +297,10 @@ class Aligner:
                     result.checkpoint = str(self.save_checkpoint())
                 if self.progress is not None:
                     self.progress(self.iteration, cfg.iterations, metrics)
+                if acc.num_processes > 1:
+                    # Ctrl-C may reach the processes in different iterations: stop all of them together.
+                    flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
+                    self._stop = bool(flag.item() > 0)
             result.interrupted = self._stop and self.iteration < cfg.iterations
             result.checkpoint = str(self.save_checkpoint())
         finally:

@@ -16,14 +16,13 @@ itself), unlike the training reader, which centre-crops to the working size.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..batch import IMAGE_SUFFIXES
+from ..batch import IMAGE_SUFFIXES, read_manifest
 from ..errors import DataError, InvalidInputError
 
 __all__ = ["EvalCase", "read_eval_data", "as_cases"]
@@ -77,15 +76,7 @@ def read_eval_data(root: str | os.PathLike) -> list[EvalCase]:
     manifest = root / "manifest.jsonl"
     cases: list[EvalCase] = []
     if manifest.is_file():
-        for n, line in enumerate(manifest.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{manifest}:{n} is not JSON ({exc}); write one object per line") from exc
-            if not isinstance(rec, dict) or not rec.get("image"):
-                raise DataError(f"{manifest}:{n} has no 'image' key; each line needs {{\"image\": path, \"mask\": path}}")
+        for n, rec in read_manifest(manifest):
             paths = {}
             for key in ("image", "mask", "target", "depth"):
                 if rec.get(key):

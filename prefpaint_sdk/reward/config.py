@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import read_toml_table
 
 __all__ = ["LOSSES", "REWARD_PRESETS", "RewardTrainConfig", "load_reward_config", "reward_batch_summary"]
 
@@ -140,18 +139,7 @@ def load_reward_config(preset: str | None = "paper", toml_path: str | os.PathLik
             raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(REWARD_PRESETS)}")
         cfg = cfg.replace(**REWARD_PRESETS[preset])
     if toml_path:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-        p = Path(toml_path)
-        if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist; pass an existing .toml file")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from exc
-        cfg = cfg.replace(**data.get("reward", data))
+        cfg = cfg.replace(**read_toml_table(toml_path, "reward"))
     if overrides:
         cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
     return cfg.validate()
