@@ -10,81 +10,78 @@ Batch arithmetic (per iteration):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
+from ..settings import Settings, setting
 from ..files import read_toml_table
 
 __all__ = ["AlignConfig", "PRESETS", "load_config", "batch_summary"]
 
 
-def _f(default, help: str, **kw):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass
-class AlignConfig:
+class AlignConfig(Settings):
     """Hyper-parameters of :class:`~prefpaint_sdk.align.Aligner` (defaults = the paper, with LoRA)."""
 
+    _what: ClassVar[str] = "align"
+    _names_hint: ClassVar[str] = "see `prefpaint train align --help` for the names"
+
     # --- sampling (rollouts) ---
-    num_steps: int = _f(50, "DDIM steps per rollout (paper: 50)")
-    eta: float = _f(1.0, "DDIM eta; > 0 so each step has a log-probability (paper: 1.0)")
-    guidance_scale: float = _f(1.0, "classifier-free guidance; with an empty prompt it changes nothing, so 1.0 (skip)")
-    prompt: str = _f("", "text prompt (PrefPaint: empty)")
-    negative_prompt: str = _f("", "negative prompt (PrefPaint: empty)")
-    resolution: int = _f(0, "working size in pixels; 0 = the model's own (512 for SD inpainting)")
-    prompts_per_iter: int = _f(4, "(image, mask) groups sampled per process per iteration")
-    samples_per_prompt: int = _f(4, "trajectories per (image, mask) group; they share its encoded masked image")
-    rollout_batch_size: int = _f(8, "UNet batch size while sampling rollouts")
+    num_steps: int = setting(50, "DDIM steps per rollout (paper: 50)")
+    eta: float = setting(1.0, "DDIM eta; > 0 so each step has a log-probability (paper: 1.0)")
+    guidance_scale: float = setting(1.0, "classifier-free guidance; with an empty prompt it changes nothing, so 1.0 (skip)")
+    prompt: str = setting("", "text prompt (PrefPaint: empty)")
+    negative_prompt: str = setting("", "negative prompt (PrefPaint: empty)")
+    resolution: int = setting(0, "working size in pixels; 0 = the model's own (512 for SD inpainting)")
+    prompts_per_iter: int = setting(4, "(image, mask) groups sampled per process per iteration")
+    samples_per_prompt: int = setting(4, "trajectories per (image, mask) group; they share its encoded masked image")
+    rollout_batch_size: int = setting(8, "UNet batch size while sampling rollouts")
     # --- policy update ---
-    timesteps_per_traj: int = _f(5, "K: random timesteps trained per trajectory (paper: 5 of 50)")
-    train_batch_size: int = _f(4, "trajectories per backward pass")
-    grad_accum_steps: int = _f(1, "backward passes accumulated per optimizer step")
-    inner_epochs: int = _f(1, "passes over each iteration's rollouts")
-    resync_every: int = _f(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
-    clip_range: float = _f(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
-    logprob_reduction: str = _f("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
-    adv_mode: str = _f("batch", "'batch': standardise over the batch gathered from all processes; 'group': per (image, mask)")
-    adv_clip: float = _f(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
-    use_trust: bool = _f(True, "weight each sample's loss by the reward's trust weight gamma (paper: on)")
-    trust_k: float = _f(0.05, "gamma = clamp(exp(-k*bound + b)): k (paper: 0.05)")
-    trust_b: float = _f(0.7, "gamma: b (paper: 0.7)")
-    trust_min: float = _f(1.0, "gamma lower clamp (release: 1.0)")
-    trust_max: float = _f(2.21, "gamma upper clamp (release: 2.21)")
-    kl_coef: float = _f(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
-    l1_coef: float = _f(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
-    max_grad_norm: float = _f(1.0, "gradient-norm clip; 0 disables")
+    timesteps_per_traj: int = setting(5, "K: random timesteps trained per trajectory (paper: 5 of 50)")
+    train_batch_size: int = setting(4, "trajectories per backward pass")
+    grad_accum_steps: int = setting(1, "backward passes accumulated per optimizer step")
+    inner_epochs: int = setting(1, "passes over each iteration's rollouts")
+    resync_every: int = setting(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
+    clip_range: float = setting(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
+    logprob_reduction: str = setting("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
+    adv_mode: str = setting("batch", "'batch': standardise over the batch gathered from all processes; 'group': per (image, mask)")
+    adv_clip: float = setting(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
+    use_trust: bool = setting(True, "weight each sample's loss by the reward's trust weight gamma (paper: on)")
+    trust_k: float = setting(0.05, "gamma = clamp(exp(-k*bound + b)): k (paper: 0.05)")
+    trust_b: float = setting(0.7, "gamma: b (paper: 0.7)")
+    trust_min: float = setting(1.0, "gamma lower clamp (release: 1.0)")
+    trust_max: float = setting(2.21, "gamma upper clamp (release: 2.21)")
+    kl_coef: float = setting(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
+    l1_coef: float = setting(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
+    max_grad_norm: float = setting(1.0, "gradient-norm clip; 0 disables")
     # --- optimizer ---
-    learning_rate: float = _f(2e-6, "AdamW learning rate (paper, full UNet: 2e-6)")
-    adam_beta1: float = _f(0.9, "AdamW beta1")
-    adam_beta2: float = _f(0.999, "AdamW beta2")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    adam_eps: float = _f(1e-8, "AdamW eps")
-    lr_schedule: str = _f("constant", "'constant' (paper), 'linear' or 'cosine' decay over all optimizer steps")
-    warmup_steps: int = _f(0, "linear warm-up optimizer steps")
+    learning_rate: float = setting(2e-6, "AdamW learning rate (paper, full UNet: 2e-6)")
+    adam_beta1: float = setting(0.9, "AdamW beta1")
+    adam_beta2: float = setting(0.999, "AdamW beta2")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    adam_eps: float = setting(1e-8, "AdamW eps")
+    lr_schedule: str = setting("constant", "'constant' (paper), 'linear' or 'cosine' decay over all optimizer steps")
+    warmup_steps: int = setting(0, "linear warm-up optimizer steps")
     # --- model ---
-    finetune: str = _f("lora", "'lora' (adapters via peft) or 'full' (the whole UNet, as the paper)")
-    lora_rank: int = _f(8, "LoRA rank")
-    lora_alpha: float = _f(8.0, "LoRA alpha (scale = alpha / rank)")
-    lora_targets: list = _f(["to_q", "to_k", "to_v", "to_out.0"], "UNet module names that get LoRA adapters")
-    mixed_precision: str = _f("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
-    gradient_checkpointing: bool = _f(False, "recompute UNet activations in backward to save memory")
+    finetune: str = setting("lora", "'lora' (adapters via peft) or 'full' (the whole UNet, as the paper)")
+    lora_rank: int = setting(8, "LoRA rank")
+    lora_alpha: float = setting(8.0, "LoRA alpha (scale = alpha / rank)")
+    lora_targets: list = setting(["to_q", "to_k", "to_v", "to_out.0"], "UNet module names that get LoRA adapters")
+    mixed_precision: str = setting("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
+    gradient_checkpointing: bool = setting(False, "recompute UNet activations in backward to save memory")
     # --- schedule ---
-    iterations: int = _f(100, "RL iterations (sample, then update)")
-    seed: int = _f(0, "seed of rollouts, timestep choice, masks and data order")
-    mask_kinds: list = _f(["outpaint_square", "outpaint_strip", "stroke"], "mask kinds generated when the data has no masks")
-    eval_every: int = _f(10, "evaluate on the held-out set every N iterations; 0 disables")
-    eval_size: int = _f(4, "held-out (image, mask) pairs (taken from the data when no eval data is given)")
-    eval_samples: int = _f(1, "samples per held-out pair in evaluation (same seeds for the starting model)")
-    save_every: int = _f(10, "checkpoint every N iterations; 0 = only at the end and on Ctrl-C")
-    keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)")
-    log_with: str = _f("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
+    iterations: int = setting(100, "RL iterations (sample, then update)")
+    seed: int = setting(0, "seed of rollouts, timestep choice, masks and data order")
+    mask_kinds: list = setting(["outpaint_square", "outpaint_strip", "stroke"], "mask kinds generated when the data has no masks")
+    eval_every: int = setting(10, "evaluate on the held-out set every N iterations; 0 disables")
+    eval_size: int = setting(4, "held-out (image, mask) pairs (taken from the data when no eval data is given)")
+    eval_samples: int = setting(1, "samples per held-out pair in evaluation (same seeds for the starting model)")
+    save_every: int = setting(10, "checkpoint every N iterations; 0 = only at the end and on Ctrl-C")
+    keep_checkpoints: int = setting(2, "checkpoints kept (older ones are deleted)")
+    log_with: str = setting("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
 
     # ------------------------------------------------------------------------------------------
     def validate(self, num_processes: int = 1) -> "AlignConfig":
@@ -131,45 +128,6 @@ class AlignConfig:
         bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
         return self
-
-    # ------------------------------------------------------------------------------------------
-    def replace(self, **overrides: Any) -> "AlignConfig":
-        """A copy with ``overrides`` applied (unknown names raise :class:`ConfigError`)."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ConfigError(f"unknown align setting(s) {unknown}; see `prefpaint train align --help` for the names")
-        return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in overrides.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def help() -> dict[str, str]:
-        """Field name -> help text."""
-        return {f.name: f.metadata.get("help", "") for f in fields(AlignConfig)}
-
-
-def _coerce(cfg: AlignConfig, name: str, value: Any) -> Any:
-    cur = getattr(cfg, name)
-    try:
-        if isinstance(cur, bool):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(cur, int):
-            return int(value)
-        if isinstance(cur, float):
-            return float(value)
-        if isinstance(cur, list):
-            return [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"align setting {name}={value!r} should be a {type(cur).__name__}") from exc
 
 
 PRESETS: dict[str, dict[str, Any]] = {

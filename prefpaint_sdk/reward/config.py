@@ -7,13 +7,13 @@ item is a sample (regression) or a preference pair (Bradley–Terry).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
+from ..settings import Settings, setting
 from ..files import read_toml_table
 
 __all__ = ["LOSSES", "REWARD_PRESETS", "RewardTrainConfig", "load_reward_config", "reward_batch_summary"]
@@ -21,47 +21,36 @@ __all__ = ["LOSSES", "REWARD_PRESETS", "RewardTrainConfig", "load_reward_config"
 LOSSES = ("regression", "bradley-terry")
 
 
-def _f(default, help: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class RewardTrainConfig:
+class RewardTrainConfig(Settings):
     """Hyper-parameters of :func:`~prefpaint_sdk.reward.train.train_reward` (defaults = the paper)."""
 
-    loss: str = _f("regression", "'regression' (MSE on normalised scores, the paper) or 'bradley-terry' (pairwise)")
-    epochs: int = _f(10, "passes over the training set")
-    batch_size: int = _f(5, "samples (or pairs) per process per backward pass (paper: 5)")
-    gradient_accumulation_steps: int = _f(1, "backward passes accumulated per optimizer step")
-    lr: float = _f(1e-5, "AdamW learning rate (paper: 1e-5), cosine-decayed to 0")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    warmup_steps: int = _f(0, "linear warm-up optimizer steps before the cosine decay")
-    freeze_fraction: float = _f(0.7, "fraction of the CLIP transformer layers frozen, from the input side (paper: 0.7)")
-    init_backbone: str = _f("openai/clip-vit-base-patch32",
-                            "CLIP weights to start from (hub id or folder of a transformers CLIP model), or 'random'")
-    init_reward: str = _f("", "a reward model (folder, hub id or official .pt) to fine-tune instead; overrides init_backbone")
-    vision_config: dict = _f({}, "CLIPVisionConfig overrides for init_backbone='random' (default: ViT-B/32)")
-    head: dict = _f({}, "RewardModel head overrides: head_heads, head_ff, mlp_hidden, embed_dim, ...")
-    normalize_labels: bool = _f(True, "standardise scores with the training set's mean/std, per mask_type when given")
-    split: list = _f([0.7, 0.18, 0.12], "train/val/test fractions of prompt groups (a manifest's split column wins)")
-    seed: int = _f(0, "seed of the split, the initial weights, the data order and dropout")
-    mixed_precision: str = _f("no", "'no', 'fp16' or 'bf16' (accelerate)")
-    num_workers: int = _f(0, "DataLoader worker processes decoding images")
-    eval_batch_size: int = _f(32, "images per backbone pass when evaluating and fitting the trust matrix")
-    max_bad_fraction: float = _f(0.01, "stop with an error when more than this fraction of samples is unreadable")
-    trust_lam: float = _f(0.01, "ridge lambda of the trust matrix fitted on the training embeddings at the end")
-    log_with: str = _f("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
-    keep_checkpoints: int = _f(2, "per-epoch checkpoints kept (older ones are deleted)")
-    stop_after_epochs: int = _f(0, "stop this run after N epochs even if more are scheduled (0 = never); resume later")
+    _what: ClassVar[str] = "reward training"
 
-    def replace(self, **changes: Any) -> RewardTrainConfig:
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"unknown reward training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in changes.items()})
+    loss: str = setting("regression", "'regression' (MSE on normalised scores, the paper) or 'bradley-terry' (pairwise)")
+    epochs: int = setting(10, "passes over the training set")
+    batch_size: int = setting(5, "samples (or pairs) per process per backward pass (paper: 5)")
+    gradient_accumulation_steps: int = setting(1, "backward passes accumulated per optimizer step")
+    lr: float = setting(1e-5, "AdamW learning rate (paper: 1e-5), cosine-decayed to 0")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    warmup_steps: int = setting(0, "linear warm-up optimizer steps before the cosine decay")
+    freeze_fraction: float = setting(0.7, "fraction of the CLIP transformer layers frozen, from the input side (paper: 0.7)")
+    init_backbone: str = setting("openai/clip-vit-base-patch32",
+                            "CLIP weights to start from (hub id or folder of a transformers CLIP model), or 'random'")
+    init_reward: str = setting("", "a reward model (folder, hub id or official .pt) to fine-tune instead; overrides init_backbone")
+    vision_config: dict = setting({}, "CLIPVisionConfig overrides for init_backbone='random' (default: ViT-B/32)")
+    head: dict = setting({}, "RewardModel head overrides: head_heads, head_ff, mlp_hidden, embed_dim, ...")
+    normalize_labels: bool = setting(True, "standardise scores with the training set's mean/std, per mask_type when given")
+    split: list = setting([0.7, 0.18, 0.12], "train/val/test fractions of prompt groups (a manifest's split column wins)")
+    seed: int = setting(0, "seed of the split, the initial weights, the data order and dropout")
+    mixed_precision: str = setting("no", "'no', 'fp16' or 'bf16' (accelerate)")
+    num_workers: int = setting(0, "DataLoader worker processes decoding images")
+    eval_batch_size: int = setting(32, "images per backbone pass when evaluating and fitting the trust matrix")
+    max_bad_fraction: float = setting(0.01, "stop with an error when more than this fraction of samples is unreadable")
+    trust_lam: float = setting(0.01, "ridge lambda of the trust matrix fitted on the training embeddings at the end")
+    log_with: str = setting("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
+    keep_checkpoints: int = setting(2, "per-epoch checkpoints kept (older ones are deleted)")
+    stop_after_epochs: int = setting(0, "stop this run after N epochs even if more are scheduled (0 = never); resume later")
 
     def validate(self) -> RewardTrainConfig:
         if self.loss not in LOSSES:
@@ -80,34 +69,6 @@ class RewardTrainConfig:
         if self.stop_after_epochs < 0:
             raise ConfigError(f"stop_after_epochs must be >= 0, got {self.stop_after_epochs}")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def help() -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(RewardTrainConfig)}
-
-
-def _coerce(cfg: RewardTrainConfig, name: str, value: Any) -> Any:
-    cur = getattr(cfg, name)
-    try:
-        if isinstance(cur, bool):
-            if isinstance(value, str):
-                return {"1": True, "true": True, "yes": True, "on": True,
-                        "0": False, "false": False, "no": False, "off": False}[value.lower()]
-            return bool(value)
-        if isinstance(cur, int):
-            return int(value)
-        if isinstance(cur, float):
-            return float(value)
-        if isinstance(cur, list):
-            return [float(s) for s in value.split(",")] if isinstance(value, str) else list(value)
-        if isinstance(cur, dict):
-            return dict(value)
-        return str(value)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"reward training setting {name}={value!r} should be a {type(cur).__name__}") from exc
 
 
 # A CLIP tower small enough to learn a synthetic reward in a CPU minute (32 px input, 8 px patches).
