@@ -49,22 +49,22 @@ def score(
             rec = rm.score(image, normalize=normalize, **kw).to_records()[0]
             _report(dict(image=str(image), **rec), json_out)
             return
+        from prefpaint_sdk.reward.folder import score_pairs, write_scores_csv
+
         rows, failures = [], 0
         with progress(quiet or json_out) as bar:
             task = bar.add_task("scoring", total=len(pairs))
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start:start + batch_size]
-                for pair, rec in _score_chunk(rm, chunk, normalize, batch_size):
-                    if isinstance(rec, Exception):
-                        failures += 1
-                        console.print(f"[red]failed:[/red] {pair.image}: {error_line(rec)}")
-                    else:
-                        row = dict(image=str(pair.image), mask=str(pair.mask), **rec)
-                        rows.append(row)
-                        if json_out:
-                            _report(row, True)
-                bar.advance(task, len(chunk))
-        _write_csv(csv_path, rows, overwrite)
+            for pair, rec in score_pairs(rm, pairs, normalize=normalize, batch_size=batch_size):
+                if isinstance(rec, Exception):
+                    failures += 1
+                    console.print(f"[red]failed:[/red] {pair.image}: {error_line(rec)}")
+                else:
+                    row = dict(image=str(pair.image), mask=str(pair.mask), **rec)
+                    rows.append(row)
+                    if json_out:
+                        _report(row, True)
+                bar.advance(task)
+        write_scores_csv(csv_path, rows, overwrite)
         if not quiet:
             console.print(f"wrote {len(rows)} scores to {csv_path}")
         if failures:
@@ -79,21 +79,6 @@ def _load(reward_model, device, offline, v_inverse, quiet):
         return RewardModel.from_pretrained(reward_model, device=device, offline=offline or None, v_inverse=v_inverse)
 
 
-def _score_chunk(rm, chunk, normalize, batch_size):
-    """Score a chunk at once; when that fails, one by one so only the bad items are reported."""
-    try:
-        out = rm.score([p.image for p in chunk], masks=[p.mask for p in chunk], normalize=normalize, batch_size=batch_size)
-        return list(zip(chunk, out.to_records()))
-    except Exception:  # noqa: BLE001 - find the failing items below
-        results = []
-        for p in chunk:
-            try:
-                results.append((p, rm.score(p.image, masks=p.mask, normalize=normalize).to_records()[0]))
-            except Exception as exc:  # noqa: BLE001 - reported per item
-                results.append((p, exc))
-        return results
-
-
 def _report(rec: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rec))
@@ -104,20 +89,6 @@ def _report(rec: dict, as_json: bool) -> None:
     else:
         parts.append("bound n/a (no trust matrix)")
     typer.echo(f"{rec['image']}: " + ", ".join(parts))
-
-
-def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
-    import csv
-    import io
-
-    from prefpaint_sdk.files import atomic_write_bytes
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["image", "mask", "score", "bound", "trust"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in writer.fieldnames})
-    atomic_write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
 
 
 def convert_reward(
