@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from prefpaint_sdk.align.ddim_logprob import ddim_step_with_logprob
-from prefpaint_sdk.align.rollout import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
+from prefpaint_sdk.align.rollouts import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 STEPS = 4

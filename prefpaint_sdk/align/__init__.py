@@ -1,10 +1,13 @@
 """RL alignment of inpainting diffusion models (PrefPaint / DDPO with trust weights).
 
-* :mod:`.ddim_logprob` and :mod:`.rollout`: DDIM rollouts with per-step log-probabilities that reproduce
+* :mod:`.ddim_logprob` and :mod:`.rollouts`: DDIM rollouts with per-step log-probabilities that reproduce
   diffusers' ``StableDiffusionInpaintPipeline`` exactly;
 * :mod:`.loss`: the clipped PPO loss, advantages, trust weights, KL and L1 regularisers;
 * :mod:`.config`: :class:`AlignConfig` and its presets; :mod:`.data`: the (image, mask) data convention;
 * :mod:`.trainer`: :class:`Aligner`, with accelerate, exact resume and exports (LoRA adapter, merged pipeline).
+  The pieces it orchestrates: :mod:`.sampling` (data stream, rollouts, scoring), :mod:`.update` (the PPO
+  update), :mod:`.evaluation` (held-out WinRate), :mod:`.tracking` (metric logs), :mod:`.seeding`,
+  :mod:`.checkpoint` and :mod:`.policy` (LoRA / old policy / exports).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ _EXPORTS = {
     "ALIGN_PRESETS": "config",
     "load_align_config": "config",
     "AlignDataset": "data",
-    "rollout": "rollout",
-    "encode_conditions": "rollout",
-    "Rollout": "rollout",
+    "rollout": "rollouts",
+    "encode_conditions": "rollouts",
+    "Rollout": "rollouts",
     "ddim_step_with_logprob": "ddim_logprob",
     "ppo_clip_loss": "loss",
     "compute_advantages": "loss",

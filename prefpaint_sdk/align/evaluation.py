@@ -7,12 +7,21 @@ WinRate at S = 1).
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["EvalResult", "win_rate", "image_grid", "paste_back"]
+from .seeding import derive_seed
+from .tracking import log_metrics
+
+__all__ = ["EvalResult", "win_rate", "image_grid", "paste_back", "evaluate_heldout", "log_eval_grid"]
+
+log = logging.getLogger(__name__)
+
+_EVAL_SEED = 1_000_003  # evaluation seeds never collide with training seeds
 
 
 @dataclass
@@ -48,3 +57,48 @@ def image_grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
         r, k = divmod(i, ncol)
         grid[:, r * h:(r + 1) * h, k * w:(k + 1) * w] = images[i].cpu()
     return grid
+
+
+@torch.no_grad()
+def evaluate_heldout(self, tag: str | None = None) -> EvalResult:  # noqa: ANN001 - self is the Aligner
+    """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
+
+    Runs on the main process (others wait); logs the metrics and an image grid.
+    """
+    cfg, acc = self.config, self.accelerator
+    result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
+    if acc.is_main_process and self.eval_indices:
+        items = [self.eval_set.get(i, mask_seed=derive_seed(cfg.seed, 31, i)) for i in self.eval_indices]
+        seeds = [derive_seed(_EVAL_SEED, i, k) for i in range(len(items)) for k in range(cfg.eval_samples)]
+        self.unet.eval()
+        _, images, masks = self._sample(items, seeds, cfg.eval_samples)
+        rb = self._score(images, masks)
+        rewards = [float(r) for r in rb.scores]
+        finite = [r for r in rewards if math.isfinite(r)]
+        mean = float(np.mean(finite)) if finite else float("nan")
+        wr = win_rate(rewards, self.baseline) if self.baseline is not None else None
+        result = EvalResult(rewards=rewards, mean_reward=mean, win_rate=wr)
+        metrics = {"eval/mean_reward": mean}
+        if wr is not None:
+            metrics["eval/win_rate"] = wr
+        log_metrics(self, metrics, eval_tag=tag)
+        log_eval_grid(self, images, cfg.eval_samples)
+    acc.wait_for_everyone()
+    return result
+
+
+def log_eval_grid(self, images: torch.Tensor, ncol: int) -> None:  # noqa: ANN001 - self is the Aligner
+    """Save the evaluation samples as ``eval/iter_NNNNNN.png`` (and to TensorBoard when it is the tracker)."""
+    from PIL import Image
+
+    grid = image_grid(images.float().clamp(0, 1), ncol=max(ncol, 1) if ncol > 1 else min(8, len(images)))
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path = self.output_dir / "eval" / f"iter_{self.iteration:06d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    if self.config.log_with == "tensorboard":
+        try:
+            tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+            tracker.add_image("eval/samples", grid, self.iteration)
+        except Exception as exc:
+            log.debug("could not log the image grid: %s", exc)

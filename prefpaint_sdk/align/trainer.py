@@ -16,36 +16,34 @@ run resumed from its checkpoint continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
 from ..files import atomic_write_json
 from . import checkpoint as ckpt
+from . import sampling
 from .config import AlignConfig, batch_summary, lr_lambda
 from .data import AlignDataset, AlignItem
-from .evaluation import EvalResult, image_grid, paste_back, win_rate
-from .loss import compute_advantages, gaussian_kl, mean_l1, ppo_clip_loss
+from .evaluation import EvalResult, evaluate_heldout
+from .loss import compute_advantages
 from .policy import OldPolicy, add_lora, export_lora, export_merged, trainable_parameters
 from .rewards import RewardBatch, as_reward_fn
-from .rollout import Rollout, cat_rollouts, encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
+from .rollouts import Rollout
+from .seeding import derive_seed
+from .tracking import log_metrics
+from .update import update_policy
 
 __all__ = ["Aligner", "AlignResult"]
 
 log = logging.getLogger(__name__)
-
-_EVAL_SEED = 1_000_003  # evaluation seeds never collide with training seeds
 
 
 @dataclass
@@ -57,10 +55,6 @@ class AlignResult:
     iterations_done: int = 0
     interrupted: bool = False
     checkpoint: str | None = None
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(1)[0])
 
 
 class Aligner:
@@ -203,26 +197,9 @@ class Aligner:
         """The derived batch arithmetic of one iteration."""
         return batch_summary(self.config, self.accelerator.num_processes)
 
-    def _prompt_embeds(self, n: int):
-        if n not in self._prompt_cache:
-            cfg = self.config
-            self._prompt_cache[n] = encode_prompts(self.pipe, cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
-                                                   self.accelerator.device)
-        return self._prompt_cache[n]
-
     def _items_for_iteration(self, it: int) -> list[tuple[AlignItem, int]]:
         """This process's (item, group id) prompts of iteration ``it``: a seeded epoch-permutation stream."""
-        cfg, acc = self.config, self.accelerator
-        per_iter = cfg.prompts_per_iter * acc.num_processes
-        n = len(self.train_indices)
-        out = []
-        for j in range(cfg.prompts_per_iter):
-            g = it * per_iter + acc.process_index * cfg.prompts_per_iter + j  # global data cursor
-            epoch, pos = divmod(g, n)
-            perm = np.random.default_rng(_seed(cfg.seed, 17, epoch)).permutation(n)
-            idx = self.train_indices[int(perm[pos])]
-            out.append((self.data.get(idx, mask_seed=_seed(cfg.seed, 29, idx, epoch)), acc.process_index * cfg.prompts_per_iter + j))
-        return out
+        return sampling.items_for_iteration(self, it)
 
     # ------------------------------------------------------------------------------------------
     def _sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
@@ -230,30 +207,11 @@ class Aligner:
 
         Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
         """
-        cfg, acc = self.config, self.accelerator
-        cond = encode_conditions(self.pipe, [it.image for it in items], [it.mask for it in items],
-                                 self.resolution, self.resolution, device=acc.device, dtype=self.pipe.vae.dtype)
-        groups = [g for g in range(len(items)) for _ in range(samples_per_item)]
-        chunks = []
-        for s in range(0, len(groups), cfg.rollout_batch_size):
-            gi = groups[s:s + cfg.rollout_batch_size]
-            gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds[s:s + cfg.rollout_batch_size]]
-            pos, neg = self._prompt_embeds(len(gi))
-            with acc.autocast():
-                chunks.append(rollout(self.pipe, cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
-                                      guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
-                                      unet=self.raw_unet, reduction=cfg.logprob_reduction))
-        ro = cat_rollouts(chunks)
-        init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)
-        mask = (cond.mask_pixels >= 0.5).to(ro.images.device)
-        g = ro.groups
-        images = paste_back(ro.images.float(), init01[g], mask[g])
-        return ro, images, mask[g]
+        return sampling.sample(self, items, seeds, samples_per_item)
 
     def _score(self, images, masks) -> RewardBatch:
         """Score pasted-back images; the masked prompt image is the input with the hole black."""
-        masked = images * (~masks).to(images.dtype)  # pasted back, so outside the hole this is the input
-        return self.reward_fn(images.cpu(), masks[:, 0].cpu(), masked.cpu())
+        return sampling.score(self, images, masks)
 
     # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> AlignResult:
@@ -289,7 +247,7 @@ class Aligner:
                 metrics["s_per_iter"] = time.perf_counter() - t0
                 self.iteration += 1
                 result.history.append({"iteration": self.iteration, **metrics})
-                self._log(metrics)
+                log_metrics(self, metrics)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
                     ev = self.evaluate()
                     result.evals.append({"iteration": self.iteration, "mean_reward": ev.mean_reward, "win_rate": ev.win_rate})
@@ -328,7 +286,7 @@ class Aligner:
         items = self._items_for_iteration(it)
         n_local = cfg.prompts_per_iter * cfg.samples_per_prompt
         base = acc.process_index * n_local
-        seeds = [_seed(cfg.seed, 1, it, base + k) for k in range(n_local)]
+        seeds = [derive_seed(cfg.seed, 1, it, base + k) for k in range(n_local)]
         with self.old.active():
             ro, images, masks = self._sample([i for i, _ in items], seeds, cfg.samples_per_prompt)
         rb = self._score(images, masks)
@@ -345,7 +303,7 @@ class Aligner:
         trust = trust.to(dev).float()
         all_trust = acc.gather(trust.contiguous())
 
-        train_metrics = self._update(ro, adv, valid, trust, it)
+        train_metrics = update_policy(self, ro, adv, valid, trust, it)
         finite = rewards[torch.isfinite(rewards)]
         out = {
             "reward_mean": float(finite.mean()) if finite.numel() else float("nan"),
@@ -358,82 +316,6 @@ class Aligner:
         }
         return out
 
-    def _update(self, ro: Rollout, adv, valid, trust, it: int) -> dict[str, float]:
-        cfg, acc = self.config, self.accelerator
-        n, T = ro.log_probs.shape
-        K = cfg.timesteps_per_traj
-        sched = make_scheduler(self.pipe, cfg.num_steps, acc.device)
-        g = torch.Generator().manual_seed(_seed(cfg.seed, 2, it, acc.process_index))
-        self.unet.train()
-        sums: dict[str, float] = {"loss": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0, "l1": 0.0, "kl_ref": 0.0, "grad_norm": 0.0}
-        counts = {"micro": 0, "steps": 0}
-        params = list(self.params.values())
-        per_step = cfg.train_batch_size * cfg.grad_accum_steps
-        for _ in range(cfg.inner_epochs):
-            order = torch.randperm(n, generator=g)
-            steps_idx = torch.stack([torch.randperm(T, generator=g)[:K] for _ in range(n)])  # (n, K)
-            for s0 in range(0, n, per_step):
-                for m0 in range(s0, s0 + per_step, cfg.train_batch_size):
-                    b = order[m0:m0 + cfg.train_batch_size]
-                    last_micro = m0 + cfg.train_batch_size >= s0 + per_step
-                    for k in range(K):
-                        sync = last_micro and k == K - 1
-                        ctx = nullcontext() if (sync or acc.num_processes == 1) else acc.no_sync(self.unet)
-                        with ctx:
-                            loss, diag = self._micro_loss(ro, b, steps_idx[b, k], adv, valid, trust, sched)
-                            acc.backward(loss / (K * cfg.grad_accum_steps))
-                        for key, v in diag.items():
-                            sums[key] += v
-                        counts["micro"] += 1
-                norm = acc.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-                sums["grad_norm"] += float(norm) if norm is not None else float("nan")
-                self.optimizer.step()
-                self.lr_scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                counts["steps"] += 1
-        self.unet.eval()
-        out = {k: v / max(counts["micro"], 1) for k, v in sums.items() if k != "grad_norm"}
-        out["grad_norm"] = sums["grad_norm"] / max(counts["steps"], 1)
-        out["optimizer_steps"] = counts["steps"]
-        return out
-
-    def _micro_loss(self, ro: Rollout, b, tidx, adv, valid, trust, sched):
-        cfg = self.config
-        dev = self.accelerator.device
-        b = b.to(ro.latents.device)
-        tidx = tidx.to(ro.latents.device)
-        x_t = ro.latents[b, tidx]
-        x_prev = ro.next_latents[b, tidx]
-        t = ro.timesteps.to(ro.latents.device)[tidx]
-        neg = ro.negative_embeds[b] if ro.negative_embeds is not None else None
-        args = (x_t, t, x_prev, ro.mask_latents[b], ro.masked_image_latents[b], ro.prompt_embeds[b], neg)
-        kw = dict(guidance_scale=cfg.guidance_scale, eta=cfg.eta, reduction=cfg.logprob_reduction)
-        out = policy_step(self.unet, sched, *args, **kw)
-        old_lp = ro.log_probs[b, tidx].to(dev)
-        pl = ppo_clip_loss(out.log_prob, old_lp, adv[b.to(dev)], trust[b.to(dev)], cfg.clip_range, valid[b.to(dev)])
-        loss = pl.loss
-        old_mean = ro.means[b, tidx].float()
-        l1 = mean_l1(out.mean, old_mean)
-        if cfg.l1_coef > 0:
-            loss = loss + cfg.l1_coef * l1.mean()
-        kl_val = 0.0
-        if cfg.kl_coef > 0:
-            with torch.no_grad():
-                if self.ref_unet is not None:
-                    ref = policy_step(self.ref_unet, sched, *args, **kw)
-                else:
-                    self.raw_unet.disable_adapters()
-                    try:
-                        ref = policy_step(self.raw_unet, sched, *args, **kw)
-                    finally:
-                        self.raw_unet.enable_adapters()
-            kl = gaussian_kl(out.mean, ref.mean, out.std, cfg.logprob_reduction)
-            loss = loss + cfg.kl_coef * kl.mean()
-            kl_val = float(kl.mean())
-        diag = {"loss": float(pl.loss.detach()), "approx_kl": float(pl.approx_kl), "clip_fraction": float(pl.clip_fraction),
-                "l1": float(l1.detach().mean()), "kl_ref": kl_val}
-        return loss, diag
-
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, tag: str | None = None) -> EvalResult:
@@ -441,54 +323,7 @@ class Aligner:
 
         Runs on the main process (others wait); logs the metrics and an image grid.
         """
-        cfg, acc = self.config, self.accelerator
-        result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
-        if acc.is_main_process and self.eval_indices:
-            items = [self.eval_set.get(i, mask_seed=_seed(cfg.seed, 31, i)) for i in self.eval_indices]
-            seeds = [_seed(_EVAL_SEED, i, k) for i in range(len(items)) for k in range(cfg.eval_samples)]
-            self.unet.eval()
-            _, images, masks = self._sample(items, seeds, cfg.eval_samples)
-            rb = self._score(images, masks)
-            rewards = [float(r) for r in rb.scores]
-            finite = [r for r in rewards if math.isfinite(r)]
-            mean = float(np.mean(finite)) if finite else float("nan")
-            wr = win_rate(rewards, self.baseline) if self.baseline is not None else None
-            result = EvalResult(rewards=rewards, mean_reward=mean, win_rate=wr)
-            metrics = {"eval/mean_reward": mean}
-            if wr is not None:
-                metrics["eval/win_rate"] = wr
-            self._log(metrics, eval_tag=tag)
-            self._log_grid(images, cfg.eval_samples)
-        acc.wait_for_everyone()
-        return result
-
-    def _log(self, metrics: dict[str, float], eval_tag: str | None = None) -> None:
-        acc = self.accelerator
-        if self.config.log_with != "none" and acc.trackers:
-            acc.log({k if "/" in k else f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
-                    step=self.iteration)
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            rec = {"iteration": self.iteration, **({"tag": eval_tag} if eval_tag else {}), **metrics}
-            with open(self.output_dir / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            log.info("iter %d: %s", self.iteration, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
-                                                               if isinstance(v, float)))
-
-    def _log_grid(self, images: torch.Tensor, ncol: int) -> None:
-        from PIL import Image
-
-        grid = image_grid(images.float().clamp(0, 1), ncol=max(ncol, 1) if ncol > 1 else min(8, len(images)))
-        arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        path = self.output_dir / "eval" / f"iter_{self.iteration:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(arr).save(path)
-        if self.config.log_with == "tensorboard":
-            try:
-                tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
-                tracker.add_image("eval/samples", grid, self.iteration)
-            except Exception as exc:
-                log.debug("could not log the image grid: %s", exc)
+        return evaluate_heldout(self, tag)
 
     # ------------------------------------------------------------------------------------------
     @property
