@@ -69,38 +69,41 @@ def _check(src: WarpSource, i: int) -> None:
         )
 
 
-def _shift(t, dy: int, dx: int, fill: float):
-    """t shifted so that out[y, x] = t[y + dy, x + dx], padded with ``fill``."""
-    import torch
-
-    h, w = t.shape
-    out = torch.full_like(t, fill)
-    ys, yd = (slice(dy, h), slice(0, h - dy)) if dy >= 0 else (slice(0, h + dy), slice(-dy, h))
-    xs, xd = (slice(dx, w), slice(0, w - dx)) if dx >= 0 else (slice(0, w + dx), slice(-dx, w))
-    out[yd, xd] = t[ys, xs]
-    return out
-
-
 def _remove_leaks(zbuf, rel: float):
     """Empty z-buffer pixels that lie farther than closer surfaces on both opposite sides (crack leaks)."""
     import torch
 
-    inf = float("inf")
-    leak = torch.zeros_like(zbuf, dtype=torch.bool)
     thresh = zbuf * (1.0 - rel)
-    for dy, dx in ((0, 1), (1, 0)):
-        a, b = _shift(zbuf, dy, dx, inf), _shift(zbuf, -dy, -dx, inf)
-        leak |= (a < thresh) & (b < thresh)
-    return torch.where(leak, torch.full_like(zbuf, inf), zbuf)
+    leak = torch.zeros_like(zbuf, dtype=torch.bool)
+    # border pixels lack one side (an infinitely far one), so they are never leaks
+    t = thresh[:, 1:-1]
+    leak[:, 1:-1] |= (zbuf[:, 2:] < t) & (zbuf[:, :-2] < t)
+    t = thresh[1:-1, :]
+    leak[1:-1, :] |= (zbuf[2:, :] < t) & (zbuf[:-2, :] < t)
+    return zbuf.masked_fill(leak, float("inf"))
 
 
-def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float):
-    """Project one source's valid pixels into the target, with each pixel's footprint half-extents.
+# Rows of the per-point table (channel-major, one contiguous row per quantity): colour and depth first,
+# so that ``pts[:_NV]`` are the values the colour splat averages (r, g, b, depth, 1 — the last one sums
+# the weights).
+_R, _Z, _ONE, _U, _V, _HU, _HV, _NCOL = 0, 3, 4, 5, 6, 7, 8, 9
+_NV = 5
+# Largest (offsets x points) block handled at once by the batched footprint loops: bounds the memory of
+# extreme footprints (large ``max_footprint``) while keeping the number of kernel launches small.
+_BLOCK = 1 << 22
+
+
+def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float, out):
+    """Project one source's pixels into the target, with each pixel's footprint half-extents.
 
     The footprint is the exact local Jacobian of the warp: the target-space distance to the projections
     of the pixel's right/left and lower/upper neighbours (the larger side), taken only across neighbours
     on the same surface. It models magnification *and* foreshortening (a grazing surface seen frontally).
     Pixels with no same-surface neighbour keep the depth-ratio magnification.
+
+    Writes every pixel (in row-major pixel order) into ``out``, a (_NCOL, H*W) float32 table with rows
+    r, g, b, z, 1, u, v, hu, hv, and returns the (H*W,) mask of the valid ones (source depth > 0, in front
+    of the target). Selecting the valid pixels is left to the caller, which does it once for all sources.
     """
     import torch
 
@@ -108,15 +111,18 @@ def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float
     h, w = d.shape
     v, u = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32), torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
     k = s.intrinsics
-    cam = torch.stack([(u - k.cx) / k.fx * d, (v - k.cy) / k.fy * d, d], -1)
-    # source camera → world → target camera in one matrix product
+    cam = torch.stack([(u - k.cx) / k.fx * d, (v - k.cy) / k.fy * d, d]).view(3, -1)
+    # source camera → world → target camera in one matrix product, channel-major: (3x3) @ (3 x H*W) is a
+    # wide GEMM, many times faster than (H*W x 3) @ (3x3), and leaves x, y, z as contiguous rows
     m = (w2c @ torch.as_tensor(s.c2w, dtype=torch.float64, device=dev)).to(torch.float32)
-    p = cam @ m[:3, :3].T + m[:3, 3]
-    z = p[..., 2]
+    p = (m[:3, :3] @ cam + m[:3, 3:]).view(3, h, w)
+    z = p[2]
     ok = (d > 0) & (z > 1e-6)
     zs = torch.where(ok, z, torch.ones_like(z))
-    pu = intr.fx * p[..., 0] / zs + intr.cx
-    pv = intr.fy * p[..., 1] / zs + intr.cy
+    pu = intr.fx * p[0] / zs + intr.cx
+    pv = intr.fy * p[1] / zs + intr.cy
+    inv = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones_like(d)), torch.zeros_like(d))
+    f = torch.nn.functional.pad
 
     def _steps(axis: int):
         # |Δu|, |Δv| to the next pixel along `axis`, valid only between same-surface neighbours
@@ -126,9 +132,7 @@ def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float
         near = torch.abs(d[sl_a] - d[sl_b]) <= continuity * torch.minimum(d[sl_a], d[sl_b])
         # A steep step is still one surface when it continues a plane: on a plane, inverse depth is affine
         # in pixel coordinates, so the step in 1/d equals the previous or next pair's step.
-        inv = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones_like(d)), torch.zeros_like(d))
         st = inv[sl_a] - inv[sl_b]
-        f = torch.nn.functional.pad
         lo, hi = ((1, 0), (0, 1)) if axis == 1 else ((0, 0, 1, 0), (0, 0, 0, 1))
         sl_p = (slice(None), slice(None, -1)) if axis == 1 else (slice(None, -1), slice(None))
         sl_n = (slice(None), slice(1, None)) if axis == 1 else (slice(1, None), slice(None))
@@ -139,12 +143,12 @@ def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float
         tol = continuity * 0.2 * inv[sl_a]
         planar = (both_p & (torch.abs(st - prev) <= tol)) | (both_n & (torch.abs(st - nxt) <= tol))
         same = both & (near | planar)
-        du_ = torch.where(same, torch.abs(pu[sl_a] - pu[sl_b]), torch.zeros_like(pu[sl_a]))
-        dv_ = torch.where(same, torch.abs(pv[sl_a] - pv[sl_b]), torch.zeros_like(pv[sl_a]))
-        pad, back = hi, lo
-        # larger of the forward and backward step for every pixel; -1 marks "no same-surface neighbour"
-        su = torch.maximum(f(torch.where(same, du_, -1.0), pad, value=-1.0), f(torch.where(same, du_, -1.0), back, value=-1.0))
-        sv = torch.maximum(f(torch.where(same, dv_, -1.0), pad, value=-1.0), f(torch.where(same, dv_, -1.0), back, value=-1.0))
+        # the step to the neighbour, or -1 for "no same-surface neighbour"
+        du_ = torch.where(same, torch.abs(pu[sl_a] - pu[sl_b]), -1.0)
+        dv_ = torch.where(same, torch.abs(pv[sl_a] - pv[sl_b]), -1.0)
+        # larger of the forward and backward step for every pixel
+        su = torch.maximum(f(du_, hi, value=-1.0), f(du_, lo, value=-1.0))
+        sv = torch.maximum(f(dv_, hi, value=-1.0), f(dv_, lo, value=-1.0))
         return su, sv
 
     xu, xv = _steps(1)
@@ -152,10 +156,24 @@ def _project_source(s: WarpSource, intr: Intrinsics, w2c, dev, continuity: float
     mag = (intr.fx / k.fx) * d / zs  # fallback: depth-ratio magnification
     xu, xv = torch.where(xu < 0, mag, xu), torch.where(xv < 0, 0.0, xv)
     yu, yv = torch.where(yu < 0, 0.0, yu), torch.where(yv < 0, mag, yv)
+    out[_R:_R + 3] = torch.tensor(s.rgb, device=dev).view(-1, 3).T
+    out[_Z] = z.reshape(-1)
+    out[_ONE] = 1.0
+    out[_U] = pu.reshape(-1)
+    out[_V] = pv.reshape(-1)
     # 0.55 rather than 0.5: a 10% overlap so rounding never opens a one-pixel crack between footprints
-    hu = 0.55 * (xu + yu)
-    hv = 0.55 * (xv + yv)
-    return pu[ok], pv[ok], z[ok], torch.tensor(s.rgb, device=dev)[ok].to(torch.float32), hu[ok], hv[ok]
+    torch.mul(xu + yu, 0.55, out=out[_HU].view(h, w))
+    torch.mul(xv + yv, 0.55, out=out[_HV].view(h, w))
+    return ok.reshape(-1)
+
+
+def _offsets(r: int, ring: bool, dev):
+    """(dx, dy) long tensors of the square of radius r (or only its ring), dy-major like nested loops."""
+    import torch
+
+    off = [(ox, oy) for oy in range(-r, r + 1) for ox in range(-r, r + 1) if not ring or max(abs(ox), abs(oy)) == r]
+    t = torch.tensor(off, dtype=torch.long, device=dev)
+    return t[:, 0:1], t[:, 1:2]
 
 
 def forward_warp(sources: Sequence[WarpSource], intrinsics: Intrinsics, c2w: np.ndarray, *, surface_tol: float = 0.03,
@@ -191,87 +209,152 @@ def forward_warp(sources: Sequence[WarpSource], intrinsics: Intrinsics, c2w: np.
         _check(s, i)
     H, W = intrinsics.height, intrinsics.width
     dev = torch.device(device)
+    inf = float("inf")
     w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=torch.float64, device=dev)
-    us, vs, zs, cols, hus, hvs = [], [], [], [], [], []
-    for s in sources:
-        u_, v_, z_, c_, hu_, hv_ = _project_source(s, intrinsics, w2c, dev, continuity)
-        us.append(u_), vs.append(v_), zs.append(z_), cols.append(c_), hus.append(hu_), hvs.append(hv_)
-    u, v, z, c = torch.cat(us), torch.cat(vs), torch.cat(zs), torch.cat(cols)
-    hu = torch.clamp(torch.cat(hus), max=max_footprint / 2)
-    hv = torch.clamp(torch.cat(hvs), max=max_footprint / 2)
+    sizes = np.cumsum([0] + [s.intrinsics.height * s.intrinsics.width for s in sources]).tolist()
+    table = torch.empty((_NCOL, sizes[-1]), dtype=torch.float32, device=dev)
+    ok = torch.cat([_project_source(s, intrinsics, w2c, dev, continuity, table[:, a:b])
+                    for s, a, b in zip(sources, sizes[:-1], sizes[1:])])
+    table[_HU:_HV + 1].clamp_(max=max_footprint / 2)
+    hmax = torch.maximum(table[_HU], table[_HV])
 
+    # The valid points, grouped by footprint class (each class keeps the original point order, so the
+    # colour sums below add in the same order as one pass per class would): one gather of the whole
+    # table, after which every class is a contiguous slice instead of a fancy-indexed copy per use.
+    #   0: unmagnified (<= 0.6 px)  1: bilinear (<= 0.95)  2: tent radius 2 (<= 1.5)  3: larger  4: other
+    classes = [ok & (hmax <= 0.6), ok & (hmax > 0.6) & (hmax <= 0.95), ok & (hmax > 0.95) & (hmax <= 1.5), ok & (hmax > 1.5)]
+    classes.append(ok & ~(classes[0] | classes[1] | classes[2] | classes[3]))  # NaN footprints: z-buffer only
+    idx = [torch.nonzero(c).squeeze(1) for c in classes]
+    bounds = np.cumsum([0] + [i.numel() for i in idx]).tolist()
+    order = torch.cat(idx)
+    pts = torch.empty((_NCOL, order.numel()), dtype=torch.float32, device=dev)
+    for row in range(_NCOL):  # row by row: 1-D gathers of contiguous rows are the fast path
+        torch.index_select(table[row], 0, order, out=pts[row])
+    del table
+    # channel-major values: five 1-D index_adds are much faster than one row-wise index_add
+    vals, u, v, z, hu, hv = pts[:_NV], pts[_U], pts[_V], pts[_Z], pts[_HU], pts[_HV]
     hmax = torch.maximum(hu, hv)
     uc, vc = torch.round(u).long(), torch.round(v).long()
-    zf = z.to(torch.float32)
-    vals = torch.cat([c, zf[:, None], torch.ones_like(zf)[:, None]], 1)  # r, g, b, depth, 1
-    reach = int(np.ceil(float(hmax.max()) - 0.5)) if hmax.numel() else 0
+    pix = vc * W + uc  # flat index of the nearest pixel (meaningful only inside the frame)
+    reach = int(np.ceil(float(hmax[: bounds[4]].max()) - 0.5)) if bounds[4] else 0
 
-    def _scatter_min(sel, ox: int, oy: int, check_footprint: bool):
-        uu, vv = sel["uc"] + ox, sel["vc"] + oy
-        ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
-        if check_footprint:
-            ok &= (torch.abs(uu - sel["u"]) <= sel["hu"]) & (torch.abs(vv - sel["v"]) <= sel["hv"])
-        zbuf.scatter_reduce_(0, (vv * W + uu)[ok], sel["z"][ok], reduce="amin")
+    def _rows(a: int, b: int) -> dict:
+        return {"u": u[a:b], "v": v[a:b], "uc": uc[a:b], "vc": vc[a:b], "pix": pix[a:b], "hu": hu[a:b], "hv": hv[a:b],
+                "z": z[a:b], "hmax": hmax[a:b], "vals": vals[:, a:b], "n": b - a}
 
-    def _subset(mask) -> dict:
-        # gathered once per subset: fancy indexing a million points is the dominant cost otherwise
-        i = torch.nonzero(mask).squeeze(1)
-        return {"u": u[i], "v": v[i], "uc": uc[i], "vc": vc[i], "hu": hu[i], "hv": hv[i], "z": zf[i], "vals": vals[i], "n": i.numel()}
+    # Footprint tests and tent weights are separable: whether (or how much) a point covers the pixel at
+    # offset (dx, dy) is a function of dx times a function of dy. Both are computed once per column and
+    # row offset, (2r + 1) x points each, and only combined per offset, as cheap products of those rows.
+    def _per_offset(fu_, fv_, ix, iy, pix_, offset_lin):
+        # nonzero (offset, point) pairs of fu_[ix] * fv_[iy], offset-major like nested loops over offsets
+        # (in blocks of offsets, so huge footprints never materialise offsets x points at once)
+        step = max(1, _BLOCK // max(pix_.numel(), 1))
+        out = []
+        for a in range(0, ix.numel(), step):
+            wgt = (fu_.index_select(0, ix[a:a + step]) * fv_.index_select(0, iy[a:a + step])).view(-1)
+            f = torch.nonzero(wgt).squeeze(1)
+            o, j = f // pix_.numel(), f % pix_.numel()
+            out.append((wgt.index_select(0, f), pix_.index_select(0, j) + offset_lin[a:a + step].index_select(0, o), j))
+        return tuple(torch.cat(t) for t in zip(*out)) if len(out) > 1 else out[0]
+
+    def _cols(x0, u_, d, limit: int):
+        # x0 + d for every offset d (a column vector), its distance to u_ and whether it lies in [0, limit)
+        xx = x0 + d
+        return torch.abs(xx - u_), (xx >= 0) & (xx < limit)
+
+    def _ring(r: int, ring: bool):
+        # per-axis offsets -r..r (a column vector), and for every (dx, dy) of the square (or its ring):
+        # the rows of the per-axis tables to combine and the offset's flat pixel shift
+        o = torch.arange(-r, r + 1, device=dev)
+        dx, dy = _offsets(r, ring, dev)
+        return o[:, None], (dx + r).view(-1), (dy + r).view(-1), (dy * W + dx).view(-1)
 
     # 1) z-buffer: every point at its nearest pixel; points whose footprint reaches ring r (only the
     #    magnified ones, so the cost stays near one scatter per point) also cover that ring.
-    zbuf = torch.full((H * W,), float("inf"), device=dev)
-    _scatter_min({"uc": uc, "vc": vc, "z": zf}, 0, 0, False)
+    zbuf = torch.full((H * W,), inf, device=dev)
+    inside = (uc >= 0) & (uc < W) & (vc >= 0) & (vc < H)
+    zbuf.scatter_reduce_(0, pix[inside], z[inside], reduce="amin")
     for r in range(1, reach + 1):
-        sel = _subset(hmax > r - 0.4)  # 0.1 px of slack: unit-spacing points stay single
-        if sel["n"]:
-            for oy in range(-r, r + 1):
-                for ox in range(-r, r + 1):
-                    if max(abs(ox), abs(oy)) == r:
-                        _scatter_min(sel, ox, oy, True)
+        # hmax > r - 0.4 (0.1 px of slack: unit-spacing points stay single) lies in classes 1-3 for r = 1,
+        # in class 3 beyond
+        sel = _rows(bounds[1] if r == 1 else bounds[3], bounds[4])
+        if not sel["n"]:
+            continue
+        o, ix, iy, lin = _ring(r, True)
+        du_, in_u = _cols(sel["uc"], sel["u"], o, W)
+        dv_, in_v = _cols(sel["vc"], sel["v"], o, H)
+        cover_u = in_u & (du_ <= sel["hu"])
+        cover_v = in_v & (dv_ <= sel["hv"]) & (sel["hmax"] > r - 0.4)
+        _, target, j = _per_offset(cover_u, cover_v, ix, iy, sel["pix"], lin)
+        zbuf.scatter_reduce_(0, target, sel["z"].index_select(0, j), reduce="amin")
     zbuf = _remove_leaks(zbuf.view(H, W), leak_tol).view(-1)
 
     # 2) colour/depth splat, only from points on the z-buffer's surface (no blending across depth edges);
     #    larger footprints use a tent of radius (footprint + 0.5) so every covered pixel gets colour.
-    acc = torch.zeros((H * W, 5), device=dev)
+    acc = torch.zeros((_NV, H * W), device=dev)
 
-    def _splat(sel: dict, uu, vv, wgt):
-        ok = (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H) & (wgt > 1e-4)
-        idx = torch.where(ok, vv * W + uu, 0)
-        zb = zbuf[idx]
-        ok &= torch.isfinite(zb) & (torch.abs(sel["z"] - zb) <= surface_tol * zb)
-        acc.index_add_(0, idx[ok], sel["vals"][ok] * wgt[ok, None])
+    def _splat(sel: dict, wu, wv, ix, iy, pix_, lin):
+        # wu / wv: weight of each column / row offset, 0 outside the frame; a pixel takes a point when
+        # the product exceeds 1e-4 and the point lies on the pixel's z-buffer surface. Rejected pairs add
+        # exact zeros (to pixel 0), which changes no sum and keeps the others' order.
+        if ix.numel() <= 4:  # nearest / bilinear: nearly every pair counts, so no compaction
+            wgt = wu.index_select(0, ix) * wv.index_select(0, iy)
+            keep = wgt > 1e-4
+            target = torch.where(keep, pix_ + lin[:, None], 0).view(-1)
+            zb = zbuf.index_select(0, target).view_as(wgt)
+            z_ = sel["z"]
+        else:
+            wgt, target, j = _per_offset(wu, wv, ix, iy, pix_, lin)
+            keep = wgt > 1e-4
+            zb = zbuf.index_select(0, target)
+            z_ = sel["z"].index_select(0, j)
+        keep &= torch.isfinite(zb) & (torch.abs(z_ - zb) <= surface_tol * zb)
+        wgt = torch.where(keep, wgt, 0.0)
+        for c in range(_NV):
+            if c == _ONE:  # the weight itself (1 * w == w exactly)
+                acc[c].index_add_(0, target, wgt.view(-1))
+            elif ix.numel() <= 4:
+                acc[c].index_add_(0, target, (sel["vals"][c] * wgt).view(-1))
+            else:
+                acc[c].index_add_(0, target, sel["vals"][c].index_select(0, j) * wgt)
 
     # Unmagnified points (footprint ~1 px) colour only their nearest pixel, weighted by closeness: as
     # sharp as the source (bilinear splatting would low-pass it) and one scatter per point.
-    one = hmax <= 0.6
-    sel = {"z": zf, "vals": vals} if bool(one.all()) else _subset(one)
-    du_, dv_ = ((uc - u, vc - v) if "u" not in sel else (sel["uc"] - sel["u"], sel["vc"] - sel["v"]))
-    ucs, vcs = (uc, vc) if "u" not in sel else (sel["uc"], sel["vc"])
-    _splat(sel, ucs, vcs, ((1 - du_.abs()) * (1 - dv_.abs())).to(torch.float32))
-    # Mildly magnified points: bilinear over the 4 neighbours covers every pixel of a footprint up to ~1 px.
-    sel = _subset(~one & (hmax <= 0.95))
+    sel = _rows(bounds[0], bounds[1])
     if sel["n"]:
-        u0, v0 = torch.floor(sel["u"]).long(), torch.floor(sel["v"]).long()
-        fu, fv = (sel["u"] - u0).to(torch.float32), (sel["v"] - v0).to(torch.float32)
-        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            _splat(sel, u0 + dx, v0 + dy, (fu if dx else 1 - fu) * (fv if dy else 1 - fv))
-    for lo, hi, r in ((0.95, 1.5, 2), (1.5, float("inf"), reach + 1)):
-        sel = _subset((hmax > lo) & (hmax <= hi))
+        o, ix, iy, lin = _ring(0, False)
+        du_, in_u = _cols(sel["uc"], sel["u"], o, W)
+        dv_, in_v = _cols(sel["vc"], sel["v"], o, H)
+        _splat(sel, torch.where(in_u, 1 - du_, 0.0), torch.where(in_v, 1 - dv_, 0.0), ix, iy, sel["pix"], lin)
+    # Mildly magnified points: bilinear over the 4 neighbours covers every pixel of a footprint up to ~1 px.
+    sel = _rows(bounds[1], bounds[2])
+    if sel["n"]:
+        u0, v0 = torch.floor(sel["u"]), torch.floor(sel["v"])
+        fu, fv = sel["u"] - u0, sel["v"] - v0
+        u0, v0 = u0.long(), v0.long()
+        o = torch.tensor([[0], [1]], device=dev)
+        in_u, in_v = (u0 + o >= 0) & (u0 + o < W), (v0 + o >= 0) & (v0 + o < H)
+        wu = torch.where(in_u, torch.stack([1 - fu, fu]), 0.0)
+        wv = torch.where(in_v, torch.stack([1 - fv, fv]), 0.0)
+        ix = torch.tensor([0, 1, 0, 1], device=dev)  # (dx, dy) = (0, 0), (1, 0), (0, 1), (1, 1)
+        iy = torch.tensor([0, 0, 1, 1], device=dev)
+        _splat(sel, wu, wv, ix, iy, v0 * W + u0, ix + W * iy)
+    for c, r in ((2, 2), (3, reach + 1)):
+        sel = _rows(bounds[c], bounds[c + 1])
         if not sel["n"]:
             continue
-        tu, tv = sel["hu"] + 0.5, sel["hv"] + 0.5
-        for oy in range(-r, r + 1):  # the tent reaches half a pixel beyond the footprint
-            for ox in range(-r, r + 1):
-                uu, vv = sel["uc"] + ox, sel["vc"] + oy
-                wgt = (1 - torch.abs(uu - sel["u"]) / tu).clamp_min(0) * (1 - torch.abs(vv - sel["v"]) / tv).clamp_min(0)
-                _splat(sel, uu, vv, wgt.to(torch.float32))
-    wsum = acc[:, 4]
+        o, ix, iy, lin = _ring(r, False)  # the tent reaches half a pixel beyond the footprint
+        du_, in_u = _cols(sel["uc"], sel["u"], o, W)
+        dv_, in_v = _cols(sel["vc"], sel["v"], o, H)
+        wu = torch.where(in_u, (1 - du_ / (sel["hu"] + 0.5)).clamp_min(0), 0.0)
+        wv = torch.where(in_v, (1 - dv_ / (sel["hv"] + 0.5)).clamp_min(0), 0.0)
+        _splat(sel, wu, wv, ix, iy, sel["pix"], lin)
+    wsum = acc[4]
     valid = torch.isfinite(zbuf) & (wsum > 0)
-    rgb = torch.where(valid[:, None], acc[:, :3] / wsum.clamp_min(1e-12)[:, None], torch.zeros(1, device=dev))
-    depth = torch.where(valid, acc[:, 3] / wsum.clamp_min(1e-12), torch.zeros(1, device=dev))
+    rgb = torch.where(valid, acc[:3] / wsum.clamp_min(1e-12), torch.zeros(1, device=dev)).T
+    depth = torch.where(valid, acc[3] / wsum.clamp_min(1e-12), torch.zeros(1, device=dev))
     return WarpResult(
-        rgb=rgb.round().clamp(0, 255).to(torch.uint8).view(H, W, 3).cpu().numpy(),
+        rgb=rgb.round().clamp(0, 255).to(torch.uint8).reshape(H, W, 3).cpu().numpy(),
         depth=depth.view(H, W).cpu().numpy().astype(np.float32),
         valid=valid.view(H, W).cpu().numpy(),
     )
