@@ -117,6 +117,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         Box, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image, load_image, load_mask,
         mask_bbox, masked_image, working_size,
     )
+    from .batch import InputPair, list_images, pair_inputs  # noqa: F401
+    from .evaluation import EvalCase, EvalReport, evaluate, generate_mask_set  # noqa: F401
     from .inpainter import Inpainter, InpaintResult  # noqa: F401
     from .align import AlignConfig, Aligner, AlignResult, load_align_config  # noqa: F401
     from .masks import generate_mask, outpaint_square_mask, outpaint_strip_mask, stroke_mask, warp_hole_mask  # noqa: F401
