@@ -108,9 +108,9 @@ def _print_plan(plan) -> None:
     p = plan.padding
     out.print(f"extend {w}x{h} -> {W}x{H} (left {p.left}, top {p.top}, right {p.right}, bottom {p.bottom}); "
               f"window {plan.window}, step_frac {plan.step_frac:g}, overlap {plan.overlap}")
-    table = Table("step", "side", "window x0,y0,x1,y1", "new x0,y0,x1,y1", "new px", "new share")
+    table = Table("step", "side", "window x0,y0,x1,y1", "new boxes x0,y0,x1,y1", "new px", "new share")
     for s in plan.steps:
         table.add_row(str(s.index), s.side, ",".join(map(str, s.window.as_tuple())),
-                      ",".join(map(str, s.new.as_tuple())), str(s.new.width * s.new.height), f"{s.new_fraction:.3f}")
+                      " + ".join(",".join(map(str, b.as_tuple())) for b in s.parts), str(s.new_area), f"{s.new_fraction:.3f}")
     out.print(table)
     out.print(f"{plan.num_steps} steps (model calls, without seam passes); max new share {plan.max_new_fraction:.3f}")

@@ -30,6 +30,19 @@ def _touching_line(step):
     return (slice(n.y0, n.y1), slice(n.x0 - 1, n.x0))
 
 
+def _check_new_area_borders_known(step, win_known: np.ndarray, new_mask: np.ndarray, step_frac: float) -> None:
+    """Any new area (box or L-shape): each connected piece touches known pixels (4-adjacent), and no new
+    pixel lies deeper than the cap allows (``step_frac`` of the window's longer side) from known pixels."""
+    from scipy.ndimage import binary_dilation, distance_transform_cdt, label
+
+    beside_known = new_mask & binary_dilation(win_known, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool))
+    labels, n = label(new_mask)
+    for k in range(1, n + 1):
+        assert beside_known[labels == k].any(), f"step {step.index}: a new piece borders no known pixel"
+    depth = distance_transform_cdt(~win_known, metric="chessboard")[new_mask].max()
+    assert depth <= step_frac * max(step.window.width, step.window.height) + 1e-9, f"step {step.index} reaches too deep"
+
+
 def check_plan(plan: ExtendPlan) -> np.ndarray:
     """Assert every plan property while replaying it on a known-pixel mask; return the final mask."""
     W, H = plan.canvas_size
@@ -46,21 +59,30 @@ def check_plan(plan: ExtendPlan) -> np.ndarray:
         # the window lies on the canvas, is at most `window` px a side (never an upscaled big shot)
         assert 0 <= win.x0 < win.x1 <= W and 0 <= win.y0 < win.y1 <= H
         assert win.width <= plan.window and win.height <= plan.window
-        # the new box is non-empty and inside its window
-        assert win.x0 <= new.x0 < new.x1 <= win.x1 and win.y0 <= new.y0 < new.y1 <= win.y1
-        # the new area stays within the cap, so the model sees >= half known pixels
-        assert s.new_fraction <= plan.step_frac + 1e-12
+        assert s.parts[0] == new
         win_known = known[win.y0:win.y1, win.x0:win.x1]
         new_mask = np.zeros_like(win_known)
-        new_mask[new.y0 - win.y0:new.y1 - win.y0, new.x0 - win.x0:new.x1 - win.x0] = True
+        for part in s.parts:
+            # every new box is non-empty and inside its window
+            assert win.x0 <= part.x0 < part.x1 <= win.x1 and win.y0 <= part.y0 < part.y1 <= win.y1
+            new_mask[part.y0 - win.y0:part.y1 - win.y0, part.x0 - win.x0:part.x1 - win.x0] = True
+        # the parts are disjoint and new_area / new_fraction count them all
+        assert new_mask.sum() == s.new_area == sum(p.width * p.height for p in s.parts)
+        # the new area stays within the cap, so the model sees >= half known pixels
+        assert s.new_fraction <= plan.step_frac + 1e-12
         # new pixels are not known yet; every other window pixel is known (real context, no prefill)
         assert not (win_known & new_mask).any(), f"step {i} refills known pixels"
         assert win_known[~new_mask].all(), f"step {i} sees unknown pixels outside its new box"
         assert win_known.mean() >= 1 - plan.step_frac - 1e-12
-        # every new pixel row/column borders known pixels along its whole length
-        assert known[_touching_line(s)].all(), f"step {i} does not border known pixels"
-        known[new.y0:new.y1, new.x0:new.x1] = True
-        filled += new.width * new.height
+        if not s.extra:
+            # a strip step: every new pixel row/column borders known pixels along its whole length
+            assert known[_touching_line(s)].all(), f"step {i} does not border known pixels"
+        else:
+            # a corner step (L-shape): names the sides it grows, each piece borders known pixels
+            assert "-" in s.side and set(s.side.split("-")) <= {"top", "bottom", "left", "right"}
+        _check_new_area_borders_known(s, win_known, new_mask, plan.step_frac)
+        known[win.y0:win.y1, win.x0:win.x1] |= new_mask
+        filled += s.new_area
     # full coverage, each pixel exactly once (disjoint steps + all covered)
     assert known.all()
     assert filled == W * H - w * h
@@ -241,3 +263,92 @@ def test_default_max_size_is_16k():
     assert resolve_padding((8192, 10), ratio_x=2).total == 8192
     with pytest.raises(InvalidInputError, match="beyond max_size=16384"):
         resolve_padding((8193, 10), ratio_x=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Corner windows (ring plan): both axes grow, one window fills a corner and both strips beside it
+
+
+def _naive_sliding_window(image_size, ratio, window=512):
+    """(calls, max new fraction) of a fixed 50%-overlap raster sliding window, as in the benchmark."""
+    w, h = image_size
+    W, H = round(w * ratio), round(h * ratio)
+    known = np.zeros((H, W), bool)
+    x0, y0 = (W - w) // 2, (H - h) // 2
+    known[y0:y0 + h, x0:x0 + w] = True
+
+    def starts(n):
+        if n <= window:
+            return [0]
+        s = list(range(0, n - window + 1, window // 2))
+        return s if s[-1] == n - window else [*s, n - window]
+
+    calls, worst = 0, 0.0
+    for y in starts(H):
+        for x in starts(W):
+            win = known[y:y + min(window, H), x:x + min(window, W)]
+            if not win.all():
+                calls, worst = calls + 1, max(worst, 1.0 - win.mean())
+                win[:] = True
+    return calls, worst
+
+
+def test_ratio_1_5_both_axes_uses_corner_windows_and_beats_naive():
+    plan = plan_extension((512, 512), ratio=1.5, window=512, step_frac=0.5)
+    check_plan(plan)
+    naive_calls, naive_max = _naive_sliding_window((512, 512), 1.5)
+    assert (naive_calls, round(naive_max, 4)) == (4, 0.4375)
+    assert plan.num_steps <= naive_calls and plan.max_new_fraction <= naive_max + 1e-12
+    # four corner windows, each filling an L-shape: the corner plus the two strips beside it
+    assert plan.num_steps == 4
+    assert [s.side for s in plan.steps] == ["top-left", "top-right", "bottom-left", "bottom-right"]
+    assert all(len(s.parts) == 2 for s in plan.steps)
+    first = plan.steps[0]
+    assert first.window.as_tuple() == (0, 0, 512, 512)
+    assert [p.as_tuple() for p in first.parts] == [(0, 0, 512, 128), (0, 128, 128, 512)]
+    assert first.new_area == 512 * 128 + 128 * 384
+
+
+@pytest.mark.parametrize(
+    "size, kwargs",
+    [
+        ((512, 512), dict(ratio=1.5, step_frac=0.5)),
+        ((512, 512), dict(ratio=1.5, step_frac=0.45)),
+        ((64, 64), dict(ratio=1.5, window=64, step_frac=0.5)),
+        ((40, 30), dict(ratio=2.0, window=64)),  # whole rings in one window each
+        ((48, 40), dict(ratio=1.25, window=64)),
+        ((33, 21), dict(left=5, right=11, top=3, bottom=0, window=64)),  # uneven sides, one side not growing
+        ((600, 400), dict(ratio_x=1.4, ratio_y=1.6, window=512, step_frac=0.5)),
+        ((500, 700), dict(ratio=1.3, anchor="top", window=512, step_frac=0.5)),
+    ],
+)
+def test_corner_plans_keep_every_invariant(size, kwargs):
+    plan = plan_extension(size, **kwargs)
+    check_plan(plan)
+    assert plan == plan_extension(size, **kwargs)  # deterministic
+
+
+def test_corner_windows_are_used_only_when_they_save_calls():
+    # ratio 2 at step_frac 0.5: the strip plan's 8 calls stay (a ring plan would need 12)
+    plan = plan_extension((512, 512), ratio=2.0, step_frac=0.5)
+    assert plan.num_steps == 8 and all(not s.extra for s in plan.steps)
+    # one axis only: never a corner
+    assert all(not s.extra for s in plan_extension((300, 200), ratio_x=1.5, window=128).steps)
+    # with both axes, a ring plan is never longer than the strip plan it replaced
+    for ratio in (1.2, 1.5, 2, 3):
+        for frac in (0.2, 0.3, 0.5):
+            check_plan(plan_extension((200, 150), ratio=ratio, window=128, step_frac=frac))
+
+
+def test_corner_step_to_dict_lists_every_part():
+    import json
+
+    plan = plan_extension((512, 512), ratio=1.5, step_frac=0.5)
+    d = json.loads(json.dumps(plan.to_dict()))
+    first = d["steps"][0]
+    assert first["side"] == "top-left" and first["new"] == [0, 0, 512, 128]
+    assert first["new_extra"] == [[0, 128, 128, 512]]
+    assert first["new_px"] == 114688 and first["new_fraction"] == 0.4375
+    assert d["max_new_fraction"] == 0.4375
+    # strip steps keep the old layout (no new_extra)
+    assert "new_extra" not in plan_extension((512, 512), ratio=2.0, step_frac=0.5).to_dict()["steps"][0]

@@ -93,7 +93,8 @@ def test_each_call_sees_its_window_with_real_context_and_the_right_mask():
         win, new = step.window, step.new
         assert call["size"] == (win.width, win.height)
         expected = np.zeros((win.height, win.width), bool)
-        expected[new.y0 - win.y0:new.y1 - win.y0, new.x0 - win.x0:new.x1 - win.x0] = True
+        for new in step.parts:  # a box, or the boxes of a corner step's L-shape
+            expected[new.y0 - win.y0:new.y1 - win.y0, new.x0 - win.x0:new.x1 - win.x0] = True
         np.testing.assert_array_equal(call["mask"], expected)
         assert call["crop_margin"] < 0  # the window already is the model's view: no second crop
         assert call["mask_blur"] == 2 and call["steps"] == 7 and call["prompt"] == "sky"
@@ -272,3 +273,40 @@ def test_an_inpainter_that_repaints_its_whole_window_still_cannot_touch_original
     kept, band = _split_original(result, original, feather=3)
     np.testing.assert_array_equal(kept[~band], original[~band])
     assert (kept[band] == FILL).all()  # inside the band this inpainter's pixels were taken as given
+
+
+def test_corner_steps_paste_exactly_their_l_shape_and_its_feather_band():
+    # 64 px image, ratio 1.5, 64 px windows at step_frac 0.5: four corner steps with L-shaped new areas
+    from prefpaint_apps.outpaint.blend import reach
+
+    original = _photo(64, 64)
+    calls: list[np.ndarray] = []
+
+    class Recording(FakeInpainter):
+        def __call__(self, image, mask, **kw):
+            res = super().__call__(image, mask, **kw)
+            res.image = Image.new("RGB", res.image.size, FILL)  # repaints its whole window
+            calls.append(np.asarray(mask).astype(bool))
+            return res
+
+    result = extend(Recording(64), original, ratio=1.5, step_frac=0.5, feather=2, seed=0)
+    assert result.plan.num_steps == 4 and all(s.extra for s in result.plan.steps)
+    meta = result.to_dict()
+    assert all("new_extra" in s for s in meta["steps"])
+    for mask, step in zip(calls, result.plan.steps):
+        win = step.window
+        expected = np.zeros((win.height, win.width), bool)
+        for p in step.parts:
+            expected[p.y0 - win.y0:p.y1 - win.y0, p.x0 - win.x0:p.x1 - win.x0] = True
+        np.testing.assert_array_equal(mask, expected)
+    # only new pixels and the feather band around them changed: the original is intact beyond 2 px
+    kept, band = _split_original(result, original, feather=2)
+    np.testing.assert_array_equal(kept[~band], original[~band])
+    # the first step pasted no further than its L-shape's band
+    first = result.plan.steps[0]
+    assert calls and reach(calls[0], 2).sum() < first.window.width * first.window.height
+    out = np.asarray(result.image)
+    b = result.plan.image_box
+    new = np.ones(out.shape[:2], bool)
+    new[b.y0:b.y1, b.x0:b.x1] = False
+    assert (out[new] == FILL).all()

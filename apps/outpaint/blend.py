@@ -50,16 +50,17 @@ def prefill(window: np.ndarray, new: np.ndarray, mode: str = "replicate") -> np.
         raise InvalidInputError("the window has no known pixel to prefill from; this is a planning bug, please report it")
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-    # Index of the nearest known pixel for every pixel (known pixels point at themselves). The nearest
-    # known pixel of a new pixel lies within the new area's box plus one pixel (the plan's new areas
-    # are boxes), so the transform runs on that crop only.
+    # Index of the nearest known pixel for every pixel (known pixels point at themselves). The plan's
+    # new areas are boxes or L-shapes along the known region's edge, so the nearest known pixel of a new
+    # pixel lies within the new area's bounding box plus one pixel, and the transform runs on that crop.
     y0, x0, y1, x1 = _grown_bbox(new, 1)
-    iy, ix = distance_transform_edt(new[y0:y1, x0:x1], return_distances=False, return_indices=True)
+    dist, (iy, ix) = distance_transform_edt(new[y0:y1, x0:x1], return_distances=True, return_indices=True)
     out = window.copy()
     out[y0:y1, x0:x1] = window[y0:y1, x0:x1][iy, ix]
     if mode == "blur":
-        # Blur about a quarter of the new area's depth: keeps the broad colour, drops the streaks.
-        depth = max(1, int(min(new.any(axis=0).sum(), new.any(axis=1).sum())))
+        # Blur about a quarter of the new area's depth (its farthest pixel from known ones; a strip's
+        # thickness): keeps the broad colour, drops the streaks.
+        depth = max(1, round(float(dist.max())))
         sigma = float(np.clip(depth / 4.0, 2.0, 32.0))
         blurred = np.stack([gaussian_filter(out[..., c].astype(np.float32), sigma, mode="nearest") for c in range(3)], -1)
         out[new] = np.clip(np.round(blurred[new]), 0, 255).astype(np.uint8)

@@ -42,6 +42,7 @@ _SEAM_PURPOSE = 1  # seed stream of the seam passes, apart from the steps' strea
 class StepRecord:
     """What one step did: its box, the seeds it used, and the reward scores when a reward model picked.
 
+    ``new`` is the step's (first) new box; ``new_extra`` the rest of an L-shaped new area, if any.
     ``seed`` is the step's base seed (candidate k used ``seed + k``); ``best_index`` the candidate kept.
     ``seam_seed`` / ``seam_scores`` describe the seam pass, when it ran.
     """
@@ -51,6 +52,7 @@ class StepRecord:
     window: tuple[int, int, int, int]
     new: tuple[int, int, int, int]
     seed: int
+    new_extra: list[tuple[int, int, int, int]] = field(default_factory=list)
     scores: list[float] | None = None
     best_index: int = 0
     seam_seed: int | None = None
@@ -108,8 +110,9 @@ class ExtendResult:
             "plan": self.plan.to_dict(),
             "steps": [
                 {
-                    "index": s.index, "side": s.side, "window": list(s.window), "new": list(s.new), "seed": s.seed,
-                    "scores": s.scores, "best_index": s.best_index, "seam_seed": s.seam_seed,
+                    "index": s.index, "side": s.side, "window": list(s.window), "new": list(s.new),
+                    **({"new_extra": [list(b) for b in s.new_extra]} if s.new_extra else {}),
+                    "seed": s.seed, "scores": s.scores, "best_index": s.best_index, "seam_seed": s.seam_seed,
                     "seam_scores": s.seam_scores, "seconds": round(s.seconds, 4),
                 }
                 for s in self.steps
@@ -325,8 +328,8 @@ def _window_view(canvas: np.ndarray, step: PlanStep) -> tuple[np.ndarray, np.nda
     w = step.window
     view = canvas[w.y0:w.y1, w.x0:w.x1]
     new = np.zeros(view.shape[:2], bool)
-    n = step.new
-    new[n.y0 - w.y0:n.y1 - w.y0, n.x0 - w.x0:n.x1 - w.x0] = True
+    for n in step.parts:  # one box for a strip step, an L-shape (several boxes) for a corner step
+        new[n.y0 - w.y0:n.y1 - w.y0, n.x0 - w.x0:n.x1 - w.x0] = True
     return view, new
 
 
@@ -352,7 +355,7 @@ def _run_step(inpainter, canvas, step, base_seed, feather, prefill, strength, ca
     touched = reach(new, feather)
     view[touched] = out[touched]
     return StepRecord(index=step.index, side=step.side, window=step.window.as_tuple(), new=step.new.as_tuple(),
-                      seed=seed, scores=_floats(result.scores), best_index=int(getattr(result, "best_index", 0)))
+                      new_extra=[b.as_tuple() for b in step.extra], seed=seed, scores=_floats(result.scores), best_index=int(getattr(result, "best_index", 0)))
 
 
 def _run_seam_pass(inpainter, canvas, step, base_seed, rec, seam_in, seam_out, seam_blur, seam_strength,
