@@ -17,7 +17,7 @@ from .errors import InvalidInputError, OutputExistsError
 
 __all__ = [
     "check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_json", "save_image", "sidecar_path",
-    "read_toml_table",
+    "read_toml_table", "atomic_dir", "replace_dir",
 ]
 
 
@@ -45,6 +45,44 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``dest``; when the block succeeds it replaces ``dest``.
+
+    Model folders and checkpoints are written this way, so ``dest`` is always either the old complete
+    folder or the new complete one; a failed or interrupted write leaves no trace.
+    """
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a finished folder onto ``dest``; an existing ``dest`` is removed only after the swap.
+
+    (A directory cannot be renamed onto a non-empty one, so the old folder is first moved aside.)
+    """
+    import shutil
+
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import DataError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def finalize_checkpoint(tmp: Path, dest: Path, root: Path) -> Path:
     """Rename the finished temporary folder into place, then point ``latest.json`` at it."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    replace_dir(tmp, dest)
     atomic_write_json(root / "latest.json", {"checkpoint": dest.name})
     return dest
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
+from ..files import atomic_dir
 
 __all__ = ["add_lora", "trainable_parameters", "OldPolicy", "export_lora", "export_merged", "LORA_WEIGHT_NAME"]
 
@@ -92,15 +91,9 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
     if pipeline_cls is None:
         from diffusers import StableDiffusionInpaintPipeline as pipeline_cls
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
         pipeline_cls.save_lora_weights(tmp, unet_lora_layers=state, safe_serialization=True, weight_name=LORA_WEIGHT_NAME)
-        _replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -118,25 +111,7 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32) ->
         scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)
-        _replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
-
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Move a finished folder into place; an existing one is replaced only after the new one is complete."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)

@@ -379,22 +379,12 @@ def _pixel_key(image) -> str:
 
 def save_atomic(model: RewardModel, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     """``model.save_pretrained`` into a temporary folder renamed onto ``folder``: complete or absent."""
-    import shutil
-    import tempfile
-
     from ..errors import OutputExistsError
+    from ..files import atomic_dir
 
     out = Path(folder)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, OutputExistsError
-from ..files import atomic_write_json
+from ..files import atomic_dir, atomic_write_json
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from .config import RewardTrainConfig, reward_batch_summary
 from .data import RewardData, read_reward_data, split_by_group
@@ -175,19 +174,12 @@ def _save_checkpoint(out: Path, epoch: int, model, optimizer, scheduler, state: 
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     dest = root / f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
-    try:
+    with atomic_dir(dest) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         state = dict(state, epoch=epoch, optimizer=opt_meta, scheduler=scheduler.state_dict())
         (tmp / "state.json").write_text(json.dumps(state, indent=1, default=float))  # written last: marks completeness
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in _checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return dest
