@@ -17,7 +17,7 @@ from .errors import InvalidInputError, OutputExistsError
 
 __all__ = [
     "check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_json", "save_image", "sidecar_path",
-    "read_toml_table", "atomic_dir", "replace_dir",
+    "read_toml_table", "atomic_dir", "replace_dir", "load_torch_file",
 ]
 
 
@@ -157,3 +157,22 @@ def read_toml_table(path: str | os.PathLike, table: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from exc
     return data.get(table, data)
+
+
+def load_torch_file(path: str | os.PathLike, what: str, fix: str):
+    """Read a foreign ``torch.save`` file safely: always ``weights_only=True``, never arbitrary unpickling.
+
+    This is the toolkit's only ``torch.load``. ``what`` names the file in errors, ``fix`` says what to pass.
+
+    Raises:
+        InvalidInputError: the file is missing, or is not a plain tensor/state-dict file.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"{what} '{p}' does not exist; {fix}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is not what we can read safely
+        raise InvalidInputError(f"{what} '{p}' cannot be read with torch.load(weights_only=True): {exc}") from exc

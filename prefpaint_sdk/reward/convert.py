@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidInputError, ModelNotFoundError, OutputExistsError
+from ..files import load_torch_file
 from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, is_offline, resolve_model
 
 __all__ = [
@@ -54,15 +55,8 @@ def converted_cache_dir() -> Path:
 
 def load_official_state_dict(path: str | os.PathLike) -> dict:
     """Read an official ``.pt`` with ``weights_only=True`` and strip a ``module.`` prefix."""
-    import torch
-
     p = Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"reward checkpoint '{p}' does not exist; pass the official prefpaintReward.pt")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InvalidInputError(f"'{p}' cannot be read as a torch state dict with weights_only=True: {exc}") from exc
+    sd = load_torch_file(p, "reward checkpoint", "pass the official prefpaintReward.pt")
     for wrapper in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]

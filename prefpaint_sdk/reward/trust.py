@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..files import load_torch_file
 
 __all__ = [
     "TRUST_NORMS",
@@ -209,12 +210,7 @@ def load_official_v_inverse(path: str | os.PathLike, **params) -> TrustStats:
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"V_inverse file '{p}' does not exist; pass the official checkpoint/V_inverse.pt")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InvalidInputError(f"'{p}' is not a torch tensor file readable with weights_only=True: {exc}") from exc
+    obj = load_torch_file(p, "V_inverse file", "pass the official checkpoint/V_inverse.pt")
     if isinstance(obj, dict) and len(obj) == 1:
         obj = next(iter(obj.values()))
     if not isinstance(obj, torch.Tensor) or obj.ndim != 2 or obj.shape[0] != obj.shape[1]:
