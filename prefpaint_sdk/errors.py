@@ -15,6 +15,9 @@ __all__ = [
     "DataError",
     "OutputExistsError",
     "MissingDependencyError",
+    "ImageTooLargeError",
+    "PickleRefusedError",
+    "CorruptFileError",
 ]
 
 
@@ -40,6 +43,26 @@ class ConfigError(InvalidInputError):
 
 class DataError(InvalidInputError):
     """A dataset is malformed, or too much of it is unreadable."""
+
+
+class ImageTooLargeError(InvalidInputError):
+    """An image whose pixel count passes the limit (``--max-pixels``), decompression bombs included."""
+
+
+class PickleRefusedError(InvalidInputError):
+    """A weights or state file that is a pickle. We never unpickle, and never advise ``weights_only=False``."""
+
+    @classmethod
+    def for_file(cls, path, what: str = "") -> "PickleRefusedError":
+        name = f"{what} '{path}'" if what else f"'{path}'"
+        return cls(f"{name} is a pickle file; PrefPaint does not load pickles: convert it to safetensors")
+
+
+class CorruptFileError(InvalidInputError):
+    """A checkpoint, resume state, cache entry or config file that is truncated, empty or of the wrong type.
+
+    The message names the file and the fix (delete it, pass --overwrite, resume from another checkpoint).
+    """
 
 
 class ModelNotFoundError(PrefPaintError, FileNotFoundError):

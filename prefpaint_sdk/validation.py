@@ -1,0 +1,88 @@
+"""One validation layer for user values, shared by the SDK, the apps and the CLI.
+
+Every public entry point checks its numbers here before any model loads, so the CLI and a Python user get
+the same one-line errors. Each error names the Python parameter in ``InvalidInputError.param``; the CLI
+turns that into the flag of the command that printed it, so no message suggests a flag a command lacks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import InvalidInputError
+
+__all__ = ["finite", "positive", "non_negative", "at_least", "check_seed", "SEED_MAX", "bad_value"]
+
+# One seed rule for every command: a non-negative integer below 2**32 (numpy's and CUDA's common range),
+# and the last derived seed (seed + count - 1) must stay in range too.
+SEED_MAX = 2**32 - 1
+
+
+def bad_value(param: str, message: str) -> InvalidInputError:
+    """An ``InvalidInputError`` for ``param`` (the Python name; the CLI maps it to its flag)."""
+    err = InvalidInputError(message)
+    err.param = param  # type: ignore[attr-defined]
+    return err
+
+
+def _number(param: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise bad_value(param, f"{param} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise bad_value(param, f"{param} must be a finite number, got {value!r}")
+    return value
+
+
+def finite(param: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    """``value`` as a finite number, optionally within [lo, hi]."""
+    v = _number(param, value)
+    if lo is not None and v < lo:
+        raise bad_value(param, f"{param} must be ≥ {lo:g}, got {value!r}")
+    if hi is not None and v > hi:
+        raise bad_value(param, f"{param} must be ≤ {hi:g}, got {value!r}")
+    return v
+
+
+def positive(param: str, value: Any) -> float:
+    """A size or scale: finite and > 0."""
+    v = _number(param, value)
+    if v <= 0:
+        raise bad_value(param, f"{param} must be > 0, got {value!r}")
+    return v
+
+
+def non_negative(param: str, value: Any) -> float:
+    v = _number(param, value)
+    if v < 0:
+        raise bad_value(param, f"{param} must be ≥ 0, got {value!r}")
+    return v
+
+
+def at_least(param: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """A count: an integer ≥ ``minimum`` (1 by default), optionally ≤ ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise bad_value(param, f"{param} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise bad_value(param, f"{param} must be ≥ {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise bad_value(param, f"{param} must be ≤ {maximum}, got {value}")
+    return value
+
+
+def check_seed(value: Any, count: int = 1, param: str = "seed") -> int | None:
+    """The one seed rule: ``None`` (draw one) or an integer with 0 ≤ seed and seed + count - 1 ≤ 2**32 - 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_value(param, f"{param} must be a whole number, got {value!r}")
+    if value < 0 or value + max(count, 1) - 1 > SEED_MAX:
+        last = f" (and {param} + {count - 1} for {count} derived seeds)" if count > 1 else ""
+        raise bad_value(param, f"{param} must be between 0 and {SEED_MAX}{last}, got {value}")
+    return value
