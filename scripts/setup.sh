@@ -24,5 +24,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[recon3d,train,dev]"
 echo "setup: done. Try: .venv/bin/prefpaint doctor --smoke"
