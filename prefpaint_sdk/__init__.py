@@ -77,6 +77,13 @@ _EXPORTS = {
     "atomic_write_json": "files",
     "save_image": "files",
     "sidecar_path": "files",
+    "check_outputs": "files",
+    "check_output_dir": "files",
+    "staged_dir": "files",
+    # limits and value checks
+    "DEFAULT_MAX_PIXELS": "imaging",
+    "set_max_pixels": "imaging",
+    "get_max_pixels": "imaging",
     # errors
     "PrefPaintError": "errors",
     "InvalidInputError": "errors",
@@ -85,6 +92,9 @@ _EXPORTS = {
     "DataError": "errors",
     "OutputExistsError": "errors",
     "MissingDependencyError": "errors",
+    "ImageTooLargeError": "errors",
+    "PickleRefusedError": "errors",
+    "CorruptFileError": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -106,16 +116,19 @@ def __dir__():
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .devices import resolve_device, resolve_dtype  # noqa: F401
     from .errors import (  # noqa: F401
-        ConfigError, DataError, InvalidInputError, MissingDependencyError, ModelNotFoundError, OutputExistsError,
-        PrefPaintError,
+        ConfigError, CorruptFileError, DataError, ImageTooLargeError, InvalidInputError, MissingDependencyError,
+        ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError,
     )
-    from .files import atomic_path, atomic_write_json, check_output_path, save_image, sidecar_path  # noqa: F401
+    from .files import (  # noqa: F401
+        atomic_path, atomic_write_json, check_output_dir, check_output_path, check_outputs, save_image, sidecar_path,
+        staged_dir,
+    )
     from .hub import (  # noqa: F401
         BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model, is_offline, resolve_model,
     )
     from .imaging import (  # noqa: F401
-        Box, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image, load_image, load_mask,
-        mask_bbox, masked_image, working_size,
+        DEFAULT_MAX_PIXELS, Box, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image,
+        get_max_pixels, load_image, load_mask, mask_bbox, masked_image, set_max_pixels, working_size,
     )
     from .batch import InputPair, list_images, pair_inputs  # noqa: F401
     from .evaluation import EvalCase, EvalReport, evaluate, generate_mask_set  # noqa: F401
