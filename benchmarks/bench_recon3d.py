@@ -92,9 +92,9 @@ def main() -> None:
         covisible_mask,
         forward_warp,
         fuse_tsdf,
-        make_synthetic_scene,
         novel_cameras,
     )
+    from prefpaint_apps.recon3d.testing import make_synthetic_scene
 
     W, H = 640, 480
     t0 = time.perf_counter()

@@ -18,7 +18,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from prefpaint_apps.recon3d import Recon3DConfig, make_synthetic_scene, reconstruct, write_scene
+from prefpaint_apps.recon3d import Recon3DConfig, reconstruct
+from prefpaint_apps.recon3d.testing import make_synthetic_scene, write_scene
 
 from prefpaint_sdk import Inpainter
 

@@ -12,7 +12,7 @@ from PIL import Image
 @cache
 def scene(n_frames: int = 3, width: int = 320, height: int = 240):
     """A synthetic scene (rendered once per process and size)."""
-    from prefpaint_apps.recon3d import make_synthetic_scene
+    from prefpaint_apps.recon3d.testing import make_synthetic_scene
 
     return make_synthetic_scene(n_frames, width, height)
 

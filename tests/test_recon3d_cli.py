@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from _recon3d_fakes import scene
-from prefpaint_apps.recon3d import write_scene
+from prefpaint_apps.recon3d.testing import write_scene
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
@@ -53,7 +53,8 @@ def test_check_reports_consistency(redwood, tmp_path):
     assert r.exit_code == 0, r.output
     assert "depth-consistent pixels between neighbouring frames" in " ".join(r.output.split())
     # poses written as world-to-camera (a classic mistake) are caught
-    from prefpaint_apps.recon3d.formats.redwood import read_log, write_log
+    from prefpaint_apps.recon3d.formats.redwood import read_log
+    from prefpaint_apps.recon3d.testing import write_log
 
     bad = tmp_path / "bad"
     write_scene(scene(3, 160, 120).frames, bad, "redwood")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _recon3d_fakes import scene
-from prefpaint_apps.recon3d import Recon3DConfig, load_depth_estimator, reconstruct, write_scene
+from prefpaint_apps.recon3d import Recon3DConfig, load_depth_estimator, reconstruct
+from prefpaint_apps.recon3d.testing import write_scene
 
 from prefpaint_sdk import ModelNotFoundError
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from _recon3d_fakes import scene
 from PIL import Image
-from prefpaint_apps.recon3d import Recon3DConfig, load_scene, novel_cameras, read_trajectory, reconstruct, write_scene
+from prefpaint_apps.recon3d import Recon3DConfig, load_scene, novel_cameras, read_trajectory, reconstruct
+from prefpaint_apps.recon3d.testing import write_scene
 
 from prefpaint_sdk import DataError, InvalidInputError
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 from _recon3d_fakes import scene
-from prefpaint_apps.recon3d import Intrinsics, detect_format, load_scene, read_trajectory, write_scene
+from prefpaint_apps.recon3d import Intrinsics, detect_format, load_scene, read_trajectory
 from prefpaint_apps.recon3d.cameras import look_at, opencv_to_opengl, opengl_to_opencv, quat_to_rotmat, rotmat_to_quat
+from prefpaint_apps.recon3d.testing import write_scene
 
 FORMATS = [("nerfstudio", {}), ("colmap", {}), ("colmap", {"binary": True}), ("tum", {}), ("replica", {}), ("redwood", {}), ("scannet", {})]
 # depth quantisation of each format's 16-bit PNG (metres per raw unit), halved for rounding
@@ -116,7 +117,7 @@ def test_camera_conventions():
 
 @pytest.mark.parametrize("kind", ["log", "tum", "rows", "json", "camera_path"])
 def test_trajectory_files(tmp_path, small, kind):
-    from prefpaint_apps.recon3d.formats.redwood import write_log
+    from prefpaint_apps.recon3d.testing import write_log
 
     poses = [f.c2w for f in small.frames]
     k = small.frames[0].intrinsics

@@ -186,7 +186,7 @@ def test_propagate_depth_prefers_the_far_side():
 
 def test_colmap_without_depth_maps_uses_sparse_points_to_scale_monocular_depth(tmp_path):
     from PIL import Image
-    from prefpaint_apps.recon3d import write_scene
+    from prefpaint_apps.recon3d.testing import write_scene
 
     sc = scene(3, 160, 120)
     root = write_scene(sc.frames, tmp_path / "cm", "colmap", depth_maps=False, sparse_every=10)
@@ -201,7 +201,7 @@ def test_colmap_without_depth_maps_uses_sparse_points_to_scale_monocular_depth(t
 
 
 def test_novel_cameras_from_a_trajectory_file(tmp_path):
-    from prefpaint_apps.recon3d.formats.redwood import write_log
+    from prefpaint_apps.recon3d.testing import write_log
 
     sc = scene(3, 160, 120)
     poses = [c for _, c in _cams(sc, 2)]

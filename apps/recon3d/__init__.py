@@ -7,6 +7,9 @@ everything into a TSDF mesh and point cloud, with nerfstudio ``transforms.json``
 >>> from prefpaint_apps.recon3d import reconstruct
 >>> result = reconstruct("scene/", "out/", views=8)  # doctest: +SKIP
 
+Test scenes (a synthetic scene with exact ground truth, writers for every layout) live in
+:mod:`prefpaint_apps.recon3d.testing`, which the runtime never imports.
+
 Internal convention everywhere: OpenCV camera axes, camera-to-world 4x4 poses, metres, depth 0 = invalid.
 """
 
@@ -19,7 +22,6 @@ from .holes import CleanedView, clean_holes
 from .novel import novel_cameras, read_trajectory
 from .pipeline import Recon3DConfig, Recon3DResult, check_scene, reconstruct
 from .scene import Frame, Scene
-from .synthetic import SyntheticScene, make_synthetic_scene, write_scene
 from .warp import WarpResult, WarpSource, forward_warp
 
 __all__ = [
@@ -32,7 +34,6 @@ __all__ = [
     "Recon3DConfig",
     "Recon3DResult",
     "Scene",
-    "SyntheticScene",
     "WarpResult",
     "WarpSource",
     "align_depth",
@@ -48,11 +49,9 @@ __all__ = [
     "load_depth_estimator",
     "load_scene",
     "look_at",
-    "make_synthetic_scene",
     "novel_cameras",
     "project",
     "propagate_depth",
     "read_trajectory",
     "reconstruct",
-    "write_scene",
 ]

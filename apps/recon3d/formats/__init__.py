@@ -1,7 +1,8 @@
-"""Scene formats: detection, reading into the internal convention, and writers (used by tests and tools).
+"""Scene formats: detection and reading into the internal convention.
 
 Each format module exposes ``NAME``, ``LAYOUT`` (what a user should see in error messages),
-``detect(root) -> bool`` and ``read(root, ...) -> Scene``; most also have ``write(root, frames)``.
+``detect(root) -> bool`` and ``read(root, ...) -> Scene``. Writers are testing helpers, in
+:mod:`prefpaint_apps.recon3d.testing`.
 """
 
 from __future__ import annotations

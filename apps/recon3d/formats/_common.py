@@ -53,12 +53,6 @@ def read_open3d_intrinsic(path: Path) -> Intrinsics:
         ) from exc
 
 
-def write_open3d_intrinsic(path: Path, intr: Intrinsics) -> None:
-    """Write an Open3D ``PinholeCameraIntrinsic`` JSON (column-major matrix, as Open3D writes it)."""
-    m = intr.K.reshape(-1, order="F").tolist()
-    Path(path).write_text(json.dumps({"width": intr.width, "height": intr.height, "intrinsic_matrix": m}, indent=1))
-
-
 def find_intrinsic_json(*folders: Path) -> Path | None:
     for folder in folders:
         for name in INTRINSIC_JSON_NAMES:
@@ -76,28 +70,6 @@ def image_size(path: Path) -> tuple[int, int]:
             return im.size
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"image '{path}' is unreadable ({exc})") from exc
-
-
-def save_rgb(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(path)
-
-
-def save_depth16(path: Path, depth_m: np.ndarray, depth_scale: float) -> None:
-    """Write metres as a 16-bit PNG in raw units (``raw = round(depth * depth_scale)``; 0 stays invalid).
-
-    Raises:
-        DataError: depths that do not fit 16 bits at this scale.
-    """
-    from PIL import Image
-
-    raw = np.round(np.asarray(depth_m, dtype=np.float64) * depth_scale)
-    if raw.max(initial=0) > 65535:
-        raise DataError(f"depth {depth_m.max():.2f} m does not fit a 16-bit PNG at scale {depth_scale}; lower depth_trunc or the scale")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(raw.astype(np.uint16)).save(path)
 
 
 def read_matrix_txt(path: Path, what: str) -> np.ndarray:

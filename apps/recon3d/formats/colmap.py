@@ -23,9 +23,9 @@ import numpy as np
 
 from prefpaint_sdk import DataError
 
-from ..cameras import Intrinsics, check_pose, pose_from_wxyz_t_w2c, rotmat_to_quat
+from ..cameras import Intrinsics, check_pose, pose_from_wxyz_t_w2c
 from ..scene import Frame, Scene
-from ._common import require, save_depth16, save_rgb
+from ._common import require
 
 NAME = "colmap"
 LAYOUT = "COLMAP sparse/0/{cameras,images}.{txt,bin} + images/"
@@ -218,69 +218,3 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
     if not (img_dir / images[0][4]).exists():
         require(img_dir / images[0][4], "COLMAP", root, "images are looked up under images/ by the names in images.txt")
     return Scene(root, NAME, frames, notes=notes)
-
-
-def write(root: Path, frames: list[Frame], binary: bool = False, depth_scale: float = 1000.0, depth_maps: bool = True,
-          sparse_every: int = 0) -> Path:
-    """Write frames as a COLMAP model (PINHOLE cameras) with images/ and, optionally, depths/ (16-bit PNG, mm).
-
-    ``sparse_every`` > 0 also writes points3D with one 3D point per ``sparse_every``-th pixel of each
-    frame's depth, observed by that frame, like an SfM reconstruction's sparse points.
-    """
-    sparse = root / "sparse" / "0"
-    sparse.mkdir(parents=True, exist_ok=True)
-    cams, imgs = [], []
-    for i, f in enumerate(frames):
-        name = f"frame_{i:05d}.png"
-        save_rgb(root / "images" / name, f.load_rgb())
-        d = f.load_depth()
-        if d is not None and depth_maps:
-            save_depth16(root / "depths" / f"frame_{i:05d}.png", d, depth_scale)
-        k = f.intrinsics
-        cams.append((i + 1, k.width, k.height, [k.fx, k.fy, k.cx + 0.5, k.cy + 0.5]))
-        w2c = np.linalg.inv(f.c2w)
-        imgs.append((i + 1, rotmat_to_quat(w2c[:3, :3]), w2c[:3, 3], i + 1, name))
-    # sparse points: (u, v, point id) observations per frame and the points' xyz
-    obs_all, pts_all, pid = [], [], 1
-    for f in frames:
-        obs = np.zeros((0, 3))
-        if sparse_every > 0:
-            from ..geometry import backproject
-
-            d = f.load_depth()
-            m = np.zeros(d.shape, bool)
-            m[::sparse_every, ::sparse_every] = True
-            m &= d > 0
-            vv, uu = np.nonzero(m)
-            xyz = backproject(d, f.intrinsics, f.c2w, m)
-            obs = np.stack([uu + 0.5, vv + 0.5, pid + np.arange(len(xyz))], 1).astype(np.float64)
-            pts_all += [(pid + j, p) for j, p in enumerate(xyz.tolist())]
-            pid += len(xyz)
-        obs_all.append(obs)
-    if binary:
-        b = bytearray(struct.pack("<Q", len(cams)))
-        for cid, w, h, p in cams:
-            b += struct.pack("<iiQQ4d", cid, 1, w, h, *p)
-        (sparse / "cameras.bin").write_bytes(bytes(b))
-        b = bytearray(struct.pack("<Q", len(imgs)))
-        for (iid, q, t, cid, name), obs in zip(imgs, obs_all):
-            b += struct.pack("<I7dI", iid, *q, *t, cid) + name.encode() + b"\x00" + struct.pack("<Q", len(obs))
-            for x, y, p in obs:
-                b += struct.pack("<2dq", x, y, int(p))
-        (sparse / "images.bin").write_bytes(bytes(b))
-        if pts_all:
-            b = bytearray(struct.pack("<Q", len(pts_all)))
-            for p, xyz in pts_all:
-                b += struct.pack("<Q3d3BdQ", p, *xyz, 128, 128, 128, 0.5, 0)
-            (sparse / "points3D.bin").write_bytes(bytes(b))
-    else:
-        (sparse / "cameras.txt").write_text(
-            "# Camera list\n" + "".join(f"{cid} PINHOLE {w} {h} {' '.join(repr(v) for v in p)}\n" for cid, w, h, p in cams))
-        (sparse / "images.txt").write_text("# Image list\n" + "".join(
-            f"{iid} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} {cid} {name}\n"
-            + " ".join(f"{x!r} {y!r} {int(p)}" for x, y, p in obs.tolist()) + "\n"
-            for (iid, q, t, cid, name), obs in zip(imgs, obs_all)))
-        if pts_all:
-            (sparse / "points3D.txt").write_text("# 3D point list\n" + "".join(
-                f"{p} {xyz[0]!r} {xyz[1]!r} {xyz[2]!r} 128 128 128 0.5\n" for p, xyz in pts_all))
-    return sparse

@@ -18,9 +18,9 @@ import numpy as np
 
 from prefpaint_sdk import DataError
 
-from ..cameras import Intrinsics, check_pose, opencv_to_opengl, opengl_to_opencv
+from ..cameras import Intrinsics, check_pose, opengl_to_opencv
 from ..scene import Frame, Scene
-from ._common import IMAGE_EXTS, image_size, require, save_depth16, save_rgb
+from ._common import IMAGE_EXTS, image_size, require
 
 NAME = "nerfstudio"
 LAYOUT = "transforms.json (nerfstudio / instant-ngp)"
@@ -86,26 +86,3 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
         depth = _resolve(root, fm["depth_file_path"]) if fm.get("depth_file_path") else None
         frames.append(Frame(Path(fm["file_path"]).stem, intr, c2w, rgb_path=rgb, depth_path=depth, depth_scale=scale))
     return Scene(root, NAME, frames)
-
-
-def write(root: Path, frames: list[Frame], depth_scale: float = 1000.0) -> Path:
-    """Write frames (with in-memory or file arrays) as a nerfstudio scene; returns transforms.json's path."""
-    root.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, f in enumerate(frames):
-        rel = f"images/frame_{i:05d}.png"
-        save_rgb(root / rel, f.load_rgb())
-        intr = f.intrinsics
-        entry = {
-            "file_path": rel,
-            "transform_matrix": opencv_to_opengl(f.c2w).tolist(),
-            "fl_x": intr.fx, "fl_y": intr.fy, "cx": intr.cx + 0.5, "cy": intr.cy + 0.5, "w": intr.width, "h": intr.height,
-        }
-        d = f.load_depth()
-        if d is not None:
-            save_depth16(root / f"depth/frame_{i:05d}.png", d, depth_scale)
-            entry["depth_file_path"] = f"depth/frame_{i:05d}.png"
-        out.append(entry)
-    meta = {"camera_model": "OPENCV", "depth_unit_scale_factor": 1.0 / depth_scale, "frames": out}
-    (root / "transforms.json").write_text(json.dumps(meta, indent=1))
-    return root / "transforms.json"

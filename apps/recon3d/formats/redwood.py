@@ -21,9 +21,6 @@ from ._common import (
     find_intrinsic_json,
     list_images,
     read_open3d_intrinsic,
-    save_depth16,
-    save_rgb,
-    write_open3d_intrinsic,
 )
 
 NAME = "redwood"
@@ -57,13 +54,6 @@ def read_log(path: Path) -> list[np.ndarray]:
         raise DataError(f"'{path}': pose lines must hold 4 numbers each")
     return list(m.reshape(-1, 4, 4))
 
-
-def write_log(path: Path, poses: list[np.ndarray]) -> None:
-    """Write camera-to-world poses as an Open3D ``.log`` trajectory."""
-    out = []
-    for i, p in enumerate(poses):
-        out.append(f"{i} {i} {i + 1}\n" + "".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in p))
-    Path(path).write_text("".join(out))
 
 
 def read(root: Path, depth_scale: float | None = None) -> Scene:
@@ -100,13 +90,3 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
     frames = [Frame(c.stem, intr, check_pose(p, f"{logs[0]} block {i}"), rgb_path=c, depth_path=d, depth_scale=depth_scale or DEPTH_SCALE)
               for i, (c, d, p) in enumerate(zip(colors, depths, poses))]
     return Scene(root, NAME, frames, notes=notes)
-
-
-def write(root: Path, frames: list[Frame]) -> Path:
-    """Write frames in the Open3D/Redwood layout."""
-    for i, f in enumerate(frames):
-        save_rgb(root / f"color/{i:06d}.png", f.load_rgb())
-        save_depth16(root / f"depth/{i:06d}.png", f.load_depth(), DEPTH_SCALE)
-    write_log(root / "trajectory.log", [f.c2w for f in frames])
-    write_open3d_intrinsic(root / "camera_intrinsic.json", frames[0].intrinsics)
-    return root

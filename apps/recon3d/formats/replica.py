@@ -16,7 +16,7 @@ from prefpaint_sdk import DataError
 
 from ..cameras import Intrinsics, check_pose
 from ..scene import Frame, Scene
-from ._common import natural_key, require, save_depth16, save_rgb
+from ._common import natural_key, require
 
 NAME = "replica"
 LAYOUT = "Replica (NICE-SLAM) results/frame*.jpg + results/depth*.png + traj.txt"
@@ -65,16 +65,3 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
     frames = [Frame(r.stem, intr, check_pose(p.reshape(4, 4), f"{traj} line {i + 1}"), rgb_path=r, depth_path=d,
                     depth_scale=depth_scale or scale) for i, (r, d, p) in enumerate(zip(rgbs, depths, poses))]
     return Scene(root, NAME, frames, notes=notes)
-
-
-def write(root: Path, frames: list[Frame]) -> Path:
-    """Write frames in the NICE-SLAM Replica layout with a cam_params.json."""
-    (root / "results").mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(frames):
-        save_rgb(root / f"results/frame{i:06d}.png", f.load_rgb())
-        save_depth16(root / f"results/depth{i:06d}.png", f.load_depth(), DEPTH_SCALE)
-    np.savetxt(root / "traj.txt", np.stack([f.c2w.reshape(-1) for f in frames]), fmt="%.17g")
-    k = frames[0].intrinsics
-    (root / "cam_params.json").write_text(json.dumps({"camera": {"w": k.width, "h": k.height, "fx": k.fx, "fy": k.fy,
-                                                                 "cx": k.cx, "cy": k.cy, "scale": DEPTH_SCALE}}))
-    return root

@@ -15,7 +15,7 @@ from prefpaint_sdk import DataError
 
 from ..cameras import Intrinsics, check_pose
 from ..scene import Frame, Scene
-from ._common import image_size, list_images, read_matrix_txt, require, save_depth16, save_rgb
+from ._common import image_size, list_images, read_matrix_txt, require
 
 NAME = "scannet"
 LAYOUT = "ScanNet SensReader color/ + depth/ + pose/ + intrinsic/"
@@ -57,26 +57,3 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
     if not frames:
         raise DataError(f"ScanNet scene at '{root}': all {len(stems)} frames lack a valid pose")
     return Scene(root, NAME, frames, skipped=skipped)
-
-
-def write(root: Path, frames: list[Frame], color_scale: float = 2.025) -> Path:
-    """Write frames as a SensReader export; colour is upsampled by ``color_scale`` as in real ScanNet."""
-    from PIL import Image
-
-    k = frames[0].intrinsics
-    (root / "intrinsic").mkdir(parents=True, exist_ok=True)
-    kd = np.eye(4)
-    kd[:3, :3] = k.K
-    np.savetxt(root / "intrinsic/intrinsic_depth.txt", kd, fmt="%.17g")
-    cw, ch = round(k.width * color_scale), round(k.height * color_scale)
-    kc = k.scaled(cw, ch)
-    kcm = np.eye(4)
-    kcm[:3, :3] = kc.K
-    np.savetxt(root / "intrinsic/intrinsic_color.txt", kcm, fmt="%.17g")
-    for i, f in enumerate(frames):
-        rgb = np.asarray(Image.fromarray(f.load_rgb()).resize((cw, ch), Image.BICUBIC))
-        save_rgb(root / f"color/{i}.jpg", rgb)
-        save_depth16(root / f"depth/{i}.png", f.load_depth(), DEPTH_SCALE)
-        (root / "pose").mkdir(exist_ok=True)
-        np.savetxt(root / f"pose/{i}.txt", f.c2w, fmt="%.17g")
-    return root

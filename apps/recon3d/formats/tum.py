@@ -17,16 +17,13 @@ import numpy as np
 
 from prefpaint_sdk import DataError
 
-from ..cameras import Intrinsics, check_pose, quat_to_rotmat, rotmat_to_quat
+from ..cameras import Intrinsics, check_pose, quat_to_rotmat
 from ..scene import Frame, Scene
 from ._common import (
     find_intrinsic_json,
     image_size,
     read_open3d_intrinsic,
     require,
-    save_depth16,
-    save_rgb,
-    write_open3d_intrinsic,
 )
 
 NAME = "tum"
@@ -108,22 +105,3 @@ def read(root: Path, depth_scale: float | None = None, max_dt: float = 0.02) -> 
                             depth_scale=depth_scale or DEPTH_SCALE))
     skipped = [f"rgb t={t:.6f}: no depth/pose within {max_dt}s" for t in t_rgb[~ok]]
     return Scene(root, NAME, frames, skipped=skipped, notes=notes)
-
-
-def write(root: Path, frames: list[Frame], fps: float = 30.0) -> Path:
-    """Write frames as a TUM sequence (with camera_intrinsic.json, since TUM has no intrinsics file)."""
-    root.mkdir(parents=True, exist_ok=True)
-    rgb_l, d_l, gt_l = ["# color images\n"], ["# depth maps\n"], ["# timestamp tx ty tz qx qy qz qw\n"]
-    for i, f in enumerate(frames):
-        t = 1000.0 + i / fps
-        save_rgb(root / f"rgb/{t:.6f}.png", f.load_rgb())
-        save_depth16(root / f"depth/{t:.6f}.png", f.load_depth(), DEPTH_SCALE)
-        rgb_l.append(f"{t:.6f} rgb/{t:.6f}.png\n")
-        d_l.append(f"{t + 0.001:.6f} depth/{t:.6f}.png\n")  # real sensors are not in lock step
-        q = rotmat_to_quat(f.c2w[:3, :3], "xyzw")
-        gt_l.append(f"{t - 0.002:.6f} " + " ".join(repr(float(v)) for v in (*f.c2w[:3, 3], *q)) + "\n")
-    (root / "rgb.txt").write_text("".join(rgb_l))
-    (root / "depth.txt").write_text("".join(d_l))
-    (root / "groundtruth.txt").write_text("".join(gt_l))
-    write_open3d_intrinsic(root / "camera_intrinsic.json", frames[0].intrinsics)
-    return root

@@ -14,10 +14,10 @@ import numpy as np
 
 from prefpaint_sdk import InvalidInputError
 
-from .cameras import Intrinsics, look_at
-from .scene import Frame, Scene
+from ..cameras import Intrinsics, look_at
+from ..scene import Frame, Scene
 
-__all__ = ["SyntheticScene", "make_synthetic_scene", "write_scene"]
+__all__ = ["SyntheticScene", "make_synthetic_scene"]
 
 _TINTS = np.array([[0.85, 0.80, 0.70], [0.30, 0.55, 0.90], [0.90, 0.35, 0.30], [0.35, 0.80, 0.40], [0.85, 0.75, 0.25]])
 
@@ -47,7 +47,7 @@ class SyntheticScene:
 
     def surface_points(self, intr: Intrinsics, poses: list[np.ndarray]) -> np.ndarray:
         """World points of the true surface seen by the given cameras (N x 3): the fair Chamfer reference."""
-        from .geometry import backproject
+        from ..geometry import backproject
 
         pts = []
         for c2w in poses:
@@ -132,22 +132,3 @@ def make_synthetic_scene(n_frames: int = 5, width: int = 320, height: int = 240,
         rgb, depth = _render(rc, intr, c2w)
         frames.append(Frame(f"frame_{i:03d}", intr, c2w, rgb=rgb, depth=depth))
     return SyntheticScene(frames, merged, target, rc)
-
-
-def write_scene(frames: list[Frame], root: str | Path, format: str, **kwargs) -> Path:
-    """Write frames in a supported on-disk format (``colmap`` takes ``binary=True`` for .bin models).
-
-    Returns:
-        The scene folder.
-
-    Raises:
-        InvalidInputError: a format without a writer (``single``) or an unknown one.
-    """
-    from .formats import FORMATS
-
-    mod = FORMATS.get(format)
-    if mod is None or not hasattr(mod, "write"):
-        raise InvalidInputError(f"no writer for format '{format}'; writable: {', '.join(n for n, m in FORMATS.items() if hasattr(m, 'write'))}")
-    root = Path(root)
-    mod.write(root, frames, **kwargs)
-    return root
