@@ -690,4 +690,11 @@ def load_torch_file(path: str | os.PathLike, what: str, fix: str):
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
+        import pickle
+
+        from .errors import PickleRefusedError
+
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            # a pickle of arbitrary objects: our own line, never torch's advice to set weights_only=False
+            raise PickleRefusedError.for_file(p, what) from None
         raise InvalidInputError(f"{what} '{p}' cannot be read with torch.load(weights_only=True): {exc}") from exc
