@@ -15,37 +15,205 @@ RGBA, 1-bit, 16-bit and float masks are all accepted; colour masks are read by t
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidInputError
+from .errors import ConfigError, ImageTooLargeError, InvalidInputError
 
 __all__ = [
-    "ImageLike",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
     "Box",
-    "load_image",
-    "load_mask",
-    "fit_mask_to_image",
+    "ImageLike",
+    "check_image_file",
+    "check_pixels",
+    "composite",
+    "context_box",
     "dilate_mask",
     "feather_alpha",
+    "fit_mask_to_image",
+    "get_max_pixels",
+    "load_image",
+    "load_mask",
     "mask_bbox",
-    "context_box",
-    "working_size",
-    "composite",
     "masked_image",
+    "set_max_pixels",
+    "working_size",
 ]
 
 log = logging.getLogger(__name__)
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, Any]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | Any
 """Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily)."""
 
-_MAX_PIXELS = 20_000 * 20_000
+# --------------------------------------------------------------------------------------------------
+# The pixel limit
+
+DEFAULT_MAX_PIXELS = 200_000_000
+"""Default pixel limit: 200 megapixels (about 600 MB as RGB uint8).
+
+A valid 12000x12000 photo (144 MP) passes; a decompression bomb that claims 100000x100000 (10 gigapixels)
+is refused from its header before a byte of pixel data is decoded. Change it with :func:`set_max_pixels`,
+the ``max_pixels=`` argument of the loaders, ``--max-pixels`` on the CLI, or the environment variable
+``PREFPAINT_MAX_PIXELS``."""
+
+MAX_PIXELS_ENV = "PREFPAINT_MAX_PIXELS"
+
+_max_pixels: int | None = None  # set by set_max_pixels; None = the environment variable, else the default
+_pil_lock = threading.Lock()
+
+
+def _as_limit(value: Any, where: str) -> int:
+    """``value`` as a pixel count: a whole number > 0 ("200_000_000" and "2e8" are accepted as text)."""
+    n: Any = value
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            n = int(text)
+        except ValueError:
+            try:
+                n = float(text)
+            except ValueError:
+                n = None
+    if isinstance(n, float) and math.isfinite(n) and n.is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        err = ConfigError(f"{where} must be a whole number of pixels > 0, got {value!r}")
+        err.param = "max_pixels"  # type: ignore[attr-defined]
+        raise err
+    return int(n)
+
+
+def get_max_pixels() -> int:
+    """The pixel limit in force: :func:`set_max_pixels`, else ``$PREFPAINT_MAX_PIXELS``, else the default.
+
+    Raises:
+        ConfigError: ``PREFPAINT_MAX_PIXELS`` is set but is not a whole number > 0.
+    """
+    if _max_pixels is not None:
+        return _max_pixels
+    env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if env:
+        return _as_limit(env, f"environment variable {MAX_PIXELS_ENV}")
+    return DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(n: int | None) -> int:
+    """Set the process-wide pixel limit; ``None`` restores ``$PREFPAINT_MAX_PIXELS`` or the default.
+
+    Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) follows, so code that opens
+    images with Pillow directly is held to the same limit. Returns the limit now in force.
+
+    Raises:
+        ConfigError: ``n`` is not a whole number > 0.
+    """
+    global _max_pixels
+    _max_pixels = None if n is None else _as_limit(n, "max_pixels")
+    _sync_pillow()
+    return get_max_pixels()
+
+
+def _limit(max_pixels: int | None) -> int:
+    return get_max_pixels() if max_pixels is None else _as_limit(max_pixels, "max_pixels")
+
+
+def _too_large(what: str, name: str, size: str, limit: int) -> ImageTooLargeError:
+    err = ImageTooLargeError(
+        f"{what} {name} is {size}, over the limit of {limit:,} pixels; if you trust the file, "
+        f"raise max_pixels (--max-pixels) or {MAX_PIXELS_ENV}"
+    )
+    err.param = "max_pixels"  # type: ignore[attr-defined]
+    return err
+
+
+def check_pixels(width: int, height: int, *, what: str = "image", name: str = "", max_pixels: int | None = None) -> None:
+    """Raise :class:`ImageTooLargeError` when ``width * height`` passes the pixel limit."""
+    limit = _limit(max_pixels)
+    if int(width) * int(height) > limit:
+        size = f"{width}x{height} ({int(width) * int(height):,} pixels)"
+        raise _too_large(what, name or "", size, limit)
+
+
+def _bomb_pixels(exc: BaseException) -> str:
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+
+
+def _open_lazy(p: Path, what: str, limit: int) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's bomb check replaced by ours. The caller closes it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil_limit = Image.MAX_IMAGE_PIXELS
+            if pil_limit is not None and pil_limit < limit:  # a larger limit for this call, or a changed env
+                with _pil_lock:
+                    Image.MAX_IMAGE_PIXELS = limit
+                    try:
+                        im = Image.open(p)
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = pil_limit
+            else:
+                im = Image.open(p)
+    except Image.DecompressionBombError as exc:
+        raise _too_large(what, f"'{p}'", _bomb_pixels(exc), limit) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInputError(
+            f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
+        ) from None
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise _too_large(what, f"'{p}'", f"{w}x{h} ({w * h:,} pixels)", limit)
+    return im
+
+
+def _check_path(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{what} '{p}' is a folder, not a file; pass an image file (or use batch mode with folders for both)")
+    if not p.exists():
+        raise InvalidInputError(f"{what} file '{p}' does not exist; check the path")
+    return p
+
+
+def check_image_file(path: str | os.PathLike, *, what: str = "image", max_pixels: int | None = None) -> tuple[int, int]:
+    """Read only the header of an image file and return its size ``(width, height)``.
+
+    Cheap (no pixel data is decoded), so commands call it on every input before a model loads.
+
+    Raises:
+        InvalidInputError: the file is missing, a folder, or not an image Pillow can identify.
+        ImageTooLargeError: its pixel count passes the limit (:func:`get_max_pixels` or ``max_pixels``).
+    """
+    p = _check_path(path, what)
+    im = _open_lazy(p, what, _limit(max_pixels))
+    try:
+        w, h = im.size
+    finally:
+        im.close()
+    if w == 0 or h == 0:
+        raise InvalidInputError(f"{what} '{p}' has zero size ({w}x{h})")
+    return w, h
+
+
+def _sync_pillow() -> None:
+    """Pillow decides nothing before us: its own bomb limit follows ours (and _open_lazy catches it)."""
+    try:
+        Image.MAX_IMAGE_PIXELS = get_max_pixels()
+    except ConfigError:  # a bad $PREFPAINT_MAX_PIXELS is reported when an image is loaded, not on import
+        Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+
+
+_sync_pillow()
 
 
 @dataclass(frozen=True)
@@ -80,18 +248,24 @@ def _describe(src: Any) -> str:
     return type(src).__name__
 
 
-def _open_path(path: str | os.PathLike, what: str) -> Image.Image:
-    p = Path(path)
-    if p.is_dir():
-        raise InvalidInputError(f"{what} '{p}' is a folder, not a file; pass an image file (or use batch mode with folders for both)")
-    if not p.exists():
-        raise InvalidInputError(f"{what} file '{p}' does not exist; check the path")
+def _open_path(path: str | os.PathLike, what: str, limit: int) -> Image.Image:
+    p = _check_path(path, what)
+    im = _open_lazy(p, what, limit)
     try:
-        with Image.open(p) as im:
-            im.load()
-            return im.copy() if im.mode != "P" else im.convert("RGBA")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInputError(f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG") from exc
+        im.load()
+        if im.mode == "P":
+            out = im.convert("RGBA")
+        elif getattr(im, "fp", None) is not None:  # multi-frame formats keep their file open: detach
+            out = im.copy()
+        else:  # load() decoded into im and closed the file: no copy of the pixels
+            return im
+        im.close()
+        return out
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        im.close()
+        raise InvalidInputError(
+            f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
+        ) from None
 
 
 def _tensor_to_array(t: Any, what: str) -> np.ndarray:
@@ -137,14 +311,29 @@ def _array_to_pil(a: np.ndarray, what: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a), mode=mode)
 
 
-def _to_pil(src: Any, what: str) -> Image.Image:
+def _hw_of(shape: tuple[int, ...], channels_first: bool) -> tuple[int, int] | None:
+    """(height, width) of an array (HxW[xC]) or tensor ([1x][C]xHxW) shape, or None for other ranks."""
+    if channels_first:
+        return (int(shape[-2]), int(shape[-1])) if len(shape) in (2, 3, 4) else None
+    return (int(shape[0]), int(shape[1])) if len(shape) in (2, 3) else None
+
+
+def _to_pil(src: Any, what: str, max_pixels: int | None = None) -> Image.Image:
+    limit = _limit(max_pixels)
+    is_torch = type(src).__module__.startswith("torch")
+    if isinstance(src, np.ndarray) or is_torch:
+        # check the size before any conversion copies the pixels
+        hw = _hw_of(tuple(src.shape), channels_first=is_torch)
+        if hw is not None:
+            check_pixels(hw[1], hw[0], what=what, name=f"{type(src).__name__} of shape {tuple(src.shape)}", max_pixels=limit)
     if isinstance(src, Image.Image):
         im = src
+        check_pixels(im.width, im.height, what=what, name="PIL image", max_pixels=limit)
     elif isinstance(src, (str, os.PathLike)):
-        im = _open_path(src, what)
+        im = _open_path(src, what, limit)
     elif isinstance(src, np.ndarray):
         im = _array_to_pil(src, what)
-    elif type(src).__module__.startswith("torch"):
+    elif is_torch:
         im = _array_to_pil(_tensor_to_array(src, what), what)
     else:
         raise InvalidInputError(
@@ -152,29 +341,32 @@ def _to_pil(src: Any, what: str) -> Image.Image:
         )
     if im.width == 0 or im.height == 0:
         raise InvalidInputError(f"{what} {_describe(src)} has zero size ({im.width}x{im.height})")
-    if im.width * im.height > _MAX_PIXELS:
-        raise InvalidInputError(f"{what} {_describe(src)} is {im.width}x{im.height}, larger than the 400-megapixel limit")
     return im
 
 
 _SUPPORTED_IMAGE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "I;16", "I;16B", "I;16L", "I", "F", "CMYK", "YCbCr"}
 
 
-def load_image(src: ImageLike) -> Image.Image:
+def load_image(src: ImageLike, *, max_pixels: int | None = None) -> Image.Image:
     """Load any supported image source as an RGB ``PIL.Image``.
 
     Transparent pixels are composited over black (their colour is undefined, and inpainting replaces
-    them when they are masked).
+    them when they are masked). A file's size is checked from its header, before its pixels are decoded.
+
+    Args:
+        src: a path, PIL image, numpy array or torch tensor.
+        max_pixels: the pixel limit for this call; ``None`` uses :func:`get_max_pixels`.
 
     Raises:
-        InvalidInputError: missing or unreadable file, zero size, unsupported type, shape or mode.
+        InvalidInputError: missing, truncated or unreadable file, zero size, unsupported type, shape or mode.
+        ImageTooLargeError: more pixels than the limit (decompression bombs included).
     """
-    im = _to_pil(src, "image")
+    im = _to_pil(src, "image", max_pixels)
     if im.mode not in _SUPPORTED_IMAGE_MODES:
         raise InvalidInputError(f"image {_describe(src)} has unsupported mode '{im.mode}'; convert it to RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im).astype(np.float64)
-        im = Image.fromarray(np.clip(a / 257.0, 0, 255).astype(np.uint8), "L")
+        a = np.asarray(im)  # integer maths: floor(v / 257) clipped to [0, 255], no float copy
+        im = Image.fromarray(np.clip(a // 257, 0, 255).astype(np.uint8), "L")
     elif im.mode == "F":
         im = _array_to_pil(np.asarray(im), "image")
     if im.mode in ("RGBA", "LA", "PA", "P"):
@@ -184,7 +376,9 @@ def load_image(src: ImageLike) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_mask(src: ImageLike, *, invert: bool = False, from_alpha: bool = False) -> np.ndarray:
+def load_mask(
+    src: ImageLike, *, invert: bool = False, from_alpha: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
     """Load a mask as a boolean HxW array where ``True`` means *fill*.
 
     Args:
@@ -193,11 +387,13 @@ def load_mask(src: ImageLike, *, invert: bool = False, from_alpha: bool = False)
         invert: swap fill and keep (for masks where black means fill).
         from_alpha: read the alpha channel instead: *transparent* pixels (alpha < 50%) are filled. Use it
             for an RGBA image whose holes were erased to transparency.
+        max_pixels: the pixel limit for this call; ``None`` uses :func:`get_max_pixels`.
 
     Raises:
         InvalidInputError: as :func:`load_image`, or ``from_alpha`` on a source without alpha.
+        ImageTooLargeError: as :func:`load_image`.
     """
-    im = _to_pil(src, "mask")
+    im = _to_pil(src, "mask", max_pixels)
     if from_alpha:
         if im.mode == "P":
             im = im.convert("RGBA")
@@ -214,7 +410,11 @@ def load_mask(src: ImageLike, *, invert: bool = False, from_alpha: bool = False)
             mask = a >= (32768 if a.max() > 255 else 128)
         elif im.mode == "F":
             mask = np.asarray(im) >= 0.5
-        elif im.mode in ("L", "RGB", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr"):
+        elif im.mode == "L":
+            mask = np.asarray(im) >= 128
+        elif im.mode in ("RGB", "RGBA", "LA"):  # the same luma as via RGB, one conversion fewer
+            mask = np.asarray(im.convert("L")) >= 128
+        elif im.mode in ("P", "PA", "CMYK", "YCbCr"):
             mask = np.asarray(im.convert("RGB").convert("L")) >= 128
         else:
             raise InvalidInputError(f"mask {_describe(src)} has unsupported mode '{im.mode}'; save it as an L or RGB image")
@@ -317,8 +517,8 @@ def working_size(width: int, height: int, resolution: int, multiple: int = 8) ->
     Both sides are multiples of ``multiple``; the aspect ratio is kept to within rounding.
     """
     scale = resolution / max(width, height)
-    w = max(multiple, int(round(width * scale / multiple)) * multiple)
-    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    w = max(multiple, round(width * scale / multiple) * multiple)
+    h = max(multiple, round(height * scale / multiple) * multiple)
     return w, h
 
 

@@ -135,3 +135,146 @@ def test_context_box_and_working_size():
 def test_masked_image_blanks_the_hole():
     out = np.asarray(masked_image(Image.fromarray(RGB), HOLE))
     assert (out[HOLE] == 0).all() and np.array_equal(out[~HOLE], RGB[~HOLE])
+
+
+# --------------------------------------------------------------------------------------------------
+# The pixel limit
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny, valid-headed PNG that claims ``width`` x ``height`` RGB pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def limit_restored(monkeypatch):
+    from prefpaint_sdk import imaging
+
+    monkeypatch.delenv(imaging.MAX_PIXELS_ENV, raising=False)
+    imaging.set_max_pixels(None)
+    yield imaging
+    monkeypatch.delenv(imaging.MAX_PIXELS_ENV, raising=False)
+    imaging.set_max_pixels(None)
+
+
+def test_bomb_header_is_refused_without_decoding(tmp_path, limit_restored):
+    import time
+    import tracemalloc
+
+    from prefpaint_sdk import ImageTooLargeError
+    from prefpaint_sdk.imaging import check_image_file
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    assert bomb.stat().st_size < 100
+    for load in (check_image_file, load_image, load_mask):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        with pytest.raises(ImageTooLargeError) as info:
+            load(bomb)
+        elapsed = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert elapsed < 0.5 and peak < 5_000_000, (load.__name__, elapsed, peak)
+        msg = str(info.value)
+        assert str(bomb) in msg and "10,000,000,000 pixels" in msg and "200,000,000" in msg and "max_pixels" in msg
+        assert info.value.exit_code == 2 and info.value.param == "max_pixels"
+
+
+def test_valid_144_megapixel_header_passes_by_default(tmp_path, limit_restored):
+    from prefpaint_sdk.imaging import DEFAULT_MAX_PIXELS, check_image_file
+
+    big = tmp_path / "big.png"
+    big.write_bytes(_png_claiming(12_000, 12_000))
+    assert check_image_file(big) == (12_000, 12_000)
+    assert DEFAULT_MAX_PIXELS >= 12_000 * 12_000
+    # Pillow's own bomb limit follows ours, so Pillow never refuses first with its own message
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
+
+
+def test_limit_is_configurable_by_call_setter_and_env(tmp_path, limit_restored, monkeypatch):
+    from prefpaint_sdk import ConfigError, ImageTooLargeError
+    from prefpaint_sdk.imaging import check_image_file, get_max_pixels, set_max_pixels
+
+    path = tmp_path / "a.png"
+    Image.fromarray(RGB).save(path)  # 53x37 = 1961 pixels
+    assert load_image(path, max_pixels=1961).size == (53, 37)
+    with pytest.raises(ImageTooLargeError, match=r"'.*a\.png' is 53x37 \(1,961 pixels\), over the limit of 1,960"):
+        load_image(path, max_pixels=1960)
+
+    assert set_max_pixels(1000) == 1000 and get_max_pixels() == 1000 and Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(ImageTooLargeError, match="limit of 1,000 pixels"):
+        check_image_file(path)
+    assert check_image_file(path, max_pixels=5000) == (53, 37)  # a larger per-call limit wins
+    set_max_pixels(None)
+
+    monkeypatch.setenv("PREFPAINT_MAX_PIXELS", "1_500")
+    assert get_max_pixels() == 1500
+    with pytest.raises(ImageTooLargeError, match="limit of 1,500 pixels"):
+        load_mask(path)
+    monkeypatch.setenv("PREFPAINT_MAX_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="PREFPAINT_MAX_PIXELS must be a whole number"):
+        get_max_pixels()
+    for bad in (0, -5, 1.5, float("nan"), "x", True):
+        with pytest.raises(ConfigError, match="max_pixels"):
+            set_max_pixels(bad)
+
+
+def test_limit_holds_for_arrays_tensors_and_pil_images_before_conversion(limit_restored):
+    from prefpaint_sdk import ImageTooLargeError
+
+    big = np.zeros((40, 60), np.float64)  # a float array would be copied several times by conversion
+    for src, name in [
+        (big, "ndarray of shape (40, 60)"),
+        (np.zeros((40, 60, 3), np.uint8), "ndarray of shape (40, 60, 3)"),
+        (torch.zeros(1, 3, 40, 60), "Tensor of shape (1, 3, 40, 60)"),
+        (Image.new("RGB", (60, 40)), "PIL image"),
+    ]:
+        with pytest.raises(ImageTooLargeError, match=re_escape(name) + r" is 60x40 \(2,400 pixels\)"):
+            load_image(src, max_pixels=2399)
+        with pytest.raises(ImageTooLargeError, match="mask"):
+            load_mask(src, max_pixels=2399)
+        assert load_image(src, max_pixels=2400).size == (60, 40)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_truncated_and_corrupt_files_name_the_file(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, "PNG")
+    data = buf.getvalue()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInputError, match=r"image '.*cut\.png' is not a readable image"):
+        load_image(cut)
+    jpg = tmp_path / "cut.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, "JPEG")
+    jpg.write_bytes(buf.getvalue()[:200])
+    with pytest.raises(InvalidInputError, match=r"mask '.*cut\.jpg' is not a readable image"):
+        load_mask(jpg)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidInputError, match="empty.png' is not a readable image"):
+        load_image(empty)
+
+
+def test_sixteen_bit_images_convert_with_integer_maths():
+    a = np.array([[0, 256, 257, 65535, 12345]], np.uint16)
+    im = Image.fromarray(a.astype(np.int32), "I")
+    assert im.mode == "I"
+    out = np.asarray(load_image(im))[..., 0]
+    assert out.tolist() == [[0, 0, 1, 255, 48]]  # floor(v / 257)
