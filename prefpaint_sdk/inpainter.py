@@ -79,30 +79,33 @@ class InpaintResult:
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, save_all: bool = False) -> list[str]:
         """Write the image, a sidecar ``.json`` with every fact of :meth:`to_dict`, and optionally all
-        candidates (``<stem>_cand<k><suffix>``). Every file is written atomically; nothing existing is
-        replaced unless ``overwrite``. Returns the paths written.
+        candidates (``<stem>_cand<k><suffix>``), as one output set: the whole set is checked first, every
+        member is written under a temporary name, and only then are all renamed into place, so the set
+        appears whole or not at all (an error or Ctrl-C leaves existing files untouched and no new ones).
+        Files get the umask's modes. Returns the paths written.
 
         Raises:
-            OutputExistsError: a target exists and ``overwrite`` is false (checked before writing any).
+            OutputExistsError: a member exists and ``overwrite`` is false (checked before writing any).
+            InvalidInputError: an unknown image suffix, a folder where a file must go, an unwritable
+                folder, two members with one name (``out.json`` would be its own sidecar), or a fact that
+                is NaN/Infinity (strict JSON); every message names the user's path.
         """
         from pathlib import Path
 
-        from .files import atomic_write_json, check_output_path, save_image, sidecar_path
+        from .files import image_writer, json_writer, sidecar_path, write_set
 
         path = Path(path)
-        targets = [path, sidecar_path(path)]
         cand_paths = [path.with_name(f"{path.stem}_cand{k}{path.suffix or '.png'}") for k in range(len(self.candidates))]
-        if save_all:
-            targets += cand_paths
-        for t in targets:
-            check_output_path(t, overwrite)
-        save_image(self.image, path, overwrite=overwrite)
         facts = self.to_dict()
+        writers = {path: image_writer(self.image, path)}
         if save_all:
             facts["candidate_files"] = [p.name for p in cand_paths]
             for im, p in zip(self.candidates, cand_paths):
-                save_image(im, p, overwrite=overwrite)
-        atomic_write_json(sidecar_path(path), facts, overwrite=overwrite)
+                writers[p] = image_writer(im, p)
+        side = sidecar_path(path)
+        writers[side] = json_writer(facts, side)
+        write_set(writers, overwrite)
+        targets = [path, side] + (cand_paths if save_all else [])
         return [str(t) for t in targets]
 
     def to_dict(self) -> dict[str, Any]:
@@ -361,15 +364,14 @@ class Inpainter:
     def _score(self, candidates, image, hole, box: Box | None = None) -> tuple[list[float] | None, list[float] | None, int]:
         """Score candidates with the attached reward model and pick the best; index 0 without one.
 
-        The reward sees the context box the model inpainted, not the whole picture: it was trained on
-        512 px inpaintings where the hole is a sizeable part of the frame, and a small hole in a large
-        photo would otherwise shrink to a few pixels of its 224 px input.
+        The reward sees the context box the model inpainted, framed by the one function every scoring
+        path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
         """
         if self.reward_model is None:
             return None, None, 0
-        crop = (box or Box(0, 0, image.width, image.height)).as_tuple()
-        candidates = [c.crop(crop) for c in candidates]
-        masked = masked_image(image, hole, tuple(getattr(self.reward_model, "mask_fill", (0, 0, 0)))).crop(crop)
+        from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
+
+        candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
         # The candidates share one masked prompt image: RewardModel.score encodes identical masked images
         # once, so N candidates cost N + 1 backbone passes, not 2N.
         out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))
