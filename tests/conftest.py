@@ -10,9 +10,15 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
+import shutil  # noqa: E402
 import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Read-only data shared beside the clone (never copied into the repository): <repo>/../shared unless told otherwise.
+SHARED = Path(os.environ.get("PREFPAINT_SHARED") or ROOT.parent / "shared")
 
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 _real_connect = socket.socket.connect
@@ -51,3 +57,34 @@ def tiny_inpainter(tiny_pipeline_dir):
     from prefpaint_sdk import Inpainter
 
     return Inpainter.from_pretrained(tiny_pipeline_dir, device="cpu", dtype="float32")
+
+
+def in_ci() -> bool:
+    """CI sets ``CI=true`` (``.ci/run`` does when it is unset); there nothing that a test needs may be missing."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip on a user's machine, but fail under CI: a test that never runs in CI proves nothing."""
+    if in_ci():
+        pytest.fail(f"{reason}, and under CI=true this is a failure, not a skip")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless ``chromium`` (``scripts/test.sh`` installs it where apt-get can)."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    skip_unless_ci("Chromium is not installed (bash scripts/test.sh installs Debian's chromium)")
+
+
+@pytest.fixture(scope="session")
+def official_v_inverse() -> Path:
+    """The official trust matrix from ``$PREFPAINT_SHARED/data/official/V_inverse.pt`` (default ``<repo>/../shared``)."""
+    path = SHARED / "data" / "official" / "V_inverse.pt"
+    if not path.is_file():
+        skip_unless_ci(f"{path} is not available (set PREFPAINT_SHARED to the folder holding data/official/)")
+    return path

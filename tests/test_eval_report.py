@@ -2,7 +2,6 @@
 
 import csv
 import io
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -127,18 +126,9 @@ def test_contact_sheet(report, tmp_path):
     assert Image.open(small).height < im.height
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (CI may install Debian's chromium)")
-def test_report_renders_in_a_headless_browser(report, tmp_path):
+def test_report_renders_in_a_headless_browser(report, tmp_path, chromium):
     shot = tmp_path / "shot.png"
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
                         f"--screenshot={shot}", (report.out_dir / "report.html").resolve().as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert shot.is_file(), r.stderr[-2000:]

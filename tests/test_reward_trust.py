@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from prefpaint_sdk.errors import InvalidInputError
 from prefpaint_sdk.reward import TrustStats, fit_trust, load_official_v_inverse, trust_weight
-
-OFFICIAL_V_INV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official" / "V_inverse.pt"
 
 
 def test_fit_trust_matches_numpy_closed_form_ridge():
@@ -74,15 +70,14 @@ def test_trust_save_load_round_trip(tmp_path):
     assert (loaded.lam, loaded.count, loaded.norm, loaded.k) == (0.1, 20, "mahalanobis", 0.1)
 
 
-@pytest.mark.skipif(not OFFICIAL_V_INV.is_file(), reason="shared/data/official/V_inverse.pt is not available")
-def test_official_v_inverse_loads():
-    stats = load_official_v_inverse(OFFICIAL_V_INV)
+def test_official_v_inverse_loads(official_v_inverse):
+    stats = load_official_v_inverse(official_v_inverse)
     assert stats.v_inv.shape == (256, 256) and stats.v_inv.dtype == torch.float64
     assert torch.equal(stats.v_inv, stats.v_inv.T)
     eig = torch.linalg.eigvalsh(stats.v_inv)
     assert 0.005 < eig[0] < 0.02 and 90 < eig[1] and eig[-1] < 110  # one ~0.01, the rest near 100
     z = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
-    raw = torch.load(OFFICIAL_V_INV, map_location="cpu", weights_only=True).double()
+    raw = torch.load(official_v_inverse, map_location="cpu", weights_only=True).double()
     torch.testing.assert_close(stats.bound(z), torch.linalg.vector_norm(z.double() @ raw, dim=1), rtol=1e-4, atol=0)
 
 
