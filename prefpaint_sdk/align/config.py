@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from ..settings import Settings, setting
 from ..files import read_toml_table
 
@@ -119,6 +119,9 @@ class AlignConfig(Settings):
         need(self.trust_min <= self.trust_max, f"trust_min={self.trust_min} exceeds trust_max={self.trust_max}")
         need(self.kl_coef >= 0 and self.l1_coef >= 0, f"kl_coef={self.kl_coef} and l1_coef={self.l1_coef} must be >= 0")
         need(self.log_with in ("tensorboard", "wandb", "none"), f"log_with must be tensorboard, wandb or none, got '{self.log_with}'")
+        if self.log_with != "none":  # the tracker comes with an extra: a missing one fails here, before any model loads
+            require(self.log_with, extra="train" if self.log_with == "tensorboard" else "wandb",
+                    purpose=f"log_with='{self.log_with}' (log_with='none' trains without a tracker)")
         need(self.resolution == 0 or self.resolution % 8 == 0, f"resolution={self.resolution} must be a multiple of 8 (or 0)")
         need(self.guidance_scale >= 1.0 or self.guidance_scale == 0,
              f"guidance_scale={self.guidance_scale} must be >= 1 (1 = no guidance)")

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from ..settings import Settings, setting
 from ..files import read_toml_table
 
@@ -68,6 +68,11 @@ class RewardTrainConfig(Settings):
             raise ConfigError(f"split must be three fractions summing to 1, got {self.split}")
         if self.stop_after_epochs < 0:
             raise ConfigError(f"stop_after_epochs must be >= 0, got {self.stop_after_epochs}")
+        if self.log_with not in ("tensorboard", "wandb", "none"):
+            raise ConfigError(f"log_with must be tensorboard, wandb or none, got '{self.log_with}'")
+        if self.log_with != "none":  # the tracker comes with an extra: a missing one fails here, before any model loads
+            require(self.log_with, extra="train" if self.log_with == "tensorboard" else "wandb",
+                    purpose=f"log_with='{self.log_with}' (log_with='none' trains without a tracker)")
         return self
 
 
