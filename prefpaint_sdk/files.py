@@ -230,7 +230,8 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
 
 @contextmanager
 def _interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) for the few renames that publish an output set, then deliver it.
+    """Hold back Ctrl-C (SIGINT), and SIGTERM where Python handles it, for the few renames that publish an
+    output set; a signal that arrives meanwhile is delivered right after.
 
     Only the main thread can own signal handlers; elsewhere this does nothing.
     """
@@ -238,19 +239,27 @@ def _interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old = signal.getsignal(sig)
+            if sig == signal.SIGINT or callable(old):
+                previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     except (ValueError, TypeError, OSError):  # pragma: no cover - no signal support here
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            elif previous == signal.SIG_DFL:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        for sig in received:
+            old = previous[sig]
+            if callable(old):
+                old(sig, None)
+            elif old == signal.SIG_DFL and sig == signal.SIGINT:
                 raise KeyboardInterrupt
 
 

@@ -144,8 +144,15 @@ def mask_for(kind: str, size: tuple[int, int], name: str, seed: int = 0, depth=N
 
 
 def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: int = 0, depth_dir=None,
-                      overwrite: bool = False, progress=None) -> list[dict]:
+                      overwrite: bool = False, progress=None, on_error=None) -> list[dict]:
     """Write one generated mask per image into ``out_dir`` as ``<stem>.png`` (white = fill), plus ``masks.json``.
+
+    The folder is built in a stage beside ``out_dir`` and renamed into place when every mask and
+    ``masks.json`` are written (:func:`prefpaint_sdk.files.staged_dir`): an error or Ctrl-C leaves no
+    folder (or the old one untouched), and ``overwrite`` replaces the old folder whole, so no stale mask
+    survives. An image that cannot be read, or that passes the pixel limit, is reported and skipped; the
+    others go on (it is listed under ``skipped`` in ``masks.json``). Only each image's header is read:
+    a mask depends on the image's size, not its pixels.
 
     Args:
         images: an image file, a folder of images, or a list of image paths.
@@ -153,21 +160,26 @@ def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: in
         out_dir: destination folder (usable as a data folder's ``masks/``).
         seed: the set's seed; each mask depends on it and on the image's stem only.
         depth_dir: folder of depth maps paired by stem, for ``warp`` (the proxy for images without one).
-        overwrite: replace existing masks.
-        progress: called as ``progress(done, total)`` after each mask.
+        overwrite: replace an existing, non-empty ``out_dir`` whole.
+        progress: called as ``progress(done, total)`` after each image.
+        on_error: called as ``on_error(image_path, exc)`` for each skipped image; by default the error is
+            logged.
 
     Returns:
-        One record per mask: ``image``, ``mask``, ``kind``, ``coverage`` (fill share), ``depth``
+        One record per mask written: ``image``, ``mask``, ``kind``, ``coverage`` (fill share), ``depth``
         (``"proxy"``, a path, or ``None``).
 
     Raises:
-        InvalidInputError: no images, or an unknown kind. OutputExistsError: a mask exists and not
-            ``overwrite`` (checked before anything is written).
+        InvalidInputError: no images, an unknown kind, two images with the same stem, or an output folder
+            that cannot be written. OutputExistsError: ``out_dir`` is a non-empty folder and not
+            ``overwrite`` (both checked before anything is written). DataError: a depth map that does not
+            fit its image, or no image could be read.
     """
     from PIL import Image
 
     from ..batch import list_images
-    from ..files import atomic_write_json, check_output_path, save_image
+    from ..files import check_output_dir, staged_dir, strict_json_dumps
+    from ..imaging import check_image_file
 
     normalize_kind(kind)
     if isinstance(images, (str, os.PathLike)):
@@ -179,27 +191,45 @@ def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: in
         paths = [Path(x) for x in images]
     if not paths:
         raise InvalidInputError(f"no images found in '{images}'")
-    out = Path(out_dir)
+    by_stem: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in by_stem:
+            raise InvalidInputError(
+                f"images '{by_stem[p.stem]}' and '{p}' would both get the mask '{p.stem}.png'; rename one of them"
+            )
+        by_stem[p.stem] = p
+    out = check_output_dir(out_dir, overwrite)
     depths = {}
     if depth_dir is not None:
         dd = Path(depth_dir)
         if not dd.is_dir():
             raise InvalidInputError(f"depth folder '{dd}' does not exist; pass a folder of depth maps named like the images")
         depths = {q.stem: q for q in sorted(dd.iterdir()) if q.suffix.lower() in (".npy", ".png", ".tif", ".tiff", ".exr")}
-    targets = [out / f"{p.stem}.png" for p in paths]
-    for t in targets + [out / "masks.json"]:
-        check_output_path(t, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, (p, t) in enumerate(zip(paths, targets)):
-        with Image.open(p) as im:
-            size = im.size
-        depth = depths.get(p.stem)
-        mask, drawn = mask_for(kind, size, p.stem, seed, depth)
-        save_image(Image.fromarray(mask.astype(np.uint8) * 255, "L"), t, overwrite=overwrite)
-        records.append(dict(image=str(p), mask=t.name, kind=drawn, coverage=float(mask.mean()),
-                            depth=(str(depth) if depth is not None else ("proxy" if drawn == "warp" else None))))
-        if progress is not None:
-            progress(i + 1, len(paths))
-    atomic_write_json(out / "masks.json", dict(kind=kind, seed=seed, masks=records), overwrite=overwrite)
+    records: list[dict] = []
+    skipped: list[dict] = []
+    with staged_dir(out, overwrite) as stage:
+        for i, p in enumerate(paths):
+            try:
+                size = check_image_file(p)
+            except InvalidInputError as exc:  # unreadable, or a decompression bomb: report, skip, go on
+                skipped.append({"image": str(p), "error": str(exc)})
+                if on_error is not None:
+                    on_error(p, exc)
+                else:
+                    log.error("skipped %s", exc)
+            else:
+                depth = depths.get(p.stem)
+                mask, drawn = mask_for(kind, size, p.stem, seed, depth)
+                name = f"{p.stem}.png"
+                Image.fromarray(mask.astype(np.uint8) * 255, "L").save(stage / name, format="PNG")
+                records.append({"image": str(p), "mask": name, "kind": drawn, "coverage": float(mask.mean()),
+                                "depth": (str(depth) if depth is not None else ("proxy" if drawn == "warp" else None))})
+            if progress is not None:
+                progress(i + 1, len(paths))
+        if not records:
+            raise DataError(f"none of the {len(paths)} images could be read (first: {skipped[0]['error']}); no masks written")
+        meta = {"kind": kind, "seed": seed, "masks": records}
+        if skipped:
+            meta["skipped"] = skipped
+        (stage / "masks.json").write_text(strict_json_dumps(meta, where=out / "masks.json") + "\n")
     return records
