@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._common import console, handle_errors, setup
+from ._common import console, handle_errors, say_ok, setup
 
 
 def doctor(
@@ -15,15 +15,16 @@ def doctor(
     setup(debug=debug)
     with handle_errors(debug):
         from rich.table import Table
+        from rich.text import Text
 
         from prefpaint_sdk.diagnostics import environment_report, smoke_test
 
         report = environment_report()
         table = Table(title="prefpaint doctor", show_header=False)
         for key, value in report.items():
-            table.add_row(key, str(value))
+            table.add_row(Text(key), Text(str(value)))
         console.print(table)
         if smoke:
             with console.status("smoke test: tiny random model, offline", spinner="dots"):
                 facts = smoke_test()
-            console.print(f"[green]smoke test passed[/green]: {facts}")
+            say_ok(f"smoke test passed: {facts}")

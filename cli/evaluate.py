@@ -7,7 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from ._common import EXIT_FAILED, console, handle_errors, progress, setup
+from ._common import (
+    EXIT_FAILED,
+    failed,
+    handle_errors,
+    max_pixels_option,
+    offline_option,
+    progress,
+    say,
+    say_error,
+    setup,
+)
 
 _MASKS = "auto, given, warp, outpaint, outpaint-square, outpaint-strip, strokes or random"
 
@@ -32,16 +42,24 @@ def eval_cmd(
     embed_images: bool = typer.Option(False, "--embed-images", help="Embed thumbnails in report.html (one portable file)."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
+    offline: Optional[bool] = offline_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard a cached evaluation made with other settings."),
+    max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Compare MODEL with BASELINE: best-of-S WinRate judged by the reward model, with a visual report."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL
+        from prefpaint_sdk.errors import InvalidInputError
         from prefpaint_sdk.evaluation import evaluate
+        from prefpaint_sdk.files import check_output_dir
+
+        if not data.exists():
+            raise InvalidInputError(f"data '{data}' does not exist; pass a data folder (images/, masks/) or a manifest.jsonl")
+        if output.exists() and not output.is_dir():
+            check_output_dir(output, overwrite)  # a file where the folder must go: one clear line
 
         with progress(quiet) as bar:
             task = bar.add_task("cases", total=None)
@@ -53,16 +71,16 @@ def eval_cmd(
                 model or DEFAULT_MODEL, baseline or BASE_MODEL, reward_model, data, samples=tuple(samples or (1, 3, 10)),
                 out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
                 common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
-                inpaint_kwargs=dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline or None,
+                inpaint_kwargs=dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,
                 overwrite=overwrite, progress=on_case,
             )
         if embed_images:
             report.to_html(output / "report.html", embed=True)
         typer.echo(report.summary())
         if not quiet:
-            console.print(f"wrote {output / 'results.json'}, results.csv, report.html and contact_sheet.png")
+            say(f"wrote {output / 'results.json'}, results.csv, report.html and contact_sheet.png")
         if report.failures:
             for f in report.failures:
-                console.print(f"[red]failed:[/red] {f['name']}: {f['error']}")
-            console.print(f"[red]{len(report.failures)} of {len(report.failures) + len(report.cases)} cases failed[/red]")
+                failed(f["name"], str(f["error"]))
+            say_error(f"{len(report.failures)} of {len(report.failures) + len(report.cases)} cases failed", prefix="")
             raise typer.Exit(EXIT_FAILED)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors, progress, setup
+from ._common import console, handle_errors, max_pixels_option, offline_option, progress, say, setup
 
 _HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."
 
@@ -47,22 +47,32 @@ def extend(
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     max_size: int = typer.Option(16384, "--max-size", help="Largest output side accepted, px."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the step plan (boxes, new area per step) and exit; loads no model."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
+    offline: bool | None = offline_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Extend IMAGE outward step by step; the original pixels stay as they are."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_apps.outpaint import check_run_options, guess_resolution, plan_extension
         from prefpaint_apps.outpaint import extend as run_extend
 
-        from prefpaint_sdk import InvalidInputError, check_output_path, load_image, sidecar_path
+        from prefpaint_sdk import InvalidInputError, load_image, sidecar_path
+        from prefpaint_sdk.files import check_image_suffix, check_outputs
+        from prefpaint_sdk.imaging import check_image_file
+        from prefpaint_sdk.validation import check_seed
 
         size = dict(ratio=ratio, ratio_x=ratio_x, ratio_y=ratio_y, left=left, right=right, top=top, bottom=bottom,
                     anchor=anchor, max_size=max_size)
         stepping = dict(step_frac=step_frac, overlap=overlap)
+        check_seed(seed)
+        if output is not None and not dry_run:
+            # The whole output set before anything is read or planned: image and sidecar.
+            check_image_suffix(output)
+            check_outputs([output, sidecar_path(output)], overwrite)
+        check_image_file(image)
         img = load_image(image)
         # Plan first: bad sizes fail here, before the slow model load. The window a loaded model would
         # use is read from a local folder's configs (512 for hub ids), so the dry run shows the real plan.
@@ -75,14 +85,12 @@ def extend(
         check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
                           seam_strength=seam_strength, strength=strength, num_candidates=num_candidates, steps=steps,
                           seed=seed)
-        check_output_path(output, overwrite)
-        check_output_path(sidecar_path(output), overwrite)
 
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline or None)
+                                                  reward_model=reward_model, offline=offline)
         with progress(quiet) as bar:
             task = bar.add_task("extending", total=None)
             result = run_extend(
@@ -94,8 +102,8 @@ def extend(
         written, sidecar = result.save(output, overwrite=overwrite, extra={"input": str(image)})
         if not quiet:
             w, h = result.image.size
-            console.print(f"{image} -> {written} ({w}x{h}, {result.plan.num_steps} steps, "
-                          f"{result.model_calls} model calls, seed {result.seed}); plan and seeds in {sidecar}")
+            say(f"{image} -> {written} ({w}x{h}, {result.plan.num_steps} steps, "
+                f"{result.model_calls} model calls, seed {result.seed}); plan and seeds in {sidecar}")
 
 
 def _print_plan(plan) -> None:
@@ -103,7 +111,7 @@ def _print_plan(plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, markup=False, soft_wrap=True)
     (w, h), (W, H) = plan.image_size, plan.canvas_size
     p = plan.padding
     out.print(f"extend {w}x{h} -> {W}x{H} (left {p.left}, top {p.top}, right {p.right}, bottom {p.bottom}); "

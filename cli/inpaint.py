@@ -8,7 +8,20 @@ from typing import Optional
 
 import typer
 
-from ._common import EXIT_FAILED, console, handle_errors, progress, setup
+from ._common import (
+    EXIT_FAILED,
+    console,
+    failed,
+    handle_errors,
+    max_pixels_option,
+    note,
+    offline_option,
+    progress,
+    say,
+    say_error,
+    setup,
+    warn,
+)
 
 _HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."
 
@@ -35,19 +48,22 @@ def inpaint(
     invert_mask: bool = typer.Option(False, "--invert-mask", help="Black means fill."),
     mask_from_alpha: bool = typer.Option(False, "--mask-from-alpha", help="Fill where the mask image is transparent."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Resize a mask whose size differs from the image's."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    offline: Optional[bool] = offline_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs. Without it, batch mode skips items whose outputs all exist."),
+    max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Inpaint IMAGE where MASK is white, with the preference-aligned PrefPaint model."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import DEFAULT_MODEL, Inpainter, check_output_path, pair_inputs, sidecar_path
+        from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
+        from prefpaint_sdk.validation import check_seed
 
+        check_seed(seed, num_candidates)
         pairs, warnings = pair_inputs(image, mask)
         for w in warnings:
-            console.print(f"[yellow]warning:[/yellow] {w}")
+            warn(w)
         batch = image.is_dir()
         if batch:
             out_dir = output or image.with_name(image.name + "_inpainted")
@@ -56,9 +72,13 @@ def inpaint(
             targets = [out_dir / f"{p.name}.png" for p in pairs]
         else:
             targets = [output or image.with_name(f"{image.stem}_inpainted.png")]
-            # Refuse before the (slow) model load, not after.
-            check_output_path(targets[0], overwrite)
-            check_output_path(sidecar_path(targets[0]), overwrite)
+        # Everything cheap first, before the (slow) model load: the whole output set of every item, and
+        # each input's pixel count (a bomb in batch mode is reported and skipped; the run goes on).
+        todo, failures = _plan(pairs, targets, num_candidates, save_all, overwrite, batch)
+        if not todo:
+            if not quiet:
+                say(f"nothing to do: all {len(pairs)} outputs exist in '{targets[0].parent}' (--overwrite redoes them)")
+            raise typer.Exit(EXIT_FAILED if failures else 0)
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
@@ -70,11 +90,10 @@ def inpaint(
             guidance_scale=guidance, mask_dilate=mask_dilate, mask_blur=mask_blur, crop_margin=crop_margin,
             invert_mask=invert_mask, mask_from_alpha=mask_from_alpha, resize_mask=resize_mask,
         )
-        failures = 0
         with progress(quiet) as bar:
-            files_task = bar.add_task("images", total=len(pairs)) if batch else None
+            files_task = bar.add_task("images", total=len(todo)) if batch else None
             steps_task = bar.add_task("denoising", total=None)
-            for pair, target in zip(pairs, targets):
+            for pair, target in todo:
                 bar.reset(steps_task, description=f"{pair.name}")
                 try:
                     result = inpainter(
@@ -85,19 +104,68 @@ def inpaint(
                     if result.scores is not None:
                         line += f", score {result.scores[result.best_index]:.4f}"
                     if not quiet:
-                        console.print(line + ")")
+                        say(line + ")")
                 except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
                     if not batch:
                         raise
                     failures += 1
-                    from ._common import error_line
-
-                    console.print(f"[red]failed:[/red] {pair.image}: {error_line(exc)}")
+                    failed(pair.image, exc)
                 if files_task is not None:
                     bar.advance(files_task)
         if failures:
-            console.print(f"[red]{failures} of {len(pairs)} images failed[/red]")
+            say_error(f"{failures} of {len(pairs)} images failed", prefix="")
             raise typer.Exit(EXIT_FAILED)
+
+
+def output_set(target: Path, num_candidates: int, save_all: bool) -> list[Path]:
+    """Every file one item writes: the image, its sidecar and, with --save-all, ``<stem>_cand<k>``."""
+    from prefpaint_sdk import sidecar_path
+
+    files = [target, sidecar_path(target)]
+    if save_all:
+        files += [target.with_name(f"{target.stem}_cand{k}{target.suffix or '.png'}") for k in range(num_candidates)]
+    return files
+
+
+def _plan(pairs, targets, num_candidates, save_all, overwrite, batch):
+    """The (pair, target) items to run, and how many failed their cheap checks (batch mode only).
+
+    Single mode: any existing member of the set is an error (without --overwrite). Batch mode: an item
+    whose whole set exists is skipped (a rerun completes what an interruption left); a partial set is an
+    error naming the file, unless --overwrite.
+    """
+    from prefpaint_sdk.errors import OutputExistsError
+    from prefpaint_sdk.files import check_image_suffix, check_outputs
+    from prefpaint_sdk.imaging import check_image_file
+
+    todo, failures, skipped = [], 0, 0
+    for pair, target in zip(pairs, targets):
+        check_image_suffix(target)
+        files = output_set(target, num_candidates, save_all)
+        existing = [f for f in files if f.exists() and not f.is_dir()]
+        if batch and not overwrite and existing:
+            if len(existing) == len(files):
+                skipped += 1
+                continue
+            missing = [f for f in files if f not in existing]
+            raise OutputExistsError(
+                f"output '{existing[0]}' exists but '{missing[0]}' of the same item does not (an interrupted or "
+                "changed run?); pass --overwrite to redo the item, or remove its files")
+        check_outputs(files, overwrite)
+        try:
+            check_image_file(pair.image)
+            if pair.mask.is_file():
+                check_image_file(pair.mask)
+        except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
+            if not batch:
+                raise
+            failures += 1
+            failed(pair.image, exc)
+            continue
+        todo.append((pair, target))
+    if skipped:
+        note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
+    return todo, failures
 
 
 def _bad(msg: str):

@@ -6,8 +6,6 @@ command bodies, so ``prefpaint --help`` answers at once.
 
 from __future__ import annotations
 
-import typer
-
 from . import doctor as _doctor
 from . import evaluate as _evaluate
 from . import extend as _extend
@@ -17,14 +15,12 @@ from . import models as _models
 from . import recon3d as _recon3d
 from . import reward as _reward
 from . import train as _train
+from ._common import make_app
 
-app = typer.Typer(
+app = make_app(
     name="prefpaint",
     help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # commands

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import console, handle_errors, setup
+from ._common import handle_errors, say, say_ok, setup
 
 
 def download(
@@ -16,12 +16,12 @@ def download(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Download models into the Hugging Face cache, with progress, so later runs work offline."""
-    setup(quiet=quiet, debug=debug)
+    setup(quiet=quiet, debug=debug, hub_progress=True)
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir
         from prefpaint_sdk.diagnostics import prefetch_model
 
         for name in models or [DEFAULT_MODEL, DEFAULT_REWARD_MODEL]:
-            console.print(f"downloading [bold]{name}[/bold] into {cache_dir()}")
+            say(f"downloading {name} into {cache_dir()}")
             resolved = prefetch_model(name, revision=revision)
-            console.print(f"[green]ok[/green] {resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path}")
+            say_ok(f"{resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path}")

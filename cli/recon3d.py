@@ -6,12 +6,13 @@ command body; ``--check`` validates the scene without loading any model.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors, progress, setup
+from ._common import console, handle_errors, max_pixels_option, note, offline_option, progress, say, setup
 
 _FORMATS = "auto, nerfstudio, colmap, tum, replica, scannet, redwood, single"
 
@@ -38,39 +39,58 @@ def recon3d(
     device: str = typer.Option("auto", "--device", help="auto (cuda, mps, cpu), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     check: bool = typer.Option(False, "--check", help="Only load the scene, reproject neighbouring frames and report depth consistency; writes nothing."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in a non-empty output folder."),
+    offline: bool | None = offline_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder whole (no old file survives)."),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Reconstruct SCENE in 3D: warp to novel views, inpaint the holes, fuse a mesh (mesh.ply/.glb, points.ply, transforms.json)."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_apps.recon3d import Recon3DConfig, check_scene, load_scene, reconstruct
-        from prefpaint_apps.recon3d.outputs import check_output_dir
+        from prefpaint_apps.recon3d import (
+            Recon3DConfig,
+            check_config,
+            check_inputs,
+            check_scene,
+            load_scene,
+            reconstruct,
+            require_consistent,
+        )
 
         from prefpaint_sdk import InvalidInputError
 
-        loaded = load_scene(scene, format, depth_scale=depth_scale, fov=fov, max_frames=max_frames)
-        for note in loaded.notes:
-            console.print(f"[yellow]note:[/yellow] {note}")
+        if not scene.exists():
+            raise InvalidInputError(f"scene '{scene}' does not exist; pass a scene folder or an image")
+        if trajectory is not None and not trajectory.is_file():
+            raise InvalidInputError(f"trajectory '{trajectory}' does not exist or is not a file; check the path")
+        cfg = Recon3DConfig(format=format, views=views, trajectory=str(trajectory) if trajectory else None,
+                            depth_model=depth_model, voxel_size=voxel_size, depth_trunc=depth_trunc, num_candidates=num_candidates,
+                            seed=seed, steps=steps, prompt=prompt, fov=fov, depth_scale=depth_scale, device=device,
+                            max_frames=max_frames, overwrite=overwrite)
         if check:
-            _report_check(loaded, check_scene(loaded))
+            check_config(cfg)
+            loaded = load_scene(scene, format, depth_scale=depth_scale, fov=fov, max_frames=max_frames)
+            for line in loaded.notes:
+                note(line)
+            report = check_scene(loaded)
+            _report_check(loaded, report)
+            require_consistent(report)  # a failed check is an error (exit 2), not a warning
             return
         if output is None:
             raise InvalidInputError("no output folder; pass -o/--output OUT (or --check to only validate the scene)")
-        # Fail on a non-empty output folder before the slow model load.
-        check_output_dir(output, overwrite)
-        cfg = Recon3DConfig(format=loaded.format, views=views, trajectory=str(trajectory) if trajectory else None,
-                            depth_model=depth_model, voxel_size=voxel_size, depth_trunc=depth_trunc, num_candidates=num_candidates,
-                            seed=seed, steps=steps, prompt=prompt, fov=fov, depth_scale=depth_scale, device=device,
-                            overwrite=overwrite)
+        # Everything that needs no model, before the slow model load: settings, the output folder, the scene
+        # layout, the trajectory, the [recon3d] extra.
+        loaded = check_inputs(scene, output, cfg)
+        for line in loaded.notes:
+            note(line)
+        cfg = dataclasses.replace(cfg, format=loaded.format)
 
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline or None)
+                                                  reward_model=reward_model, offline=offline)
         with progress(quiet) as bar:
             task = bar.add_task("novel views", total=None)
             result = reconstruct(loaded, output, cfg, inpainter=inpainter, reward_model=reward_model,
@@ -78,33 +98,32 @@ def recon3d(
         if not quiet:
             m = result.metrics
             f = m["fusion"]
-            console.print(
+            say(
                 f"{scene} ({m['scene']['format']}, {m['scene']['used_frames']} frames) -> {output}: {len(result.views)} novel views, "
                 f"mean holes {m['mean_hole_fraction']:.1%}; mesh {f['vertices']} vertices / {f['triangles']} triangles "
                 f"(voxel {f['voxel_size_m']:.3g} m, depth_trunc {f['depth_trunc_m']:.3g} m, {f['backend']}); "
-                f"{m['timings_s']['total']:.1f} s. Files: mesh.ply mesh.glb points.ply transforms.json metrics.json contact_sheet.png views/"
+                f"{m['timings_s']['total']:.1f} s. Files: mesh.ply mesh.glb points.ply transforms.json metrics.json contact_sheet.png flythrough views/"
             )
             if m["scene"]["unreadable_frames"]:
-                console.print(f"[yellow]skipped {m['scene']['unreadable_frames']} unreadable frames[/yellow]")
+                note(f"skipped {m['scene']['unreadable_frames']} unreadable frames")
 
 
 def _report_check(scene, report: dict) -> None:
+    """The consistency table on stdout; every name is text, never markup."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, markup=False, soft_wrap=True)
     share = report["consistent_share"]
     out.print(f"{scene.root}: format {scene.format}, {len(scene.frames)} frames, {len(scene.skipped)} skipped at load, "
               f"{report['skipped_frames']} unreadable")
     if report["pairs"]:
         table = Table("frame a", "frame b", "overlap px", "consistent")
         for p in report["per_pair"]:
-            table.add_row(p["a"], p["b"], str(p["overlap_pixels"]), f"{p['consistent_share']:.1%}")
+            table.add_row(Text(str(p["a"])), Text(str(p["b"])), str(p["overlap_pixels"]), f"{p['consistent_share']:.1%}")
         out.print(table)
     if share is None:
         out.print("no neighbouring frame pairs to compare (a single frame, no depth maps, or no overlap)")
-    elif share < 0.5:
-        out.print(f"[red]only {share:.1%} of reprojected pixels agree[/red]: check the pose convention (camera-to-world, "
-                  "OpenCV vs OpenGL axes) and the depth scale (--depth-scale)")
     else:
         out.print(f"depth-consistent pixels between neighbouring frames: {share:.1%}")

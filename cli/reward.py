@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
-from ._common import EXIT_FAILED, console, error_line, handle_errors, progress, setup
+from ._common import (
+    EXIT_FAILED,
+    console,
+    echo_json,
+    failed,
+    handle_errors,
+    max_pixels_option,
+    offline_option,
+    progress,
+    say,
+    say_error,
+    setup,
+    warn,
+)
 
 _HELP_RM = "Reward model: hub id, folder (save_pretrained) or official .pt. Default: kd5678/prefpaintReward."
 
@@ -24,25 +36,34 @@ def score(
     batch_size: int = typer.Option(16, "--batch-size", help="Images per backbone pass."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     v_inverse: Path | None = typer.Option(None, "--v-inverse", help="Use this official V_inverse.pt as the trust matrix."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1)."),
+    offline: bool | None = offline_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV."),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward: score, error bound and trust."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
+        from prefpaint_sdk.imaging import check_image_file
 
         pairs, warnings = pair_inputs(image, mask)
         for w in warnings:
-            console.print(f"[yellow]warning:[/yellow] {w}")
+            warn(w)
         folder = image.is_dir()
         if folder and masked_image is not None:
             raise InvalidInputError("--masked-image is for one image; in folder mode the masked images are derived from the masks")
+        for path, what in ((masked_image, "masked image"), (v_inverse, "V_inverse file")):
+            if path is not None and not path.is_file():
+                raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
         csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
         if csv_path is not None:
             check_output_path(csv_path, overwrite)
+        else:
+            # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
+            for path in (image, masked_image if masked_image is not None else mask):
+                check_image_file(path)
         rm = _load(reward_model, device, offline, v_inverse, quiet)
         if not folder:
             kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}
@@ -57,7 +78,7 @@ def score(
             for pair, rec in score_pairs(rm, pairs, normalize=normalize, batch_size=batch_size):
                 if isinstance(rec, Exception):
                     failures += 1
-                    console.print(f"[red]failed:[/red] {pair.image}: {error_line(rec)}")
+                    failed(pair.image, rec)
                 else:
                     row = dict(image=str(pair.image), mask=str(pair.mask), **rec)
                     rows.append(row)
@@ -66,9 +87,9 @@ def score(
                 bar.advance(task)
         write_scores_csv(csv_path, rows, overwrite)
         if not quiet:
-            console.print(f"wrote {len(rows)} scores to {csv_path}")
+            say(f"wrote {len(rows)} scores to {csv_path}")
         if failures:
-            console.print(f"[red]{failures} of {len(pairs)} images failed[/red]")
+            say_error(f"{failures} of {len(pairs)} images failed", prefix="")
             raise typer.Exit(EXIT_FAILED)
 
 
@@ -76,12 +97,12 @@ def _load(reward_model, device, offline, v_inverse, quiet):
     from prefpaint_sdk.reward import RewardModel
 
     with console.status("loading reward model", spinner="dots") if not quiet else nullcontext():
-        return RewardModel.from_pretrained(reward_model, device=device, offline=offline or None, v_inverse=v_inverse)
+        return RewardModel.from_pretrained(reward_model, device=device, offline=offline, v_inverse=v_inverse)
 
 
 def _report(rec: dict, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(rec))
+        echo_json(rec)  # strict JSON: a NaN score is an error, never printed
         return
     parts = [f"score {rec['score']:.4f}"]
     if rec.get("bound") is not None:
@@ -102,14 +123,21 @@ def convert_reward(
     """Convert the official PrefPaint reward checkpoint into a safetensors RewardModel folder."""
     setup(quiet=quiet, debug=debug)
     with handle_errors(debug):
+        from prefpaint_sdk.errors import InvalidInputError
+        from prefpaint_sdk.files import check_output_dir
         from prefpaint_sdk.reward.convert import convert_official_checkpoint
+
+        for path, what in ((checkpoint, "checkpoint"), (v_inverse, "V_inverse file")):
+            if path is not None and not path.is_file():
+                raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+        check_output_dir(output, overwrite)
 
         model = convert_official_checkpoint(checkpoint, output, v_inverse=v_inverse, overwrite=overwrite)
         if not quiet:
             vc = model.vision_config
             trust = "with trust matrix" if model.trust is not None else "no trust matrix (pass --v-inverse to add one)"
-            console.print(f"wrote {output}: CLIP ViT {vc['num_hidden_layers']} layers x {vc['hidden_size']}, "
-                          f"patch {vc['patch_size']}, {vc['image_size']} px; {trust}")
+            say(f"wrote {output}: CLIP ViT {vc['num_hidden_layers']} layers x {vc['hidden_size']}, "
+                f"patch {vc['patch_size']}, {vc['image_size']} px; {trust}")
 
 
 def train_reward(
@@ -123,12 +151,20 @@ def train_reward(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Override the per-process batch size."),
     loss: str | None = typer.Option(None, "--loss", help="regression or bradley-terry."),
     init_reward: str | None = typer.Option(None, "--init-reward", help="Fine-tune this reward model (folder, hub id or .pt)."),
+    offline: bool | None = offline_option(),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Train a PrefPaint reward model (regression or Bradley–Terry) with accelerate; fits the trust matrix at the end."""
-    setup(quiet=quiet, debug=debug)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
+        from prefpaint_sdk.errors import InvalidInputError
+
+        if not data.exists():
+            raise InvalidInputError(f"data '{data}' does not exist; pass the dataset folder or a manifest file")
+        if config is not None and not config.is_file():
+            raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
         from prefpaint_sdk.reward.config import load_reward_config
         from prefpaint_sdk.reward.train import train_reward as run
 
@@ -144,8 +180,8 @@ def train_reward(
 
             result = run(data, out, cfg, resume=resume, progress=report)
         if result.model_dir is None:
-            console.print(f"stopped after epoch {result.epochs_done}; continue with --resume")
+            say(f"stopped after epoch {result.epochs_done}; continue with --resume")
             return
         if not quiet and result.test:
-            console.print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in result.test.items()))
-        console.print(f"reward model written to {result.model_dir}")
+            say("test: " + ", ".join(f"{k} {v:.4g}" for k, v in result.test.items()))
+        say(f"reward model written to {result.model_dir}")

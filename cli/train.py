@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from . import reward as _reward
 from . import train_align as _train_align
+from ._common import make_app
 
-train_app = typer.Typer(help="Train the reward model or align an inpainting model by RL.", no_args_is_help=True)
+train_app = make_app(help="Train the reward model or align an inpainting model by RL.", no_args_is_help=True)
 
 # train commands
 train_app.command("reward")(_reward.train_reward)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import console, handle_errors, progress, setup
+from ._common import handle_errors, interrupt_exit_code, max_pixels_option, offline_option, progress, say, setup
 
 
 def train_align(
@@ -28,13 +28,21 @@ def train_align(
     set_: List[str] = typer.Option([], "--set", help="Any setting as NAME=VALUE (repeatable), e.g. --set clip_range=1e-3."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (multi-GPU: launch with accelerate/torchrun)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write lora/ and merged/ to --out at the end."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network."),
+    offline: Optional[bool] = offline_option(),
+    max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Align an inpainting model to a reward by RL (PrefPaint/DDPO, trust-weighted); Ctrl-C saves a checkpoint."""
-    setup(quiet=quiet, debug=debug, offline=offline)
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
+        from prefpaint_sdk.errors import InvalidInputError
+
+        for path, what in ((data, "data"), (eval_data, "eval data")):
+            if path is not None and not path.exists():
+                raise InvalidInputError(f"{what} '{path}' does not exist; pass a folder with images/ or a manifest.jsonl")
+        if config is not None and not config.is_file():
+            raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
         from prefpaint_sdk.align.config import batch_summary, load_config
         from prefpaint_sdk.errors import ConfigError, OutputExistsError
         from prefpaint_sdk.hub import BASE_MODEL
@@ -45,7 +53,7 @@ def train_align(
         from prefpaint_sdk.align.rewards import BUILTIN_REWARDS
 
         if reward is not None and reward not in BUILTIN_REWARDS:
-            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {sorted(BUILTIN_REWARDS)} or --reward-model ID")
+            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
         overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed)
         for item in set_:
             if "=" not in item:
@@ -68,20 +76,20 @@ def train_align(
             aligner = Aligner.from_pretrained(model or BASE_MODEL, reward_model or reward, cfg.validate(), data, out,
                                               eval_data=eval_data, device=device, offline=offline, progress=report)
             summary = batch_summary(aligner.config, aligner.accelerator.num_processes)
-            console.print("batch: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
+            say("batch: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
             bar.update(task, completed=aligner.iteration if resume else 0)
             result = aligner.train(resume=resume)
         evals = [e for e in result.evals if e["mean_reward"] == e["mean_reward"]]
         if len(evals) >= 2:
             first, last = evals[0], evals[-1]
             wr = f", win rate vs start {last['win_rate']:.2f}" if last.get("win_rate") is not None else ""
-            console.print(f"held-out reward: {first['mean_reward']:.4f} (iteration {first['iteration']}) -> "
+            say(f"held-out reward: {first['mean_reward']:.4f} (iteration {first['iteration']}) -> "
                           f"{last['mean_reward']:.4f} (iteration {last['iteration']}){wr}")
         if result.interrupted:
-            console.print(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
-            raise typer.Exit(130)
+            say(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
+            raise typer.Exit(interrupt_exit_code())
         if export and aligner.accelerator.is_main_process:
             if aligner.config.finetune == "lora":
-                console.print(f"LoRA adapter: {aligner.export_lora(out / 'lora')}")
-            console.print(f"merged pipeline: {aligner.export_merged(out / 'merged')}")
-        console.print(f"done: {result.iterations_done} iterations, log {out / 'log.jsonl'}")
+                say(f"LoRA adapter: {aligner.export_lora(out / 'lora')}")
+            say(f"merged pipeline: {aligner.export_merged(out / 'merged')}")
+        say(f"done: {result.iterations_done} iterations, log {out / 'log.jsonl'}")
