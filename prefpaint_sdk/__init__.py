@@ -80,6 +80,10 @@ _EXPORTS = {
     "check_outputs": "files",
     "check_output_dir": "files",
     "staged_dir": "files",
+    "output_set": "files",
+    "write_set": "files",
+    "image_writer": "files",
+    "json_writer": "files",
     # limits and value checks
     "DEFAULT_MAX_PIXELS": "imaging",
     "set_max_pixels": "imaging",
@@ -120,8 +124,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError,
     )
     from .files import (  # noqa: F401
-        atomic_path, atomic_write_json, check_output_dir, check_output_path, check_outputs, save_image, sidecar_path,
-        staged_dir,
+        atomic_path, atomic_write_json, check_output_dir, check_output_path, check_outputs, image_writer, json_writer,
+        output_set, save_image, sidecar_path, staged_dir, write_set,
     )
     from .hub import (  # noqa: F401
         BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model, is_offline, resolve_model,

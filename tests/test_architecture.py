@@ -17,7 +17,7 @@ PUBLIC_API = {
     "DEFAULT_MODEL", "BASE_MODEL", "DEFAULT_REWARD_MODEL", "resolve_model", "download_model", "is_offline", "cache_dir",
     "resolve_device", "resolve_dtype",
     "check_output_path", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
-    "check_outputs", "check_output_dir", "staged_dir", "DEFAULT_MAX_PIXELS", "set_max_pixels", "get_max_pixels",
+    "check_outputs", "check_output_dir", "staged_dir", "output_set", "write_set", "image_writer", "json_writer", "DEFAULT_MAX_PIXELS", "set_max_pixels", "get_max_pixels",
     "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
     "MissingDependencyError", "ImageTooLargeError", "PickleRefusedError", "CorruptFileError",
     "RewardModel", "RewardOutput", "TrustStats", "fit_trust", "trust_bound", "trust_weight", "load_official_v_inverse",

@@ -18,11 +18,11 @@ from PIL import Image
 from prefpaint_sdk import (
     InvalidInputError,
     PrefPaintError,
-    atomic_write_json,
-    check_output_path,
+    image_writer,
+    json_writer,
     load_image,
-    save_image,
     sidecar_path,
+    write_set,
 )
 
 from .blend import PREFILL_MODES, derive_seed, reach, seam_band
@@ -122,9 +122,10 @@ class ExtendResult:
         }
 
     def save(self, path: str | os.PathLike, overwrite: bool = False, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
-        """Write the image and its sidecar JSON (``out.png`` → ``out.json``), each atomically.
+        """Write the image and its sidecar JSON (``out.png`` → ``out.json``) as one output set.
 
-        Both paths are checked before either is written, so a refusal leaves no half-saved pair.
+        Both are checked before either is written, both are written under temporary names, and only then
+        are both renamed into place: an error or Ctrl-C leaves neither (and existing files untouched).
 
         Args:
             path: the image file; the format follows the suffix.
@@ -136,14 +137,15 @@ class ExtendResult:
 
         Raises:
             OutputExistsError: a file exists and ``overwrite`` is false.
-            InvalidInputError: a folder given as the path, or an unknown image suffix.
+            InvalidInputError: a folder given as the path, an unknown image suffix, a path ending in
+                ``.json`` (it would be its own sidecar), an unwritable folder, or NaN in the facts.
         """
-        image_path = check_output_path(path, overwrite)
-        json_path = check_output_path(sidecar_path(image_path), overwrite)
-        if image_path.resolve() == json_path.resolve():
+        image_path = Path(path)
+        json_path = sidecar_path(image_path)
+        if image_path.suffix.lower() == ".json":
             raise InvalidInputError(f"output '{image_path}' ends in .json; give an image suffix such as .png")
-        save_image(self.image, image_path, overwrite=overwrite)
-        atomic_write_json(json_path, {**self.to_dict(), **(extra or {})}, overwrite=True)
+        write_set({image_path: image_writer(self.image, image_path),
+                   json_path: json_writer({**self.to_dict(), **(extra or {})}, json_path)}, overwrite)
         return image_path, json_path
 
 
