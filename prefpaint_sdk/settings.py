@@ -4,6 +4,7 @@ values coerced from strings (TOML files and ``--set name=value`` flags give stri
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field, fields
 from typing import Any, ClassVar
 
@@ -13,6 +14,8 @@ __all__ = ["setting", "Settings"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_KIND = {"bool": "boolean (true or false)", "int": "whole number", "float": "number", "list": "list", "dict": "table",
+         "str": "string"}
 
 
 def setting(default: Any, help: str, **kw: Any):
@@ -41,6 +44,24 @@ class Settings:
             raise ConfigError(f"unknown {self._what} setting(s) {unknown}; {hint}")
         return dataclasses.replace(self, **{k: self._coerce(k, v) for k, v in changes.items()})
 
+    def check_finite(self) -> None:
+        """Refuse a NaN or infinite float setting (a directly built config never went through coercion).
+
+        Raises:
+            ConfigError: names the first non-finite setting.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self._not_finite(f.name, value)
+            if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                raise self._not_finite(f.name, value)
+
+    def _not_finite(self, name: str, value: Any) -> ConfigError:
+        err = ConfigError(f"{self._what} setting {name}={value!r} must be a finite number")
+        err.param = name  # type: ignore[attr-defined]
+        return err
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -57,19 +78,56 @@ class Settings:
                     if value.lower() in _TRUE | _FALSE:
                         return value.lower() in _TRUE
                     raise ValueError(value)
-                return bool(value)
+                if isinstance(value, (int, float)) and value in (0, 1):
+                    return bool(value)
+                if isinstance(value, bool):
+                    return value
+                raise ValueError(value)
             if isinstance(current, int):
-                return int(value)
+                return _to_int(value)
             if isinstance(current, float):
-                return float(value)
+                return self._finite(name, value)
             if isinstance(current, list):
                 if not isinstance(value, str):
-                    return list(value)
-                # "a, b" from a flag: convert items like the default's items (strings when it is empty).
-                item = type(current[0]) if current else str
-                return [item(s.strip()) for s in value.split(",")]
+                    items = list(value)
+                else:
+                    # "a, b" from a flag: convert items like the default's items (strings when it is empty).
+                    item = type(current[0]) if current else str
+                    items = [_to_int(s.strip()) if item is int else item(s.strip()) for s in value.split(",")]
+                for v in items:
+                    if isinstance(v, float) and not math.isfinite(v):
+                        raise self._not_finite(name, value)
+                return items
             if isinstance(current, dict):
                 return dict(value)
             return str(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{self._what} setting {name}={value!r} should be a {type(current).__name__}") from exc
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            err = ConfigError(f"{self._what} setting {name}={value!r} should be a {_KIND.get(type(current).__name__, type(current).__name__)}")
+            err.param = name  # type: ignore[attr-defined]
+            raise err from exc
+
+    def _finite(self, name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        v = float(value)
+        if not math.isfinite(v):
+            raise self._not_finite(name, value)
+        return v
+
+
+def _to_int(value: Any) -> int:
+    """An int from an int, a whole float (``1e3``) or a string of either; never truncates ``2.5``."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            value = float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(value)

@@ -86,3 +86,31 @@ def test_official_v_inverse_rejects_wrong_shapes(tmp_path):
     torch.save(torch.zeros(3, 4), p)
     with pytest.raises(InvalidInputError, match="square"):
         load_official_v_inverse(p)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_v_inverse_is_a_data_error_naming_the_file(tmp_path, bad):
+    from prefpaint_sdk.errors import DataError
+
+    m = torch.eye(4)
+    m[1, 2] = bad
+    path = tmp_path / "V_inverse.pt"
+    torch.save(m, path)
+    with pytest.raises(DataError, match=r"V_inverse\.pt' holds a V\^-1 with 1 NaN or infinite entries of 16"):
+        load_official_v_inverse(path)
+    stats = TrustStats(v_inv=m.double())
+    stats.save(tmp_path / "trust.safetensors")
+    with pytest.raises(DataError, match=r"trust\.safetensors' holds a V\^-1 with 1 NaN"):
+        TrustStats.load(tmp_path / "trust.safetensors")
+
+
+def test_truncated_trust_file_is_a_corrupt_file_error(tmp_path):
+    from prefpaint_sdk.errors import CorruptFileError
+
+    fit_trust(np.eye(3), lam=0.01).save(tmp_path / "trust.safetensors")
+    data = (tmp_path / "trust.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for name in ("cut", "empty"):
+        with pytest.raises(CorruptFileError, match=rf"trust file '.*{name}\.safetensors' is truncated or not a safetensors file"):
+            TrustStats.load(tmp_path / f"{name}.safetensors")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, require
-from ..settings import Settings, setting
 from ..files import read_toml_table
+from ..settings import Settings, setting
 
 __all__ = ["AlignConfig", "PRESETS", "load_config", "batch_summary"]
 
@@ -93,6 +93,8 @@ class AlignConfig(Settings):
         def need(cond, msg):
             if not cond:
                 raise ConfigError(msg)
+
+        self.check_finite()
 
         for name in ("num_steps", "prompts_per_iter", "samples_per_prompt", "rollout_batch_size", "timesteps_per_traj",
                      "train_batch_size", "grad_accum_steps", "inner_epochs", "resync_every", "iterations",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, require
-from ..settings import Settings, setting
 from ..files import read_toml_table
+from ..settings import Settings, setting
 
 __all__ = ["LOSSES", "REWARD_PRESETS", "RewardTrainConfig", "load_reward_config", "reward_batch_summary"]
 
@@ -53,6 +53,7 @@ class RewardTrainConfig(Settings):
     stop_after_epochs: int = setting(0, "stop this run after N epochs even if more are scheduled (0 = never); resume later")
 
     def validate(self) -> RewardTrainConfig:
+        self.check_finite()
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "keep_checkpoints"):

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidInputError
+from ..errors import CorruptFileError, DataError, InvalidInputError
 from ..files import load_torch_file
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TrustAccumulator",
     "TrustStats",
     "fit_trust",
+    "check_trust_matrix",
     "load_official_v_inverse",
     "trust_bound",
     "trust_weight",
@@ -123,12 +124,32 @@ class TrustStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrustStats:
+        """Read a saved trust file.
+
+        Raises:
+            CorruptFileError: the file is truncated, empty or not a trust file.
+            DataError: the matrix holds NaN or infinity, or is not square.
+        """
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("trust", "{}"))
-            v_inv = f.get_tensor("v_inv")
-            v = f.get_tensor("v") if "v" in set(f.keys()) else None
+        fix = "delete it, or refit the trust matrix (train the reward model again or pass --v-inverse)"
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("trust", "{}"))
+                keys = set(f.keys())
+                if "v_inv" not in keys:
+                    raise CorruptFileError(f"trust file '{path}' has no 'v_inv' tensor; {fix}")
+                v_inv = f.get_tensor("v_inv")
+                v = f.get_tensor("v") if "v" in keys else None
+        except (CorruptFileError, FileNotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for a broken header
+            raise CorruptFileError(f"trust file '{path}' is truncated or not a safetensors file ({exc}); {fix}") from None
+        if not isinstance(meta, dict):
+            raise CorruptFileError(f"trust file '{path}' has unreadable metadata; {fix}")
+        check_trust_matrix(v_inv, path)
+        if v is not None:
+            check_trust_matrix(v, path, "V")
         return cls(v_inv=v_inv, v=v, **meta)
 
 
@@ -202,6 +223,24 @@ def fit_trust(embeddings, lam: float = 0.01, **params) -> TrustStats:
     return acc.finalize(**params)
 
 
+def check_trust_matrix(matrix, source: str | os.PathLike, what: str = "V^-1"):
+    """Refuse a trust matrix with NaN or infinite entries (the bound would be NaN for every image).
+
+    Raises:
+        DataError: names ``source`` (the file) and how many entries are not finite.
+    """
+    import torch
+
+    m = torch.as_tensor(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise DataError(f"'{source}' holds a {what} of shape {tuple(m.shape)}; expected a square matrix such as 256x256")
+    bad = int((~torch.isfinite(m)).sum())
+    if bad:
+        raise DataError(f"'{source}' holds a {what} with {bad} NaN or infinite entries of {m.numel()}; "
+                        "it is damaged: use the official V_inverse.pt or refit the trust matrix")
+    return matrix
+
+
 def load_official_v_inverse(path: str | os.PathLike, **params) -> TrustStats:
     """Load the official ``V_inverse.pt`` (a 256x256 float32 tensor saved with ``torch.save``).
 
@@ -217,6 +256,7 @@ def load_official_v_inverse(path: str | os.PathLike, **params) -> TrustStats:
         shape = tuple(obj.shape) if isinstance(obj, torch.Tensor) else type(obj).__name__
         raise InvalidInputError(f"'{p}' holds {shape}; expected a square V^-1 matrix such as 256x256")
     v_inv = obj.to(torch.float64)
+    check_trust_matrix(v_inv, p)
     v_inv = (v_inv + v_inv.T) / 2  # stored in float32: symmetric only up to rounding
     params.setdefault("lam", 0.01)
     return TrustStats(v_inv=v_inv, v=None, count=0, source=f"official:{p.name}", **params)
