@@ -42,7 +42,7 @@ def test_config_errors(tmp_path):
         load_config("huge")
     with pytest.raises(ConfigError, match=r"unknown align setting\(s\) \['lr'\]"):
         load_config(None, None, {"lr": 1})
-    with pytest.raises(ConfigError, match="should be a int"):
+    with pytest.raises(ConfigError, match="align setting num_steps=.many. should be a whole number"):
         AlignConfig().replace(num_steps="many")
     (tmp_path / "bad.toml").write_text("num_steps = = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
