@@ -1,8 +1,9 @@
 """Held-out evaluation during alignment: mean reward and WinRate against the starting model.
 
 Both models sample the same held-out (image, mask) pairs with the same seeds, so the comparison is
-paired: a sample wins when its reward beats the starting model's sample of the same seed (the paper's
-WinRate at S = 1).
+paired: a sample wins when its reward beats the starting model's sample of the same seed, and ties count
+half a win (the paper's WinRate at S = 1, by the one definition in :mod:`prefpaint_sdk.reward.winrate`
+that ``prefpaint eval`` uses too). Pairs the reward could not score (NaN) are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..reward.winrate import win_rate
 from .seeding import derive_seed
 from .tracking import log_metrics
 
@@ -37,15 +39,6 @@ def paste_back(generated: torch.Tensor, init01: torch.Tensor, mask: torch.Tensor
     """Keep the known region: ``init * (1 - mask) + generated * mask`` (binary mask, so known pixels are exact)."""
     m = mask.to(generated.dtype)
     return init01.to(generated.dtype) * (1 - m) + generated * m
-
-
-def win_rate(rewards: list[float], baseline: list[float]) -> float | None:
-    """Share of paired samples whose reward beats the baseline's (pairs with a NaN are skipped)."""
-    a, b = np.asarray(rewards, np.float64), np.asarray(baseline, np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if not ok.any():
-        return None
-    return float((a[ok] > b[ok]).mean())
 
 
 def image_grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
@@ -76,7 +69,7 @@ def evaluate_heldout(self, tag: str | None = None) -> EvalResult:  # noqa: ANN00
         rewards = [float(r) for r in rb.scores]
         finite = [r for r in rewards if math.isfinite(r)]
         mean = float(np.mean(finite)) if finite else float("nan")
-        wr = win_rate(rewards, self.baseline) if self.baseline is not None else None
+        wr = win_rate(rewards, self.baseline, skip_nonfinite=True) if self.baseline is not None else None
         result = EvalResult(rewards=rewards, mean_reward=mean, win_rate=wr)
         metrics = {"eval/mean_reward": mean}
         if wr is not None:

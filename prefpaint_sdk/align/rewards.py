@@ -10,7 +10,8 @@ The trainer calls ``reward(images, masks, masked_images)`` with
 
 and gets back a :class:`RewardBatch`. A user callable may return ``scores`` or ``(scores, bounds)``,
 as tensors, arrays or lists; bounds become trust weights gamma with the paper's formula. An object with
-a ``.score`` method (the toolkit's ``RewardModel``) is called with PIL images, and its output's
+a ``.score`` method (the toolkit's ``RewardModel``) is called with PIL images framed by
+:func:`prefpaint_sdk.reward.framing.reward_view` (the hole refilled in the model's ``mask_fill``), and its output's
 ``.trust`` is used as gamma when present (else its ``.bounds``).
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InvalidInputError
+from ..reward.framing import mask_fill_of, reward_view
 from .loss import trust_weights
 
 __all__ = ["RewardBatch", "as_reward_fn", "brightness_in_mask", "BUILTIN_REWARDS"]
@@ -63,6 +65,12 @@ def _to_1d(x: Any, n: int, what: str) -> torch.Tensor:
     return t
 
 
+def _hole(mask, size) -> np.ndarray:
+    """One sample's mask as a bool (H, W) hole: True where it is set (>= 0.5 for float masks)."""
+    m = np.asarray(mask.detach().cpu() if torch.is_tensor(mask) else mask).reshape(tuple(size))
+    return m >= 0.5 if np.issubdtype(m.dtype, np.floating) else m.astype(bool)
+
+
 def _to_pil(images: torch.Tensor):
     from PIL import Image
 
@@ -96,8 +104,12 @@ def as_reward_fn(reward, *, trust_k: float = 0.05, trust_b: float = 0.7, trust_c
 
         def fn(images, masks, masked_images):
             n = images.shape[0]
-            out = model.score(_to_pil(images), masks=[m.cpu().numpy() for m in masks],
-                              masked_images=_to_pil(masked_images), batch_size=batch_size)
+            # One framing for every scoring path (prefpaint_sdk.reward.framing): the samples are the model's
+            # whole working frame, and the masked view is the input with the hole in the model's mask_fill.
+            fill = mask_fill_of(model)
+            views = [reward_view(im, _hole(m, images.shape[-2:]), None, fill, source=src)
+                     for im, m, src in zip(_to_pil(images), masks, _to_pil(masked_images))]
+            out = model.score([v for v, _ in views], masked_images=[mv for _, mv in views], batch_size=batch_size)
             scores = _to_1d(out.scores, n, "scores")
             bounds = getattr(out, "bounds", None)
             bounds = None if bounds is None else _to_1d(bounds, n, "bounds")

@@ -3,7 +3,9 @@
 * :mod:`.run`: :func:`evaluate` (resumable, cached per case);
 * :mod:`.report`: :class:`EvalReport` (figures per S, ``to_json``/``to_csv``/``to_html``/``summary``);
   :mod:`.html` and :mod:`.sheet` draw ``report.html`` and ``contact_sheet.png``;
-* :mod:`.stats`: outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals;
+* :mod:`.stats`: outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals (the one
+  definition lives in :mod:`prefpaint_sdk.reward.winrate`, shared with the aligner);
+* :mod:`.identity`: what a model *is* for the cache (hub commit, or a SHA-256 of its weights);
 * :mod:`.metrics`: masked PSNR and SSIM;
 * :mod:`.data`: the data convention reader; :mod:`.masksets`: mask kinds, depth proxy, mask sets.
 """
@@ -13,7 +15,7 @@ from .masksets import MASK_CHOICES, case_seed, generate_mask_set, mask_for, norm
 from .metrics import masked_psnr, masked_ssim
 from .report import EvalReport
 from .run import evaluate
-from .stats import WinStats, bootstrap_interval, outcomes, wilson_interval, win_stats
+from .stats import WinStats, bootstrap_interval, outcomes, wilson_interval, win_rate, win_stats
 
 __all__ = [
     "MASK_CHOICES",
@@ -32,7 +34,8 @@ __all__ = [
     "outcomes",
     "proxy_depth",
     "read_eval_data",
-    "win_stats",
     "wilson_interval",
+    "win_rate",
+    "win_stats",
 ]
 

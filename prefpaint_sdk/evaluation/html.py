@@ -138,7 +138,7 @@ def write_html(report, path: Path, *, embed: bool = False) -> Path:
     failures = ""
     if report.failures:
         items = "".join(f"<li>{html.escape(f['name'])}: {html.escape(f['error'])}</li>" for f in report.failures)
-        failures = f"<h2>Failed cases ({len(report.failures)})</h2><ul>{items}</ul>"
+        failures = f"<h2>Skipped cases ({len(report.failures)})</h2><ul>{items}</ul>"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PrefPaint evaluation: {html.escape(str(cfg.get('model')))}</title>
 <style>{_CSS}</style></head><body>

@@ -26,10 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InvalidInputError
-from ..files import atomic_write_bytes
-from .stats import best_of, win_stats
+from ..files import atomic_write_bytes, strict_json_dumps, write_set
+from ..reward.winrate import best_of, check_tie_tolerance, win_stats
 
-__all__ = ["EvalReport"]
+__all__ = ["REPORT_FILES", "EvalReport"]
+
+#: The files :meth:`EvalReport.write` puts in the output folder, written as one set.
+REPORT_FILES = ("results.json", "results.csv", "report.html", "contact_sheet.png")
 
 _CSV_FIELDS = ["case", "S", "best_index", "best_seed", "best_score", "best_bound", "baseline_seed", "baseline_score",
                "baseline_bound", "score_diff", "outcome", "best_psnr", "best_ssim", "baseline_psnr", "baseline_ssim",
@@ -69,8 +72,15 @@ class EvalReport:
     n_boot: int = 2000
 
     # -------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.tie_tolerance = check_tie_tolerance(self.tie_tolerance)
+
     def with_stats(self, **settings) -> "EvalReport":
-        """A copy with other statistics settings (``tie_tolerance``, ``ci``, ``confidence``, ``n_boot``)."""
+        """A copy with other statistics settings (``tie_tolerance``, ``ci``, ``confidence``, ``n_boot``).
+
+        Raises:
+            InvalidInputError: a ``tie_tolerance`` that is negative or not finite.
+        """
         return replace(self, **settings)
 
     def pick(self, case: dict, s: int) -> int:
@@ -143,7 +153,7 @@ class EvalReport:
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The report as JSON text (:meth:`to_dict`); also written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
+        text = strict_json_dumps(self.to_dict(), where=path)
         if path is not None:
             atomic_write_bytes(path, (text + "\n").encode())
         return text
@@ -189,7 +199,7 @@ class EvalReport:
             return "n/a" if x is None else format(x, spec)
 
         lines = [f"model {self.config.get('model')} vs baseline {self.config.get('baseline')} "
-                 f"({len(self.cases)} cases, {len(self.failures)} failed; ties count half; "
+                 f"({len(self.cases)} cases, {len(self.failures)} skipped; ties count half; "
                  f"{int(self.confidence * 100)}% CI {self.ci})",
                  f"{'S':>4}  {'WinRate':>8}  {'CI':>17}  {'W/T/L':>11}  {'reward':>8}  {'bound':>7}  {'var':>8}  "
                  f"{'PSNR':>6}  {'SSIM':>6}"]
@@ -207,12 +217,11 @@ class EvalReport:
     def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """Write results.json, results.csv, report.html and contact_sheet.png into ``out_dir``."""
         out = Path(out_dir)
-        paths = dict(json=out / "results.json", csv=out / "results.csv", html=out / "report.html",
-                     sheet=out / "contact_sheet.png")
-        self.to_json(paths["json"])
-        self.to_csv(paths["csv"])
-        self.to_html(paths["html"])
-        self.contact_sheet(paths["sheet"])
+        paths = dict(zip(("json", "csv", "html", "sheet"), (out / name for name in REPORT_FILES)))
+        # One output set: the four appear together (each writer fills a temporary file beside its target).
+        write_set({paths["json"]: lambda tmp: self.to_json(tmp), paths["csv"]: lambda tmp: self.to_csv(tmp),
+                   paths["html"]: lambda tmp: self.to_html(tmp), paths["sheet"]: lambda tmp: self.contact_sheet(tmp)},
+                  overwrite=True)
         return paths
 
     @classmethod
