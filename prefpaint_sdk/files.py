@@ -703,7 +703,12 @@ def load_torch_file(path: str | os.PathLike, what: str, fix: str):
 
         from .errors import PickleRefusedError
 
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+        with open(p, "rb") as fh:
+            head = fh.read(2)
+        is_pickle = head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+        if is_pickle and (isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc)):
             # a pickle of arbitrary objects: our own line, never torch's advice to set weights_only=False
             raise PickleRefusedError.for_file(p, what) from None
-        raise InvalidInputError(f"{what} '{p}' cannot be read with torch.load(weights_only=True): {exc}") from exc
+        detail = str(exc).splitlines()[0] if "weights_only" not in str(exc) else exc.__class__.__name__
+        raise InvalidInputError(f"{what} '{p}' is not a readable tensor file (truncated or another format: {detail}); "
+                                f"{fix}") from None

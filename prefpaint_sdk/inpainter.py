@@ -32,7 +32,6 @@ from .imaging import (
     fit_mask_to_image,
     load_image,
     load_mask,
-    masked_image,
     working_size,
 )
 
@@ -184,6 +183,9 @@ class Inpainter:
                 f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder; "
                 "save one with pipe.save_pretrained(folder)"
             )
+        from .state import refuse_pickle_pipeline  # noqa: PLC0415
+
+        refuse_pickle_pipeline(resolved.path)  # only safetensors: a pickle-only component is refused with our line
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         try:

@@ -194,8 +194,7 @@ def resolve_reward_model(model: str | os.PathLike | None = None, *, offline: boo
             raise InvalidInputError(f"reward model '{text}' is a file but not an official .pt; pass a folder, hub id or .pt")
         digest = _file_digest(local)
         dest = converted_cache_dir() / f"file-{digest}"
-        if not (dest / "config.json").is_file():
-            convert_official_checkpoint(local, dest, overwrite=True)
+        _convert_once(local, dest)
         return ResolvedModel(model_id=str(local), path=dest, revision=digest, source="local")
     if text in OFFICIAL_REWARD_FILES:
         return _resolve_official(text, OFFICIAL_REWARD_FILES[text], offline=is_offline(offline), revision=revision)
@@ -212,11 +211,32 @@ def _resolve_official(model_id: str, filename: str, *, offline: bool, revision: 
             return ResolvedModel(model_id=model_id, path=done[-1], revision=done[-1].name, source="hub")
     pt_path, commit = _download_official(model_id, filename, revision=revision, offline=offline)
     dest = root / commit
-    if not (dest / "config.json").is_file():
-        log.info("converting the official reward checkpoint %s@%s (once; cached in %s)", model_id, commit[:10], dest)
-        v_inv = _download_optional(model_id, V_INVERSE_FILE, revision=commit, offline=offline)
-        convert_official_checkpoint(pt_path, dest, v_inverse=v_inv, overwrite=True)
+    _convert_once(pt_path, dest, lambda: _download_optional(model_id, V_INVERSE_FILE, revision=commit, offline=offline),
+                  label=f"{model_id}@{commit[:10]}")
     return ResolvedModel(model_id=model_id, path=dest, revision=commit, source="hub")
+
+
+def _convert_once(pt_path: Path, dest: Path, v_inverse=None, label: str | None = None) -> None:
+    """Convert ``pt_path`` into the cache folder ``dest`` unless it is there, once across processes.
+
+    Several processes (``torchrun`` ranks, parallel jobs) may ask for the same conversion at once: they
+    serialise on a file lock beside ``dest``, and whoever gets it second finds the finished folder. The folder
+    itself is written under a temporary name and renamed, so it is complete or absent.
+
+    ``v_inverse``: a path, or a callable returning one (fetched only when a conversion is really needed).
+    """
+    from filelock import FileLock
+
+    if (dest / "config.json").is_file():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(dest.parent / f".{dest.name}.lock"))
+    with lock:
+        if (dest / "config.json").is_file():
+            return  # another process converted it while we waited
+        log.info("converting the official reward checkpoint %s (once; cached in %s)", label or pt_path, dest)
+        v_inv = v_inverse() if callable(v_inverse) else v_inverse
+        convert_official_checkpoint(pt_path, dest, v_inverse=v_inv, overwrite=True)
 
 
 def _download_official(model_id: str, filename: str, *, revision: str | None, offline: bool) -> tuple[Path, str]:

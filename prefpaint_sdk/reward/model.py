@@ -209,8 +209,9 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         Raises:
             InvalidInputError: no masks and no masked images, mismatched counts or sizes, unreadable inputs.
         """
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        from ..validation import at_least
+
+        batch_size = at_least("batch_size", batch_size)
         fill = tuple(mask_fill) if mask_fill is not None else self.mask_fill
         if grad:
             scores, z = self._score_tensors(images, masks, masked_images, fill)
@@ -320,29 +321,35 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         from .convert import resolve_reward_model
         from .trust import load_official_v_inverse
 
+        from ..state import read_json, read_tensors, refuse_pickle_folder, state_errors
+
         resolved = resolve_reward_model(model, offline=offline, revision=revision)
         folder = resolved.path
         cfg_path, w_path = folder / "config.json", folder / WEIGHTS_FILE
+        if not w_path.is_file():
+            refuse_pickle_folder(folder, "reward weights", recursive=False)
         if not (cfg_path.is_file() and w_path.is_file()):
             raise InvalidInputError(
                 f"'{resolved.model_id}' ({folder}) has no {cfg_path.name} + {WEIGHTS_FILE}, so it is not a PrefPaint reward "
                 "model; convert the official checkpoint with 'prefpaint convert-reward'"
             )
-        config = json.loads(cfg_path.read_text())
-        self = cls(**config)
-        from safetensors.torch import load_model
-
-        try:
-            missing, unexpected = load_model(self, str(w_path), strict=False)
-        except Exception as exc:
-            raise ModelNotFoundError(f"could not read the reward weights '{w_path}': {exc}") from exc
+        fix = _reward_fix(folder)
+        config = read_json(cfg_path, what="reward model config", fix=fix)
+        with state_errors(cfg_path, "reward model config", fix):
+            self = cls(**config)
+        state = read_tensors(w_path, what="reward weights", fix=fix, finite=True)
+        with state_errors(w_path, "reward weights", fix):
+            missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
             raise InvalidInputError(
                 f"reward weights '{w_path}' do not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
             )
         if (folder / TRUST_FILE).is_file():
-            self.trust = TrustStats.load(folder / TRUST_FILE)
+            # checked here (complete, finite) so a bad trust file is one line, whatever TrustStats.load does with it
+            read_tensors(folder / TRUST_FILE, what="trust matrix", fix=fix, finite=True)
+            with state_errors(folder / TRUST_FILE, "trust matrix", fix):
+                self.trust = TrustStats.load(folder / TRUST_FILE)
         if v_inverse is not None:
             self.set_trust(load_official_v_inverse(v_inverse))
         dev = resolve_device(device)
@@ -350,6 +357,19 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         self.eval()
         self.model_id, self.revision = resolved.model_id, resolved.revision
         return self
+
+
+def _reward_fix(folder: Path) -> str:
+    """The fix for a bad file in a reward folder: re-convert a cached conversion, else re-save or re-train."""
+    from .convert import converted_cache_dir
+
+    try:
+        cached = folder.resolve().is_relative_to(converted_cache_dir().resolve())
+    except OSError:  # pragma: no cover
+        cached = False
+    if cached:
+        return f"delete the cached conversion '{folder}' and it will be converted again"
+    return "re-save the model with save_pretrained, or re-train or re-convert it into a new folder"
 
 
 def _as_list(x) -> list:
