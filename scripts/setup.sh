@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on Debian/Ubuntu with Python 3.10+: system library for open3d, a .venv, torch, the toolkit.
+# One-time set-up on Debian/Ubuntu with Python 3.11+: system library for open3d, a .venv, torch, the toolkit
+# with every extra ([recon3d] 3D stack, [train] tensorboard, [dev] test tools).
 #   TORCH_SPEC   which torch to install (default torch==2.13.0; e.g. "torch==2.13.0 --index-url
 #                https://download.pytorch.org/whl/cu128" for a specific CUDA build)
 #   PYTHON       interpreter used to create .venv (default python3)
