@@ -17,6 +17,7 @@ Check the whole output set before any work starts with :func:`check_outputs` (fi
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -137,7 +138,8 @@ def _check_parent(p: Path) -> None:
         try:
             tempfile.TemporaryFile(dir=anc).close()
         except OSError as exc:
-            problem = f"cannot hold new files ({exc.strerror or exc})"
+            why = "" if exc.errno in (errno.ENOENT, None) else f" ({exc.strerror or exc})"
+            problem = f"does not accept new files{why}"
     if problem:
         where = "folder" if anc == parent.absolute() else "folder (the nearest existing one above it)"
         raise InvalidInputError(

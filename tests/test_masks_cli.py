@@ -113,3 +113,26 @@ def test_errors(images, tmp_path):
     np.save(bad / "im00.npy", np.zeros((10, 10)))
     r = _gen(images, tmp_path / "m3", "--kind", "warp", "--depth", str(bad))
     assert r.exit_code == 2 and "is 10x10 but its image is 72x48" in r.output
+
+
+def test_unreadable_images_are_reported_and_skipped(images, tmp_path):
+    (images / "broken[red].png").write_bytes(b"not an image")
+    out = tmp_path / "m"
+    r = _gen(images, out, "--kind", "strokes")
+    assert r.exit_code == 0, r.output
+    flat = "".join(r.output.split())  # rich wraps the log line
+    assert "skipped:image" in flat and "broken[red].png'" in flat and "Traceback" not in r.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"im{i:02d}.png" for i in range(12)] + ["masks.json"])
+    meta = json.loads((out / "masks.json").read_text())
+    assert len(meta["masks"]) == 12 and [s["image"].split("/")[-1] for s in meta["skipped"]] == ["broken[red].png"]
+
+
+def test_output_errors_are_one_line_and_write_nothing(images, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = _gen(images, tmp_path / "afile", "--kind", "strokes")
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        f"error: output folder '{tmp_path / 'afile'}' is a file; pass a folder path, or remove the file"]
+    r = _gen(images, tmp_path / "afile" / "m", "--kind", "strokes")
+    assert r.exit_code == 2 and "'afile' is a file, not a folder" in r.output.replace(str(tmp_path) + "/", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "imgs"]
+    assert (tmp_path / "afile").read_text() == "x"

@@ -216,7 +216,7 @@ def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: in
                 if on_error is not None:
                     on_error(p, exc)
                 else:
-                    log.error("skipped %s", exc)
+                    log.error("skipped: %s", exc)
             else:
                 depth = depths.get(p.stem)
                 mask, drawn = mask_for(kind, size, p.stem, seed, depth)
