@@ -158,8 +158,8 @@ def _click_exceptions():
 
 def _current_context():
     try:
-        from typer._click import get_current_context
-    except ImportError:  # pragma: no cover
+        from typer._click.globals import get_current_context  # typer ≥ 0.22 vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
         from click import get_current_context
     return get_current_context(silent=True)
 
