@@ -32,7 +32,8 @@ def test_end_to_end_with_tiny_model(redwood, tiny_pipeline_dir, tmp_path):
     text = " ".join(r.output.split())
     assert "2 novel views" in text and "voxel 0.08 m" in text
     for name in ("mesh.ply", "mesh.glb", "points.ply", "transforms.json", "metrics.json", "contact_sheet.png",
-                 "views/000/rgb.png", "views/000/depth.png", "views/000/mask.png", "views/001/inpainted.png"):
+                 "flythrough.mp4", "views/000/rgb.png", "views/000/depth.png", "views/000/holes.png", "views/000/valid.png",
+                 "views/001/inpainted.png"):
         assert (out / name).is_file(), name
     mesh = o3d.io.read_triangle_mesh(str(out / "mesh.ply"))
     assert len(mesh.triangles) > 500
@@ -44,8 +45,11 @@ def test_end_to_end_with_tiny_model(redwood, tiny_pipeline_dir, tmp_path):
     # a second run into the same folder is refused (exit 2), and allowed with --overwrite
     r2 = runner.invoke(app, args)
     assert r2.exit_code == 2 and "not empty" in " ".join(r2.output.split())
-    r3 = runner.invoke(app, args + ["--overwrite"])
+    # --views 1 --overwrite replaces the folder whole: views/001 of the first run is gone
+    r3 = runner.invoke(app, [a if a != "2" else "1" for a in args] + ["--overwrite"])
     assert r3.exit_code == 0, r3.output
+    assert sorted(p.name for p in (out / "views").iterdir()) == ["000"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_check_reports_consistency(redwood, tmp_path):
@@ -60,7 +64,31 @@ def test_check_reports_consistency(redwood, tmp_path):
     write_scene(scene(3, 160, 120).frames, bad, "redwood")
     write_log(bad / "trajectory.log", [np.linalg.inv(p) for p in read_log(bad / "trajectory.log")])
     r = runner.invoke(app, ["recon3d", str(bad), "--check"])
-    assert r.exit_code == 0 and "check the pose convention" in " ".join(r.output.split())
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output  # a failed check fails the command (SceneCheckError, a DataError)
+    assert "below the 50% threshold" in text and "check the pose convention" in text and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--voxel-size", "0"], "voxel"),
+        (["--voxel-size", "-0.1"], "voxel"),
+        (["--views", "0"], "views"),
+        (["--depth-trunc", "0"], "depth"),
+        (["--depth-scale", "0"], "depth"),
+        (["--steps", "0"], "steps"),
+        (["-n", "0"], "candidates"),
+        (["--trajectory", "/nonexistent/t.log"], "does not exist"),
+    ],
+)
+def test_cheap_checks_fail_before_the_model_loads(redwood, tmp_path, flags, match):
+    # --model names a folder that does not exist: reaching the loader would exit 3, not 2
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["recon3d", str(redwood), "-o", str(out), "--model", str(tmp_path / "no-model"), "--offline", *flags])
+    assert r.exit_code == 2, r.output
+    assert match in r.output.lower() and "Traceback" not in r.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from PIL import Image
 from prefpaint_apps.recon3d import Recon3DConfig, load_scene, novel_cameras, read_trajectory, reconstruct
 from prefpaint_apps.recon3d.testing import write_scene
 
-from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk import DataError, InvalidInputError, OutputExistsError
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_empty_and_unrecognised_folders_list_layouts(tmp_path):
         load_scene(tmp_path / "junk")
     with pytest.raises(InvalidInputError, match="unknown scene format 'blender'; choose one of: auto, nerfstudio"):
         load_scene(tmp_path / "junk", "blender")
-    with pytest.raises(InvalidInputError, match="depth_scale=-1.0 must be positive"):
+    with pytest.raises(InvalidInputError, match=r"depth_scale must be > 0, got -1.0"):
         load_scene(tmp_path / "junk", "tum", depth_scale=-1.0)
 
 
@@ -149,12 +149,64 @@ def test_multi_view_without_depth_and_single_image_without_model(tmp_path, frame
         reconstruct(tmp_path / "one.png", tmp_path / "out3", _cfg(), inpainter=_Copy())
 
 
-def test_bad_settings(tmp_path, frames):
+class _MustNotLoad:
+    """Inpainter/depth stand-in that fails the test if the pipeline ever gets as far as using a model."""
+
+    kind = "depth"
+    model_id = "fake/never"
+
+    def __call__(self, *a, **kw):
+        raise AssertionError("a model was used before the cheap checks failed")
+
+
+@pytest.mark.parametrize(
+    "kw,param,match",
+    [
+        ({"voxel_size": 0.0}, "voxel_size", r"voxel_size must be > 0, got 0.0"),
+        ({"voxel_size": -0.1}, "voxel_size", r"voxel_size must be > 0"),
+        ({"voxel_size": float("nan")}, "voxel_size", r"voxel_size must be a finite number"),
+        ({"depth_trunc": float("inf")}, "depth_trunc", r"depth_trunc must be a finite number"),
+        ({"voxel_size": 0.5, "depth_trunc": 0.1}, "depth_trunc", r"depth_trunc=0.1 must be larger than voxel_size=0.5"),
+        ({"views": 0}, "views", r"views must be ≥ 1, got 0"),
+        ({"views": -3}, "views", r"views must be ≥ 1, got -3"),
+        ({"num_candidates": 0}, "num_candidates", r"num_candidates must be ≥ 1, got 0"),
+        ({"steps": 0}, "steps", r"steps must be ≥ 1"),
+        ({"seed": -1}, "seed", r"seed must be between 0 and 4294967295"),
+        ({"seed": 2**32 - 1, "views": 2}, "seed", r"seed must be between 0 and 4294967295 \(and seed \+ 1 for 2 derived"),
+        ({"depth_scale": float("inf")}, "depth_scale", r"depth_scale must be a finite number"),
+        ({"guidance_scale": float("nan")}, "guidance_scale", r"guidance_scale must be a finite number"),
+        ({"fov": 180.0}, "fov", r"fov must be between 0 and 180"),
+        ({"fusion_backend": "gpu"}, "fusion_backend", r"fusion_backend must be one of auto, scalable, voxelblockgrid"),
+        ({"trajectory": "/nonexistent/traj.log"}, None, r"trajectory file '/nonexistent/traj.log' does not exist"),
+    ],
+)
+def test_bad_settings_fail_before_any_model_and_write_nothing(tmp_path, frames, kw, param, match):
     root = write_scene(frames, tmp_path / "rw", "redwood")
-    with pytest.raises(InvalidInputError, match="num_candidates=0 must be at least 1"):
-        reconstruct(root, tmp_path / "o", _cfg(num_candidates=0), inpainter=_Copy())
-    with pytest.raises(InvalidInputError, match="depth_trunc > voxel_size"):
-        reconstruct(root, tmp_path / "o", _cfg(voxel_size=0.5, depth_trunc=0.1), inpainter=_Copy())
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError, match=match) as info:
+        reconstruct(root, out, _cfg(**kw), inpainter=_MustNotLoad(), depth_estimator=_MustNotLoad())
+    assert getattr(info.value, "param", None) == param
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["rw"]  # no stage left beside it
+
+
+def test_trajectory_seed_range_counts_its_poses(tmp_path, frames):
+    from prefpaint_apps.recon3d.testing import write_log
+
+    root = write_scene(frames, tmp_path / "rw", "redwood")
+    write_log(tmp_path / "t.log", [f.c2w for f in frames])  # 3 novel views: seeds seed..seed+2
+    cfg = _cfg(trajectory=str(tmp_path / "t.log"), seed=2**32 - 2)
+    with pytest.raises(InvalidInputError, match=r"seed \+ 2 for 3 derived seeds"):
+        reconstruct(root, tmp_path / "out", cfg, inpainter=_MustNotLoad(), depth_estimator=_MustNotLoad())
+
+
+def test_output_location_problems(tmp_path, frames):
+    root = write_scene(frames, tmp_path / "rw", "redwood")
     (tmp_path / "f").write_text("x")
-    with pytest.raises(DataError, match="is a file; pass a folder"):
-        reconstruct(root, tmp_path / "f", _cfg(), inpainter=_Copy())
+    with pytest.raises(InvalidInputError, match="is a file"):
+        reconstruct(root, tmp_path / "f", _cfg(), inpainter=_MustNotLoad(), depth_estimator=_MustNotLoad())
+    assert (tmp_path / "f").read_text() == "x"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        reconstruct(root, tmp_path / "full", _cfg(), inpainter=_MustNotLoad(), depth_estimator=_MustNotLoad())
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"

@@ -4,10 +4,11 @@ model returns an affine transform of the true disparity, so every output can be 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from _recon3d_fakes import GroundTruthDisparity, GroundTruthInpainter, nn_dist, psnr, scene
+from _recon3d_fakes import GroundTruthDisparity, GroundTruthInpainter, assert_nerfstudio_accepts, nn_dist, psnr, scene
 from prefpaint_apps.recon3d import (
     Recon3DConfig,
     backproject,
@@ -51,7 +52,8 @@ def test_completed_views_match_ground_truth(run):
         gt_rgb, gt_d = sc.render(k, c2w)
         d = res.out / "views" / f"{v.index:03d}"
         done = np.asarray(Image.open(d / "inpainted.png"))
-        mask = np.asarray(Image.open(d / "mask.png")) > 127
+        mask = np.asarray(Image.open(d / "holes.png")) > 127
+        assert (np.asarray(Image.open(d / "valid.png")) == 255).all()  # every pixel holds warped or inpainted content
         depth = np.asarray(Image.open(d / "depth.png")).astype(np.float64) / 1000
         assert 0.01 < mask.mean() < 0.7
         assert psnr(done, gt_rgb) >= 30.0  # warped pixels ≥ 30 dB, filled pixels exact
@@ -74,7 +76,8 @@ def test_fused_mesh_covers_disoccluded_surfaces(run):
     hidden = np.concatenate(hidden)
     assert len(hidden) > 500
     inputs_only = fuse_tsdf([(f.rgb, f.depth, f.intrinsics, f.c2w) for f in sc.frames], VOXEL, 9.0, backend="scalable").mesh
-    cover = lambda mesh: float((nn_dist(hidden, np.asarray(mesh.vertices)) <= 2 * VOXEL).mean())
+    def cover(mesh):
+        return float((nn_dist(hidden, np.asarray(mesh.vertices)) <= 2 * VOXEL).mean())
     before, after = cover(inputs_only), cover(res.mesh)
     print(f"disoccluded true surface within 2 voxels: inputs only {before:.1%}, with filled views {after:.1%}")
     assert after >= 0.9 and after > before + 0.2
@@ -83,21 +86,30 @@ def test_fused_mesh_covers_disoccluded_surfaces(run):
 def test_outputs_are_complete_and_loadable(run):
     import open3d as o3d
     import trimesh
+    from PIL import Image
 
     sc, _, _, res = run
     out = res.out
-    for name in ("mesh.ply", "mesh.glb", "points.ply", "transforms.json", "metrics.json", "contact_sheet.png"):
+    for name in ("mesh.ply", "mesh.glb", "points.ply", "transforms.json", "metrics.json", "contact_sheet.png", "flythrough.mp4"):
         assert (out / name).is_file(), name
     for i in range(VIEWS):
-        for name in ("rgb", "depth", "mask", "inpainted"):
-            assert (out / "views" / f"{i:03d}" / f"{name}.png").is_file()
+        assert sorted(p.name for p in (out / "views" / f"{i:03d}").iterdir()) == [
+            "depth.png", "holes.png", "inpainted.png", "rgb.png", "valid.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in res.files.values()) == sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no stage left beside the output
     m = o3d.io.read_triangle_mesh(str(out / "mesh.ply"))
     assert len(m.triangles) > 1000 and m.has_vertex_colors()
     assert len(o3d.io.read_point_cloud(str(out / "points.ply")).points) > 1000
     g = trimesh.load(out / "mesh.glb", force="mesh")
     assert len(g.faces) == len(m.triangles) and g.visual.vertex_colors.shape[0] == len(g.vertices)
-    tf = json.loads((out / "transforms.json").read_text())
+    tf = assert_nerfstudio_accepts(out)
     assert len(tf["frames"]) == len(sc.frames) + VIEWS
+    assert all("mask_path" in f for f in tf["frames"])
+    for f in tf["frames"]:  # nerfstudio's meaning: non-zero = train on this pixel; inputs and completed views are all content
+        assert (np.asarray(Image.open(out / f["mask_path"])) == 255).all(), f["mask_path"]
+    holes = [np.asarray(Image.open(out / "views" / f"{i:03d}" / "holes.png")) for i in range(VIEWS)]
+    assert all(0 < (h > 0).mean() < 0.7 for h in holes)  # the hole masks, kept as their own files, are partial
     # transforms.json round-trips through our own nerfstudio reader: same poses as the inputs
     from prefpaint_apps.recon3d import load_scene
 
@@ -118,10 +130,61 @@ def test_refuses_non_empty_output_and_overwrites_when_asked(run, tmp_path):
         reconstruct(sc.scene(), res.out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 1)))
     assert (res.out / "mesh.ply").stat().st_mtime_ns == before
     out = tmp_path / "o"
-    reconstruct(sc.scene(), out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 1)))
-    cfg.overwrite = True
-    r = reconstruct(sc.scene(), out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 1)))
+    reconstruct(sc.scene(), out, replace(cfg, views=2), inpainter=GroundTruthInpainter(sc, _cams(sc, 2)))
+    (out / "notes.txt").write_text("an old file")
+    assert sorted(p.name for p in (out / "views").iterdir()) == ["000", "001"]
+    r = reconstruct(sc.scene(), out, replace(cfg, overwrite=True), inpainter=GroundTruthInpainter(sc, _cams(sc, 1)))
+    # --overwrite replaces the folder whole: no view, note or temporary file of the earlier run survives
+    assert sorted(p.name for p in (out / "views").iterdir()) == ["000"] and not (out / "notes.txt").exists()
     assert r.views[0].depth_fill == "propagated" and not list(out.rglob("*.tmp*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+    assert len(json.loads((out / "transforms.json").read_text())["frames"]) == len(sc.frames) + 1
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_run_leaves_nothing_and_a_rerun_needs_no_overwrite(tmp_path, exc):
+    sc = scene(3, 160, 120)
+    cfg = Recon3DConfig(views=3, voxel_size=VOXEL, depth_trunc=9.0, depth_model=None, fusion_backend="scalable")
+
+    class Interrupted(GroundTruthInpainter):
+        def __call__(self, image, mask, **kw):
+            if len(self.calls) == 1:  # the second view: the first one's files are already written
+                raise exc("stop")
+            return super().__call__(image, mask, **kw)
+
+    out = tmp_path / "out"
+    with pytest.raises(exc):
+        reconstruct(sc.scene(), out, cfg, inpainter=Interrupted(sc, _cams(sc, 3)))
+    assert list(tmp_path.iterdir()) == []  # neither the output folder nor its stage
+    res = reconstruct(sc.scene(), out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 3)))
+    assert len(res.views) == 3 and (out / "metrics.json").is_file() and (out / "mesh.ply").is_file()
+
+
+def test_flythrough_is_a_video_of_every_completed_view(run):
+    import imageio.v3 as iio
+    from PIL import Image
+
+    _, _, _, res = run
+    frames = list(iio.imiter(res.out / "flythrough.mp4", plugin="FFMPEG"))
+    assert len(frames) == VIEWS and frames[0].shape == (120, 160, 3)
+    for i, got in enumerate(frames):  # lossy H.264, but each frame is its own view (not another one)
+        errs = [np.abs(got.astype(float) - np.asarray(Image.open(res.out / "views" / f"{j:03d}" / "inpainted.png"), float)).mean()
+                for j in range(VIEWS)]
+        assert int(np.argmin(errs)) == i and errs[i] < 12, errs
+    assert res.metrics["flythrough"] == "flythrough.mp4"
+
+
+def test_flythrough_falls_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+    from prefpaint_apps.recon3d import outputs
+
+    monkeypatch.setattr(outputs, "_ffmpeg_available", lambda: False)
+    frames = [np.full((31, 41, 3), 60 * i, np.uint8) for i in range(4)]
+    path = outputs.write_flythrough(frames, tmp_path)
+    assert path.name == "flythrough.gif"
+    got = iio.imread(path)
+    assert got.shape[0] == 4 and got.shape[1:3] == (32, 42)  # padded to even sides
+    assert [int(g[..., :3].mean()) for g in got] == [0, 60, 120, 180]
 
 
 def test_single_image_with_injected_depth(tmp_path):

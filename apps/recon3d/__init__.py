@@ -14,6 +14,7 @@ Internal convention everywhere: OpenCV camera axes, camera-to-world 4x4 poses, m
 """
 
 from .cameras import Intrinsics, look_at
+from .checks import CONSISTENCY_THRESHOLD, SceneCheckError, check_config, check_inputs, require_consistent
 from .depth import DEFAULT_DEPTH_MODEL, align_depth, fit_scale_shift, load_depth_estimator, propagate_depth
 from .formats import FORMATS, detect_format, load_scene
 from .fusion import FusionResult, fuse_tsdf
@@ -25,7 +26,12 @@ from .scene import Frame, Scene
 from .warp import WarpResult, WarpSource, forward_warp
 
 __all__ = [
+    "CONSISTENCY_THRESHOLD",
     "DEFAULT_DEPTH_MODEL",
+    "SceneCheckError",
+    "check_config",
+    "check_inputs",
+    "require_consistent",
     "FORMATS",
     "CleanedView",
     "Frame",

@@ -76,8 +76,10 @@ def load_depth_estimator(model: str = DEFAULT_DEPTH_MODEL, device: str = "auto")
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    _refuse_pickle_weights(model)
     try:
-        pipe = pipeline("depth-estimation", model=model, device=device)
+        # safetensors only: a pickled pytorch_model.bin is never loaded (no unpickling, ever)
+        pipe = pipeline("depth-estimation", model=model, device=device, model_kwargs={"use_safetensors": True})
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"depth model '{model}' could not be loaded ({str(exc).splitlines()[0]}); download it while online, pass a local "
@@ -86,6 +88,19 @@ def load_depth_estimator(model: str = DEFAULT_DEPTH_MODEL, device: str = "auto")
     cfg = pipe.model.config
     metric = getattr(cfg, "depth_estimation_type", None) == "metric" or cfg.model_type in ("zoedepth",)
     return HFDepthEstimator(pipe, "depth" if metric else "disparity", model)
+
+
+def _refuse_pickle_weights(model: str) -> None:
+    """A local model folder whose weights exist only as pickles (``pytorch_model.bin``, ...) is refused."""
+    from pathlib import Path
+
+    from prefpaint_sdk import PickleRefusedError
+
+    folder = Path(model).expanduser()
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        for p in sorted(folder.iterdir()):
+            if p.suffix.lower() in (".bin", ".pt", ".pth", ".ckpt", ".pkl"):
+                raise PickleRefusedError.for_file(p, "depth model weights")
 
 
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, trim: float = 0.2, iters: int = 3) -> tuple[float, float]:

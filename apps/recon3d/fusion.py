@@ -20,6 +20,7 @@ import numpy as np
 
 from prefpaint_sdk import DataError, InvalidInputError
 
+from . import _deps
 from .cameras import Intrinsics
 
 __all__ = ["FusionResult", "fuse_tsdf"]
@@ -41,7 +42,7 @@ class FusionResult:
 
 
 def _resolve_backend(backend: str) -> str:
-    import open3d as o3d
+    o3d = _deps.open3d()
 
     if backend == "auto":
         return "voxelblockgrid" if o3d.core.cuda.is_available() else "scalable"
@@ -69,7 +70,7 @@ def fuse_tsdf(views: Iterable[tuple[np.ndarray, np.ndarray, Intrinsics, np.ndarr
         InvalidInputError: non-positive voxel size or truncation.
         DataError: no views, or an empty mesh (depth beyond depth_trunc, or a broken open3d build).
     """
-    import open3d as o3d
+    o3d = _deps.open3d()
 
     if not voxel_size > 0 or not depth_trunc > 0:
         raise InvalidInputError(f"voxel_size={voxel_size} and depth_trunc={depth_trunc} must both be positive metres")

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError, atomic_write_json, staged_dir
 
+from . import outputs as O
 from .cameras import Intrinsics
+from .checks import CONSISTENCY_THRESHOLD, check_inputs
 from .depth import (
     DEFAULT_DEPTH_MODEL,
     align_depth,
@@ -26,7 +28,6 @@ from .depth import (
     single_image_depth,
     sparse_aligned_depth,
 )
-from .formats import load_scene
 from .fusion import fuse_tsdf
 from .holes import clean_holes
 from .inputs import FrameCache, check_scene
@@ -65,7 +66,8 @@ class Recon3DConfig:
     spread: float = field(default=0.12, metadata={"help": "novel-camera orbit offset as a fraction of the scene depth"})
     fusion_backend: str = field(default="auto", metadata={"help": "auto, scalable (CPU) or voxelblockgrid (CUDA)"})
     device: str = field(default="auto", metadata={"help": "device for warping and depth (auto, cpu, cuda)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace files in a non-empty output folder"})
+    flythrough_fps: float = field(default=4.0, metadata={"help": "frames per second of flythrough.mp4 (one frame per novel view)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty output folder whole (no old file survives)"})
 
 
 @dataclass
@@ -155,22 +157,13 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
         ModelNotFoundError: a model that cannot be loaded.
         InvalidInputError: bad settings.
     """
-    from . import outputs as O
-
     cfg = config or Recon3DConfig()
-    if cfg.views < 1 and cfg.trajectory is None:
-        raise InvalidInputError(f"views={cfg.views} must be at least 1 (or pass a trajectory)")
-    if cfg.num_candidates < 1:
-        raise InvalidInputError(f"num_candidates={cfg.num_candidates} must be at least 1")
-    out = O.check_output_dir(Path(out), cfg.overwrite)
+    scene = check_inputs(scene, out, cfg)  # settings, output folder, layout, trajectory, extra: before any model
+    out = Path(out)
     t_start = time.perf_counter()
     timings: dict[str, float] = {"load": 0.0, "warp": 0.0, "inpaint": 0.0, "depth": 0.0, "fusion": 0.0, "write": 0.0}
 
     t0 = time.perf_counter()
-    if not isinstance(scene, Scene):
-        scene = load_scene(scene, cfg.format, depth_scale=cfg.depth_scale, fov=cfg.fov, max_frames=cfg.max_frames)
-    else:
-        scene = scene.subsample(cfg.max_frames)
     frames = list(scene.frames)
     no_depth = [i for i, f in enumerate(frames) if not f.has_depth]
     if len(frames) > 1:
@@ -179,6 +172,7 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
             raise DataError(f"{scene.format} scene at '{scene.root}' has no depth for frame '{unscalable[0]}' "
                             f"({len(unscalable)} such frames); multi-view input needs a depth map per frame, or sparse "
                             "points (COLMAP points3D) to scale monocular depth, which alone is not consistent across views")
+    cams_file = read_trajectory(cfg.trajectory, frames[0].intrinsics) if cfg.trajectory is not None else None
     est = depth_estimator if depth_estimator is not None else _load_estimator(cfg, need=bool(no_depth))
     for i in no_depth:
         rgb = frames[i].load_rgb()
@@ -194,17 +188,20 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
     depths = np.concatenate([inputs.get(i)[1][::4, ::4].ravel() for i in readable[:: max(1, len(readable) // 20)]])
     depths = depths[depths > 0]
     med = float(np.median(depths))
-    depth_trunc = cfg.depth_trunc or float(1.05 * np.quantile(depths, 0.99))
-    voxel = cfg.voxel_size or float(max(0.005, round(med / 150, 3)))
-    if not voxel > 0 or not depth_trunc > voxel:
-        raise InvalidInputError(f"voxel_size={voxel} and depth_trunc={depth_trunc} must be positive with depth_trunc > voxel_size")
+    depth_trunc = cfg.depth_trunc if cfg.depth_trunc is not None else float(1.05 * np.quantile(depths, 0.99))
+    voxel = cfg.voxel_size if cfg.voxel_size is not None else float(max(0.005, round(med / 150, 3)))
+    if not depth_trunc > voxel:
+        raise InvalidInputError(f"voxel_size={voxel:g} and depth_trunc={depth_trunc:g} must be positive with depth_trunc > voxel_size")
     check = check_scene(Scene(scene.root, scene.format, frames), max_pairs=10) if len(frames) > 1 else {"pairs": 0, "consistent_share": None}
+    if check.get("consistent_share") is not None and check["consistent_share"] < CONSISTENCY_THRESHOLD:
+        log.warning("only %.1f%% of reprojected pixels agree between neighbouring frames: check the pose convention and "
+                    "the depth scale (run with --check)", 100 * check["consistent_share"])
     timings["load"] = time.perf_counter() - t0
 
     # novel cameras
     poses = [frames[i].c2w for i in readable]
-    if cfg.trajectory is not None:
-        cams = read_trajectory(cfg.trajectory, frames[readable[0]].intrinsics)
+    if cams_file is not None:
+        cams = cams_file
     else:
         cams = [(frames[readable[j]].intrinsics, p) for j, p in novel_cameras(poses, cfg.views, med, cfg.spread)]
 
@@ -214,13 +211,89 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
         kwargs = {"reward_model": reward_model, "device": cfg.device}
         inpainter = Inpainter.from_pretrained(model, **kwargs) if model else Inpainter.from_pretrained(**kwargs)
 
+    # Everything is written into a stage beside ``out`` that replaces it whole at the end: an interrupted
+    # run leaves nothing, and overwrite leaves no file of an earlier run.
+    with staged_dir(out, cfg.overwrite) as stage:
+        records, done, sheet, files = _novel_views(cfg, cams, frames, readable, poses, inputs, est, inpainter, med, stage, out,
+                                                   timings, progress)
+
+        # fusion: inputs streamed from disk, then completed views
+        t0 = time.perf_counter()
+
+        def _views():
+            for i in readable:
+                got = inputs.get(i)
+                if got is not None:
+                    yield got[0], got[1], frames[i].intrinsics, frames[i].c2w
+            yield from done
+
+        fused = fuse_tsdf(_views(), voxel, depth_trunc, backend=cfg.fusion_backend)
+        timings["fusion"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        O.save_mesh(fused.mesh, stage / "mesh.ply")
+        O.save_glb(fused.mesh, stage / "mesh.glb")
+        O.save_points(fused.points, stage / "points.ply")
+        tf = []
+        for i in readable:
+            got = inputs.get(i)
+            if got is None:
+                continue
+            f = frames[i]
+            O.save_rgb(got[0], stage / "inputs" / f"{i:05d}.png")
+            O.save_depth_mm(got[1], stage / "inputs" / f"{i:05d}_depth.png")
+            O.save_valid_mask(np.ones(got[0].shape[:2], bool), stage / "inputs" / f"{i:05d}_valid.png")
+            tf.append(O.transforms_entry(f"inputs/{i:05d}.png", f"inputs/{i:05d}_depth.png", f.intrinsics, f.c2w,
+                                         mask_path=f"inputs/{i:05d}_valid.png", source="input"))
+            files.update({f"inputs/{i:05d}{s}.png": out / "inputs" / f"{i:05d}{s}.png" for s in ("", "_depth", "_valid")})
+        for r, (_, _, intr, c2w) in zip(records, done):
+            v = f"views/{r.index:03d}"
+            tf.append(O.transforms_entry(f"{v}/inpainted.png", f"{v}/depth.png", intr, c2w, mask_path=f"{v}/valid.png", source="novel"))
+        O.write_transforms(stage / "transforms.json", tf)
+        O.contact_sheet(sheet, stage / "contact_sheet.png")
+        video = O.write_flythrough([d[0] for d in done], stage, fps=cfg.flythrough_fps)
+        for name in ("mesh.ply", "mesh.glb", "points.ply", "transforms.json", "contact_sheet.png", video.name, "metrics.json"):
+            files[name] = out / name
+        timings["write"] += time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+
+        metrics = {
+            "scene": {"root": str(scene.root), "format": scene.format, "frames": len(frames), "used_frames": len(readable),
+                      "unreadable_frames": len(inputs.unreadable), "skipped_at_load": len(scene.skipped), "notes": scene.notes,
+                      "median_depth_m": med},
+            "check": check,
+            "fusion": {"voxel_size_m": voxel, "sdf_trunc_m": fused.sdf_trunc, "depth_trunc_m": depth_trunc, "backend": fused.backend,
+                       "views_fused": fused.views, **fused.stats},
+            "inpainting": {"model": getattr(inpainter, "model_id", None), "reward_model": reward_model,
+                           "num_candidates": cfg.num_candidates, "steps": cfg.steps, "seed": cfg.seed,
+                           "guidance_scale": cfg.guidance_scale, "prompt": cfg.prompt},
+            "depth_fill": {"model": getattr(est, "model_id", None if est is None else type(est).__name__),
+                           "kind": getattr(est, "kind", None)},
+            "views": [asdict(r) for r in records],
+            "mean_hole_fraction": float(np.mean([r.hole_fraction for r in records])) if records else 0.0,
+            "flythrough": video.name,
+            "timings_s": timings,
+            "config": asdict(cfg),
+        }
+        atomic_write_json(stage / "metrics.json", metrics)
+    return Recon3DResult(out, files, records, metrics, fused.mesh, fused.points)
+
+
+def _novel_views(cfg, cams, frames, readable, poses, inputs, est, inpainter, med, stage: Path, out: Path, timings, progress):
+    """Warp, clean, inpaint and give depth to each novel view in turn; write its files into ``stage``.
+
+    Completed views become warp sources for the later ones.
+    """
+    from . import outputs as O
+
     centres = np.stack([p[:3, 3] for p in poses])
     dirs = np.stack([p[:3, 2] for p in poses])
     done: list[tuple[np.ndarray, np.ndarray, Intrinsics, np.ndarray]] = []  # completed novel views
     records: list[ViewRecord] = []
     sheet: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     files: dict[str, Path] = {}
-    ow = cfg.overwrite
+    # warping runs on CUDA when asked for or available; other accelerators lack scatter_reduce("amin")
+    dev = cfg.device if str(cfg.device).startswith("cuda") else ("cuda" if cfg.device == "auto" and _cuda() else "cpu")
     for vi, (intr, c2w) in enumerate(cams):
         tv = {"warp": 0.0, "inpaint": 0.0, "depth": 0.0}
         t0 = time.perf_counter()
@@ -230,8 +303,6 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
             dc = np.stack([d[3][:3, 3] for d in done])
             dd = np.stack([d[3][:3, 2] for d in done])
             src += [WarpSource(*done[j]) for j in _nearest_sources(dc, dd, c2w, 2, med)]
-        # warping runs on CUDA when asked for or available; other accelerators lack scatter_reduce("amin")
-        dev = cfg.device if str(cfg.device).startswith("cuda") else ("cuda" if cfg.device == "auto" and _cuda() else "cpu")
         cleaned = clean_holes(forward_warp(src, intr, c2w, device=dev), dilate=cfg.mask_dilate)
         tv["warp"] = time.perf_counter() - t0
         rgb, depth, mask = cleaned.rgb, cleaned.depth.copy(), cleaned.inpaint_mask
@@ -259,77 +330,27 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
             tv["depth"] = time.perf_counter() - t0
         else:
             completed = rgb
+        # nerfstudio's meaning: every pixel that holds content, warped or inpainted (holes outside the mask
+        # would stay empty, but clean_holes puts every remaining hole inside it)
+        valid = ~cleaned.holes | mask
         done.append((completed, depth, intr, c2w))
         for k, sec in tv.items():
             timings[k] += sec
         t0 = time.perf_counter()
-        vdir = out / "views" / f"{vi:03d}"
-        files[f"views/{vi:03d}/rgb.png"] = O.save_rgb(rgb, vdir / "rgb.png", ow)
-        files[f"views/{vi:03d}/depth.png"] = O.save_depth_mm(depth, vdir / "depth.png", ow)
-        files[f"views/{vi:03d}/mask.png"] = O.save_mask(mask, vdir / "mask.png", ow)
-        files[f"views/{vi:03d}/inpainted.png"] = O.save_rgb(completed, vdir / "inpainted.png", ow)
+        v = f"views/{vi:03d}"
+        O.save_rgb(rgb, stage / v / "rgb.png")
+        O.save_depth_mm(depth, stage / v / "depth.png")
+        O.save_mask(mask, stage / v / "holes.png")
+        O.save_valid_mask(valid, stage / v / "valid.png")
+        O.save_rgb(completed, stage / v / "inpainted.png")
+        files.update({f"{v}/{n}": out / v / n for n in ("rgb.png", "depth.png", "holes.png", "valid.png", "inpainted.png")})
         timings["write"] += time.perf_counter() - t0
         sheet.append((rgb, mask, completed))
         records.append(ViewRecord(vi, c2w.tolist(), intr.to_dict(), float(mask.mean()), cleaned.specks_filled, bool(mask.any()),
                                   seeds, scores, best, fill, tv))
         if progress is not None:
             progress(vi + 1, len(cams), f"view {vi + 1}/{len(cams)}: {mask.mean():.1%} holes")
-
-    # fusion: inputs streamed from disk, then completed views
-    t0 = time.perf_counter()
-
-    def _views():
-        for i in readable:
-            got = inputs.get(i)
-            if got is not None:
-                yield got[0], got[1], frames[i].intrinsics, frames[i].c2w
-        yield from done
-
-    fused = fuse_tsdf(_views(), voxel, depth_trunc, backend=cfg.fusion_backend)
-    timings["fusion"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    files["mesh.ply"] = O.save_mesh(fused.mesh, out / "mesh.ply", ow)
-    files["mesh.glb"] = O.save_glb(fused.mesh, out / "mesh.glb", ow)
-    files["points.ply"] = O.save_points(fused.points, out / "points.ply", ow)
-    tf = []
-    for i in readable:
-        got = inputs.get(i)
-        if got is None:
-            continue
-        f = frames[i]
-        files[f"inputs/{i:05d}.png"] = O.save_rgb(got[0], out / "inputs" / f"{i:05d}.png", ow)
-        files[f"inputs/{i:05d}_depth.png"] = O.save_depth_mm(got[1], out / "inputs" / f"{i:05d}_depth.png", ow)
-        tf.append(O.transforms_entry(f"inputs/{i:05d}.png", f"inputs/{i:05d}_depth.png", f.intrinsics, f.c2w, source="input"))
-    for r, (_, _, intr, c2w) in zip(records, done):
-        tf.append(O.transforms_entry(f"views/{r.index:03d}/inpainted.png", f"views/{r.index:03d}/depth.png", intr, c2w,
-                                     source="novel", mask_path=f"views/{r.index:03d}/mask.png"))
-    files["transforms.json"] = O.write_transforms(out / "transforms.json", tf, ow)
-    files["contact_sheet.png"] = O.contact_sheet(sheet, out / "contact_sheet.png", ow)
-    timings["write"] += time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
-
-    metrics = {
-        "scene": {"root": str(scene.root), "format": scene.format, "frames": len(frames), "used_frames": len(readable),
-                  "unreadable_frames": len(inputs.unreadable), "skipped_at_load": len(scene.skipped), "notes": scene.notes,
-                  "median_depth_m": med},
-        "check": check,
-        "fusion": {"voxel_size_m": voxel, "sdf_trunc_m": fused.sdf_trunc, "depth_trunc_m": depth_trunc, "backend": fused.backend,
-                   "views_fused": fused.views, **fused.stats},
-        "inpainting": {"model": getattr(inpainter, "model_id", None), "reward_model": reward_model, "num_candidates": cfg.num_candidates,
-                       "steps": cfg.steps, "seed": cfg.seed, "guidance_scale": cfg.guidance_scale, "prompt": cfg.prompt},
-        "depth_fill": {"model": getattr(est, "model_id", None if est is None else type(est).__name__),
-                       "kind": getattr(est, "kind", None)},
-        "views": [asdict(r) for r in records],
-        "mean_hole_fraction": float(np.mean([r.hole_fraction for r in records])) if records else 0.0,
-        "timings_s": timings,
-        "config": asdict(cfg),
-    }
-    files["metrics.json"] = out / "metrics.json"
-    from prefpaint_sdk import atomic_write_json
-
-    atomic_write_json(out / "metrics.json", metrics)
-    return Recon3DResult(out, files, records, metrics, fused.mesh, fused.points)
+    return records, done, sheet, files
 
 
 def _cuda() -> bool:

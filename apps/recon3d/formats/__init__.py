@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk.validation import positive  # TODO(lead): public export
 
 from ..scene import Scene
 from . import colmap, nerfstudio, redwood, replica, scannet, single, tum
@@ -65,8 +66,8 @@ def load_scene(root: str | Path, format: str = "auto", *, depth_scale: float | N
         raise InvalidInputError(f"unknown scene format '{format}'; choose one of: auto, {', '.join(FORMATS)}")
     elif not root.exists():
         raise DataError(f"scene '{root}' does not exist")
-    if depth_scale is not None and not depth_scale > 0:
-        raise InvalidInputError(f"depth_scale={depth_scale} must be positive (raw depth units per metre, e.g. 1000 for mm)")
+    if depth_scale is not None:
+        positive("depth_scale", depth_scale)  # raw depth units per metre, e.g. 1000 for mm
     mod = FORMATS[format]
     scene = mod.read(root, fov=fov) if format == "single" else mod.read(root, depth_scale=depth_scale)
     if not scene.frames:

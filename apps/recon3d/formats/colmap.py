@@ -204,7 +204,7 @@ def read(root: Path, depth_scale: float | None = None) -> Scene:
     intr_cache: dict[int, Intrinsics] = {}
     frames, any_depth = [], False
     points = _read_points(sparse)
-    for iid, q, t, cid, name, obs in sorted(images, key=lambda e: e[4]):
+    for _iid, q, t, cid, name, obs in sorted(images, key=lambda e: e[4]):
         if cid not in cams:
             raise DataError(f"'{img_file}': image {name} uses camera {cid}, which '{cam_file}' does not define")
         if cid not in intr_cache:

@@ -40,7 +40,9 @@ def _resolve(root: Path, rel: str) -> Path:
 
 
 def _intrinsics(meta: dict, frame: dict, first_image: Path) -> Intrinsics:
-    get = lambda k: frame.get(k, meta.get(k))
+    def get(k):
+        return frame.get(k, meta.get(k))
+
     w, h = get("w"), get("h")
     if w is None or h is None:
         w, h = image_size(first_image)

@@ -14,6 +14,7 @@ import numpy as np
 
 from prefpaint_sdk import InvalidInputError
 
+from .. import _deps
 from ..cameras import Intrinsics, look_at
 from ..scene import Frame, Scene
 
@@ -57,7 +58,7 @@ class SyntheticScene:
 
 
 def _scene_meshes():
-    import open3d as o3d
+    o3d = _deps.open3d()
 
     room = o3d.geometry.TriangleMesh.create_box(8.0, 4.0, 8.0).translate((-4.0, -1.0, -4.0))
     room.triangles = o3d.utility.Vector3iVector(np.asarray(room.triangles)[:, ::-1])  # face inward
@@ -76,7 +77,7 @@ def _texture(points: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def _render(raycaster, intr: Intrinsics, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import open3d as o3d
+    o3d = _deps.open3d()
 
     v, u = np.mgrid[0 : intr.height, 0 : intr.width].astype(np.float64)
     # Camera-space directions with z = 1, so the ray parameter t_hit *is* the z-depth.
@@ -111,7 +112,7 @@ def make_synthetic_scene(n_frames: int = 5, width: int = 320, height: int = 240,
     Raises:
         InvalidInputError: n_frames < 1.
     """
-    import open3d as o3d
+    o3d = _deps.open3d()
 
     if n_frames < 1:
         raise InvalidInputError(f"n_frames={n_frames} must be at least 1")

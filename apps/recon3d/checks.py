@@ -1,0 +1,128 @@
+"""Everything about a reconstruction that can be checked without a model, checked before any model loads.
+
+:func:`check_inputs` runs first in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls it
+before it loads the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
+the trajectory file and the ``[recon3d]`` extra. :func:`require_consistent` turns a failed ``--check``
+into an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefpaint_sdk import DataError, check_output_dir
+from prefpaint_sdk.validation import at_least, bad_value, check_seed, finite, positive  # TODO(lead): public export
+
+from . import _deps
+from .formats import FORMATS, load_scene
+from .scene import Scene
+
+if TYPE_CHECKING:
+    from .pipeline import Recon3DConfig
+
+__all__ = ["CONSISTENCY_THRESHOLD", "SceneCheckError", "check_config", "check_inputs", "require_consistent"]
+
+# Share of reprojected pixels that must agree between neighbouring frames for ``--check`` to pass. A correct
+# scene scores 0.8-1.0; a world-to-camera pose read as camera-to-world, swapped OpenGL/OpenCV axes or a
+# wrong depth scale score near 0.
+CONSISTENCY_THRESHOLD = 0.5
+
+_BACKENDS = ("auto", "scalable", "voxelblockgrid")
+
+
+class SceneCheckError(DataError):
+    """``--check`` found neighbouring frames that disagree: wrong pose convention or depth scale (exit 2)."""
+
+
+def check_config(cfg: Recon3DConfig, n_views: int | None = None) -> None:
+    """Validate every setting of a :class:`Recon3DConfig` (no file is read).
+
+    Args:
+        cfg: the settings.
+        n_views: the number of novel views when known (a trajectory file's poses); default ``cfg.views``.
+
+    Raises:
+        InvalidInputError: a count below 1, a size that is not a finite number > 0, a seed out of range, an
+            unknown fusion backend, or depth_trunc not above voxel_size. ``.param`` names the setting.
+    """
+    views = at_least("views", cfg.views)
+    n = at_least("num_candidates", cfg.num_candidates)
+    at_least("steps", cfg.steps)
+    at_least("sources_per_view", cfg.sources_per_view)
+    at_least("mask_dilate", cfg.mask_dilate, minimum=0)
+    if cfg.max_frames is not None:
+        at_least("max_frames", cfg.max_frames)
+    finite("guidance_scale", cfg.guidance_scale)
+    finite("spread", cfg.spread, lo=0.0)
+    finite("flythrough_fps", cfg.flythrough_fps, lo=0.1, hi=120.0)
+    fov = finite("fov", cfg.fov)
+    if not 0 < fov < 180:
+        raise bad_value("fov", f"fov must be between 0 and 180 degrees (exclusive), got {cfg.fov!r}")
+    voxel = positive("voxel_size", cfg.voxel_size) if cfg.voxel_size is not None else None
+    trunc = positive("depth_trunc", cfg.depth_trunc) if cfg.depth_trunc is not None else None
+    if voxel is not None and trunc is not None and not trunc > voxel:
+        raise bad_value("depth_trunc", f"depth_trunc={trunc:g} must be larger than voxel_size={voxel:g} (both in metres)")
+    if cfg.depth_scale is not None:
+        positive("depth_scale", cfg.depth_scale)
+    if cfg.fusion_backend not in _BACKENDS:
+        raise bad_value("fusion_backend", f"fusion_backend must be one of {', '.join(_BACKENDS)}, got {cfg.fusion_backend!r}")
+    if cfg.format != "auto" and cfg.format not in FORMATS:
+        raise bad_value("format", f"unknown scene format '{cfg.format}'; choose one of: auto, {', '.join(FORMATS)}")
+    # view i uses seeds seed + i ... seed + i + num_candidates - 1
+    check_seed(cfg.seed, count=(n_views if n_views is not None else views) + n - 1)
+
+
+def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3DConfig) -> Scene:
+    """Every check that needs no model: settings, the output folder, the scene, the trajectory, the extra.
+
+    Args:
+        scene: a scene folder, an image, or a loaded :class:`Scene` (not reloaded).
+        out: the output folder (None: not checked, as for ``--check``).
+        cfg: the settings.
+
+    Returns:
+        The loaded scene (frames are read lazily: no pixel has been decoded).
+
+    Raises:
+        InvalidInputError: bad settings (see :func:`check_config`).
+        OutputExistsError: ``out`` is a non-empty folder and ``cfg.overwrite`` is off.
+        DataError: an unreadable scene layout or trajectory file.
+        MissingDependencyError: open3d or trimesh missing (``pip install 'prefpaint[recon3d]'``).
+    """
+    check_config(cfg)
+    if out is not None:
+        check_output_dir(Path(out), cfg.overwrite)
+    _deps.open3d()
+    _deps.trimesh()
+    if not isinstance(scene, Scene):
+        scene = load_scene(scene, cfg.format, depth_scale=cfg.depth_scale, fov=cfg.fov, max_frames=cfg.max_frames)
+    else:
+        scene = scene.subsample(cfg.max_frames)
+    if cfg.trajectory is not None:
+        from .novel import read_trajectory
+
+        cams = read_trajectory(cfg.trajectory, scene.frames[0].intrinsics)
+        check_config(cfg, n_views=len(cams))
+    return scene
+
+
+def require_consistent(report: dict, threshold: float = CONSISTENCY_THRESHOLD) -> dict:
+    """Fail when a :func:`~prefpaint_apps.recon3d.check_scene` report shows inconsistent frames.
+
+    Returns:
+        ``report`` unchanged when the share of consistent pixels reaches ``threshold`` or there was nothing
+        to compare (a single frame, frames without depth, no overlap).
+
+    Raises:
+        SceneCheckError: the share is below ``threshold`` (exit 2: the scene's poses or depth scale are wrong).
+    """
+    share = report.get("consistent_share")
+    if share is not None and share < threshold:
+        worst = min(report.get("per_pair") or [{}], key=lambda p: p.get("consistent_share", 1.0))
+        pair = f" (worst pair: {worst['a']} / {worst['b']}, {worst['consistent_share']:.1%})" if "a" in worst else ""
+        raise SceneCheckError(
+            f"only {share:.1%} of reprojected pixels agree between neighbouring frames, below the {threshold:.0%} threshold{pair}; "
+            "check the pose convention (camera-to-world, OpenCV vs OpenGL axes) and the depth scale (depth_scale, --depth-scale)"
+        )
+    return report
