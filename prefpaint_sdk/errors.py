@@ -72,9 +72,9 @@ class ModelNotFoundError(PrefPaintError, FileNotFoundError):
 
 
 class MissingDependencyError(PrefPaintError, ImportError):
-    """An optional package is needed for this feature; the message names the install command."""
+    """An optional package is needed for this feature; the message names the install command (exit 2)."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 def require(module: str, extra: str | None = None, purpose: str = ""):
