@@ -93,12 +93,12 @@ def test_reward_adapters_callable_bounds_and_model_trust():
             self.calls = []
 
         def score(self, images, masks=None, masked_images=None, batch_size=16):
-            self.calls.append((len(images), images[0].size, masked_images[0].mode, masks[0].shape))
+            self.calls.append((len(images), images[0].size, masked_images[0].mode, masks))
             return Out()
 
     fake = FakeRewardModel()
     rb = as_reward_fn(fake)(imgs, masks, imgs)
-    assert fake.calls == [(3, (8, 8), "RGB", (8, 8))]
+    assert fake.calls == [(3, (8, 8), "RGB", None)]  # the hole is framed into masked_images (reward.framing)
     assert torch.equal(rb.trust, Out.trust) and torch.equal(rb.scores, Out.scores)
     with pytest.raises(Exception, match="returned 2 scores for 3 images"):
         as_reward_fn(lambda *a: [1.0, 2.0])(imgs, masks, imgs)

@@ -14,7 +14,6 @@ last, so a crash leaves the previous checkpoint usable. Nothing is unpickled on 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -24,25 +23,47 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import DataError
 from ..files import atomic_write_json, replace_dir
+from ..state import read_json, read_tensors, state_errors, write_json_state
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "load_checkpoint", "save_tensors", "optimizer_to_flat", "optimizer_from_flat", "rng_state", "set_rng_state",
-           "latest_checkpoint", "finalize_checkpoint", "prune_checkpoints", "load_tensors"]
+__all__ = [
+    "check_run_folder",
+    "finalize_checkpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_tensors",
+    "optimizer_from_flat",
+    "optimizer_to_flat",
+    "prune_checkpoints",
+    "rng_state",
+    "save_checkpoint",
+    "save_tensors",
+    "set_rng_state",
+]
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise DataError(f"checkpoint file '{path}' is missing; the checkpoint is incomplete, delete it to use the previous one")
-    return load_file(str(path))
+def _fix(path: Path) -> str:
+    """What a user can do about a bad file in checkpoint folder ``path.parent``."""
+    return (f"delete the checkpoint folder '{path.parent}' (and checkpoints/latest.json if it names it) to resume "
+            "from an earlier one, or start over in a new output folder (or with overwrite=True)")
+
+
+def load_tensors(path: Path, keys=None) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors file; a missing, truncated or foreign file is one ``CorruptFileError`` line."""
+    return read_tensors(path, what="checkpoint file", fix=_fix(path), keys=keys)
+
+
+def _read_state(path: Path, keys=None) -> dict[str, Any]:
+    return read_json(path, what="checkpoint file", fix=_fix(path), keys=keys)
 
 
 def optimizer_to_flat(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -82,16 +103,36 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["torch_cpu"])
-    if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
-        if states:
-            torch.cuda.set_rng_state_all(states)
+def _parse_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]):
+    """Check and convert saved RNG states (raises ``KeyError``/``ValueError``/``TypeError`` when malformed)."""
+    cpu = tensors["torch_cpu"]
+    if cpu.dtype != torch.uint8 or cpu.ndim != 1:
+        raise ValueError(f"torch_cpu must be a 1-D uint8 tensor, got {cpu.dtype} {tuple(cpu.shape)}")
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
     n = meta["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    if len(n) != 5:
+        raise ValueError(f"numpy state has {len(n)} fields, not 5")
+    np_state = (str(n[0]), np.asarray(n[1], dtype=np.uint32), int(n[2]), int(n[3]), float(n[4]))
+    if np_state[1].shape != (624,):
+        raise ValueError(f"numpy state holds {np_state[1].size} words, not 624")
     p = meta["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
+    if len(p) != 3:
+        raise ValueError(f"python state has {len(p)} fields, not 3")
+    py_state = (int(p[0]), tuple(int(v) for v in p[1]), p[2])
+    return cpu, cuda, np_state, py_state
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`'s output (raises ``KeyError``/``ValueError``/... on malformed input)."""
+    cpu, cuda, np_state, py_state = _parse_rng(tensors, meta)
+    rs = np.random.RandomState()
+    rs.set_state(np_state)  # validated on a scratch generator first: the global one changes only when all are good
+    random.Random().setstate(py_state)
+    torch.set_rng_state(cpu)
+    if torch.cuda.is_available() and cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -99,9 +140,11 @@ def latest_checkpoint(root: Path) -> Path | None:
     pointer = root / "latest.json"
     if not pointer.is_file():
         return None
-    name = json.loads(pointer.read_text())["checkpoint"]
+    fix = (f"delete '{pointer}' to resume from scratch, or write the name of a complete checkpoint folder into it "
+           'as {"checkpoint": "iter_000010"}')
+    name = read_json(pointer, what="checkpoint pointer", fix=fix, keys={"checkpoint": str})["checkpoint"]
     path = root / name
-    if not path.is_dir():
+    if not name or Path(name).name != name or not path.is_dir():
         raise DataError(f"'{pointer}' names '{name}', which is missing; delete latest.json to start over")
     return path
 
@@ -122,8 +165,47 @@ def prune_checkpoints(root: Path, keep: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+# What an alignment run writes into its output folder (the rest of the folder is the user's).
+RUN_FILES = ("checkpoints", "log.jsonl", "align_config.json", "eval", "logs", "lora", "merged")
+
+
+def check_run_folder(output_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> list[str]:
+    """Refuse an output folder that already holds an alignment run, unless resuming or overwriting.
+
+    Cheap and model-free: call it before loading anything (``Aligner.train`` calls it too). Returns the
+    names of the earlier run's files and folders found (``overwrite`` removes exactly these).
+
+    Raises:
+        OutputExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` is given.
+        InvalidInputError: ``output_dir`` is a file, or both ``resume`` and ``overwrite`` are given.
+    """
+    from ..errors import InvalidInputError, OutputExistsError
+
+    out = Path(output_dir)
+    if resume and overwrite:
+        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output '{out}' is a file; pass a folder for the alignment run")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not (resume or overwrite):
+        raise OutputExistsError(f"'{out}' already holds an alignment run ({', '.join(found)}); pass resume=True (--resume) "
+                                "to continue it, overwrite=True to replace it, or choose a new output folder")
+    return found
+
+
+def remove_run_files(output_dir: str | os.PathLike, names) -> None:
+    """Delete an earlier run's files (the ``names`` :func:`check_run_folder` returned) for ``overwrite``."""
+    out = Path(output_dir)
+    for name in names:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------------------------
-def save_checkpoint(self) -> Path:  # noqa: ANN001 - self is the Aligner
+def save_checkpoint(self) -> Path:
     """Write an atomic checkpoint of an :class:`Aligner` at its current iteration (all processes call it)."""
     acc, root = self.accelerator, self.checkpoint_root
     name = f"iter_{self.iteration:06d}"
@@ -136,16 +218,16 @@ def save_checkpoint(self) -> Path:  # noqa: ANN001 - self is the Aligner
         save_tensors(self.old.tensors, tmp / "old_policy.safetensors")
         opt_t, opt_meta = optimizer_to_flat(self.optimizer.state_dict())
         save_tensors(opt_t, tmp / "optimizer.safetensors")
-        atomic_write_json(tmp / "optimizer.json", opt_meta)
+        write_json_state(tmp / "optimizer.json", opt_meta)
         sched = {k: v for k, v in self.lr_scheduler.state_dict().items() if k != "lr_lambdas"}
-        atomic_write_json(tmp / "state.json", {
+        write_json_state(tmp / "state.json", {
             "iteration": self.iteration, "lr_scheduler": sched, "baseline": self.baseline,
             "num_processes": acc.num_processes, "model": self.model_id, "config": self.config.to_dict(),
         })
     acc.wait_for_everyone()
     rng_t, rng_meta = rng_state()
     save_tensors(rng_t, tmp / f"rng_rank{acc.process_index}.safetensors")
-    atomic_write_json(tmp / f"rng_rank{acc.process_index}.json", rng_meta)
+    write_json_state(tmp / f"rng_rank{acc.process_index}.json", rng_meta)
     acc.wait_for_everyone()
     dest = root / name
     if acc.is_main_process:
@@ -168,30 +250,52 @@ def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
     if path is None:
         log.warning("no checkpoint in '%s'; starting from the beginning", self.checkpoint_root)
         return False
-    state = json.loads((path / "state.json").read_text())
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"checkpoint '{path}' is not a folder; pass a checkpoint folder such as checkpoints/iter_000010")
+    state = _read_state(path / "state.json", keys={"iteration": int, "num_processes": int, "lr_scheduler": dict,
+                                                  "baseline": (list, type(None))})
     if state["num_processes"] != acc.num_processes:
         raise DataError(f"checkpoint '{path}' was saved with {state['num_processes']} processes but this run has "
                         f"{acc.num_processes}; resume with the same number of processes")
+    # Read and check every file before anything is changed, so a bad checkpoint leaves the Aligner untouched.
     trained = load_tensors(path / "trainable.safetensors")
-    old = load_tensors(path / "old_policy.safetensors")
     missing = sorted(set(self.params) ^ set(trained))
     if missing:
         raise DataError(f"checkpoint '{path}' does not match this model/finetune setting (e.g. {missing[:3]}); "
                         "resume with the settings it was saved with")
+    old = load_tensors(path / "old_policy.safetensors", keys=self.params)
+    for n, p in self.params.items():
+        for f, t in (("trainable", trained[n]), ("old_policy", old[n])):
+            if tuple(t.shape) != tuple(p.shape):
+                raise DataError(f"checkpoint '{path}' ({f}.safetensors) holds '{n}' with shape {tuple(t.shape)} but this model "
+                                f"has {tuple(p.shape)}; resume with the settings it was saved with")
+    opt_path = path / "optimizer.json"
+    opt_meta = _read_state(opt_path, keys={"state": dict, "param_groups": list})
+    opt_tensors = load_tensors(path / "optimizer.safetensors")
+    with state_errors(opt_path, "checkpoint file", _fix(opt_path)):
+        opt_state = optimizer_from_flat(opt_tensors, opt_meta)
+    r = acc.process_index
+    rng_path = path / f"rng_rank{r}.json"
+    rng_t = load_tensors(path / f"rng_rank{r}.safetensors", keys=["torch_cpu"])
+    rng_meta = _read_state(rng_path, keys={"numpy": list, "python": list})
+    with state_errors(rng_path, "checkpoint file", _fix(rng_path)):
+        _parse_rng(rng_t, rng_meta)
     with torch.no_grad():
         for n, p in self.params.items():
             p.copy_(trained[n].to(p.device, p.dtype))
             self.old.tensors[n].copy_(old[n].to(p.device, p.dtype))
-    opt_meta = json.loads((path / "optimizer.json").read_text())
-    opt_state = optimizer_from_flat(load_tensors(path / "optimizer.safetensors"), opt_meta)
-    self.optimizer.load_state_dict(opt_state)
-    sched_state = self.lr_scheduler.state_dict()
-    sched_state.update(state["lr_scheduler"])
-    self.lr_scheduler.load_state_dict(sched_state)
-    r = acc.process_index
-    set_rng_state(load_tensors(path / f"rng_rank{r}.safetensors"),
-                  json.loads((path / f"rng_rank{r}.json").read_text()))
+    with state_errors(opt_path, "checkpoint file", _fix(opt_path)):
+        self.optimizer.load_state_dict(opt_state)
+    sched_path = path / "state.json"
+    with state_errors(sched_path, "checkpoint file", _fix(sched_path)):
+        sched_state = self.lr_scheduler.state_dict()
+        sched_state.update(state["lr_scheduler"])
+        self.lr_scheduler.load_state_dict(sched_state)
+    with state_errors(rng_path, "checkpoint file", _fix(rng_path)):
+        set_rng_state(rng_t, rng_meta)
     self.iteration = int(state["iteration"])
-    self.baseline = state.get("baseline")
+    base = state.get("baseline")  # NaN rewards are stored as null (strict JSON)
+    self.baseline = None if base is None else [float("nan") if v is None else float(v) for v in base]
     log.info("resumed from %s (iteration %d)", path, self.iteration)
     return True

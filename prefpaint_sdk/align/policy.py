@@ -19,7 +19,7 @@ import torch
 from ..errors import ConfigError
 from ..files import atomic_dir
 
-__all__ = ["add_lora", "trainable_parameters", "OldPolicy", "export_lora", "export_merged", "LORA_WEIGHT_NAME"]
+__all__ = ["LORA_WEIGHT_NAME", "OldPolicy", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +97,64 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
     return folder
 
 
-def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32) -> Path:
-    """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``."""
+def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The UNet's state with every LoRA delta added to ``base_state`` (the base weights before any cast), in fp32.
+
+    Fusing the adapter into base weights that were cast to half precision for training would export
+    rounded base weights; adding the fp32 deltas to the untouched base keeps every weight LoRA did not
+    change bit-identical.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    out = {k: v.float() for k, v in base_state.items()}
+    for name, module in unet.named_modules():
+        if not isinstance(module, LoraLayer) or not hasattr(module, "get_delta_weight"):
+            continue
+        key = f"{name.removesuffix('.base_layer')}.weight"
+        if key not in out:
+            raise ConfigError(f"LoRA layer '{name}' has no base weight '{key}' in the base model; cannot merge")
+        with torch.no_grad():
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    delta = module.get_delta_weight(adapter).detach().to("cpu", torch.float32)
+                    out[key] = out[key] + delta.reshape(out[key].shape)
+    return out
+
+
+def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *, vae=None, text_encoder=None,
+                  unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``.
+
+    Args:
+        dtype: the exported UNet's dtype (the base model's).
+        vae / text_encoder: the frozen components to save (default: the pipeline's). Pass the base model's
+            untouched modules when the pipeline's were cast to half precision for training, so the export
+            does not hold rounded copies.
+        unet_base_state: for LoRA, the UNet's base weights before any cast; the LoRA deltas are added to
+            them (see :func:`lora_merged_state`) instead of being fused into cast weights.
+    """
     from diffusers import StableDiffusionInpaintPipeline
 
     merged = copy.deepcopy(unet).to("cpu")
     if getattr(merged, "peft_config", None):
-        merged.fuse_lora()
-        merged.unload_lora()
+        if unet_base_state is not None:
+            state = lora_merged_state(merged, unet_base_state)
+            merged.unload_lora()
+            merged = merged.to(dtype)
+            missing, unexpected = merged.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
+            if missing or unexpected:
+                raise ConfigError(f"merging LoRA into the base UNet: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        else:
+            merged = merged.float()
+            merged.fuse_lora()
+            merged.unload_lora()
     merged = merged.to(dtype)
     out = StableDiffusionInpaintPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=merged,
-        scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae if vae is not None else pipe.vae, text_encoder=text_encoder if text_encoder is not None else pipe.text_encoder,
+        tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
     )
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)
     return folder
-

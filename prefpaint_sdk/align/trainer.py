@@ -122,6 +122,12 @@ class Aligner:
 
         # Weights: frozen VAE/text encoder (half under mixed precision), trainable LoRA or full UNet.
         wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+        # The merged export keeps the base model's dtype for what was not trained: remember the base weights
+        # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
+        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in ("vae", "text_encoder", "unet")}
+        cast = ["vae", "text_encoder"] + (["unet"] if cfg.finetune == "lora" else [])
+        self._base_states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
+                             for n in cast if self._base_dtypes[n] != wdtype}
         pipeline.vae.requires_grad_(False).to(acc.device, dtype=wdtype)
         pipeline.text_encoder.requires_grad_(False).to(acc.device, dtype=wdtype)
         unet = pipeline.unet
@@ -167,9 +173,12 @@ class Aligner:
         from ..errors import InvalidInputError, ModelNotFoundError
         from ..hub import resolve_model
 
+        from ..state import refuse_pickle_pipeline
+
         resolved = resolve_model(model, offline=offline, revision=revision)
         if not (resolved.path / "model_index.json").is_file():
             raise InvalidInputError(f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder")
+        refuse_pickle_pipeline(resolved.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -214,13 +223,29 @@ class Aligner:
         return sampling.score(self, images, masks)
 
     # ------------------------------------------------------------------------------------------
-    def train(self, resume: bool = False) -> AlignResult:
+    def train(self, resume: bool = False, overwrite: bool = False) -> AlignResult:
         """Run ``config.iterations`` iterations (from the latest checkpoint when ``resume``).
 
         Ctrl-C finishes the current iteration, saves a checkpoint and returns (a second Ctrl-C aborts).
+
+        Args:
+            resume: continue from the newest checkpoint in ``output_dir``.
+            overwrite: replace an earlier run in ``output_dir`` (its checkpoints, logs, evaluations and
+                exports are removed first). Without ``resume`` or ``overwrite`` a folder that already holds a
+                run is refused, so nothing is silently overwritten.
+
+        Raises:
+            OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
+            CorruptFileError, DataError: the checkpoint to resume from is damaged or does not fit.
         """
         cfg, acc = self.config, self.accelerator
         result = AlignResult()
+        found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
+        if found and overwrite:
+            acc.wait_for_everyone()  # every process has looked before the old run goes
+            if acc.is_main_process:
+                ckpt.remove_run_files(self.output_dir, found)
+            acc.wait_for_everyone()
         if resume:
             self.load_checkpoint()
         if acc.is_main_process:
@@ -350,5 +375,18 @@ class Aligner:
         return export_lora(self.raw_unet, folder)
 
     def export_merged(self, folder) -> Path:
-        """Save a full pipeline with the trained UNet, loadable by ``Inpainter.from_pretrained(folder)``."""
-        return export_merged(self.pipe, self.raw_unet, folder)
+        """Save a full pipeline with the trained UNet, loadable by ``Inpainter.from_pretrained(folder)``.
+
+        Components that were not trained keep the base model's dtype and values exactly, even when they
+        ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
+        """
+        import copy
+
+        frozen = {}
+        for name in ("vae", "text_encoder"):
+            if name in self._base_states:
+                module = copy.deepcopy(getattr(self.pipe, name)).to("cpu", self._base_dtypes[name])
+                module.load_state_dict(self._base_states[name])
+                frozen[name] = module
+        return export_merged(self.pipe, self.raw_unet, folder, dtype=self._base_dtypes["unet"],
+                             unet_base_state=self._base_states.get("unet"), **frozen)

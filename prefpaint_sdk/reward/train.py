@@ -15,7 +15,6 @@ Bradley–Terry loss; the first 70% of the CLIP layers frozen; AdamW, lr 1e-5, c
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -27,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError, OutputExistsError
+from ..errors import ConfigError, DataError, ModelNotFoundError, OutputExistsError
 from ..files import atomic_dir, atomic_write_json
+from ..state import json_safe, read_json, read_tensors, state_errors, write_json_state
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from .config import RewardTrainConfig, reward_batch_summary
 from .data import RewardData, read_reward_data, split_by_group
@@ -36,7 +36,7 @@ from .model import RewardModel, save_atomic
 from .preprocess import preprocess_image
 from .trust import TrustAccumulator
 
-__all__ = ["TrainResult", "predict", "reward_metrics", "train_reward"]
+__all__ = ["TrainResult", "check_reward_run_folder", "predict", "reward_metrics", "train_reward"]
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,15 @@ def _build_model(cfg: RewardTrainConfig) -> RewardModel:
 
     from ..hub import resolve_model
 
+    from ..state import refuse_pickle_folder
+
     folder = resolve_model(cfg.init_backbone, what="CLIP backbone").path
-    clip = CLIPVisionModelWithProjection.from_pretrained(folder)
+    refuse_pickle_folder(folder, "CLIP backbone weights", recursive=False)
+    try:
+        clip = CLIPVisionModelWithProjection.from_pretrained(folder, use_safetensors=True)
+    except OSError as exc:
+        raise ModelNotFoundError(f"CLIP backbone '{cfg.init_backbone}' ({folder}) could not be loaded from safetensors "
+                                 f"weights: {str(exc).splitlines()[0]}") from exc
     keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
             "projection_dim", "hidden_act", "layer_norm_eps")
     model = RewardModel(vision_config={k: getattr(clip.config, k) for k in keys}, **cfg.head)
@@ -179,7 +186,7 @@ def _save_checkpoint(out: Path, epoch: int, model, optimizer, scheduler, state: 
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         state = dict(state, epoch=epoch, optimizer=opt_meta, scheduler=scheduler.state_dict())
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, default=float))  # written last: marks completeness
+        write_json_state(tmp / "state.json", state)  # written last: marks completeness
     for old in _checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return dest
@@ -205,8 +212,61 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
+def _read_resume(ckpt: Path, cfg: RewardTrainConfig):
+    """Read and check a checkpoint's files: (folder, state, model tensors, optimizer tensors, fix)."""
+    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over with overwrite=True "
+           "or in a new output folder")
+    state = read_json(ckpt / "state.json", what="resume state", fix=fix,
+                      keys={"epoch": int, "history": list, "optimizer": dict, "scheduler": dict, "config": dict})
+    saved = state["config"]
+    for key in _RESUME_KEYS:
+        if key in saved and saved[key] != cfg.to_dict()[key]:
+            raise ConfigError(f"cannot resume: {key} was {saved[key]!r} in '{ckpt}' but is {cfg.to_dict()[key]!r} now")
+    weights = read_tensors(ckpt / "model.safetensors", what="checkpoint weights", fix=fix, finite=True)
+    opt_tensors = read_tensors(ckpt / "optimizer.safetensors", what="checkpoint optimizer state", fix=fix)
+    return ckpt, state, weights, opt_tensors, fix
+
+
+_RUN_FILES = ("checkpoints", "model", "metrics.json", "train_config.json", "logs")
+
+
+def check_reward_run_folder(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> list[Path]:
+    """Refuse an output folder that already holds a reward-training run, unless resuming or overwriting.
+
+    Call it before loading anything (``train_reward`` does). Returns the folder's complete checkpoints (oldest
+    first) when resuming, else ``[]``. With ``overwrite`` the old run's files are removed (only those; other
+    files in the folder stay).
+
+    Raises:
+        OutputExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` is given.
+        InvalidInputError: ``out`` is a file, or both ``resume`` and ``overwrite`` are given.
+    """
+    from ..errors import InvalidInputError
+
+    out = Path(out)
+    if resume and overwrite:
+        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output '{out}' is a file; pass a folder for the training run")
+    found = [name for name in _RUN_FILES if (out / name).exists()]
+    if not found:
+        return []
+    if resume:
+        return _checkpoints(out)
+    if not overwrite:
+        raise OutputExistsError(f"'{out}' already holds a training run ({', '.join(found)}); pass resume=True (--resume) to "
+                                "continue it, overwrite=True to replace it, or choose a new output folder")
+    for name in found:  # every process may get here (before the process group forms): tolerate the others
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return []
+
+
 def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, config: RewardTrainConfig | None = None,
-                 *, resume: bool = False, progress: ProgressFn | None = None) -> TrainResult:
+                 *, resume: bool = False, overwrite: bool = False, progress: ProgressFn | None = None) -> TrainResult:
     """Train (or resume training) a reward model; see the module docstring for what is written under ``out``.
 
     Args:
@@ -214,20 +274,20 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
         out: output folder (``checkpoints/``, ``logs/``, ``model/``, ``metrics.json``, ``train_config.json``).
         config: :class:`RewardTrainConfig` (default: the paper's preset).
         resume: continue from the newest checkpoint in ``out``.
+        overwrite: replace a run already in ``out`` (its checkpoints, model, logs and metrics are removed).
         progress: called as ``progress(phase, done, total)`` with phase "epoch" or "step".
 
     Raises:
-        DataError, ConfigError, OutputExistsError: bad data, inconsistent settings, an existing run without ``resume``.
+        DataError, ConfigError, OutputExistsError: bad data, inconsistent settings, an existing run without ``resume``
+        or ``overwrite``. CorruptFileError: a checkpoint to resume from is truncated, empty or of the wrong type.
     """
     from accelerate import Accelerator
-    from safetensors.torch import load_file
     from transformers import get_cosine_schedule_with_warmup
 
     cfg = (config or RewardTrainConfig()).validate()
     out = Path(out)
-    done = _checkpoints(out)
-    if done and not resume:
-        raise OutputExistsError(f"'{out}' already holds checkpoints ({done[-1].name}); pass --resume to continue it, or a new --out")
+    done = check_reward_run_folder(out, resume=resume, overwrite=overwrite)
+    resumed = _read_resume(done[-1], cfg) if done else None  # every resume file is checked before a model loads
 
     dataset = data if isinstance(data, RewardData) else read_reward_data(data, max_bad_fraction=cfg.max_bad_fraction)
     if cfg.loss == "regression" and not dataset.has_scores:
@@ -267,17 +327,14 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
     core: RewardModel = accelerator.unwrap_model(model)
 
     start_epoch, history = 0, []
-    if done:
-        ckpt = done[-1]
-        state = json.loads((ckpt / "state.json").read_text())
-        saved = state.get("config", {})
-        for key in _RESUME_KEYS:
-            if key in saved and saved[key] != cfg.to_dict()[key]:
-                raise ConfigError(f"cannot resume: {key} was {saved[key]!r} in '{ckpt}' but is {cfg.to_dict()[key]!r} now")
-        core.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(ckpt / "optimizer.safetensors")), state["optimizer"]))
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
+    if resumed is not None:
+        ckpt, state, weights, opt_tensors, fix = resumed
+        with state_errors(ckpt / "model.safetensors", "checkpoint weights", fix):
+            core.load_state_dict(weights)
+        with state_errors(ckpt / "state.json", "resume state", fix):
+            optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, history = int(state["epoch"]), list(state["history"])
         log.info("resuming from %s (epoch %d of %d)", ckpt, start_epoch, cfg.epochs)
     elif resume:
         log.warning("--resume given but '%s' holds no checkpoint; starting from scratch", out)
@@ -346,9 +403,9 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
         core.set_trust(acc.finalize())
         core.eval()
         save_atomic(core, model_dir, overwrite=True)
-        atomic_write_json(out / "metrics.json", {"history": history, "test": test_metrics, "label_stats": stats,
-                                                 "split_groups": [len(train.groups), len(val.groups), len(test.groups)],
-                                                 "skipped_files": dataset.skipped})
+        atomic_write_json(out / "metrics.json", json_safe({
+            "history": history, "test": test_metrics, "label_stats": stats,
+            "split_groups": [len(train.groups), len(val.groups), len(test.groups)], "skipped_files": dataset.skipped}))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(model_dir, cfg.epochs, history, test_metrics)
