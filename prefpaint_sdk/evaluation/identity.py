@@ -36,10 +36,10 @@ _MEMO: dict[tuple[str, int, int], str] = {}
 def _file_digest(path: Path, memo: dict[str, Any]) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _MEMO:
-        return _MEMO[key]
     rec = memo.get(key[0])
-    if isinstance(rec, dict) and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns \
+    if key in _MEMO:
+        digest = _MEMO[key]
+    elif isinstance(rec, dict) and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns \
             and isinstance(rec.get("sha256"), str):
         digest = rec["sha256"]
     else:
@@ -48,8 +48,8 @@ def _file_digest(path: Path, memo: dict[str, Any]) -> str:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
         digest = h.hexdigest()
-        memo[key[0]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     _MEMO[key] = digest
+    memo[key[0]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     return digest
 
 
