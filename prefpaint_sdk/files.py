@@ -167,12 +167,13 @@ def check_image_suffix(path: str | os.PathLike) -> Path:
 def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> list[Path]:
     """Check a whole set of output files before any work starts; returns them as paths.
 
-    Each member must not be a folder, must not exist unless ``overwrite``, must differ from the other
-    members, and its folder must exist or be creatable and be writable.
+    Each member must not be a folder or a device, must not exist unless ``overwrite``, must differ from
+    the other members, and its folder must exist or be creatable and be writable.
 
     Raises:
-        InvalidInputError: a folder where a file must go, two members with the same path, or a parent
-            that cannot be created or written (a file in the way, no permission, a read-only place).
+        InvalidInputError: a folder (or a device such as ``/dev/null``) where a file must go, two members
+            with the same path, or a parent that cannot be created or written (a file in the way, no
+            permission, a read-only place).
         OutputExistsError: a member exists and ``overwrite`` is false (names the first one).
     """
     out: list[Path] = []
@@ -181,6 +182,8 @@ def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False) -
         p = Path(path)
         if p.is_dir():
             raise InvalidInputError(f"output '{p}' is a folder; pass a file name such as '{p / 'out.png'}'")
+        if p.exists() and not p.is_file():  # a device, pipe or socket: renaming onto it would replace it
+            raise InvalidInputError(f"output '{p}' is not a regular file (a device, pipe or socket); pass a file name")
         key = os.path.normcase(os.path.abspath(p))
         if key in seen:
             raise InvalidInputError(

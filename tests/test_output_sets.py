@@ -219,6 +219,9 @@ def test_errors_name_the_users_path(tmp_path, monkeypatch):
     Path("folder").mkdir()
     with pytest.raises(InvalidInputError, match="output 'folder' is a folder"):
         F.check_outputs(["folder"])
+    with pytest.raises(InvalidInputError, match="output '/dev/null' is not a regular file"):
+        F.save_image(_image(), "/dev/null", overwrite=True)  # never replace a device node
+    assert Path("/dev/null").is_char_device()
     with pytest.raises(InvalidInputError, match=r"unknown suffix '\.txt'"):
         F.save_image(_image(), "image.txt")
     with pytest.raises(InvalidInputError) as info:
