@@ -29,8 +29,11 @@ from ._common import (
 NAME = "tum"
 LAYOUT = "TUM RGB-D rgb.txt + depth.txt + groundtruth.txt"
 DEPTH_SCALE = 5000.0
-# Published TUM calibrations (fx, fy, cx, cy) of the colour camera, 640x480.
+# Published TUM calibrations of the colour camera, 640x480 ("File Formats" page of the TUM RGB-D benchmark):
+# (fx, fy, cx, cy) and distortion d0..d4 (OpenCV k1 k2 p1 p2 k3). freiburg3 images ship undistorted (zeros).
 _FREIBURG = {"freiburg1": (517.3, 516.5, 318.6, 255.3), "freiburg2": (520.9, 521.0, 325.1, 249.7), "freiburg3": (535.4, 539.2, 320.1, 247.6)}
+FREIBURG_DISTORTION = {"freiburg1": (0.2624, -0.9531, -0.0054, 0.0026, 1.1633), "freiburg2": (0.2312, -0.7849, -0.0033, -0.0001, 0.9172),
+                       "freiburg3": (0.0, 0.0, 0.0, 0.0, 0.0)}
 
 
 def detect(root: Path) -> bool:
@@ -82,7 +85,10 @@ def read(root: Path, depth_scale: float | None = None, max_dt: float = 0.02) -> 
     ok = (ddt <= max_dt) & (gdt <= max_dt)
     if not ok.any():
         raise DataError(f"TUM scene at '{root}': no colour frame has depth and a pose within {max_dt}s; check the timestamps")
-    gt = np.asarray(gt_rows, dtype=np.float64)[:, :7]
+    try:
+        gt = np.asarray([r[:7] for r in gt_rows], dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"'{root / 'groundtruth.txt'}' has a non-numeric pose ({exc}); expected 't tx ty tz qx qy qz qw' lines") from exc
     notes = []
     ij = find_intrinsic_json(root)
     if ij is not None:
@@ -94,6 +100,10 @@ def read(root: Path, depth_scale: float | None = None, max_dt: float = 0.02) -> 
         intr = Intrinsics(fx, fy, cx, cy, w, h)
         notes.append(f"intrinsics from {'the published ' + key + ' calibration' if key else 'the PrimeSense default (525 px)'}; "
                      "add camera_intrinsic.json to override")
+        dist = FREIBURG_DISTORTION.get(key, (0.0,) * 5)
+        if any(dist):
+            notes.append(f"{key} lens distortion (d0..d4 = k1 k2 p1 p2 k3 = {' '.join(f'{d:g}' for d in dist)}) ignored: the "
+                         "images are used as a pinhole camera; undistort them for exact geometry")
     frames = []
     for k in np.flatnonzero(ok):
         c2w = np.eye(4)
