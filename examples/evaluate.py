@@ -1,17 +1,17 @@
 """Compare two inpainting models by the PrefPaint WinRate protocol and write a visual report.
 
-    python examples/evaluate.py --tiny                          # offline: tiny random models (checks the plumbing, not quality)
+    python examples/evaluate.py --tiny                          # offline: tiny random models built into out/tiny-models/
     python examples/evaluate.py --data DIR                      # PrefPaint vs base SD-inpainting on your data (downloads once)
     python examples/evaluate.py --data DIR --model my-finetune --baseline kd5678/prefpaint-v1.0
 
 For each (image, mask) the model draws max(S) samples and the baseline one; the reward model scores them
 all; the model wins a case when its best-of-S reward beats the baseline's (a tie counts half). Running it
-again on the same --out resumes from the cache. Writes results.json/.csv, report.html and contact_sheet.png.
+again on the same --out resumes from the cache. Writes out/eval/: results.json/.csv, report.html and
+contact_sheet.png.
 (The same as ``prefpaint eval --data DIR -o OUT``.)
 """
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, EvalCase, Inpainter, RewardModel, evaluate
@@ -23,7 +23,7 @@ parser.add_argument("--data", type=Path, help="data folder: images/ (+ masks/) o
 parser.add_argument("--model", default=DEFAULT_MODEL)
 parser.add_argument("--baseline", default=BASE_MODEL)
 parser.add_argument("--reward-model", default=DEFAULT_REWARD_MODEL)
-parser.add_argument("--tiny", action="store_true", help="use tiny random models built offline")
+parser.add_argument("--tiny", action="store_true", help="use tiny random models built offline into out/tiny-models/")
 parser.add_argument("--samples", type=int, nargs="+", default=[1, 3, 10])
 parser.add_argument("--steps", type=int, default=50)
 parser.add_argument("--seed", type=int, default=0)
@@ -31,16 +31,10 @@ parser.add_argument("--out", type=Path, default=Path("out") / "eval")
 args = parser.parse_args()
 
 if args.tiny:
-    from prefpaint_sdk.testing import save_tiny_inpaint_pipeline, save_tiny_reward_model
+    from _tiny import tiny_pipeline, tiny_reward  # examples/_tiny.py: the offline demo's models
 
-    # A fixed folder, built once: the models' ids (their paths) are part of the cache's settings, so a
-    # second run on the same --out resumes instead of refusing another run's cache.
-    tmp = Path(tempfile.gettempdir()) / "prefpaint-tiny-eval-models"
-    if not (tmp / "reward" / "config.json").is_file():
-        save_tiny_inpaint_pipeline(tmp / "model", seed=0)
-        save_tiny_inpaint_pipeline(tmp / "baseline", seed=1)
-        save_tiny_reward_model(tmp / "reward")
-    args.model, args.baseline, args.reward_model = (str(tmp / n) for n in ("model", "baseline", "reward"))
+    # Built once and reused, so a second run on the same --out resumes from the cache.
+    args.model, args.baseline, args.reward_model = tiny_pipeline("inpaint", 0), tiny_pipeline("baseline", 1), tiny_reward()
     args.steps = min(args.steps, 4)
     args.samples = [s for s in args.samples if s <= 3] or [1]
 

@@ -1,7 +1,10 @@
 """Extend an image outward (widen the field of view) with PrefPaint, step by step.
 
-This script runs anywhere, offline: it builds a tiny *random* inpainting model in a temporary folder,
-so its output is noise-like, but every step runs exactly as with the real model.
+This script runs anywhere, offline: it builds a tiny *random* inpainting model once into out/tiny-models/,
+so its output is noise-like, but every step runs exactly as with the real model. It writes
+out/extend/photo_wide.png and photo_wide.json (the plan, seeds and scores); a second run replaces them.
+
+    python examples/extend.py                        # or: --out OTHER_FOLDER
 
 With the real model (a GPU is advised; the weights download once from the Hugging Face hub):
 
@@ -18,8 +21,7 @@ or on the command line:
 
 from __future__ import annotations
 
-import sys
-import tempfile
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +44,9 @@ def main(out_dir: Path) -> None:
     print(f"plan: {plan.image_size} -> {plan.canvas_size} in {plan.num_steps} steps, "
           f"at most {plan.max_new_fraction:.0%} new pixels per window")
 
-    from prefpaint_sdk.testing import save_tiny_inpaint_pipeline  # only for this offline demo
+    from _tiny import tiny_pipeline  # examples/_tiny.py: only for this offline demo
 
-    model_dir = save_tiny_inpaint_pipeline(out_dir / "tiny-model")
-    inpainter = Inpainter.from_pretrained(model_dir, device="cpu")  # the real one: Inpainter.from_pretrained()
+    inpainter = Inpainter.from_pretrained(tiny_pipeline(), device="cpu")  # the real one: Inpainter.from_pretrained()
 
     result = extend(
         inpainter, photo,
@@ -62,10 +63,6 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        target = Path(sys.argv[1])
-        target.mkdir(parents=True, exist_ok=True)
-        main(target)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(Path(tmp))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("out") / "extend", help="output folder (default out/extend)")
+    main(parser.parse_args().out)
