@@ -44,10 +44,9 @@ COUNTS = frozenset({
     "window", "max_size", "workers", "num_workers", "max_pixels",
 })
 """Options that count something: whole numbers ≥ 1."""
-NON_NEGATIVE = frozenset({
-    "mask_dilate", "mask_blur", "left", "right", "top", "bottom", "overlap", "feather", "tie_tolerance",
-})
-"""Options where 0 is allowed but a negative value is not."""
+NON_NEGATIVE = frozenset({"mask_dilate", "mask_blur", "tie_tolerance"})
+"""Options where 0 is allowed but a negative value is not (extend's padding and overlap are checked by its
+planner, before any model loads, with messages about the plan)."""
 POSITIVE = frozenset({"voxel_size", "depth_trunc", "depth_scale", "fov", "lr", "ratio", "ratio_x", "ratio_y"})
 """Sizes and scales: finite and > 0."""
 SEEDS = frozenset({"seed"})

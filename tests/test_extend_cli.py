@@ -156,8 +156,8 @@ def test_bad_sizes_exit_code_2_before_loading_a_model(photo, tmp_path, args, mat
         (["--feather", "-1"], "feather must be a whole number >= 0"),
         (["--seam-pass", "--seam-strength", "1.5"], "seam_strength must lie in (0, 1)"),
         (["--seam-pass", "--steps", "2"], "steps=2 at seam_strength=0.3 leaves the seam pass no denoising step"),
-        (["-n", "0"], "num_candidates must be a whole number >= 1"),
-        (["--seed", "-3"], "seed must be a whole number >= 0"),
+        (["-n", "0"], "--num-candidates must be ≥ 1, got 0"),
+        (["--seed", "-3"], "--seed must be between 0 and 4294967295, got -3"),
         (["--strength", "0"], "strength must lie in (0, 1]"),
     ],
 )
