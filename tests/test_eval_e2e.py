@@ -12,8 +12,9 @@ from _helpers_eval import write_data
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
-from prefpaint_sdk import Inpainter, RewardModel, load_image, load_mask, masked_image
+from prefpaint_sdk import Inpainter, RewardModel, load_image, load_mask
 from prefpaint_sdk.evaluation import evaluate
+from prefpaint_sdk.reward.framing import reward_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +42,11 @@ def test_evaluate_with_real_tiny_models(loaded, tmp_path):
         img = load_image(rep.out_dir / c["files"]["input"])
         hole = load_mask(rep.out_dir / c["files"]["mask"])
         files = [rep.out_dir / f for f in c["model"]["files"]] + [rep.out_dir / c["baseline"]["file"]]
-        # The recorded rewards are those of the saved images, scored against the input's masked image.
-        again = rm.score([load_image(f) for f in files], masked_images=masked_image(img, hole))
+        # The recorded rewards are those of the saved images, framed by the one reward framing (the model's
+        # context box, here the whole 40 px image) against the input's masked image.
+        assert c["box"] == [0, 0, 40, 40]
+        views, masked = reward_views([load_image(f) for f in files], img, hole, c["box"], rm.mask_fill)
+        again = rm.score(views, masked_images=[masked] * len(views))
         assert np.allclose(again.scores.numpy(), c["model"]["scores"] + [c["baseline"]["score"]], atol=1e-5)
         assert np.allclose(again.bounds.numpy(), c["model"]["bounds"] + [c["baseline"]["bound"]], atol=1e-5)
         # Sample k is reproducible alone from its recorded seed (up to 1 grey level of batch-size float noise).
@@ -51,7 +55,10 @@ def test_evaluate_with_real_tiny_models(loaded, tmp_path):
         assert diff.max() <= 1
         assert c["has_ground_truth"] and c["model"]["psnr"][0] > 0
     row = rep.rows()[1]
-    assert row["mean_bound"] > 0 and row["psnr"] is not None and 0 <= row["win_rate"] <= 1
+    assert row["mean_bound"] > 0 and row["psnr"] is not None
+    # WinRate at S = 2 by hand from the recorded rewards: a win 1, a tie 1/2, a loss 0.
+    diffs = [max(c["model"]["scores"][:2]) - c["baseline"]["score"] for c in rep.cases]
+    assert row["win_rate"] == np.mean([1.0 if d > 0 else (0.5 if d == 0 else 0.0) for d in diffs])
 
 
 def test_identical_real_models_tie_at_s1(loaded, tmp_path):
