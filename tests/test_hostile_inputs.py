@@ -1,0 +1,969 @@
+"""The hostile-input suite: every command against every class of bad input (issue 10, section 9).
+
+Each row of ``CASES`` is one command line, a setup that prepares the hostile input in a fresh work folder,
+the exit code the CLI must give and substrings its one error line must hold. For every row the test
+asserts:
+
+* the exit code (2 for bad input, 3 for a missing model);
+* exactly one non-empty line on stderr, and no traceback anywhere;
+* the line's expected substrings (the user's path, the flag, the file and the limit), and none of the
+  forbidden ones (a temporary file's name, torch's advice to set ``weights_only=False``);
+* nothing new, gone or changed in the work folder (no partial output; existing files keep their bytes and
+  mtime), and no marker file from a malicious pickle.
+
+**Before any model loads.** Rows that test a check which needs no model name a model that is not cached
+(``MISSING``) under offline mode: loading it would exit 3, so a check that runs after the load fails the row.
+
+Batch runs that must go on past one bad file, the real ``prefpaint`` entry point, and interrupts
+(SIGINT/SIGTERM) of folder-writing commands have their own tests below the table. A new command adds rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import pytest
+from hostile.inputs import (
+    diff,
+    pickled_model_folder,
+    snapshot,
+    truncate,
+    write_bomb,
+    write_raw_pickle,
+    write_torch_pickle,
+)
+from PIL import Image
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFPAINT = Path(sys.executable).with_name("prefpaint")
+MISSING = "nobody/not-cached-model"  # a well-formed hub id that is not cached: loading it offline exits 3
+BIG_SEED = str(2**32)  # one past the seed rule's maximum
+runner = CliRunner()
+
+
+def _app():
+    from prefpaint_cli.main import app
+
+    return app
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared models and runs (built once per module)
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tmp_path_factory):
+    from prefpaint_sdk.testing import save_tiny_reward_model
+
+    return save_tiny_reward_model(tmp_path_factory.mktemp("hostile-rm") / "tiny-reward")
+
+
+@pytest.fixture(scope="module")
+def official_pt(tmp_path_factory):
+    """A random checkpoint in the official ``prefpaintReward.pt`` layout (embedding width 16)."""
+    import torch
+    from reward_reference import make_official_state_dict
+
+    p = tmp_path_factory.mktemp("hostile-official") / "prefpaintReward.pt"
+    torch.save(make_official_state_dict(seed=1), p)
+    return p
+
+
+def _reward_data(root: Path) -> Path:
+    from prefpaint_sdk.testing import write_synthetic_reward_dataset
+
+    return write_synthetic_reward_dataset(root, n_prompts=5, per_prompt=2, size=32)
+
+
+def _align_data(root: Path) -> Path:
+    from _helpers_align import make_data
+
+    return make_data(root, n=8, size=32)
+
+
+def _eval_data(root: Path) -> Path:
+    from _helpers_eval import write_data
+
+    return write_data(root, n=2, size=32)
+
+
+_REWARD_TRAIN = ["--preset", "cpu-smoke", "--epochs", "1", "--batch-size", "4"]
+_ALIGN_TRAIN = ["--reward", "brightness", "--preset", "cpu-smoke", "--iterations", "1", "--no-export", "--offline",
+                "--set", "eval_every=0", "--set", "save_every=1", "--set", "log_with=none"]
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory):
+    """A finished one-epoch ``train reward`` run folder (with a checkpoint) and its data."""
+    root = tmp_path_factory.mktemp("hostile-reward-run")
+    data = _reward_data(root / "data")
+    r = runner.invoke(_app(), ["train", "reward", "--data", str(data), "--out", str(root / "run"), *_REWARD_TRAIN,
+                               "-q"], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert list((root / "run" / "checkpoints").glob("epoch-*/state.json")), "no reward checkpoint written"
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def align_run(tmp_path_factory, tiny_pipeline_dir):
+    """A one-iteration ``train align`` run folder with a checkpoint."""
+    root = tmp_path_factory.mktemp("hostile-align-run")
+    data = _align_data(root / "data")
+    r = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(root / "run"), "--model",
+                               str(tiny_pipeline_dir), *_ALIGN_TRAIN, "-q"], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert (root / "run" / "checkpoints" / "latest.json").is_file(), "no align checkpoint written"
+    return root / "run"
+
+
+def _eval_args(e, out: Path, data: Path, **models) -> list:
+    m = dict(model=MISSING, baseline=MISSING, reward=MISSING) | models
+    return ["eval", "--data", data, "-o", out, "--model", m["model"], "--baseline", m["baseline"], "--reward-model",
+            m["reward"], "--samples", "1", "--steps", "1", "--device", "cpu", "--dtype", "float32", "--offline"]
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory, tiny_pipeline_dir, rm_dir):
+    """A finished two-case ``eval`` output folder (with its cache) and its data."""
+    root = tmp_path_factory.mktemp("hostile-eval-run")
+    data = _eval_data(root / "data")
+    args = _eval_args(None, root / "ev", data, model=tiny_pipeline_dir, baseline=tiny_pipeline_dir, reward=rm_dir)
+    r = runner.invoke(_app(), [str(a) for a in args] + ["-q"], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert len(list((root / "ev" / "cache").glob("*.json"))) == 2
+    return root
+
+
+# ------------------------------------------------------------------------------------------------
+# The work folder of one row
+
+
+@pytest.fixture
+def env(tmp_path, tiny_pipeline_dir, rm_dir, official_pt, request):
+    """A fresh work folder ``w`` with a 40x40 image, its mask and a decompression bomb; shared models beside it."""
+    w = tmp_path / "w"
+    w.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(w / "img.png")
+    m = np.zeros((40, 40), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m).save(w / "mask.png")
+    write_bomb(w / "bomb.png")
+    e = SimpleNamespace(w=w, img=w / "img.png", mask=w / "mask.png", bomb=w / "bomb.png", marker=tmp_path / "PWNED",
+                        model=tiny_pipeline_dir, rm=rm_dir, official=official_pt, request=request)
+    yield e
+    try:  # a --max-pixels run must not leak its limit into the next row (in-process runs share the module)
+        from prefpaint_sdk.imaging import set_max_pixels
+
+        set_max_pixels(None)
+    except ImportError:
+        pass
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def check_refusal(case: "Case", code: int, stdout: str, stderr: str, e, before: dict, exception=None) -> None:
+    shown = f"\n--- exit {code}; stderr:\n{stderr}\n--- stdout:\n{stdout}"
+    assert exception is None or isinstance(exception, SystemExit), f"exception escaped the CLI: {exception!r}{shown}"
+    assert "Traceback" not in stdout + stderr, f"traceback shown{shown}"
+    assert code == case.code, f"exit code {code}, expected {case.code}{shown}"
+    lines = _lines(stderr)
+    assert len(lines) == 1, f"expected exactly one error line on stderr, got {len(lines)}{shown}"
+    line = " ".join(lines[0].split())
+    for want in case.expect(e) if callable(case.expect) else case.expect:
+        assert any(alt in line for alt in want.split("|")), f"error line lacks {want!r}: {line!r}"
+    for bad in case.absent:
+        assert bad not in stdout + stderr, f"output holds {bad!r}{shown}"
+    changes = diff(before, snapshot(e.w))
+    assert not changes, f"the work folder changed: {changes}{shown}"
+    assert not e.marker.exists(), "a pickle was executed: its marker file exists"
+
+
+# ------------------------------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable  # env -> list of arguments after "prefpaint"
+    expect: tuple | Callable = ()  # substrings of the error line; "a|b" means either
+    setup: Callable | None = None  # env -> None: writes the hostile input into env.w
+    code: int = 2
+    absent: tuple = ()
+    environ: Callable | None = None  # env -> extra environment variables
+
+
+def C(id, argv, *expect, setup=None, code=2, absent=(), environ=None) -> Case:
+    return Case(id, argv, tuple(expect), setup, code, tuple(absent), environ)
+
+
+# --- command lines (the model is MISSING unless a row needs a real one) ---
+
+def inpaint(e, *extra, image=None, mask=None, out="out.png", model=MISSING):
+    return ["inpaint", image or e.img, mask or e.mask, "-o", e.w / out if isinstance(out, str) else out,
+            "--model", model, "--offline", "--device", "cpu", *extra]
+
+
+def score(e, *extra, image=None, mask=None, reward=MISSING):
+    return ["score", image or e.img, mask or e.mask, "--reward-model", reward, "--offline", "--device", "cpu", *extra]
+
+
+def extend(e, *extra, image=None, out="ext.png", model=MISSING):
+    return ["extend", image or e.img, "-o", e.w / out if isinstance(out, str) else out, "--model", model, "--offline",
+            "--device", "cpu", *extra]
+
+
+def recon(e, *extra, scene=None, out="rec", model=MISSING):
+    return ["recon3d", scene or e.w / "scene", "-o", e.w / out if isinstance(out, str) else out, "--model", model,
+            "--depth-model", "none", "--offline", "--device", "cpu", *extra]
+
+
+def masks(e, *extra, images=None, out="m"):
+    return ["masks", "generate", images or e.w / "imgs", "--kind", "strokes", "-o",
+            e.w / out if isinstance(out, str) else out, *extra]
+
+
+def ev(e, *extra, data=None, out="ev", **models):
+    return [*_eval_args(e, e.w / out if isinstance(out, str) else out, data or e.w / "data", **models), *extra]
+
+
+def treward(e, *extra, data=None, out="rrun"):
+    return ["train", "reward", "--data", data or e.w / "rdata", "--out", e.w / out if isinstance(out, str) else out,
+            "--preset", "cpu-smoke", *extra]
+
+
+def talign(e, *extra, data=None, out="arun", model=MISSING, reward=("--reward", "brightness")):
+    return ["train", "align", "--data", data or e.w / "adata", "--out", e.w / out if isinstance(out, str) else out,
+            "--model", model, *reward, "--preset", "cpu-smoke", "--offline", *extra]
+
+
+def convert(e, *extra, ckpt=None, out="conv"):
+    return ["convert-reward", ckpt or e.w / "official.pt", "-o", e.w / out if isinstance(out, str) else out, *extra]
+
+
+# --- setups ---
+
+def imgs(e, n=2, bomb=False):
+    d = e.w / "imgs"
+    d.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(d / f"a{i}.png")
+    if bomb:
+        write_bomb(d / "bomb.png")
+    return d
+
+
+def data(e):
+    _eval_data(e.w / "data")
+
+
+def rdata(e):
+    _reward_data(e.w / "rdata")
+
+
+def adata(e):
+    _align_data(e.w / "adata")
+
+
+def scene(e):
+    from _recon3d_fakes import scene as synthetic
+
+    try:
+        from prefpaint_apps.recon3d.testing import write_scene
+    except ImportError:  # before the writers moved into the testing helpers
+        from prefpaint_apps.recon3d import write_scene
+    write_scene(synthetic(3, 160, 120).frames, e.w / "scene", "redwood")
+
+
+def official(e):
+    shutil.copy(e.official, e.w / "official.pt")
+
+
+def write(name, content: str | bytes = b"old bytes"):
+    def setup(e):
+        p = e.w / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return setup
+
+
+def mkdir(name):
+    return lambda e: (e.w / name).mkdir(parents=True, exist_ok=True)
+
+
+def both(*setups):
+    def setup(e):
+        for s in setups:
+            s(e)
+    return setup
+
+
+def evil_torch(name):
+    return lambda e: write_torch_pickle(e.w / name, e.marker)
+
+
+def evil_raw(name):
+    return lambda e: write_raw_pickle(e.w / name, e.marker)
+
+
+def nan_v_inverse(e):
+    import torch
+
+    v = torch.eye(16)
+    v[3, 3] = float("nan")
+    torch.save(v, e.w / "vinv.pt")
+
+
+def rm_pickled(e):
+    pickled_model_folder(e.rm, e.w / "rm_bin", e.marker, "model.safetensors", "pytorch_model.bin")
+
+
+def pipe_pickled(component, weights, pickle_name):
+    def setup(e):
+        pickled_model_folder(e.model, e.w / "pipe_bin", e.marker, f"{component}/{weights}", f"{component}/{pickle_name}")
+    return setup
+
+
+def rm_copy(mutate):
+    def setup(e):
+        shutil.copytree(e.rm, e.w / "rm_bad")
+        mutate(e.w / "rm_bad")
+    return setup
+
+
+def pipe_copy(mutate):
+    def setup(e):
+        shutil.copytree(e.model, e.w / "pipe_bad")
+        mutate(e.w / "pipe_bad")
+    return setup
+
+
+def clip_backbone_pickled(e):
+    from transformers import CLIPVisionConfig
+
+    folder = e.w / "backbone_bin"
+    CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                     patch_size=8, projection_dim=16).save_pretrained(folder)
+    write_torch_pickle(folder / "pytorch_model.bin", e.marker)
+    (e.w / "backbone.toml").write_text(f'init_backbone = "{folder}"\n')
+
+
+def depth_pickled(e):
+    folder = e.w / "depth_bin"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "depth_anything"}))
+    write_torch_pickle(folder / "pytorch_model.bin", e.marker)
+
+
+def nan_labels(e):
+    rdata(e)
+    p = e.w / "rdata" / "labels.json"
+    labels = json.loads(p.read_text())
+    key = sorted(labels)[1]
+    labels[key][0] = float("nan")
+    p.write_text(json.dumps(labels))  # NaN, as Python's json writes it
+
+
+def nan_manifest(e):
+    d = e.w / "mdata"
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    Image.new("L", (32, 32), 255).save(d / "mask.png")
+    rows = []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"i{i}.png")
+        rows.append({"image": f"i{i}.png", "mask": "mask.png", "score": float("nan") if i == 2 else float(i),
+                     "group": f"g{i // 2}"})
+    (d / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def nan_trajectory(e):
+    scene(e)
+    pose = np.eye(4)
+    pose[0, 3] = np.nan
+    np.savetxt(e.w / "traj.txt", pose)
+
+
+def copy_run(src_attr, mutate=None):
+    def setup(e):
+        src = e.request.getfixturevalue(src_attr)
+        dest = e.w / ("rrun" if src_attr == "reward_run" else "arun")
+        shutil.copytree(src, dest)
+        if src_attr == "reward_run":
+            rdata(e)
+        else:
+            adata(e)
+        if mutate:
+            mutate(dest)
+    return setup
+
+
+def reward_ckpt(name, how):
+    def mutate(run):
+        ckpt = sorted((run / "checkpoints").glob("epoch-*"))[-1]
+        how(ckpt / name)
+    return mutate
+
+
+def align_ckpt(name, how):
+    def mutate(run):
+        root = run / "checkpoints"
+        ckpt = root / json.loads((root / "latest.json").read_text())["checkpoint"]
+        how(ckpt / name if name != "latest.json" else root / name)
+    return mutate
+
+
+def emptied(p: Path):
+    p.write_bytes(b"")
+
+
+def wrong_type(content: str):
+    return lambda p: p.write_text(content)
+
+
+def eval_cache(how):
+    def setup(e):
+        root = e.request.getfixturevalue("eval_run")
+        shutil.copytree(root / "data", e.w / "data")
+        shutil.copytree(root / "ev", e.w / "ev")
+        how(sorted((e.w / "ev" / "cache").glob("*.json"))[0])
+    return setup
+
+
+def converted_cache(how):
+    def setup(e):
+        official(e)
+        os.environ["PREFPAINT_CACHE"] = str(e.w / "cache")
+        try:
+            from prefpaint_sdk.reward.convert import resolve_reward_model
+
+            dest = resolve_reward_model(e.w / "official.pt", offline=True).path
+        finally:
+            del os.environ["PREFPAINT_CACHE"]
+        how(dest / "model.safetensors")
+    return setup
+
+
+def cache_env(e):
+    return {"PREFPAINT_CACHE": str(e.w / "cache")}
+
+
+TRUNC_TOML = "[align]\niterations = \n"
+NAN, INF = "nan", "inf"
+
+CASES = [
+    # ---------------- inpaint ----------------
+    C("inpaint/bomb-image", lambda e: inpaint(e, image=e.bomb), "bomb.png", "pixels"),
+    C("inpaint/bomb-mask", lambda e: inpaint(e, mask=e.bomb), "bomb.png", "pixels"),
+    C("inpaint/max-pixels", lambda e: inpaint(e, "--max-pixels", "999"), "img.png", "999"),
+    C("inpaint/max-pixels-env", lambda e: inpaint(e), "img.png", "999", environ=lambda e: {"PREFPAINT_MAX_PIXELS": "999"}),
+    C("inpaint/max-pixels-env-garbage", lambda e: inpaint(e), "PREFPAINT_MAX_PIXELS",
+      environ=lambda e: {"PREFPAINT_MAX_PIXELS": "lots"}),
+    C("inpaint/markup-close-tag", lambda e: inpaint(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
+    C("inpaint/markup-bold", lambda e: inpaint(e, image=e.w / "[bold]x.png"), "[bold]x.png"),
+    C("inpaint/markup-existing-output", lambda e: inpaint(e, out="[bold]o.png"), "[bold]o.png", "--overwrite",
+      setup=write("[bold]o.png")),
+    C("inpaint/guidance-nan", lambda e: inpaint(e, "--guidance", NAN), "--guidance"),
+    C("inpaint/guidance-inf", lambda e: inpaint(e, "--guidance", INF), "--guidance"),
+    C("inpaint/guidance-neg-inf", lambda e: inpaint(e, "--guidance", "-inf"), "--guidance"),
+    C("inpaint/steps-0", lambda e: inpaint(e, "--steps", "0"), "--steps"),
+    C("inpaint/steps-negative", lambda e: inpaint(e, "--steps", "-1"), "--steps"),
+    C("inpaint/steps-1000", lambda e: inpaint(e, "--steps", "1000", model=e.model), "--steps"),
+    C("inpaint/candidates-0", lambda e: inpaint(e, "-n", "0"), "--num-candidates"),
+    C("inpaint/mask-dilate-negative", lambda e: inpaint(e, "--mask-dilate", "-1"), "--mask-dilate"),
+    C("inpaint/mask-blur-negative", lambda e: inpaint(e, "--mask-blur", "-3"), "--mask-blur"),
+    C("inpaint/seed-negative", lambda e: inpaint(e, "--seed", "-1"), "--seed"),
+    C("inpaint/seed-2**32", lambda e: inpaint(e, "--seed", BIG_SEED), "--seed"),
+    C("inpaint/seed-last-candidate-out-of-range", lambda e: inpaint(e, "--seed", str(2**32 - 1), "-n", "2"), "--seed"),
+    C("inpaint/out-proc", lambda e: inpaint(e, out=Path("/proc/x.png")), "/proc/x.png", absent=(".tmp",)),
+    C("inpaint/out-is-folder", lambda e: inpaint(e, out="adir"), "adir", setup=mkdir("adir")),
+    C("inpaint/out-parent-is-file", lambda e: inpaint(e, out="afile/x.png"), "afile", setup=write("afile")),
+    C("inpaint/out-exists", lambda e: inpaint(e), "out.png", "--overwrite", setup=write("out.png")),
+    C("inpaint/sidecar-exists", lambda e: inpaint(e), "out.json", "--overwrite", setup=write("out.json", "{}")),
+    C("inpaint/candidate-exists", lambda e: inpaint(e, "-n", "2", "--save-all"), "out_cand1.png", "--overwrite",
+      setup=write("out_cand1.png")),
+    C("inpaint/batch-output-exists", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a1", "--overwrite",
+      setup=both(imgs, write("outdir/a1.png"))),
+    C("inpaint/batch-sidecar-exists", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a0", "--overwrite",
+      setup=both(imgs, write("outdir/a0.json", "{}"))),
+    C("inpaint/batch-out-is-file", lambda e: inpaint(e, image=e.w / "imgs", out="outfile"), "outfile",
+      setup=both(imgs, write("outfile"))),
+    C("inpaint/batch-out-proc", lambda e: inpaint(e, image=e.w / "imgs", out=Path("/proc/outdir")), "/proc/outdir",
+      setup=imgs, absent=(".tmp",)),
+    C("inpaint/model-unet-pickle", lambda e: inpaint(e, model=e.w / "pipe_bin"), "pickle",
+      setup=pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+      absent=("weights_only",)),
+    C("inpaint/model-text-encoder-pickle", lambda e: inpaint(e, model=e.w / "pipe_bin"), "pickle",
+      setup=pipe_pickled("text_encoder", "model.safetensors", "pytorch_model.bin"), absent=("weights_only",)),
+    C("inpaint/reward-model-pickle", lambda e: inpaint(e, "--reward-model", e.w / "rm_bin", "-n", "2", model=e.model),
+      "pickle", setup=rm_pickled, absent=("weights_only",)),
+    C("inpaint/model-truncated-unet", lambda e: inpaint(e, model=e.w / "pipe_bad"), "diffusion_pytorch_model.safetensors",
+      setup=pipe_copy(lambda d: truncate(d / "unet" / "diffusion_pytorch_model.safetensors"))),
+    C("inpaint/model-empty-model-index", lambda e: inpaint(e, model=e.w / "pipe_bad"), "model_index.json",
+      setup=pipe_copy(lambda d: emptied(d / "model_index.json"))),
+
+    # ---------------- score ----------------
+    C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),
+    C("score/bomb-mask", lambda e: score(e, mask=e.bomb), "bomb.png", "pixels"),
+    C("score/max-pixels", lambda e: score(e, "--max-pixels", "999"), "img.png", "999"),
+    C("score/markup-path", lambda e: score(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
+    C("score/markup-bold-mask", lambda e: score(e, mask=e.w / "[bold]m.png"), "[bold]m.png"),
+    C("score/batch-size-0", lambda e: score(e, "--batch-size", "0", image=e.w / "imgs"), "--batch-size", setup=imgs),
+    C("score/batch-size-negative", lambda e: score(e, "--batch-size", "-1", image=e.w / "imgs"), "--batch-size",
+      setup=imgs),
+    C("score/mask-size-mismatch-no-foreign-flag", lambda e: score(e, mask=e.w / "small.png", reward=e.rm), "30",
+      setup=lambda e: Image.new("L", (30, 20), 255).save(e.w / "small.png"), absent=("--resize-mask",)),
+    C("score/csv-proc", lambda e: score(e, "-o", "/proc/s.csv", image=e.w / "imgs"), "/proc/s.csv", setup=imgs,
+      absent=(".tmp",)),
+    C("score/csv-is-folder", lambda e: score(e, "-o", e.w / "sdir", image=e.w / "imgs"), "sdir",
+      setup=both(imgs, mkdir("sdir"))),
+    C("score/csv-exists", lambda e: score(e, image=e.w / "imgs"), "imgs_scores.csv", "--overwrite",
+      setup=both(imgs, write("imgs_scores.csv", "image,score\n"))),
+    C("score/v-inverse-nan", lambda e: score(e, "--v-inverse", e.w / "vinv.pt", reward=e.rm), "vinv.pt",
+      setup=nan_v_inverse),
+    C("score/v-inverse-pickle", lambda e: score(e, "--v-inverse", e.w / "evil.pt", reward=e.rm), "evil.pt", "pickle",
+      setup=evil_torch("evil.pt"), absent=("weights_only",)),
+    C("score/reward-folder-pickle", lambda e: score(e, reward=e.w / "rm_bin"), "pickle", setup=rm_pickled,
+      absent=("weights_only",)),
+    C("score/reward-official-pt-pickle", lambda e: score(e, reward=e.w / "evil.pt"), "evil.pt", "pickle",
+      setup=evil_torch("evil.pt"), absent=("weights_only",), environ=cache_env),
+    C("score/reward-raw-pickle-pt", lambda e: score(e, reward=e.w / "evil.pt"), "evil.pt", "pickle",
+      setup=evil_raw("evil.pt"), absent=("weights_only",), environ=cache_env),
+    C("score/reward-truncated-weights", lambda e: score(e, reward=e.w / "rm_bad"), "model.safetensors",
+      setup=rm_copy(lambda d: truncate(d / "model.safetensors"))),
+    C("score/reward-empty-config", lambda e: score(e, reward=e.w / "rm_bad"), "config.json",
+      setup=rm_copy(lambda d: emptied(d / "config.json"))),
+    C("score/reward-config-wrong-type", lambda e: score(e, reward=e.w / "rm_bad"), "config.json",
+      setup=rm_copy(lambda d: (d / "config.json").write_text("[1, 2]"))),
+    C("score/converted-cache-truncated", lambda e: score(e, reward=e.w / "official.pt"), "model.safetensors",
+      setup=converted_cache(truncate), environ=cache_env),
+    C("score/converted-cache-empty", lambda e: score(e, reward=e.w / "official.pt"), "model.safetensors",
+      setup=converted_cache(emptied), environ=cache_env),
+
+    # ---------------- convert-reward ----------------
+    C("convert-reward/pickle-zip", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",
+      setup=evil_torch("evil.pt"), absent=("weights_only",)),
+    C("convert-reward/pickle-raw", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",
+      setup=evil_raw("evil.pt"), absent=("weights_only",)),
+    C("convert-reward/v-inverse-pickle", lambda e: convert(e, "--v-inverse", e.w / "evil.pt"), "evil.pt",
+      "does not load pickles", setup=both(official, evil_torch("evil.pt")), absent=("weights_only",)),
+    C("convert-reward/v-inverse-nan", lambda e: convert(e, "--v-inverse", e.w / "vinv.pt"), "vinv.pt",
+      setup=both(official, nan_v_inverse)),
+    C("convert-reward/truncated", lambda e: convert(e), "official.pt",
+      setup=lambda e: (official(e), truncate(e.w / "official.pt", 200))),
+    C("convert-reward/empty", lambda e: convert(e), "official.pt", setup=write("official.pt", b"")),
+    C("convert-reward/wrong-type-text", lambda e: convert(e), "official.pt", setup=write("official.pt", "hello")),
+    C("convert-reward/folder-as-checkpoint", lambda e: convert(e, ckpt=e.w / "ckdir"), "ckdir", setup=mkdir("ckdir")),
+    C("convert-reward/markup-path", lambda e: convert(e, ckpt=e.w / "nope[/x].pt"), "nope[/x].pt"),
+    C("convert-reward/out-proc", lambda e: convert(e, out=Path("/proc/conv")), "/proc/conv", setup=official,
+      absent=(".tmp",)),
+    C("convert-reward/out-is-file", lambda e: convert(e, out="cfile"), "cfile", setup=both(official, write("cfile"))),
+    C("convert-reward/out-exists", lambda e: convert(e), "conv", "--overwrite",
+      setup=both(official, write("conv/config.json", "{}"))),
+
+    # ---------------- extend ----------------
+    C("extend/bomb", lambda e: extend(e, image=e.bomb), "bomb.png", "pixels"),
+    C("extend/max-pixels", lambda e: extend(e, "--max-pixels", "999"), "img.png", "999"),
+    C("extend/markup-path", lambda e: extend(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
+    C("extend/markup-existing-output", lambda e: extend(e, out="[bold]e.png"), "[bold]e.png", "--overwrite",
+      setup=write("[bold]e.png")),
+    *[C(f"extend/{flag[2:]}-{v}", lambda e, flag=flag, v=v: extend(e, flag, v), flag)
+      for flag in ("--ratio", "--ratio-x", "--step-frac", "--strength", "--seam-strength", "--guidance")
+      for v in (NAN, INF)],
+    C("extend/ratio-0", lambda e: extend(e, "--ratio", "0"), "--ratio"),
+    C("extend/ratio-negative", lambda e: extend(e, "--ratio", "-2"), "--ratio"),
+    C("extend/steps-0", lambda e: extend(e, "--steps", "0"), "--steps"),
+    C("extend/candidates-0", lambda e: extend(e, "-n", "0"), "--num-candidates"),
+    C("extend/window-0", lambda e: extend(e, "--window", "0"), "--window"),
+    C("extend/left-negative", lambda e: extend(e, "--left", "-5"), "--left"),
+    C("extend/overlap-negative", lambda e: extend(e, "--overlap", "-1"), "--overlap"),
+    C("extend/feather-negative", lambda e: extend(e, "--feather", "-1"), "--feather"),
+    C("extend/max-size-0", lambda e: extend(e, "--max-size", "0"), "--max-size"),
+    C("extend/seed-negative", lambda e: extend(e, "--seed", "-1"), "--seed"),
+    C("extend/seed-2**32", lambda e: extend(e, "--seed", BIG_SEED), "--seed"),
+    C("extend/out-proc", lambda e: extend(e, out=Path("/proc/x.png")), "/proc/x.png", absent=(".tmp",)),
+    C("extend/out-is-folder", lambda e: extend(e, out="edir"), "edir", setup=mkdir("edir")),
+    C("extend/out-exists", lambda e: extend(e), "ext.png", "--overwrite", setup=write("ext.png")),
+    C("extend/sidecar-exists", lambda e: extend(e), "ext.json", "--overwrite", setup=write("ext.json", "{}")),
+
+    # ---------------- recon3d ----------------
+    C("recon3d/bomb-single-image", lambda e: recon(e, "--format", "single", scene=e.bomb), "bomb.png", "pixels"),
+    C("recon3d/max-pixels-single-image", lambda e: recon(e, "--format", "single", "--max-pixels", "999", scene=e.img),
+      "img.png", "999"),
+    C("recon3d/markup-scene", lambda e: recon(e, scene=e.w / "nope[/x]"), "nope[/x]"),
+    C("recon3d/markup-trajectory", lambda e: recon(e, "--trajectory", e.w / "[bold]t.json"), "[bold]t.json",
+      setup=scene),
+    C("recon3d/trajectory-nan", lambda e: recon(e, "--trajectory", e.w / "traj.txt"), "traj.txt",
+      setup=nan_trajectory),
+    *[C(f"recon3d/{flag[2:]}-{v}", lambda e, flag=flag, v=v: recon(e, flag, v), flag, setup=scene)
+      for flag, values in (("--voxel-size", (NAN, INF, "0", "-0.1")), ("--depth-trunc", (NAN, "0")),
+                           ("--depth-scale", (NAN, "0")), ("--fov", (NAN, "0", "180")))
+      for v in values],
+    C("recon3d/views-0", lambda e: recon(e, "--views", "0"), "--views", setup=scene),
+    C("recon3d/max-frames-0", lambda e: recon(e, "--max-frames", "0"), "--max-frames", setup=scene),
+    C("recon3d/candidates-0", lambda e: recon(e, "-n", "0"), "--num-candidates", setup=scene),
+    C("recon3d/steps-0", lambda e: recon(e, "--steps", "0"), "--steps", setup=scene),
+    C("recon3d/seed-negative", lambda e: recon(e, "--seed", "-1"), "--seed", setup=scene),
+    C("recon3d/seed-2**32", lambda e: recon(e, "--seed", BIG_SEED), "--seed", setup=scene),
+    C("recon3d/out-proc", lambda e: recon(e, out=Path("/proc/rec")), "/proc/rec", setup=scene, absent=(".tmp",)),
+    C("recon3d/out-is-file", lambda e: recon(e, out="rfile"), "rfile", setup=both(scene, write("rfile"))),
+    C("recon3d/out-not-empty", lambda e: recon(e), "rec", "--overwrite", setup=both(scene, write("rec/keep.txt"))),
+    C("recon3d/depth-model-pickle", lambda e: recon(e, "--depth-model", e.w / "depth_bin", model=e.model), "pickle",
+      setup=both(scene, depth_pickled), absent=("weights_only",)),
+
+    # ---------------- masks generate ----------------
+    C("masks/bomb-single-image", lambda e: masks(e, images=e.bomb), "bomb.png", "pixels"),
+    C("masks/max-pixels", lambda e: masks(e, "--max-pixels", "999", images=e.img), "img.png", "999"),
+    C("masks/markup-path", lambda e: masks(e, images=e.w / "nope[/x]"), "nope[/x]"),
+    C("masks/seed-negative", lambda e: masks(e, "--seed", "-1"), "--seed", setup=imgs),
+    C("masks/seed-2**32", lambda e: masks(e, "--seed", BIG_SEED), "--seed", setup=imgs),
+    C("masks/out-proc", lambda e: masks(e, out=Path("/proc/m")), "/proc/m", setup=imgs, absent=(".tmp",)),
+    C("masks/out-is-file", lambda e: masks(e, out="mfile"), "mfile", setup=both(imgs, write("mfile"))),
+    C("masks/out-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/masks.json", "{}"))),
+    C("masks/one-mask-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/a1.png"))),
+
+    # ---------------- eval ----------------
+    C("eval/markup-data", lambda e: ev(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    *[C(f"eval/{flag[2:]}-{v}", lambda e, flag=flag, v=v: ev(e, flag, v), flag, setup=data)
+      for flag, values in (("--guidance", (NAN, INF)), ("--confidence", (NAN, "0", "1.5")),
+                           ("--tie-tolerance", (NAN, INF, "-1")))
+      for v in values],
+    C("eval/samples-0", lambda e: ev(e, "--samples", "0"), "--samples", setup=data),
+    C("eval/steps-0", lambda e: ev(e, "--steps", "0"), "--steps", setup=data),
+    C("eval/seed-negative", lambda e: ev(e, "--seed", "-1"), "--seed", setup=data),
+    C("eval/seed-2**32", lambda e: ev(e, "--seed", BIG_SEED), "--seed", setup=data),
+    C("eval/max-pixels", lambda e: ev(e, "--max-pixels", "0"), "--max-pixels", setup=data),
+    C("eval/out-proc", lambda e: ev(e, out=Path("/proc/ev")), "/proc/ev", setup=data, absent=(".tmp",)),
+    C("eval/out-is-file", lambda e: ev(e, out="efile"), "efile", setup=both(data, write("efile"))),
+    C("eval/reward-model-pickle", lambda e: ev(e, model=e.model, baseline=e.model, reward=e.w / "rm_bin"), "pickle",
+      setup=both(data, rm_pickled), absent=("weights_only",)),
+
+    # ---------------- train reward ----------------
+    C("train-reward/markup-data", lambda e: treward(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    *[C(f"train-reward/lr-{v}", lambda e, v=v: treward(e, "--lr", v), "--lr", setup=rdata) for v in (NAN, INF, "0", "-1")],
+    C("train-reward/epochs-0", lambda e: treward(e, "--epochs", "0"), "--epochs", setup=rdata),
+    C("train-reward/batch-size-0", lambda e: treward(e, "--batch-size", "0"), "--batch-size", setup=rdata),
+    C("train-reward/labels-nan", lambda e: treward(e), "labels.json|p0000_1", setup=nan_labels),
+    C("train-reward/manifest-nan", lambda e: treward(e, data=e.w / "mdata"), "manifest.jsonl|row 3|i2.png",
+      setup=nan_manifest),
+    C("train-reward/config-truncated", lambda e: treward(e, "--config", e.w / "bad.toml"), "bad.toml",
+      setup=both(rdata, write("bad.toml", "[reward]\nepochs = \n"))),
+    C("train-reward/config-binary", lambda e: treward(e, "--config", e.w / "bad.toml"), "bad.toml",
+      setup=both(rdata, write("bad.toml", b"\x00\xff\xfe\x89PNG"))),
+    C("train-reward/config-wrong-type", lambda e: treward(e, "--config", e.w / "bad.toml"), "epochs",
+      setup=both(rdata, write("bad.toml", '[reward]\nepochs = "many"\n'))),
+    C("train-reward/config-nan", lambda e: treward(e, "--config", e.w / "bad.toml"), "lr",
+      setup=both(rdata, write("bad.toml", "[reward]\nlr = nan\n"))),
+    C("train-reward/config-is-folder", lambda e: treward(e, "--config", e.w / "cdir"), "cdir",
+      setup=both(rdata, mkdir("cdir"))),
+    C("train-reward/init-reward-pickle", lambda e: treward(e, "--init-reward", e.w / "rm_bin"), "pickle",
+      setup=both(rdata, rm_pickled), absent=("weights_only",)),
+    C("train-reward/init-backbone-pickle", lambda e: treward(e, "--config", e.w / "backbone.toml"), "pickle",
+      setup=both(rdata, clip_backbone_pickled), absent=("weights_only",)),
+    C("train-reward/out-proc", lambda e: treward(e, out=Path("/proc/rrun")), "/proc/rrun", setup=rdata,
+      absent=(".tmp",)),
+    C("train-reward/out-is-file", lambda e: treward(e, out="tfile"), "tfile", setup=both(rdata, write("tfile"))),
+    C("train-reward/run-exists", lambda e: treward(e, *_REWARD_TRAIN[2:]), "--resume", setup=copy_run("reward_run")),
+    C("train-reward/resume-state-truncated", lambda e: treward(e, *_REWARD_TRAIN[2:], "--resume"), "state.json",
+      setup=copy_run("reward_run", reward_ckpt("state.json", truncate))),
+    C("train-reward/resume-state-empty", lambda e: treward(e, *_REWARD_TRAIN[2:], "--resume"), "state.json",
+      setup=copy_run("reward_run", reward_ckpt("state.json", emptied))),
+    C("train-reward/resume-state-wrong-type", lambda e: treward(e, *_REWARD_TRAIN[2:], "--resume"), "state.json",
+      setup=copy_run("reward_run", reward_ckpt("state.json", wrong_type("[1, 2]")))),
+    C("train-reward/resume-weights-truncated", lambda e: treward(e, *_REWARD_TRAIN[2:], "--resume"), "model.safetensors",
+      setup=copy_run("reward_run", reward_ckpt("model.safetensors", truncate))),
+    C("train-reward/resume-optimizer-empty", lambda e: treward(e, *_REWARD_TRAIN[2:], "--resume"),
+      "optimizer.safetensors", setup=copy_run("reward_run", reward_ckpt("optimizer.safetensors", emptied))),
+
+    # ---------------- train align ----------------
+    C("train-align/markup-data", lambda e: talign(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    C("train-align/lr-nan", lambda e: talign(e, "--lr", NAN), "--lr", setup=adata),
+    C("train-align/lr-inf", lambda e: talign(e, "--lr", INF), "--lr", setup=adata),
+    C("train-align/iterations-0", lambda e: talign(e, "--iterations", "0"), "--iterations", setup=adata),
+    C("train-align/steps-0", lambda e: talign(e, "--steps", "0"), "--steps", setup=adata),
+    C("train-align/steps-1000", lambda e: talign(e, "--steps", "1000", model=e.model), "--steps|num_steps",
+      setup=adata),
+    C("train-align/seed-negative", lambda e: talign(e, "--seed", "-1"), "--seed", setup=adata),
+    C("train-align/seed-2**32", lambda e: talign(e, "--seed", BIG_SEED), "--seed", setup=adata),
+    C("train-align/set-clip-range-nan", lambda e: talign(e, "--set", "clip_range=nan"), "clip_range", setup=adata),
+    C("train-align/set-kl-inf", lambda e: talign(e, "--set", "learning_rate=inf"), "learning_rate", setup=adata),
+    C("train-align/set-prompts-0", lambda e: talign(e, "--set", "prompts_per_iter=0"), "prompts_per_iter", setup=adata),
+    C("train-align/config-truncated", lambda e: talign(e, "--config", e.w / "bad.toml"), "bad.toml",
+      setup=both(adata, write("bad.toml", TRUNC_TOML))),
+    C("train-align/config-empty-file-is-fine-but-nan-is-not", lambda e: talign(e, "--config", e.w / "bad.toml"),
+      "learning_rate", setup=both(adata, write("bad.toml", "[align]\nlearning_rate = nan\n"))),
+    C("train-align/config-wrong-type", lambda e: talign(e, "--config", e.w / "bad.toml"), "iterations",
+      setup=both(adata, write("bad.toml", '[align]\niterations = "ten"\n'))),
+    C("train-align/config-is-folder", lambda e: talign(e, "--config", e.w / "cdir"), "cdir",
+      setup=both(adata, mkdir("cdir"))),
+    C("train-align/out-proc", lambda e: talign(e, out=Path("/proc/arun")), "/proc/arun", setup=adata,
+      absent=(".tmp",)),
+    C("train-align/out-is-file", lambda e: talign(e, out="afile"), "afile", setup=both(adata, write("afile"))),
+    C("train-align/model-unet-pickle", lambda e: talign(e, model=e.w / "pipe_bin"), "pickle", setup=both(
+        adata, pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")),
+      absent=("weights_only",)),
+    C("train-align/reward-model-pickle",
+      lambda e: talign(e, model=e.model, reward=("--reward-model", e.w / "rm_bin")), "pickle",
+      setup=both(adata, rm_pickled), absent=("weights_only",)),
+    C("train-align/run-exists", lambda e: talign(e, *_ALIGN_TRAIN[4:], model=e.model), "--resume",
+      setup=copy_run("align_run")),
+    *[C(f"train-align/resume-{name.split('.')[0]}-{how_id}",
+        lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model), name,
+        setup=copy_run("align_run", align_ckpt(name, how)))
+      for name in ("latest.json", "state.json")
+      for how_id, how in (("truncated", truncate), ("empty", emptied), ("wrong-type", wrong_type('"text"')))],
+    C("train-align/resume-trainable-truncated", lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model),
+      "trainable.safetensors", setup=copy_run("align_run", align_ckpt("trainable.safetensors", truncate))),
+
+    # ---------------- download ----------------
+    C("download/markup-id", lambda e: ["download", "[bold]x", "-q"], "[bold]x"),
+    C("download/markup-close-tag", lambda e: ["download", "nope[/x]", "-q"], "nope[/x]"),
+    C("download/not-cached-offline", lambda e: ["download", MISSING, "-q"], MISSING, code=3),
+    C("download/markup-cache-folder", lambda e: ["download", MISSING, "-q"], "[bold]hf", code=3,
+      environ=lambda e: {"HF_HUB_CACHE": str(e.w / "[bold]hf")}),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_refused_with_one_clean_line(case, env):
+    if case.setup:
+        case.setup(env)
+    args = [str(a) for a in case.argv(env)]
+    before = snapshot(env.w)
+    extra = case.environ(env) if case.environ else {}
+    r = runner.invoke(_app(), args, env={"COLUMNS": "2000", **extra})
+    check_refusal(case, r.exit_code, r.stdout, r.stderr, env, before, exception=r.exception)
+
+
+def test_the_table_covers_every_command():
+    commands = {c.id.split("/")[0] for c in CASES}
+    expected = {"inpaint", "score", "convert-reward", "train-reward", "train-align", "eval", "masks", "extend",
+                "recon3d", "download"}
+    assert expected <= commands
+    assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
+
+
+# ------------------------------------------------------------------------------------------------
+# Text, never markup: help and success lines
+
+
+@pytest.mark.parametrize("argv, literal", [
+    (["train", "align", "--help"], "[align]"),
+    (["train", "reward", "--help"], "[reward]"),
+])
+def test_help_keeps_square_brackets(argv, literal):
+    r = runner.invoke(_app(), argv, env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert literal in r.output
+
+
+def test_doctor_shows_a_markup_cache_path_as_text(tmp_path):
+    cache = tmp_path / "[bold]hf"
+    r = runner.invoke(_app(), ["doctor"], env={"COLUMNS": "2000", "HF_HUB_CACHE": str(cache)})
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    assert "[bold]hf" in r.output
+
+
+def test_success_line_shows_a_markup_path_as_text(env):
+    imgs(env)
+    out = env.w / "[red]masks"
+    r = runner.invoke(_app(), [str(a) for a in masks(env, out=out)], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert "[red]masks" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a1.png", "masks.json"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch runs go on past one bomb
+
+
+def _no_traceback(r):
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in r.output
+
+
+def test_batch_inpaint_skips_a_bomb_and_goes_on(env):
+    imgs(env, n=1, bomb=True)
+    out = env.w / "outdir"
+    r = runner.invoke(_app(), [str(a) for a in inpaint(env, "--steps", "2", "--seed", "0", image=env.w / "imgs",
+                                                        out=out, model=env.model)], env={"COLUMNS": "2000"})
+    _no_traceback(r)
+    assert "bomb.png" in r.stderr, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a0.json", "a0.png"], names
+
+
+def test_score_folder_skips_a_bomb_and_goes_on(env):
+    imgs(env, n=2, bomb=True)
+    r = runner.invoke(_app(), [str(a) for a in score(env, image=env.w / "imgs", reward=env.rm)], env={"COLUMNS": "2000"})
+    _no_traceback(r)
+    assert "bomb.png" in r.stderr, r.output
+    import csv
+
+    rows = list(csv.DictReader((env.w / "imgs_scores.csv").open()))
+    assert sorted(Path(row["image"]).name for row in rows) == ["a0.png", "a1.png"], rows
+
+
+def test_masks_generate_skips_a_bomb_and_goes_on(env):
+    imgs(env, n=2, bomb=True)
+    r = runner.invoke(_app(), [str(a) for a in masks(env)], env={"COLUMNS": "2000"})
+    _no_traceback(r)
+    assert "bomb.png" in r.stderr, r.output
+    out = env.w / "m"
+    assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a1.png", "masks.json"]
+    assert len(json.loads((out / "masks.json").read_text())["masks"]) == 2
+
+
+def test_eval_skips_a_bomb_and_goes_on(env):
+    data(env)
+    write_bomb(env.w / "data" / "images" / "img99.png")
+    r = runner.invoke(_app(), [str(a) for a in ev(env, model=env.model, baseline=env.model, reward=env.rm)],
+                      env={"COLUMNS": "2000"})
+    _no_traceback(r)
+    assert "img99" in r.stderr, r.output
+    results = json.loads((env.w / "ev" / "results.json").read_text())
+    assert sorted(c["name"] for c in results["cases"]) == ["img00", "img01"]
+    assert "NaN" not in (env.w / "ev" / "results.json").read_text()
+
+
+@pytest.mark.parametrize("how", [truncate, emptied, wrong_type("[1, 2, 3]")], ids=["truncated", "empty", "wrong-type"])
+def test_corrupt_eval_cache_entry_is_named_and_refused_or_recomputed(env, how):
+    """A corrupt cache entry gets one line naming it. Either the run is refused (exit 2, nothing changed) or,
+    since a cache can be rebuilt, the entry is recomputed: exit 0 and the entry rewritten whole."""
+    eval_cache(how)(env)
+    entry = sorted((env.w / "ev" / "cache").glob("*.json"))[0]
+    before = snapshot(env.w)
+    r = runner.invoke(_app(), [str(a) for a in ev(env, model=env.model, baseline=env.model, reward=env.rm)],
+                      env={"COLUMNS": "2000"})
+    _no_traceback(r)
+    naming = [ln for ln in _lines(r.stderr) if entry.name in ln]
+    assert len(naming) == 1, r.stderr
+    if r.exit_code == 2:
+        assert len(_lines(r.stderr)) == 1, r.stderr
+        assert not diff(before, snapshot(env.w))
+    else:
+        assert r.exit_code == 0, r.output
+        assert isinstance(json.loads(entry.read_text()), dict)
+        assert len(json.loads((env.w / "ev" / "results.json").read_text())["cases"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# The real entry point: one line and no traceback through `prefpaint` itself
+
+
+def _subprocess_env(**extra) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", **extra)
+    env.pop("PREFPAINT_MAX_PIXELS", None)
+    return env
+
+
+ENTRY_POINT_CASES = ["inpaint/markup-close-tag", "inpaint/bomb-image", "train-align/config-truncated"]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES if c.id in ENTRY_POINT_CASES])
+def test_real_entry_point_one_clean_line(case, env):
+    if case.setup:
+        case.setup(env)
+    before = snapshot(env.w)
+    r = subprocess.run([str(PREFPAINT), *[str(a) for a in case.argv(env)]], capture_output=True, text=True,
+                       env=_subprocess_env(), timeout=120)
+    check_refusal(case, r.returncode, r.stdout, r.stderr, env, before)
+
+
+# ------------------------------------------------------------------------------------------------
+# Interrupts: a folder output is whole or absent, and a rerun completes it without --overwrite
+
+
+def _many_images(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / f"im{i:03d}.png")
+    return folder
+
+
+def _interrupt(argv: list, sig: int, started: Callable[[], bool], timeout: float = 120) -> tuple:
+    """Start ``prefpaint argv``, send ``sig`` as soon as ``started()`` holds; return (rc, stderr, was_running)."""
+    proc = subprocess.Popen([str(PREFPAINT), *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_subprocess_env())
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not started() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    was_running = proc.poll() is None
+    if was_running:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"prefpaint did not stop within 120 s of signal {sig}")
+    return proc.returncode, err, was_running
+
+
+EXPECTED_RC = {signal.SIGINT: {130}, signal.SIGTERM: {143, -signal.SIGTERM}}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_masks_generate_leaves_all_or_nothing(tmp_path, sig):
+    n = 200
+    images = _many_images(tmp_path / "imgs", n)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "masks"
+    argv = ["masks", "generate", images, "--kind", "warp", "-o", out]
+    # the signal goes as soon as anything appears beside the output (a staging folder, or the output itself)
+    rc, err, was_running = _interrupt(argv, sig, lambda: any(work.iterdir()))
+    assert was_running, "the run ended before the signal; use more images"
+    assert "Traceback" not in err, err
+    assert rc in EXPECTED_RC[sig], f"exit {rc}: {err}"
+    left = sorted(p.name for p in work.iterdir())
+    assert left in ([], ["masks"]), f"litter beside the output: {left}"
+    if left:  # complete: every mask and the index
+        assert len(list(out.glob("*.png"))) == n and (out / "masks.json").is_file()
+        return
+    # absent: the same command again completes it, without --overwrite
+    again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
+    assert again.exit_code == 0, again.output
+    assert len(list(out.glob("*.png"))) == n
+    assert len(json.loads((out / "masks.json").read_text())["masks"]) == n
+
+
+def test_interrupted_recon3d_leaves_all_or_nothing(tmp_path, tiny_pipeline_dir):
+    e = SimpleNamespace(w=tmp_path)
+    scene(e)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "rec"
+    argv = recon(e, "--views", "2", "--steps", "2", "--voxel-size", "0.08", "--depth-trunc", "9", "--dtype", "float32",
+                 out=out, model=tiny_pipeline_dir)
+    rc, err, was_running = _interrupt(argv, signal.SIGTERM, lambda: any(work.iterdir()))
+    assert was_running, "the run ended before the signal"
+    assert "Traceback" not in err, err
+    assert rc in EXPECTED_RC[signal.SIGTERM], f"exit {rc}: {err}"
+    left = sorted(p.name for p in work.iterdir())
+    assert left in ([], ["rec"]), f"litter beside the output: {left}"
+    if left:
+        assert (out / "mesh.ply").is_file() and (out / "metrics.json").is_file(), sorted(p.name for p in out.iterdir())
+        return
+    again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
+    assert again.exit_code == 0, again.output
+    assert (out / "mesh.ply").is_file() and (out / "metrics.json").is_file()
+    assert sorted(p.name for p in (out / "views").iterdir()) == ["000", "001"]
