@@ -33,7 +33,12 @@ _EXPORTS = {
 }
 _ALIASES = {"ALIGN_PRESETS": "PRESETS", "load_align_config": "load_config"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: RUF022 - the keys of _EXPORTS, sorted (a test checks they agree)
+    "ALIGN_PRESETS", "AlignConfig", "AlignDataset", "AlignResult", "Aligner", "Rollout", "as_reward_fn", "brightness_in_mask",
+    "compute_advantages", "ddim_step_with_logprob", "encode_conditions", "load_align_config", "ppo_clip_loss", "rollout",
+    "trust_weights",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -249,7 +249,10 @@ def cat_rollouts(chunks: list[Rollout]) -> Rollout:
     if len(chunks) == 1:
         return chunks[0]
     offset_groups = torch.cat([c.groups for c in chunks])
-    cat = lambda name: torch.cat([getattr(c, name) for c in chunks])
+
+    def cat(name):
+        return torch.cat([getattr(c, name) for c in chunks])
+
     return Rollout(
         timesteps=chunks[0].timesteps, latents=cat("latents"), next_latents=cat("next_latents"), means=cat("means"),
         log_probs=cat("log_probs"), mask_latents=cat("mask_latents"), masked_image_latents=cat("masked_image_latents"),

@@ -172,7 +172,6 @@ class Aligner:
 
         from ..errors import InvalidInputError, ModelNotFoundError
         from ..hub import resolve_model
-
         from ..state import refuse_pickle_pipeline
 
         resolved = resolve_model(model, offline=offline, revision=revision)

@@ -28,7 +28,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from ..errors import InvalidInputError, ModelNotFoundError
+from ..errors import InvalidInputError
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from .preprocess import preprocess_images, preprocess_tensor
 from .trust import TRUST_FILE, TrustStats
@@ -315,19 +315,18 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
             ModelNotFoundError: not local, not cached and not downloadable.
             InvalidInputError: the folder is not a reward model.
         """
-        import json
 
         from ..devices import resolve_device, resolve_dtype
+        from ..errors import PickleRefusedError
+        from ..state import pickle_weight_files, read_json, read_tensors, state_errors
         from .convert import resolve_reward_model
         from .trust import load_official_v_inverse
-
-        from ..state import read_json, read_tensors, refuse_pickle_folder, state_errors
 
         resolved = resolve_reward_model(model, offline=offline, revision=revision)
         folder = resolved.path
         cfg_path, w_path = folder / "config.json", folder / WEIGHTS_FILE
-        if not w_path.is_file():
-            refuse_pickle_folder(folder, "reward weights", recursive=False)
+        if not w_path.is_file() and (pickles := pickle_weight_files(folder, recursive=False)):
+            raise PickleRefusedError.for_file(pickles[0], "reward weights")  # e.g. pytorch_model.bin: never unpickled
         if not (cfg_path.is_file() and w_path.is_file()):
             raise InvalidInputError(
                 f"'{resolved.model_id}' ({folder}) has no {cfg_path.name} + {WEIGHTS_FILE}, so it is not a PrefPaint reward "

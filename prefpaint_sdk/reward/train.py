@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, ModelNotFoundError, OutputExistsError
 from ..files import atomic_dir, atomic_write_json
-from ..state import json_safe, read_json, read_tensors, state_errors, write_json_state
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
+from ..state import json_safe, read_json, read_tensors, state_errors, write_json_state
 from .config import RewardTrainConfig, reward_batch_summary
 from .data import RewardData, read_reward_data, split_by_group
 from .model import RewardModel, save_atomic
@@ -154,7 +154,6 @@ def _build_model(cfg: RewardTrainConfig) -> RewardModel:
     from transformers import CLIPVisionModelWithProjection
 
     from ..hub import resolve_model
-
     from ..state import refuse_pickle_folder
 
     folder = resolve_model(cfg.init_backbone, what="CLIP backbone").path
