@@ -160,9 +160,16 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(data, tmp_path):
 
 def test_eval_logs_win_rate_and_grid(data, tmp_path):
     al = _aligner(data, tmp_path, iterations=1, eval_every=1, eval_size=2, eval_samples=2)
+    seen = []
+    evaluate = al.evaluate
+    al.evaluate = lambda tag=None: seen.append(evaluate(tag)) or seen[-1]
     res = al.train()
     assert [e["iteration"] for e in res.evals] == [0, 1]
-    assert res.evals[1]["win_rate"] is not None and 0.0 <= res.evals[1]["win_rate"] <= 1.0
+    # The WinRate against the start, recomputed by hand from both evaluations' rewards: a tie is half a win.
+    start, end = seen[0].rewards, seen[1].rewards
+    assert len(start) == len(end) == 4 and start != end
+    wins = sum(1.0 if e > s else 0.5 if e == s else 0.0 for s, e in zip(start, end))
+    assert res.evals[1]["win_rate"] == pytest.approx(wins / 4)
     assert (tmp_path / "eval" / "iter_000001.png").is_file()
     assert "eval/mean_reward" in (tmp_path / "log.jsonl").read_text()
 

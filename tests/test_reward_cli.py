@@ -40,11 +40,14 @@ def test_score_json_has_score_bound_trust(rm, pair):
                             "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     rec = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(rec) == {"image", "score", "bound", "trust"} and rec["bound"] > 0 and 1.0 <= rec["trust"] <= 2.21
+    assert set(rec) == {"image", "score", "bound", "trust"}
     from prefpaint_sdk.reward import RewardModel
 
     direct = RewardModel.from_pretrained(rm, device="cpu").score(pair / "imgs" / "a0.png", masks=pair / "mask.png")
     assert rec["score"] == pytest.approx(direct.scores.item(), abs=1e-6)
+    assert rec["bound"] == pytest.approx(direct.bounds.item(), abs=1e-6) and rec["bound"] > 0
+    # The paper's trust weight, written out here: clamp(exp(-0.05 b + 0.7), 1, 2.21).
+    assert rec["trust"] == pytest.approx(min(max(np.exp(-0.05 * rec["bound"] + 0.7), 1.0), 2.21), abs=1e-6)
     plain = runner.invoke(app, ["score", str(pair / "imgs" / "a0.png"), str(pair / "mask.png"), "--reward-model", str(rm), "-q"])
     assert plain.exit_code == 0 and "score" in plain.stdout and "bound" in plain.stdout and "trust" in plain.stdout
 
