@@ -111,7 +111,7 @@ def main() -> None:
 
     quality = {"ours": [], "open3d": []}
     t_ours, t_o3d = [], []
-    for j, c2w in cams:
+    for _j, c2w in cams:
         srcs = nearest(c2w)
         gt_rgb, gt_d = sc.render(k, c2w)
         gt_holes = ~covisible_mask(gt_d, k, c2w, [(s.depth, s.intrinsics, s.c2w) for s in srcs])
@@ -136,7 +136,8 @@ def main() -> None:
 
     unet = unet_inpaint_seconds() if args.unet else None
 
-    med = lambda xs: float(np.median(xs))
+    def med(xs):
+        return float(np.median(xs))
     q = {m: (med([a for a, _ in v]), med([b for _, b in v])) for m, v in quality.items()}
     lines = [
         f"# recon3d benchmark ({_dt.date.today().isoformat()})",
