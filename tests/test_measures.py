@@ -149,3 +149,25 @@ def test_same_candidate_same_score_through_inpainter_evaluate_and_aligner(tiny_i
     whole = judge.score(res.candidates, masked_images=reward_view(res.candidates[0], hole, None, judge.mask_fill,
                                                                   source=img)[1])
     assert not np.allclose(whole.scores.numpy(), res.scores, atol=1e-4)
+
+
+def test_aligner_logs_the_same_win_rate_ties_half(tmp_path):
+    # A reward that cannot tell samples apart: every held-out pair ties, so the WinRate is 50% in the result
+    # and in log.jsonl (the old aligner formula counted ties as losses and logged 0%).
+    import json
+
+    from _helpers_align import fast_config, make_data
+
+    from prefpaint_sdk.align.trainer import Aligner
+    from prefpaint_sdk.testing import tiny_inpaint_pipeline
+
+    def flat(images, masks, masked_images):
+        return torch.zeros(images.shape[0])
+
+    data = make_data(tmp_path / "data", n=4)
+    al = Aligner(tiny_inpaint_pipeline(0), flat, fast_config(iterations=1, eval_every=1, eval_size=2, eval_samples=1),
+                 data, tmp_path / "run", device="cpu")
+    res = al.train()
+    assert res.evals[-1]["win_rate"] == 0.5
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["eval/win_rate"] for r in logged if "eval/win_rate" in r] == [0.5]
