@@ -14,10 +14,14 @@ from prefpaint_sdk.align.trainer import Aligner
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 
-def main(data: str, out: str, prompts_per_iter: int) -> None:
+def main(data: str, out: str, prompts_per_iter: int, model: str | None = None, reward: str | None = None) -> None:
     torch.set_num_threads(1)
-    cfg = fast_config(prompts_per_iter=prompts_per_iter, samples_per_prompt=2, rollout_batch_size=4, iterations=2)
-    al = Aligner(tiny_inpaint_pipeline(0), "brightness", cfg, data, out, device="cpu")
+    cfg = fast_config(prompts_per_iter=prompts_per_iter, samples_per_prompt=2, rollout_batch_size=4,
+                      iterations=1 if reward else 2)
+    if reward:  # a RewardModel from an official .pt: every process converts it into the shared cache at once
+        al = Aligner.from_pretrained(model, reward, cfg, data, out, device="cpu")
+    else:
+        al = Aligner(tiny_inpaint_pipeline(0), "brightness", cfg, data, out, device="cpu")
     acc = al.accelerator
     res = al.train()  # calls accelerator.end_training() at the end
     flat = torch.cat([p.detach().flatten() for p in al.params.values()])
@@ -29,4 +33,4 @@ def main(data: str, out: str, prompts_per_iter: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:6])

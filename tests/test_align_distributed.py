@@ -45,3 +45,33 @@ def test_two_processes_match_one(tmp_path):
     # DDP kept the replicas identical after the updates
     assert r0["param_sum"] == pytest.approx(r1["param_sum"], rel=1e-9)
     assert r0["param_sq"] == pytest.approx(r1["param_sq"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_reward_conversion_from_an_empty_cache(tmp_path):
+    """An Aligner with a RewardModel (an official .pt) on 2 torchrun processes, starting from an empty
+    converted-reward cache: both ask for the conversion at once; the file lock makes one convert and the
+    other reuse it, and training runs."""
+    import torch
+    from reward_reference import make_official_state_dict
+
+    from prefpaint_sdk.testing import save_tiny_inpaint_pipeline
+
+    data = make_data(tmp_path / "data", n=4)
+    model = save_tiny_inpaint_pipeline(tmp_path / "base", seed=0)
+    pt = tmp_path / "prefpaintReward.pt"
+    torch.save(make_official_state_dict(seed=2), pt)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE), "PREFPAINT_CACHE": str(cache)}
+    env.pop("ACCELERATE_USE_CPU", None)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519"]
+    _run(torchrun + [str(HERE / "_align_dist_script.py"), str(data), str(tmp_path / "run"), "1", str(model), str(pt)], env)
+
+    recs = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["num_processes"] for r in recs] == [2, 2]
+    h = recs[0]["history"][0]
+    assert h["reward_nan"] == 0 and h["reward_mean"] == recs[1]["history"][0]["reward_mean"]  # scored by the model
+    entries = sorted(p.name for p in (cache / "converted").iterdir() if not p.name.startswith("."))
+    assert len(entries) == 1 and entries[0].startswith("file-")  # converted once, no leftovers
+    assert sorted(p.name for p in (cache / "converted" / entries[0]).iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert not [p for p in (cache / "converted").iterdir() if ".old-" in p.name or p.name.startswith(".file-") and p.is_dir()]
