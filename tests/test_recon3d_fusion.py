@@ -32,9 +32,20 @@ def test_fused_mesh_is_within_two_voxels_of_truth(backend):
     print(f"{backend}: {len(verts)} vertices, chamfer {chamfer:.4f} m ({chamfer / VOXEL:.2f} voxels), "
           f"accuracy {accuracy.mean():.4f}, completeness {completeness.mean():.4f}")
     assert chamfer <= 2 * VOXEL
-    # colours come from the views: the vertex colours match the texture at the nearest true point
-    cols = np.asarray(res.mesh.vertex_colors)
-    assert cols.std() > 0.05 and cols.min() >= 0.0 and cols.max() <= 1.0 + 1e-6
+    # Colours come from the views: a vertex that frame 0 sees (its depth there within a voxel) has that pixel's
+    # colour, within 10 grey levels on average (3.4 and 5.4 seen; the same colours shuffled are ~34 off).
+    cols = np.asarray(res.mesh.vertex_colors) * 255
+    f, k = sc.frames[0], sc.frames[0].intrinsics
+    w2c = np.linalg.inv(f.c2w)
+    cam = verts @ w2c[:3, :3].T + w2c[:3, 3]
+    cam, cols = cam[cam[:, 2] > 0.1], cols[cam[:, 2] > 0.1]  # in front of the camera
+    u = np.round(k.fx * cam[:, 0] / cam[:, 2] + k.cx).astype(int)
+    v = np.round(k.fy * cam[:, 1] / cam[:, 2] + k.cy).astype(int)
+    inside = (u >= 0) & (u < k.width) & (v >= 0) & (v < k.height)
+    u, v, cam, cols = u[inside], v[inside], cam[inside], cols[inside]
+    seen = np.abs(f.depth[v, u] - cam[:, 2]) < VOXEL
+    assert seen.sum() > 5000
+    assert np.abs(cols[seen] - f.rgb[v[seen], u[seen]]).mean() < 10
     assert res.voxel_size == VOXEL and res.depth_trunc == 9.0 and res.sdf_trunc == 4 * VOXEL
 
 
