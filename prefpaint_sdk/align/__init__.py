@@ -17,6 +17,7 @@ import importlib
 _EXPORTS = {
     "Aligner": "trainer",
     "AlignResult": "trainer",
+    "check_run_folder": "checkpoint",
     "AlignConfig": "config",
     "ALIGN_PRESETS": "config",
     "load_align_config": "config",
@@ -35,7 +36,7 @@ _ALIASES = {"ALIGN_PRESETS": "PRESETS", "load_align_config": "load_config"}
 
 __all__ = [  # noqa: RUF022 - the keys of _EXPORTS, sorted (a test checks they agree)
     "ALIGN_PRESETS", "AlignConfig", "AlignDataset", "AlignResult", "Aligner", "Rollout", "as_reward_fn", "brightness_in_mask",
-    "compute_advantages", "ddim_step_with_logprob", "encode_conditions", "load_align_config", "ppo_clip_loss", "rollout",
+    "check_run_folder", "compute_advantages", "ddim_step_with_logprob", "encode_conditions", "load_align_config", "ppo_clip_loss", "rollout",
     "trust_weights",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from ..state import json_safe
+
 __all__ = ["log_metrics"]
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,6 @@ def log_metrics(self, metrics: dict[str, float], eval_tag: str | None = None) ->
         self.output_dir.mkdir(parents=True, exist_ok=True)
         rec = {"iteration": self.iteration, **({"tag": eval_tag} if eval_tag else {}), **metrics}
         with open(self.output_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+            fh.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")  # strict JSON: a NaN metric is null
         log.info("iter %d: %s", self.iteration, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
                                                            if isinstance(v, float)))
