@@ -25,15 +25,16 @@ from .hub import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .imaging import (
     Box,
     ImageLike,
-    composite,
+    composite_box,
     context_box,
     dilate_mask,
-    feather_alpha,
+    feather_bbox,
     fit_mask_to_image,
     load_image,
     load_mask,
     working_size,
 )
+from .validation import at_least, bad_value, check_seed, finite, non_negative
 
 __all__ = ["Inpainter", "InpaintResult"]
 
@@ -222,6 +223,37 @@ class Inpainter:
     def dtype(self):
         return self.pipeline.unet.dtype
 
+    def _steps_ok(self, steps: int) -> bool:
+        """Whether the scheduler can run ``steps`` DDIM steps: it accepts them and every timestep it
+        schedules lies below ``num_train_timesteps`` (with ``steps_offset`` the last one may not)."""
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler.from_config(self.pipeline.scheduler.config)
+        try:
+            sched.set_timesteps(steps)
+        except ValueError:
+            return False
+        return int(sched.timesteps.max()) < int(sched.config.num_train_timesteps)
+
+    @property
+    def max_steps(self) -> int:
+        """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
+        cached = getattr(self, "_max_steps", None)
+        if cached is None:
+            cached = int(self.pipeline.scheduler.config.num_train_timesteps)
+            while cached > 1 and not self._steps_ok(cached):
+                cached -= 1
+            self._max_steps = cached
+        return cached
+
+    def check_steps(self, steps: int) -> int:
+        """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
+        steps = at_least("steps", steps, 1)
+        if steps > self.max_steps or not self._steps_ok(steps):
+            raise bad_value("steps", f"steps must be ≤ {self.max_steps} for this model's scheduler "
+                                     f"({self.pipeline.scheduler.config.num_train_timesteps} training timesteps), got {steps}")
+        return steps
+
     # ---------------------------------------------------------------------------------------------
     def __call__(
         self,
@@ -272,7 +304,12 @@ class Inpainter:
             InvalidInputError: unreadable inputs, mismatched sizes, or out-of-range parameters.
         """
         t_start = time.perf_counter()
-        _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed)
+        num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
+            num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
+        self.check_steps(steps)
+        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if not isinstance(text, str):
+                raise bad_value(name, f"{name} must be text, got {type(text).__name__}")
         img = load_image(image)
         hole = load_mask(mask, invert=invert_mask, from_alpha=mask_from_alpha)
         hole = fit_mask_to_image(hole, img.size, resize=resize_mask)
@@ -292,31 +329,39 @@ class Inpainter:
                                  timings={"total_s": time.perf_counter() - t_start},
                                  model_id=self.model_id, revision=self.revision)
 
+        # Memory follows the image's bytes: the hole stays a bool mask, the feathered alpha is computed in
+        # row stripes on the context box only, the model input is resized straight from the image (no
+        # crop copy when the box is the whole image), and each candidate is composited stripe by stripe.
         hole = dilate_mask(hole, mask_dilate)
-        alpha = feather_alpha(hole, mask_blur)
         if crop_margin is None or crop_margin < 0:
             box = Box(0, 0, img.width, img.height)
         else:
-            box = context_box(alpha > 0, crop_margin, min_side=self.resolution)
+            box = context_box(None, crop_margin, min_side=self.resolution, bbox=feather_bbox(hole, mask_blur),
+                              shape=hole.shape)
         work_w, work_h = working_size(box.width, box.height, self.resolution)
-        crop = img.crop(box.as_tuple())
-        hole_crop = hole[box.y0:box.y1, box.x0:box.x1]
-        model_image = crop if crop.size == (work_w, work_h) else crop.resize((work_w, work_h), Image.LANCZOS)
-        model_mask = _resize_mask_covering(hole_crop, (work_w, work_h))
+        whole = box == Box(0, 0, img.width, img.height)
+        if whole:
+            model_image = img if img.size == (work_w, work_h) else img.resize((work_w, work_h), Image.LANCZOS)
+        else:
+            crop = img.crop(box.as_tuple())
+            model_image = crop if crop.size == (work_w, work_h) else crop.resize((work_w, work_h), Image.LANCZOS)
+            del crop
+        model_mask = _resize_mask_covering(hole[box.y0:box.y1, box.x0:box.x1], (work_w, work_h))
         t_prep = time.perf_counter()
 
         generated = self._sample(model_image, model_mask, prompt, negative_prompt, seeds, steps, guidance_scale,
                                  eta, strength, work_w, work_h, progress)
+        del model_image, model_mask
         params["guidance_scale_effective"] = guidance_scale if prompt != negative_prompt else 1.0
         t_sample = time.perf_counter()
 
-        alpha_crop = alpha[box.y0:box.y1, box.x0:box.x1] if keep_unmasked else np.ones((box.height, box.width), np.float32)
         candidates = []
-        for gen in generated:
-            gen = gen if gen.size == crop.size else gen.resize(crop.size, Image.LANCZOS)
-            out = img.copy()
-            out.paste(composite(crop, gen, alpha_crop), (box.x0, box.y0))
-            candidates.append(out)
+        size = (box.width, box.height)
+        for k in range(len(generated)):
+            gen, generated[k] = generated[k], None  # free each model output once it is used
+            gen = gen.resize(size, Image.LANCZOS) if gen.size != size else gen  # ours: blended in place
+            candidates.append(composite_box(img, gen, box, hole if keep_unmasked else None, mask_blur))
+            del gen
         t_comp = time.perf_counter()
 
         scores, bounds, best = self._score(candidates, img, hole, box)
@@ -394,31 +439,32 @@ def _effective_steps(steps: int, strength: float) -> int:
 
 def _resize_mask_covering(mask: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Resize a hole mask so that every pixel the hole touches stays a hole (no thin holes lost)."""
-    im = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+    im = Image.fromarray(np.multiply(mask, 255, dtype=np.uint8), "L")
     if im.size == size:
         return im
     soft = np.asarray(im.resize(size, Image.BILINEAR))
+    del im
     return Image.fromarray(np.where(soft > 0, 255, 0).astype(np.uint8), "L")
 
 
-def _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed) -> None:
-    if not isinstance(num_candidates, int) or num_candidates < 1:
-        raise InvalidInputError(f"num_candidates must be an integer >= 1, got {num_candidates!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise InvalidInputError(f"steps must be an integer >= 1, got {steps!r}")
-    if guidance_scale < 0:
-        raise InvalidInputError(f"guidance_scale must be >= 0, got {guidance_scale}")
-    if not 0.0 <= eta <= 1.0:
-        raise InvalidInputError(f"eta must lie in [0, 1], got {eta}")
-    if mask_dilate < 0:
-        raise InvalidInputError(f"mask_dilate must be >= 0 pixels, got {mask_dilate}")
-    if mask_blur < 0:
-        raise InvalidInputError(f"mask_blur must be >= 0 pixels, got {mask_blur}")
+def _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin):
+    """Every number of a call, checked before any image is read or any sampling: the checked values."""
+    num_candidates = at_least("num_candidates", num_candidates, 1)
+    steps = at_least("steps", steps, 1)
+    guidance_scale = finite("guidance_scale", guidance_scale, 0.0)
+    eta = finite("eta", eta, 0.0, 1.0)
+    mask_dilate = non_negative("mask_dilate", mask_dilate)
+    mask_blur = non_negative("mask_blur", mask_blur)
+    strength = finite("strength", strength)
     if not 0.0 < strength <= 1.0:
-        raise InvalidInputError(f"strength must lie in (0, 1], got {strength}")
+        raise bad_value("strength", f"strength must lie in (0, 1], got {strength!r}")
     if int(steps * strength) < 1:
-        raise InvalidInputError(
-            f"steps x strength = {steps} x {strength} leaves no denoising step; raise --steps to at least {int(np.ceil(1 / strength))}"
+        raise bad_value(
+            "steps",
+            f"steps x strength = {steps} x {strength} leaves no denoising step; raise steps to at least "
+            f"{int(np.ceil(1 / strength))}",
         )
-    if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63 - num_candidates):
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed, count=num_candidates)
+    if crop_margin is not None:
+        crop_margin = at_least("crop_margin", crop_margin, minimum=-(2**62))
+    return num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin

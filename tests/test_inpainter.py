@@ -115,19 +115,87 @@ def test_seed_is_drawn_and_reported(tiny_inpainter):
 
 
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "kwargs,param,match",
     [
-        (dict(num_candidates=0), "num_candidates must be"),
-        (dict(steps=0), "steps must be"),
-        (dict(eta=2.0), "eta must lie"),
-        (dict(strength=0.0), "strength must lie"),
-        (dict(mask_blur=-1), "mask_blur must be"),
-        (dict(seed=-3), "seed must be"),
+        (dict(num_candidates=0), "num_candidates", "num_candidates must be ≥ 1, got 0"),
+        (dict(num_candidates=2.5), "num_candidates", "num_candidates must be a whole number"),
+        (dict(steps=0), "steps", "steps must be ≥ 1, got 0"),
+        (dict(steps=1000), "steps", "steps must be ≤ 999 for this model's scheduler .1000 training timesteps., got 1000"),
+        (dict(steps=5000), "steps", "steps must be ≤ 999"),
+        (dict(guidance_scale=float("inf")), "guidance_scale", "guidance_scale must be a finite number, got inf"),
+        (dict(guidance_scale=float("nan")), "guidance_scale", "guidance_scale must be a finite number, got nan"),
+        (dict(guidance_scale=-1.0), "guidance_scale", "guidance_scale must be ≥ 0"),
+        (dict(eta=2.0), "eta", "eta must be ≤ 1, got 2.0"),
+        (dict(eta=float("nan")), "eta", "eta must be a finite number"),
+        (dict(strength=0.0), "strength", r"strength must lie in \(0, 1\], got 0.0"),
+        (dict(strength=float("inf")), "strength", "strength must be a finite number"),
+        (dict(steps=2, strength=0.2), "steps", "leaves no denoising step; raise steps to at least 5"),
+        (dict(mask_blur=-1), "mask_blur", "mask_blur must be ≥ 0, got -1"),
+        (dict(mask_blur=float("nan")), "mask_blur", "mask_blur must be a finite number"),
+        (dict(mask_dilate=-2), "mask_dilate", "mask_dilate must be ≥ 0, got -2"),
+        (dict(seed=-3), "seed", "seed must be between 0 and 4294967295, got -3"),
+        (dict(seed=2**32 - 1, num_candidates=2), "seed", r"seed \+ 1 for 2 derived seeds"),
+        (dict(seed=1.5), "seed", "seed must be a whole number"),
+        (dict(crop_margin=1.5), "crop_margin", "crop_margin must be a whole number, got 1.5"),
+        (dict(prompt=3), "prompt", "prompt must be text, got int"),
     ],
 )
-def test_bad_parameters(tiny_inpainter, kwargs, match):
-    with pytest.raises(InvalidInputError, match=match):
-        tiny_inpainter(_image(8, 8), np.ones((8, 8), bool), **kwargs)
+def test_bad_parameters_are_refused_before_reading_inputs_or_sampling(tiny_inpainter, monkeypatch, tmp_path, kwargs,
+                                                                      param, match):
+    def no_sampling(*a, **k):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(tiny_inpainter, "_sample", no_sampling)
+    missing = tmp_path / "missing.png"  # reading it would raise "does not exist": the numbers come first
+    with pytest.raises(InvalidInputError, match=match) as info:
+        tiny_inpainter(missing, missing, **kwargs)
+    assert info.value.param == param and info.value.exit_code == 2
+
+
+def test_step_limit_comes_from_the_real_ddim_schedule(tiny_inpainter):
+    from diffusers import DDIMScheduler
+
+    sched = tiny_inpainter.pipeline.scheduler
+    assert isinstance(sched, DDIMScheduler) and sched.config.num_train_timesteps == 1000
+    assert sched.config.steps_offset == 1 and sched.config.timestep_spacing == "leading"
+    # 999 steps schedule timesteps 999..1; 1000 would schedule timestep 1000, past the 1000-entry table
+    # (diffusers' own call then fails with an IndexError)
+    assert tiny_inpainter.max_steps == 999
+    assert tiny_inpainter.check_steps(999) == 999 and tiny_inpainter.check_steps(1) == 1
+    with pytest.raises(InvalidInputError, match="steps must be ≤ 999"):
+        tiny_inpainter.check_steps(1000)
+
+
+def test_memory_follows_the_image_bytes(tiny_inpainter):
+    """A 3000x3000 full-mask call allocates no float copy of the image: numpy's peak stays below the
+    image's own bytes (the old path peaked at ~16x them: float copies, a full-image EDT, a float alpha)."""
+    import tracemalloc
+
+    side = 3000
+    img = Image.fromarray(np.broadcast_to(np.arange(side, dtype=np.uint8)[:, None, None], (side, side, 3)).copy())
+    hole = Image.new("L", (side, side), 255)
+    image_bytes = side * side * 3
+    # a small call first: lazy imports (scipy.ndimage, diffusers modules) allocate objects that are not the call's
+    tiny_inpainter(_image(40, 40), np.ones((40, 40), bool), seed=0, steps=1, mask_blur=8, mask_dilate=2)
+    tracemalloc.start()
+    try:
+        out = tiny_inpainter(img, hole, seed=0, steps=1, mask_blur=8, mask_dilate=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.image.size == (side, side)
+    assert peak < 0.8 * image_bytes, f"numpy peak {peak / 1e6:.0f} MB for a {image_bytes / 1e6:.0f} MB image"
+
+
+def test_partial_mask_output_is_byte_identical_outside_the_band(tiny_inpainter):
+    img, hole = _image(700, 900), _hole(700, 900, (300, 420, 100, 650))
+    out = tiny_inpainter(img, hole, seed=4, steps=1, mask_dilate=3, mask_blur=6, crop_margin=40)
+    a = np.asarray(out.image)
+    band = dilate_mask(hole, 3 + 6 + 1)  # + 1: on the pixel grid a feathered corner reaches 9.49 px
+    assert np.array_equal(a[~band], img[~band])
+    assert not np.array_equal(a[hole], img[hole])
+    x0, y0, x1, y1 = out.box
+    assert (y0, y1) == (300 - 3 - 6 - 40, 420 + 3 + 6 + 40) or y1 - y0 == x1 - x0
 
 
 def test_mismatched_mask(tiny_inpainter):
