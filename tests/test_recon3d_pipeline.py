@@ -144,7 +144,7 @@ def test_refuses_non_empty_output_and_overwrites_when_asked(run, tmp_path):
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_run_leaves_nothing_and_a_rerun_needs_no_overwrite(tmp_path, exc):
     sc = scene(3, 160, 120)
-    cfg = Recon3DConfig(views=3, voxel_size=VOXEL, depth_trunc=9.0, depth_model=None, fusion_backend="scalable")
+    cfg = Recon3DConfig(views=2, voxel_size=VOXEL, depth_trunc=9.0, depth_model=None, fusion_backend="scalable")
 
     class Interrupted(GroundTruthInpainter):
         def __call__(self, image, mask, **kw):
@@ -154,10 +154,10 @@ def test_interrupted_run_leaves_nothing_and_a_rerun_needs_no_overwrite(tmp_path,
 
     out = tmp_path / "out"
     with pytest.raises(exc):
-        reconstruct(sc.scene(), out, cfg, inpainter=Interrupted(sc, _cams(sc, 3)))
+        reconstruct(sc.scene(), out, cfg, inpainter=Interrupted(sc, _cams(sc, 2)))
     assert list(tmp_path.iterdir()) == []  # neither the output folder nor its stage
-    res = reconstruct(sc.scene(), out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 3)))
-    assert len(res.views) == 3 and (out / "metrics.json").is_file() and (out / "mesh.ply").is_file()
+    res = reconstruct(sc.scene(), out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 2)))
+    assert len(res.views) == 2 and (out / "metrics.json").is_file() and (out / "mesh.ply").is_file()
 
 
 def test_flythrough_is_a_video_of_every_completed_view(run):
