@@ -475,6 +475,8 @@ CASES = [
     C("inpaint/max-pixels-env", lambda e: inpaint(e), "img.png", "999", environ=lambda e: {"PREFPAINT_MAX_PIXELS": "999"}),
     C("inpaint/max-pixels-env-garbage", lambda e: inpaint(e), "PREFPAINT_MAX_PIXELS",
       environ=lambda e: {"PREFPAINT_MAX_PIXELS": "lots"}),
+    C("inpaint/truncated-image", lambda e: inpaint(e), "img.png", setup=lambda e: truncate(e.img, 60)),
+    C("inpaint/mask-is-folder", lambda e: inpaint(e, mask=e.w / "mdir"), "mdir", setup=mkdir("mdir")),
     C("inpaint/markup-close-tag", lambda e: inpaint(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
     C("inpaint/markup-bold", lambda e: inpaint(e, image=e.w / "[bold]x.png"), "[bold]x.png"),
     C("inpaint/markup-existing-output", lambda e: inpaint(e, out="[bold]o.png"), "[bold]o.png", "--overwrite",
@@ -670,6 +672,8 @@ CASES = [
       setup=both(rdata, write("bad.toml", '[reward]\nepochs = "many"\n'))),
     C("train-reward/config-nan", lambda e: treward(e, "--config", e.w / "bad.toml"), "lr",
       setup=both(rdata, write("bad.toml", "[reward]\nlr = nan\n"))),
+    C("train-reward/config-seed-negative", lambda e: treward(e, "--config", e.w / "bad.toml"), "seed",
+      setup=both(rdata, write("bad.toml", "[reward]\nseed = -1\n"))),
     C("train-reward/config-is-folder", lambda e: treward(e, "--config", e.w / "cdir"), "cdir",
       setup=both(rdata, mkdir("cdir"))),
     C("train-reward/init-reward-pickle", lambda e: treward(e, "--init-reward", e.w / "rm_bin"), "pickle",
@@ -695,6 +699,7 @@ CASES = [
     C("train-align/markup-data", lambda e: talign(e, data=e.w / "nope[/x]"), "nope[/x]"),
     C("train-align/lr-nan", lambda e: talign(e, "--lr", NAN), "--lr", setup=adata),
     C("train-align/lr-inf", lambda e: talign(e, "--lr", INF), "--lr", setup=adata),
+    C("train-align/max-pixels", lambda e: talign(e, "--max-pixels", "999"), "999", setup=adata),
     C("train-align/iterations-0", lambda e: talign(e, "--iterations", "0"), "--iterations", setup=adata),
     C("train-align/steps-0", lambda e: talign(e, "--steps", "0"), "--steps", setup=adata),
     C("train-align/steps-1000", lambda e: talign(e, "--steps", "1000", model=e.model), "--steps|num_steps",
@@ -790,6 +795,23 @@ def test_success_line_shows_a_markup_path_as_text(env):
     assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a1.png", "masks.json"]
 
 
+def test_overwrite_replaces_a_whole_folder_with_umask_modes(env):
+    imgs(env)
+    out = env.w / "m"
+    out.mkdir()
+    (out / "stale.png").write_bytes(b"old")
+    old = os.umask(0o022)
+    try:
+        r = runner.invoke(_app(), [str(a) for a in masks(env, "--overwrite", "-q")], env={"COLUMNS": "2000"})
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a1.png", "masks.json"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
+    assert sorted(p.name for p in env.w.iterdir()) == ["bomb.png", "img.png", "imgs", "m", "mask.png"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Batch runs go on past one bomb
 
@@ -808,6 +830,11 @@ def test_batch_inpaint_skips_a_bomb_and_goes_on(env):
     assert "bomb.png" in r.stderr, r.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["a0.json", "a0.png"], names
+    umask = os.umask(0)
+    os.umask(umask)
+    if umask == 0o022:  # modes follow the umask: 0644 files in a 0755 folder
+        assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+        assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
 
 
 def test_score_folder_skips_a_bomb_and_goes_on(env):
