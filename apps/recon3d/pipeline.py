@@ -44,7 +44,8 @@ ProgressFn = Callable[[int, int, str], None]
 
 @dataclass
 class Recon3DConfig:
-    """Settings of :func:`reconstruct` (the CLI flags map one to one)."""
+    """Settings of :func:`reconstruct` (the CLI flags map one to one); validated by
+    :func:`~prefpaint_apps.recon3d.check_config` before any model loads."""
 
     format: str = field(default="auto", metadata={"help": "scene format, or auto-detect"})
     views: int = field(default=8, metadata={"help": "novel views chosen around and between the inputs"})
@@ -151,11 +152,16 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
     Returns:
         A :class:`Recon3DResult`.
 
+    Everything cheap is checked first, before any model loads (:func:`~prefpaint_apps.recon3d.check_inputs`).
+    The output folder is built in a stage beside ``out`` and replaces it whole at the end: an interrupted or
+    failed run leaves nothing (a rerun needs no ``overwrite``), and ``overwrite`` keeps no file of an earlier run.
+
     Raises:
-        OutputExistsError: ``out`` is not empty and overwrite is off (checked before any work).
-        DataError: scene problems (unrecognised layout, missing files, sizes, depth scale, empty fusion).
+        InvalidInputError: bad settings (a count below 1, a size that is not finite and > 0, a seed out of range).
+        OutputExistsError: ``out`` is not empty and overwrite is off.
+        MissingDependencyError: open3d or trimesh is missing (``pip install 'prefpaint[recon3d]'``).
+        DataError: scene problems (unrecognised layout, missing files, sizes, depth scale, trajectory, empty fusion).
         ModelNotFoundError: a model that cannot be loaded.
-        InvalidInputError: bad settings.
     """
     cfg = config or Recon3DConfig()
     scene = check_inputs(scene, out, cfg)  # settings, output folder, layout, trajectory, extra: before any model
