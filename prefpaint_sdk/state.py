@@ -32,6 +32,7 @@ __all__ = [
     "pickle_weight_files",
     "read_json",
     "read_tensors",
+    "check_tensor_file",
     "refuse_pickle_folder",
     "refuse_pickle_pipeline",
     "state_errors",
@@ -176,6 +177,32 @@ def read_tensors(path: str | os.PathLike, *, what: str, fix: str, keys: Iterable
     if finite:
         check_finite(tensors, p, what)
     return tensors
+
+
+def check_tensor_file(path: str | os.PathLike, *, what: str, fix: str, keys: Iterable[str] | None = None) -> list[str]:
+    """Check a ``.safetensors`` file without loading its tensors (header, size, names): cheap, before a model loads.
+
+    Returns the tensor names. Raises like :func:`read_tensors` (NaN is only found by reading, there).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise corrupt(p, what, "is missing" if not p.exists() else "is not a file", fix)
+    if p.stat().st_size == 0:
+        raise corrupt(p, what, "is empty", fix)
+    if is_pickle_file(p):
+        raise PickleRefusedError.for_file(p, what)
+    try:
+        with safe_open(str(p), "pt") as fh:
+            names = list(fh.keys())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise corrupt(p, what, f"is truncated or not a safetensors file ({first})", fix) from None
+    missing = sorted(set(keys or ()) - set(names))
+    if missing:
+        raise corrupt(p, what, f"lacks the tensor(s) {', '.join(repr(k) for k in missing[:3])}", fix)
+    return names
 
 
 def check_finite(tensors: Mapping[str, Any], path: str | os.PathLike, what: str) -> None:

@@ -169,6 +169,23 @@ def test_corrupt_align_checkpoint_is_one_line_and_changes_nothing(align_ckpt, tm
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.parametrize("file, content, problem", [
+    ("state.json", b'{"iteration": 0', "is truncated or not valid JSON"),
+    ("rng_rank0.json", b'{"python": []}', "lacks the key 'numpy'"),
+    ("trainable.safetensors", None, "is truncated or not a safetensors file"),
+])
+def test_resume_check_finds_a_damaged_checkpoint_without_a_model(align_ckpt, tmp_path, file, content, problem):
+    from prefpaint_sdk.align import check_run_folder
+
+    _, path = align_ckpt
+    ck = _corrupt_copy(path, tmp_path / "run")
+    f = ck / file
+    f.write_bytes(content if content is not None else f.read_bytes()[:-5])
+    assert check_run_folder(tmp_path / "other", resume=True) == []  # nothing there: nothing to check
+    with pytest.raises(CorruptFileError, match=rf"^checkpoint file '{f}' {problem}"):
+        check_run_folder(tmp_path / "run", resume=True)
+
+
 @pytest.mark.parametrize("content, problem", [
     (b'{"checkp', "is truncated or not valid JSON"),
     (b'["iter_000000"]', "holds a JSON array"),

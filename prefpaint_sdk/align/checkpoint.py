@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from ..errors import DataError
 from ..files import atomic_write_json, replace_dir
-from ..state import read_json, read_tensors, state_errors, write_json_state
+from ..state import check_tensor_file, read_json, read_tensors, state_errors, write_json_state
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,8 @@ def prune_checkpoints(root: Path, keep: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+_STATE_KEYS = {"iteration": int, "num_processes": int, "lr_scheduler": dict, "baseline": (list, type(None))}
+
 # What an alignment run writes into its output folder (the rest of the folder is the user's).
 RUN_FILES = ("checkpoints", "log.jsonl", "align_config.json", "eval", "logs", "lora", "merged")
 
@@ -190,7 +192,34 @@ def check_run_folder(output_dir: str | os.PathLike, *, resume: bool = False, ove
     if found and not (resume or overwrite):
         raise OutputExistsError(f"'{out}' already holds an alignment run ({', '.join(found)}); pass resume=True (--resume) "
                                 "to continue it, overwrite=True to replace it, or choose a new output folder")
+    if resume:
+        check_checkpoint(out / "checkpoints")
     return found
+
+
+def check_checkpoint(root: str | os.PathLike, path: str | os.PathLike | None = None) -> Path | None:
+    """Check the latest (or given) checkpoint's files without a model: JSON keys, safetensors headers.
+
+    Cheap (no tensor is read), so a damaged checkpoint is reported before any model loads. Returns the
+    checkpoint folder, or ``None`` when there is none.
+
+    Raises:
+        CorruptFileError: a missing, empty, truncated or wrong-type file, naming it and the fix.
+    """
+    path = Path(path) if path else latest_checkpoint(Path(root))
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise DataError(f"checkpoint '{path}' is not a folder; pass a checkpoint folder such as checkpoints/iter_000010")
+    state = _read_state(path / "state.json", keys=_STATE_KEYS)
+    _read_state(path / "optimizer.json", keys={"state": dict, "param_groups": list})
+    for name in ("trainable", "old_policy", "optimizer"):
+        check_tensor_file(path / f"{name}.safetensors", what="checkpoint file", fix=_fix(path / f"{name}.safetensors"))
+    for r in range(max(1, state["num_processes"])):
+        _read_state(path / f"rng_rank{r}.json", keys={"numpy": list, "python": list})
+        check_tensor_file(path / f"rng_rank{r}.safetensors", what="checkpoint file", fix=_fix(path / "x"),
+                          keys=["torch_cpu"])
+    return path
 
 
 def remove_run_files(output_dir: str | os.PathLike, names) -> None:
@@ -253,8 +282,7 @@ def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"checkpoint '{path}' is not a folder; pass a checkpoint folder such as checkpoints/iter_000010")
-    state = _read_state(path / "state.json", keys={"iteration": int, "num_processes": int, "lr_scheduler": dict,
-                                                  "baseline": (list, type(None))})
+    state = _read_state(path / "state.json", keys=_STATE_KEYS)
     if state["num_processes"] != acc.num_processes:
         raise DataError(f"checkpoint '{path}' was saved with {state['num_processes']} processes but this run has "
                         f"{acc.num_processes}; resume with the same number of processes")
