@@ -1,10 +1,6 @@
-"""End to end on the real tiny models: SDK evaluate, the `prefpaint eval` command with resume, the example."""
+"""End to end on the real tiny models: SDK evaluate and the `prefpaint eval` command with resume (the example runs in test_examples)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +11,6 @@ from typer.testing import CliRunner
 from prefpaint_sdk import Inpainter, RewardModel, load_image, load_mask
 from prefpaint_sdk.evaluation import evaluate
 from prefpaint_sdk.reward.framing import reward_views
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +93,3 @@ def test_cli_eval_resumes_and_refuses_other_settings(models, tmp_path):
     assert r.exit_code == 2 and "other settings" in r.output and "seed" in r.output
     r = runner.invoke(app, args[:2] + [str(tmp_path / "nothing")] + args[3:])
     assert r.exit_code == 2 and "does not exist" in r.output
-
-
-@pytest.mark.slow
-def test_example_runs_offline(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
-    code = "import torch, runpy, sys; torch.set_num_threads(1); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-    r = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "evaluate.py"), "--tiny",
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "WinRate" in r.stdout
-    for name in ("results.json", "results.csv", "report.html", "contact_sheet.png"):
-        assert (tmp_path / "out" / name).is_file()
