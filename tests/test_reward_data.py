@@ -136,3 +136,62 @@ def test_config_presets_toml_and_errors(tmp_path):
         load_reward_config("fast")
     s = reward_batch_summary(paper, train_items=12_000, num_processes=4)
     assert s["effective_batch"] == 20 and s["optimizer_steps_per_epoch"] == 600
+
+
+def _bomb_bytes(width=100_000, height=100_000) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("text,row", [
+    ('{"image": "im0.png", "mask": "mask.png", "score": 1}\n{"image": "im1.png", "mask": "mask.png", "score": NaN}', 2),
+    ('{"image": "im0.png", "mask": "mask.png", "score": Infinity}', 1),
+    ('{"image": "im0.png", "mask": "mask.png", "score": "-inf"}', 1),
+])
+def test_a_nan_or_infinite_score_names_the_manifest_and_row(tmp_path, text, row):
+    _write_images(tmp_path, 2)
+    (tmp_path / "manifest.jsonl").write_text(text)
+    with pytest.raises(DataError, match=rf"manifest '.*manifest\.jsonl' row {row} has score .*finite number") as info:
+        read_reward_data(tmp_path)
+    assert info.value.exit_code == 2
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("image,mask,score\nim0.png,mask.png,1.5\nim1.png,mask.png,nan\n")
+    with pytest.raises(DataError, match=r"m\.csv' row 2 has score 'nan'"):
+        read_reward_data(csv_path)
+
+
+def test_a_nan_score_in_official_labels_names_the_label(official, tmp_path):
+    import shutil
+
+    shutil.copytree(official, tmp_path / "d")
+    labels = json.loads((tmp_path / "d" / "labels.json").read_text())
+    labels["p0003_1"] = [float("nan"), 2]
+    (tmp_path / "d" / "labels.json").write_text(json.dumps(labels))  # json writes the NaN literal
+    with pytest.raises(DataError, match=r"label 'p0003_1' in '.*labels\.json' has score nan"):
+        read_reward_data(tmp_path / "d")
+
+
+def test_bombs_and_mismatched_masks_are_skipped_from_headers(official, tmp_path, caplog):
+    import shutil
+    import time
+
+    shutil.copytree(official, tmp_path / "d")
+    (tmp_path / "d" / "inpaint" / "p0001_0.png").write_bytes(_bomb_bytes())
+    t0 = time.perf_counter()
+    data = read_reward_data(tmp_path / "d")  # 1 of 150: within the 1% rule
+    assert time.perf_counter() - t0 < 10
+    assert len(data.samples) == 149 and data.skipped[0][0].endswith("p0001_0.png")
+    assert "over the pixel limit of 200,000,000" in data.skipped[0][1] and "p0001_0.png" in caplog.text
+    # a mask of another aspect ratio (training would stretch it) is caught before any model loads
+    Image.new("L", (48, 20), 255).save(tmp_path / "d" / "masks" / "p0002_mask.png")
+    with pytest.raises(DataError, match=r"4 of 150 samples .*p0002_mask\.png \(a mask of 48x20 for an image of 48x48"):
+        read_reward_data(tmp_path / "d")
+    # the same aspect ratio at another size is what training resizes: accepted
+    Image.new("L", (96, 96), 255).save(tmp_path / "d" / "masks" / "p0002_mask.png")
+    assert len(read_reward_data(tmp_path / "d").samples) == 149

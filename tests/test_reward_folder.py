@@ -31,8 +31,29 @@ class FakeReward:
         return _Out([{"score": float(Path(p).stem[1:]), "bound": None, "trust": None} for p in images])
 
 
-def test_a_bad_item_fails_alone_and_batches_are_used():
-    pairs = [InputPair(Path(f"{n}.png"), Path("m.png"), n) for n in ("i1", "i2", "bad", "i4", "i5")]
+def _png(path: Path, size=(8, 8)) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", size, (10, 20, 30)).save(path)
+    return path
+
+
+def _bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A 60-odd-byte PNG whose header claims width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_bad_item_fails_alone_and_batches_are_used(tmp_path):
+    mask = _png(tmp_path / "m.png")
+    pairs = [InputPair(_png(tmp_path / f"{n}.png"), mask, n) for n in ("i1", "i2", "bad", "i4", "i5")]
     model = FakeReward()
     results = list(score_pairs(model, pairs, batch_size=2))
     assert [p.name for p, _ in results] == ["i1", "i2", "bad", "i4", "i5"]
@@ -48,3 +69,42 @@ def test_csv_is_written_atomically_and_never_overwritten(tmp_path):
         {"image": "a.png", "mask": "m.png", "score": "0.5", "bound": "", "trust": ""}]
     with pytest.raises(OutputExistsError):
         write_scores_csv(tmp_path / "s.csv", rows)
+
+
+def test_a_bomb_is_reported_from_its_header_and_the_rest_are_scored(tmp_path):
+    from prefpaint_sdk import ImageTooLargeError
+
+    mask = _png(tmp_path / "m.png")
+    pairs = [InputPair(_png(tmp_path / "i1.png"), mask, "i1"), InputPair(_bomb(tmp_path / "i2.png"), mask, "i2"),
+             InputPair(_png(tmp_path / "i3.png"), mask, "i3"), InputPair(tmp_path / "i4.png", _bomb(tmp_path / "mb.png"), "i4")]
+    _png(pairs[3].image)
+    model = FakeReward()
+    results = list(score_pairs(model, pairs, batch_size=4))
+    assert [p.name for p, _ in results] == ["i1", "i2", "i3", "i4"]
+    assert [r["score"] for _, r in results if not isinstance(r, Exception)] == [1.0, 3.0]
+    assert isinstance(results[1][1], ImageTooLargeError) and "i2.png" in str(results[1][1])
+    assert isinstance(results[3][1], ImageTooLargeError) and str(results[3][1]).startswith("mask '")
+    assert model.calls == [2]  # the bombs never reached the model, and the others stayed one batch
+    rows = [{"image": p.image.name, "mask": p.mask.name, **r} for p, r in results if not isinstance(r, Exception)]
+    write_scores_csv(tmp_path / "scores.csv", rows)
+    assert [r["image"] for r in csv.DictReader((tmp_path / "scores.csv").open())] == ["i1.png", "i3.png"]
+
+
+def test_a_bomb_among_real_reward_model_inputs(tmp_path):
+    from prefpaint_sdk.testing import tiny_reward_model
+
+    mask = _png(tmp_path / "m.png", (32, 32))
+    pairs = [InputPair(_png(tmp_path / f"{n}.png", (32, 32)), mask, n) for n in ("a", "c")]
+    pairs.insert(1, InputPair(_bomb(tmp_path / "b.png"), mask, "b"))
+    model = tiny_reward_model(seed=0)
+    results = list(score_pairs(model, pairs, batch_size=8))
+    assert [isinstance(r, Exception) for _, r in results] == [False, True, False]
+    alone = model.score(pairs[0].image, masks=mask).to_records()[0]["score"]
+    assert abs(results[0][1]["score"] - alone) < 1e-5
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_batch_size_must_be_a_count(bad):
+    with pytest.raises(InvalidInputError, match="batch_size must be") as info:
+        list(score_pairs(FakeReward(), [], batch_size=bad))
+    assert info.value.param == "batch_size"

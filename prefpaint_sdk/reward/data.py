@@ -15,8 +15,11 @@ Layouts :func:`read_reward_data` accepts:
 
       {"better": "a.png", "worse": "b.png", "mask": "m.png"}
 
-Every referenced file is opened and verified once. A missing or corrupt file skips its sample with a
-warning naming it; more than ``max_bad_fraction`` (1%) bad samples raises :class:`DataError`.
+Every referenced file is opened and verified once, from its header (no pixels are decoded), before any
+model loads. A missing, corrupt or oversized file (past the pixel limit, decompression bombs included), or a
+mask whose aspect ratio differs from its image's, skips its sample with a warning naming it; more than
+``max_bad_fraction`` (1%) bad samples raises :class:`DataError`. A NaN or infinite score is a
+:class:`DataError` naming the file and the row.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, ImageTooLargeError
+from ..imaging import check_image_file, get_max_pixels
 
 __all__ = ["OFFICIAL_DIRS", "RewardData", "RewardSample", "read_reward_data", "split_by_group"]
 
@@ -141,6 +146,8 @@ def _read_official(root: Path) -> RewardData:
             score = float(score)
         except (TypeError, ValueError) as exc:
             raise DataError(f"label '{key}' in '{labels[0]}' has score {value!r}; expected [score, rank]") from exc
+        if not math.isfinite(score):
+            raise DataError(f"label '{key}' in '{labels[0]}' has score {score}; every score must be a finite number")
         samples.append(RewardSample(
             image=_find_image(root / "inpaint", key), group=imgid, score=score,
             masked=_find_image(root / "masks_color", f"{imgid}_mask_color"),
@@ -192,6 +199,8 @@ def _read_manifest(path: Path) -> RewardData:
                 score = float(row["score"])
             except (TypeError, ValueError) as exc:
                 raise DataError(f"{path.name} row {n} has score {row['score']!r}, not a number") from exc
+            if not math.isfinite(score):
+                raise DataError(f"manifest '{path}' row {n} has score {row['score']!r}; every score must be a finite number")
             add(RewardSample(image=base / str(row["image"]), score=score, **common))
     if pairs and any(s.score is not None for s in samples):
         raise DataError(f"{path.name} mixes scored rows and preference pairs; use one kind per manifest")
@@ -217,30 +226,52 @@ def _manifest_rows(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------
 def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> RewardData:
+    """Skip samples whose files are missing, unreadable, too large or of mismatched sizes (headers only,
+    before any model loads); more than ``max_bad_fraction`` of them is a :class:`DataError`."""
     from PIL import Image
 
-    status: dict[Path, str | None] = {}
+    status: dict[Path, tuple[str | None, tuple[int, int] | None]] = {}
 
-    def problem(p: Path | None) -> str | None:
+    def check(p: Path | None, what: str) -> tuple[str | None, tuple[int, int] | None]:
         if p is None:
-            return None
+            return None, None
         if p not in status:
             if not p.is_file():
-                status[p] = "missing"
-            elif verify:
+                status[p] = ("missing", None)
+            elif not verify:
+                status[p] = (None, None)
+            else:
                 try:
+                    size = check_image_file(p, what=what)  # header only: the pixel limit, bombs included
                     with Image.open(p) as im:
                         im.verify()
-                    status[p] = None
+                    status[p] = (None, size)
+                except ImageTooLargeError:
+                    status[p] = (f"over the pixel limit of {get_max_pixels():,} (max_pixels)", None)
                 except Exception as exc:  # noqa: BLE001 - any decoder error means a corrupt file
-                    status[p] = f"corrupt ({exc.__class__.__name__})"
-            else:
-                status[p] = None
+                    status[p] = (f"corrupt ({exc.__class__.__name__})", None)
         return status[p]
+
+    def problem(s: RewardSample) -> tuple[str, str] | None:
+        sizes = {}
+        for p, what in ((s.image, "image"), (s.masked, "masked image"), (s.mask, "mask")):
+            why, size = check(p, what)
+            if why:
+                return str(p), why
+            if size is not None:
+                sizes[what] = (p, size)
+        if "image" in sizes:  # a mask or masked image must be the image's size, or share its aspect ratio
+            iw, ih = sizes["image"][1]
+            for what in ("masked image", "mask"):
+                if what in sizes:
+                    p, (w, h) = sizes[what]
+                    if (w, h) != (iw, ih) and abs((w / h) / (iw / ih) - 1.0) > 0.01:
+                        return str(p), f"a {what} of {w}x{h} for an image of {iw}x{ih} (aspect ratios differ)"
+        return None
 
     keep, skipped = [], []
     for i, s in enumerate(data.samples):
-        bad = next(((str(p), why) for p in (s.image, s.masked, s.mask) if (why := problem(p))), None)
+        bad = problem(s)
         if bad:
             skipped.append(bad)
             if len(skipped) <= _MAX_NAMED:
@@ -252,12 +283,14 @@ def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> Reward
         raise DataError(f"dataset '{data.source}' has no samples")
     if skipped:
         frac = len(skipped) / total
-        log.warning("skipped %d of %d samples (%.2f%%) with missing or corrupt files", len(skipped), total, 100 * frac)
+        log.warning("skipped %d of %d samples (%.2f%%) with missing, corrupt, oversized or mismatched files",
+                    len(skipped), total, 100 * frac)
         if frac > max_bad_fraction:
             first = "; ".join(f"{f} ({why})" for f, why in skipped[:3])
             raise DataError(
-                f"{len(skipped)} of {total} samples ({100 * frac:.1f}%) have missing or corrupt files, more than "
-                f"{100 * max_bad_fraction:g}% allowed; first: {first}. Fix the files, or raise max_bad_fraction"
+                f"{len(skipped)} of {total} samples ({100 * frac:.1f}%) have missing, corrupt, oversized or mismatched "
+                f"files, more than {100 * max_bad_fraction:g}% allowed; first: {first}. Fix the files, or raise "
+                "max_bad_fraction"
             )
     remap = {old: new for new, old in enumerate(keep)}
     pairs = [(remap[a], remap[b]) for a, b in data.pairs if a in remap and b in remap]

@@ -8,32 +8,55 @@ import os
 from typing import Iterator
 
 from ..batch import InputPair
+from ..errors import InvalidInputError
 from ..files import atomic_write_bytes
+from ..imaging import check_image_file
+from ..validation import at_least
 
 __all__ = ["CSV_FIELDS", "score_pairs", "write_scores_csv"]
 
 CSV_FIELDS = ["image", "mask", "score", "bound", "trust"]
 
 
-def score_pairs(model, pairs: list[InputPair], *, normalize: bool = False,
-                batch_size: int = 16) -> Iterator[tuple[InputPair, dict | Exception]]:
-    """Yield ``(pair, record)`` for every pair, or ``(pair, exception)`` for one that could not be scored.
+def score_pairs(model, pairs: list[InputPair], *, normalize: bool = False, batch_size: int = 16,
+                max_pixels: int | None = None) -> Iterator[tuple[InputPair, dict | Exception]]:
+    """Yield ``(pair, record)`` for every pair, in order, or ``(pair, exception)`` for one that could not be scored.
 
-    Pairs are scored ``batch_size`` at a time; when a batch fails, its items are retried one by one so
-    that only the unreadable ones are reported and the rest still get their scores.
+    Every file's header is checked first (readable, within the pixel limit): a decompression bomb, an
+    oversized or unreadable file is reported with its :class:`~prefpaint_sdk.errors.ImageTooLargeError` or
+    :class:`~prefpaint_sdk.errors.InvalidInputError` and skipped without being decoded. The rest are scored
+    ``batch_size`` at a time; when a batch still fails, its items are retried one by one so that only the
+    failing ones are reported and the others keep their scores.
+
+    Raises:
+        InvalidInputError: ``batch_size`` is not a whole number >= 1 (before anything is read).
     """
+    batch_size = at_least("batch_size", batch_size, 1)
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        try:
-            out = model.score([p.image for p in chunk], masks=[p.mask for p in chunk], normalize=normalize,
-                              batch_size=batch_size)
-            yield from zip(chunk, out.to_records())
-        except Exception:  # noqa: BLE001 - find the failing items below
-            for p in chunk:
-                try:
-                    yield p, model.score(p.image, masks=p.mask, normalize=normalize).to_records()[0]
-                except Exception as exc:  # noqa: BLE001 - reported per item by the caller
-                    yield p, exc
+        results: dict[int, dict | Exception] = {}
+        for i, p in enumerate(chunk):
+            try:
+                for path, what in ((p.image, "image"), (p.mask, "mask")):
+                    if isinstance(path, (str, os.PathLike)):
+                        check_image_file(path, what=what, max_pixels=max_pixels)
+            except InvalidInputError as exc:
+                results[i] = exc
+        good = [i for i in range(len(chunk)) if i not in results]
+        if good:
+            try:
+                out = model.score([chunk[i].image for i in good], masks=[chunk[i].mask for i in good],
+                                  normalize=normalize, batch_size=batch_size)
+                results.update(zip(good, out.to_records()))
+            except Exception:  # noqa: BLE001 - find the failing items below
+                for i in good:
+                    p = chunk[i]
+                    try:
+                        results[i] = model.score(p.image, masks=p.mask, normalize=normalize).to_records()[0]
+                    except Exception as exc:  # noqa: BLE001 - reported per item by the caller
+                        results[i] = exc
+        for i, p in enumerate(chunk):
+            yield p, results[i]
 
 
 def write_scores_csv(path: str | os.PathLike, rows: list[dict], overwrite: bool = False) -> None:
