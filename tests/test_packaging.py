@@ -109,20 +109,29 @@ def photo(tmp_path):
 
 
 def test_core_install_inpaints_and_each_extra_names_itself(photo, tiny_pipeline_dir):
+    from prefpaint_sdk.testing import save_tiny_reward_model
+
+    reward_dir = save_tiny_reward_model(photo / "reward")
     data = photo / "data"
     (data / "images").mkdir(parents=True)
     Image.open(photo / "photo.png").save(data / "images" / "a.png")
     out = photo / "out.png"
-    (inpaint, recon3d, reward, align) = _run_core([
+    (inpaint, score, extend, masks, recon3d, reward, align) = _run_core([
         ["inpaint", "photo.png", "mask.png", "-o", out, "--model", tiny_pipeline_dir, "--steps", "1", "--seed", "0", "--quiet"],
+        ["score", "out.png", "mask.png", "--reward-model", reward_dir, "--json", "--quiet"],
+        ["extend", "photo.png", "-o", "wide.png", "--ratio-x", "1.5", "--model", tiny_pipeline_dir, "--steps", "1", "--quiet"],
+        ["masks", "generate", data / "images", "--kind", "strokes", "-o", "masks", "--quiet"],
         ["recon3d", "photo.png", "-o", "scene3d", "--model", tiny_pipeline_dir, "--depth-model", "none", "--views", "1",
          "--steps", "1", "--quiet"],
         ["train", "reward", "--data", data, "--out", "rw", "--preset", "cpu-smoke"],
         ["train", "align", "--data", data, "--out", "al", "--model", tiny_pipeline_dir, "--reward", "brightness",
          "--preset", "cpu-smoke"],
     ], cwd=photo)
-    assert inpaint[0] == 0, inpaint[1]
+    for code, text in (inpaint, score, extend, masks):
+        assert code == 0, text
     assert Image.open(out).size == (56, 40) and out.with_suffix(".json").is_file()
+    assert json.loads(score[1].strip().splitlines()[-1])["image"] == "out.png"
+    assert Image.open(photo / "wide.png").size == (84, 40) and (photo / "masks" / "a.png").is_file()
 
     for (code, text), extra in ((recon3d, "recon3d"), (reward, "train"), (align, "train")):
         assert code == 2, text
