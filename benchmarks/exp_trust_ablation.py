@@ -103,8 +103,8 @@ def main() -> None:
                          work / f"run_{seed}_{use_trust}", device="cpu")
             curve = [(0, *true_eval(al))]
             trust = []
-            al.progress = lambda it, total, m: (trust.append(m["trust_mean"]),
-                                                curve.append((it, *true_eval(al))) if it % args.eval_every == 0 else None)
+            al.progress = lambda it, total, m, al=al, trust=trust, curve=curve: (  # bound now: called within this loop
+                trust.append(m["trust_mean"]), curve.append((it, *true_eval(al))) if it % args.eval_every == 0 else None)
             al.train()
             results.append(dict(seed=seed, use_trust=use_trust, curve=curve, trust_mean=float(np.mean(trust)),
                                 seconds=time.perf_counter() - t0))

@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
 from prefpaint_cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 RNG = np.random.default_rng(3)
