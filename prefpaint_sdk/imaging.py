@@ -287,6 +287,23 @@ def _tensor_to_array(t: Any, what: str) -> np.ndarray:
     return t.numpy()
 
 
+def _float_to_uint8(a: np.ndarray, what: str) -> np.ndarray:
+    """``round(clip(a, 0, 1) * 255)`` as uint8 after checking finiteness and range, in row stripes (no
+    full-size float temporaries)."""
+    out = np.empty(a.shape, np.uint8)
+    rows = _stripe_rows(int(np.prod(a.shape[1:])), 4 * a.itemsize)
+    lo, hi = math.inf, -math.inf
+    for y0 in range(0, a.shape[0], rows):
+        part = a[y0:y0 + rows]
+        if not np.isfinite(part).all():
+            raise InvalidInputError(f"{what} array contains NaN or infinite values")
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+        out[y0:y0 + rows] = np.round(np.clip(part, 0, 1) * 255)
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InvalidInputError(f"float {what} values must lie in [0, 1], got [{lo:g}, {hi:g}]; divide by 255 or pass uint8")
+    return out
+
+
 def _array_to_pil(a: np.ndarray, what: str) -> Image.Image:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
@@ -297,14 +314,7 @@ def _array_to_pil(a: np.ndarray, what: str) -> Image.Image:
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise InvalidInputError(f"{what} array contains NaN or infinite values")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise InvalidInputError(
-                f"float {what} values must lie in [0, 1], got [{lo:g}, {hi:g}]; divide by 255 or pass uint8"
-            )
-        a = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+        a = _float_to_uint8(a, what)
     elif a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
     elif a.dtype != np.uint8:

@@ -21,7 +21,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .imaging import InvalidInputError
+from .imaging import InvalidInputError, check_pixels
 
 __all__ = [
     "MASK_KINDS",
@@ -48,6 +48,7 @@ def _rng(rng: RngLike) -> np.random.Generator:
 def _check_size(h: int, w: int) -> None:
     if int(h) < 4 or int(w) < 4:
         raise InvalidInputError(f"mask size {w}x{h} is too small; use at least 4x4 pixels")
+    check_pixels(int(w), int(h), what="mask", name="to generate")  # the pixel limit, before allocating
 
 
 def warp_hole_mask(depth: np.ndarray, yaw: float, pitch: float, *, fov_deg: float = 60.0,
@@ -210,6 +211,7 @@ def generate_mask(kind: str, image_size, seed: int | None = None, depth: np.ndar
         InvalidInputError: an unknown kind, or "warp" without a depth map of the image's size.
     """
     w, h = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    _check_size(h, w)
     g = np.random.default_rng(seed)
     if kind == "random":
         kinds = [k for k in MASK_KINDS if k != "warp" or depth is not None]

@@ -278,3 +278,64 @@ def test_sixteen_bit_images_convert_with_integer_maths():
     assert im.mode == "I"
     out = np.asarray(load_image(im))[..., 0]
     assert out.tolist() == [[0, 0, 1, 255, 48]]  # floor(v / 257)
+
+
+def test_float_arrays_convert_in_stripes_exactly(monkeypatch):
+    from prefpaint_sdk import imaging
+
+    monkeypatch.setattr(imaging, "_STRIPE_BYTES", 1000)  # many stripes
+    a = np.random.default_rng(3).random((57, 41, 3)).astype(np.float32)
+    expected = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(load_image(a)), expected)
+    a[50, 3, 1] = 1.5  # out of range in a late stripe: the message reports the whole array's range
+    with pytest.raises(InvalidInputError, match=r"must lie in \[0, 1\], got \[[0-9.e-]+, 1.5\]"):
+        load_image(a)
+    a[50, 3, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        load_image(a)
+
+
+def test_generated_masks_respect_the_pixel_limit(limit_restored):
+    from prefpaint_sdk import ImageTooLargeError
+    from prefpaint_sdk.masks import generate_mask
+
+    with pytest.raises(ImageTooLargeError, match=r"mask to generate is 100000x100000 \(10,000,000,000 pixels\)"):
+        generate_mask("stroke", (100_000, 100_000), seed=0)
+    assert generate_mask("stroke", (64, 48), seed=0).shape == (48, 64)
+
+
+def test_striped_geometry_equals_whole_image_maths(monkeypatch):
+    """Dilation, feathering and compositing in row stripes give exactly the whole-image results."""
+    from scipy.ndimage import distance_transform_edt
+
+    from prefpaint_sdk import imaging
+    from prefpaint_sdk.imaging import Box, composite_box, feather_bbox
+
+    monkeypatch.setattr(imaging, "_STRIPE_BYTES", 3000)  # a few rows per stripe
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        h, w = (int(v) for v in rng.integers(5, 70, 2))
+        mask = rng.random((h, w)) < (0.02 if trial % 3 else 0.4)
+        if trial % 5 == 0:
+            mask[:] = True
+        band, px = float(rng.choice([0, 1, 2.5, 6])), int(rng.choice([0, 1, 4]))
+        d = distance_transform_edt(~mask) if mask.any() else np.full((h, w), np.inf)
+        assert np.array_equal(dilate_mask(mask, px), d <= px if px and mask.any() else mask)
+        ref_alpha = np.clip(1.0 - d.astype(np.float32) / (band + 1.0), 0.0, 1.0) if band else mask.astype(np.float32)
+        alpha = feather_alpha(mask, band)
+        assert np.array_equal(alpha, ref_alpha), trial
+        bb = feather_bbox(mask, band)
+        ys, xs = np.nonzero(alpha > 0)
+        assert bb is None if not len(xs) else bb.as_tuple() == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+        for box in (Box(0, 0, w, h), Box(x0, y0, w, h)):
+            gen = rng.integers(0, 256, (box.height, box.width, 3), dtype=np.uint8)
+            a = ref_alpha[box.y0:box.y1, box.x0:box.x1, None]
+            blended = np.clip(np.round(img[box.y0:box.y1, box.x0:box.x1] * (1 - a) + gen * a), 0, 255).astype(np.uint8)
+            expected = img.copy()
+            expected[box.y0:box.y1, box.x0:box.x1] = np.where(a == 0, img[box.y0:box.y1, box.x0:box.x1], blended)
+            out = composite_box(Image.fromarray(img), Image.fromarray(gen), box, mask, band)
+            assert np.array_equal(np.asarray(out), expected), (trial, box)
+            pasted = composite_box(Image.fromarray(img), Image.fromarray(gen), box, None)
+            assert np.array_equal(np.asarray(pasted)[box.y0:box.y1, box.x0:box.x1], gen)
