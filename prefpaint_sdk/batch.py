@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "InputPair", "list_images", "pair_inputs", "read_manifest"]
+__all__ = ["IMAGE_SUFFIXES", "InputPair", "check_pair", "list_images", "pair_inputs", "read_manifest"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -18,6 +18,22 @@ class InputPair:
     image: Path
     mask: Path
     name: str  # the file stem, used to name outputs
+
+
+def check_pair(pair: InputPair, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """Check an input pair from the files' headers alone (no pixels decoded); return the image's (w, h).
+
+    Batch commands call it on every item before any model work, report a failing item and go on.
+
+    Raises:
+        ImageTooLargeError: the image or the mask passes the pixel limit (a decompression bomb included).
+        InvalidInputError: a file is missing, a folder, or not an image.
+    """
+    from .imaging import check_image_file
+
+    size = check_image_file(pair.image, what="image", max_pixels=max_pixels)
+    check_image_file(pair.mask, what="mask", max_pixels=max_pixels)
+    return size
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

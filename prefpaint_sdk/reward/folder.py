@@ -7,10 +7,9 @@ import io
 import os
 from typing import Iterator
 
-from ..batch import InputPair
+from ..batch import InputPair, check_pair
 from ..errors import InvalidInputError
 from ..files import atomic_write_bytes
-from ..imaging import check_image_file
 from ..validation import at_least
 
 __all__ = ["CSV_FIELDS", "score_pairs", "write_scores_csv"]
@@ -37,9 +36,7 @@ def score_pairs(model, pairs: list[InputPair], *, normalize: bool = False, batch
         results: dict[int, dict | Exception] = {}
         for i, p in enumerate(chunk):
             try:
-                for path, what in ((p.image, "image"), (p.mask, "mask")):
-                    if isinstance(path, (str, os.PathLike)):
-                        check_image_file(path, what=what, max_pixels=max_pixels)
+                check_pair(p, max_pixels=max_pixels)
             except InvalidInputError as exc:
                 results[i] = exc
         good = [i for i in range(len(chunk)) if i not in results]
