@@ -27,7 +27,7 @@ RUNS = {
     "score_folder.py": ["--tiny"],
     "evaluate.py": ["--tiny", "--steps", "2", "--samples", "1", "2"],
     "extend.py": [],
-    "recon3d.py": ["--tiny", "--views", "2", "--out", "out/recon3d"],
+    "recon3d.py": ["--tiny", "--views", "2"],
 }
 
 _DRIVER = r"""
