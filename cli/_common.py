@@ -214,7 +214,8 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
-    handler = RichHandler(console=console, show_path=debug, show_time=False, markup=False, highlighter=None)
+    handler = RichHandler(console=console, show_path=debug, show_time=False, markup=False, highlighter=None) if debug \
+        else _LineHandler()
     handler.addFilter(_CliTextFilter())
     for name in ("prefpaint_sdk", "prefpaint_apps"):
         logger = logging.getLogger(name)
@@ -348,10 +349,16 @@ def cli_text(message: str, param: str | None = None, ctx=None) -> str:
     kept[0] = re.sub(r" \((?:pass )?[a-z_][a-z0-9_]*=[^)\s]+ \(?(--[a-z0-9-]+)\)?\)",
                      lambda m: "" if not has(m.group(1)) else m.group(0), kept[0])
     message = "; ".join(kept)
-    if param:
-        name = param if param in by_name else PARAM_ALIASES.get(param)
-        if name in by_name:
-            message = re.sub(rf"^{re.escape(param)}\b(?![=-])", by_name[name], message)
+    # "raise max_pixels (--max-pixels)" -> "raise --max-pixels"; without the flag, the Python name stays.
+    message = re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)",
+                     lambda m: m.group(2) if has(m.group(2)) else m.group(1), message)
+    # The value the message is about, named first ("steps must be ≥ 1"), is named by its flag.
+    lead = re.match(r"^([a-z_][a-z0-9_]*)(?= (?:must|should|needs|cannot)\b)", message)
+    if lead or param:
+        word = lead.group(1) if lead else param
+        name = word if word in by_name else PARAM_ALIASES.get(word)
+        if name in by_name and message.startswith(word) and re.match(rf"^{re.escape(word)}\b(?![=(-])", message):
+            message = by_name[name] + message[len(word):]
     return message
 
 
@@ -367,9 +374,26 @@ class _CliTextFilter(logging.Filter):
         return True
 
 
+class _LineHandler(logging.Handler):
+    """Library log records as one plain line each (``warning: ...``), never markup, never padded."""
+
+    _PREFIX = {logging.WARNING: ("warning: ", "yellow"), logging.ERROR: ("error: ", "red"),
+               logging.CRITICAL: ("error: ", "red")}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(self.format(record).split())
+            prefix = self._PREFIX.get(record.levelno)
+            console.print(_line(prefix, text) if prefix else Text(text), soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def _line(*parts: tuple[str, str] | str) -> Text:
     text = Text()
     for part in parts:
+        if isinstance(part, list):
+            part = tuple(part)
         if isinstance(part, tuple):
             text.append(str(part[0]), style=part[1])
         else:

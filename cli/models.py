@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, say, say_ok, setup
+from ._common import handle_errors, say_ok, setup
 
 
 def download(
@@ -22,6 +22,5 @@ def download(
         from prefpaint_sdk.diagnostics import prefetch_model
 
         for name in models or [DEFAULT_MODEL, DEFAULT_REWARD_MODEL]:
-            say(f"downloading {name} into {cache_dir()}")
             resolved = prefetch_model(name, revision=revision)
-            say_ok(f"{resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path}")
+            say_ok(f"{resolved.model_id} @ {resolved.revision or 'local'} -> {resolved.path} (cache {cache_dir()})")

@@ -62,6 +62,10 @@ def recon3d(
 
         if not scene.exists():
             raise InvalidInputError(f"scene '{scene}' does not exist; pass a scene folder or an image")
+        if scene.is_file():
+            from prefpaint_sdk.imaging import check_image_file
+
+            check_image_file(scene)  # one image as the scene: a bomb is refused before anything else
         if trajectory is not None and not trajectory.is_file():
             raise InvalidInputError(f"trajectory '{trajectory}' does not exist or is not a file; check the path")
         cfg = Recon3DConfig(format=format, views=views, trajectory=str(trajectory) if trajectory else None,

@@ -165,6 +165,9 @@ def train_reward(
             raise InvalidInputError(f"data '{data}' does not exist; pass the dataset folder or a manifest file")
         if config is not None and not config.is_file():
             raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
+        from prefpaint_sdk.files import check_output_dir
+
+        check_output_dir(out, overwrite=True)  # a file in the way, or an unwritable place (a used run: the trainer)
         from prefpaint_sdk.reward.config import load_reward_config
         from prefpaint_sdk.reward.train import train_reward as run
 

@@ -43,8 +43,13 @@ def train_align(
                 raise InvalidInputError(f"{what} '{path}' does not exist; pass a folder with images/ or a manifest.jsonl")
         if config is not None and not config.is_file():
             raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
+        from prefpaint_sdk.files import check_output_dir
+
+        # a file where the run folder must go, or a folder that cannot be created or written (an existing
+        # run is the trainer's to refuse or resume)
+        check_output_dir(out, overwrite=True)
         from prefpaint_sdk.align.config import batch_summary, load_config
-        from prefpaint_sdk.errors import ConfigError, OutputExistsError
+        from prefpaint_sdk.errors import ConfigError
         from prefpaint_sdk.hub import BASE_MODEL
 
         if (reward is None) == (reward_model is None):
@@ -61,8 +66,10 @@ def train_align(
             k, v = item.split("=", 1)
             overrides[k.strip().replace("-", "_")] = v.strip()
         cfg = load_config(preset, config, overrides)
-        if (out / "checkpoints" / "latest.json").exists() and not resume:
-            raise OutputExistsError(f"'{out}' already holds a training run; pass --resume to continue it or choose another --out")
+        from prefpaint_sdk.align.checkpoint import check_run_folder
+
+        # model-free: a used run folder without --resume, or a damaged checkpoint to resume from
+        check_run_folder(out, resume=resume)
 
         from prefpaint_sdk.align.trainer import Aligner
 

@@ -8,7 +8,7 @@ import math
 from dataclasses import field, fields
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInputError
 
 __all__ = ["setting", "Settings"]
 
@@ -56,6 +56,17 @@ class Settings:
                 raise self._not_finite(f.name, value)
             if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
                 raise self._not_finite(f.name, value)
+
+    def _check_seed(self) -> None:
+        """The one seed rule (:func:`prefpaint_sdk.validation.check_seed`) for a ``seed`` setting."""
+        from .validation import check_seed
+
+        try:
+            check_seed(getattr(self, "seed", None))
+        except InvalidInputError as exc:
+            err = ConfigError(f"{self._what} setting {exc}")
+            err.param = "seed"  # type: ignore[attr-defined]
+            raise err from None
 
     def _not_finite(self, name: str, value: Any) -> ConfigError:
         err = ConfigError(f"{self._what} setting {name}={value!r} must be a finite number")

@@ -74,3 +74,14 @@ def test_toml_nan_is_a_config_error_naming_the_key(tmp_path):
     (tmp_path / "r.toml").write_text("trust_lam = inf\n")
     with pytest.raises(ConfigError, match="reward training setting trust_lam=inf must be a finite number"):
         load_reward_config("paper", tmp_path / "r.toml")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_config_seeds_follow_the_one_seed_rule(seed):
+    from prefpaint_sdk.align.config import AlignConfig
+    from prefpaint_sdk.reward.config import RewardTrainConfig
+
+    with pytest.raises(ConfigError, match=f"align setting seed must be between 0 and 4294967295, got {seed}"):
+        AlignConfig().replace(seed=seed).validate()
+    with pytest.raises(ConfigError, match=f"reward training setting seed must be between 0 and 4294967295, got {seed}"):
+        RewardTrainConfig().replace(seed=seed).validate()

@@ -95,6 +95,7 @@ class AlignConfig(Settings):
                 raise ConfigError(msg)
 
         self.check_finite()
+        self._check_seed()
 
         for name in ("num_steps", "prompts_per_iter", "samples_per_prompt", "rollout_batch_size", "timesteps_per_traj",
                      "train_batch_size", "grad_accum_steps", "inner_epochs", "resync_every", "iterations",

@@ -54,6 +54,7 @@ class RewardTrainConfig(Settings):
 
     def validate(self) -> RewardTrainConfig:
         self.check_finite()
+        self._check_seed()
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "keep_checkpoints"):
