@@ -22,7 +22,7 @@ PROJECT = PYPROJECT["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 
 # What a core install lacks: the 3D stack ([recon3d]) and the training tracker ([train]).
-OPTIONAL = ("open3d", "trimesh", "imageio_ffmpeg", "tensorboard", "tensorboardX")
+OPTIONAL = ("open3d", "trimesh", "imageio", "imageio_ffmpeg", "tensorboard", "tensorboardX")
 
 # Run the real CLI in one fresh interpreter where the optional packages cannot be found, as after `pip install .`.
 # Each command's stdout and stderr end with a marker line carrying its exit code.
@@ -65,8 +65,8 @@ def _run_core(commands: list[list], cwd: Path) -> list[tuple[int, str]]:
 
 def test_core_dependencies_leave_out_the_3d_stack_and_tensorboard():
     core = _names(PROJECT["dependencies"])
-    assert not core & {"open3d", "trimesh", "imageio-ffmpeg", "tensorboard", "tensorboardx", "pycolmap", "wandb"}
-    assert {"open3d", "trimesh", "imageio-ffmpeg"} <= _names(EXTRAS["recon3d"])
+    assert not core & {"open3d", "trimesh", "imageio", "imageio-ffmpeg", "tensorboard", "tensorboardx", "pycolmap", "wandb"}
+    assert _names(EXTRAS["recon3d"]) == {"open3d", "trimesh", "imageio", "imageio-ffmpeg"}
     assert _names(EXTRAS["train"]) == {"tensorboard"}
     assert "filelock" in core
     # The set-up script installs every extra the test suite needs.
