@@ -77,7 +77,7 @@ def test_default_model_is_downloaded_converted_once_and_cached(official_pt, tmp_
         assert model_id == "kd5678/prefpaintReward" and filename == "prefpaintReward.pt"
         return path, "abc123"
 
-    real_convert = convert_mod.convert_official_checkpoint
+    real_convert = convert_mod._write_converted  # what writes a conversion into the cache
 
     def counting_convert(*a, **k):
         calls["convert"] += 1
@@ -85,7 +85,7 @@ def test_default_model_is_downloaded_converted_once_and_cached(official_pt, tmp_
 
     monkeypatch.setattr(convert_mod, "_download_official", fake_download)
     monkeypatch.setattr(convert_mod, "_download_optional", lambda *a, **k: None)
-    monkeypatch.setattr(convert_mod, "convert_official_checkpoint", counting_convert)
+    monkeypatch.setattr(convert_mod, "_write_converted", counting_convert)
     m1 = RewardModel.from_pretrained(device="cpu", offline=False)
     m2 = RewardModel.from_pretrained("kd5678/prefpaintReward", device="cpu", offline=False)
     assert calls == {"download": 2, "convert": 1}

@@ -154,13 +154,21 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
     Raises:
         InvalidInputError: unreadable file or missing keys. OutputExistsError: ``out_dir`` exists.
     """
-    from .model import RewardModel, save_atomic
-    from .trust import load_official_v_inverse
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
-    config, state = convert_official_state_dict(load_official_state_dict(pt_path), vision_heads=vision_heads)
+    model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads)
+    log.info("converted '%s' to '%s'", pt_path, out)
+    return model
+
+
+def _write_converted(sd: dict, out: Path, *, v_inverse=None, vision_heads: int | None = None):
+    """Convert an official state dict and save the :class:`RewardModel` folder ``out`` atomically (replacing it)."""
+    from .model import RewardModel, save_atomic
+    from .trust import load_official_v_inverse
+
+    config, state = convert_official_state_dict(sd, vision_heads=vision_heads)
     model = RewardModel(**config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -170,7 +178,6 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
         model.set_trust(load_official_v_inverse(v_inverse))
     model.eval()
     save_atomic(model, out, overwrite=True)
-    log.info("converted '%s' to '%s'", pt_path, out)
     return model
 
 
@@ -229,14 +236,21 @@ def _convert_once(pt_path: Path, dest: Path, v_inverse=None, label: str | None =
 
     if (dest / "config.json").is_file():
         return
+    # Read (and so check) the file first: a refused or broken file leaves no trace in the cache.
+    sd = load_official_state_dict(pt_path)
+    v_inv = v_inverse() if callable(v_inverse) else v_inverse
+    if v_inv is not None:
+        from .trust import load_official_v_inverse
+
+        load_official_v_inverse(v_inv)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(dest.parent / f".{dest.name}.lock"))
     with lock:
         if (dest / "config.json").is_file():
             return  # another process converted it while we waited
-        log.info("converting the official reward checkpoint %s (once; cached in %s)", label or pt_path, dest)
-        v_inv = v_inverse() if callable(v_inverse) else v_inverse
-        convert_official_checkpoint(pt_path, dest, v_inverse=v_inv, overwrite=True)
+        _write_converted(sd, dest, v_inverse=v_inv)
+        # logged after success, so a refused file is one line (the error) and nothing else
+        log.info("converted the official reward checkpoint %s (once; cached in %s)", label or pt_path, dest)
 
 
 def _download_official(model_id: str, filename: str, *, revision: str | None, offline: bool) -> tuple[Path, str]:
