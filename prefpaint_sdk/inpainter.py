@@ -223,36 +223,14 @@ class Inpainter:
     def dtype(self):
         return self.pipeline.unet.dtype
 
-    def _steps_ok(self, steps: int) -> bool:
-        """Whether the scheduler can run ``steps`` DDIM steps: it accepts them and every timestep it
-        schedules lies below ``num_train_timesteps`` (with ``steps_offset`` the last one may not)."""
-        from diffusers import DDIMScheduler
-
-        sched = DDIMScheduler.from_config(self.pipeline.scheduler.config)
-        try:
-            sched.set_timesteps(steps)
-        except ValueError:
-            return False
-        return int(sched.timesteps.max()) < int(sched.config.num_train_timesteps)
-
     @property
     def max_steps(self) -> int:
         """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
-        cached = getattr(self, "_max_steps", None)
-        if cached is None:
-            cached = int(self.pipeline.scheduler.config.num_train_timesteps)
-            while cached > 1 and not self._steps_ok(cached):
-                cached -= 1
-            self._max_steps = cached
-        return cached
+        return ddim_max_steps(self.pipeline.scheduler.config)
 
     def check_steps(self, steps: int) -> int:
         """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
-        steps = at_least("steps", steps, 1)
-        if steps > self.max_steps or not self._steps_ok(steps):
-            raise bad_value("steps", f"steps must be ≤ {self.max_steps} for this model's scheduler "
-                                     f"({self.pipeline.scheduler.config.num_train_timesteps} training timesteps), got {steps}")
-        return steps
+        return check_ddim_steps(steps, self.pipeline.scheduler.config)
 
     # ---------------------------------------------------------------------------------------------
     def __call__(
@@ -431,6 +409,46 @@ class Inpainter:
         else:
             keys = scores
         return scores, bounds, int(np.argmax(keys))
+
+
+def _ddim_steps_ok(config: dict, steps: int) -> bool:
+    """Whether DDIM can run ``steps`` steps on this schedule: the scheduler accepts them and every timestep
+    it schedules lies below ``num_train_timesteps`` (with ``steps_offset`` = 1 the last one may not)."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(dict(config))
+    try:
+        sched.set_timesteps(steps)
+    except ValueError:
+        return False
+    return int(sched.timesteps.max()) < int(sched.config.num_train_timesteps)
+
+
+_MAX_STEPS_CACHE: dict[str, int] = {}
+
+
+def ddim_max_steps(config: dict) -> int:
+    """The most DDIM steps a scheduler config supports (999 for Stable Diffusion's: 1000 would schedule
+    timestep 1000 of a 1000-entry table). Reads only the config, so it runs before any weights load:
+    pass the dict of a model folder's ``scheduler/scheduler_config.json``."""
+    key = repr(sorted((k, v) for k, v in dict(config).items() if not k.startswith("_")))
+    if key not in _MAX_STEPS_CACHE:
+        n = int(dict(config).get("num_train_timesteps", 1000))
+        while n > 1 and not _ddim_steps_ok(config, n):
+            n -= 1
+        _MAX_STEPS_CACHE[key] = n
+    return _MAX_STEPS_CACHE[key]
+
+
+def check_ddim_steps(steps, config: dict) -> int:
+    """``steps`` if DDIM on this scheduler config can run it, else an ``InvalidInputError`` naming the limit."""
+    steps = at_least("steps", steps, 1)
+    limit = ddim_max_steps(config)
+    if steps > limit or not _ddim_steps_ok(config, steps):
+        timesteps = dict(config).get("num_train_timesteps", 1000)
+        raise bad_value("steps", f"steps must be ≤ {limit} for this model's scheduler ({timesteps} training timesteps), "
+                                 f"got {steps}")
+    return steps
 
 
 def _effective_steps(steps: int, strength: float) -> int:

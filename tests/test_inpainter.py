@@ -166,6 +166,19 @@ def test_step_limit_comes_from_the_real_ddim_schedule(tiny_inpainter):
         tiny_inpainter.check_steps(1000)
 
 
+def test_step_limit_is_read_from_a_model_folder_before_loading(tiny_pipeline_dir):
+    from prefpaint_sdk.inpainter import check_ddim_steps, ddim_max_steps
+
+    config = json.loads((tiny_pipeline_dir / "scheduler" / "scheduler_config.json").read_text())
+    assert ddim_max_steps(config) == 999 and check_ddim_steps(999, config) == 999
+    with pytest.raises(InvalidInputError, match="steps must be ≤ 999") as info:
+        check_ddim_steps(1000, config)
+    assert info.value.param == "steps"
+    # other schedules get their own limit: "trailing" spacing reaches 1000 steps, a 50-step table 49
+    assert ddim_max_steps({**config, "timestep_spacing": "trailing"}) == 1000
+    assert ddim_max_steps({**config, "num_train_timesteps": 50}) == 49
+
+
 def test_memory_follows_the_image_bytes(tiny_inpainter):
     """A 3000x3000 full-mask call allocates no float copy of the image: numpy's peak stays below the
     image's own bytes (the old path peaked at ~16x them: float copies, a full-image EDT, a float alpha)."""
