@@ -99,6 +99,13 @@ _EXPORTS = {
     "ImageTooLargeError": "errors",
     "PickleRefusedError": "errors",
     "CorruptFileError": "errors",
+    "require": "errors",
+    # value checks shared by the SDK, the apps and the CLI
+    "finite": "validation",
+    "positive": "validation",
+    "at_least": "validation",
+    "check_seed": "validation",
+    "bad_value": "validation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -121,8 +128,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .devices import resolve_device, resolve_dtype  # noqa: F401
     from .errors import (  # noqa: F401
         ConfigError, CorruptFileError, DataError, ImageTooLargeError, InvalidInputError, MissingDependencyError,
-        ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError,
+        ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError, require,
     )
+    from .validation import at_least, bad_value, check_seed, finite, positive  # noqa: F401
     from .files import (  # noqa: F401
         atomic_path, atomic_write_json, check_output_dir, check_output_path, check_outputs, image_writer, json_writer,
         output_set, save_image, sidecar_path, staged_dir, write_set,

@@ -20,6 +20,7 @@ PUBLIC_API = {
     "check_outputs", "check_output_dir", "staged_dir", "output_set", "write_set", "image_writer", "json_writer", "DEFAULT_MAX_PIXELS", "set_max_pixels", "get_max_pixels",
     "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
     "MissingDependencyError", "ImageTooLargeError", "PickleRefusedError", "CorruptFileError",
+    "require", "finite", "positive", "at_least", "check_seed", "bad_value",
     "RewardModel", "RewardOutput", "TrustStats", "fit_trust", "trust_bound", "trust_weight", "load_official_v_inverse",
     "convert_official_checkpoint", "read_reward_data", "RewardTrainConfig", "load_reward_config", "train_reward",
     "generate_mask", "outpaint_square_mask", "outpaint_strip_mask", "stroke_mask", "warp_hole_mask",

@@ -3,7 +3,7 @@ missing package is one clear line (exit 2) with the install command, before any 
 
 from __future__ import annotations
 
-from prefpaint_sdk.errors import require  # TODO(lead): switch to ``from prefpaint_sdk import require`` once exported
+from prefpaint_sdk import require
 
 __all__ = ["open3d", "trimesh"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefpaint_sdk import DataError, check_output_dir
-from prefpaint_sdk.validation import at_least, bad_value, check_seed, finite, positive  # TODO(lead): public export
+from prefpaint_sdk import at_least, bad_value, check_seed, finite, positive
 
 from . import _deps
 from .formats import FORMATS, load_scene
