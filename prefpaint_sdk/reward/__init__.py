@@ -9,11 +9,19 @@
 
 import importlib
 
-from .model import SCORE_SCALE, SCORE_SHIFT, VIT_B32_CONFIG, RewardModel, RewardOutput
-from .trust import TrustAccumulator, TrustStats, fit_trust, load_official_v_inverse, trust_bound, trust_weight
-
-# names from modules with heavier imports (hub client, accelerate), loaded on first use
+# Every name is loaded on first use, so light submodules (winrate, framing) never pull in torch.
 _LAZY = {
+    "SCORE_SCALE": "model",
+    "SCORE_SHIFT": "model",
+    "VIT_B32_CONFIG": "model",
+    "RewardModel": "model",
+    "RewardOutput": "model",
+    "TrustAccumulator": "trust",
+    "TrustStats": "trust",
+    "fit_trust": "trust",
+    "load_official_v_inverse": "trust",
+    "trust_bound": "trust",
+    "trust_weight": "trust",
     "convert_official_checkpoint": "convert",
     "resolve_reward_model": "convert",
     "read_reward_data": "data",
