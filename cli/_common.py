@@ -345,13 +345,15 @@ def cli_text(message: str, param: str | None = None, ctx=None) -> str:
     for clause in clauses[1:]:
         if all(has(f) for f in _FLAG.findall(clause)):
             kept.append(clause)
+    # "raise max_pixels (--max-pixels)" -> "raise --max-pixels"; without the flag, the Python name stays.
+    kept[0] = re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)",
+                     lambda m: m.group(2) if has(m.group(2)) else m.group(1), kept[0])
+    kept[0] = re.sub(r" \((--[a-z0-9-]+)\)", lambda m: m.group(0) if has(m.group(1)) else "", kept[0])
+    kept = [kept[0]] + [re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)", r"\2", c) for c in kept[1:]]
     kept[0] = _FLAG.sub(lambda m: m.group(0) if has(m.group(0)) else m.group(0)[2:].replace("-", "_"), kept[0])
     kept[0] = re.sub(r" \((?:pass )?[a-z_][a-z0-9_]*=[^)\s]+ \(?(--[a-z0-9-]+)\)?\)",
                      lambda m: "" if not has(m.group(1)) else m.group(0), kept[0])
     message = "; ".join(kept)
-    # "raise max_pixels (--max-pixels)" -> "raise --max-pixels"; without the flag, the Python name stays.
-    message = re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)",
-                     lambda m: m.group(2) if has(m.group(2)) else m.group(1), message)
     # The value the message is about, named first ("steps must be ≥ 1"), is named by its flag.
     lead = re.match(r"^([a-z_][a-z0-9_]*)(?= (?:must|should|needs|cannot)\b)", message)
     if lead or param:

@@ -418,3 +418,33 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
     assert err.strip() == "interrupted" and (tmp_path / "cleaned").exists()
+
+
+def test_value_errors_of_any_origin_name_the_flag():
+    cmd = dict(COMMANDS_BY_NAME)["extend"]
+    with cmd.make_context("extend", [], resilient_parsing=True):
+        assert _common.cli_text("left must be >= 0 pixels, got -5") == "--left must be >= 0 pixels, got -5"
+        assert _common.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
+            "raise --max-pixels or PREFPAINT_MAX_PIXELS"
+        # a leading word that is not about a value keeps its meaning
+        assert _common.cli_text("output 'x.png' is a folder") == "output 'x.png' is a folder"
+    cmd = dict(COMMANDS_BY_NAME)["masks generate"]
+    with cmd.make_context("generate", [], resilient_parsing=True):
+        assert _common.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
+            "raise --max-pixels or PREFPAINT_MAX_PIXELS"
+        assert _common.cli_text("pass a bigger window (--window)") == "pass a bigger window"
+
+
+COMMANDS_BY_NAME = [(" ".join(p), c) for p, c in COMMANDS]
+
+
+def test_library_log_records_are_one_plain_line(capsys):
+    import logging
+
+    _common.setup(quiet=False, debug=False)
+    try:
+        logging.getLogger("prefpaint_sdk.test").warning("skipped '[bold]a.png': %s", "too   big\nreally")
+        logging.getLogger("prefpaint_sdk.test").info("plain [red]info")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert capsys.readouterr().err.splitlines() == ["warning: skipped '[bold]a.png': too big really", "plain [red]info"]
