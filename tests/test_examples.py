@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -102,6 +103,11 @@ def test_example_outputs(examples):
 
     best = json.loads((out / "best_of_n" / "best_of_n.json").read_text())
     assert best["seeds"] == [0, 1] and len(best["scores"]) == 2
+    # The pick is the candidate with the highest reward, saved beside it.
+    k = int(np.argmax(best["scores"]))
+    assert best["best_index"] == k
+    pick, cand = (np.asarray(Image.open(out / "best_of_n" / f)) for f in ("best_of_n.png", best["candidate_files"][k]))
+    assert np.array_equal(pick, cand)
 
     rows = list(csv.DictReader((out / "score_folder" / "scores.csv").open()))
     assert [r["image"] for r in rows] == [f"img{i}.png" for i in range(4)]
