@@ -18,7 +18,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   fi
 fi
 
-[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  PY="${PYTHON:-python3}"
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "setup: Python 3.11 or newer is needed, but $PY is $("$PY" -V 2>&1); set PYTHON, e.g. PYTHON=python3.11" >&2
+    exit 2
+  fi
+  "$PY" -m venv .venv
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch pulled in by a dependency can be a multi-GB CUDA build.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
