@@ -145,9 +145,20 @@ def check_pixels(width: int, height: int, *, what: str = "image", name: str = ""
         raise _too_large(what, name or "", size, limit)
 
 
-def _bomb_pixels(exc: BaseException) -> str:
-    m = re.search(r"\((\d+) pixels\)", str(exc))
-    return f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+def _bomb_size(p: Path, exc: BaseException) -> str:
+    """The size of a file Pillow refused as a bomb, read again from its header alone (nothing decoded)."""
+    try:
+        with _pil_lock:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(p) as im:
+                    w, h = im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        return f"{w}x{h} ({w * h:,} pixels)"
+    except Exception:  # noqa: BLE001 - fall back to Pillow's count
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        return f"{int(m.group(1)):,} pixels" if m else "too many pixels"
 
 
 def _open_lazy(p: Path, what: str, limit: int) -> Image.Image:
@@ -166,7 +177,7 @@ def _open_lazy(p: Path, what: str, limit: int) -> Image.Image:
             else:
                 im = Image.open(p)
     except Image.DecompressionBombError as exc:
-        raise _too_large(what, f"'{p}'", _bomb_pixels(exc), limit) from None
+        raise _too_large(what, f"'{p}'", _bomb_size(p, exc), limit) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInputError(
             f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"

@@ -184,7 +184,7 @@ def test_bomb_header_is_refused_without_decoding(tmp_path, limit_restored):
         tracemalloc.stop()
         assert elapsed < 0.5 and peak < 5_000_000, (load.__name__, elapsed, peak)
         msg = str(info.value)
-        assert str(bomb) in msg and "10,000,000,000 pixels" in msg and "200,000,000" in msg and "max_pixels" in msg
+        assert str(bomb) in msg and "is 100000x100000 (10,000,000,000 pixels), over the limit" in msg and "200,000,000" in msg and "max_pixels" in msg
         assert info.value.exit_code == 2 and info.value.param == "max_pixels"
 
 
