@@ -347,6 +347,19 @@ def rm_copy(mutate):
     return setup
 
 
+def nan_tensor(name):
+    """Put a NaN into the first floating tensor of the safetensors file ``name`` (a valid file otherwise)."""
+    def mutate(folder):
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(folder / name))
+        key = next(k for k, v in sorted(tensors.items()) if v.is_floating_point())
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[0] = float("nan")
+        save_file(tensors, str(folder / name))
+    return mutate
+
+
 def pipe_copy(mutate):
     def setup(e):
         shutil.copytree(e.model, e.w / "pipe_bad")
@@ -477,6 +490,8 @@ CASES = [
       environ=lambda e: {"PREFPAINT_MAX_PIXELS": "lots"}),
     C("inpaint/truncated-image", lambda e: inpaint(e), "img.png", setup=lambda e: truncate(e.img, 60)),
     C("inpaint/mask-is-folder", lambda e: inpaint(e, mask=e.w / "mdir"), "mdir", setup=mkdir("mdir")),
+    C("inpaint/max-pixels-0", lambda e: inpaint(e, "--max-pixels", "0"), "--max-pixels"),
+    C("inpaint/max-pixels-negative", lambda e: inpaint(e, "--max-pixels", "-5"), "--max-pixels"),
     C("inpaint/markup-close-tag", lambda e: inpaint(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
     C("inpaint/markup-bold", lambda e: inpaint(e, image=e.w / "[bold]x.png"), "[bold]x.png"),
     C("inpaint/markup-existing-output", lambda e: inpaint(e, out="[bold]o.png"), "[bold]o.png", "--overwrite",
@@ -524,6 +539,7 @@ CASES = [
     C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),
     C("score/bomb-mask", lambda e: score(e, mask=e.bomb), "bomb.png", "pixels"),
     C("score/max-pixels", lambda e: score(e, "--max-pixels", "999"), "img.png", "999"),
+    C("score/bomb-masked-image", lambda e: score(e, "--masked-image", e.bomb), "bomb.png", "pixels"),
     C("score/markup-path", lambda e: score(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
     C("score/markup-bold-mask", lambda e: score(e, mask=e.w / "[bold]m.png"), "[bold]m.png"),
     C("score/batch-size-0", lambda e: score(e, "--batch-size", "0", image=e.w / "imgs"), "--batch-size", setup=imgs),
@@ -549,6 +565,12 @@ CASES = [
       setup=evil_raw("evil.pt"), absent=("weights_only",), environ=cache_env),
     C("score/reward-truncated-weights", lambda e: score(e, reward=e.w / "rm_bad"), "model.safetensors",
       setup=rm_copy(lambda d: truncate(d / "model.safetensors"))),
+    C("score/reward-nan-weights", lambda e: score(e, reward=e.w / "rm_bad"), "model.safetensors",
+      setup=rm_copy(nan_tensor("model.safetensors"))),
+    C("score/reward-nan-trust", lambda e: score(e, reward=e.w / "rm_bad"), "trust.safetensors",
+      setup=rm_copy(nan_tensor("trust.safetensors"))),
+    C("score/reward-truncated-trust", lambda e: score(e, reward=e.w / "rm_bad"), "trust.safetensors",
+      setup=rm_copy(lambda d: truncate(d / "trust.safetensors"))),
     C("score/reward-empty-config", lambda e: score(e, reward=e.w / "rm_bad"), "config.json",
       setup=rm_copy(lambda d: emptied(d / "config.json"))),
     C("score/reward-config-wrong-type", lambda e: score(e, reward=e.w / "rm_bad"), "config.json",
@@ -586,7 +608,7 @@ CASES = [
     C("extend/markup-existing-output", lambda e: extend(e, out="[bold]e.png"), "[bold]e.png", "--overwrite",
       setup=write("[bold]e.png")),
     *[C(f"extend/{flag[2:]}-{v}", lambda e, flag=flag, v=v: extend(e, flag, v), flag)
-      for flag in ("--ratio", "--ratio-x", "--step-frac", "--strength", "--seam-strength", "--guidance")
+      for flag in ("--ratio", "--ratio-x", "--ratio-y", "--step-frac", "--strength", "--seam-strength", "--guidance")
       for v in (NAN, INF)],
     C("extend/ratio-0", lambda e: extend(e, "--ratio", "0"), "--ratio"),
     C("extend/ratio-negative", lambda e: extend(e, "--ratio", "-2"), "--ratio"),
@@ -601,6 +623,7 @@ CASES = [
     C("extend/seed-2**32", lambda e: extend(e, "--seed", BIG_SEED), "--seed"),
     C("extend/out-proc", lambda e: extend(e, out=Path("/proc/x.png")), "/proc/x.png", absent=(".tmp",)),
     C("extend/out-is-folder", lambda e: extend(e, out="edir"), "edir", setup=mkdir("edir")),
+    C("extend/out-parent-is-file", lambda e: extend(e, out="afile/x.png"), "afile", setup=write("afile")),
     C("extend/out-exists", lambda e: extend(e), "ext.png", "--overwrite", setup=write("ext.png")),
     C("extend/sidecar-exists", lambda e: extend(e), "ext.json", "--overwrite", setup=write("ext.json", "{}")),
 
@@ -637,6 +660,7 @@ CASES = [
     C("masks/seed-2**32", lambda e: masks(e, "--seed", BIG_SEED), "--seed", setup=imgs),
     C("masks/out-proc", lambda e: masks(e, out=Path("/proc/m")), "/proc/m", setup=imgs, absent=(".tmp",)),
     C("masks/out-is-file", lambda e: masks(e, out="mfile"), "mfile", setup=both(imgs, write("mfile"))),
+    C("masks/out-parent-is-file", lambda e: masks(e, out="afile/m"), "afile", setup=both(imgs, write("afile"))),
     C("masks/out-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/masks.json", "{}"))),
     C("masks/one-mask-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/a1.png"))),
 
@@ -646,12 +670,14 @@ CASES = [
       for flag, values in (("--guidance", (NAN, INF)), ("--confidence", (NAN, "0", "1.5")),
                            ("--tie-tolerance", (NAN, INF, "-1")))
       for v in values],
+    C("eval/samples-negative", lambda e: ev(e, "--samples", "-1"), "--samples", setup=data),
     C("eval/samples-0", lambda e: ev(e, "--samples", "0"), "--samples", setup=data),
     C("eval/steps-0", lambda e: ev(e, "--steps", "0"), "--steps", setup=data),
     C("eval/seed-negative", lambda e: ev(e, "--seed", "-1"), "--seed", setup=data),
     C("eval/seed-2**32", lambda e: ev(e, "--seed", BIG_SEED), "--seed", setup=data),
     C("eval/max-pixels", lambda e: ev(e, "--max-pixels", "0"), "--max-pixels", setup=data),
     C("eval/out-proc", lambda e: ev(e, out=Path("/proc/ev")), "/proc/ev", setup=data, absent=(".tmp",)),
+    C("eval/out-parent-is-file", lambda e: ev(e, out="afile/ev"), "afile", setup=both(data, write("afile"))),
     C("eval/out-is-file", lambda e: ev(e, out="efile"), "efile", setup=both(data, write("efile"))),
     C("eval/reward-model-pickle", lambda e: ev(e, model=e.model, baseline=e.model, reward=e.w / "rm_bin"), "pickle",
       setup=both(data, rm_pickled), absent=("weights_only",)),
@@ -793,6 +819,16 @@ def test_success_line_shows_a_markup_path_as_text(env):
     assert r.exit_code == 0, r.output
     assert "[red]masks" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a1.png", "masks.json"]
+
+
+def test_inpaint_success_line_shows_markup_paths_as_text(env):
+    src = env.w / "[red]im.png"
+    shutil.copy(env.img, src)
+    r = runner.invoke(_app(), [str(a) for a in inpaint(env, "--steps", "2", "--seed", "0", image=src, out="[bold]o.png",
+                                                        model=env.model)], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0, r.output
+    assert "[red]im.png" in r.stderr and "[bold]o.png" in r.stderr, r.stderr
+    assert (env.w / "[bold]o.png").is_file() and (env.w / "[bold]o.json").is_file()
 
 
 def test_overwrite_replaces_a_whole_folder_with_umask_modes(env):
@@ -994,3 +1030,30 @@ def test_interrupted_recon3d_leaves_all_or_nothing(tmp_path, tiny_pipeline_dir):
     assert again.exit_code == 0, again.output
     assert (out / "mesh.ply").is_file() and (out / "metrics.json").is_file()
     assert sorted(p.name for p in (out / "views").iterdir()) == ["000", "001"]
+
+
+def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir):
+    """Ctrl-C in batch mode: each item's set (image + sidecar) is whole or absent, with no temporary files; the
+    same command again completes the missing items without --overwrite and keeps the finished ones."""
+    n = 10
+    images = _many_images(tmp_path / "imgs", n)
+    hole = np.zeros((48, 64), np.uint8)
+    hole[12:36, 16:48] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    argv = ["inpaint", images, tmp_path / "mask.png", "-o", out, "--model", tiny_pipeline_dir, "--steps", "4", "--seed",
+            "0", "--device", "cpu", "--dtype", "float32", "--offline"]
+    rc, err, was_running = _interrupt(argv, signal.SIGINT, lambda: out.is_dir() and any(out.glob("*.json")))
+    assert was_running, "the run ended before the signal; use more images"
+    assert "Traceback" not in err, err
+    assert rc == 130, f"exit {rc}: {err}"
+    stems = [f"im{i:03d}" for i in range(n)]
+    left = sorted(p.name for p in out.iterdir())
+    done = [s for s in stems if f"{s}.png" in left]
+    assert left == sorted([f"{s}.png" for s in done] + [f"{s}.json" for s in done]), f"partial sets or litter: {left}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "mask.png", "out"], "litter beside the output"
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems])
+    assert {k: (out / k).stat().st_mtime_ns for k in stamps} == stamps, "finished items were redone"
