@@ -670,22 +670,23 @@ def read_toml_table(path: str | os.PathLike, table: str) -> dict[str, Any]:
     Raises:
         ConfigError: the file is missing or is not valid TOML.
     """
-    import sys
+    import tomllib
 
     from .errors import ConfigError
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist; pass an existing .toml file")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{p}' is not a UTF-8 text file; pass a .toml config") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from exc
-    return data.get(table, data)
+        raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from None
+    section = data.get(table, data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file '{p}': '{table}' must be a [{table}] table, not a {type(section).__name__}")
+    return section
 
 
 def load_torch_file(path: str | os.PathLike, what: str, fix: str):
@@ -714,6 +715,7 @@ def load_torch_file(path: str | os.PathLike, what: str, fix: str):
         if is_pickle and (isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc)):
             # a pickle of arbitrary objects: our own line, never torch's advice to set weights_only=False
             raise PickleRefusedError.for_file(p, what) from None
-        detail = str(exc).splitlines()[0] if "weights_only" not in str(exc) else exc.__class__.__name__
+        lines = str(exc).splitlines()  # torch can raise with an empty message (an empty file)
+        detail = lines[0] if lines and "weights_only" not in str(exc) else exc.__class__.__name__
         raise InvalidInputError(f"{what} '{p}' is not a readable tensor file (truncated or another format: {detail}); "
                                 f"{fix}") from None
