@@ -848,6 +848,18 @@ def test_overwrite_replaces_a_whole_folder_with_umask_modes(env):
     assert sorted(p.name for p in env.w.iterdir()) == ["bomb.png", "img.png", "imgs", "m", "mask.png"]
 
 
+def test_pixel_limit_message_names_no_flag_the_command_lacks(env):
+    """``train reward`` has no --max-pixels: its refusal of oversized data names the limit, never that flag.
+    (Each skipped sample is reported on its own line, as batch-like inputs are; the run then stops.)"""
+    rdata(env)
+    before = snapshot(env.w)
+    r = runner.invoke(_app(), [str(a) for a in treward(env)], env={"COLUMNS": "2000", "PREFPAINT_MAX_PIXELS": "999"})
+    _no_traceback(r)
+    assert r.exit_code == 2, r.output
+    assert "999" in _lines(r.stderr)[-1] and "--max-pixels" not in r.output, r.stderr
+    assert not diff(before, snapshot(env.w))
+
+
 # ------------------------------------------------------------------------------------------------
 # Batch runs go on past one bomb
 
