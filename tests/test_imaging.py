@@ -283,7 +283,7 @@ def test_sixteen_bit_images_convert_with_integer_maths():
 def test_float_arrays_convert_in_stripes_exactly(monkeypatch):
     from prefpaint_sdk import imaging
 
-    monkeypatch.setattr(imaging, "_STRIPE_BYTES", 1000)  # many stripes
+    monkeypatch.setattr(imaging.geometry, "_STRIPE_BYTES", 1000)  # many stripes
     a = np.random.default_rng(3).random((57, 41, 3)).astype(np.float32)
     expected = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
     assert np.array_equal(np.asarray(load_image(a)), expected)
@@ -311,7 +311,7 @@ def test_striped_geometry_equals_whole_image_maths(monkeypatch):
     from prefpaint_sdk import imaging
     from prefpaint_sdk.imaging import Box, composite_box, feather_bbox
 
-    monkeypatch.setattr(imaging, "_STRIPE_BYTES", 3000)  # a few rows per stripe
+    monkeypatch.setattr(imaging.geometry, "_STRIPE_BYTES", 3000)  # a few rows per stripe
     rng = np.random.default_rng(7)
     for trial in range(40):
         h, w = (int(v) for v in rng.integers(5, 70, 2))
