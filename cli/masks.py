@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import handle_errors, make_app, max_pixels_option, progress, say, setup
+from ._common import EXIT_FAILED, failed, handle_errors, make_app, max_pixels_option, progress, say, say_error, setup
 
 masks_app = make_app(help="Generate reproducible inpainting masks.", no_args_is_help=True)
 
@@ -34,12 +34,19 @@ def generate(
         if not images.exists():
             raise InvalidInputError(f"images '{images}' does not exist; pass an image or a folder of images")
         check_output_dir(output, overwrite)
+        skipped = []
         with progress(quiet) as bar:
             task = bar.add_task("masks", total=None)
             records = generate_mask_set(images, kind, output, seed=seed, depth_dir=depth, overwrite=overwrite,
-                                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                        progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                        on_error=lambda path, exc: skipped.append((path, exc)))
+        for path, exc in skipped:
+            failed(path, exc)
         if not quiet:
             cov = [r["coverage"] for r in records]
             proxy = sum(r["depth"] == "proxy" for r in records)
             note = f"; {proxy} warp masks used the depth proxy (pass --depth for real depth)" if proxy else ""
             say(f"wrote {len(records)} masks to {output} (fill {min(cov) * 100:.0f}-{max(cov) * 100:.0f}%){note}")
+        if skipped:  # as in every batch command: the others were written, the exit code says some failed
+            say_error(f"{len(skipped)} of {len(records) + len(skipped)} images skipped (listed in masks.json)")
+            raise typer.Exit(EXIT_FAILED)

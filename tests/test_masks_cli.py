@@ -119,9 +119,10 @@ def test_unreadable_images_are_reported_and_skipped(images, tmp_path):
     (images / "broken[red].png").write_bytes(b"not an image")
     out = tmp_path / "m"
     r = _gen(images, out, "--kind", "strokes")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # the rest were written; the exit code says one failed
     flat = "".join(r.output.split())  # rich wraps the log line
-    assert "skipped:image" in flat and "broken[red].png'" in flat and "Traceback" not in r.output
+    assert "failed:" in flat and "broken[red].png'" in flat and "Traceback" not in r.output
+    assert "1of13imagesskipped" in flat
     assert sorted(p.name for p in out.iterdir()) == sorted([f"im{i:02d}.png" for i in range(12)] + ["masks.json"])
     meta = json.loads((out / "masks.json").read_text())
     assert len(meta["masks"]) == 12 and [s["image"].split("/")[-1] for s in meta["skipped"]] == ["broken[red].png"]

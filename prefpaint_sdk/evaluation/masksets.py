@@ -205,29 +205,38 @@ def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: in
         if not dd.is_dir():
             raise InvalidInputError(f"depth folder '{dd}' does not exist; pass a folder of depth maps named like the images")
         depths = {q.stem: q for q in sorted(dd.iterdir()) if q.suffix.lower() in (".npy", ".png", ".tif", ".tiff", ".exr")}
-    records: list[dict] = []
+    # Headers first, before anything is written: one image given alone fails loudly; in a folder a bad one is
+    # reported and skipped, unless none is readable (then one error line, not one per image).
+    sizes: dict[Path, tuple[int, int]] = {}
     skipped: list[dict] = []
+    errors: list[tuple[Path, InvalidInputError]] = []
+    for p in paths:
+        try:
+            sizes[p] = check_image_file(p)
+        except InvalidInputError as exc:
+            if len(paths) == 1:
+                raise
+            errors.append((p, exc))
+            skipped.append({"image": str(p), "error": str(exc)})
+    if not sizes:
+        raise DataError(f"none of the {len(paths)} images could be read (first: {skipped[0]['error']}); no masks written")
+    for p, exc in errors:
+        if on_error is not None:
+            on_error(p, exc)
+        else:
+            log.error("skipped: %s", exc)
+    records: list[dict] = []
     with staged_dir(out, overwrite) as stage:
         for i, p in enumerate(paths):
-            try:
-                size = check_image_file(p)
-            except InvalidInputError as exc:  # unreadable, or a decompression bomb: report, skip, go on
-                skipped.append({"image": str(p), "error": str(exc)})
-                if on_error is not None:
-                    on_error(p, exc)
-                else:
-                    log.error("skipped: %s", exc)
-            else:
+            if p in sizes:
                 depth = depths.get(p.stem)
-                mask, drawn = mask_for(kind, size, p.stem, seed, depth)
+                mask, drawn = mask_for(kind, sizes[p], p.stem, seed, depth)
                 name = f"{p.stem}.png"
                 Image.fromarray(mask.astype(np.uint8) * 255, "L").save(stage / name, format="PNG")
                 records.append({"image": str(p), "mask": name, "kind": drawn, "coverage": float(mask.mean()),
                                 "depth": (str(depth) if depth is not None else ("proxy" if drawn == "warp" else None))})
             if progress is not None:
                 progress(i + 1, len(paths))
-        if not records:
-            raise DataError(f"none of the {len(paths)} images could be read (first: {skipped[0]['error']}); no masks written")
         meta = {"kind": kind, "seed": seed, "masks": records}
         if skipped:
             meta["skipped"] = skipped
