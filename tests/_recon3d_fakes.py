@@ -93,7 +93,8 @@ NERFSTUDIO_DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 def assert_nerfstudio_accepts(root) -> dict:
     """Check ``root/transforms.json`` against the rules of nerfstudio's ``nerfstudio_dataparser.py``.
 
-    Encoded from its source (nerfstudio 1.x): ``mask_path`` and ``depth_file_path`` on every frame or on
+    Encoded from its source (nerfstudio 1.x; on 2026-12-01 nerfstudio 1.1.5's own parser and datasets, installed
+    with --no-deps in a side venv, also read our output: 5 frames, masks and depths). The rules: ``mask_path`` and ``depth_file_path`` on every frame or on
     none (two asserts there); ``camera_model`` a key of ``CAMERA_MODEL_TO_TYPE``; ``fl_x``, ``fl_y``, ``cx``,
     ``cy``, ``w``, ``h`` each at the top level or on every frame; paths relative to the folder of
     ``transforms.json``; a 4x4 (or 3x4) ``transform_matrix``. Its InputDataset then reads each mask as a

@@ -275,22 +275,3 @@ def test_novel_cameras_from_a_trajectory_file(tmp_path):
     assert len(res.views) == 2
     for v, want in zip(res.views, poses):
         np.testing.assert_allclose(np.asarray(v.c2w), want, atol=1e-12)
-
-
-def test_nerfstudio_own_parser_reads_our_output(run):
-    """With nerfstudio installed (not a dependency: e.g. `pip install --no-deps --target DIR nerfstudio` plus its few
-    imports on PYTHONPATH), its own data parser and datasets read transforms.json, every mask and every depth."""
-    pytest.importorskip("nerfstudio.data.dataparsers.nerfstudio_dataparser", exc_type=ImportError)
-    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-    from nerfstudio.data.datasets.base_dataset import InputDataset
-    from nerfstudio.data.datasets.depth_dataset import DepthDataset
-
-    sc, _, _, res = run
-    outs = NerfstudioDataParserConfig(data=res.out, downscale_factor=1, eval_mode="all").setup().get_dataparser_outputs("train")
-    n = len(sc.frames) + VIEWS
-    assert len(outs.image_filenames) == len(outs.mask_filenames) == len(outs.metadata["depth_filenames"]) == n
-    ds = InputDataset(outs)
-    assert all(float(ds[i]["mask"].float().mean()) == 1.0 for i in range(n))  # non-zero = use: every pixel holds content
-    d = DepthDataset(outs)[0]["depth_image"]
-    # metres (mm x depth_unit_scale_factor 1e-3), times nerfstudio's own pose scale
-    assert float(d[d > 0].median()) == pytest.approx(np.median(sc.frames[0].depth) * outs.dataparser_scale, rel=0.01)
