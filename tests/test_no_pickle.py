@@ -138,7 +138,6 @@ def test_a_pickle_in_an_unused_component_does_not_matter(tmp_path):
 
 
 def test_depth_model_folder_with_only_a_pickle_is_refused(tmp_path, marker):
-    pytest.importorskip("transformers")
     from prefpaint_apps.recon3d.depth import load_depth_estimator
 
     folder = tmp_path / "depth"
