@@ -19,7 +19,27 @@ __all__ = [
     "tiny_reward_model",
     "save_tiny_reward_model",
     "write_synthetic_reward_dataset",
+    "write_png_bomb",
 ]
+
+def write_png_bomb(path: str | os.PathLike, width: int = 100_000, height: int = 100_000) -> Path:
+    """A valid-looking PNG of a few dozen bytes whose header claims ``width`` x ``height`` 8-bit grey pixels.
+
+    The one decompression-bomb fixture of the tests: a reader that trusts the header and allocates the whole
+    image (10 gigapixels by default) is the bug; one that checks the header against the pixel limit refuses it.
+    """
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    path = Path(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64, 9))
+                     + chunk(b"IEND", b""))
+    return path
+
 
 # UNet/VAE shapes by name. "tiny" is for tests (64 px working size); "mid" keeps real proportions
 # between UNet, VAE and text encoder for benchmarks (512 px working size, UNet channels 64/128/256).

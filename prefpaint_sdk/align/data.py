@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ..batch import read_manifest
-from ..errors import DataError
-from ..imaging import load_image, load_mask
+from ..errors import DataError, InvalidInputError
+from ..imaging import check_image_file, load_image, load_mask
 from ..masks import generate_mask
 
 __all__ = ["AlignItem", "AlignDataset", "IMAGE_SUFFIXES"]
@@ -47,24 +47,50 @@ class AlignDataset:
 
     Args:
         root: the data folder.
-        resolution: working size in pixels (square).
+        resolution: working size in pixels (square); ``None`` until the model is known (the ``Aligner`` sets it),
+            so the data can be checked before any model loads.
         mask_kinds: kinds generated for images without a mask (see :mod:`prefpaint_sdk.masks`).
         seed: seeds the generated masks.
 
+    Every image and mask is checked from its header when the dataset is built: an unreadable one, one over the
+    pixel limit, or a mask of another size than its image is reported and skipped (the rest go on).
+
     Raises:
-        DataError: no images, a manifest line without ``image``, or a missing file.
+        DataError: no usable images, a manifest line without ``image``, or a missing file.
     """
 
-    def __init__(self, root, resolution: int, mask_kinds=("outpaint_square", "outpaint_strip", "stroke"), seed: int = 0):
+    def __init__(self, root, resolution: int | None, mask_kinds=("outpaint_square", "outpaint_strip", "stroke"), seed: int = 0):
         self.root = Path(root)
-        self.resolution = int(resolution)
+        self.resolution = int(resolution) if resolution is not None else None
         self.mask_kinds = list(mask_kinds)
         self.seed = int(seed)
         if not self.root.is_dir():
             raise DataError(f"data folder '{self.root}' does not exist; pass a folder with images/ (and masks/) or manifest.jsonl")
-        self.entries = self._scan()
-        if not self.entries:
+        found = self._scan()
+        if not found:
             raise DataError(f"no images found in '{self.root}'; put them in '{self.root / 'images'}' or list them in manifest.jsonl")
+        self.entries, self.sizes = self._usable(found)
+
+    @staticmethod
+    def _usable(found):
+        """The entries whose files pass the header checks, and each image's size; the others are skipped."""
+        entries, sizes, skipped = [], {}, []
+        for img, mask, name in found:
+            try:
+                size = check_image_file(img)
+                if mask is not None and check_image_file(mask) != size:
+                    raise DataError(f"mask '{mask}' is {'x'.join(map(str, check_image_file(mask)))} but its image "
+                                    f"'{img}' is {size[0]}x{size[1]}; resize it")
+            except InvalidInputError as exc:
+                skipped.append(exc)
+                continue
+            entries.append((img, mask, name))
+            sizes[img] = size
+        if not entries:  # one line, not one per file
+            raise DataError(f"none of the {len(found)} images can be used (first: {skipped[0]}); fix or replace them")
+        for exc in skipped:
+            log.warning("skipped: %s", exc)
+        return entries, sizes
 
     def _scan(self) -> list[tuple[Path, Path | None, str]]:
         manifest = self.root / "manifest.jsonl"
@@ -99,8 +125,6 @@ class AlignDataset:
         image = image.crop(box).resize((r, r), Image.LANCZOS) if image.size != (r, r) or box != (0, 0, r, r) else image
         if mask_path is not None:
             m = load_mask(mask_path)
-            if (m.shape[1], m.shape[0]) != Image.open(img_path).size:
-                raise DataError(f"mask '{mask_path}' is {m.shape[1]}x{m.shape[0]} but its image is {Image.open(img_path).size}; resize it")
             m = _covering_resize(m[box[1]:box[3], box[0]:box[2]], r)
         else:
             seed = mask_seed if mask_seed is not None else self.seed * 1_000_003 + index

@@ -105,9 +105,9 @@ class Aligner:
         self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
 
-        data = data if isinstance(data, AlignDataset) else AlignDataset(data, self.resolution, cfg.mask_kinds, cfg.seed)
+        data = _dataset(data, cfg, cfg.seed, self.resolution)
         if eval_data is not None:
-            self.eval_set = eval_data if isinstance(eval_data, AlignDataset) else AlignDataset(eval_data, self.resolution, cfg.mask_kinds, cfg.seed + 1)
+            self.eval_set = _dataset(eval_data, cfg, cfg.seed + 1, self.resolution)
             self.train_indices = list(range(len(data)))
             self.eval_indices = list(range(min(cfg.eval_size, len(self.eval_set))))
         else:
@@ -166,17 +166,26 @@ class Aligner:
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable.
         """
+        import json
         import warnings
 
         from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
 
         from ..errors import InvalidInputError, ModelNotFoundError
         from ..hub import resolve_model
+        from ..inpainter import check_ddim_steps
         from ..state import refuse_pickle_pipeline
 
+        # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
+        data = _dataset(data, config, config.seed, config.resolution)
+        if kwargs.get("eval_data") is not None:
+            kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
         resolved = resolve_model(model, offline=offline, revision=revision)
         if not (resolved.path / "model_index.json").is_file():
             raise InvalidInputError(f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder")
+        scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
+        if scheduler_config.is_file():  # the rollout's DDIM steps (num_steps, --steps) must fit the scheduler
+            check_ddim_steps(config.num_steps, json.loads(scheduler_config.read_text()))
         refuse_pickle_pipeline(resolved.path)
         try:
             with warnings.catch_warnings():
@@ -389,3 +398,12 @@ class Aligner:
                 frozen[name] = module
         return export_merged(self.pipe, self.raw_unet, folder, dtype=self._base_dtypes["unet"],
                              unet_base_state=self._base_states.get("unet"), **frozen)
+
+
+def _dataset(data, cfg: AlignConfig, seed: int, resolution: int | None) -> AlignDataset:
+    """``data`` as an :class:`AlignDataset` at ``resolution`` (a path is scanned and checked here)."""
+    if not isinstance(data, AlignDataset):
+        return AlignDataset(data, resolution, cfg.mask_kinds, seed)
+    if data.resolution is None:
+        data.resolution = resolution
+    return data
