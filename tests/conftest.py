@@ -43,6 +43,31 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """In-process CLI runs change process-wide state (the pixel limit, our loggers' handlers and levels, the
+    SIGTERM handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
+    import logging
+    import signal
+
+    from prefpaint_sdk.imaging import set_max_pixels
+
+    loggers = [logging.getLogger(n) for n in ("prefpaint_sdk", "prefpaint_apps")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    sigterm = signal.getsignal(signal.SIGTERM)
+    env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "PREFPAINT_MAX_PIXELS", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    yield
+    set_max_pixels(None)
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+    signal.signal(signal.SIGTERM, sigterm)
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory):
     """A tiny random diffusers inpainting pipeline saved as a folder, as real weights are."""

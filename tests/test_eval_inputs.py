@@ -1,8 +1,6 @@
 """Eval goes on: a bomb, an oversized or an unreadable input is reported and skipped; the rest are evaluated."""
 
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,17 +10,7 @@ from PIL import Image
 from prefpaint_sdk.errors import DataError, InvalidInputError
 from prefpaint_sdk.evaluation import EvalReport, evaluate
 from prefpaint_sdk.imaging import set_max_pixels
-
-
-def png_bomb(path, width=100_000, height=100_000):
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
-                     chunk(b"IEND", b""))
-    return path
+from prefpaint_sdk.testing import write_png_bomb
 
 
 def _run(tmp_path, data, model=None, **kw):
@@ -33,7 +21,7 @@ def _run(tmp_path, data, model=None, **kw):
 
 def test_a_bomb_among_the_cases_is_skipped_and_named(tmp_path):
     data = write_data(tmp_path / "data", n=4)
-    bomb = png_bomb(data / "images" / "img02.png")
+    bomb = write_png_bomb(data / "images" / "img02.png")
     assert bomb.stat().st_size < 100
     model = FakeInpainter(5, "A")
     rep = _run(tmp_path, data, model)
@@ -72,7 +60,7 @@ def test_oversized_mask_and_unreadable_target_skip_only_their_cases(tmp_path):
 def test_only_bombs_fail_before_any_model_loads(tmp_path):
     data = write_data(tmp_path / "data", n=2)
     for name in ("img00", "img01"):
-        png_bomb(data / "images" / f"{name}.png")
+        write_png_bomb(data / "images" / f"{name}.png")
     with pytest.raises(DataError, match="all 2 cases failed their input checks, before any model loaded"):
         # Model ids that do not exist: the inputs are refused first.
         evaluate("no/such-model", "no/such-baseline", "no/such-reward", data, samples=(1,), out_dir=tmp_path / "out")

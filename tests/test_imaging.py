@@ -19,6 +19,7 @@ from prefpaint_sdk import (
     masked_image,
     working_size,
 )
+from prefpaint_sdk.testing import write_png_bomb
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
@@ -141,18 +142,6 @@ def test_masked_image_blanks_the_hole():
 # The pixel limit
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A tiny, valid-headed PNG that claims ``width`` x ``height`` RGB pixels (a decompression bomb's header)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 @pytest.fixture
 def limit_restored(monkeypatch):
     from prefpaint_sdk import imaging
@@ -172,7 +161,7 @@ def test_bomb_header_is_refused_without_decoding(tmp_path, limit_restored):
     from prefpaint_sdk.imaging import check_image_file
 
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    write_png_bomb(bomb, 100_000, 100_000)
     assert bomb.stat().st_size < 100
     for load in (check_image_file, load_image, load_mask):
         tracemalloc.start()
@@ -192,7 +181,7 @@ def test_valid_144_megapixel_header_passes_by_default(tmp_path, limit_restored):
     from prefpaint_sdk.imaging import DEFAULT_MAX_PIXELS, check_image_file
 
     big = tmp_path / "big.png"
-    big.write_bytes(_png_claiming(12_000, 12_000))
+    write_png_bomb(big, 12_000, 12_000)
     assert check_image_file(big) == (12_000, 12_000)
     assert DEFAULT_MAX_PIXELS >= 12_000 * 12_000
     # Pillow's own bomb limit follows ours, so Pillow never refuses first with its own message

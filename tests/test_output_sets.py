@@ -16,6 +16,7 @@ from PIL import Image
 
 from prefpaint_sdk import InpaintResult, InvalidInputError, OutputExistsError
 from prefpaint_sdk import files as F
+from prefpaint_sdk.testing import write_png_bomb
 
 
 @pytest.fixture()
@@ -292,15 +293,7 @@ def test_masks_generate_overwrite_replaces_the_folder_and_skips_bad_images(tmp_p
     generate_mask_set(imgs, "strokes", out)
     (imgs / "im002.png").unlink()
     (imgs / "broken.png").write_bytes(b"not a png")
-    # A 68-byte PNG header claiming 100000x100000 pixels.
-    import struct
-    import zlib
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    (imgs / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
-                                    + chunk(b"IEND", b""))
+    write_png_bomb(imgs / "bomb.png")  # a few dozen bytes claiming 100000x100000 pixels
     with pytest.raises(OutputExistsError):
         generate_mask_set(imgs, "strokes", out)
     errors = []

@@ -12,7 +12,7 @@ from prefpaint_sdk.errors import ConfigError, DataError
 from prefpaint_sdk.reward.config import REWARD_PRESETS, load_reward_config, reward_batch_summary
 from prefpaint_sdk.reward.data import RewardData, RewardSample, read_reward_data, split_by_group
 from prefpaint_sdk.reward.train import reward_metrics
-from prefpaint_sdk.testing import write_synthetic_reward_dataset
+from prefpaint_sdk.testing import write_png_bomb, write_synthetic_reward_dataset
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +138,6 @@ def test_config_presets_toml_and_errors(tmp_path):
     assert s["effective_batch"] == 20 and s["optimizer_steps_per_epoch"] == 600
 
 
-def _bomb_bytes(width=100_000, height=100_000) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("text,row", [
     ('{"image": "im0.png", "mask": "mask.png", "score": 1}\n{"image": "im1.png", "mask": "mask.png", "score": NaN}', 2),
     ('{"image": "im0.png", "mask": "mask.png", "score": Infinity}', 1),
@@ -182,7 +171,7 @@ def test_bombs_and_mismatched_masks_are_skipped_from_headers(official, tmp_path,
     import time
 
     shutil.copytree(official, tmp_path / "d")
-    (tmp_path / "d" / "inpaint" / "p0001_0.png").write_bytes(_bomb_bytes())
+    write_png_bomb(tmp_path / "d" / "inpaint" / "p0001_0.png")
     t0 = time.perf_counter()
     data = read_reward_data(tmp_path / "d")  # 1 of 150: within the 1% rule
     assert time.perf_counter() - t0 < 10

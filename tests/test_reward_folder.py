@@ -7,6 +7,7 @@ import pytest
 
 from prefpaint_sdk import InputPair, InvalidInputError, OutputExistsError
 from prefpaint_sdk.reward.folder import score_pairs, write_scores_csv
+from prefpaint_sdk.testing import write_png_bomb
 
 
 class _Out:
@@ -38,19 +39,6 @@ def _png(path: Path, size=(8, 8)) -> Path:
     return path
 
 
-def _bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
-    """A 60-odd-byte PNG whose header claims width x height pixels."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-    return path
-
-
 def test_a_bad_item_fails_alone_and_batches_are_used(tmp_path):
     mask = _png(tmp_path / "m.png")
     pairs = [InputPair(_png(tmp_path / f"{n}.png"), mask, n) for n in ("i1", "i2", "bad", "i4", "i5")]
@@ -75,8 +63,8 @@ def test_a_bomb_is_reported_from_its_header_and_the_rest_are_scored(tmp_path):
     from prefpaint_sdk import ImageTooLargeError
 
     mask = _png(tmp_path / "m.png")
-    pairs = [InputPair(_png(tmp_path / "i1.png"), mask, "i1"), InputPair(_bomb(tmp_path / "i2.png"), mask, "i2"),
-             InputPair(_png(tmp_path / "i3.png"), mask, "i3"), InputPair(tmp_path / "i4.png", _bomb(tmp_path / "mb.png"), "i4")]
+    pairs = [InputPair(_png(tmp_path / "i1.png"), mask, "i1"), InputPair(write_png_bomb(tmp_path / "i2.png"), mask, "i2"),
+             InputPair(_png(tmp_path / "i3.png"), mask, "i3"), InputPair(tmp_path / "i4.png", write_png_bomb(tmp_path / "mb.png"), "i4")]
     _png(pairs[3].image)
     model = FakeReward()
     results = list(score_pairs(model, pairs, batch_size=4))
@@ -95,7 +83,7 @@ def test_a_bomb_among_real_reward_model_inputs(tmp_path):
 
     mask = _png(tmp_path / "m.png", (32, 32))
     pairs = [InputPair(_png(tmp_path / f"{n}.png", (32, 32)), mask, n) for n in ("a", "c")]
-    pairs.insert(1, InputPair(_bomb(tmp_path / "b.png"), mask, "b"))
+    pairs.insert(1, InputPair(write_png_bomb(tmp_path / "b.png"), mask, "b"))
     model = tiny_reward_model(seed=0)
     results = list(score_pairs(model, pairs, batch_size=8))
     assert [isinstance(r, Exception) for _, r in results] == [False, True, False]
