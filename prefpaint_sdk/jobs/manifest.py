@@ -110,7 +110,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
             # NaN and Infinity are not JSON: refuse them here, with the line, not later in a sampler.
             rec = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
         except ValueError as exc:
-            raise DataError(f"{_where(path, n)} is not a JSON object ({exc}); write one object per line") from None
+            raise DataError(f"{_where(path, n)} is not valid JSON ({exc}); write one object per line") from None
         if not isinstance(rec, dict):
             raise DataError(f"{_where(path, n)} is not a JSON object; write one object per line")
         rows.append((n, rec))

@@ -146,16 +146,18 @@ def _finished(out: Path, item: JobItem, defaults: dict | None) -> bool | None:
     if rec.get("fingerprint") != item.fingerprint(defaults):
         return False
     files = rec.get("files") or []
-    return all((out / f).is_file() and (out / f).stat().st_size > 0 for f in files)
+    whole = all((out / f).is_file() and (out / f).stat().st_size > 0 for f in files)
+    return True if whole else None
 
 
 def _clean_stale_temps(out: Path, names: list[str]) -> None:
     """Remove temporary files a killed process left for these output names (``.<name>.XXXX.tmp<suffix>``)."""
-    for folder in {out, out / RECORDS}:
+    prefixes = tuple(f".{n}." for n in names)
+    for folder in (out, out / RECORDS):
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
-            if p.name.startswith(".") and ".tmp" in p.name and any(p.name.startswith(f".{n}.") for n in names):
+            if p.name.startswith(prefixes) and ".tmp" in p.name and p.is_file():
                 p.unlink(missing_ok=True)
 
 
@@ -201,6 +203,8 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     mine = [it for it in items if shard_of(it.id, ctx.world_size) == ctx.rank]
     todo = [it for it in pending if shard_of(it.id, ctx.world_size) == ctx.rank]
     summary.mine, summary.skipped = len(mine), len(mine) - len(todo)
+    if planned_names is not None:  # only the owner ever writes an item's names, so its leftovers are safe to remove
+        _clean_stale_temps(out, [n for it in mine for n in planned_names(it) + [f"{it.id}.json"]])
     if summary.skipped:
         who = f"rank {ctx.rank}: " if ctx.world_size > 1 else ""
         log.info("%s%d of %d items already finished in '%s'", who, summary.skipped, len(mine), out)
@@ -216,8 +220,6 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
 
     report()
     for it in todo:
-        if planned_names is not None:
-            _clean_stale_temps(out, planned_names(it) + [f"{it.id}.json"])
         rec_path = _record_path(out, it.id)
         base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
                 "fingerprint": it.fingerprint(settings)}

@@ -73,7 +73,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     base_seed = defaults.pop("seed", None)
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
-    settings = {"model": str(model or DEFAULT_MODEL), "reward_model": str(reward_model), "select": select,
+    model_name = model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)
+    settings = {"model": str(model_name), "reward_model": str(reward_model), "select": select,
                 "seed": base_seed, "prompt": base_prompt, "n": base_n, "save_all": save_all, "suffix": suffix,
                 **defaults}
 
