@@ -12,6 +12,7 @@ from . import extend as _extend
 from . import inpaint as _inpaint
 from . import masks as _masks
 from . import models as _models
+from . import rate as _rate
 from . import recon3d as _recon3d
 from . import reward as _reward
 from . import train as _train
@@ -32,6 +33,7 @@ app.command("convert-reward")(_reward.convert_reward)
 app.add_typer(_train.train_app, name="train")
 app.command("eval")(_evaluate.eval_cmd)
 app.add_typer(_masks.masks_app, name="masks")
+app.command("rate")(_rate.rate)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
 

@@ -18,6 +18,17 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
+# The rating page is driven through selenium: Debian's chromedriver (package chromium-driver).
+if ! command -v chromedriver >/dev/null 2>&1 && [ ! -x /usr/lib/chromium/chromedriver ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "test: installing chromium-driver (the rating page is tested in the browser)"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-driver >/dev/null
+  else
+    echo "test: warning: chromedriver not found and apt-get unavailable; the rating test will skip (or fail under CI=true)" >&2
+  fi
+fi
+
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 export HF_HUB_OFFLINE=1

@@ -589,6 +589,26 @@ CASES = [
     C("score/manifest-id-escapes-output", lambda e: score_m(e), "../x", setup=manifest({"id": "../x"})),
     C("score/manifest-only-bombs", lambda e: score_m(e), "bomb.png", "pixels", setup=manifest({"mask": "bomb.png"})),
 
+    # ---------------- rate ----------------
+    C("rate/markup-data", lambda e: ["rate", e.w / "[bold]d"], "[bold]d"),
+    C("rate/not-the-layout", lambda e: ["rate", e.w], "inpaint/"),
+    C("rate/files-without-import", lambda e: ["rate", e.w / "rdata", e.w / "r.json"], "--import",
+      setup=both(rdata, write("r.json", "{}"))),
+    C("rate/import-nothing", lambda e: ["rate", e.w / "rdata", "--import"], "ratings file", setup=rdata),
+    C("rate/import-nan", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"], "NaN",
+      setup=both(rdata, write("r.json", '{"format": "prefpaint-ratings", "ratings": {"p0000_0": {"overall": NaN}}}'))),
+    C("rate/import-out-of-range", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"],
+      "p0000_0", "0 to 7", setup=both(rdata, write("r.json", json.dumps({"format": "prefpaint-ratings", "ratings": {
+          "p0000_0": {"structure": 9, "texture": 1, "overall": 1}}})))),
+    C("rate/import-not-an-export", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"],
+      "not a ratings export", setup=both(rdata, write("r.json", "[1]"))),
+    C("rate/import-labels-exist", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json"], "labels.json",
+      "--overwrite", setup=both(rdata, write("r.json", json.dumps({"format": "prefpaint-ratings", "ratings": {
+          "p0000_0": {"structure": 1, "texture": 1, "overall": 1}}})))),
+    C("rate/import-markup-file", lambda e: ["rate", e.w / "rdata", "--import", e.w / "nope[/x].json", "-o",
+                                            e.w / "l.json"],
+      "nope[/x].json", setup=rdata),
+
     # ---------------- score ----------------
     C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),
     C("score/bomb-mask", lambda e: score(e, mask=e.bomb), "bomb.png", "pixels"),
