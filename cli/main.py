@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import doctor as _doctor
 from . import evaluate as _evaluate
 from . import extend as _extend
+from . import generate as _generate
 from . import inpaint as _inpaint
 from . import masks as _masks
 from . import models as _models
@@ -34,6 +35,7 @@ app.add_typer(_train.train_app, name="train")
 app.command("eval")(_evaluate.eval_cmd)
 app.add_typer(_masks.masks_app, name="masks")
 app.command("rate")(_rate.rate)
+app.command("generate-dataset")(_generate.generate_dataset)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
 

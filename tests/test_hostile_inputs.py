@@ -229,6 +229,11 @@ def score_m(e, *extra, m=None, out="jobs_out", reward=MISSING):
             "--reward-model", reward, "--offline", "--device", "cpu", *extra]
 
 
+def gen(e, *extra, images=None, out="gdata", model=MISSING):
+    return ["generate-dataset", images or e.w / "imgs", "-o", e.w / out if isinstance(out, str) else out, "--model",
+            model, "--offline", "--device", "cpu", *extra]
+
+
 def manifest(*rows):
     """``w/jobs.jsonl``: each row is the valid ``{"id", "image": "img.png", "mask": "mask.png"}`` updated with a
     dict, or a raw line."""
@@ -588,6 +593,18 @@ CASES = [
     C("score/manifest-duplicate-ids", lambda e: score_m(e), "already used", setup=manifest({"id": "a"}, {"id": "a"})),
     C("score/manifest-id-escapes-output", lambda e: score_m(e), "../x", setup=manifest({"id": "../x"})),
     C("score/manifest-only-bombs", lambda e: score_m(e), "bomb.png", "pixels", setup=manifest({"mask": "bomb.png"})),
+
+    # ---------------- generate-dataset ----------------
+    C("generate-dataset/per-image-0", lambda e: gen(e, "--per-image", "0"), "--per-image", setup=imgs),
+    C("generate-dataset/steps-negative", lambda e: gen(e, "--steps", "-2"), "--steps", setup=imgs),
+    C("generate-dataset/unknown-mask-kind", lambda e: gen(e, "--masks", "warp,blob"), "blob", setup=imgs),
+    C("generate-dataset/no-mask-kind", lambda e: gen(e, "--masks", ","), "masks", setup=imgs),
+    C("generate-dataset/images-is-a-file", lambda e: gen(e, images=e.img), "img.png", "not a folder"),
+    C("generate-dataset/markup-images", lambda e: gen(e, images=e.w / "[bold]imgs"), "[bold]imgs"),
+    C("generate-dataset/only-bombs", lambda e: gen(e, images=e.w / "bombs"), "pixels", "bomb.png",
+      setup=lambda e: (e.w / "bombs").mkdir() or shutil.copy(e.bomb, e.w / "bombs" / "bomb.png")),
+    C("generate-dataset/out-is-file", lambda e: gen(e, out="gfile"), "gfile", setup=both(imgs, write("gfile"))),
+    C("generate-dataset/seed-negative", lambda e: gen(e, "--seed", "-1"), "--seed", setup=imgs),
 
     # ---------------- rate ----------------
     C("rate/markup-data", lambda e: ["rate", e.w / "[bold]d"], "[bold]d"),

@@ -153,9 +153,10 @@ def _finished(out: Path, item: JobItem, defaults: dict | None) -> bool | None:
 def _clean_stale_temps(out: Path, names: list[str]) -> None:
     """Remove temporary files a killed process left for these output names (``.<name>.XXXX.tmp<suffix>``)."""
     prefixes = tuple(f".{n}." for n in names)
-    for folder in (out, out / RECORDS):
-        if not folder.is_dir():
-            continue
+    if not out.is_dir():
+        return
+    folders = [out] + [d for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    for folder in folders:
         for p in folder.iterdir():
             if p.name.startswith(prefixes) and ".tmp" in p.name and p.is_file():
                 p.unlink(missing_ok=True)
