@@ -24,6 +24,7 @@ from ..files import image_writer
 from ..validation import at_least
 from .manifest import ID_PATTERN, JobItem
 from .runner import JobContext, JobSummary, ProgressFn, run_items
+from .tasks import fetch_first
 
 __all__ = ["DEFAULT_KINDS", "run_generate_dataset"]
 
@@ -96,6 +97,7 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
 
     def load() -> None:
         if loaded["inpainter"] is None:
+            fetch_first(ctx, offline, model or DEFAULT_MODEL)
             dev = ctx.device if (device == "auto" and ctx.device is not None) else device
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             offline=offline)

@@ -177,7 +177,8 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         planned_names: the file names an item will write, for cleaning a killed run's temporary files.
         progress: ``progress(done, total)`` on rank 0, counting every rank's finished items.
         on_item: called after each of this rank's items with its record.
-        load: loads the model, called (rank 0 first) only when some item is left to do.
+        load: loads the model, called on every rank only when some item is left to do (so it may hold a
+            collective step such as :meth:`JobContext.main_process_first`).
         settings: the command's settings that shape every item (model, defaults): part of each item's
             fingerprint, so outputs made with other settings are not taken as finished.
 
@@ -211,8 +212,7 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         log.info("%s%d of %d items already finished in '%s'", who, summary.skipped, len(mine), out)
     ctx.wait()  # nobody writes before everyone has planned
     if pending and load is not None:
-        with ctx.main_process_first():  # one download or conversion into a shared cache, the others reuse it
-            load()
+        load()  # on every rank (it may use ctx.main_process_first() for a download into a shared cache)
     ids = {it.id for it in items}
 
     def report() -> None:
@@ -224,10 +224,12 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         rec_path = _record_path(out, it.id)
         base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
                 "fingerprint": it.fingerprint(settings)}
+        t0 = time.time()
         try:
             writers, facts = work(it)
             files = [str(Path(p).relative_to(out)) for p in writers]
-            record = {**base, "status": "ok", "files": files, **facts}
+            record = {**base, "status": "ok", "files": files, **facts, "rank": ctx.rank,
+                      "elapsed_s": round(time.time() - t0, 4), "finished_at": round(time.time(), 3)}
             members = dict(writers)
             members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
             write_set(members, overwrite=True)
@@ -236,7 +238,8 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             raise
         except Exception as exc:  # noqa: BLE001 - one bad item is recorded; the others go on
             msg = " ".join(str(exc).split()) or exc.__class__.__name__
-            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__}
+            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__, "rank": ctx.rank,
+                      "finished_at": round(time.time(), 3)}
             atomic_write_bytes(rec_path, strict_json_dumps(record).encode() + b"\n")
             summary.failed += 1
         if on_item is not None:

@@ -12,7 +12,21 @@ from ..files import check_image_suffix, image_writer, json_writer, sidecar_path
 from .manifest import JobItem, check_item_files, read_job_manifest
 from .runner import JobContext, JobSummary, ProgressFn, run_items
 
-__all__ = ["run_inpaint_job", "run_score_job"]
+__all__ = ["fetch_first", "run_inpaint_job", "run_score_job"]
+
+
+def fetch_first(ctx: JobContext, offline: bool | None, model=None, reward_model=None) -> None:
+    """Rank 0 downloads (or converts) the models into the shared cache while the others wait; then every rank
+    loads from the cache at once. Loading itself is not serialised: only the download is."""
+    from ..hub import resolve_model
+
+    with ctx.main_process_first():
+        if model is not None and not isinstance(model, Path) and not Path(str(model)).is_dir():
+            resolve_model(model, offline=offline)
+        if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
+            from ..reward.convert import resolve_reward_model
+
+            resolve_reward_model(reward_model, offline=offline)
 
 
 def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
@@ -67,6 +81,7 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
 
     def load() -> None:
         if loaded["inpainter"] is None:
+            fetch_first(ctx, offline, model or DEFAULT_MODEL, reward_model)
             dev = ctx.device if (device == "auto" and ctx.device is not None) else device
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             reward_model=reward_model, offline=offline, select=select)
@@ -125,6 +140,9 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
 
     def load() -> None:
         if loaded["model"] is None:
+            from ..hub import DEFAULT_REWARD_MODEL
+
+            fetch_first(ctx, offline, reward_model=reward_model if reward_model is not None else DEFAULT_REWARD_MODEL)
             dev = ctx.device if (device == "auto" and ctx.device is not None) else device
             loaded["model"] = RewardModel.from_pretrained(reward_model, device=dev, offline=offline, v_inverse=v_inverse)
 
