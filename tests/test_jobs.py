@@ -235,3 +235,12 @@ def test_score_job_in_python(tmp_path):
     manifest.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "seed"}) + "\n" for r in rows))
     s = run_score_job(manifest, tmp_path / "out", model=tiny_reward_model())
     assert s.done == 2 and len(results(tmp_path / "out")) == 2
+
+
+def test_each_rank_takes_its_own_gpu_for_auto_and_bare_cuda():
+    class State:
+        device = "cuda:3"
+
+    ctx = JobContext(rank=3, world_size=4, local_rank=3, state=State())
+    assert [ctx.device_for(d) for d in ("auto", "cuda", "cuda:0", "cpu")] == ["cuda:3", "cuda:3", "cuda:0", "cpu"]
+    assert JobContext().device_for("auto") == "auto"

@@ -98,7 +98,7 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
     def load() -> None:
         if loaded["inpainter"] is None:
             fetch_first(ctx, offline, model or DEFAULT_MODEL)
-            dev = ctx.device if (device == "auto" and ctx.device is not None) else device
+            dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             offline=offline)
 

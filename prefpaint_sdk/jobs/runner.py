@@ -84,6 +84,13 @@ class JobContext:
         """This process's accelerator (``cuda:<local rank>``) when launched on several, else None."""
         return None if self.state is None else str(self.state.device)
 
+    def device_for(self, device: str) -> str:
+        """The device this rank uses for ``device``: "auto" or a bare "cuda" becomes this rank's own GPU when
+        launched on several processes (else every rank would load onto cuda:0); anything else is kept."""
+        if self.device is not None and (device == "auto" or (device == "cuda" and self.device.startswith("cuda"))):
+            return self.device
+        return device
+
     def main_process_first(self):
         """Rank 0 runs the block first (a download or conversion into a shared cache), the others after it."""
         from contextlib import nullcontext

@@ -82,7 +82,7 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     def load() -> None:
         if loaded["inpainter"] is None:
             fetch_first(ctx, offline, model or DEFAULT_MODEL, reward_model)
-            dev = ctx.device if (device == "auto" and ctx.device is not None) else device
+            dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             reward_model=reward_model, offline=offline, select=select)
     base_seed = defaults.pop("seed", None)
@@ -143,7 +143,7 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
             from ..hub import DEFAULT_REWARD_MODEL
 
             fetch_first(ctx, offline, reward_model=reward_model if reward_model is not None else DEFAULT_REWARD_MODEL)
-            dev = ctx.device if (device == "auto" and ctx.device is not None) else device
+            dev = ctx.device_for(device)
             loaded["model"] = RewardModel.from_pretrained(reward_model, device=dev, offline=offline, v_inverse=v_inverse)
 
     def work(it: JobItem):
