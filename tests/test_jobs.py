@@ -244,3 +244,17 @@ def test_each_rank_takes_its_own_gpu_for_auto_and_bare_cuda():
     ctx = JobContext(rank=3, world_size=4, local_rank=3, state=State())
     assert [ctx.device_for(d) for d in ("auto", "cuda", "cuda:0", "cpu")] == ["cuda:3", "cuda:3", "cuda:0", "cpu"]
     assert JobContext().device_for("auto") == "auto"
+
+
+def test_a_rerun_from_another_working_directory_finds_the_finished_work(tmp_path, tiny_pipeline_dir, monkeypatch):
+    manifest = write_manifest(tmp_path / "d", 2)
+    argv = ["inpaint", "--manifest", "d/jobs.jsonl", "-o", "out", "--model", str(tiny_pipeline_dir), "--steps", "2",
+            "--device", "cpu", "--dtype", "float32", "--offline"]
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(_app(), argv, env={"COLUMNS": "2000"}).exit_code == 0
+    monkeypatch.chdir(tmp_path / "d")
+    again = runner.invoke(_app(), ["inpaint", "--manifest", "jobs.jsonl", "-o", "../out", *argv[5:]],
+                          env={"COLUMNS": "2000"})
+    assert again.exit_code == 0, again.output
+    assert "2 of 2 items already finished" in again.stderr
+    assert manifest.is_file()

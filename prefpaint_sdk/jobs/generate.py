@@ -24,7 +24,7 @@ from ..files import image_writer
 from ..validation import at_least
 from .manifest import ID_PATTERN, JobItem
 from .runner import JobContext, JobSummary, ProgressFn, run_items
-from .tasks import fetch_first
+from .tasks import fetch_first, model_key
 
 __all__ = ["DEFAULT_KINDS", "run_generate_dataset"]
 
@@ -88,9 +88,9 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
         raise DataError(f"no image in '{folder}' is usable ({len(bad)} failed); the first: {next(iter(bad.values()))}")
     out = Path(out)
     items = [JobItem(id=imgid, image=img, mask=out / "masks" / f"{imgid}_mask.png", line=i + 1,
-                     params={"kind": kind}) for i, (imgid, img, kind) in enumerate(prompts)]
+                     params={"kind": kind}, refs=(img.name, kind)) for i, (imgid, img, kind) in enumerate(prompts)]
     defaults = dict(defaults or {})
-    settings = {"model": str(model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)),
+    settings = {"model": model_key(model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)),
                 "seed": seed, "per_image": per_image, "steps": steps, **defaults}
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
     loaded = {"inpainter": inpainter}

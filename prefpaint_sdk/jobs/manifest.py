@@ -55,11 +55,15 @@ class JobItem:
     seed: int | None = None
     n: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    refs: tuple[str, ...] = ()  # the paths as the row wrote them (relative to the manifest)
 
     def fingerprint(self, defaults: dict[str, Any] | None = None) -> str:
         """A digest of what the row asks for (with the command's ``defaults``): a finished output made from
         another row or other settings is never reused."""
-        facts = {"image": str(self.image), "mask": str(self.mask), "prompt": self.prompt, "seed": self.seed,
+        # The row's own paths (relative to the manifest), so a rerun from another folder or of a moved dataset
+        # still finds its work.
+        files = list(self.refs) if self.refs else [str(self.image), str(self.mask)]
+        facts = {"files": files, "prompt": self.prompt, "seed": self.seed,
                  "n": self.n, "params": self.params, "defaults": defaults or {}}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -187,7 +191,7 @@ def read_job_manifest(path: str | os.PathLike, kind: str = "inpaint") -> list[Jo
             raise DataError(f"{where} (id '{rid}'): unknown key '{sorted(params)[0]}'; a score row has id, image and "
                             "mask")
         items.append(JobItem(id=rid, image=files["image"], mask=files["mask"], line=n, prompt=prompt, seed=seed,
-                             n=count, params=params))
+                             n=count, params=params, refs=(rec["image"], rec["mask"])))
     return items
 
 

@@ -29,6 +29,15 @@ def fetch_first(ctx: JobContext, offline: bool | None, model=None, reward_model=
             resolve_reward_model(reward_model, offline=offline)
 
 
+def model_key(model) -> str:
+    """How a model is named in the settings fingerprint: a local folder by its absolute path (the same folder
+    from another working directory is the same model), anything else as given."""
+    if model is not None and not isinstance(model, str | os.PathLike):
+        return getattr(model, "model_id", type(model).__name__)
+    p = Path(str(model))
+    return str(p.resolve()) if model is not None and p.exists() else str(model)
+
+
 def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
     """Every item's files, checked from their headers: ``{id: message}`` of the unusable ones.
 
@@ -89,7 +98,7 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
     model_name = model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)
-    settings = {"model": str(model_name), "reward_model": str(reward_model), "select": select,
+    settings = {"model": model_key(model_name), "reward_model": model_key(reward_model), "select": select,
                 "seed": base_seed, "prompt": base_prompt, "n": base_n, "save_all": save_all, "suffix": suffix,
                 **defaults}
 
@@ -152,6 +161,6 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
         rec = loaded["model"].score(it.image, masks=it.mask, normalize=normalize).to_records()[0]
         return {}, rec
 
-    settings = {"reward_model": str(reward_model), "normalize": normalize, "v_inverse": str(v_inverse)}
+    settings = {"reward_model": model_key(reward_model), "normalize": normalize, "v_inverse": model_key(v_inverse)}
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
                      planned_names=lambda it: [], settings=settings, load=load)
