@@ -492,6 +492,13 @@ CASES = [
     C("inpaint/mask-is-folder", lambda e: inpaint(e, mask=e.w / "mdir"), "mdir", setup=mkdir("mdir")),
     C("inpaint/max-pixels-0", lambda e: inpaint(e, "--max-pixels", "0"), "--max-pixels"),
     C("inpaint/max-pixels-negative", lambda e: inpaint(e, "--max-pixels", "-5"), "--max-pixels"),
+    C("inpaint/image-is-text", lambda e: inpaint(e), "img.png", setup=write("img.png", "not an image\n")),
+    C("inpaint/mask-size-mismatch", lambda e: inpaint(e, mask=e.w / "small.png"), "--resize-mask",
+      setup=lambda e: Image.new("L", (30, 20), 255).save(e.w / "small.png")),
+    C("inpaint/empty-folder", lambda e: inpaint(e, image=e.w / "empty"), "empty", setup=mkdir("empty")),
+    C("inpaint/newline-in-path", lambda e: inpaint(e, image=e.w / "a\nb.png"), "b.png"),
+    C("inpaint/out-name-too-long", lambda e: inpaint(e, out="x" * 300 + ".png"), "xxxx"),
+    C("inpaint/out-unknown-suffix", lambda e: inpaint(e, out="out.xyz"), "out.xyz"),
     C("inpaint/markup-close-tag", lambda e: inpaint(e, image=e.w / "nope[/x].png"), "nope[/x].png"),
     C("inpaint/markup-bold", lambda e: inpaint(e, image=e.w / "[bold]x.png"), "[bold]x.png"),
     C("inpaint/markup-existing-output", lambda e: inpaint(e, out="[bold]o.png"), "[bold]o.png", "--overwrite",
@@ -624,6 +631,7 @@ CASES = [
     C("extend/out-proc", lambda e: extend(e, out=Path("/proc/x.png")), "/proc/x.png", absent=(".tmp",)),
     C("extend/out-is-folder", lambda e: extend(e, out="edir"), "edir", setup=mkdir("edir")),
     C("extend/out-parent-is-file", lambda e: extend(e, out="afile/x.png"), "afile", setup=write("afile")),
+    C("extend/out-unknown-suffix", lambda e: extend(e, out="ext.xyz"), "ext.xyz"),
     C("extend/out-exists", lambda e: extend(e), "ext.png", "--overwrite", setup=write("ext.png")),
     C("extend/sidecar-exists", lambda e: extend(e), "ext.json", "--overwrite", setup=write("ext.json", "{}")),
 
@@ -634,6 +642,8 @@ CASES = [
     C("recon3d/markup-scene", lambda e: recon(e, scene=e.w / "nope[/x]"), "nope[/x]"),
     C("recon3d/markup-trajectory", lambda e: recon(e, "--trajectory", e.w / "[bold]t.json"), "[bold]t.json",
       setup=scene),
+    C("recon3d/trajectory-empty", lambda e: recon(e, "--trajectory", e.w / "traj.txt"), "traj.txt",
+      setup=both(scene, write("traj.txt", ""))),
     C("recon3d/trajectory-nan", lambda e: recon(e, "--trajectory", e.w / "traj.txt"), "traj.txt",
       setup=nan_trajectory),
     *[C(f"recon3d/{flag[2:]}-{v}", lambda e, flag=flag, v=v: recon(e, flag, v), flag, setup=scene)
@@ -723,6 +733,7 @@ CASES = [
 
     # ---------------- train align ----------------
     C("train-align/markup-data", lambda e: talign(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    C("train-align/no-images", lambda e: talign(e, data=e.w / "empty"), "empty", setup=mkdir("empty/images")),
     C("train-align/lr-nan", lambda e: talign(e, "--lr", NAN), "--lr", setup=adata),
     C("train-align/lr-inf", lambda e: talign(e, "--lr", INF), "--lr", setup=adata),
     C("train-align/max-pixels", lambda e: talign(e, "--max-pixels", "999"), "999", setup=adata),
