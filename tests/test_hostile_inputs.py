@@ -1081,10 +1081,11 @@ def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir
     assert "Traceback" not in err, err
     assert rc == 130, f"exit {rc}: {err}"
     stems = [f"im{i:03d}" for i in range(n)]
-    left = sorted(p.name for p in out.iterdir())
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []  # a slow machine may stop before item 1
     done = [s for s in stems if f"{s}.png" in left]
     assert left == sorted([f"{s}.png" for s in done] + [f"{s}.json" for s in done]), f"partial sets or litter: {left}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "mask.png", "out"], "litter beside the output"
+    beside = ["imgs", "mask.png"] + (["out"] if out.exists() else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == beside, "litter beside the output"
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
     assert again.exit_code == 0, again.output
