@@ -113,6 +113,18 @@ def apply_umask_modes(path: str | os.PathLike) -> None:
 
 # --------------------------------------------------------------------------------------------- checks
 
+def _check_name(p: Path, what: str = "output") -> None:
+    """A path the system can use at all: an over-long name or a path through a file fails here, by name."""
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot use {what} '{p}': {exc.strerror or exc}; choose a shorter or valid path"
+        ) from None
+
+
 def _nearest_existing(p: Path) -> Path:
     q = p.absolute()
     while not q.exists() and q != q.parent:
@@ -180,6 +192,7 @@ def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False) -
     seen: dict[str, Path] = {}
     for path in paths:
         p = Path(path)
+        _check_name(p)
         if p.is_dir():
             raise InvalidInputError(f"output '{p}' is a folder; pass a file name such as '{p / 'out.png'}'")
         if p.exists() and not p.is_file():  # a device, pipe or socket: renaming onto it would replace it
@@ -221,6 +234,7 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         OutputExistsError: the folder exists, is not empty, and ``overwrite`` is false.
     """
     p = Path(path)
+    _check_name(p, "output folder")
     if p.exists() and not p.is_dir():
         raise InvalidInputError(f"output folder '{p}' is a file; pass a folder path, or remove the file")
     if p.is_dir() and not overwrite and any(p.iterdir()):

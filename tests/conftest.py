@@ -12,6 +12,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import shutil  # noqa: E402
 import socket  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -45,8 +46,8 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _process_state_restored():
-    """In-process CLI runs change process-wide state (the pixel limit, our loggers' handlers and levels, the
-    SIGTERM handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
+    """In-process runs change process-wide state (the pixel limit, our loggers' handlers and levels, the SIGTERM
+    handler, HF_HUB_OFFLINE, accelerate's AcceleratorState): put it back after every test so no test depends on the ones before it."""
     import logging
     import signal
 
@@ -57,6 +58,10 @@ def _process_state_restored():
     sigterm = signal.getsignal(signal.SIGTERM)
     env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "PREFPAINT_MAX_PIXELS", "HF_HUB_DISABLE_PROGRESS_BARS")}
     yield
+    if "accelerate" in sys.modules:  # an Accelerator's state is process-wide: the next test may want other settings
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     set_max_pixels(None)
     for lg, handlers, level, propagate in saved:
         lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

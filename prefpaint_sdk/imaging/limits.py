@@ -161,19 +161,29 @@ def _check_path(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def check_image_file(path: str | os.PathLike, *, what: str = "image", max_pixels: int | None = None) -> tuple[int, int]:
+def check_image_file(path: str | os.PathLike, *, what: str = "image", max_pixels: int | None = None,
+                     decode: bool = False) -> tuple[int, int]:
     """Read only the header of an image file and return its size ``(width, height)``.
 
-    Cheap (no pixel data is decoded), so commands call it on every input before a model loads.
+    Cheap (no pixel data is decoded), so commands call it on every input before a model loads. With
+    ``decode`` the pixels are decoded too (once the header passed the limit), so a truncated file is refused
+    before a model loads: worth it for the one or two inputs of a single-image command.
 
     Raises:
-        InvalidInputError: the file is missing, a folder, or not an image Pillow can identify.
+        InvalidInputError: the file is missing, a folder, or not an image Pillow can identify (with ``decode``:
+            or truncated/corrupt pixel data).
         ImageTooLargeError: its pixel count passes the limit (:func:`get_max_pixels` or ``max_pixels``).
     """
     p = _check_path(path, what)
     im = _open_lazy(p, what, _limit(max_pixels))
     try:
         w, h = im.size
+        if decode:
+            try:
+                im.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise InvalidInputError(f"{what} '{p}' is truncated or corrupt ({exc.__class__.__name__}: {exc}); "
+                                        "re-export it as PNG or JPEG") from None
     finally:
         im.close()
     if w == 0 or h == 0:

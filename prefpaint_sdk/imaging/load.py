@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 from .geometry import _stripe_rows
 from .limits import _check_path, _limit, _open_lazy, check_pixels
 
-__all__ = ["ImageLike", "fit_mask_to_image", "load_image", "load_mask"]
+__all__ = ["ImageLike", "check_mask_size", "fit_mask_to_image", "load_image", "load_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,26 @@ def load_mask(
     return ~mask if invert else mask
 
 
+def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize: bool = False,
+                    tolerance: float = 0.01) -> bool:
+    """The one mask-size rule, from sizes alone (so commands apply it to file headers before a model loads).
+
+    Returns whether the mask must be resized: its (width, height) differs from the image's and either
+    ``resize`` is true or the aspect ratios agree within ``tolerance``.
+
+    Raises:
+        InvalidInputError: the sizes differ, the aspect ratios differ, and ``resize`` is false.
+    """
+    (w, h), (W, H) = mask_size, size
+    if (w, h) == (W, H):
+        return False
+    if not resize and abs((w / h) / (W / H) - 1.0) > tolerance:
+        raise InvalidInputError(
+            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
+        )
+    return True
+
+
 def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool = False, tolerance: float = 0.01) -> np.ndarray:
     """Return ``mask`` at ``size`` = (width, height), resizing only when that is safe or asked for.
 
@@ -225,13 +245,8 @@ def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool =
     """
     h, w = mask.shape
     W, H = size
-    if (w, h) == (W, H):
+    if not check_mask_size((w, h), (W, H), resize=resize, tolerance=tolerance):
         return mask
-    aspect_gap = abs((w / h) / (W / H) - 1.0)
-    if not resize and aspect_gap > tolerance:
-        raise InvalidInputError(
-            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
-        )
     if not resize:
         log.warning("mask is %dx%d but image is %dx%d (same aspect ratio); resizing the mask", w, h, W, H)
     im = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((W, H), Image.NEAREST)
