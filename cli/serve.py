@@ -54,7 +54,7 @@ def serve(
         # The extra before the model loads: a missing one is exit 2 naming pip install 'prefpaint[serve]'.
         require("fastapi", extra="serve", purpose="prefpaint serve")
         require("uvicorn", extra="serve", purpose="prefpaint serve")
-        require("multipart", extra="serve", purpose="form uploads")
+        require("python_multipart", extra="serve", purpose="form uploads")
         from prefpaint_apps.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
 
         from prefpaint_sdk import Inpainter

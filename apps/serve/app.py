@@ -81,7 +81,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             or ``output_dir`` cannot be written.
     """
     fastapi = require("fastapi", extra="serve", purpose="prefpaint serve")
-    require("multipart", extra="serve", purpose="form uploads")
+    require("python_multipart", extra="serve", purpose="form uploads")
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
