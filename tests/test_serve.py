@@ -396,3 +396,47 @@ def test_job_queue_cancels_queued_and_running_jobs():
     assert failing.wait(5) and failing.state == "failed" and isinstance(failing.error, ZeroDivisionError)
     q.stop()
     assert Cancelled.__mro__[1] is Exception
+
+
+# ---- the command ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["fastapi", "uvicorn", "python_multipart"])
+def test_a_missing_serve_extra_is_exit_2_naming_the_install(monkeypatch, module):
+    import sys
+
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    r = CliRunner().invoke(app, ["serve", "--model", "nobody/not-cached", "--offline"], env={"COLUMNS": "2000"})
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "pip install 'prefpaint[serve]'" in lines[0], r.stderr
+
+
+def test_binding_beyond_loopback_without_a_key_warns(monkeypatch, tiny_pipeline_dir):
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    ran = {}
+
+    class FakeServer:
+        def __init__(self, config):
+            ran["config"] = config
+
+        def run(self):
+            ran["run"] = True
+
+    import uvicorn
+    from _serve_helpers import free_port
+
+    port = free_port()
+    monkeypatch.setattr(uvicorn, "Server", FakeServer)
+    r = CliRunner().invoke(app, ["serve", "--model", str(tiny_pipeline_dir), "--host", "0.0.0.0", "--port", str(port),
+                                 "--offline", "--device", "cpu", "--dtype", "float32", "-q"],
+                           env={"COLUMNS": "2000", "PREFPAINT_API_KEY": ""})
+    assert r.exit_code == 0, r.output
+    assert ran.get("run") and ran["config"].host == "0.0.0.0" and ran["config"].port == port
+    assert "without --api-key" in r.stderr
+    r = CliRunner().invoke(app, ["serve", "--model", str(tiny_pipeline_dir), "--port", str(port), "--offline",
+                                 "--device", "cpu", "--dtype", "float32", "-q"], env={"COLUMNS": "2000"})
+    assert r.exit_code == 0 and "warning" not in r.stderr and ran["config"].host == "127.0.0.1"
