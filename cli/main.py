@@ -14,12 +14,13 @@ from . import masks as _masks
 from . import models as _models
 from . import recon3d as _recon3d
 from . import reward as _reward
+from . import serve as _serve
 from . import train as _train
 from ._common import make_app
 
 app = make_app(
     name="prefpaint",
-    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct.",
+    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct, serve.",
     no_args_is_help=True,
 )
 
@@ -34,6 +35,7 @@ app.command("eval")(_evaluate.eval_cmd)
 app.add_typer(_masks.masks_app, name="masks")
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
+app.command("serve")(_serve.serve)
 
 
 def main() -> None:

@@ -18,6 +18,17 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
+# The serve page is tested in the same browser through selenium, which needs Debian's chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "test: installing chromium-driver (the browser test of the serve page drives chromium)"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-driver >/dev/null
+  else
+    echo "test: warning: chromedriver not found and apt-get unavailable; the serve page test will skip (or fail under CI=true)" >&2
+  fi
+fi
+
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 export HF_HUB_OFFLINE=1

@@ -252,6 +252,10 @@ def talign(e, *extra, data=None, out="arun", model=MISSING, reward=("--reward", 
             "--model", model, *reward, "--preset", "cpu-smoke", "--offline", *extra]
 
 
+def serve(e, *extra, model=MISSING):
+    return ["serve", "--model", model, "--offline", "--device", "cpu", "--port", str(_free_port()), *extra]
+
+
 def convert(e, *extra, ckpt=None, out="conv"):
     return ["convert-reward", ckpt or e.w / "official.pt", "-o", e.w / out if isinstance(out, str) else out, *extra]
 
@@ -783,6 +787,29 @@ CASES = [
     C("train-align/resume-trainable-truncated", lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model),
       "trainable.safetensors", setup=copy_run("align_run", align_ckpt("trainable.safetensors", truncate))),
 
+    # ---------------- serve (every row is refused before the model loads, so no server starts) ----------------
+    C("serve/port-0", lambda e: serve(e, "--port", "0"), "--port", "65535"),
+    C("serve/port-70000", lambda e: serve(e, "--port", "70000"), "--port"),
+    C("serve/port-text", lambda e: serve(e, "--port", "http"), "--port"),
+    C("serve/port-in-use", lambda e: serve(e, "--port", str(e.busy_port)), "--port", setup=lambda e: _hold_port(e)),
+    C("serve/host-markup", lambda e: serve(e, "--host", "[bold]nohost"), "[bold]nohost"),
+    C("serve/upload-nan", lambda e: serve(e, "--max-upload-mb", NAN), "--max-upload-mb"),
+    C("serve/upload-inf", lambda e: serve(e, "--max-upload-mb", INF), "--max-upload-mb"),
+    C("serve/upload-0", lambda e: serve(e, "--max-upload-mb", "0"), "--max-upload-mb"),
+    C("serve/queue-0", lambda e: serve(e, "--max-queue", "0"), "--max-queue"),
+    C("serve/steps-0", lambda e: serve(e, "--steps", "0"), "--steps"),
+    C("serve/steps-1000", lambda e: serve(e, "--steps", "1000", model=e.model), "--steps", "999"),
+    C("serve/max-pixels-0", lambda e: serve(e, "--max-pixels", "0"), "--max-pixels"),
+    C("serve/select-unknown", lambda e: serve(e, "--select", "best"), "--select"),
+    C("serve/api-key-empty", lambda e: serve(e, "--api-key", " "), "--api-key"),
+    C("serve/api-key-env-empty", lambda e: serve(e), "--api-key", environ=lambda e: {"PREFPAINT_API_KEY": " "}),
+    C("serve/output-dir-is-file", lambda e: serve(e, "--output-dir", e.w / "afile"), "afile", setup=write("afile")),
+    C("serve/output-dir-proc", lambda e: serve(e, "--output-dir", "/proc/outs"), "/proc/outs"),
+    C("serve/model-missing", lambda e: serve(e), MISSING, code=3),
+    C("serve/model-unet-pickle", lambda e: serve(e, model=e.w / "pipe_bin"), "pickle",
+      setup=pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+      absent=("weights_only",)),
+
     # ---------------- download ----------------
     C("download/markup-id", lambda e: ["download", "[bold]x", "-q"], "[bold]x"),
     C("download/markup-close-tag", lambda e: ["download", "nope[/x]", "-q"], "nope[/x]"),
@@ -790,6 +817,25 @@ CASES = [
     C("download/markup-cache-folder", lambda e: ["download", MISSING, "-q"], "[bold]hf", code=3,
       environ=lambda e: {"HF_HUB_CACHE": str(e.w / "[bold]hf")}),
 ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _hold_port(e) -> None:
+    """A listening socket on a loopback port, held until the row's work folder is gone."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    e.busy_port = s.getsockname()[1]
+    e.request.addfinalizer(s.close)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -806,7 +852,7 @@ def test_refused_with_one_clean_line(case, env):
 def test_the_table_covers_every_command():
     commands = {c.id.split("/")[0] for c in CASES}
     expected = {"inpaint", "score", "convert-reward", "train-reward", "train-align", "eval", "masks", "extend",
-                "recon3d", "download"}
+                "recon3d", "download", "serve"}
     assert expected <= commands
     assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
 

@@ -18,18 +18,23 @@ __all__ = ["ImageLike", "check_mask_size", "fit_mask_to_image", "load_image", "l
 
 log = logging.getLogger(__name__)
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray | Any
-"""Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily)."""
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray | Any
+"""Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily). ``bytes`` are
+the contents of an encoded image file (an upload), decoded in memory."""
+
+_BYTES = (bytes, bytearray, memoryview)
 
 
 def _describe(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         return f"'{os.fspath(src)}'"
+    if isinstance(src, _BYTES):
+        return f"({len(src):,} bytes)"
     return type(src).__name__
 
 
-def _open_path(path: str | os.PathLike, what: str, limit: int) -> Image.Image:
-    p = _check_path(path, what)
+def _open_path(path: str | os.PathLike | bytes, what: str, limit: int) -> Image.Image:
+    p = bytes(path) if isinstance(path, _BYTES) else _check_path(path, what)
     im = _open_lazy(p, what, limit)
     try:
         im.load()
@@ -44,7 +49,7 @@ def _open_path(path: str | os.PathLike, what: str, limit: int) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         im.close()
         raise InvalidInputError(
-            f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
+            f"{what} {_describe(p)} is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
         ) from None
 
 
@@ -119,7 +124,7 @@ def _to_pil(src: Any, what: str, max_pixels: int | None = None) -> Image.Image:
     if isinstance(src, Image.Image):
         im = src
         check_pixels(im.width, im.height, what=what, name="PIL image", max_pixels=limit)
-    elif isinstance(src, (str, os.PathLike)):
+    elif isinstance(src, (str, os.PathLike, *_BYTES)):
         im = _open_path(src, what, limit)
     elif isinstance(src, np.ndarray):
         im = _array_to_pil(src, what)
@@ -127,7 +132,8 @@ def _to_pil(src: Any, what: str, max_pixels: int | None = None) -> Image.Image:
         im = _array_to_pil(_tensor_to_array(src, what), what)
     else:
         raise InvalidInputError(
-            f"{what} of type {type(src).__name__} is not supported; pass a path, PIL image, numpy array or torch tensor"
+            f"{what} of type {type(src).__name__} is not supported; pass a path, the bytes of an image file, a PIL image, "
+        "a numpy array or a torch tensor"
         )
     if im.width == 0 or im.height == 0:
         raise InvalidInputError(f"{what} {_describe(src)} has zero size ({im.width}x{im.height})")
