@@ -1137,3 +1137,22 @@ def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems])
     assert {k: (out / k).stat().st_mtime_ns for k in stamps} == stamps, "finished items were redone"
+
+
+def test_interrupt_just_as_the_stage_is_made_leaves_no_stage(env, monkeypatch):
+    """The signal can land right after the stage folder is created and before it is known to the cleanup
+    (what the subprocess tests above hit now and then): simulated here so the window is hit every time."""
+    import tempfile
+
+    imgs(env)
+    real = tempfile.mkdtemp
+
+    def mkdtemp_then_interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_interrupted)
+    before = snapshot(env.w)
+    r = runner.invoke(_app(), [str(a) for a in masks(env)], env={"COLUMNS": "2000"})
+    assert r.exit_code == 130, r.output
+    assert not diff(before, snapshot(env.w)), "a stage folder was left behind"
