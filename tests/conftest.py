@@ -12,7 +12,6 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import shutil  # noqa: E402
 import socket  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -47,7 +46,7 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _process_state_restored():
     """In-process runs change process-wide state (the pixel limit, our loggers' handlers and levels, the SIGTERM
-    handler, HF_HUB_OFFLINE, accelerate's AcceleratorState): put it back after every test so no test depends on the ones before it."""
+    handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
     import logging
     import signal
 
@@ -58,10 +57,6 @@ def _process_state_restored():
     sigterm = signal.getsignal(signal.SIGTERM)
     env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "PREFPAINT_MAX_PIXELS", "HF_HUB_DISABLE_PROGRESS_BARS")}
     yield
-    if "accelerate" in sys.modules:  # an Accelerator's state is process-wide: the next test may want other settings
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
     set_max_pixels(None)
     for lg, handlers, level, propagate in saved:
         lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
@@ -118,3 +113,16 @@ def official_v_inverse() -> Path:
     if not path.is_file():
         skip_unless_ci(f"{path} is not available (set PREFPAINT_SHARED to the folder holding data/official/)")
     return path
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """A test that builds an ``Accelerator`` with other settings (mixed precision) than the tests before it:
+    accelerate's state is process-wide, so start from none and leave none. Function-scoped on purpose: a
+    module-scoped fixture's Accelerator would lose its state if this ran between its tests."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
