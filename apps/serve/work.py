@@ -21,7 +21,9 @@ __all__ = ["b64_png", "chosen_index", "inpaint_job", "model_facts", "score_job",
 def b64_png(image) -> str:
     """A PIL image as base64 PNG text (lossless: pixels outside the hole stay byte-equal to the input)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    # Level 1: lossless all the same, and on the queue's one worker thread encoding time is throughput
+    # (level 6, Pillow's default, took a quarter of a tiny-model job: benchmarks/bench_serve.py).
+    image.save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
