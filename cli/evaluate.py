@@ -58,8 +58,9 @@ def eval_cmd(
 
         if not data.exists():
             raise InvalidInputError(f"data '{data}' does not exist; pass a data folder (images/, masks/) or a manifest.jsonl")
-        if output.exists() and not output.is_dir():
-            check_output_dir(output, overwrite)  # a file where the folder must go: one clear line
+        # The folder is a resumable cache, so an existing one is fine: every other check (a file in the way,
+        # an unusable name, a parent that cannot be written) comes before the models load.
+        check_output_dir(output, overwrite=True)
 
         with progress(quiet) as bar:
             task = bar.add_task("cases", total=None)

@@ -84,7 +84,7 @@ def inpaint(
             targets = [output or image.with_name(f"{image.stem}_inpainted.png")]
         # Everything cheap first, before the (slow) model load: the whole output set of every item, and
         # each input's pixel count (a bomb in batch mode is reported and skipped; the run goes on).
-        todo, failures = _plan(pairs, targets, num_candidates, save_all, overwrite, batch)
+        todo, failures = _plan(pairs, targets, num_candidates, save_all, overwrite, batch, resize_mask)
         if not todo:
             if not quiet:
                 say(f"nothing to do: all {len(pairs)} outputs exist in '{targets[0].parent}' (--overwrite redoes them)")
@@ -144,7 +144,7 @@ def output_set(target: Path, num_candidates: int, save_all: bool) -> list[Path]:
     return files
 
 
-def _plan(pairs, targets, num_candidates, save_all, overwrite, batch):
+def _plan(pairs, targets, num_candidates, save_all, overwrite, batch, resize_mask=False):
     """The (pair, target) items to run, and how many failed their cheap checks (batch mode only).
 
     Single mode: any existing member of the set is an error (without --overwrite). Batch mode: an item
@@ -153,12 +153,13 @@ def _plan(pairs, targets, num_candidates, save_all, overwrite, batch):
     """
     from prefpaint_sdk.errors import OutputExistsError
     from prefpaint_sdk.files import check_image_suffix, check_outputs
-    from prefpaint_sdk.imaging import check_image_file
+    from prefpaint_sdk.imaging import check_image_file, check_mask_size
 
     todo, failures, skipped = [], 0, 0
     for pair, target in zip(pairs, targets):
         check_image_suffix(target)
         files = output_set(target, num_candidates, save_all)
+        check_outputs(files, overwrite=True)  # every check but existence: names, folders, writable parents
         existing = [f for f in files if f.exists() and not f.is_dir()]
         if batch and not overwrite and existing:
             if len(existing) == len(files):
@@ -170,9 +171,10 @@ def _plan(pairs, targets, num_candidates, save_all, overwrite, batch):
                 "changed run?); pass --overwrite to redo the item, or remove its files")
         check_outputs(files, overwrite)
         try:
-            check_image_file(pair.image)
+            # one item: decode it now, so even a truncated file is refused before the model loads
+            size = check_image_file(pair.image, decode=not batch)
             if pair.mask.is_file():
-                check_image_file(pair.mask)
+                check_mask_size(check_image_file(pair.mask, what="mask", decode=not batch), size, resize=resize_mask)
         except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
             if not batch:
                 raise

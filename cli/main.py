@@ -16,12 +16,13 @@ from . import models as _models
 from . import rate as _rate
 from . import recon3d as _recon3d
 from . import reward as _reward
+from . import serve as _serve
 from . import train as _train
 from ._common import make_app
 
 app = make_app(
     name="prefpaint",
-    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct.",
+    help="Preference-aligned image inpainting (PrefPaint): inpaint, extend, score, train, evaluate, reconstruct, serve.",
     no_args_is_help=True,
 )
 
@@ -38,6 +39,7 @@ app.command("rate")(_rate.rate)
 app.command("generate-dataset")(_generate.generate_dataset)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
+app.command("serve")(_serve.serve)
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def score(
         else:
             # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
             for path in (image, masked_image if masked_image is not None else mask):
-                check_image_file(path)
+                check_image_file(path, decode=True)
         rm = _load(reward_model, device, offline, v_inverse, quiet)
         if not folder:
             kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}

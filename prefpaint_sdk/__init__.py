@@ -93,6 +93,7 @@ _EXPORTS = {
     "DEFAULT_MAX_PIXELS": "imaging",
     "set_max_pixels": "imaging",
     "get_max_pixels": "imaging",
+    "check_image_file": "imaging",
     # errors
     "PrefPaintError": "errors",
     "InvalidInputError": "errors",
@@ -144,7 +145,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model, is_offline, resolve_model,
     )
     from .imaging import (  # noqa: F401
-        DEFAULT_MAX_PIXELS, Box, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image,
+        DEFAULT_MAX_PIXELS, Box, check_image_file, composite, context_box, dilate_mask, feather_alpha, fit_mask_to_image,
         get_max_pixels, load_image, load_mask, mask_bbox, masked_image, set_max_pixels, working_size,
     )
     from .batch import InputPair, list_images, pair_inputs  # noqa: F401

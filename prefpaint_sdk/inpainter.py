@@ -184,9 +184,9 @@ class Inpainter:
                 f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder; "
                 "save one with pipe.save_pretrained(folder)"
             )
-        from .state import refuse_pickle_pipeline  # noqa: PLC0415
+        from .state import check_pipeline_folder  # noqa: PLC0415
 
-        refuse_pickle_pipeline(resolved.path)  # only safetensors: a pickle-only component is refused with our line
+        check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "check_tensor_file",
     "refuse_pickle_folder",
     "refuse_pickle_pipeline",
+    "check_pipeline_folder",
     "state_errors",
     "json_safe",
     "write_json_state",
@@ -272,3 +273,23 @@ def refuse_pickle_pipeline(folder: str | os.PathLike, what: str = "pipeline weig
     root = Path(folder)
     for name in PIPELINE_WEIGHT_FOLDERS:
         refuse_pickle_folder(root / name, what, recursive=False)
+
+
+def check_pipeline_folder(folder: str | os.PathLike) -> None:
+    """Check a local diffusers pipeline folder before any weights load (cheap: JSON and safetensors headers).
+
+    A folder that exists but is damaged is bad input (exit 2, naming the file), not a missing model.
+
+    Raises:
+        CorruptFileError: ``model_index.json`` is empty, truncated or not an object; a loaded component's
+            ``.safetensors`` file is empty, truncated or not safetensors.
+        PickleRefusedError: a loaded component holds only pickle weights.
+    """
+    root = Path(folder)
+    fix = "re-save the pipeline with save_pretrained, or download it again"
+    read_json(root / "model_index.json", what="pipeline index", fix=fix)
+    refuse_pickle_pipeline(root)
+    for name in PIPELINE_WEIGHT_FOLDERS:
+        for weights in sorted((root / name).glob("*.safetensors")) if (root / name).is_dir() else ():
+            check_tensor_file(weights, what=f"{name} weights", fix=fix)
+

@@ -45,8 +45,8 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _process_state_restored():
-    """In-process CLI runs change process-wide state (the pixel limit, our loggers' handlers and levels, the
-    SIGTERM handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
+    """In-process runs change process-wide state (the pixel limit, our loggers' handlers and levels, the SIGTERM
+    handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
     import logging
     import signal
 
@@ -122,3 +122,16 @@ def official_v_inverse() -> Path:
     if not path.is_file():
         skip_unless_ci(f"{path} is not available (set PREFPAINT_SHARED to the folder holding data/official/)")
     return path
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """A test that builds an ``Accelerator`` with other settings (mixed precision) than the tests before it:
+    accelerate's state is process-wide, so start from none and leave none. Function-scoped on purpose: a
+    module-scoped fixture's Accelerator would lose its state if this ran between its tests."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+

@@ -43,7 +43,7 @@ def _frozen_parts_are_the_base(folder, merged):
             assert b[k].dtype == a[k].dtype == torch.float32 and torch.equal(a[k], b[k]), (comp, k)
 
 
-def test_lora_merge_under_bf16_adds_exact_deltas_to_the_fp32_base(base, tmp_path):
+def test_lora_merge_under_bf16_adds_exact_deltas_to_the_fp32_base(base, tmp_path, fresh_accelerate_state):
     from peft.tuners.lora import LoraLayer
 
     folder, _ = base
@@ -75,7 +75,7 @@ def test_lora_merge_under_bf16_adds_exact_deltas_to_the_fp32_base(base, tmp_path
             assert torch.equal(u1[k], u0[k]), k  # untouched by LoRA: bit-identical to the fp32 base
 
 
-def test_full_finetune_under_bf16_exports_the_fp32_unet_and_untouched_frozen_parts(base, tmp_path):
+def test_full_finetune_under_bf16_exports_the_fp32_unet_and_untouched_frozen_parts(base, tmp_path, fresh_accelerate_state):
     folder, _ = base
     al = _aligner(base, tmp_path, "full")
     with torch.no_grad():

@@ -18,6 +18,7 @@ PUBLIC_API = {
     "resolve_device", "resolve_dtype",
     "check_output_path", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
     "check_outputs", "check_output_dir", "staged_dir", "output_set", "write_set", "image_writer", "json_writer", "DEFAULT_MAX_PIXELS", "set_max_pixels", "get_max_pixels",
+    "check_image_file",
     "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
     "MissingDependencyError", "ImageTooLargeError", "PickleRefusedError", "CorruptFileError",
     "require", "finite", "positive", "at_least", "check_seed", "bad_value",

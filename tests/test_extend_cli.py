@@ -137,7 +137,7 @@ def test_missing_model_exit_code_3(photo, tmp_path):
         (["--ratio", "2", "--ratio-x", "3"], "conflicts with ratio_x=3"),
         (["--ratio", "2", "--left", "9"], "conflicts with left=9"),
         (["--anchor", "middle"], "anchor must be one of"),
-        (["--step-frac", "0.9"], "step_frac must lie in"),
+        (["--step-frac", "0.9"], "--step-frac must lie in"),
         (["--window", "600", "--overlap", "600"], "overlap must be"),
     ],
 )
@@ -154,7 +154,7 @@ def test_bad_sizes_exit_code_2_before_loading_a_model(photo, tmp_path, args, mat
     [
         (["--prefill", "mirror"], "prefill must be one of"),
         (["--feather", "-1"], "feather must be a whole number >= 0"),
-        (["--seam-pass", "--seam-strength", "1.5"], "seam_strength must lie in (0, 1)"),
+        (["--seam-pass", "--seam-strength", "1.5"], "--seam-strength must lie in (0, 1)"),
         (["--seam-pass", "--steps", "2"], "steps=2 at seam_strength=0.3 leaves the seam pass no denoising step"),
         (["-n", "0"], "--num-candidates must be ≥ 1, got 0"),
         (["--seed", "-3"], "--seed must be between 0 and 4294967295, got -3"),

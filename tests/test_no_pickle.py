@@ -171,8 +171,8 @@ def _sources():
 
 def test_the_only_torch_load_is_the_safe_one():
     calls = {str(p.relative_to(ROOT)): n for p in _sources() if (n := len(re.findall(r"(?<!`)torch\.load\(", p.read_text())))}
-    assert calls == {"prefpaint_sdk/files.py": 1}
-    assert "weights_only=True" in (ROOT / "prefpaint_sdk" / "files.py").read_text()
+    assert calls == {"prefpaint_sdk/files/readers.py": 1}
+    assert "weights_only=True" in (ROOT / "prefpaint_sdk" / "files" / "readers.py").read_text()
 
 
 def test_every_library_weights_load_asks_for_safetensors():

@@ -68,14 +68,16 @@ def test_core_dependencies_leave_out_the_3d_stack_and_tensorboard():
     assert not core & {"open3d", "trimesh", "imageio", "imageio-ffmpeg", "tensorboard", "tensorboardx", "pycolmap", "wandb"}
     assert _names(EXTRAS["recon3d"]) == {"open3d", "trimesh", "imageio", "imageio-ffmpeg"}
     assert _names(EXTRAS["train"]) == {"tensorboard"}
+    assert _names(EXTRAS["serve"]) == {"fastapi", "uvicorn", "python-multipart"}
+    assert not core & _names(EXTRAS["serve"])
     assert "filelock" in core
     # The set-up script installs every extra the test suite needs.
-    assert '-e ".[recon3d,train,dev]"' in (ROOT / "scripts" / "setup.sh").read_text()
+    assert '-e ".[recon3d,train,serve,dev]"' in (ROOT / "scripts" / "setup.sh").read_text()
 
 
 def test_installed_versions_meet_the_declared_bounds():
     """The declared lower bounds are the tested versions: this environment must satisfy every one of them."""
-    reqs = PROJECT["dependencies"] + EXTRAS["recon3d"] + EXTRAS["train"] + EXTRAS["dev"]
+    reqs = PROJECT["dependencies"] + EXTRAS["recon3d"] + EXTRAS["train"] + EXTRAS["serve"] + EXTRAS["dev"]
     bad = []
     for r in map(Requirement, reqs):
         have = metadata.version(r.name)

@@ -174,7 +174,7 @@ class Aligner:
         from ..errors import InvalidInputError, ModelNotFoundError
         from ..hub import resolve_model
         from ..inpainter import check_ddim_steps
-        from ..state import refuse_pickle_pipeline
+        from ..state import check_pipeline_folder
 
         # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
         data = _dataset(data, config, config.seed, config.resolution)
@@ -186,7 +186,7 @@ class Aligner:
         scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
         if scheduler_config.is_file():  # the rollout's DDIM steps (num_steps, --steps) must fit the scheduler
             check_ddim_steps(config.num_steps, json.loads(scheduler_config.read_text()))
-        refuse_pickle_pipeline(resolved.path)
+        check_pipeline_folder(resolved.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -249,8 +249,10 @@ class Aligner:
         cfg, acc = self.config, self.accelerator
         result = AlignResult()
         found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
+        # Every process has looked before anything is removed or written: otherwise a slower rank would find
+        # the main process's align_config.json and refuse the folder as a used one.
+        acc.wait_for_everyone()
         if found and overwrite:
-            acc.wait_for_everyone()  # every process has looked before the old run goes
             if acc.is_main_process:
                 ckpt.remove_run_files(self.output_dir, found)
             acc.wait_for_everyone()

@@ -62,7 +62,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, CorruptFileError, DataError, InvalidInputError, PrefPaintError
-from ..files import atomic_write_json, check_outputs, image_writer, json_writer, write_set
+from ..files import atomic_write_json, check_output_dir, check_outputs, image_writer, json_writer, write_set
 from ..imaging import check_image_file, dilate_mask, fit_mask_to_image, load_image, load_mask
 from ..reward.framing import mask_fill_of, reward_views
 from ..reward.winrate import check_tie_tolerance, win_stats
@@ -254,8 +254,7 @@ def _jsonable(obj):
 
 def _check_out_dir(out: Path) -> None:
     """The output folder can hold the evaluation: not a file, and creatable and writable (before models load)."""
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output '{out}' is a file; pass a folder")
+    check_output_dir(out, overwrite=True)  # a resumable cache: existing is fine, a file or a bad name is not
     check_outputs([out / CONFIG_FILE], overwrite=True)
 
 

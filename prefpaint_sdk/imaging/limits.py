@@ -7,6 +7,7 @@ bomb limit follows ours, and its error is caught and replaced by ours, so it nev
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -108,13 +109,23 @@ def check_pixels(width: int, height: int, *, what: str = "image", name: str = ""
         raise _too_large(what, name or "", size, limit)
 
 
-def _bomb_size(p: Path, exc: BaseException) -> str:
+def _reopenable(p: Path | bytes):
+    """What ``Image.open`` reads: a path, or a fresh in-memory file over an encoded image's bytes."""
+    return io.BytesIO(p) if isinstance(p, (bytes, bytearray, memoryview)) else p
+
+
+def _named(p: Path | bytes) -> str:
+    """How a message names a source: the user's path in quotes, or the size of in-memory bytes (an upload)."""
+    return f"'{p}'" if not isinstance(p, (bytes, bytearray, memoryview)) else f"({len(p):,} bytes)"
+
+
+def _bomb_size(p: Path | bytes, exc: BaseException) -> str:
     """The size of a file Pillow refused as a bomb, read again from its header alone (nothing decoded)."""
     try:
         with _pil_lock:
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                with Image.open(p) as im:
+                with Image.open(_reopenable(p)) as im:
                     w, h = im.size
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
@@ -124,8 +135,11 @@ def _bomb_size(p: Path, exc: BaseException) -> str:
         return f"{int(m.group(1)):,} pixels" if m else "too many pixels"
 
 
-def _open_lazy(p: Path, what: str, limit: int) -> Image.Image:
-    """``Image.open`` (header only) with Pillow's bomb check replaced by ours. The caller closes it."""
+def _open_lazy(p: Path | bytes, what: str, limit: int) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's bomb check replaced by ours. The caller closes it.
+
+    ``p`` is a path, or the bytes of an encoded image file (an upload), read in memory."""
+    src = _reopenable(p)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -134,21 +148,22 @@ def _open_lazy(p: Path, what: str, limit: int) -> Image.Image:
                 with _pil_lock:
                     Image.MAX_IMAGE_PIXELS = limit
                     try:
-                        im = Image.open(p)
+                        im = Image.open(src)
                     finally:
                         Image.MAX_IMAGE_PIXELS = pil_limit
             else:
-                im = Image.open(p)
+                im = Image.open(src)
     except Image.DecompressionBombError as exc:
-        raise _too_large(what, f"'{p}'", _bomb_size(p, exc), limit) from None
+        raise _too_large(what, _named(p), _bomb_size(p, exc), limit) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        detail = re.sub(r" <_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc))  # in-memory bytes: no repr
         raise InvalidInputError(
-            f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
+            f"{what} {_named(p)} is not a readable image ({exc.__class__.__name__}: {detail}); re-export it as PNG or JPEG"
         ) from None
     w, h = im.size
     if w * h > limit:
         im.close()
-        raise _too_large(what, f"'{p}'", f"{w}x{h} ({w * h:,} pixels)", limit)
+        raise _too_large(what, _named(p), f"{w}x{h} ({w * h:,} pixels)", limit)
     return im
 
 
@@ -161,23 +176,35 @@ def _check_path(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def check_image_file(path: str | os.PathLike, *, what: str = "image", max_pixels: int | None = None) -> tuple[int, int]:
+def check_image_file(path: str | os.PathLike | bytes, *, what: str = "image", max_pixels: int | None = None,
+                     decode: bool = False) -> tuple[int, int]:
     """Read only the header of an image file and return its size ``(width, height)``.
 
-    Cheap (no pixel data is decoded), so commands call it on every input before a model loads.
+    Cheap (no pixel data is decoded), so commands call it on every input before a model loads. ``path``
+    may also be the bytes of an encoded image file (an HTTP upload): they are read in memory, never
+    written to a file. With ``decode`` the pixels are decoded too (once the header passed the limit), so a
+    truncated file is refused before a model loads: worth it for the one or two inputs of a single-image
+    command.
 
     Raises:
-        InvalidInputError: the file is missing, a folder, or not an image Pillow can identify.
+        InvalidInputError: the file is missing, a folder, or not an image Pillow can identify (with ``decode``:
+            or truncated/corrupt pixel data).
         ImageTooLargeError: its pixel count passes the limit (:func:`get_max_pixels` or ``max_pixels``).
     """
-    p = _check_path(path, what)
+    p = bytes(path) if isinstance(path, (bytes, bytearray, memoryview)) else _check_path(path, what)
     im = _open_lazy(p, what, _limit(max_pixels))
     try:
         w, h = im.size
+        if decode:
+            try:
+                im.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise InvalidInputError(f"{what} {_named(p)} is truncated or corrupt ({exc.__class__.__name__}: {exc}); "
+                                        "re-export it as PNG or JPEG") from None
     finally:
         im.close()
     if w == 0 or h == 0:
-        raise InvalidInputError(f"{what} '{p}' has zero size ({w}x{h})")
+        raise InvalidInputError(f"{what} {_named(p)} has zero size ({w}x{h})")
     return w, h
 
 

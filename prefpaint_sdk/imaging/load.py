@@ -14,22 +14,27 @@ from ..errors import InvalidInputError
 from .geometry import _stripe_rows
 from .limits import _check_path, _limit, _open_lazy, check_pixels
 
-__all__ = ["ImageLike", "fit_mask_to_image", "load_image", "load_mask"]
+__all__ = ["ImageLike", "check_mask_size", "fit_mask_to_image", "load_image", "load_mask"]
 
 log = logging.getLogger(__name__)
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray | Any
-"""Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily)."""
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray | Any
+"""Anything :func:`load_image` accepts (``Any`` stands for ``torch.Tensor``, imported lazily). ``bytes`` are
+the contents of an encoded image file (an upload), decoded in memory."""
+
+_BYTES = (bytes, bytearray, memoryview)
 
 
 def _describe(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         return f"'{os.fspath(src)}'"
+    if isinstance(src, _BYTES):
+        return f"({len(src):,} bytes)"
     return type(src).__name__
 
 
-def _open_path(path: str | os.PathLike, what: str, limit: int) -> Image.Image:
-    p = _check_path(path, what)
+def _open_path(path: str | os.PathLike | bytes, what: str, limit: int) -> Image.Image:
+    p = bytes(path) if isinstance(path, _BYTES) else _check_path(path, what)
     im = _open_lazy(p, what, limit)
     try:
         im.load()
@@ -44,7 +49,7 @@ def _open_path(path: str | os.PathLike, what: str, limit: int) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         im.close()
         raise InvalidInputError(
-            f"{what} '{p}' is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
+            f"{what} {_describe(p)} is not a readable image ({exc.__class__.__name__}: {exc}); re-export it as PNG or JPEG"
         ) from None
 
 
@@ -119,7 +124,7 @@ def _to_pil(src: Any, what: str, max_pixels: int | None = None) -> Image.Image:
     if isinstance(src, Image.Image):
         im = src
         check_pixels(im.width, im.height, what=what, name="PIL image", max_pixels=limit)
-    elif isinstance(src, (str, os.PathLike)):
+    elif isinstance(src, (str, os.PathLike, *_BYTES)):
         im = _open_path(src, what, limit)
     elif isinstance(src, np.ndarray):
         im = _array_to_pil(src, what)
@@ -127,7 +132,8 @@ def _to_pil(src: Any, what: str, max_pixels: int | None = None) -> Image.Image:
         im = _array_to_pil(_tensor_to_array(src, what), what)
     else:
         raise InvalidInputError(
-            f"{what} of type {type(src).__name__} is not supported; pass a path, PIL image, numpy array or torch tensor"
+            f"{what} of type {type(src).__name__} is not supported; pass a path, the bytes of an image file, a PIL image, "
+        "a numpy array or a torch tensor"
         )
     if im.width == 0 or im.height == 0:
         raise InvalidInputError(f"{what} {_describe(src)} has zero size ({im.width}x{im.height})")
@@ -214,6 +220,26 @@ def load_mask(
     return ~mask if invert else mask
 
 
+def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize: bool = False,
+                    tolerance: float = 0.01) -> bool:
+    """The one mask-size rule, from sizes alone (so commands apply it to file headers before a model loads).
+
+    Returns whether the mask must be resized: its (width, height) differs from the image's and either
+    ``resize`` is true or the aspect ratios agree within ``tolerance``.
+
+    Raises:
+        InvalidInputError: the sizes differ, the aspect ratios differ, and ``resize`` is false.
+    """
+    (w, h), (W, H) = mask_size, size
+    if (w, h) == (W, H):
+        return False
+    if not resize and abs((w / h) / (W / H) - 1.0) > tolerance:
+        raise InvalidInputError(
+            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
+        )
+    return True
+
+
 def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool = False, tolerance: float = 0.01) -> np.ndarray:
     """Return ``mask`` at ``size`` = (width, height), resizing only when that is safe or asked for.
 
@@ -225,13 +251,8 @@ def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool =
     """
     h, w = mask.shape
     W, H = size
-    if (w, h) == (W, H):
+    if not check_mask_size((w, h), (W, H), resize=resize, tolerance=tolerance):
         return mask
-    aspect_gap = abs((w / h) / (W / H) - 1.0)
-    if not resize and aspect_gap > tolerance:
-        raise InvalidInputError(
-            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
-        )
     if not resize:
         log.warning("mask is %dx%d but image is %dx%d (same aspect ratio); resizing the mask", w, h, W, H)
     im = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((W, H), Image.NEAREST)

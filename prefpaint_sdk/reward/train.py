@@ -338,6 +338,7 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
     elif resume:
         log.warning("--resume given but '%s' holds no checkpoint; starting from scratch", out)
 
+    accelerator.wait_for_everyone()  # every process checked the run folder before the main one writes into it
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json", dict(cfg.to_dict(), label_stats=stats, batch=summary))

@@ -1,0 +1,499 @@
+"""The FastAPI application: routes, authentication, input checks and error answers.
+
+``create_app(inpainter, reward_model)`` serves one model already in memory. Every request is checked in
+the handler (key, size, type, fields, images, mask) before it is queued, so a bad request costs no model
+time and gets a JSON error naming the problem; the model runs on the queue's worker thread
+(:mod:`.jobs`), so the event loop keeps answering ``/health`` during a long job.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as objects.
+import asyncio
+import io
+import json
+import logging
+import secrets
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from prefpaint_sdk import (
+    ImageTooLargeError,
+    InvalidInputError,
+    at_least,
+    check_image_file,
+    check_output_dir,
+    check_seed,
+    finite,
+    fit_mask_to_image,
+    load_image,
+    load_mask,
+    positive,
+    require,
+)
+
+from .forms import ApiError, Form, api_text, read_form, sniff_image
+from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
+from .work import family_of, inpaint_job, model_facts, score_job
+
+__all__ = ["create_app", "DEFAULT_SERVE_MAX_PIXELS", "MAX_N"]
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+DEFAULT_SERVE_MAX_PIXELS = 16_777_216
+"""The server's default pixel limit per uploaded image: 16 megapixels (4096x4096)."""
+MAX_N = 10
+"""Most candidates per request (OpenAI's limit for ``n``)."""
+
+_INPAINT_FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "guidance", "select",
+                   "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
+_SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
+# SDK parameter names -> the API's field names
+_FIELD_OF = {"num_candidates": "n", "guidance_scale": "guidance"}
+
+
+def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_queue: int = 16,
+               max_upload_mb: float = 20, max_pixels: int = DEFAULT_SERVE_MAX_PIXELS, default_steps: int | None = None,
+               output_dir=None, cors: str | list[str] | None = None):
+    """A FastAPI app serving ``inpainter`` (any engine's :class:`prefpaint_sdk.Inpainter`).
+
+    Args:
+        inpainter: the loaded model; it stays in memory and runs one job at a time.
+        reward_model: a :class:`prefpaint_sdk.RewardModel` that scores candidates and ``/v1/score``; it is
+            attached to ``inpainter`` (whose own reward model is used when this is ``None``).
+        api_key: when set, every ``/v1`` request must send it (``Authorization: Bearer KEY`` or
+            ``X-API-Key: KEY``); compared in constant time.
+        max_queue: jobs waiting or running at once; one more gets 429 with ``Retry-After``.
+        max_upload_mb: request body limit in MiB (413 past it).
+        max_pixels: pixel limit of each uploaded image, checked from its header (413 past it).
+        default_steps: denoising steps of a request that does not say (default: the inpainter's, 50).
+        output_dir: when set, every inpainting's output set (image, candidates, sidecar) is also written
+            there under a server-made name; nothing is written anywhere else.
+        cors: allowed origin(s) for cross-origin browser calls; CORS is off when ``None``.
+
+    Raises:
+        MissingDependencyError: FastAPI is not installed (``pip install 'prefpaint[serve]'``).
+        InvalidInputError: a limit is not a positive number, ``default_steps`` is out of the model's range,
+            or ``output_dir`` cannot be written.
+    """
+    fastapi = require("fastapi", extra="serve", purpose="prefpaint serve")
+    require("python_multipart", extra="serve", purpose="form uploads")
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    max_queue = at_least("max_queue", max_queue, 1)
+    cap = int(positive("max_upload_mb", max_upload_mb) * 2**20)
+    max_pixels = at_least("max_pixels", max_pixels, 1)
+    if default_steps is not None:
+        default_steps = inpainter.check_steps(at_least("steps", default_steps, 1))
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        raise InvalidInputError("api_key must be a non-empty text; leave it unset for no key")
+    out_dir = None
+    if output_dir is not None:
+        out_dir = check_output_dir(output_dir, overwrite=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if reward_model is not None:
+        inpainter.reward_model = reward_model
+    rm = reward_model if reward_model is not None else getattr(inpainter, "reward_model", None)
+    key = api_key.encode() if api_key else None
+    queue = JobQueue(max_queue=max_queue, keep_finished=max(64, 4 * max_queue))
+    started = time.time()
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        queue.start()
+        yield
+        await run_in_threadpool(queue.stop)
+
+    app = fastapi.FastAPI(title="PrefPaint", version=_version(), lifespan=lifespan, docs_url="/docs",
+                          redoc_url=None, openapi_url="/openapi.json")
+    app.state.queue = queue
+    app.state.inpainter = inpainter
+    app.state.reward_model = rm
+    if cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        origins = [cors] if isinstance(cors, str) else list(cors)
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+
+    # ---- errors: always JSON naming the problem -----------------------------------------------
+    def error_response(err: ApiError):
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request, exc: ApiError):
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request, exc):
+        first = (exc.errors() or [{}])[0]
+        loc = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
+        return error_response(ApiError(422, f"invalid field '{loc}': {first.get('msg', 'invalid')}", param=loc or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc):
+        msg = "not found" if exc.status_code == 404 else str(exc.detail)
+        if exc.status_code == 405:
+            msg = f"method {request.method} is not allowed on {request.url.path}"
+        return error_response(ApiError(exc.status_code, msg))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return error_response(ApiError(500, f"internal error: {exc.__class__.__name__}"))
+
+    def auth(request) -> None:
+        if key is None:
+            return
+        sent = request.headers.get("x-api-key")
+        header = request.headers.get("authorization", "")
+        if sent is None and header[:7].lower() == "bearer ":
+            sent = header[7:].strip()
+        if not sent:
+            raise ApiError(401, "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                           headers={"WWW-Authenticate": "Bearer"}, code="missing_api_key")
+        if not secrets.compare_digest(sent.encode("utf-8", "surrogateescape"), key):
+            raise ApiError(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"}, code="invalid_api_key")
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def sdk_error(exc: InvalidInputError, fields: dict | None = None) -> ApiError:
+        param = getattr(exc, "param", None)
+        param = (fields or {}).get(param, _FIELD_OF.get(param, param))
+        status = 413 if isinstance(exc, ImageTooLargeError) else 400
+        return ApiError(status, api_text(str(exc)), param=param)
+
+    def decode_image(data: bytes, what: str):
+        sniff_image(data, what)
+        try:
+            return load_image(data, max_pixels=max_pixels)
+        except InvalidInputError as exc:
+            raise sdk_error(exc, {"max_pixels": what}) from None
+
+    def decode_mask(data: bytes, what: str, invert: bool, from_alpha: bool) -> np.ndarray:
+        sniff_image(data, what)
+        try:
+            return load_mask(data, invert=invert, from_alpha=from_alpha, max_pixels=max_pixels)
+        except InvalidInputError as exc:
+            raise sdk_error(exc, {"max_pixels": what}) from None
+
+    def transparent(data: bytes, what: str) -> np.ndarray | None:
+        """OpenAI's convention: the pixels with alpha 0 (None when the file has no alpha channel)."""
+        sniff_image(data, what)
+        try:
+            check_image_file(data, what=what, max_pixels=max_pixels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+                    if "A" not in im.getbands() and not (im.mode == "P" and "transparency" in im.info):
+                        return None
+                    return np.asarray(im.convert("RGBA").getchannel("A")) == 0
+        except InvalidInputError as exc:
+            raise sdk_error(exc, {"max_pixels": what}) from None
+        except Image.DecompressionBombError:
+            raise ApiError(413, f"{what} has more pixels than this process allows", param=what) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise ApiError(400, f"{what} is not a readable image ({exc.__class__.__name__}); re-export it as PNG",
+                           param=what) from None
+
+    def check_values(n, seed, steps, guidance) -> int:
+        try:
+            at_least("n", n, 1, MAX_N)
+            check_seed(seed, count=n)
+            finite("guidance", guidance, 0.0)
+            return inpainter.check_steps(steps)
+        except InvalidInputError as exc:
+            raise sdk_error(exc) from None
+
+    def steps_of(form: Form) -> int:
+        steps = form.integer("steps")
+        if steps is None:
+            steps = default_steps
+        if steps is None:
+            steps = 50
+        return steps
+
+    # ---- running a job ------------------------------------------------------------------------
+    def submit(kind: str, fn) -> Job:
+        try:
+            return queue.submit(kind, fn)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}, code="queue_full") from None
+
+    def job_error(job: Job) -> ApiError:
+        exc = job.error
+        if isinstance(exc, InvalidInputError):
+            return sdk_error(exc)
+        if job.state == CANCELLED:
+            return ApiError(409, "the job was cancelled", code="cancelled")
+        log.error("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
+        return ApiError(500, f"the model failed: {type(exc).__name__}: {api_text(str(exc))[:300]}", code="job_failed")
+
+    async def finish(request, job: Job):
+        """Await ``job``; a client that goes away cancels it (dropped if queued, stopped if running)."""
+        fut = job.future()
+        while not fut.done():
+            await asyncio.wait({fut}, timeout=0.2)
+            if not fut.done() and await request.is_disconnected():
+                queue.cancel(job)
+                log.info("client went away; job %s cancelled", job.id)
+                return Response(status_code=499)
+        queue.forget(job)
+        if job.state != DONE:
+            raise job_error(job)
+        return job.result
+
+    def wants_wait(request) -> bool:
+        raw = request.query_params.get("wait", "true").strip().lower()
+        if raw not in ("1", "true", "yes", "0", "false", "no"):
+            raise ApiError(422, f"'wait' must be true or false, got {raw[:20]!r}", param="wait")
+        return raw in ("1", "true", "yes")
+
+    def accepted(job: Job):
+        snap = queue.snapshot(job)
+        snap.update(status_url=f"/v1/jobs/{job.id}", events_url=f"/v1/jobs/{job.id}/events")
+        return JSONResponse(snap, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    # ---- routes -------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        # Every asset comes from this server: the policy forbids any other origin.
+        csp = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+        return HTMLResponse(page, headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": getattr(inpainter, "model_id", None), "family": family_of(inpainter),
+                "reward_model": rm is not None, "auth": key is not None,
+                "queue": {"busy": queue.busy, "max": max_queue}, "uptime_s": round(time.time() - started, 3),
+                "limits": {"max_upload_bytes": cap, "max_pixels": max_pixels, "max_n": MAX_N},
+                "default_steps": default_steps}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        auth(request)
+        facts = model_facts(inpainter, rm)
+        return {"object": "list", "data": [{"id": facts["id"], "object": "model", "created": int(started),
+                                            "owned_by": "prefpaint", **facts}]}
+
+    @app.post("/v1/inpaint")
+    async def inpaint(request: Request):
+        auth(request)
+        wait = wants_wait(request)
+        form = await read_form(request, cap, allowed=_INPAINT_FIELDS)
+        image_bytes = form.file("image", required=True)
+        mask_bytes = form.file("mask", required=True)
+        invert, from_alpha = form.boolean("invert_mask"), form.boolean("mask_from_alpha")
+        resize = form.boolean("resize_mask")
+        n = form.integer("n", 1)
+        seed = form.integer("seed")
+        steps = steps_of(form)
+        guidance = form.number("guidance", 7.5)
+        select = form.choice("select", ("reward", "lcb"), getattr(inpainter, "select", "reward"))
+        call = dict(prompt=form.text("prompt", ""), negative_prompt=form.text("negative_prompt", ""),
+                    num_candidates=n, seed=seed, steps=steps, guidance_scale=guidance,
+                    crop_margin=form.integer("crop_margin", 128), mask_dilate=form.integer("mask_dilate", 0),
+                    mask_blur=form.integer("mask_blur", 8))
+        call["steps"] = check_values(n, seed, steps, guidance)
+        for name in ("mask_dilate", "mask_blur"):
+            try:
+                at_least(name, call[name], 0)
+            except InvalidInputError as exc:
+                raise sdk_error(exc) from None
+
+        def decode():
+            image = decode_image(image_bytes, "image")
+            hole = decode_mask(mask_bytes, "mask", invert, from_alpha)
+            try:
+                hole = fit_mask_to_image(hole, image.size, resize=resize)
+            except InvalidInputError as exc:
+                raise ApiError(400, api_text(str(exc)).replace("pass resize_mask", "send resize_mask=true"),
+                               param="mask") from None
+            return image, hole
+
+        image, hole = await run_in_threadpool(decode)
+        job = submit("inpaint", lambda j: inpaint_job(j, inpainter, rm, image, hole, call, select, out_dir))
+        if not wait:
+            return accepted(job)
+        return await finish(request, job)
+
+    @app.post("/v1/images/edits")
+    async def edits(request: Request):
+        auth(request)
+        form = await read_form(request, cap, allowed=None)  # OpenAI clients send fields we ignore
+        image_bytes = form.file("image", "image[]", required=True)
+        mask_bytes = form.file("mask")
+        n = form.integer("n", 1)
+        size = form.text("size", "auto") or "auto"
+        fmt = form.choice("response_format", ("b64_json", "url"), "b64_json")
+        if fmt == "url":
+            raise ApiError(400, "response_format 'url' is not supported by this server; use b64_json",
+                           param="response_format")
+        if form.boolean("stream"):
+            raise ApiError(400, "stream=true is not supported by this server", param="stream")
+        seed = form.integer("seed")
+        steps = steps_of(form)
+        guidance = form.number("guidance", 7.5)
+        select = form.choice("select", ("reward", "lcb"), getattr(inpainter, "select", "reward"))
+        steps = check_values(n, seed, steps, guidance)
+        want = _parse_size(size, max_pixels)
+
+        def decode():
+            image = decode_image(image_bytes, "image")
+            if mask_bytes is not None:
+                hole = transparent(mask_bytes, "mask")
+                if hole is None:
+                    raise ApiError(400, "mask has no alpha channel: in OpenAI's convention its fully transparent "
+                                        "pixels (alpha 0) mark the area to edit; for a white-means-fill mask use "
+                                        "POST /v1/inpaint", param="mask")
+                if hole.shape[::-1] != image.size:
+                    raise ApiError(400, f"mask is {hole.shape[1]}x{hole.shape[0]} but image is "
+                                        f"{image.width}x{image.height}; they must match", param="mask")
+            else:
+                hole = transparent(image_bytes, "image")
+                if hole is None or not hole.any():
+                    raise ApiError(400, "no mask was sent and the image has no fully transparent pixels to edit; "
+                                        "send a mask whose transparent pixels mark the area", param="mask")
+            if want is not None and want != image.size:
+                image = image.resize(want, Image.LANCZOS)
+                hole = np.asarray(Image.fromarray(hole).resize(want, Image.NEAREST), dtype=bool)
+            return image, hole
+
+        image, hole = await run_in_threadpool(decode)
+        call = dict(prompt=form.text("prompt", ""), num_candidates=n, seed=seed, steps=steps, guidance_scale=guidance)
+        job = submit("edit", lambda j: inpaint_job(j, inpainter, rm, image, hole, call, select, out_dir))
+        facts = await finish(request, job)
+        if not isinstance(facts, dict):
+            return facts  # the client went away
+        data = []
+        for k, b64 in enumerate(facts["images"]):
+            data.append({"b64_json": b64, "revised_prompt": None, "seed": facts["seeds"][k],
+                         "score": None if facts["scores"] is None else facts["scores"][k],
+                         "bound": None if facts["bounds"] is None else facts["bounds"][k],
+                         "trust": None if facts["trust"] is None else facts["trust"][k],
+                         "chosen": k == facts["chosen"]})
+        return {"created": facts["created"], "data": data, "model": facts["model"]["id"],
+                "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]}
+
+    @app.post("/v1/score")
+    async def score(request: Request):
+        auth(request)
+        if rm is None:
+            raise ApiError(400, "no reward model is loaded; start the server with --reward-model", code="no_reward_model")
+        wait = wants_wait(request)
+        form = await read_form(request, cap, allowed=_SCORE_FIELDS)
+        image_bytes = form.file("image", required=True)
+        mask_bytes = form.file("mask")
+        masked_bytes = form.file("masked_image")
+        if mask_bytes is None and masked_bytes is None:
+            raise ApiError(422, "'mask' is required (or 'masked_image', the input with the hole blanked)", param="mask")
+        invert, from_alpha = form.boolean("invert_mask"), form.boolean("mask_from_alpha")
+        normalize = form.boolean("normalize")
+
+        def decode():
+            image = decode_image(image_bytes, "image")
+            masked = decode_image(masked_bytes, "masked_image") if masked_bytes is not None else None
+            hole = None
+            if mask_bytes is not None:
+                hole = decode_mask(mask_bytes, "mask", invert, from_alpha)
+                if hole.shape[::-1] != image.size:
+                    raise ApiError(400, f"mask is {hole.shape[1]}x{hole.shape[0]} but image is "
+                                        f"{image.width}x{image.height}; they must match", param="mask")
+            if masked is not None and masked.size != image.size:
+                raise ApiError(400, f"masked_image is {masked.width}x{masked.height} but image is "
+                                    f"{image.width}x{image.height}; they must match", param="masked_image")
+            return image, hole, masked
+
+        image, hole, masked = await run_in_threadpool(decode)
+        job = submit("score", lambda j: score_job(j, rm, image, hole, masked, normalize))
+        if not wait:
+            return accepted(job)
+        return await finish(request, job)
+
+    def find(job_id: str) -> Job:
+        job = queue.get(job_id) if len(job_id) <= 64 else None
+        if job is None:
+            raise ApiError(404, "no such job (unknown, or finished long ago and forgotten)", param="id",
+                           code="job_not_found")
+        return job
+
+    def job_view(job: Job) -> dict[str, Any]:
+        snap = queue.snapshot(job)
+        if job.state == DONE:
+            snap["result"] = job.result
+        elif job.state in (FAILED, CANCELLED):
+            snap["error"] = job_error(job).body()["error"]
+        return snap
+
+    @app.get("/v1/jobs/{job_id}")
+    async def job_status(job_id: str, request: Request):
+        auth(request)
+        return job_view(find(job_id))
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def job_cancel(job_id: str, request: Request):
+        auth(request)
+        job = find(job_id)
+        queue.cancel(job)
+        return queue.snapshot(job)
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def job_events(job_id: str, request: Request):
+        auth(request)
+        job = find(job_id)
+
+        async def stream():
+            last = None
+            while True:
+                view = job_view(job)
+                mark = (view["status"], view.get("position"), view.get("step"))
+                if mark != last:
+                    last = mark
+                    yield f"event: {view['status']}\ndata: {json.dumps(view, allow_nan=False)}\n\n"
+                if job.state in FINISHED or await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    return app
+
+
+def _parse_size(size: str, max_pixels: int) -> tuple[int, int] | None:
+    """OpenAI's ``size``: "auto" (the input's size) or "WIDTHxHEIGHT"."""
+    if size == "auto":
+        return None
+    parts = size.lower().split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise ApiError(422, f"'size' must be 'auto' or WIDTHxHEIGHT such as 512x512, got {size[:40]!r}",
+                       param="size") from None
+    if w < 8 or h < 8 or w > 8192 or h > 8192:
+        raise ApiError(400, f"size {w}x{h} is out of range: each side must lie in 8..8192", param="size")
+    if w * h > max_pixels:
+        raise ApiError(400, f"size {w}x{h} has {w * h:,} pixels, over this server's limit of {max_pixels:,}",
+                       param="size")
+    return w, h
+
+
+def _version() -> str:
+    import prefpaint_sdk
+
+    return prefpaint_sdk.__version__
+

@@ -1,0 +1,344 @@
+"""``prefpaint serve`` under concurrent load vs direct ``Inpainter`` calls on the same work (issue 13).
+
+A live server is started the way a user starts it: the ``prefpaint serve`` command as a subprocess on
+127.0.0.1 with a free port, over a random model folder (``prefpaint_sdk.testing.save_tiny_inpaint_pipeline``,
+``--size tiny`` and/or ``mid``) and a tiny reward model (``save_tiny_reward_model``), so every answer carries
+scores. Then, side by side in one run (rounds interleaved, server first in even rounds, direct first in odd):
+
+* ``server``: K client threads (one keep-alive ``httpx2`` client each) send M ``POST /v1/inpaint`` requests each
+  on loopback, all at once; each request has its own seed. Bounded in count (K x M) and time (a per-request
+  timeout and a per-round deadline after which no new request is sent).
+* ``direct``: the same K x M calls (same image, mask, n, steps, seeds) of an ``Inpainter`` loaded in this
+  process from the same folders, one after another: what a user would otherwise run.
+
+Reported per model: requests sent, accepted (not refused with 429), answered (200 with n images and n
+finite scores) and lost (accepted but not answered: errors, timeouts, malformed bodies; target 0),
+p50/p95 client latency, and throughput (answered requests/s vs direct calls/s; target >= 0.9x). A check
+that the server computes the same thing: the first candidate of the server's answer for a seed is compared
+with the direct call's for that seed (max difference in grey levels). The server's and this process's torch
+threads are set equal (``--threads``, default 1; the server through ``OMP_NUM_THREADS``): on these shared
+2-core machines two torch threads under contention run 5x slower than one (OpenMP waits on a busy core), which
+would measure the machine's load, not the server.
+
+Usage: ``python benchmarks/bench_serve.py [--sizes tiny,mid] [--k 4] [--m 5] [--n 1] [--steps 4]
+[--repeats 2] [--threads 1] [--write FILE]`` (exit 1 when a request was lost)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import io
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from prefpaint_sdk import Inpainter
+from prefpaint_sdk.testing import save_tiny_inpaint_pipeline, save_tiny_reward_model
+
+PREFPAINT = Path(sys.executable).with_name("prefpaint")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def inputs(side: int, seed: int = 0) -> tuple[Image.Image, np.ndarray, bytes, bytes]:
+    """A smooth photo-like RGB image (coarse colours upsampled, mild noise: PNG compresses it as it does a
+    photo, not as it does white noise), a centred square hole of half the side, and both as PNG bytes."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((side, side), Image.BICUBIC)
+    a = np.clip(np.asarray(coarse, np.int16) + rng.integers(-6, 7, (side, side, 3)), 0, 255).astype(np.uint8)
+    hole = np.zeros((side, side), bool)
+    hole[side // 4: 3 * side // 4, side // 4: 3 * side // 4] = True
+    image = Image.fromarray(a)
+    bufs = []
+    for im in (image, Image.fromarray(hole.astype(np.uint8) * 255)):
+        b = io.BytesIO()
+        im.save(b, "PNG")
+        bufs.append(b.getvalue())
+    return image, hole, bufs[0], bufs[1]
+
+
+def start_server(model_dir: Path, rm_dir: Path, steps: int, threads: int, log_path: Path):
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(PREFPAINT), "serve", "--model", str(model_dir), "--reward-model", str(rm_dir),
+                             "--host", "127.0.0.1", "--port", str(port), "--steps", str(steps), "--device", "cpu",
+                             "--dtype", "float32", "--offline", "--quiet"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_health(base: str, proc, log_path: Path, timeout: float) -> dict:
+    import json
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefpaint serve exited {proc.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return json.loads(r.read())
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"prefpaint serve did not answer /health within {timeout:.0f} s")
+
+
+def stop_server(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Load:
+    """One server round: K client threads x M requests, all sent at once; every outcome is recorded."""
+
+    def __init__(self, base: str, image_png: bytes, mask_png: bytes, n: int, steps: int, timeout: float,
+                 deadline: float):
+        self.base, self.image_png, self.mask_png = base, image_png, mask_png
+        self.n, self.steps, self.timeout, self.deadline = n, steps, timeout, deadline
+        self.lock = threading.Lock()
+        self.records: list[dict] = []
+
+    def client(self, seeds: list[int], stop_at: float) -> None:
+        import httpx2 as httpx
+
+        with httpx.Client(timeout=self.timeout) as http:
+            for seed in seeds:
+                if time.perf_counter() > stop_at:
+                    self._add(seed=seed, status="not sent (deadline)")
+                    continue
+                files = {"image": ("image.png", self.image_png, "image/png"),
+                         "mask": ("mask.png", self.mask_png, "image/png")}
+                data = {"n": str(self.n), "seed": str(seed), "steps": str(self.steps)}
+                t0 = time.perf_counter()
+                try:
+                    r = http.post(self.base + "/v1/inpaint", files=files, data=data)
+                    latency = time.perf_counter() - t0
+                    body = r.json()
+                except Exception as exc:  # a timeout or a broken connection: counted as lost, never raised
+                    self._add(seed=seed, status=f"error {type(exc).__name__}", latency=time.perf_counter() - t0)
+                    continue
+                rec = dict(seed=seed, status=r.status_code, latency=latency)
+                if r.status_code == 200:
+                    scores = body.get("scores") or []
+                    rec["valid"] = (len(body.get("images", [])) == self.n and len(scores) == self.n
+                                    and all(s is not None and np.isfinite(s) for s in scores))
+                    rec["timings"] = body.get("timings") or {}
+                    rec["image0"] = body["images"][0] if body.get("images") else None
+                self._add(**rec)
+
+    def _add(self, **rec) -> None:
+        with self.lock:
+            self.records.append(rec)
+
+    def run(self, k: int, m: int, seed0: int) -> float:
+        """Send K x M requests from K threads; return the round's wall seconds (first send to last answer)."""
+        t0 = time.perf_counter()
+        stop_at = t0 + self.deadline
+        with ThreadPoolExecutor(k) as pool:
+            futures = [pool.submit(self.client, [seed0 + c * m + j for j in range(m)], stop_at) for c in range(k)]
+            for f in futures:
+                f.result()
+        return time.perf_counter() - t0
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank): p95 of 20 values is the 19th smallest."""
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, int(np.ceil(q / 100 * len(v))) - 1))]
+
+
+def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png: bytes, mask_png: bytes) -> dict:
+    t_size = time.perf_counter()
+    model_dir = save_tiny_inpaint_pipeline(work / f"pipe-{size}", size=size)
+    log_path = work / f"serve-{size}.log"
+    proc, base = start_server(model_dir, rm_dir, args.steps, args.threads, log_path)
+    try:
+        direct = Inpainter.from_pretrained(model_dir, device="cpu", dtype="float32", reward_model=rm_dir, offline=True)
+        health = wait_health(base, proc, log_path, args.start_timeout)
+        call = dict(num_candidates=args.n, steps=args.steps)
+        load = Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
+
+        # Warm-up: one request to the server and one direct call (first-call costs are not the steady state).
+        warm = Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
+        warm.run(1, 1, 10_000)
+        direct(image, hole, seed=10_000, **call)
+
+        seeds_per_round = args.k * args.m
+        server_walls, direct_walls, direct_lat, direct_total = [], [], [], []
+        direct_first: dict[int, np.ndarray] = {}
+
+        def server_round(r: int) -> None:
+            n_before = len(load.records)
+            wall = load.run(args.k, args.m, seed0=r * seeds_per_round)
+            answered = sum(1 for x in load.records[n_before:] if x.get("valid"))
+            server_walls.append((wall, answered))
+
+        def direct_round(r: int) -> None:
+            t0 = time.perf_counter()
+            for seed in range(r * seeds_per_round, (r + 1) * seeds_per_round):
+                tc = time.perf_counter()
+                res = direct(image, hole, seed=seed, **call)
+                direct_lat.append(time.perf_counter() - tc)
+                direct_total.append(res.timings.get("total_s", float("nan")))
+                assert res.scores is not None and len(res.scores) == args.n
+                if seed == r * seeds_per_round:
+                    direct_first[seed] = np.asarray(res.candidates[0])
+            direct_walls.append((time.perf_counter() - t0, seeds_per_round))
+
+        for r in range(args.repeats):
+            order = (server_round, direct_round) if r % 2 == 0 else (direct_round, server_round)
+            for fn in order:
+                fn(r)
+            print(f"  {size}: round {r + 1}/{args.repeats}: server {server_walls[-1][0]:.2f} s, "
+                  f"direct {direct_walls[-1][0]:.2f} s", file=sys.stderr, flush=True)
+    finally:
+        stop_server(proc)
+
+    recs = load.records
+    sent = [x for x in recs if x["status"] != "not sent (deadline)"]
+    refused = [x for x in sent if x["status"] == 429]
+    accepted = [x for x in sent if x["status"] != 429]
+    answered = [x for x in accepted if x.get("valid")]
+    lat = [x["latency"] for x in answered]
+    # Same work: the server's first candidate for a seed against the direct call's for that seed.
+    diffs = []
+    for seed, ref in direct_first.items():
+        rec = next((x for x in answered if x["seed"] == seed and x.get("image0")), None)
+        if rec is not None:
+            got = np.asarray(Image.open(io.BytesIO(base64.b64decode(rec["image0"]))).convert("RGB"))
+            diffs.append(int(np.abs(got.astype(np.int16) - ref.astype(np.int16)).max()) if got.shape == ref.shape
+                         else 999)
+    server_tp = [a / w for w, a in server_walls]
+    direct_tp = [c / w for w, c in direct_walls]
+    ratios = [s / d for s, d in zip(server_tp, direct_tp)]
+    t = [x["timings"] for x in answered]
+    overhead_http = [x["latency"] - x["timings"].get("queue_s", 0) - x["timings"].get("job_s", 0) for x in answered]
+    return dict(
+        size=size, k=args.k, m=args.m, rounds=args.repeats, sent=len(sent), accepted=len(accepted),
+        answered=len(answered), lost=len(accepted) - len(answered), refused=len(refused),
+        not_sent=len(recs) - len(sent), statuses=sorted({str(x["status"]) for x in accepted if not x.get("valid")}),
+        p50=pct(lat, 50), p95=pct(lat, 95), direct_p50=statistics.median(direct_lat),
+        server_tp=statistics.median(server_tp), direct_tp=statistics.median(direct_tp),
+        ratio=statistics.median(ratios), ratios=ratios,
+        job_s=statistics.median([x.get("job_s", float("nan")) for x in t]) if t else float("nan"),
+        infer_s=statistics.median([x.get("total_s", float("nan")) for x in t]) if t else float("nan"),
+        direct_infer_s=statistics.median(direct_total), http_s=statistics.median(overhead_http) if t else float("nan"),
+        max_diff=max(diffs) if diffs else None, max_queue=health["queue"]["max"],
+        seconds=time.perf_counter() - t_size,
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="tiny,mid", help="comma-separated model sizes of prefpaint_sdk.testing")
+    ap.add_argument("--k", type=int, default=4, help="concurrent clients")
+    ap.add_argument("--m", type=int, default=5, help="requests per client per round")
+    ap.add_argument("--n", type=int, default=1, help="candidates per request")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--side", type=int, default=512, help="input image side in pixels (the hole is half of it)")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of server and direct")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of both (0 = torch's default here)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
+    ap.add_argument("--deadline", type=float, default=150.0, help="seconds after which a round sends no more")
+    ap.add_argument("--start-timeout", type=float, default=120.0, help="seconds the server may take to start")
+    ap.add_argument("--write", default=None, help="append the markdown to this file")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    load0 = os.getloadavg()[0]
+    t_all = time.perf_counter()
+    image, hole, image_png, mask_png = inputs(args.side)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        work = Path(tmp)
+        rm_dir = save_tiny_reward_model(work / "rm")
+        for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+            rows.append(bench_size(size, args, work, rm_dir, image, hole, image_png, mask_png))
+    total = time.perf_counter() - t_all
+
+    import diffusers
+    import fastapi
+    import uvicorn
+
+    import prefpaint_sdk
+
+    machine = (f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, device cpu; Python "
+               f"{sys.version.split()[0]}, torch {torch.__version__} (threads {args.threads} in both processes), "
+               f"diffusers {diffusers.__version__}, fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, "
+               f"prefpaint {prefpaint_sdk.__version__}; load average at start {load0:.1f}.")
+    lines = [
+        f"### bench_serve.py: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        machine,
+        (f"Work: `POST /v1/inpaint`, {args.side}x{args.side} PNG ({len(image_png) / 1024:.0f} KiB) with a "
+         f"{args.side // 2}x{args.side // 2} hole, n={args.n}, steps={args.steps}, tiny reward model attached "
+         f"(scores in every answer); K={args.k} clients x M={args.m} requests per round, {args.repeats} rounds "
+         f"interleaved with the same calls made directly; `prefpaint serve` subprocess on 127.0.0.1, "
+         f"--max-queue {rows[0]['max_queue'] if rows else '?'}. Whole run {total:.0f} s."),
+        "",
+        "| model | sent | accepted | answered | lost | refused (429) | p50 latency s | p95 latency s | direct call s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {r['size']} | {r['sent']} | {r['accepted']} | {r['answered']} | {r['lost']} | {r['refused']} | "
+          f"{r['p50']:.3f} | {r['p95']:.3f} | {r['direct_p50']:.3f} |" for r in rows],
+        "",
+        "Where the time goes (medians per answered request): `total_s` is the Inpainter's own call inside the",
+        "server's job; job - total is PNG/base64 encoding of the answer and trust; HTTP is client latency minus",
+        "queue wait and job (upload, multipart parsing, image decoding, JSON).",
+        "",
+        "| model | Inpainter in server s | Inpainter direct s | job - Inpainter s | HTTP s | same pixels (max diff) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[f"| {r['size']} | {r['infer_s']:.3f} | {r['direct_infer_s']:.3f} | {r['job_s'] - r['infer_s']:.3f} | "
+          f"{r['http_s']:.3f} | {r['max_diff'] if r['max_diff'] is not None else 'n/a'} |" for r in rows],
+        "",
+        "Side by side (throughput; median over rounds; target: 0 lost, ratio >= 0.9):",
+        "",
+        "| model | server answered/s | direct calls/s | ratio server/direct | ratio per round | lost | target |",
+        "|---|---:|---:|---:|---|---:|---|",
+        *[f"| {r['size']} | {r['server_tp']:.2f} | {r['direct_tp']:.2f} | {r['ratio']:.2f} | "
+          f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {r['lost']} | "
+          f"{'met' if r['lost'] == 0 and r['ratio'] >= 0.9 else 'NOT met'} |" for r in rows],
+        "",
+    ]
+    for r in rows:
+        if r["not_sent"] or r["statuses"]:
+            lines.append(f"{r['size']}: {r['not_sent']} not sent (deadline); statuses of lost: {r['statuses']}.")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write(text + "\n")
+    return 0 if all(r["lost"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

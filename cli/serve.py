@@ -1,0 +1,97 @@
+"""``prefpaint serve``: the HTTP API and the mask-painting page, on one model in memory."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import console, handle_errors, offline_option, say, setup, warn
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    model: Optional[str] = typer.Option(None, help="Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."),
+    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) that scores every candidate and answers /v1/score."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the server to the network: set --api-key."),
+    port: int = typer.Option(7860, help="TCP port (1-65535)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="PREFPAINT_API_KEY", show_envvar=True, show_default=False, help="Key every /v1 request must send (Authorization: Bearer KEY). Default: $PREFPAINT_API_KEY, else none."),
+    max_queue: int = typer.Option(16, "--max-queue", help="Jobs waiting or running at once; one more gets 429 with Retry-After."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body in MiB (413 past it)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse uploaded images with more pixels than this (413), from their headers. Default: 16777216 (4096x4096)."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps of requests that do not say. Default: 50."),
+    select: str = typer.Option("reward", help="Default pick among candidates: 'reward' or trust-aware 'lcb' (score - c*bound)."),
+    device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
+    offline: Optional[bool] = offline_option(),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Also write every inpainting (image, candidates, sidecar) here. Nothing is written anywhere else."),
+    cors: Optional[list[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin (repeatable). CORS is off by default."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No info messages or access log."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Serve the model over HTTP: OpenAI-compatible /v1/images/edits, /v1/inpaint, /v1/score, and a page at /."""
+    setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
+    with handle_errors(debug):
+        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, at_least, positive, require
+
+        if not 1 <= port <= 65535:
+            raise InvalidInputError(f"--port must lie in 1..65535, got {port}")
+        at_least("max_queue", max_queue, 1)
+        positive("max_upload_mb", max_upload_mb)
+        if select not in ("reward", "lcb"):
+            raise InvalidInputError(f"--select must be 'reward' or 'lcb', got '{select}'")
+        if api_key is not None and not api_key.strip():
+            raise InvalidInputError("--api-key is empty; pass a key, or leave it (and PREFPAINT_API_KEY) unset")
+        if output_dir is not None:
+            from prefpaint_sdk import check_output_dir
+
+            check_output_dir(output_dir, overwrite=True)
+        _check_bind(host, port)
+        # The extra before the model loads: a missing one is exit 2 naming pip install 'prefpaint[serve]'.
+        require("fastapi", extra="serve", purpose="prefpaint serve")
+        require("uvicorn", extra="serve", purpose="prefpaint serve")
+        require("python_multipart", extra="serve", purpose="form uploads")
+        from prefpaint_apps.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
+
+        from prefpaint_sdk import Inpainter
+
+        with console.status("loading model", spinner="dots") if not quiet else nullcontext():
+            inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
+                                                  reward_model=reward_model, offline=offline, select=select)
+        app = create_app(inpainter, api_key=api_key, max_queue=max_queue, max_upload_mb=max_upload_mb,
+                         max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS, default_steps=steps,
+                         output_dir=output_dir, cors=list(cors) if cors else None)
+        if host not in _LOOPBACK and not api_key:
+            warn(f"serving on {host} without --api-key: anyone who can reach this address can use the model; "
+                 "set --api-key (or PREFPAINT_API_KEY)")
+        import uvicorn
+
+        shown = f"[{host}]" if ":" in host else host
+        if not quiet:
+            say(f"serving {inpainter.model_id} on http://{shown}:{port}/ (API at /v1, Ctrl-C stops)")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
+                                timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        server.run()
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Refuse an address this machine cannot listen on (or a port in use) before the model loads."""
+    from prefpaint_sdk import InvalidInputError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidInputError(f"--host '{host}' is not an address of this machine ({exc})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
+                                    "or stop what uses it") from None
