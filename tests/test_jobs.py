@@ -258,3 +258,14 @@ def test_a_rerun_from_another_working_directory_finds_the_finished_work(tmp_path
     assert again.exit_code == 0, again.output
     assert "2 of 2 items already finished" in again.stderr
     assert manifest.is_file()
+
+
+def test_progress_counts_a_stale_failure_only_once_it_is_redone(tmp_path, tiny_inpainter):
+    manifest = write_manifest(tmp_path / "d", 3)
+    out = tmp_path / "out"
+    _run(manifest, out, tiny_inpainter)
+    rec = out / "records" / "item01.json"
+    rec.write_text(json.dumps({**json.loads(rec.read_text()), "status": "error", "error": "boom"}))
+    seen = []
+    _run(manifest, out, tiny_inpainter, progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (2, 3) and seen[-1] == (3, 3)

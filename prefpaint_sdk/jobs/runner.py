@@ -220,13 +220,19 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     ctx.wait()  # nobody writes before everyone has planned
     if pending and load is not None:
         load()  # on every rank (it may use ctx.main_process_first() for a download into a shared cache)
-    ids = {it.id for it in items}
+    # Progress counts every rank's items from the records on disk: those finished before this run, plus the
+    # pending ones whose record changed since planning (a stale failure record does not count until redone).
+    done_before = len(items) - len(pending)
+    seen_at_plan = {it.id: _mtime(_record_path(out, it.id)) for it in pending} if ctx.is_main and progress else {}
+    last = [0.0]
 
-    def report() -> None:
-        if progress is not None and ctx.is_main:
-            progress(_count_records(out, ids), len(items))
+    def report(force: bool = False) -> None:
+        if progress is None or not ctx.is_main or (not force and time.monotonic() - last[0] < 0.5):
+            return
+        last[0] = time.monotonic()
+        progress(done_before + _count_new(out, seen_at_plan), len(items))
 
-    report()
+    report(force=True)
     for it in todo:
         rec_path = _record_path(out, it.id)
         base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
@@ -255,15 +261,32 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     ctx.wait(poll=report if ctx.is_main else None)
     if ctx.is_main:
         summary.results, summary.failures = merge_results(out, items)
-        report()
+        report(force=True)
     return summary
 
 
-def _count_records(out: Path, ids: set[str]) -> int:
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _count_new(out: Path, seen: dict[str, int | None]) -> int:
+    """How many of the ``seen`` ids have a record that is new or changed since planning."""
     folder = out / RECORDS
-    if not folder.is_dir():
+    if not seen or not folder.is_dir():
         return 0
-    return sum(1 for p in folder.iterdir() if p.suffix == ".json" and p.stem in ids)
+    n = 0
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.endswith(".json") and name[:-5] in seen:
+            try:
+                if entry.stat().st_mtime_ns != seen[name[:-5]]:
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 def merge_results(out: str | os.PathLike, items: list[JobItem]) -> tuple[Path, list[tuple[str, str]]]:
