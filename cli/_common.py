@@ -41,7 +41,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # ---- value rules, by option name (the Python parameter name of the command function) ----------------
 COUNTS = frozenset({
     "steps", "num_candidates", "batch_size", "views", "iterations", "epochs", "samples", "max_frames",
-    "window", "max_size", "workers", "num_workers", "max_pixels",
+    "window", "max_size", "workers", "num_workers", "max_pixels", "per_image",
 })
 """Options that count something: whole numbers ≥ 1."""
 NON_NEGATIVE = frozenset({"mask_dilate", "mask_blur", "tie_tolerance"})

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from . import _jobs
 from ._common import (
     EXIT_FAILED,
     console,
@@ -27,9 +28,10 @@ _HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Defaul
 
 
 def inpaint(
-    image: Path = typer.Argument(..., help="Image file, or a folder of images (batch mode)."),
-    mask: Path = typer.Argument(..., help="Mask file (white = fill), or a folder of masks paired by file stem."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (single) or folder (batch). Default: <image>_inpainted.png / <folder>_inpainted/."),
+    image: Optional[Path] = typer.Argument(None, help="Image file, or a folder of images (batch mode).", show_default=False),
+    mask: Optional[Path] = typer.Argument(None, help="Mask file (white = fill), or a folder of masks paired by file stem.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (single) or folder (batch, --manifest). Default: <image>_inpainted.png / <folder>_inpainted/."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask, optional prompt, seed, n and sampler parameters): writes OUT/<id>.png + .json per row and OUT/results.jsonl. Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     prompt: str = typer.Option("", help="Text prompt. PrefPaint is used with an empty prompt."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt."),
     steps: int = typer.Option(50, help="DDIM steps."),
@@ -54,13 +56,21 @@ def inpaint(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Inpaint IMAGE where MASK is white, with the preference-aligned PrefPaint model."""
+    """Inpaint IMAGE where MASK is white, with the preference-aligned PrefPaint model (or every row of --manifest)."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
+        if _jobs.check_manifest_mode(manifest, image, mask, output):
+            _run_manifest(manifest, output, quiet, device, dict(
+                model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
+                select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
+                    prompt=prompt, num_candidates=num_candidates, negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance, seed=seed,
+                    mask_dilate=mask_dilate, mask_blur=mask_blur, crop_margin=crop_margin, invert_mask=invert_mask,
+                    mask_from_alpha=mask_from_alpha, resize_mask=resize_mask)))
+            return
         pairs, warnings = pair_inputs(image, mask)
         for w in warnings:
             warn(w)
@@ -115,6 +125,13 @@ def inpaint(
         if failures:
             say_error(f"{failures} of {len(pairs)} images failed", prefix="")
             raise typer.Exit(EXIT_FAILED)
+
+
+def _run_manifest(manifest: Path, output: Path, quiet: bool, device: str, kw: dict) -> None:
+    from prefpaint_sdk import run_inpaint_job
+
+    _jobs.run("images", quiet, lambda **more: run_inpaint_job(manifest, output, device=device, **kw, **more),
+              cpu=device == "cpu")
 
 
 def output_set(target: Path, num_candidates: int, save_all: bool) -> list[Path]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from . import doctor as _doctor
 from . import evaluate as _evaluate
 from . import extend as _extend
+from . import generate as _generate
 from . import inpaint as _inpaint
 from . import masks as _masks
 from . import models as _models
+from . import rate as _rate
 from . import recon3d as _recon3d
 from . import reward as _reward
 from . import serve as _serve
@@ -33,6 +35,8 @@ app.command("convert-reward")(_reward.convert_reward)
 app.add_typer(_train.train_app, name="train")
 app.command("eval")(_evaluate.eval_cmd)
 app.add_typer(_masks.masks_app, name="masks")
+app.command("rate")(_rate.rate)
+app.command("generate-dataset")(_generate.generate_dataset)
 app.command("download")(_models.download)
 app.command("doctor")(_doctor.doctor)
 app.command("serve")(_serve.serve)

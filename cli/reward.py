@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from . import _jobs
 from ._common import (
     EXIT_FAILED,
     console,
@@ -26,12 +27,13 @@ _HELP_RM = "Reward model: hub id, folder (save_pretrained) or official .pt. Defa
 
 
 def score(
-    image: Path = typer.Argument(..., help="Inpainted image, or a folder of them (folder mode writes a CSV)."),
-    mask: Path = typer.Argument(..., help="Its mask (white = hole), or a folder of masks paired by file stem, or one mask for all."),
+    image: Path | None = typer.Argument(None, help="Inpainted image, or a folder of them (folder mode writes a CSV).", show_default=False),
+    mask: Path | None = typer.Argument(None, help="Its mask (white = hole), or a folder of masks paired by file stem, or one mask for all.", show_default=False),
+    manifest: Path | None = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask): one record per row and OUT/results.jsonl (-o OUT). Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     reward_model: str | None = typer.Option(None, "--reward-model", help=_HELP_RM),
     masked_image: Path | None = typer.Option(None, "--masked-image", help="The masked prompt image (the input with the hole blanked); derived from IMAGE and MASK when omitted."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust)."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode. Default: <folder>_scores.csv."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode (default: <folder>_scores.csv); the output folder with --manifest."),
     normalize: bool = typer.Option(False, "--normalize", help="Report (s - 0.4064) / 2.3021, the release's normalised score."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per backbone pass."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
@@ -48,6 +50,15 @@ def score(
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
         from prefpaint_sdk.imaging import check_image_file
 
+        if _jobs.check_manifest_mode(manifest, image, mask, output):
+            if masked_image is not None:
+                raise InvalidInputError("--masked-image is for one image; with --manifest each row names its mask")
+            from prefpaint_sdk import run_score_job
+
+            _jobs.run("scoring", quiet or json_out, lambda **more: run_score_job(
+                manifest, output, reward_model=reward_model, normalize=normalize, overwrite=overwrite, device=device,
+                offline=offline, v_inverse=v_inverse, max_pixels=max_pixels, **more), cpu=device == "cpu")
+            return
         pairs, warnings = pair_inputs(image, mask)
         for w in warnings:
             warn(w)

@@ -21,6 +21,11 @@ _EXPORTS = {
     "InputPair": "batch",
     "pair_inputs": "batch",
     "list_images": "batch",
+    # manifest jobs across processes
+    "read_job_manifest": "jobs",
+    "run_inpaint_job": "jobs",
+    "run_score_job": "jobs",
+    "run_generate_dataset": "jobs",
     # reward model, trust bound, reward training
     "RewardModel": "reward",
     "RewardOutput": "reward",
@@ -146,6 +151,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .batch import InputPair, list_images, pair_inputs  # noqa: F401
     from .evaluation import EvalCase, EvalReport, evaluate, generate_mask_set  # noqa: F401
     from .inpainter import Inpainter, InpaintResult  # noqa: F401
+    from .jobs import read_job_manifest, run_generate_dataset, run_inpaint_job, run_score_job  # noqa: F401
     from .align import AlignConfig, Aligner, AlignResult, load_align_config  # noqa: F401
     from .masks import generate_mask, outpaint_square_mask, outpaint_strip_mask, stroke_mask, warp_hole_mask  # noqa: F401
     from .reward import (  # noqa: F401

@@ -18,14 +18,14 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
-# The serve page is tested in the same browser through selenium, which needs Debian's chromedriver.
+# The serve page and the rating page are tested in the same browser through selenium, which needs Debian's chromedriver.
 if ! command -v chromedriver >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "test: installing chromium-driver (the browser test of the serve page drives chromium)"
+    echo "test: installing chromium-driver (the browser tests of the serve and rating pages drive chromium)"
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-driver >/dev/null
   else
-    echo "test: warning: chromedriver not found and apt-get unavailable; the serve page test will skip (or fail under CI=true)" >&2
+    echo "test: warning: chromedriver not found and apt-get unavailable; the serve and rating page tests will skip (or fail under CI=true)" >&2
   fi
 fi
 

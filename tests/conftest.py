@@ -107,6 +107,15 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
+def chromedriver(chromium) -> str:
+    """Debian's ``chromedriver`` for selenium (package ``chromium-driver``; ``scripts/test.sh`` installs it)."""
+    for path in (shutil.which("chromedriver"), "/usr/lib/chromium/chromedriver"):
+        if path and Path(path).is_file():
+            return path
+    skip_unless_ci("chromedriver is not installed (bash scripts/test.sh installs Debian's chromium-driver)")
+
+
+@pytest.fixture(scope="session")
 def official_v_inverse() -> Path:
     """The official trust matrix from ``$PREFPAINT_SHARED/data/official/V_inverse.pt`` (default ``<repo>/../shared``)."""
     path = SHARED / "data" / "official" / "V_inverse.pt"

@@ -27,6 +27,7 @@ PUBLIC_API = {
     "generate_mask", "outpaint_square_mask", "outpaint_strip_mask", "stroke_mask", "warp_hole_mask",
     "Aligner", "AlignConfig", "AlignResult", "load_align_config",
     "evaluate", "EvalReport", "EvalCase", "generate_mask_set",
+    "read_job_manifest", "run_inpaint_job", "run_score_job", "run_generate_dataset",
     "__version__",
 }
 

@@ -221,6 +221,33 @@ def inpaint(e, *extra, image=None, mask=None, out="out.png", model=MISSING):
             "--model", model, "--offline", "--device", "cpu", *extra]
 
 
+def inpaint_m(e, *extra, m=None, out="jobs_out", model=MISSING):
+    return ["inpaint", "--manifest", m or e.w / "jobs.jsonl", "-o", e.w / out if isinstance(out, str) else out,
+            "--model", model, "--offline", "--device", "cpu", *extra]
+
+
+def score_m(e, *extra, m=None, out="jobs_out", reward=MISSING):
+    return ["score", "--manifest", m or e.w / "jobs.jsonl", "-o", e.w / out if isinstance(out, str) else out,
+            "--reward-model", reward, "--offline", "--device", "cpu", *extra]
+
+
+def gen(e, *extra, images=None, out="gdata", model=MISSING):
+    return ["generate-dataset", images or e.w / "imgs", "-o", e.w / out if isinstance(out, str) else out, "--model",
+            model, "--offline", "--device", "cpu", *extra]
+
+
+def manifest(*rows):
+    """``w/jobs.jsonl``: each row is the valid ``{"id", "image": "img.png", "mask": "mask.png"}`` updated with a
+    dict, or a raw line."""
+    def setup(e):
+        lines = []
+        for i, r in enumerate(rows):
+            lines.append(r if isinstance(r, str) else json.dumps({"id": f"r{i}", "image": "img.png", "mask": "mask.png",
+                                                                  **r}))
+        (e.w / "jobs.jsonl").write_text("\n".join(lines) + "\n")
+    return setup
+
+
 def score(e, *extra, image=None, mask=None, reward=MISSING):
     return ["score", image or e.img, mask or e.mask, "--reward-model", reward, "--offline", "--device", "cpu", *extra]
 
@@ -547,6 +574,70 @@ CASES = [
       setup=pipe_copy(lambda d: truncate(d / "unet" / "diffusion_pytorch_model.safetensors"))),
     C("inpaint/model-empty-model-index", lambda e: inpaint(e, model=e.w / "pipe_bad"), "model_index.json",
       setup=pipe_copy(lambda d: emptied(d / "model_index.json"))),
+
+    # --manifest: a bad row refuses the whole manifest before any work (and before the model loads)
+    C("inpaint/manifest-duplicate-ids", lambda e: inpaint_m(e), "jobs.jsonl:2", "already used on line 1",
+      setup=manifest({"id": "a"}, {"id": "a"})),
+    C("inpaint/manifest-id-escapes-output", lambda e: inpaint_m(e), "../x", "plain file name",
+      setup=manifest({"id": "../x"})),
+    C("inpaint/manifest-id-absolute", lambda e: inpaint_m(e), "/tmp/x", "plain file name",
+      setup=manifest({"id": "/tmp/x"})),
+    C("inpaint/manifest-markup-id", lambda e: inpaint_m(e), "[bold]x", setup=manifest({"id": "[bold]x"})),
+    C("inpaint/manifest-markup-path", lambda e: inpaint_m(e, m=e.w / "nope[/x].jsonl"), "nope[/x].jsonl"),
+    C("inpaint/manifest-nan-param", lambda e: inpaint_m(e), "jobs.jsonl:1", "NaN",
+      setup=manifest('{"id": "a", "image": "img.png", "mask": "mask.png", "guidance_scale": NaN}')),
+    C("inpaint/manifest-inf-param", lambda e: inpaint_m(e), "jobs.jsonl:1", "Infinity",
+      setup=manifest('{"id": "a", "image": "img.png", "mask": "mask.png", "strength": -Infinity}')),
+    C("inpaint/manifest-steps-0", lambda e: inpaint_m(e), "jobs.jsonl:1", "steps", setup=manifest({"steps": 0})),
+    C("inpaint/manifest-seed-2**32", lambda e: inpaint_m(e), "jobs.jsonl:1", "seed",
+      setup=manifest({"seed": 2**32})),
+    C("inpaint/manifest-unknown-key", lambda e: inpaint_m(e), "unknown key 'stepz'", setup=manifest({"stepz": 3})),
+    C("inpaint/manifest-only-bombs", lambda e: inpaint_m(e), "no item of the manifest is usable", "bomb.png",
+      "pixels", setup=manifest({"image": "bomb.png"})),
+    C("inpaint/manifest-bomb-manifest", lambda e: inpaint_m(e, m=e.bomb), "bomb.png"),
+    C("inpaint/manifest-empty", lambda e: inpaint_m(e), "no rows", setup=write("jobs.jsonl", "\n")),
+    C("inpaint/manifest-out-is-file", lambda e: inpaint_m(e, out="ofile"), "ofile",
+      setup=both(manifest({}), write("ofile"))),
+    C("inpaint/manifest-out-proc", lambda e: inpaint_m(e, out=Path("/proc/jobs")), "/proc/jobs",
+      setup=manifest({}), absent=(".tmp",)),
+    C("inpaint/manifest-with-image", lambda e: [*inpaint(e)[:3], "--manifest", e.w / "jobs.jsonl", *inpaint(e)[3:]],
+      "--manifest", setup=manifest({})),
+    C("inpaint/manifest-seed-flag-nan", lambda e: inpaint_m(e, "--guidance", NAN), "--guidance", setup=manifest({})),
+    C("score/manifest-duplicate-ids", lambda e: score_m(e), "already used", setup=manifest({"id": "a"}, {"id": "a"})),
+    C("score/manifest-id-escapes-output", lambda e: score_m(e), "../x", setup=manifest({"id": "../x"})),
+    C("score/manifest-only-bombs", lambda e: score_m(e), "bomb.png", "pixels", setup=manifest({"mask": "bomb.png"})),
+
+    # ---------------- generate-dataset ----------------
+    C("generate-dataset/per-image-0", lambda e: gen(e, "--per-image", "0"), "--per-image", setup=imgs),
+    C("generate-dataset/steps-negative", lambda e: gen(e, "--steps", "-2"), "--steps", setup=imgs),
+    C("generate-dataset/unknown-mask-kind", lambda e: gen(e, "--masks", "warp,blob"), "blob", setup=imgs),
+    C("generate-dataset/no-mask-kind", lambda e: gen(e, "--masks", ","), "masks", setup=imgs),
+    C("generate-dataset/images-is-a-file", lambda e: gen(e, images=e.img), "img.png", "not a folder"),
+    C("generate-dataset/markup-images", lambda e: gen(e, images=e.w / "[bold]imgs"), "[bold]imgs"),
+    C("generate-dataset/only-bombs", lambda e: gen(e, images=e.w / "bombs"), "pixels", "bomb.png",
+      setup=lambda e: (e.w / "bombs").mkdir() or shutil.copy(e.bomb, e.w / "bombs" / "bomb.png")),
+    C("generate-dataset/out-is-file", lambda e: gen(e, out="gfile"), "gfile", setup=both(imgs, write("gfile"))),
+    C("generate-dataset/seed-negative", lambda e: gen(e, "--seed", "-1"), "--seed", setup=imgs),
+
+    # ---------------- rate ----------------
+    C("rate/markup-data", lambda e: ["rate", e.w / "[bold]d"], "[bold]d"),
+    C("rate/not-the-layout", lambda e: ["rate", e.w], "inpaint/"),
+    C("rate/files-without-import", lambda e: ["rate", e.w / "rdata", e.w / "r.json"], "--import",
+      setup=both(rdata, write("r.json", "{}"))),
+    C("rate/import-nothing", lambda e: ["rate", e.w / "rdata", "--import"], "ratings file", setup=rdata),
+    C("rate/import-nan", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"], "NaN",
+      setup=both(rdata, write("r.json", '{"format": "prefpaint-ratings", "ratings": {"p0000_0": {"overall": NaN}}}'))),
+    C("rate/import-out-of-range", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"],
+      "p0000_0", "0 to 7", setup=both(rdata, write("r.json", json.dumps({"format": "prefpaint-ratings", "ratings": {
+          "p0000_0": {"structure": 9, "texture": 1, "overall": 1}}})))),
+    C("rate/import-not-an-export", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json", "-o", e.w / "l.json"],
+      "not a ratings export", setup=both(rdata, write("r.json", "[1]"))),
+    C("rate/import-labels-exist", lambda e: ["rate", e.w / "rdata", "--import", e.w / "r.json"], "labels.json",
+      "--overwrite", setup=both(rdata, write("r.json", json.dumps({"format": "prefpaint-ratings", "ratings": {
+          "p0000_0": {"structure": 1, "texture": 1, "overall": 1}}})))),
+    C("rate/import-markup-file", lambda e: ["rate", e.w / "rdata", "--import", e.w / "nope[/x].json", "-o",
+                                            e.w / "l.json"],
+      "nope[/x].json", setup=rdata),
 
     # ---------------- score ----------------
     C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),

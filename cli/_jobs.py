@@ -1,0 +1,58 @@
+"""``--manifest`` mode of ``prefpaint inpaint`` and ``prefpaint score``: parse, call the SDK's job runner, report.
+
+Launch the same command line under ``torchrun --nproc_per_node N`` or ``accelerate launch`` to run on N
+processes; rank 0 shows the one progress bar and the summary, the other ranks stay quiet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from ._common import EXIT_FAILED, failed, progress, say, say_error
+
+
+def check_manifest_mode(manifest: Path | None, image: Path | None, mask: Path | None, output: Path | None) -> bool:
+    """True in manifest mode. IMAGE and MASK are required without --manifest and refused with it."""
+    from prefpaint_sdk.errors import InvalidInputError
+
+    if manifest is None:
+        if image is None or mask is None:
+            raise InvalidInputError("pass IMAGE and MASK, or --manifest jobs.jsonl -o OUT")
+        return False
+    if image is not None or mask is not None:
+        raise InvalidInputError("--manifest takes the images and masks from its rows; pass no IMAGE or MASK with it")
+    if output is None:
+        raise InvalidInputError("--manifest needs -o OUT, the folder for every item's outputs and results.jsonl")
+    return True
+
+
+def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False) -> None:
+    """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report and set the exit code."""
+    from prefpaint_sdk.jobs import JobContext
+
+    rank_quiet = quiet or int(os.environ.get("RANK", "0") or 0) != 0
+    ctx = None
+    try:
+        with progress(rank_quiet) as bar:
+            task = bar.add_task(what, total=None)
+            ctx = JobContext.detect(cpu=cpu)
+            summary = job(progress=lambda done, total: bar.update(task, completed=done, total=total), ctx=ctx)
+    finally:
+        if ctx is not None:
+            ctx.close()
+    if not ctx.is_main:
+        return
+    if not quiet:
+        n = ctx.world_size
+        say(f"{summary.total} items on {n} process{'es' if n > 1 else ''}: {summary.total - len(summary.failures)} "
+            f"done, {len(summary.failures)} failed; results in {summary.results}")
+    for item_id, msg in summary.failures:
+        failed(item_id, str(msg))
+    if summary.failures:
+        say_error(f"{len(summary.failures)} of {summary.total} items failed (rerun the command to retry them)",
+                  prefix="")
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,309 @@
+"""Run a manifest on N processes: a stable share per rank, whole output sets, exactly once, one merged result.
+
+Launch the same command under ``torchrun --nproc_per_node N`` or ``accelerate launch --num_processes N``
+(multi-node through accelerate's config); one plain process is N = 1. No process management of our own:
+the launcher starts and stops the processes, and this module only decides who does what.
+
+* **Shares.** Item ``id`` goes to rank ``sha256(id) mod N``. The share depends on the id alone, never on
+  the row's position, so a rerun (with any N) finds the work where it was left.
+* **Whole output sets.** Each item writes its files and its record ``OUT/records/<id>.json`` as one output
+  set (:func:`~prefpaint_sdk.files.write_set`); the record is published last, so a record means the set
+  is complete. A rerun skips an item whose record says "ok", matches the row (its fingerprint) and whose
+  files all exist; anything else is redone (a set without its record, left by a kill in the microseconds
+  of publishing, is replaced whole).
+* **Errors.** An item that fails gets a record with status "error" and the message; the others go on. A
+  rerun retries it.
+* **Merge.** After every rank is done, rank 0 writes ``OUT/results.jsonl`` from the records: one row per
+  id, sorted. It reads only records, so a rerun after a crash merges every rank's earlier work too.
+* **Progress.** Rank 0 reports items done by all ranks (counted from the records on disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError, OutputExistsError
+from ..files import atomic_write_bytes, check_output_dir, json_writer, strict_json_dumps, write_set
+from .manifest import JobItem
+
+__all__ = ["JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
+
+log = logging.getLogger(__name__)
+
+RECORDS = "records"
+RESULTS = "results.jsonl"
+ProgressFn = Callable[[int, int], None]
+# An item's work: returns {destination: writer} of its files (without the record) and the facts to record.
+WorkFn = Callable[[JobItem], tuple[Mapping[Path, Callable[[Path], Any]], dict[str, Any]]]
+
+
+def shard_of(item_id: str, world_size: int) -> int:
+    """The rank that owns ``item_id`` among ``world_size`` processes (stable across runs and machines)."""
+    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % world_size
+
+
+@dataclass
+class JobContext:
+    """Who this process is. Build it with :meth:`detect`; call :meth:`close` at the end."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    state: Any = None  # accelerate's PartialState when launched on several processes
+
+    @classmethod
+    def detect(cls, cpu: bool = False) -> "JobContext":
+        """Rank and world size from the launcher (``torchrun`` / ``accelerate launch`` set ``WORLD_SIZE``).
+
+        One process needs no process group, so a plain run never touches ``torch.distributed``.
+        """
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState(cpu=cpu)
+        return cls(rank=state.process_index, world_size=state.num_processes, local_rank=state.local_process_index,
+                   state=state)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def device(self) -> str | None:
+        """This process's accelerator (``cuda:<local rank>``) when launched on several, else None."""
+        return None if self.state is None else str(self.state.device)
+
+    def device_for(self, device: str) -> str:
+        """The device this rank uses for ``device``: "auto" or a bare "cuda" becomes this rank's own GPU when
+        launched on several processes (else every rank would load onto cuda:0); anything else is kept."""
+        if self.device is not None and (device == "auto" or (device == "cuda" and self.device.startswith("cuda"))):
+            return self.device
+        return device
+
+    def main_process_first(self):
+        """Rank 0 runs the block first (a download or conversion into a shared cache), the others after it."""
+        from contextlib import nullcontext
+
+        return nullcontext() if self.state is None else self.state.main_process_first()
+
+    def wait(self, poll: Callable[[], None] | None = None) -> None:
+        """Wait for every rank; rank 0 calls ``poll`` meanwhile (to refresh its progress bar)."""
+        if self.state is None:
+            return
+        import torch.distributed as dist
+
+        work = dist.barrier(async_op=True)
+        while poll is not None and not work.is_completed():
+            poll()
+            time.sleep(0.2)
+        work.wait()
+
+    def close(self) -> None:
+        """Leave the process group (without it one rank could abort at exit)."""
+        if self.state is None:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@dataclass
+class JobSummary:
+    """What one run did, on this rank, and (on rank 0) in all."""
+
+    total: int
+    mine: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    results: Path | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (id, message), all ranks (rank 0)
+
+
+def _record_path(out: Path, item_id: str) -> Path:
+    return out / RECORDS / f"{item_id}.json"
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _finished(out: Path, item: JobItem, defaults: dict | None) -> bool | None:
+    """True: a complete, valid set for this row. None: nothing (or a failure) to redo. False: a set made from
+    another row (refused without overwrite)."""
+    rec = _read_record(_record_path(out, item.id))
+    if rec is None or rec.get("status") != "ok":
+        return None
+    if rec.get("fingerprint") != item.fingerprint(defaults):
+        return False
+    files = rec.get("files") or []
+    whole = all((out / f).is_file() and (out / f).stat().st_size > 0 for f in files)
+    return True if whole else None
+
+
+def _clean_stale_temps(out: Path, names: list[str]) -> None:
+    """Remove temporary files a killed process left for these output names (``.<name>.XXXX.tmp<suffix>``)."""
+    prefixes = tuple(f".{n}." for n in names)
+    if not out.is_dir():
+        return
+    folders = [out] + [d for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    for folder in folders:
+        for p in folder.iterdir():
+            if p.name.startswith(prefixes) and ".tmp" in p.name and p.is_file():
+                p.unlink(missing_ok=True)
+
+
+def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx: JobContext | None = None,
+              overwrite: bool = False, planned_names: Callable[[JobItem], list[str]] | None = None,
+              progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
+              settings: dict[str, Any] | None = None, load: Callable[[], Any] | None = None) -> JobSummary:
+    """Run this rank's share of ``items`` into ``out``, then (rank 0) merge ``results.jsonl``.
+
+    Args:
+        items: the whole manifest (every rank passes the same list).
+        out: the output folder.
+        work: makes one item's files (see :data:`WorkFn`); an exception fails that item only.
+        ctx: this process (default: :meth:`JobContext.detect`).
+        overwrite: redo every item of this run (finished ones included).
+        planned_names: the file names an item will write, for cleaning a killed run's temporary files.
+        progress: ``progress(done, total)`` on rank 0, counting every rank's finished items.
+        on_item: called after each of this rank's items with its record.
+        load: loads the model, called on every rank only when some item is left to do (so it may hold a
+            collective step such as :meth:`JobContext.main_process_first`).
+        settings: the command's settings that shape every item (model, defaults): part of each item's
+            fingerprint, so outputs made with other settings are not taken as finished.
+
+    Raises:
+        InvalidInputError: ``out`` is a file or cannot be written.
+        OutputExistsError: an item's finished outputs were made from a different row (without ``overwrite``).
+    """
+    ctx = ctx or JobContext.detect()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output '{out}' is a file; with --manifest, -o names a folder")
+    check_output_dir(out, overwrite=True)
+    summary = JobSummary(total=len(items))
+    # Every rank plans every item (the records are on a shared disk), so all agree whether a model is needed.
+    pending: list[JobItem] = []
+    for it in items:
+        state = None if overwrite else _finished(out, it, settings)
+        if state is False:
+            raise OutputExistsError(
+                f"outputs of id '{it.id}' in '{out}' were made from a different manifest row or other settings; "
+                "pass --overwrite to redo them, or use another output folder")
+        if not state:
+            pending.append(it)
+    mine = [it for it in items if shard_of(it.id, ctx.world_size) == ctx.rank]
+    todo = [it for it in pending if shard_of(it.id, ctx.world_size) == ctx.rank]
+    summary.mine, summary.skipped = len(mine), len(mine) - len(todo)
+    if planned_names is not None:  # only the owner ever writes an item's names, so its leftovers are safe to remove
+        _clean_stale_temps(out, [n for it in mine for n in planned_names(it) + [f"{it.id}.json"]])
+    if summary.skipped:
+        who = f"rank {ctx.rank}: " if ctx.world_size > 1 else ""
+        log.info("%s%d of %d items already finished in '%s'", who, summary.skipped, len(mine), out)
+    ctx.wait()  # nobody writes before everyone has planned
+    if pending and load is not None:
+        load()  # on every rank (it may use ctx.main_process_first() for a download into a shared cache)
+    # Progress counts every rank's items from the records on disk: those finished before this run, plus the
+    # pending ones whose record changed since planning (a stale failure record does not count until redone).
+    done_before = len(items) - len(pending)
+    seen_at_plan = {it.id: _mtime(_record_path(out, it.id)) for it in pending} if ctx.is_main and progress else {}
+    last = [0.0]
+
+    def report(force: bool = False) -> None:
+        if progress is None or not ctx.is_main or (not force and time.monotonic() - last[0] < 0.5):
+            return
+        last[0] = time.monotonic()
+        progress(done_before + _count_new(out, seen_at_plan), len(items))
+
+    report(force=True)
+    for it in todo:
+        rec_path = _record_path(out, it.id)
+        base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
+                "fingerprint": it.fingerprint(settings)}
+        t0 = time.time()
+        try:
+            writers, facts = work(it)
+            files = [str(Path(p).relative_to(out)) for p in writers]
+            record = {**base, "status": "ok", "files": files, **facts, "rank": ctx.rank,
+                      "elapsed_s": round(time.time() - t0, 4), "finished_at": round(time.time(), 3)}
+            members = dict(writers)
+            members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
+            write_set(members, overwrite=True)
+            summary.done += 1
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad item is recorded; the others go on
+            msg = " ".join(str(exc).split()) or exc.__class__.__name__
+            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__, "rank": ctx.rank,
+                      "finished_at": round(time.time(), 3)}
+            atomic_write_bytes(rec_path, strict_json_dumps(record).encode() + b"\n")
+            summary.failed += 1
+        if on_item is not None:
+            on_item(it, record)
+        report()
+    ctx.wait(poll=report if ctx.is_main else None)
+    if ctx.is_main:
+        summary.results, summary.failures = merge_results(out, items)
+        report(force=True)
+    return summary
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _count_new(out: Path, seen: dict[str, int | None]) -> int:
+    """How many of the ``seen`` ids have a record that is new or changed since planning."""
+    folder = out / RECORDS
+    if not seen or not folder.is_dir():
+        return 0
+    n = 0
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.endswith(".json") and name[:-5] in seen:
+            try:
+                if entry.stat().st_mtime_ns != seen[name[:-5]]:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def merge_results(out: str | os.PathLike, items: list[JobItem]) -> tuple[Path, list[tuple[str, str]]]:
+    """Write ``OUT/results.jsonl`` from the per-item records: one row per id of ``items``, sorted by id.
+
+    An id without a record (its rank never reached it) gets ``{"id": ..., "status": "missing"}``; a rerun
+    fills it in. Returns the path and the failed items' ``(id, message)``.
+    """
+    out = Path(out)
+    lines, failures = [], []
+    for it in sorted(items, key=lambda i: i.id):
+        rec = _read_record(_record_path(out, it.id))
+        if rec is None:
+            rec = {"id": it.id, "status": "missing"}
+        rec.pop("fingerprint", None)
+        if rec.get("status") != "ok":
+            failures.append((it.id, rec.get("error", rec.get("status", "missing"))))
+        lines.append(strict_json_dumps(rec, indent=None))
+    path = atomic_write_bytes(out / RESULTS, ("\n".join(lines) + "\n").encode())
+    return path, failures

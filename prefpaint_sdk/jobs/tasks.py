@@ -1,0 +1,166 @@
+"""The manifest jobs: ``run_inpaint_job`` (the Inpainter on every row) and ``run_score_job`` (the reward model)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..files import check_image_suffix, image_writer, json_writer, sidecar_path
+from .manifest import JobItem, check_item_files, read_job_manifest
+from .runner import JobContext, JobSummary, ProgressFn, run_items
+
+__all__ = ["fetch_first", "run_inpaint_job", "run_score_job"]
+
+
+def fetch_first(ctx: JobContext, offline: bool | None, model=None, reward_model=None) -> None:
+    """Rank 0 downloads (or converts) the models into the shared cache while the others wait; then every rank
+    loads from the cache at once. Loading itself is not serialised: only the download is."""
+    from ..hub import resolve_model
+
+    with ctx.main_process_first():
+        if model is not None and not isinstance(model, Path) and not Path(str(model)).is_dir():
+            resolve_model(model, offline=offline)
+        if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
+            from ..reward.convert import resolve_reward_model
+
+            resolve_reward_model(reward_model, offline=offline)
+
+
+def model_key(model) -> str:
+    """How a model is named in the settings fingerprint: a local folder by its absolute path (the same folder
+    from another working directory is the same model), anything else as given."""
+    if model is not None and not isinstance(model, str | os.PathLike):
+        return getattr(model, "model_id", type(model).__name__)
+    p = Path(str(model))
+    return str(p.resolve()) if model is not None and p.exists() else str(model)
+
+
+def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
+    """Every item's files, checked from their headers: ``{id: message}`` of the unusable ones.
+
+    When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
+    bad = {}
+    for it in items:
+        try:
+            check_item_files(it, max_pixels=max_pixels)
+        except Exception as exc:  # noqa: BLE001 - the item fails alone
+            bad[it.id] = " ".join(str(exc).split())
+    if bad and len(bad) == len(items):
+        first = next(iter(bad.values()))
+        raise DataError(f"no item of the manifest is usable ({len(bad)} of {len(items)} failed); the first: {first}")
+    return bad
+
+
+def _inpaint_names(item: JobItem, suffix: str, save_all: bool, n: int) -> list[str]:
+    names = [f"{item.id}{suffix}", f"{item.id}.json"]
+    if save_all:
+        names += [f"{item.id}_cand{k}{suffix}" for k in range(item.n or n)]
+    return names
+
+
+def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, model: str | os.PathLike | None = None,
+                    defaults: dict[str, Any] | None = None, save_all: bool = False, suffix: str = ".png",
+                    overwrite: bool = False, device: str = "auto", dtype: str = "auto", reward_model=None,
+                    select: str = "reward", offline: bool | None = None, max_pixels: int | None = None,
+                    inpainter=None, progress: ProgressFn | None = None,
+                    on_item: Callable[[JobItem, dict], None] | None = None, ctx: JobContext | None = None) -> JobSummary:
+    """Inpaint every row of a manifest into ``out``, on this process's share (see :mod:`prefpaint_sdk.jobs`).
+
+    Each item writes ``OUT/<id><suffix>``, its sidecar ``OUT/<id>.json`` (and with ``save_all`` every
+    candidate ``OUT/<id>_cand<k><suffix>``) plus its record, as one output set. Row values win over
+    ``defaults`` (the command's flags: ``prompt``, ``num_candidates``, ``seed``, ``steps``,
+    ``guidance_scale``, ...).
+
+    Raises:
+        InvalidInputError / DataError: the manifest is refused (before any model loads), or no row is usable.
+        OutputExistsError: an id's outputs were made from another row and ``overwrite`` is false.
+    """
+    from ..hub import DEFAULT_MODEL
+    from ..inpainter import Inpainter
+
+    check_image_suffix(Path("x" + suffix))
+    defaults = dict(defaults or {})
+    items = read_job_manifest(manifest, "inpaint")
+    bad = _usable(items, max_pixels)
+    ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    loaded = {"inpainter": inpainter}
+
+    def load() -> None:
+        if loaded["inpainter"] is None:
+            fetch_first(ctx, offline, model or DEFAULT_MODEL, reward_model)
+            dev = ctx.device_for(device)
+            loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
+                                                            reward_model=reward_model, offline=offline, select=select)
+    base_seed = defaults.pop("seed", None)
+    base_prompt = defaults.pop("prompt", "")
+    base_n = defaults.pop("num_candidates", 1)
+    model_name = model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)
+    settings = {"model": model_key(model_name), "reward_model": model_key(reward_model), "select": select,
+                "seed": base_seed, "prompt": base_prompt, "n": base_n, "save_all": save_all, "suffix": suffix,
+                **defaults}
+
+    def work(it: JobItem):
+        if it.id in bad:
+            raise DataError(bad[it.id])
+        kw = {**defaults, **it.params}
+        seed = it.seed if it.seed is not None else base_seed
+        prompt = it.prompt if it.prompt is not None else base_prompt
+        result = loaded["inpainter"](it.image, it.mask, prompt=prompt, num_candidates=it.n or base_n, seed=seed, **kw)
+        target = Path(out) / f"{it.id}{suffix}"
+        facts = result.to_dict()
+        writers = {target: image_writer(result.image, target)}
+        if save_all:
+            facts["candidate_files"] = []
+            for k, im in enumerate(result.candidates):
+                p = target.with_name(f"{it.id}_cand{k}{suffix}")
+                writers[p] = image_writer(im, p)
+                facts["candidate_files"].append(p.name)
+        side = sidecar_path(target)
+        writers[side] = json_writer(facts, side)
+        best = result.scores[result.best_index] if result.scores is not None else None
+        return writers, {"seed": result.seed, "seeds": result.seeds, "score": best}
+
+    return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
+                     planned_names=lambda it: _inpaint_names(it, suffix, save_all, base_n), settings=settings,
+                     load=load)
+
+
+def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward_model=None, normalize: bool = False,
+                  overwrite: bool = False, device: str = "auto", offline: bool | None = None,
+                  v_inverse: str | os.PathLike | None = None, max_pixels: int | None = None, model=None,
+                  progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
+                  ctx: JobContext | None = None) -> JobSummary:
+    """Score every row (``id``, ``image`` = the inpainting, ``mask``) with the reward model into ``out``.
+
+    Each item's record holds ``score``, ``bound`` and ``trust``; ``OUT/results.jsonl`` gathers them.
+
+    Raises:
+        InvalidInputError / DataError: the manifest is refused (before any model loads), or no row is usable.
+    """
+    from ..reward import RewardModel
+
+    items = read_job_manifest(manifest, "score")
+    bad = _usable(items, max_pixels)
+    ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    loaded = {"model": model}
+
+    def load() -> None:
+        if loaded["model"] is None:
+            from ..hub import DEFAULT_REWARD_MODEL
+
+            fetch_first(ctx, offline, reward_model=reward_model if reward_model is not None else DEFAULT_REWARD_MODEL)
+            dev = ctx.device_for(device)
+            loaded["model"] = RewardModel.from_pretrained(reward_model, device=dev, offline=offline, v_inverse=v_inverse)
+
+    def work(it: JobItem):
+        if it.id in bad:
+            raise DataError(bad[it.id])
+        rec = loaded["model"].score(it.image, masks=it.mask, normalize=normalize).to_records()[0]
+        return {}, rec
+
+    settings = {"reward_model": model_key(reward_model), "normalize": normalize, "v_inverse": model_key(v_inverse)}
+    return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
+                     planned_names=lambda it: [], settings=settings, load=load)

@@ -1,0 +1,100 @@
+"""Exactly once after a kill: ``prefpaint inpaint --manifest`` on two torchrun processes (CPU, gloo), one rank
+SIGKILLed mid-run, then the same command again: one whole output set per id, each id once in results.jsonl,
+and the items finished before the kill are not redone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _jobs_helpers import results, write_manifest
+
+HERE = Path(__file__).parent
+N = 24
+
+
+def _descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _rank_of(pid: int) -> str | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for kv in env:
+        if kv.startswith(b"RANK="):
+            return kv[5:].decode()
+    return None
+
+
+def _cmd(manifest: Path, out: Path, model: Path, nproc: int, port: int) -> list[str]:
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
+    return launch + ["-m", "prefpaint_cli.main", "inpaint", "--manifest", str(manifest), "-o", str(out), "--model",
+                     str(model), "--steps", "2", "--device", "cpu", "--dtype", "float32", "--offline", "-q"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finding a rank's process needs /proc")
+def test_sigkill_one_rank_then_rerun_finishes_each_item_exactly_once(tmp_path, tiny_pipeline_dir):
+    manifest = write_manifest(tmp_path / "data", N)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    proc = subprocess.Popen(_cmd(manifest, out, tiny_pipeline_dir, 2, 29631), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    killed = False
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            records = list((out / "records").glob("*.json")) if (out / "records").is_dir() else []
+            if len(records) >= 3:
+                for pid in _descendants(proc.pid):
+                    if _rank_of(pid) == "1":
+                        os.kill(pid, signal.SIGKILL)
+                        killed = True
+                break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed, "rank 1 was not found running"
+    assert proc.returncode != 0, "the launcher should report the killed rank"
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    assert 3 <= len(before) < N, f"the kill came too late to test a resume: {len(before)} records"
+    assert not (out / "results.jsonl").exists()
+
+    # The same command again, on another number of processes: shares follow the ids, so finished work is found.
+    again = subprocess.run(_cmd(manifest, out, tiny_pipeline_dir, 1, 29633), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+
+    ids = [f"item{i:02d}" for i in range(N)]
+    rows = results(out)
+    assert [r["id"] for r in rows] == ids  # each id exactly once, sorted
+    assert all(r["status"] == "ok" for r in rows)
+    expected = sorted([f"{i}.png" for i in ids] + [f"{i}.json" for i in ids] + ["records", "results.jsonl"])
+    assert sorted(p.name for p in out.iterdir()) == expected  # whole sets, no temporary files
+    assert sorted(p.name for p in (out / "records").iterdir()) == sorted(f"{i}.json" for i in ids)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    assert {k: after[k] for k in before} == before, "items finished before the kill were done again"
