@@ -1250,17 +1250,19 @@ def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir
 def test_interrupt_just_as_the_stage_is_made_leaves_no_stage(env, monkeypatch):
     """The signal can land right after the stage folder is created and before it is known to the cleanup
     (what the subprocess tests above hit now and then): simulated here so the window is hit every time."""
-    import tempfile
-
     imgs(env)
-    real = tempfile.mkdtemp
+    real = os.mkdir
+    made = []
 
-    def mkdtemp_then_interrupted(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
+    def mkdir_then_interrupted(path, *args, **kwargs):  # the stage folder exists, then the signal lands
+        real(path, *args, **kwargs)
+        if str(path).endswith(".stage"):
+            made.append(path)
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_interrupted)
+    monkeypatch.setattr(os, "mkdir", mkdir_then_interrupted)
     before = snapshot(env.w)
     r = runner.invoke(_app(), [str(a) for a in masks(env)], env={"COLUMNS": "2000"})
+    assert made, "the stage was not made with os.mkdir: update the simulation to the new mechanism"
     assert r.exit_code == 130, r.output
     assert not diff(before, snapshot(env.w)), "a stage folder was left behind"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +35,15 @@ def staged_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     tmp: Path | None = None
     try:
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".stage", dir=dest.parent))
+            # The name is known before the folder exists, so an interrupt at any instant leaves nothing the
+            # cleanup below does not know about (with mkdtemp it could land between creation and return).
+            while True:
+                tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.stage"
+                try:
+                    os.mkdir(tmp, 0o700)
+                    break
+                except FileExistsError:
+                    continue
         except OSError as exc:
             raise InvalidInputError(
                 f"cannot write the folder '{dest}': {exc.strerror or exc}; choose another output location"
