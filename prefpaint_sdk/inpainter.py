@@ -297,7 +297,7 @@ class Inpainter:
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,
             guidance_scale=guidance_scale, eta=eta, mask_dilate=mask_dilate, mask_blur=mask_blur,
             crop_margin=crop_margin, keep_unmasked=keep_unmasked, strength=strength, invert_mask=invert_mask,
-            mask_from_alpha=mask_from_alpha, resize_mask=resize_mask,
+            mask_from_alpha=mask_from_alpha, resize_mask=resize_mask, family=engine.family,
         )
 
         if not hole.any():
@@ -330,7 +330,6 @@ class Inpainter:
                                  eta, strength, work_w, work_h, progress)
         del model_image, model_mask
         params["guidance_scale_effective"] = engine.guidance_used(guidance_scale, prompt, negative_prompt)
-        params["family"] = engine.family
         t_sample = time.perf_counter()
 
         candidates = []
