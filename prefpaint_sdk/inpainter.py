@@ -203,6 +203,12 @@ class Inpainter:
         return self.engine.family
 
     @property
+    def defaults(self) -> dict[str, Any]:
+        """The family's defaults for ``steps``, ``guidance_scale`` and ``eta`` (``None``: the family has no eta)."""
+        e = self.engine
+        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta)
+
+    @property
     def resolution(self) -> int:
         """The model's working size in pixels (512 for Stable Diffusion inpainting, 1024 for SDXL and FLUX Fill)."""
         return self.engine.resolution

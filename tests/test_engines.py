@@ -159,3 +159,33 @@ def test_hub_aliases():
 
     assert MODEL_ALIASES["flux-fill"] == "black-forest-labs/FLUX.1-Fill-dev"
     assert MODEL_ALIASES["sdxl-inpaint"] == "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+
+
+def test_only_engines_name_a_diffusers_pipeline_class():
+    """The design's rule: engines/ is the only place that names a diffusers pipeline (testing.py builds fixtures)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    allowed = {root / "prefpaint_sdk" / "testing.py"}
+    offenders = []
+    for folder in ("prefpaint_sdk", "apps", "cli"):
+        for path in (root / folder).rglob("*.py"):
+            if path in allowed or (root / "prefpaint_sdk" / "engines") in path.parents:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffusers"):
+                    offenders += [f"{path.relative_to(root)}: {a.name}" for a in node.names if a.name.endswith("Pipeline")]
+                elif isinstance(node, ast.Attribute) and node.attr.endswith("Pipeline") and \
+                        isinstance(node.value, ast.Name) and node.value.id == "diffusers":
+                    offenders.append(f"{path.relative_to(root)}: diffusers.{node.attr}")
+    assert not offenders
+
+
+def test_extend_dry_run_knows_every_family_working_size(tiny_family_dir, inpainters):
+    from prefpaint_apps.outpaint import guess_resolution
+
+    for family in FAMS:
+        assert guess_resolution(tiny_family_dir(family)) == inpainters(family).resolution == 64
+    assert guess_resolution("flux-fill") == guess_resolution("sdxl-inpaint") == 1024
+    assert guess_resolution("kd5678/prefpaint-v1.0") == 512

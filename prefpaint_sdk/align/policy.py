@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..engines.sd import SDInpaintEngine
 from ..errors import ConfigError
 from ..files import atomic_dir
 
@@ -89,7 +90,7 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
     if not getattr(unet, "peft_config", None):
         raise ConfigError("this model was fine-tuned without LoRA (finetune='full'); export the merged pipeline instead")
     if pipeline_cls is None:
-        from diffusers import StableDiffusionInpaintPipeline as pipeline_cls
+        pipeline_cls = SDInpaintEngine.pipeline_class()
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
@@ -133,8 +134,6 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *,
         unet_base_state: for LoRA, the UNet's base weights before any cast; the LoRA deltas are added to
             them (see :func:`lora_merged_state`) instead of being fused into cast weights.
     """
-    from diffusers import StableDiffusionInpaintPipeline
-
     merged = copy.deepcopy(unet).to("cpu")
     if getattr(merged, "peft_config", None):
         if unet_base_state is not None:
@@ -149,7 +148,7 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *,
             merged.fuse_lora()
             merged.unload_lora()
     merged = merged.to(dtype)
-    out = StableDiffusionInpaintPipeline(
+    out = SDInpaintEngine.pipeline_class()(
         vae=vae if vae is not None else pipe.vae, text_encoder=text_encoder if text_encoder is not None else pipe.text_encoder,
         tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,

@@ -61,7 +61,8 @@ class Aligner:
     """RL alignment of an inpainting pipeline to any reward, with trust weights (see the module docstring).
 
     Args:
-        pipeline: a diffusers ``StableDiffusionInpaintPipeline`` (fp32 weights; it is modified in place).
+        pipeline: a diffusers inpainting pipeline of an alignable family (today SD inpainting,
+            ``StableDiffusionInpaintPipeline``), or its engine; fp32 weights; it is modified in place.
         reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
             callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
         config: an :class:`AlignConfig` (validated here).
@@ -97,11 +98,16 @@ class Aligner:
         self.config = cfg = config.validate(acc.num_processes)
         self.model_id = model_id
         self.progress = progress
-        self.pipe = pipeline
+        from ..engines import engine_for_pipeline
+
+        self.engine = engine = engine_for_pipeline(pipeline)
+        if not engine.alignable:
+            raise engine.not_alignable()
+        self.pipe = pipeline = engine.pipeline
         pipeline.set_progress_bar_config(disable=True)
         if pipeline.unet.config.in_channels != 9:
             raise ConfigError(f"model '{model_id}' has a {pipeline.unet.config.in_channels}-channel UNet; alignment needs a 9-channel inpainting UNet")
-        self.resolution = cfg.resolution or int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
+        self.resolution = cfg.resolution or engine.resolution
         self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
 
@@ -161,33 +167,24 @@ class Aligner:
     @classmethod
     def from_pretrained(cls, model, reward, config: AlignConfig, data, output_dir, *, offline: bool | None = None,
                         revision: str | None = None, **kwargs) -> "Aligner":
-        """Load the pipeline to align from a hub id or folder (fp32, DDIM) and build an ``Aligner``.
+        """Load the pipeline to align from a hub id or folder (fp32, DDIM) through its family's engine and
+        build an ``Aligner``.
 
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable.
+            NotAlignableError: the model's family has no rollout yet (SDXL, FLUX Fill).
         """
-        import warnings
-
-        from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
-
-        from ..errors import InvalidInputError, ModelNotFoundError
+        from ..engines import engine_class, family_of_folder
         from ..hub import resolve_model
         from ..state import refuse_pickle_pipeline
 
         resolved = resolve_model(model, offline=offline, revision=revision)
-        if not (resolved.path / "model_index.json").is_file():
-            raise InvalidInputError(f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder")
+        engine_cls = engine_class(family_of_folder(resolved.path, resolved.model_id))
+        if not engine_cls.alignable:
+            raise engine_cls.not_alignable()
         refuse_pickle_pipeline(resolved.path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                pipe = StableDiffusionInpaintPipeline.from_pretrained(
-                    resolved.path, torch_dtype=torch.float32, safety_checker=None, feature_extractor=None,
-                    requires_safety_checker=False, use_safetensors=True)
-        except OSError as exc:
-            raise ModelNotFoundError(f"could not load '{resolved.model_id}' from '{resolved.path}': {exc}") from exc
-        if not isinstance(pipe.scheduler, DDIMScheduler):
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
+        pipe = engine_cls.load(resolved.path, device="cpu", dtype=torch.float32, model_id=resolved.model_id).pipeline
         from .rewards import BUILTIN_REWARDS
 
         if isinstance(reward, (str, os.PathLike)) and str(reward) not in BUILTIN_REWARDS:

@@ -56,6 +56,7 @@ class Engine:
     default_guidance: ClassVar[float] = 7.5
     default_eta: ClassVar[float | None] = None  # None: the family's sampler has no eta
     has_negative_prompt: ClassVar[bool] = True
+    alignable: ClassVar[bool] = False  # whether :meth:`rollout` exists (RL alignment)
     trainable_module: ClassVar[str] = "unet"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     load_kwargs: ClassVar[dict[str, Any]] = {}
@@ -223,8 +224,12 @@ class Engine:
     # --- alignment -----------------------------------------------------------------------------------
     def rollout(self, conditions, groups, generators, **kwargs):
         """Trajectories with per-step log-probabilities for RL (see :mod:`.ddim_rollout`)."""
-        raise NotAlignableError(
-            f"the {self.family} family cannot be aligned yet: it has no rollout with per-step log-probabilities; "
+        raise self.not_alignable()
+
+    @classmethod
+    def not_alignable(cls) -> NotAlignableError:
+        return NotAlignableError(
+            f"the {cls.family} family cannot be aligned yet: it has no rollout with per-step log-probabilities; "
             "sample and score it (best-of-N, eval) instead"
         )
 

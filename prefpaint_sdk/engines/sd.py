@@ -23,6 +23,7 @@ class SDInpaintEngine(Engine):
     default_guidance = 7.5
     default_eta: ClassVar[float | None] = 1.0
     trainable_module = "unet"
+    alignable: ClassVar[bool] = True
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
     def _prepare(self) -> None:

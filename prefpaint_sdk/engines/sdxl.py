@@ -26,6 +26,7 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_guidance = 8.0
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
+    alignable: ClassVar[bool] = False  # see the module docstring
 
     rollout = Engine.rollout  # see the module docstring
 
