@@ -63,6 +63,7 @@ class Engine:
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
+        self.offload = "none"  # set by :meth:`load`
         self._prepare()
         pipeline.set_progress_bar_config(disable=True)
 
@@ -119,8 +120,6 @@ class Engine:
             pipe.vae.enable_tiling()
         engine.offload = offload
         return engine
-
-    offload: str = "none"
 
     def _prepare(self) -> None:
         """Family-specific set-up after loading (e.g. the sampling scheduler)."""
