@@ -23,7 +23,7 @@ def prompt_embeds(self, n: int):  # noqa: ANN001 - self is the Aligner
     if n not in self._prompt_cache:
         cfg = self.config
         self._prompt_cache[n] = encode_prompts(self.pipe, cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
-                                               self.accelerator.device)
+                                               self.accelerator.device, size=(self.resolution, self.resolution))
     return self._prompt_cache[n]
 
 

@@ -56,7 +56,7 @@ class Engine:
     default_guidance: ClassVar[float] = 7.5
     default_eta: ClassVar[float | None] = None  # None: the family's sampler has no eta
     has_negative_prompt: ClassVar[bool] = True
-    alignable: ClassVar[bool] = False  # whether :meth:`rollout` exists (RL alignment)
+    alignable: ClassVar[bool] = False  # whether the Aligner can train this family (it needs :meth:`rollout`)
     trainable_module: ClassVar[str] = "unet"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     load_kwargs: ClassVar[dict[str, Any]] = {}

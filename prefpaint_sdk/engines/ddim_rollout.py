@@ -12,7 +12,10 @@ Samples that share an (image, mask) form a group; the group's masked image goes 
 once, and each sample then draws its own ``latent_dist.sample`` from that one encoding.
 
 Only ``strength=1`` (inpaint from pure noise, as PrefPaint samples) and 9-channel inpainting UNets are
-covered.
+covered. SDXL inpainting runs through the same code: its text conditioning is a :class:`TextConditioning`
+(the two encoders' hidden states, the pooled embedding and the size/crop time ids, as
+``StableDiffusionXLInpaintPipeline.__call__`` builds them in diffusers 0.42.1), passed to the UNet as
+``added_cond_kwargs``; SD's is a plain tensor.
 """
 
 from __future__ import annotations
@@ -24,7 +27,50 @@ import torch
 
 from .ddim_logprob import DDIMStepOutput, ddim_step_with_logprob
 
-__all__ = ["Conditions", "Rollout", "encode_conditions", "encode_prompts", "rollout", "policy_step", "make_scheduler"]
+__all__ = ["Conditions", "Rollout", "TextConditioning", "encode_conditions", "encode_prompts", "rollout", "policy_step",
+           "make_scheduler"]
+
+
+@dataclass
+class TextConditioning:
+    """SDXL's text conditioning for B samples: behaves like the (B, L, D) embeddings tensor where the rollout
+    and the update index, concatenate or move it, and carries the UNet's ``added_cond_kwargs``.
+
+    Attributes:
+        hidden: (B, L, D) the two text encoders' penultimate hidden states, concatenated.
+        pooled: (B, P) the second encoder's pooled (projected) embedding (``text_embeds``).
+        time_ids: (B, 6) original size, crop top-left and target size (``time_ids``).
+    """
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor
+    time_ids: torch.Tensor
+
+    @property
+    def dtype(self):
+        return self.hidden.dtype
+
+    @property
+    def shape(self):
+        return self.hidden.shape
+
+    def __getitem__(self, idx) -> "TextConditioning":
+        return TextConditioning(self.hidden[idx], self.pooled[idx], self.time_ids[idx])
+
+    def __len__(self) -> int:
+        return self.hidden.shape[0]
+
+    def to(self, *args, **kwargs) -> "TextConditioning":
+        return TextConditioning(self.hidden.to(*args, **kwargs), self.pooled.to(*args, **kwargs),
+                                self.time_ids.to(*args, **kwargs))
+
+
+def cat_text(parts: list):
+    """``torch.cat`` for embeddings tensors or :class:`TextConditioning` alike."""
+    if isinstance(parts[0], TextConditioning):
+        return TextConditioning(torch.cat([p.hidden for p in parts]), torch.cat([p.pooled for p in parts]),
+                                torch.cat([p.time_ids for p in parts]))
+    return torch.cat(parts)
 
 
 @dataclass
@@ -58,7 +104,8 @@ class Rollout:
         means: (B, T, 4, h, w) the Gaussian mean of each step.
         log_probs: (B, T) log-probability of each step (reduced as ``reduction``).
         mask_latents / masked_image_latents: (B, 1|4, h, w) the UNet's conditioning channels.
-        prompt_embeds: (B, L, D); negative_embeds likewise, or ``None`` without guidance.
+        prompt_embeds: (B, L, D), or a :class:`TextConditioning` (SDXL); negative_embeds likewise, or ``None``
+            without guidance.
         images: (B, 3, H, W) decoded images in [0, 1] (the pipeline's ``output_type="pt"``).
         groups: (B,) the group index of each sample.
     """
@@ -70,8 +117,8 @@ class Rollout:
     log_probs: torch.Tensor
     mask_latents: torch.Tensor
     masked_image_latents: torch.Tensor
-    prompt_embeds: torch.Tensor
-    negative_embeds: torch.Tensor | None
+    prompt_embeds: torch.Tensor | TextConditioning
+    negative_embeds: torch.Tensor | TextConditioning | None
     images: torch.Tensor
     groups: torch.Tensor
 
@@ -123,11 +170,30 @@ def _mask_pil(m):
 
 
 @torch.no_grad()
-def encode_prompts(pipe, prompt: str, negative_prompt: str, n: int, guidance_scale: float, device):
-    """Prompt (and negative prompt when guidance is on) embeddings for ``n`` samples, as the pipeline makes them."""
+def encode_prompts(pipe, prompt: str, negative_prompt: str, n: int, guidance_scale: float, device,
+                   size: tuple[int, int] | None = None):
+    """Prompt (and negative prompt when guidance is on) embeddings for ``n`` samples, as the pipeline makes them.
+
+    For SDXL (a pipeline with ``text_encoder_2``) each is a :class:`TextConditioning` whose time ids describe
+    an image of ``size`` = (height, width) px (default: the UNet's working size), as the pipeline's defaults.
+    """
     do_cfg = guidance_scale > 1.0
-    pos, neg = pipe.encode_prompt([prompt] * n, device, 1, do_cfg, [negative_prompt] * n if do_cfg else None)
-    return pos, (neg if do_cfg else None)
+    negatives = [negative_prompt] * n if do_cfg else None
+    if getattr(pipe, "text_encoder_2", None) is None:
+        pos, neg = pipe.encode_prompt([prompt] * n, device, 1, do_cfg, negatives)
+        return pos, (neg if do_cfg else None)
+    pos, neg, pooled, neg_pooled = pipe.encode_prompt(prompt=[prompt] * n, device=device, num_images_per_prompt=1,
+                                                      do_classifier_free_guidance=do_cfg, negative_prompt=negatives)
+    if size is None:
+        side = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        size = (side, side)
+    size = tuple(int(s) for s in size)
+    time_ids, neg_time_ids = pipe._get_add_time_ids(
+        size, (0, 0), size, 6.0, 2.5, size, (0, 0), size, dtype=pos.dtype,
+        text_encoder_projection_dim=int(pipe.text_encoder_2.config.projection_dim))
+    pos = TextConditioning(pos, pooled, time_ids.repeat(n, 1).to(device))
+    neg = TextConditioning(neg, neg_pooled, neg_time_ids.repeat(n, 1).to(device)) if do_cfg else None
+    return pos, neg
 
 
 def _unet_input(scheduler, latents, t, mask_latents, masked_latents, do_cfg: bool):
@@ -143,9 +209,13 @@ def predict_noise(unet, scheduler, latents, t, mask_latents, masked_latents, pro
     """The (guided) noise prediction of ``unet`` at timestep(s) ``t``, as the pipeline computes it."""
     do_cfg = negative_embeds is not None and guidance_scale > 1.0
     x = _unet_input(scheduler, latents, t, mask_latents, masked_latents, do_cfg)
-    embeds = torch.cat([negative_embeds, prompt_embeds]) if do_cfg else prompt_embeds
+    embeds = cat_text([negative_embeds, prompt_embeds]) if do_cfg else prompt_embeds
     tt = torch.cat([t] * 2) if (do_cfg and torch.is_tensor(t) and t.ndim == 1) else t
-    noise = unet(x, tt, encoder_hidden_states=embeds, return_dict=False)[0]
+    if isinstance(embeds, TextConditioning):  # SDXL: pooled text and time ids as added conditioning
+        added = {"text_embeds": embeds.pooled, "time_ids": embeds.time_ids}
+        noise = unet(x, tt, encoder_hidden_states=embeds.hidden, added_cond_kwargs=added, return_dict=False)[0]
+    else:
+        noise = unet(x, tt, encoder_hidden_states=embeds, return_dict=False)[0]
     if do_cfg:
         uncond, cond = noise.chunk(2)
         noise = uncond + guidance_scale * (cond - uncond)
@@ -182,7 +252,8 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
         raise ValueError(f"rollout needs one generator per sample: {len(generators)} generators for {b} samples")
     device = pipe.vae.device
     if prompt_embeds is None:
-        prompt_embeds, negative_embeds = encode_prompts(pipe, "", "", b, guidance_scale, device)
+        size = tuple(conditions.init_image.shape[-2:])
+        prompt_embeds, negative_embeds = encode_prompts(pipe, "", "", b, guidance_scale, device, size=size)
     dtype = prompt_embeds.dtype
     scheduler = make_scheduler(pipe, num_steps, device)
     f = pipe.vae_scale_factor
@@ -256,7 +327,7 @@ def cat_rollouts(chunks: list[Rollout]) -> Rollout:
     return Rollout(
         timesteps=chunks[0].timesteps, latents=cat("latents"), next_latents=cat("next_latents"), means=cat("means"),
         log_probs=cat("log_probs"), mask_latents=cat("mask_latents"), masked_image_latents=cat("masked_image_latents"),
-        prompt_embeds=cat("prompt_embeds"),
-        negative_embeds=None if chunks[0].negative_embeds is None else cat("negative_embeds"),
+        prompt_embeds=cat_text([c.prompt_embeds for c in chunks]),
+        negative_embeds=None if chunks[0].negative_embeds is None else cat_text([c.negative_embeds for c in chunks]),
         images=cat("images"), groups=offset_groups,
     )

@@ -4,16 +4,19 @@ Sampled like SD (DDIM, the model's own noise schedule) so the same ``eta`` and t
 apply; defaults follow the model card of ``diffusers/stable-diffusion-xl-1.0-inpainting-0.1`` (guidance 8).
 The working size is ``unet.sample_size * vae_scale_factor`` (1024 for the real model).
 
-Alignment: not wired yet. SDXL's UNet also needs the pooled text embedding and the size/crop time ids
-(``added_cond_kwargs``), which the SD rollout does not pass; until a rollout that passes them is tested
-against the pipeline, :meth:`rollout` refuses.
+The real model ships an Euler scheduler whose config has no ``set_alpha_to_one``; DDIM's default for it
+(``True``) makes the last step deterministic (zero variance, so no log-probability). The DDIM built here
+uses ``set_alpha_to_one=False`` in that case, as Stable Diffusion's own configs do.
+
+Rollout: :meth:`rollout` is the SD DDIM rollout, with SDXL's pooled text embedding and time ids passed as
+``added_cond_kwargs`` (tested equal to the pipeline's output). The :class:`~prefpaint_sdk.align.Aligner`
+does not train SDXL yet (``alignable`` is false): its casts and its merged export know only SD's parts.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import Engine
 from .sd import SDInpaintEngine
 
 __all__ = ["SDXLInpaintEngine"]
@@ -28,7 +31,14 @@ class SDXLInpaintEngine(SDInpaintEngine):
     load_kwargs: ClassVar[dict] = {}
     alignable: ClassVar[bool] = False  # see the module docstring
 
-    rollout = Engine.rollout  # see the module docstring
+    def _prepare(self) -> None:
+        from diffusers import DDIMScheduler
+
+        pipe = self.pipeline
+        if not isinstance(pipe.scheduler, DDIMScheduler):
+            config = dict(pipe.scheduler.config)
+            extra = {} if "set_alpha_to_one" in config else {"set_alpha_to_one": False}
+            pipe.scheduler = DDIMScheduler.from_config(config, **extra)
 
     def sample(self, image, mask, **kwargs):
         # The pipeline moves its VAE to float32 before every encode when ``force_upcast`` is set (the real
