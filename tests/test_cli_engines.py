@@ -79,7 +79,7 @@ def test_extend_runs_flux_fill_at_its_own_guidance_and_window(inputs, tiny_famil
     assert np.array_equal(b[:, x0 + 8:x0 + 67 - 8], a[:, 8:67 - 8])
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux-fill"])
+@pytest.mark.parametrize("family", ["flux-fill"])
 def test_train_align_refuses_a_family_without_a_rollout(tiny_family_dir, tmp_path, family):
     from _helpers_align import make_data
 

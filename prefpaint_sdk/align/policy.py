@@ -123,12 +123,13 @@ def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *, vae=None, text_encoder=None,
-                  unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
+                  text_encoder_2=None, unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``.
 
     Args:
         dtype: the exported UNet's dtype (the base model's).
-        vae / text_encoder: the frozen components to save (default: the pipeline's). Pass the base model's
+        vae / text_encoder / text_encoder_2: the frozen components to save (default: the pipeline's; the second
+            text encoder is SDXL's). Pass the base model's
             untouched modules when the pipeline's were cast to half precision for training, so the export
             does not hold rounded copies.
         unet_base_state: for LoRA, the UNet's base weights before any cast; the LoRA deltas are added to
@@ -148,11 +149,19 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *,
             merged.fuse_lora()
             merged.unload_lora()
     merged = merged.to(dtype)
-    out = SDInpaintEngine.pipeline_class()(
-        vae=vae if vae is not None else pipe.vae, text_encoder=text_encoder if text_encoder is not None else pipe.text_encoder,
-        tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    vae = vae if vae is not None else pipe.vae
+    text_encoder = text_encoder if text_encoder is not None else pipe.text_encoder
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        # SDXL: the same pipeline class and configuration, with the trained UNet and the frozen parts.
+        parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, "unet": merged,
+                 "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}
+        out = type(pipe)(**parts, requires_aesthetics_score=pipe.config.requires_aesthetics_score,
+                         force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+    else:
+        out = SDInpaintEngine.pipeline_class()(
+            vae=vae, text_encoder=text_encoder, tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)

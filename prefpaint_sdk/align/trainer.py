@@ -130,12 +130,14 @@ class Aligner:
         wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         # The merged export keeps the base model's dtype for what was not trained: remember the base weights
         # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
-        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in ("vae", "text_encoder", "unet")}
-        cast = ["vae", "text_encoder"] + (["unet"] if cfg.finetune == "lora" else [])
+        # The frozen parts: the VAE and the text encoder(s) (SDXL has two).
+        self._frozen = [n for n in ("vae", "text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
+        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in (*self._frozen, "unet")}
+        cast = self._frozen + (["unet"] if cfg.finetune == "lora" else [])
         self._base_states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
                              for n in cast if self._base_dtypes[n] != wdtype}
-        pipeline.vae.requires_grad_(False).to(acc.device, dtype=wdtype)
-        pipeline.text_encoder.requires_grad_(False).to(acc.device, dtype=wdtype)
+        for name in self._frozen:
+            getattr(pipeline, name).requires_grad_(False).to(acc.device, dtype=wdtype)
         unet = pipeline.unet
         if cfg.finetune == "lora":
             unet.to(acc.device, dtype=wdtype)
@@ -368,7 +370,7 @@ class Aligner:
     # ------------------------------------------------------------------------------------------
     def export_lora(self, folder) -> Path:
         """Save the LoRA adapter for ``pipe.load_lora_weights(folder)`` (main process only)."""
-        return export_lora(self.raw_unet, folder)
+        return export_lora(self.raw_unet, folder, pipeline_cls=type(self.pipe))
 
     def export_merged(self, folder) -> Path:
         """Save a full pipeline with the trained UNet, loadable by ``Inpainter.from_pretrained(folder)``.
@@ -379,7 +381,7 @@ class Aligner:
         import copy
 
         frozen = {}
-        for name in ("vae", "text_encoder"):
+        for name in self._frozen:
             if name in self._base_states:
                 module = copy.deepcopy(getattr(self.pipe, name)).to("cpu", self._base_dtypes[name])
                 module.load_state_dict(self._base_states[name])

@@ -9,8 +9,7 @@ The real model ships an Euler scheduler whose config has no ``set_alpha_to_one``
 uses ``set_alpha_to_one=False`` in that case, as Stable Diffusion's own configs do.
 
 Rollout: :meth:`rollout` is the SD DDIM rollout, with SDXL's pooled text embedding and time ids passed as
-``added_cond_kwargs`` (tested equal to the pipeline's output). The :class:`~prefpaint_sdk.align.Aligner`
-does not train SDXL yet (``alignable`` is false): its casts and its merged export know only SD's parts.
+``added_cond_kwargs`` (tested equal to the pipeline's output), so the Aligner trains SDXL's UNet as SD's.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_guidance = 8.0
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
-    alignable: ClassVar[bool] = False  # see the module docstring
+    alignable: ClassVar[bool] = True
 
     def _prepare(self) -> None:
         from diffusers import DDIMScheduler
