@@ -173,20 +173,18 @@ class Inpainter:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
             InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
         """
-        from .engines import load_engine
+        from .engines import engine_class, family_of_folder
         from .engines.base import check_offload
+        from .state import refuse_pickle_pipeline  # noqa: PLC0415
 
         t0 = time.perf_counter()
         check_offload(offload)
         resolved: ResolvedModel = resolve_model(model, offline=offline, revision=revision)
-        from .engines import family_of_folder
-
-        family_of_folder(resolved.path, resolved.model_id)  # a folder of no known family fails before any load
-        from .state import refuse_pickle_pipeline  # noqa: PLC0415
-
+        # the family from model_index.json: a folder of no known family fails before any load
+        family = family_of_folder(resolved.path, resolved.model_id)
         refuse_pickle_pipeline(resolved.path)  # only safetensors: a pickle-only component is refused with our line
-        engine = load_engine(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype, offload=offload,
-                             vae_tiling=vae_tiling)
+        engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
+                                           offload=offload, vae_tiling=vae_tiling)
         if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
             from .reward import RewardModel  # noqa: PLC0415 - optional, loaded only when asked for
 
