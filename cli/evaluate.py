@@ -33,7 +33,7 @@ def eval_cmd(
     steps: int = typer.Option(50, "--steps", help="Denoising steps for both models."),
     seed: int = typer.Option(0, "--seed", help="Seed of the run; each case's seeds derive from it and the case name."),
     prompt: str = typer.Option("", "--prompt", help="Text prompt for both models (PrefPaint uses none)."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance (no effect with an empty prompt)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Guidance scale for both models. Default: each model family's (SD 7.5, SDXL 8, FLUX Fill 30), so models of different families compare at their own settings."),
     ground_truth: str = typer.Option("auto", "--gt", help="Ground truth for masked PSNR/SSIM: auto (targets/, or the input where masks are generated), input, none."),
     independent_seeds: bool = typer.Option(False, "--independent-seeds", help="Draw the baseline's seed independently instead of sharing sample 0's."),
     ci: str = typer.Option("wilson", "--ci", help="Confidence interval: wilson or bootstrap."),
@@ -72,7 +72,7 @@ def eval_cmd(
                 model or DEFAULT_MODEL, baseline or BASE_MODEL, reward_model, data, samples=tuple(samples or (1, 3, 10)),
                 out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
                 common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
-                inpaint_kwargs=dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,
+                inpaint_kwargs={} if guidance is None else dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,
                 overwrite=overwrite, progress=on_case,
             )
         if embed_images:

@@ -24,7 +24,8 @@ from ._common import (
     warn,
 )
 
-_HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."
+_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill) or local diffusers folder of any family "
+               "(SD, SDXL or FLUX Fill inpainting). Default: kd5678/prefpaint-v1.0.")
 
 
 def inpaint(
@@ -34,8 +35,8 @@ def inpaint(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask, optional prompt, seed, n and sampler parameters): writes OUT/<id>.png + .json per row and OUT/results.jsonl. Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     prompt: str = typer.Option("", help="Text prompt. PrefPaint is used with an empty prompt."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt."),
-    steps: int = typer.Option(50, help="DDIM steps."),
-    guidance: float = typer.Option(7.5, help="Classifier-free guidance scale (no effect when prompt equals negative prompt)."),
+    steps: Optional[int] = typer.Option(None, help="Sampling steps. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
+    guidance: Optional[float] = typer.Option(None, help="Guidance scale. Default: the family's (SD 7.5, SDXL 8, FLUX Fill 30). For SD/SDXL it is classifier-free guidance (no effect when prompt equals negative prompt); for FLUX Fill, its distilled guidance."),
     seed: Optional[int] = typer.Option(None, help="Base seed; candidate k uses seed+k. Random (and recorded) when omitted."),
     num_candidates: int = typer.Option(1, "-n", "--num-candidates", help="Candidates per image; the best by reward is kept when a reward model is given."),
     save_all: bool = typer.Option(False, "--save-all", help="Also write every candidate as <out>_cand<k>.png."),
@@ -44,6 +45,8 @@ def inpaint(
     select: str = typer.Option("reward", help="Pick by 'reward' or trust-aware 'lcb' (score - c*bound)."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
+    offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Encode and decode in tiles (large images on small GPUs)."),
     mask_dilate: int = typer.Option(0, "--mask-dilate", help="Grow the hole by this many pixels."),
     mask_blur: int = typer.Option(8, "--mask-blur", help="Feathered seam width in pixels outside the hole."),
     crop_margin: int = typer.Option(128, "--crop-margin", help="Context pixels around the hole; negative = no cropping (whole image)."),
@@ -56,13 +59,16 @@ def inpaint(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Inpaint IMAGE where MASK is white, with the preference-aligned PrefPaint model (or every row of --manifest)."""
+    """Inpaint IMAGE where MASK is white, with the preference-aligned PrefPaint model (or any SD, SDXL or FLUX Fill
+    inpainting model given with --model), or every row of --manifest."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
+        from prefpaint_sdk.engines.base import check_offload
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
+        check_offload(offload)
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             _run_manifest(manifest, output, quiet, device, dict(
                 model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
@@ -93,7 +99,7 @@ def inpaint(
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
                 model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
-                select=select,
+                select=select, offload=offload, vae_tiling=vae_tiling,
             )
         call = dict(
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,

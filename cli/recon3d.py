@@ -32,7 +32,7 @@ def recon3d(
     max_frames: int | None = typer.Option(None, "--max-frames", help="Use at most N input frames, evenly spaced."),
     num_candidates: int = typer.Option(1, "-n", "--num-candidates", help="Inpainting candidates per view; the best by reward is kept with --reward-model."),
     seed: int = typer.Option(0, "--seed", help="Base seed; view i uses seed + i."),
-    steps: int = typer.Option(50, "--steps", help="Diffusion steps per view."),
+    steps: int | None = typer.Option(None, "--steps", help="Diffusion steps per view. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
     prompt: str = typer.Option("", "--prompt", help="Text prompt (PrefPaint is used without one)."),
     model: str | None = typer.Option(None, "--model", help="Inpainting model: hub id, alias or diffusers folder. Default: kd5678/prefpaint-v1.0."),
     reward_model: str | None = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) for best-of-N."),

@@ -72,38 +72,50 @@ def is_model_cached(model: str) -> bool:
     return is_cached(model)
 
 
-def smoke_test(seed: int = 0) -> dict[str, float | str]:
-    """Save a tiny random pipeline and reward model, load them through ``from_pretrained`` offline,
-    inpaint a synthetic image best-of-2, and check the output's size, the untouched pixels and the pick.
+def smoke_test(seed: int = 0, families: tuple[str, ...] | None = None) -> dict[str, float | str]:
+    """For every model family (``sd``, ``sdxl``, ``flux-fill``): save a tiny random pipeline, load it through
+    ``from_pretrained`` offline, inpaint a synthetic image best-of-2 with a tiny reward model, and check the
+    output's size, the untouched pixels and the pick.
 
     Raises:
-        PrefPaintError: any check failed.
+        PrefPaintError: any check failed (the message names the family).
     """
+    from .testing import FAMILIES, save_tiny_reward_model
+
+    t0 = time.perf_counter()
+    facts: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory(prefix="prefpaint-smoke-") as tmp:
+        reward = save_tiny_reward_model(f"{tmp}/tiny-reward", seed=seed)
+        for family in families or FAMILIES:
+            facts[family] = _smoke_family(family, f"{tmp}/tiny-{family}", reward, seed)
+    facts["seconds"] = round(time.perf_counter() - t0, 2)
+    return facts
+
+
+def _smoke_family(family: str, folder: str, reward, seed: int) -> str:
     from .inpainter import Inpainter
-    from .testing import save_tiny_inpaint_pipeline, save_tiny_reward_model
+    from .testing import save_tiny_inpaint_pipeline
 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, size=(77, 93, 3), dtype=np.uint8)
     mask = np.zeros((77, 93), dtype=bool)
     mask[20:50, 30:70] = True
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="prefpaint-smoke-") as tmp:
-        folder = save_tiny_inpaint_pipeline(f"{tmp}/tiny", seed=seed)
-        reward = save_tiny_reward_model(f"{tmp}/tiny-reward", seed=seed)
-        inpainter = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True, reward_model=reward)
-        result = inpainter(image, mask, seed=seed, steps=4, num_candidates=2, mask_blur=4)
+    save_tiny_inpaint_pipeline(folder, seed=seed, family=family)
+    inpainter = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True, reward_model=reward)
+    result = inpainter(image, mask, seed=seed, steps=4, num_candidates=2, mask_blur=4)
     out = np.asarray(result.image)
+    if inpainter.family != family:
+        raise PrefPaintError(f"smoke test ({family}): the folder loaded as family {inpainter.family}")
     if out.shape != image.shape:
-        raise PrefPaintError(f"smoke test: output shape {out.shape} != input shape {image.shape}")
+        raise PrefPaintError(f"smoke test ({family}): output shape {out.shape} != input shape {image.shape}")
     far = ~_grow(mask, 4 + 1)
     if not np.array_equal(out[far], image[far]):
-        raise PrefPaintError("smoke test: pixels outside the mask changed")
+        raise PrefPaintError(f"smoke test ({family}): pixels outside the mask changed")
     if np.array_equal(out[mask], image[mask]):
-        raise PrefPaintError("smoke test: the hole was not filled")
+        raise PrefPaintError(f"smoke test ({family}): the hole was not filled")
     if result.scores is None or result.best_index != int(np.argmax(result.scores)):
-        raise PrefPaintError(f"smoke test: best-of-N did not pick the highest reward ({result.scores})")
-    return {"seconds": round(time.perf_counter() - t0, 2), "seeds": str(result.seeds),
-            "scores": str([round(x, 4) for x in result.scores]), "size": f"{out.shape[1]}x{out.shape[0]}"}
+        raise PrefPaintError(f"smoke test ({family}): best-of-N did not pick the highest reward ({result.scores})")
+    return f"ok {out.shape[1]}x{out.shape[0]} seeds {result.seeds} scores {[round(x, 4) for x in result.scores]}"
 
 
 def _grow(mask: np.ndarray, px: int) -> np.ndarray:

@@ -20,6 +20,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "BASE_MODEL",
     "DEFAULT_REWARD_MODEL",
+    "FLUX_FILL_MODEL",
+    "SDXL_INPAINT_MODEL",
     "MODEL_ALIASES",
     "ResolvedModel",
     "is_offline",
@@ -40,16 +42,27 @@ BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 DEFAULT_REWARD_MODEL = "kd5678/prefpaintReward"
 """The official PrefPaint reward model (a torch state dict; converted on first use)."""
 
+FLUX_FILL_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
+"""FLUX.1 Fill [dev] in diffusers layout (``FluxFillPipeline``; a gated repo: accept its licence and log in)."""
+
+SDXL_INPAINT_MODEL = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+"""SDXL inpainting (``StableDiffusionXLInpaintPipeline``, 9-channel UNet)."""
+
 MODEL_ALIASES = {
     "prefpaint": DEFAULT_MODEL,
     "base": BASE_MODEL,
+    "flux-fill": FLUX_FILL_MODEL,
+    "sdxl-inpaint": SDXL_INPAINT_MODEL,
     # Runway deleted its hub repositories in 2024; old scripts still name them.
     "runwayml/stable-diffusion-inpainting": BASE_MODEL,
 }
 
 # Weights we never fetch: pickled formats (unsafe to load) and other frameworks; the safety checker is
 # not loaded by the toolkit (documented in the README), so its 1.2 GB are skipped too.
-_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "safety_checker/*"]
+# FLUX.1 Fill's repository also holds its weights as single files at the top (for other tools; 23 GB + 0.3 GB),
+# beside the diffusers folders the toolkit loads: those are skipped as well.
+_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "safety_checker/*",
+           "flux1-fill-dev.safetensors", "ae.safetensors"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 

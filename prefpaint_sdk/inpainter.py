@@ -12,15 +12,14 @@ import logging
 import os
 import random
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from .devices import quiet_loading, resolve_device, resolve_dtype
-from .errors import InvalidInputError, ModelNotFoundError
+from .engines.sd import check_ddim_steps, ddim_max_steps  # noqa: F401 - their old import path
+from .errors import InvalidInputError
 from .hub import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .imaging import (
     Box,
@@ -119,7 +118,8 @@ class InpaintResult:
 
 
 class Inpainter:
-    """Preference-aligned inpainting with a diffusers ``StableDiffusionInpaintPipeline``.
+    """Preference-aligned inpainting with any supported diffusers inpainting model (see
+    :mod:`prefpaint_sdk.engines`: SD 1.x/2.x inpainting, SDXL inpainting, FLUX.1 Fill).
 
     Build it with :meth:`from_pretrained`; call it on an image and a mask (white = fill).
 
@@ -133,19 +133,13 @@ class Inpainter:
 
     def __init__(self, pipeline, *, model_id: str = "<in-memory>", revision: str | None = None,
                  reward_model=None, select: str = "reward", lcb_c: float = 1.0):
-        from diffusers import DDIMScheduler
+        """Wrap a diffusers inpainting pipeline of a known family, or an :class:`~prefpaint_sdk.engines.Engine`."""
+        from .engines import engine_for_pipeline
 
-        unet = pipeline.unet
-        if unet.config.in_channels != 9:
-            raise InvalidInputError(
-                f"model '{model_id}' has a {unet.config.in_channels}-channel UNet; an inpainting model has 9 "
-                "(4 latents + 1 mask + 4 masked-image latents). Use an inpainting checkpoint"
-            )
-        if not isinstance(pipeline.scheduler, DDIMScheduler):
-            # PrefPaint samples with DDIM (eta=1.0); keep the model's own noise schedule.
-            pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-        pipeline.set_progress_bar_config(disable=True)
-        self.pipeline = pipeline
+        engine = engine_for_pipeline(pipeline)
+        engine.check_model(model_id)
+        self.engine = engine
+        self.pipeline = engine.pipeline
         self.model_id = model_id
         self.revision = revision
         self.reward_model = reward_model
@@ -159,78 +153,80 @@ class Inpainter:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device="auto", dtype="auto",
                         reward_model=None, offline: bool | None = None, revision: str | None = None,
-                        select: str = "reward", lcb_c: float = 1.0) -> "Inpainter":
-        """Load an inpainting pipeline from a hub id or a local diffusers folder.
+                        select: str = "reward", lcb_c: float = 1.0, offload: str = "none",
+                        vae_tiling: bool = False) -> "Inpainter":
+        """Load an inpainting pipeline from a hub id or a local diffusers folder, of any supported family.
 
         Args:
-            model: hub id (default ``kd5678/prefpaint-v1.0``), alias (``prefpaint``, ``base``) or folder.
+            model: hub id (default ``kd5678/prefpaint-v1.0``), alias (``prefpaint``, ``base``, ``sdxl-inpaint``,
+                ``flux-fill``) or folder. The family comes from the folder's ``model_index.json``.
             device: "auto" (cuda, then mps, then cpu), or a device name.
             dtype: "auto" (fp16 on cuda, fp32 elsewhere), "float32", "float16" or "bfloat16".
             reward_model: a reward model (or its id/folder) used to score and pick among candidates.
             offline: never touch the network (default: the ``HF_HUB_OFFLINE`` environment variable).
             revision: a hub branch, tag or commit.
             select: "reward" picks the highest score; "lcb" the highest ``score - lcb_c * bound``.
+            offload: "none", "model" or "sequential": diffusers' CPU offload for models larger than the GPU.
+            vae_tiling: encode and decode in tiles (large images on small GPUs).
 
         Raises:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
-            InvalidInputError: the folder is not a diffusers inpainting pipeline.
+            InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
         """
-        from diffusers import StableDiffusionInpaintPipeline
-
-        t0 = time.perf_counter()
-        resolved: ResolvedModel = resolve_model(model, offline=offline, revision=revision)
-        if not (resolved.path / "model_index.json").is_file():
-            raise InvalidInputError(
-                f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder; "
-                "save one with pipe.save_pretrained(folder)"
-            )
+        from .engines import engine_class, family_of_folder
+        from .engines.base import check_offload
         from .state import check_pipeline_folder  # noqa: PLC0415
 
+        t0 = time.perf_counter()
+        check_offload(offload)
+        resolved: ResolvedModel = resolve_model(model, offline=offline, revision=revision)
+        # the family from model_index.json: a folder of no known family fails before any load
+        family = family_of_folder(resolved.path, resolved.model_id)
         check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        try:
-            with warnings.catch_warnings(), quiet_loading():
-                # diffusers >= 0.42 renames torch_dtype to dtype; the old name still works everywhere.
-                warnings.simplefilter("ignore", FutureWarning)
-                pipe = StableDiffusionInpaintPipeline.from_pretrained(
-                    resolved.path, torch_dtype=dt, safety_checker=None, feature_extractor=None,
-                    requires_safety_checker=False, use_safetensors=True,
-                )
-        except (OSError, EnvironmentError) as exc:
-            raise ModelNotFoundError(f"could not load '{resolved.model_id}' from '{resolved.path}': {exc}") from exc
-        pipe = pipe.to(dev)
+        engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
+                                           offload=offload, vae_tiling=vae_tiling)
         if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
             from .reward import RewardModel  # noqa: PLC0415 - optional, loaded only when asked for
 
-            reward_model = RewardModel.from_pretrained(reward_model, device=dev, offline=offline)
-        self = cls(pipe, model_id=resolved.model_id, revision=resolved.revision, reward_model=reward_model,
+            reward_model = RewardModel.from_pretrained(reward_model, device=engine.device, offline=offline)
+        self = cls(engine, model_id=resolved.model_id, revision=resolved.revision, reward_model=reward_model,
                    select=select, lcb_c=lcb_c)
         self.load_seconds = time.perf_counter() - t0
         return self
 
     # ---------------------------------------------------------------------------------------------
     @property
+    def family(self) -> str:
+        """The model family: "sd", "sdxl" or "flux-fill"."""
+        return self.engine.family
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The family's defaults for ``steps``, ``guidance_scale`` and ``eta`` (``None``: the family has no eta)."""
+        e = self.engine
+        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta)
+
+    @property
     def resolution(self) -> int:
-        """The model's working size in pixels (512 for Stable Diffusion inpainting)."""
-        return int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
+        """The model's working size in pixels (512 for Stable Diffusion inpainting, 1024 for SDXL and FLUX Fill)."""
+        return self.engine.resolution
 
     @property
     def device(self):
-        return self.pipeline.unet.device
+        return self.engine.device
 
     @property
     def dtype(self):
-        return self.pipeline.unet.dtype
+        return self.engine.dtype
 
     @property
     def max_steps(self) -> int:
-        """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
-        return ddim_max_steps(self.pipeline.scheduler.config)
+        """The most steps the loaded scheduler supports (999 for Stable Diffusion's DDIM schedule)."""
+        return self.engine.max_steps
 
     def check_steps(self, steps: int) -> int:
         """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
-        return check_ddim_steps(steps, self.pipeline.scheduler.config)
+        return self.engine.check_steps(steps)
 
     # ---------------------------------------------------------------------------------------------
     def __call__(
@@ -241,9 +237,9 @@ class Inpainter:
         negative_prompt: str = "",
         num_candidates: int = 1,
         seed: int | None = None,
-        steps: int = 50,
-        guidance_scale: float = 7.5,
-        eta: float = 1.0,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        eta: float | None = None,
         mask_dilate: int = 0,
         mask_blur: int = 8,
         crop_margin: int = 128,
@@ -263,7 +259,9 @@ class Inpainter:
                 equal, classifier-free guidance cannot change the result, so it is skipped (half the cost).
             num_candidates: N candidates in one batched call; candidate k uses ``seed + k``.
             seed: base seed; a random one is drawn (and reported) when ``None``.
-            steps: DDIM steps. guidance_scale: CFG scale. eta: DDIM noise (1.0 as PrefPaint samples).
+            steps / guidance_scale: default to the family's (SD 50 / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30).
+                guidance_scale is classifier-free guidance for SD/SDXL and FLUX's distilled guidance.
+            eta: DDIM noise for SD/SDXL (default 1.0, as PrefPaint samples); FLUX Fill has none (leave it unset).
             mask_dilate: grow the hole by this many pixels before inpainting.
             mask_blur: width in pixels of the feathered seam outside the hole.
             crop_margin: context in pixels around the hole's box; the box is cropped, resized to the
@@ -282,6 +280,11 @@ class Inpainter:
             InvalidInputError: unreadable inputs, mismatched sizes, or out-of-range parameters.
         """
         t_start = time.perf_counter()
+        engine = self.engine
+        steps = engine.default_steps if steps is None else steps
+        guidance_scale = engine.default_guidance if guidance_scale is None else guidance_scale
+        engine.check_knobs(negative_prompt=negative_prompt if isinstance(negative_prompt, str) else "", eta=eta)
+        eta = engine.default_eta if eta is None else eta
         num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)
@@ -298,7 +301,7 @@ class Inpainter:
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,
             guidance_scale=guidance_scale, eta=eta, mask_dilate=mask_dilate, mask_blur=mask_blur,
             crop_margin=crop_margin, keep_unmasked=keep_unmasked, strength=strength, invert_mask=invert_mask,
-            mask_from_alpha=mask_from_alpha, resize_mask=resize_mask,
+            mask_from_alpha=mask_from_alpha, resize_mask=resize_mask, family=engine.family,
         )
 
         if not hole.any():
@@ -316,7 +319,7 @@ class Inpainter:
         else:
             box = context_box(None, crop_margin, min_side=self.resolution, bbox=feather_bbox(hole, mask_blur),
                               shape=hole.shape)
-        work_w, work_h = working_size(box.width, box.height, self.resolution)
+        work_w, work_h = working_size(box.width, box.height, self.resolution, engine.size_multiple)
         whole = box == Box(0, 0, img.width, img.height)
         if whole:
             model_image = img if img.size == (work_w, work_h) else img.resize((work_w, work_h), Image.LANCZOS)
@@ -330,7 +333,7 @@ class Inpainter:
         generated = self._sample(model_image, model_mask, prompt, negative_prompt, seeds, steps, guidance_scale,
                                  eta, strength, work_w, work_h, progress)
         del model_image, model_mask
-        params["guidance_scale_effective"] = guidance_scale if prompt != negative_prompt else 1.0
+        params["guidance_scale_effective"] = engine.guidance_used(guidance_scale, prompt, negative_prompt)
         t_sample = time.perf_counter()
 
         candidates = []
@@ -356,34 +359,24 @@ class Inpainter:
                 width, height, progress) -> list[Image.Image]:
         import torch
 
-        # Equal prompts make the guided and unguided predictions identical, so CFG only doubles the cost.
-        cfg = guidance_scale if prompt != negative_prompt else 1.0
         outputs: list[Image.Image] = []
         total = len(seeds) * _effective_steps(steps, strength)
         done = 0
 
-        def on_step(pipe, i, t, kwargs):
+        def on_step():
             nonlocal done
             done += 1
             if progress is not None:
                 progress(done, total)
-            return kwargs
 
         for start in range(0, len(seeds), self.max_batch):
             chunk = seeds[start:start + self.max_batch]
-            n = len(chunk)
-            # One generator and one copy of each input per candidate: the pipeline then draws every
-            # candidate's noise (latents, VAE sample, DDIM steps) from its own generator, in the same
-            # order a single call does, so candidate k equals a lone call with seed + k.
+            # One generator per candidate: candidate k equals a lone call with seed + k.
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in chunk]
-            with torch.inference_mode():
-                out = self.pipeline(
-                    prompt=[prompt] * n, negative_prompt=[negative_prompt] * n if cfg > 1 else None,
-                    image=[image] * n, mask_image=[mask] * n, height=height, width=width,
-                    num_inference_steps=steps, guidance_scale=cfg, eta=eta, strength=strength,
-                    generator=generators, output_type="pil", callback_on_step_end=on_step,
-                )
-            outputs.extend(out.images)
+            outputs.extend(self.engine.sample(
+                image, mask, prompt=prompt, negative_prompt=negative_prompt, generators=generators, steps=steps,
+                guidance_scale=guidance_scale, eta=eta, strength=strength, width=width, height=height,
+                on_step=on_step))
         return outputs
 
     def _score(self, candidates, image, hole, box: Box | None = None) -> tuple[list[float] | None, list[float] | None, int]:
@@ -411,46 +404,6 @@ class Inpainter:
         return scores, bounds, int(np.argmax(keys))
 
 
-def _ddim_steps_ok(config: dict, steps: int) -> bool:
-    """Whether DDIM can run ``steps`` steps on this schedule: the scheduler accepts them and every timestep
-    it schedules lies below ``num_train_timesteps`` (with ``steps_offset`` = 1 the last one may not)."""
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler.from_config(dict(config))
-    try:
-        sched.set_timesteps(steps)
-    except ValueError:
-        return False
-    return int(sched.timesteps.max()) < int(sched.config.num_train_timesteps)
-
-
-_MAX_STEPS_CACHE: dict[str, int] = {}
-
-
-def ddim_max_steps(config: dict) -> int:
-    """The most DDIM steps a scheduler config supports (999 for Stable Diffusion's: 1000 would schedule
-    timestep 1000 of a 1000-entry table). Reads only the config, so it runs before any weights load:
-    pass the dict of a model folder's ``scheduler/scheduler_config.json``."""
-    key = repr(sorted((k, v) for k, v in dict(config).items() if not k.startswith("_")))
-    if key not in _MAX_STEPS_CACHE:
-        n = int(dict(config).get("num_train_timesteps", 1000))
-        while n > 1 and not _ddim_steps_ok(config, n):
-            n -= 1
-        _MAX_STEPS_CACHE[key] = n
-    return _MAX_STEPS_CACHE[key]
-
-
-def check_ddim_steps(steps, config: dict) -> int:
-    """``steps`` if DDIM on this scheduler config can run it, else an ``InvalidInputError`` naming the limit."""
-    steps = at_least("steps", steps, 1)
-    limit = ddim_max_steps(config)
-    if steps > limit or not _ddim_steps_ok(config, steps):
-        timesteps = dict(config).get("num_train_timesteps", 1000)
-        raise bad_value("steps", f"steps must be ≤ {limit} for this model's scheduler ({timesteps} training timesteps), "
-                                 f"got {steps}")
-    return steps
-
-
 def _effective_steps(steps: int, strength: float) -> int:
     return max(1, min(int(steps * strength), steps))
 
@@ -470,7 +423,7 @@ def _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_
     num_candidates = at_least("num_candidates", num_candidates, 1)
     steps = at_least("steps", steps, 1)
     guidance_scale = finite("guidance_scale", guidance_scale, 0.0)
-    eta = finite("eta", eta, 0.0, 1.0)
+    eta = None if eta is None else finite("eta", eta, 0.0, 1.0)
     mask_dilate = non_negative("mask_dilate", mask_dilate)
     mask_blur = non_negative("mask_blur", mask_blur)
     strength = finite("strength", strength)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 __all__ = [
     "byte_level_clip_tokenizer",
+    "byte_level_t5_tokenizer",
+    "FAMILIES",
     "tiny_inpaint_pipeline",
     "save_tiny_inpaint_pipeline",
     "PIPELINE_SIZES",
@@ -80,14 +82,44 @@ def byte_level_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", **overrides):
-    """A random ``StableDiffusionInpaintPipeline`` with a 9-channel UNet, built in memory.
+FAMILIES = ("sd", "sdxl", "flux-fill")
+"""The model families with a tiny fixture (every family of :mod:`prefpaint_sdk.engines`)."""
+
+
+def byte_level_t5_tokenizer(model_max_length: int = 512):
+    """A T5 tokenizer (Unigram, built in memory by ``tokenizers`` through transformers' ``T5Tokenizer``) over
+    printable ASCII: ``<pad>`` = 0, ``</s>`` = 1, ``<unk>`` = 2, then the word-start mark and one piece per
+    character. Every character is a token."""
+    from transformers import T5Tokenizer
+
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)] + [(c, -2.0) for c in chars]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+
+
+def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", family: str = "sd", **overrides):
+    """A random inpainting pipeline of ``family``, built in memory from the real classes.
+
+    * ``"sd"``: ``StableDiffusionInpaintPipeline`` with a 9-channel UNet, a CLIP text encoder, DDIM.
+    * ``"sdxl"``: ``StableDiffusionXLInpaintPipeline``: 9-channel UNet with SDXL's text-time conditioning,
+      two CLIP text encoders (the second with projection), an Euler scheduler as the real model ships.
+    * ``"flux-fill"``: ``FluxFillPipeline``: ``FluxTransformer2DModel`` with guidance embedding, a CLIP text
+      encoder, a T5 encoder with :func:`byte_level_t5_tokenizer`, flow-matching Euler scheduler.
+
+    Every family's working size is 64 px at ``size="tiny"``.
 
     Args:
         seed: seeds the random weights, so the same seed gives the same model.
-        size: a key of :data:`PIPELINE_SIZES`.
-        overrides: replace entries of that size's shape (e.g. ``vae_channels=(32,) * 4`` for an 8x VAE).
+        size: a key of :data:`PIPELINE_SIZES` ("mid" only for ``"sd"``).
+        family: one of :data:`FAMILIES`.
+        overrides: replace entries of that size's shape (e.g. ``vae_channels=(32,) * 4`` for an 8x VAE; SD only).
     """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if family != "sd":
+        if size != "tiny" or overrides:
+            raise ValueError(f"the {family} fixture comes in size 'tiny' only, without overrides")
+        return _tiny_sdxl(seed) if family == "sdxl" else _tiny_flux_fill(seed)
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -144,13 +176,96 @@ def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", **overrides):
     return pipe
 
 
-def save_tiny_inpaint_pipeline(path: str | os.PathLike, seed: int = 0, size: str = "tiny") -> Path:
-    """Build :func:`tiny_inpaint_pipeline` and save it as a diffusers folder (safetensors); returns the path."""
+def _tiny_clip_text(seed: int, hidden: int, *, projection: bool = False):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        bos_token_id=514, eos_token_id=515, pad_token_id=515, hidden_size=hidden, projection_dim=hidden,
+        intermediate_size=2 * hidden, num_attention_heads=4, num_hidden_layers=2, vocab_size=516,
+        max_position_embeddings=77,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def _tiny_vae(seed: int, **kw):
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         layers_per_block=1, norm_num_groups=32, **kw)
+
+
+def _tiny_sdxl(seed: int):
+    """SDXL inpainting in miniature: the real model's structure (text-time conditioning without aesthetic
+    score, two text encoders whose hidden states are concatenated), 64 px working size."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    time_dim = 8
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=9, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * time_dim + 32,  # 6 time ids + the pooled text embedding
+        cross_attention_dim=64, norm_num_groups=32,
+    )
+    vae = _tiny_vae(seed + 1, sample_size=64)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=vae, text_encoder=_tiny_clip_text(seed + 2, 32), text_encoder_2=_tiny_clip_text(seed + 3, 32, projection=True),
+        tokenizer=byte_level_clip_tokenizer(), tokenizer_2=byte_level_clip_tokenizer(), unet=unet,
+        scheduler=scheduler, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _tiny_flux_fill(seed: int):
+    """FLUX.1 Fill in miniature: a 2x VAE with 4 latent channels, so the transformer sees packed latents (16),
+    masked-image latents (16) and the mask (4 * 2 * 2) = 48 channels; 64 px working size (the VAE's sample_size)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=48, out_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+        axes_dims_rope=(4, 4, 8),
+    )
+    vae = _tiny_vae(seed + 1, sample_size=64, latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
+                    shift_factor=0.0609, scaling_factor=1.5035)
+    torch.manual_seed(seed + 3)
+    tokenizer_2 = byte_level_t5_tokenizer()
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                 feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    pipe = FluxFillPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_image_seq_len=256,
+                                                  max_image_seq_len=4096, base_shift=0.5, max_shift=1.15),
+        vae=vae, text_encoder=_tiny_clip_text(seed + 2, 32), tokenizer=byte_level_clip_tokenizer(),
+        text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_tiny_inpaint_pipeline(path: str | os.PathLike, seed: int = 0, size: str = "tiny", family: str = "sd") -> Path:
+    """Build :func:`tiny_inpaint_pipeline` of ``family`` and save it as a diffusers folder (safetensors);
+    returns the path. It loads through the same ``from_pretrained`` path as real weights."""
     from .devices import quiet_loading
 
     path = Path(path)
     with quiet_loading():
-        tiny_inpaint_pipeline(seed=seed, size=size).save_pretrained(path, safe_serialization=True)
+        tiny_inpaint_pipeline(seed=seed, size=size, family=family).save_pretrained(path, safe_serialization=True)
     return path
 
 

@@ -84,6 +84,23 @@ def tiny_inpainter(tiny_pipeline_dir):
     return Inpainter.from_pretrained(tiny_pipeline_dir, device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory, tiny_pipeline_dir):
+    """``tiny_family_dir(family)``: a tiny random pipeline folder of that family ("sd", "sdxl", "flux-fill"),
+    saved once per session with ``save_pretrained`` (the "sd" one is ``tiny_pipeline_dir``)."""
+    from prefpaint_sdk.testing import save_tiny_inpaint_pipeline
+
+    folders = {"sd": tiny_pipeline_dir}
+
+    def get(family: str):
+        if family not in folders:
+            folders[family] = save_tiny_inpaint_pipeline(tmp_path_factory.mktemp("models") / f"tiny-{family}",
+                                                         seed=0, family=family)
+        return folders[family]
+
+    return get
+
+
 def in_ci() -> bool:
     """CI sets ``CI=true`` (``.ci/run`` does when it is unset); there nothing that a test needs may be missing."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

@@ -160,11 +160,12 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 def check_run_options(*, window: int | None = None, feather: int | None = None, prefill: str = "replicate",
                       seam_pass: bool = False, seam_strength: float = 0.3, strength: float = 1.0,
-                      num_candidates: int = 1, steps: int = 50, seed: int | None = None) -> dict[str, Any]:
+                      num_candidates: int = 1, steps: int | None = None, seed: int | None = None) -> dict[str, Any]:
     """Validate :func:`extend`'s run options without a model, so a CLI can fail before loading one.
 
     Args:
-        as :func:`extend`; ``window=None`` stands for the model's size (512 assumed for the checks).
+        as :func:`extend`; ``window=None`` stands for the model's size (512 assumed for the checks);
+        ``steps=None`` for the model family's default (checked once the model is known).
 
     Returns:
         The options after defaults: ``window``, ``feather`` (``max(1, window // 32)`` when ``None``),
@@ -178,16 +179,18 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
     if prefill not in PREFILL_MODES:
         raise InvalidInputError(f"prefill must be one of {', '.join(PREFILL_MODES)}; got '{prefill}'")
     num_candidates = _check_int("num_candidates", num_candidates, 1)
-    steps = _check_int("steps", steps, 1)
+    steps = None if steps is None else _check_int("steps", steps, 1)
     if not 0.0 < float(strength) <= 1.0:
         raise InvalidInputError(f"strength must lie in (0, 1], got {strength}")
+    if steps is None:
+        pass  # the family's default steps: checked by extend() once the model is known
     # diffusers runs int(steps * strength) denoising steps and refuses zero.
-    if int(steps * float(strength)) < 1:
+    elif int(steps * float(strength)) < 1:
         raise InvalidInputError(f"steps={steps} at strength={strength:g} leaves no denoising step; raise --steps to at least {math.ceil(1 / float(strength))}")
     if seam_pass:
         if not 0.0 < float(seam_strength) < 1.0:
             raise InvalidInputError(f"seam_strength must lie in (0, 1) (a low-strength re-render), got {seam_strength}")
-        if int(steps * float(seam_strength)) < 1:
+        if steps is not None and int(steps * float(seam_strength)) < 1:
             raise InvalidInputError(
                 f"steps={steps} at seam_strength={seam_strength:g} leaves the seam pass no denoising step; "
                 f"raise --steps to at least {math.ceil(1 / float(seam_strength))} or --seam-strength"
@@ -220,9 +223,9 @@ def extend(
     prompt: str = "",
     negative_prompt: str = "",
     seed: int | None = None,
-    steps: int = 50,
-    guidance_scale: float = 7.5,
-    eta: float = 1.0,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    eta: float | None = None,
     strength: float = 1.0,
     max_size: int = DEFAULT_MAX_SIZE,
     progress: ProgressFn | None = None,
@@ -249,7 +252,8 @@ def extend(
         seam_pass: after each step, re-render a thin band across its seam at ``seam_strength``.
         seam_strength: denoising strength of the seam pass, in (0, 1).
         num_candidates: candidates per step; with a reward model on the inpainter the best is kept.
-        prompt / negative_prompt / steps / guidance_scale / eta: passed to the inpainter.
+        prompt / negative_prompt / steps / guidance_scale / eta: passed to the inpainter; ``None`` means the
+            model family's default (``inpainter.defaults``; SD's 50 / 7.5 / 1.0 for an inpainter without them).
         seed: base seed; step ``i`` uses ``derive_seed(seed, i)``. Drawn at random (and recorded) if ``None``.
         strength: denoising strength of the steps; below 1 the prefill shapes the result.
         max_size: largest canvas side accepted, px.
@@ -268,6 +272,10 @@ def extend(
     img = load_image(image)
     if window is None:
         window = int(getattr(inpainter, "resolution", 512))
+    defaults = getattr(inpainter, "defaults", None) or dict(steps=50, guidance_scale=7.5, eta=1.0)
+    steps = defaults["steps"] if steps is None else steps
+    guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+    eta = defaults["eta"] if eta is None else eta
     opts = check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
                              seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
                              steps=steps, seed=seed)

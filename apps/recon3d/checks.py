@@ -47,12 +47,14 @@ def check_config(cfg: Recon3DConfig, n_views: int | None = None) -> None:
     """
     views = at_least("views", cfg.views)
     n = at_least("num_candidates", cfg.num_candidates)
-    at_least("steps", cfg.steps)
+    if cfg.steps is not None:
+        at_least("steps", cfg.steps)
     at_least("sources_per_view", cfg.sources_per_view)
     at_least("mask_dilate", cfg.mask_dilate, minimum=0)
     if cfg.max_frames is not None:
         at_least("max_frames", cfg.max_frames)
-    finite("guidance_scale", cfg.guidance_scale)
+    if cfg.guidance_scale is not None:
+        finite("guidance_scale", cfg.guidance_scale)
     finite("spread", cfg.spread, lo=0.0)
     finite("flythrough_fps", cfg.flythrough_fps, lo=0.1, hi=120.0)
     fov = finite("fov", cfg.fov)

@@ -56,8 +56,8 @@ class Recon3DConfig:
     depth_trunc: float | None = field(default=None, metadata={"help": "ignore depth beyond this (m); default 1.05 x 99th percentile"})
     num_candidates: int = field(default=1, metadata={"help": "inpaint candidates per view (best-of-N with a reward model)"})
     seed: int = field(default=0, metadata={"help": "base seed; view i uses seed + i"})
-    steps: int = field(default=50, metadata={"help": "diffusion steps"})
-    guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance"})
+    steps: int | None = field(default=None, metadata={"help": "diffusion steps; default the model family's"})
+    guidance_scale: float | None = field(default=None, metadata={"help": "guidance scale; default the model family's"})
     prompt: str = field(default="", metadata={"help": "inpainting prompt (the paper uses none)"})
     max_frames: int | None = field(default=None, metadata={"help": "use at most this many input frames, evenly spaced"})
     fov: float = field(default=60.0, metadata={"help": "horizontal field of view (deg) for a single image"})
@@ -271,8 +271,8 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
             "fusion": {"voxel_size_m": voxel, "sdf_trunc_m": fused.sdf_trunc, "depth_trunc_m": depth_trunc, "backend": fused.backend,
                        "views_fused": fused.views, **fused.stats},
             "inpainting": {"model": getattr(inpainter, "model_id", None), "reward_model": reward_model,
-                           "num_candidates": cfg.num_candidates, "steps": cfg.steps, "seed": cfg.seed,
-                           "guidance_scale": cfg.guidance_scale, "prompt": cfg.prompt},
+                           "num_candidates": cfg.num_candidates, "seed": cfg.seed, "prompt": cfg.prompt,
+                           **_sampling(inpainter, cfg)},
             "depth_fill": {"model": getattr(est, "model_id", None if est is None else type(est).__name__),
                            "kind": getattr(est, "kind", None)},
             "views": [asdict(r) for r in records],
@@ -363,3 +363,11 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _sampling(inpainter, cfg: Recon3DConfig) -> dict:
+    """The steps and guidance the views were inpainted with: the config's, else the model family's defaults."""
+    defaults = getattr(inpainter, "defaults", None) or {}
+    steps = cfg.steps if cfg.steps is not None else defaults.get("steps")
+    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else defaults.get("guidance_scale")
+    return {"steps": steps, "guidance_scale": guidance}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..engines.sd import SDInpaintEngine
 from ..errors import ConfigError
 from ..files import atomic_dir
 
@@ -89,7 +90,7 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
     if not getattr(unet, "peft_config", None):
         raise ConfigError("this model was fine-tuned without LoRA (finetune='full'); export the merged pipeline instead")
     if pipeline_cls is None:
-        from diffusers import StableDiffusionInpaintPipeline as pipeline_cls
+        pipeline_cls = SDInpaintEngine.pipeline_class()
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
@@ -122,19 +123,18 @@ def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *, vae=None, text_encoder=None,
-                  unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
+                  text_encoder_2=None, unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``.
 
     Args:
         dtype: the exported UNet's dtype (the base model's).
-        vae / text_encoder: the frozen components to save (default: the pipeline's). Pass the base model's
+        vae / text_encoder / text_encoder_2: the frozen components to save (default: the pipeline's; the second
+            text encoder is SDXL's). Pass the base model's
             untouched modules when the pipeline's were cast to half precision for training, so the export
             does not hold rounded copies.
         unet_base_state: for LoRA, the UNet's base weights before any cast; the LoRA deltas are added to
             them (see :func:`lora_merged_state`) instead of being fused into cast weights.
     """
-    from diffusers import StableDiffusionInpaintPipeline
-
     merged = copy.deepcopy(unet).to("cpu")
     if getattr(merged, "peft_config", None):
         if unet_base_state is not None:
@@ -149,11 +149,19 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *,
             merged.fuse_lora()
             merged.unload_lora()
     merged = merged.to(dtype)
-    out = StableDiffusionInpaintPipeline(
-        vae=vae if vae is not None else pipe.vae, text_encoder=text_encoder if text_encoder is not None else pipe.text_encoder,
-        tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    vae = vae if vae is not None else pipe.vae
+    text_encoder = text_encoder if text_encoder is not None else pipe.text_encoder
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        # SDXL: the same pipeline class and configuration, with the trained UNet and the frozen parts.
+        parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, "unet": merged,
+                 "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}
+        out = type(pipe)(**parts, requires_aesthetics_score=pipe.config.requires_aesthetics_score,
+                         force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+    else:
+        out = SDInpaintEngine.pipeline_class()(
+            vae=vae, text_encoder=text_encoder, tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)

@@ -12,7 +12,7 @@ import torch
 from .data import AlignItem
 from .evaluation import paste_back
 from .rewards import RewardBatch
-from .rollouts import Rollout, cat_rollouts, encode_conditions, encode_prompts, rollout
+from .rollouts import Rollout, cat_rollouts, encode_conditions, encode_prompts
 from .seeding import derive_seed
 
 __all__ = ["prompt_embeds", "items_for_iteration", "sample", "score"]
@@ -23,7 +23,7 @@ def prompt_embeds(self, n: int):  # noqa: ANN001 - self is the Aligner
     if n not in self._prompt_cache:
         cfg = self.config
         self._prompt_cache[n] = encode_prompts(self.pipe, cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
-                                               self.accelerator.device)
+                                               self.accelerator.device, size=(self.resolution, self.resolution))
     return self._prompt_cache[n]
 
 
@@ -57,9 +57,10 @@ def sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int
         gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds[s:s + cfg.rollout_batch_size]]
         pos, neg = prompt_embeds(self, len(gi))
         with acc.autocast():
-            chunks.append(rollout(self.pipe, cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
-                                  guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
-                                  unet=self.raw_unet, reduction=cfg.logprob_reduction))
+            chunks.append(self.engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
+                                              guidance_scale=cfg.guidance_scale, prompt_embeds=pos,
+                                              negative_embeds=neg, unet=self.raw_unet,
+                                              reduction=cfg.logprob_reduction))
     ro = cat_rollouts(chunks)
     init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)
     mask = (cond.mask_pixels >= 0.5).to(ro.images.device)

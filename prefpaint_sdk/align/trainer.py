@@ -61,7 +61,8 @@ class Aligner:
     """RL alignment of an inpainting pipeline to any reward, with trust weights (see the module docstring).
 
     Args:
-        pipeline: a diffusers ``StableDiffusionInpaintPipeline`` (fp32 weights; it is modified in place).
+        pipeline: a diffusers inpainting pipeline of an alignable family (today SD inpainting,
+            ``StableDiffusionInpaintPipeline``), or its engine; fp32 weights; it is modified in place.
         reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
             callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
         config: an :class:`AlignConfig` (validated here).
@@ -97,11 +98,16 @@ class Aligner:
         self.config = cfg = config.validate(acc.num_processes)
         self.model_id = model_id
         self.progress = progress
-        self.pipe = pipeline
+        from ..engines import engine_for_pipeline
+
+        self.engine = engine = engine_for_pipeline(pipeline)
+        if not engine.alignable:
+            raise engine.not_alignable()
+        self.pipe = pipeline = engine.pipeline
         pipeline.set_progress_bar_config(disable=True)
         if pipeline.unet.config.in_channels != 9:
             raise ConfigError(f"model '{model_id}' has a {pipeline.unet.config.in_channels}-channel UNet; alignment needs a 9-channel inpainting UNet")
-        self.resolution = cfg.resolution or int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
+        self.resolution = cfg.resolution or engine.resolution
         self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
 
@@ -124,12 +130,14 @@ class Aligner:
         wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         # The merged export keeps the base model's dtype for what was not trained: remember the base weights
         # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
-        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in ("vae", "text_encoder", "unet")}
-        cast = ["vae", "text_encoder"] + (["unet"] if cfg.finetune == "lora" else [])
+        # The frozen parts: the VAE and the text encoder(s) (SDXL has two).
+        self._frozen = [n for n in ("vae", "text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
+        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in (*self._frozen, "unet")}
+        cast = self._frozen + (["unet"] if cfg.finetune == "lora" else [])
         self._base_states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
                              for n in cast if self._base_dtypes[n] != wdtype}
-        pipeline.vae.requires_grad_(False).to(acc.device, dtype=wdtype)
-        pipeline.text_encoder.requires_grad_(False).to(acc.device, dtype=wdtype)
+        for name in self._frozen:
+            getattr(pipeline, name).requires_grad_(False).to(acc.device, dtype=wdtype)
         unet = pipeline.unet
         if cfg.finetune == "lora":
             unet.to(acc.device, dtype=wdtype)
@@ -161,19 +169,18 @@ class Aligner:
     @classmethod
     def from_pretrained(cls, model, reward, config: AlignConfig, data, output_dir, *, offline: bool | None = None,
                         revision: str | None = None, **kwargs) -> "Aligner":
-        """Load the pipeline to align from a hub id or folder (fp32, DDIM) and build an ``Aligner``.
+        """Load the pipeline to align from a hub id or folder (fp32, DDIM) through its family's engine and
+        build an ``Aligner``.
 
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable.
+            NotAlignableError: the model's family has no rollout yet (SDXL, FLUX Fill).
         """
         import json
-        import warnings
 
-        from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
-
-        from ..errors import InvalidInputError, ModelNotFoundError
+        from ..engines import engine_class, family_of_folder
+        from ..engines.sd import check_ddim_steps
         from ..hub import resolve_model
-        from ..inpainter import check_ddim_steps
         from ..state import check_pipeline_folder
 
         # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
@@ -181,22 +188,15 @@ class Aligner:
         if kwargs.get("eval_data") is not None:
             kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
         resolved = resolve_model(model, offline=offline, revision=revision)
-        if not (resolved.path / "model_index.json").is_file():
-            raise InvalidInputError(f"'{resolved.model_id}' has no model_index.json, so it is not a diffusers pipeline folder")
+        engine_cls = engine_class(family_of_folder(resolved.path, resolved.model_id))
+        if not engine_cls.alignable:
+            raise engine_cls.not_alignable()
         scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
         if scheduler_config.is_file():  # the rollout's DDIM steps (num_steps, --steps) must fit the scheduler
             check_ddim_steps(config.num_steps, json.loads(scheduler_config.read_text()))
         check_pipeline_folder(resolved.path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                pipe = StableDiffusionInpaintPipeline.from_pretrained(
-                    resolved.path, torch_dtype=torch.float32, safety_checker=None, feature_extractor=None,
-                    requires_safety_checker=False, use_safetensors=True)
-        except OSError as exc:
-            raise ModelNotFoundError(f"could not load '{resolved.model_id}' from '{resolved.path}': {exc}") from exc
-        if not isinstance(pipe.scheduler, DDIMScheduler):
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
+        pipe = engine_cls.load(resolved.path, device="cpu", dtype=torch.float32, model_id=resolved.model_id).pipeline
         from .rewards import BUILTIN_REWARDS
 
         if isinstance(reward, (str, os.PathLike)) and str(reward) not in BUILTIN_REWARDS:
@@ -382,7 +382,7 @@ class Aligner:
     # ------------------------------------------------------------------------------------------
     def export_lora(self, folder) -> Path:
         """Save the LoRA adapter for ``pipe.load_lora_weights(folder)`` (main process only)."""
-        return export_lora(self.raw_unet, folder)
+        return export_lora(self.raw_unet, folder, pipeline_cls=type(self.pipe))
 
     def export_merged(self, folder) -> Path:
         """Save a full pipeline with the trained UNet, loadable by ``Inpainter.from_pretrained(folder)``.
@@ -393,7 +393,7 @@ class Aligner:
         import copy
 
         frozen = {}
-        for name in ("vae", "text_encoder"):
+        for name in self._frozen:
             if name in self._base_states:
                 module = copy.deepcopy(getattr(self.pipe, name)).to("cpu", self._base_dtypes[name])
                 module.load_state_dict(self._base_states[name])

@@ -1,0 +1,92 @@
+"""Model families behind one protocol (:class:`~.base.Engine`): the only place that names a diffusers pipeline.
+
+* :mod:`.sd`: Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``), DDIM;
+* :mod:`.sdxl`: SDXL inpainting (``StableDiffusionXLInpaintPipeline``), DDIM;
+* :mod:`.flux_fill`: FLUX.1 Fill (``FluxFillPipeline``), flow matching;
+* :mod:`.ddim_rollout` / :mod:`.ddim_logprob`: the DDIM rollout with per-step log-probabilities (alignment).
+
+The family of a folder comes from its ``model_index.json`` ``_class_name``. To add a family, write one module
+with an :class:`~.base.Engine` subclass, list it in :data:`FAMILIES` and its pipeline class in
+:data:`PIPELINE_FAMILIES`, and add its tiny fixture to :func:`prefpaint_sdk.testing.save_tiny_inpaint_pipeline`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .base import OFFLOAD_MODES, Engine, NotAlignableError
+
+__all__ = ["Engine", "NotAlignableError", "OFFLOAD_MODES", "FAMILIES", "PIPELINE_FAMILIES", "engine_class",
+           "family_of_folder", "engine_for_pipeline", "load_engine"]
+
+FAMILIES = {
+    "sd": "sd:SDInpaintEngine",
+    "sdxl": "sdxl:SDXLInpaintEngine",
+    "flux-fill": "flux_fill:FluxFillEngine",
+}
+"""Family name -> ``module:class`` of its engine, in this package."""
+
+PIPELINE_FAMILIES = {
+    "StableDiffusionInpaintPipeline": "sd",
+    # An SD folder saved from the text-to-image class still loads as inpainting when its UNet has 9 channels
+    # (the SD engine checks); the toolkit has always accepted those.
+    "StableDiffusionPipeline": "sd",
+    "StableDiffusionXLInpaintPipeline": "sdxl",
+    "FluxFillPipeline": "flux-fill",
+}
+"""diffusers pipeline class name (``model_index.json``'s ``_class_name``) -> family."""
+
+
+def engine_class(family: str) -> type[Engine]:
+    """The engine class of a family name."""
+    if family not in FAMILIES:
+        raise InvalidInputError(f"unknown model family '{family}'; the families are {', '.join(FAMILIES)}")
+    module, name = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def family_of_folder(folder: str | os.PathLike, model_id: str | None = None) -> str:
+    """The family of a diffusers pipeline folder, from ``model_index.json``'s ``_class_name`` (no torch import).
+
+    Raises:
+        InvalidInputError: no ``model_index.json``, an unreadable one, or a pipeline class of no known family.
+    """
+    folder = Path(folder)
+    name = model_id or str(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise InvalidInputError(
+            f"'{name}' has no model_index.json, so it is not a diffusers pipeline folder; "
+            "save one with pipe.save_pretrained(folder)"
+        )
+    try:
+        cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"'{name}': model_index.json is not a readable JSON object ({exc})") from exc
+    if cls not in PIPELINE_FAMILIES:
+        known = ", ".join(f"{c} ({f})" for c, f in PIPELINE_FAMILIES.items())
+        raise InvalidInputError(f"'{name}' is a {cls!s} pipeline, which is no inpainting family the toolkit runs; "
+                                f"it runs {known}")
+    return PIPELINE_FAMILIES[cls]
+
+
+def engine_for_pipeline(pipeline) -> Engine:
+    """Wrap an already built diffusers pipeline in its family's engine (by its class, or a parent's)."""
+    if isinstance(pipeline, Engine):
+        return pipeline
+    for klass in type(pipeline).__mro__:
+        family = PIPELINE_FAMILIES.get(klass.__name__)
+        if family is not None:
+            return engine_class(family)(pipeline)
+    raise InvalidInputError(f"a {type(pipeline).__name__} is no inpainting pipeline of a known family; "
+                            f"the toolkit runs {', '.join(PIPELINE_FAMILIES)}")
+
+
+def load_engine(folder: str | os.PathLike, *, model_id: str | None = None, **options) -> Engine:
+    """Load a local pipeline folder with its family's engine; ``options`` go to :meth:`Engine.load`."""
+    family = family_of_folder(folder, model_id)
+    return engine_class(family).load(folder, model_id=model_id, **options)

@@ -1,0 +1,239 @@
+"""The engine protocol: what the toolkit needs from one family of diffusers inpainting models.
+
+An engine wraps one loaded diffusers pipeline and answers, for its family:
+
+* ``family``: the name users see (``"sd"``, ``"sdxl"``, ``"flux-fill"``) and the diffusers class it wraps;
+* :attr:`Engine.resolution`: the working size, read from the model's own config, and
+  :attr:`Engine.size_multiple`: what both sides of the model's input must be a multiple of;
+* defaults for steps, guidance and the scheduler, and which knobs the family has (``eta``, a negative prompt);
+* :meth:`Engine.load`: from a folder, with device, dtype and memory options (CPU offload, VAE tiling);
+* :meth:`Engine.sample`: one batched pipeline call with one generator per candidate;
+* :attr:`Engine.trainable_module` and :attr:`Engine.lora_targets` for alignment, and :meth:`Engine.rollout`
+  (trajectories with per-step log-probabilities) where the family can be aligned.
+
+Adding a family is one module here (a subclass of :class:`Engine` registered in
+:data:`prefpaint_sdk.engines.FAMILIES`) plus one tiny fixture in :mod:`prefpaint_sdk.testing`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from ..devices import quiet_loading, resolve_device, resolve_dtype
+from ..errors import InvalidInputError, ModelNotFoundError
+from ..validation import at_least, bad_value
+
+__all__ = ["Engine", "OFFLOAD_MODES", "NotAlignableError"]
+
+log = logging.getLogger(__name__)
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+"""CPU offload: ``none`` keeps the whole pipeline on the device; ``model`` moves each model there only while
+it runs (diffusers' ``enable_model_cpu_offload``); ``sequential`` moves each layer (``enable_sequential_cpu_offload``,
+slowest, least memory)."""
+
+StepFn = Callable[[], None]
+
+
+class NotAlignableError(InvalidInputError):
+    """The family has no RL rollout (yet): it can sample but not be aligned."""
+
+
+class Engine:
+    """One family of diffusers inpainting pipelines. Subclasses set the class attributes and, where the
+    family differs, override :meth:`_prepare`, :meth:`_call_kwargs` or :meth:`rollout`.
+
+    Attributes:
+        pipeline: the loaded diffusers pipeline.
+    """
+
+    family: ClassVar[str] = ""
+    pipeline_class_name: ClassVar[str] = ""
+    default_steps: ClassVar[int] = 50
+    default_guidance: ClassVar[float] = 7.5
+    default_eta: ClassVar[float | None] = None  # None: the family's sampler has no eta
+    has_negative_prompt: ClassVar[bool] = True
+    alignable: ClassVar[bool] = False  # whether the Aligner can train this family (it needs :meth:`rollout`)
+    trainable_module: ClassVar[str] = "unet"
+    lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    load_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.offload = "none"  # set by :meth:`load`
+        self._prepare()
+        pipeline.set_progress_bar_config(disable=True)
+
+    # --- loading -----------------------------------------------------------------------------------
+    @classmethod
+    def pipeline_class(cls):
+        """The diffusers pipeline class this family wraps (imported on first use)."""
+        import diffusers
+
+        return getattr(diffusers, cls.pipeline_class_name)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device="auto", dtype="auto", offload: str = "none", vae_tiling: bool = False,
+             model_id: str | None = None) -> "Engine":
+        """Load the pipeline from a local diffusers folder (safetensors only).
+
+        Args:
+            path: a folder with ``model_index.json``.
+            device / dtype: see :func:`~prefpaint_sdk.devices.resolve_device` and ``resolve_dtype``.
+            offload: one of :data:`OFFLOAD_MODES`; offloading needs an accelerator device.
+            vae_tiling: decode (and encode) in tiles, for large images on small GPUs.
+            model_id: the name used in error messages (default: the folder).
+
+        Raises:
+            InvalidInputError: a bad offload mode, offload on CPU, or a folder of another family.
+            ModelNotFoundError: the folder's weights cannot be loaded.
+        """
+        offload = check_offload(offload)
+        dev = resolve_device(device)
+        if offload != "none" and dev.type == "cpu":
+            raise bad_value("offload", f"offload '{offload}' moves models between CPU and an accelerator, but the "
+                                       "device is cpu; use --offload none (or a cuda device)")
+        dt = resolve_dtype(dtype, dev)
+        name = model_id or str(path)
+        try:
+            with warnings.catch_warnings(), quiet_loading():
+                # diffusers >= 0.42 renames torch_dtype to dtype; the old name still works everywhere.
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = cls.pipeline_class().from_pretrained(path, torch_dtype=dt, use_safetensors=True,
+                                                            **cls.load_kwargs)
+        except (OSError, EnvironmentError) as exc:
+            raise ModelNotFoundError(f"could not load '{name}' from '{path}': {exc}") from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"'{name}' is not a loadable {cls.family} inpainting pipeline: {exc}") from exc
+        engine = cls(pipe)
+        engine.check_model(name)
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=dev)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=dev)
+        else:
+            pipe.to(dev)
+        if vae_tiling:
+            pipe.vae.enable_tiling()
+        engine.offload = offload
+        return engine
+
+    def _prepare(self) -> None:
+        """Family-specific set-up after loading (e.g. the sampling scheduler)."""
+
+    def check_model(self, model_id: str) -> None:
+        """Raise ``InvalidInputError`` when the loaded weights are not an inpainting model of this family."""
+
+    # --- what the model is ---------------------------------------------------------------------------
+    @property
+    def model(self):
+        """The denoiser (``unet`` or ``transformer``): what alignment trains."""
+        return getattr(self.pipeline, self.trainable_module)
+
+    @property
+    def resolution(self) -> int:
+        """The working size in pixels, from the model's own config."""
+        raise NotImplementedError
+
+    @property
+    def size_multiple(self) -> int:
+        """Both sides of the model's input are multiples of this (8 for SD/SDXL, 16 for FLUX at real size)."""
+        return int(self.pipeline.vae_scale_factor)
+
+    @property
+    def device(self):
+        """Where the model computes (the accelerator when offloading)."""
+        if self.offload != "none":
+            return self.pipeline._execution_device
+        return self.model.device
+
+    @property
+    def dtype(self):
+        return self.model.dtype
+
+    @property
+    def max_steps(self) -> int:
+        """The most sampling steps the family's scheduler supports."""
+        return int(self.pipeline.scheduler.config.get("num_train_timesteps", 1000))
+
+    def check_steps(self, steps) -> int:
+        """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
+        steps = at_least("steps", steps, 1)
+        if steps > self.max_steps:
+            raise bad_value("steps", f"steps must be ≤ {self.max_steps} for this model's scheduler, got {steps}")
+        return steps
+
+    def describe(self) -> dict[str, Any]:
+        """The facts a sidecar records about the engine."""
+        return dict(family=self.family, resolution=self.resolution, scheduler=type(self.pipeline.scheduler).__name__)
+
+    # --- sampling ------------------------------------------------------------------------------------
+    def check_knobs(self, *, negative_prompt: str, eta: float | None) -> None:
+        """Refuse a knob the family lacks, naming it, before anything is loaded or sampled."""
+        if negative_prompt and not self.has_negative_prompt:
+            raise bad_value("negative_prompt", f"the {self.family} family takes no negative prompt; leave it empty")
+        if eta is not None and self.default_eta is None:
+            raise bad_value("eta", f"the {self.family} family's sampler has no eta; leave it unset")
+
+    def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
+        """The guidance the pipeline is called with. With classifier-free guidance, equal prompts make the
+        guided and unguided predictions identical, so guidance is skipped (1.0, half the cost)."""
+        return guidance_scale if prompt != negative_prompt else 1.0
+
+    def sample(self, image, mask, *, prompt: str, negative_prompt: str, generators: list, steps: int,
+               guidance_scale: float, eta: float | None, strength: float, width: int, height: int,
+               on_step: StepFn | None = None) -> list:
+        """One batched pipeline call: candidate k uses ``generators[k]``; returns PIL images at (width, height).
+
+        One generator and one copy of each input per candidate: the pipeline then draws every candidate's
+        noise from its own generator, in the same order a single call does, so candidate k equals a lone
+        call with that generator.
+        """
+        import torch
+
+        n = len(generators)
+        cfg = self.guidance_used(guidance_scale, prompt, negative_prompt)
+
+        def callback(pipe, i, t, kwargs):
+            if on_step is not None:
+                on_step()
+            return kwargs
+
+        kwargs = self._call_kwargs(prompt=prompt, negative_prompt=negative_prompt, n=n, guidance=cfg, eta=eta)
+        with torch.inference_mode():
+            out = self.pipeline(
+                image=[image] * n, mask_image=[mask] * n, height=height, width=width, num_inference_steps=steps,
+                strength=strength, generator=list(generators), output_type="pil", callback_on_step_end=callback,
+                **kwargs,
+            )
+        return list(out.images)
+
+    def _call_kwargs(self, *, prompt: str, negative_prompt: str, n: int, guidance: float, eta) -> dict[str, Any]:
+        """The family's text and guidance arguments of the pipeline call."""
+        kw = dict(prompt=[prompt] * n, guidance_scale=guidance)
+        if self.has_negative_prompt:
+            kw["negative_prompt"] = [negative_prompt] * n if guidance > 1 else None
+        if self.default_eta is not None:
+            kw["eta"] = self.default_eta if eta is None else eta
+        return kw
+
+    # --- alignment -----------------------------------------------------------------------------------
+    def rollout(self, conditions, groups, generators, **kwargs):
+        """Trajectories with per-step log-probabilities for RL (see :mod:`.ddim_rollout`)."""
+        raise self.not_alignable()
+
+    @classmethod
+    def not_alignable(cls) -> NotAlignableError:
+        return NotAlignableError(
+            f"the {cls.family} family cannot be aligned yet: it has no rollout with per-step log-probabilities; "
+            "sample and score it (best-of-N, eval) instead"
+        )
+
+
+def check_offload(offload: str) -> str:
+    if offload not in OFFLOAD_MODES:
+        raise bad_value("offload", f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
+    return offload

@@ -1,0 +1,53 @@
+"""FLUX.1 Fill (``FluxFillPipeline``: ``FluxTransformer2DModel``, CLIP + T5 text encoders), flow matching.
+
+Its own ``FlowMatchEulerDiscreteScheduler`` is kept. ``guidance_scale`` is FLUX's distilled guidance (an
+input of the transformer, about 30 for Fill), not classifier-free guidance: there is no negative prompt
+and no ``eta``, and guidance is never skipped. The working size is the VAE's ``sample_size`` (1024 for the
+real model); both sides must be multiples of ``2 * vae_scale_factor`` (16), since latents are packed in 2x2
+patches.
+
+Alignment: FLUX has no DDIM step, so there is no rollout with log-probabilities yet; :meth:`rollout` says so.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import InvalidInputError
+from .base import Engine
+
+__all__ = ["FluxFillEngine"]
+
+
+class FluxFillEngine(Engine):
+    family = "flux-fill"
+    pipeline_class_name = "FluxFillPipeline"
+    default_steps = 50
+    default_guidance = 30.0
+    default_eta: ClassVar[float | None] = None
+    has_negative_prompt = False
+    trainable_module = "transformer"
+    lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
+                                               "add_v_proj", "to_add_out")
+
+    def check_model(self, model_id: str) -> None:
+        # Fill's transformer sees packed latents (C*4) + masked-image latents (C*4) + mask (64 per latent patch).
+        cfg = self.pipeline.transformer.config
+        c = int(self.pipeline.vae.config.latent_channels)
+        expected = c * 4 * 2 + 4 * int(self.pipeline.vae_scale_factor) ** 2
+        if int(cfg.in_channels) != expected:
+            raise InvalidInputError(
+                f"model '{model_id}' has a transformer with {cfg.in_channels} input channels; a FLUX Fill model has "
+                f"{expected} (packed latents, masked-image latents and mask). Use a Fill checkpoint"
+            )
+
+    @property
+    def resolution(self) -> int:
+        return int(self.pipeline.vae.config.sample_size)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 * int(self.pipeline.vae_scale_factor)
+
+    def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
+        return guidance_scale  # distilled guidance: an input of the model, not a second pass

@@ -1,0 +1,111 @@
+"""Inpainting pipelines of every family built and saved by plain diffusers/transformers/tokenizers code.
+
+Nothing here imports ``prefpaint_sdk``: this is how a user (or the model's authors) would write a folder, so
+loading it proves the toolkit reads folders it did not write. Shapes differ from ``prefpaint_sdk.testing``'s
+fixtures on purpose (other VAE depth, other text widths, a T5 tokenizer built directly with ``tokenizers``).
+
+Run as a script: ``python tests/_plain_diffusers_pipelines.py FAMILY FOLDER``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+
+def _clip_tokenizer():
+    from transformers import CLIPTokenizer
+
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _clip_text(hidden, projection=False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    n = len(_clip_tokenizer())
+    cfg = CLIPTextConfig(bos_token_id=n - 2, eos_token_id=n - 1, pad_token_id=n - 1, hidden_size=hidden,
+                         projection_dim=hidden, intermediate_size=37, num_attention_heads=2, num_hidden_layers=1,
+                         vocab_size=n, max_position_embeddings=77)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
+
+
+def _t5_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    pieces += [(chr(c), -3.0) for c in range(33, 127)]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                           extra_ids=0, model_max_length=512)
+
+
+def build(family: str):
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FluxFillPipeline,
+        FluxTransformer2DModel,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionXLInpaintPipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(42)
+    if family == "flux-fill":
+        from transformers import T5Config, T5EncoderModel
+
+        vae = AutoencoderKL(block_out_channels=(32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                            up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=2, norm_num_groups=8,
+                            sample_size=48, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1,
+                            scaling_factor=1.2)
+        # 4x VAE, 2 latent channels: packed latents 8 + masked latents 8 + mask 4 * 4 * 4 = 80 input channels.
+        transformer = FluxTransformer2DModel(patch_size=1, in_channels=80, out_channels=8, num_layers=1,
+                                             num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+                                             joint_attention_dim=16, pooled_projection_dim=24, guidance_embeds=True,
+                                             axes_dims_rope=(2, 2, 4))
+        tok2 = _t5_tokenizer()
+        t5 = T5EncoderModel(T5Config(vocab_size=len(tok2), d_model=16, d_kv=4, d_ff=24, num_layers=1, num_heads=2))
+        return FluxFillPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=_clip_text(24),
+                                tokenizer=_clip_tokenizer(), text_encoder_2=t5, tokenizer_2=tok2,
+                                transformer=transformer)
+    vae = AutoencoderKL(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8)
+    common = dict(block_out_channels=(32, 32), layers_per_block=1, sample_size=12, in_channels=9, out_channels=4,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), norm_num_groups=8,
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=4)
+    if family == "sd":
+        unet = UNet2DConditionModel(cross_attention_dim=24, **common)
+        return StableDiffusionInpaintPipeline(vae=vae, text_encoder=_clip_text(24), tokenizer=_clip_tokenizer(),
+                                              unet=unet, scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1),
+                                              safety_checker=None, feature_extractor=None,
+                                              requires_safety_checker=False)
+    if family == "sdxl":
+        unet = UNet2DConditionModel(cross_attention_dim=40, addition_embed_type="text_time",
+                                    addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + 24,
+                                    **common)
+        return StableDiffusionXLInpaintPipeline(vae=vae, text_encoder=_clip_text(16), tokenizer=_clip_tokenizer(),
+                                                text_encoder_2=_clip_text(24, projection=True),
+                                                tokenizer_2=_clip_tokenizer(), unet=unet,
+                                                scheduler=EulerDiscreteScheduler(steps_offset=1))
+    raise ValueError(family)
+
+
+def save(family: str, folder: str) -> str:
+    build(family).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+if __name__ == "__main__":
+    save(sys.argv[1], sys.argv[2])
