@@ -36,6 +36,7 @@ __all__ = [
     "refuse_pickle_folder",
     "refuse_pickle_pipeline",
     "check_pipeline_folder",
+    "find_run",
     "state_errors",
     "json_safe",
     "write_json_state",
@@ -292,4 +293,29 @@ def check_pipeline_folder(folder: str | os.PathLike) -> None:
     for name in PIPELINE_WEIGHT_FOLDERS:
         for weights in sorted((root / name).glob("*.safetensors")) if (root / name).is_dir() else ():
             check_tensor_file(weights, what=f"{name} weights", fix=fix)
+
+
+def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, resume: bool = False,
+             overwrite: bool = False) -> list[str]:
+    """The one rule for a training run's output folder: which of ``run_files`` an earlier run left in ``out``.
+
+    Cheap and model-free, so trainers call it before loading anything.
+
+    Raises:
+        OutputExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` is given.
+        InvalidInputError: ``out`` is a file, or both ``resume`` and ``overwrite`` are given.
+    """
+    from .errors import InvalidInputError, OutputExistsError
+
+    out = Path(out)
+    if resume and overwrite:
+        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output '{out}' is a file; pass a folder for the {what}")
+    found = [name for name in run_files if (out / name).exists()]
+    if found and not (resume or overwrite):
+        raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)}); "
+                                "pass resume=True (--resume) to continue it, overwrite=True to replace it, or choose a "
+                                "new output folder")
+    return found
 

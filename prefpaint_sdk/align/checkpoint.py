@@ -181,17 +181,10 @@ def check_run_folder(output_dir: str | os.PathLike, *, resume: bool = False, ove
         OutputExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` is given.
         InvalidInputError: ``output_dir`` is a file, or both ``resume`` and ``overwrite`` are given.
     """
-    from ..errors import InvalidInputError, OutputExistsError
+    from ..state import find_run
 
     out = Path(output_dir)
-    if resume and overwrite:
-        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output '{out}' is a file; pass a folder for the alignment run")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not (resume or overwrite):
-        raise OutputExistsError(f"'{out}' already holds an alignment run ({', '.join(found)}); pass resume=True (--resume) "
-                                "to continue it, overwrite=True to replace it, or choose a new output folder")
+    found = find_run(out, RUN_FILES, "alignment run", resume=resume, overwrite=overwrite)
     if resume:
         check_checkpoint(out / "checkpoints")
     return found

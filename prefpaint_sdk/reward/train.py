@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError, ModelNotFoundError, OutputExistsError
+from ..errors import ConfigError, DataError, ModelNotFoundError
 from ..files import atomic_dir, atomic_write_json
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from ..state import json_safe, read_json, read_tensors, state_errors, write_json_state
@@ -240,21 +240,14 @@ def check_reward_run_folder(out: str | os.PathLike, *, resume: bool = False, ove
         OutputExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` is given.
         InvalidInputError: ``out`` is a file, or both ``resume`` and ``overwrite`` are given.
     """
-    from ..errors import InvalidInputError
+    from ..state import find_run
 
     out = Path(out)
-    if resume and overwrite:
-        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output '{out}' is a file; pass a folder for the training run")
-    found = [name for name in _RUN_FILES if (out / name).exists()]
+    found = find_run(out, _RUN_FILES, "training run", resume=resume, overwrite=overwrite)
     if not found:
         return []
     if resume:
         return _checkpoints(out)
-    if not overwrite:
-        raise OutputExistsError(f"'{out}' already holds a training run ({', '.join(found)}); pass resume=True (--resume) to "
-                                "continue it, overwrite=True to replace it, or choose a new output folder")
     for name in found:  # every process may get here (before the process group forms): tolerate the others
         p = out / name
         if p.is_dir():
