@@ -11,12 +11,10 @@ import time
 import numpy as np
 import pytest
 from _serve_helpers import Gate, make_image, png, served_inpainter, square_hole
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from prefpaint_sdk.testing import write_png_bomb
-
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
 
 H, W = 48, 40
 
