@@ -37,7 +37,7 @@ from prefpaint_sdk import (
 
 from .forms import ApiError, Form, api_text, read_form, sniff_image
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
-from .work import family_of, inpaint_job, model_facts, score_job
+from .work import encode_images, family_of, inpaint_job, model_facts, score_job
 
 __all__ = ["create_app", "DEFAULT_SERVE_MAX_PIXELS", "MAX_N"]
 
@@ -253,7 +253,14 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         queue.forget(job)
         if job.state != DONE:
             raise job_error(job)
+        await ready(job)
         return job.result
+
+    async def ready(job: Job) -> None:
+        """A finished job's images as PNG text, encoded in the threadpool: not on the queue's one worker thread,
+        where encoding would add to every job (benchmarks/bench_serve.py)."""
+        if job.state == DONE and isinstance(job.result, dict):
+            await run_in_threadpool(encode_images, job.result)
 
     def wants_wait(request) -> bool:
         raw = request.query_params.get("wait", "true").strip().lower()
@@ -443,7 +450,9 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     @app.get("/v1/jobs/{job_id}")
     async def job_status(job_id: str, request: Request):
         auth(request)
-        return job_view(find(job_id))
+        job = find(job_id)
+        await ready(job)
+        return job_view(job)
 
     @app.delete("/v1/jobs/{job_id}")
     async def job_cancel(job_id: str, request: Request):
@@ -460,6 +469,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         async def stream():
             last = None
             while True:
+                await ready(job)
                 view = job_view(job)
                 mark = (view["status"], view.get("position"), view.get("step"))
                 if mark != last:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["b64_png", "chosen_index", "inpaint_job", "model_facts", "score_job", "trust_of"]
+__all__ = ["b64_png", "chosen_index", "encode_images", "inpaint_job", "model_facts", "score_job", "trust_of"]
 
 
 def b64_png(image) -> str:
@@ -25,6 +25,14 @@ def b64_png(image) -> str:
     # (level 6, Pillow's default, took a quarter of a tiny-model job: benchmarks/bench_serve.py).
     image.save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def encode_images(facts: dict[str, Any]) -> dict[str, Any]:
+    """A finished inpaint job's facts with its images as base64 PNG text (idempotent: encoded ones stay)."""
+    images = facts.get("images")
+    if images and not all(isinstance(im, str) for im in images):
+        facts["images"] = [im if isinstance(im, str) else b64_png(im) for im in images]
+    return facts
 
 
 def trust_of(reward_model, bounds: list[float] | None) -> list[float] | None:
@@ -82,7 +90,8 @@ def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: s
     facts = result.to_dict()
     facts["params"] = dict(facts.get("params", {}), select=select)
     facts.update(
-        id=job.id, created=int(job.created), images=[b64_png(c) for c in result.candidates], trust=trust,
+        # PIL images here; the request's handler encodes them (encode_images) so the worker can start the next job
+        id=job.id, created=int(job.created), images=list(result.candidates), trust=trust,
         chosen=chosen, best_index=chosen, seed=result.seeds[chosen], model=model_facts(inpainter, reward_model),
     )
     timings = dict(facts.get("timings") or {})
