@@ -111,7 +111,10 @@ def test_seed_is_drawn_and_reported(tiny_inpainter):
     out = tiny_inpainter(img, hole, steps=2, num_candidates=2)
     assert out.seeds == [out.seed, out.seed + 1] and out.params["seed"] == out.seed
     again = tiny_inpainter(img, hole, steps=2, seed=out.seed)
-    assert np.array_equal(np.asarray(again.image), np.asarray(out.image))
+    # a batch of 2 against a batch of 1: float rounding may move a pixel by one level (as in the test above);
+    # the drawn seed is random, so an exact comparison failed for about one seed in a few hundred
+    d = np.abs(np.asarray(again.image).astype(int) - np.asarray(out.image).astype(int))
+    assert d.max() <= 1
 
 
 @pytest.mark.parametrize(
