@@ -161,21 +161,11 @@ def read_tensors(path: str | os.PathLike, *, what: str, fix: str, keys: Iterable
     from safetensors.torch import load_file
 
     p = Path(path)
-    if not p.is_file():
-        raise corrupt(p, what, "is missing" if not p.exists() else "is not a file", fix)
-    if p.stat().st_size == 0:
-        raise corrupt(p, what, "is empty", fix)
-    if is_pickle_file(p):
-        raise PickleRefusedError.for_file(p, what)
+    check_tensor_file(p, what=what, fix=fix, keys=keys)  # existence, pickles, header, names: one set of checks
     try:
         tensors = load_file(str(p), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise corrupt(p, what, f"is truncated or not a safetensors file ({first})", fix) from None
-    missing = sorted(set(keys or ()) - set(tensors))
-    if missing:
-        shown = ", ".join(f"'{k}'" for k in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise corrupt(p, what, f"lacks the tensor(s) {shown}", fix)
+        raise corrupt(p, what, f"is truncated or not a safetensors file ({_first_line(exc)})", fix) from None
     if finite:
         check_finite(tensors, p, what)
     return tensors
@@ -199,12 +189,16 @@ def check_tensor_file(path: str | os.PathLike, *, what: str, fix: str, keys: Ite
         with safe_open(str(p), "pt") as fh:
             names = list(fh.keys())
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise corrupt(p, what, f"is truncated or not a safetensors file ({first})", fix) from None
+        raise corrupt(p, what, f"is truncated or not a safetensors file ({_first_line(exc)})", fix) from None
     missing = sorted(set(keys or ()) - set(names))
     if missing:
-        raise corrupt(p, what, f"lacks the tensor(s) {', '.join(repr(k) for k in missing[:3])}", fix)
+        shown = ", ".join(f"'{k}'" for k in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise corrupt(p, what, f"lacks the tensor(s) {shown}", fix)
     return names
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
 
 
 def check_finite(tensors: Mapping[str, Any], path: str | os.PathLike, what: str) -> None:
