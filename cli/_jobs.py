@@ -7,6 +7,8 @@ processes; rank 0 shows the one progress bar and the summary, the other ranks st
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,20 +32,28 @@ def check_manifest_mode(manifest: Path | None, image: Path | None, mask: Path | 
     return True
 
 
-def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False) -> None:
-    """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report and set the exit code."""
+def quiet_rank(quiet: bool) -> bool:
+    """Only rank 0 shows progress and messages when launched on several processes."""
+    return quiet or int(os.environ.get("RANK", "0") or 0) != 0
+
+
+@contextmanager
+def job_context(cpu: bool = False) -> Iterator[Any]:
+    """This process's :class:`~prefpaint_sdk.jobs.JobContext`, left cleanly at the end (or on an error)."""
     from prefpaint_sdk.jobs import JobContext
 
-    rank_quiet = quiet or int(os.environ.get("RANK", "0") or 0) != 0
-    ctx = None
+    ctx = JobContext.detect(cpu=cpu)
     try:
-        with progress(rank_quiet) as bar:
-            task = bar.add_task(what, total=None)
-            ctx = JobContext.detect(cpu=cpu)
-            summary = job(progress=lambda done, total: bar.update(task, completed=done, total=total), ctx=ctx)
+        yield ctx
     finally:
-        if ctx is not None:
-            ctx.close()
+        ctx.close()
+
+
+def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False) -> None:
+    """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report and set the exit code."""
+    with progress(quiet_rank(quiet)) as bar, job_context(cpu) as ctx:
+        task = bar.add_task(what, total=None)
+        summary = job(progress=lambda done, total: bar.update(task, completed=done, total=total), ctx=ctx)
     if not ctx.is_main:
         return
     if not quiet:

@@ -1,4 +1,8 @@
-"""``prefpaint eval``: the WinRate protocol on a data folder, with a resumable cache and a visual report."""
+"""``prefpaint eval``: the WinRate protocol on a data folder, with a resumable cache and a visual report.
+
+Launch the same command line under ``torchrun --nproc_per_node N`` or ``accelerate launch`` to share the
+cases among N processes; rank 0 shows the one progress bar and the report, the other ranks stay quiet.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from ._common import (
     say_error,
     setup,
 )
+from ._jobs import job_context, quiet_rank
 
 _MASKS = "auto, given, warp, outpaint, outpaint-square, outpaint-strip, strokes or random"
 
@@ -53,8 +58,8 @@ def eval_cmd(
     with handle_errors(debug):
         from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL
         from prefpaint_sdk.errors import InvalidInputError
-        from prefpaint_sdk.evaluation import evaluate
         from prefpaint_sdk.files import check_output_dir
+        from prefpaint_sdk.jobs import run_eval_job
 
         if not data.exists():
             raise InvalidInputError(f"data '{data}' does not exist; pass a data folder (images/, masks/) or a manifest.jsonl")
@@ -62,19 +67,21 @@ def eval_cmd(
         # an unusable name, a parent that cannot be written) comes before the models load.
         check_output_dir(output, overwrite=True)
 
-        with progress(quiet) as bar:
+        with progress(quiet_rank(quiet)) as bar, job_context(cpu=device == "cpu") as ctx:
             task = bar.add_task("cases", total=None)
 
             def on_case(done: int, total: int, name: str) -> None:
-                bar.update(task, completed=done, total=total, description=name)
+                bar.update(task, completed=done, total=total, description=name or "cases")
 
-            report = evaluate(
+            report = run_eval_job(
                 model or DEFAULT_MODEL, baseline or BASE_MODEL, reward_model, data, samples=tuple(samples or (1, 3, 10)),
                 out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
                 common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
                 inpaint_kwargs={} if guidance is None else dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,
-                overwrite=overwrite, progress=on_case,
+                overwrite=overwrite, progress=on_case, ctx=ctx,
             )
+        if not ctx.is_main:
+            return
         if embed_images:
             report.to_html(output / "report.html", embed=True)
         typer.echo(report.summary())

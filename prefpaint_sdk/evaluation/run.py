@@ -54,24 +54,22 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..errors import ConfigError, CorruptFileError, DataError, InvalidInputError, PrefPaintError
-from ..files import atomic_write_json, check_output_dir, check_outputs, image_writer, json_writer, write_set
-from ..imaging import check_image_file, dilate_mask, fit_mask_to_image, load_image, load_mask
-from ..reward.framing import mask_fill_of, reward_views
+from ..files import atomic_write_json, check_output_dir, check_outputs
+from ..imaging import check_image_file
 from ..reward.winrate import check_tie_tolerance, win_stats
 from ..validation import finite
+from .cases import CaseRunner
 from .data import EvalCase, as_cases
 from .identity import model_key, read_memo
-from .masksets import case_seed, mask_for, normalize_kind
-from .metrics import masked_psnr, masked_ssim
+from .masksets import normalize_kind
 from .report import REPORT_FILES, EvalReport
+from .shares import SOLO, ProcessGroup
 
 __all__ = ["evaluate", "PROTOCOL_VERSION"]
 
@@ -115,6 +113,7 @@ def evaluate(
     overwrite: bool = False,
     write_report: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    ctx: ProcessGroup | None = None,
 ) -> EvalReport:
     """Compare ``model`` with ``baseline`` by the PrefPaint WinRate protocol.
 
@@ -146,14 +145,18 @@ def evaluate(
         device / dtype / offline: used only for models given by id.
         overwrite: clear a cache made with other settings instead of refusing.
         write_report: write results.json, results.csv, report.html and contact_sheet.png to ``out_dir``.
-        progress: called as ``progress(done, total, case_name)`` after each case.
+        progress: called as ``progress(done, total, case_name)`` after each case (on several processes: on
+            rank 0, counting every rank's cases, with an empty name).
+        ctx: the processes sharing the cases, a :class:`prefpaint_sdk.jobs.JobContext` (see "On N
+            processes" above; :func:`prefpaint_sdk.jobs.run_eval_job` passes it); ``None``: this process alone.
 
     Returns:
         An :class:`~prefpaint_sdk.evaluation.EvalReport`.
 
     Raises:
         InvalidInputError: bad samples, masks, ground_truth, steps, tie_tolerance, ci or confidence; an
-            ``out_dir`` that is a file or cannot be written. All raised before any model loads.
+            ``out_dir`` that is a file or cannot be written; no ``out_dir`` on several processes. All raised
+            before any model loads.
         ConfigError: ``out_dir`` holds a run with other settings (and not ``overwrite``).
         CorruptFileError: ``out_dir``'s ``eval_config.json`` is unreadable (and not ``overwrite``).
         DataError: the data cannot be read, or every case failed or was skipped.
@@ -174,14 +177,25 @@ def evaluate(
     kwargs = dict(inpaint_kwargs or {})
     _jsonable(kwargs)  # settings that cannot be recorded are refused before the models load
     cases = as_cases(pairs)
+    ctx = ctx or SOLO
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _check_out_dir(out)
+    elif ctx.world_size > 1:
+        raise InvalidInputError(f"evaluating on {ctx.world_size} processes needs an output folder that every process "
+                                "sees (out_dir, -o)")
     failed: dict[str, str] = _screen_inputs(cases, mask_mode, ground_truth)
     if len(failed) == len(cases):
         first = next(iter(failed.values()))
         raise DataError(f"all {len(cases)} cases failed their input checks, before any model loaded; the first: {first}")
-    model, baseline, reward_model = _load_models(model, baseline, reward_model, device, dtype, offline)
+    if ctx.world_size > 1:  # rank 0 downloads into the shared cache first; then every rank loads at once
+        from ..hub import BASE_MODEL, DEFAULT_REWARD_MODEL
+
+        ids = [BASE_MODEL if m is None and what == "baseline" else m for what, m in (("model", model), ("baseline", baseline))]
+        judge = DEFAULT_REWARD_MODEL if reward_model is None else reward_model
+        ctx.prefetch(offline, [m for m in ids if isinstance(m, (str, os.PathLike))],
+                     judge if isinstance(judge, (str, os.PathLike)) else None)
+    model, baseline, reward_model = _load_models(model, baseline, reward_model, ctx.device_for(device), dtype, offline)
 
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="prefpaint-eval-"))
@@ -192,30 +206,63 @@ def evaluate(
         reward_model=model_key(reward_model, memo), steps=steps, seed=int(seed), masks=masks, prompt=prompt,
         ground_truth=ground_truth, common_seeds=bool(common_seeds), inpaint_kwargs=_jsonable(kwargs),
     )
-    _claim_folder(out, config, overwrite)
-    if memo:
-        atomic_write_json(out / FINGERPRINTS_FILE, memo)
+    # Every rank reads the folder's settings (and refuses other ones alike) before rank 0 changes anything.
+    stale = _check_folder(out, config, overwrite)
+    ctx.wait()
+    if ctx.is_main:
+        _claim_folder(out, config, stale)
+        if memo:
+            atomic_write_json(out / FINGERPRINTS_FILE, memo)
+    ctx.wait()
 
-    runner = _CaseRunner(model, baseline, reward_model, out, config, mask_mode, smax, kwargs)
-    records = []
+    runner = CaseRunner(model, baseline, reward_model, out, config, mask_mode, smax, kwargs)
+    mine = {c.name for c in cases if c.name not in failed and ctx.owns(c.name)}
+    if ctx.world_size > 1 and progress is not None:
+        # Rank 0 counts every rank's finished cases from the cache entries on the shared disk.
+        pending = [c.name for c in cases if c.name not in failed and not runner.finished(c)]
+        report_progress = ctx.disk_progress(out / "cache", pending, len(cases) - len(pending), len(cases),
+                                            lambda done, total: progress(done, total, ""))
+    else:
+        report_progress = None
+    computed: dict[str, dict] = {}
     for i, case in enumerate(cases):
-        if case.name not in failed:
+        if case.name in mine:
             try:
-                records.append(runner.run(case))
+                computed[case.name] = runner.run(case)
             except (PrefPaintError, OSError) as exc:
                 # One bad input must not stop an evaluation of hundreds: report it and go on.
                 log.warning("case '%s' skipped: %s", case.name, exc)
                 failed[case.name] = str(exc)
-        if progress is not None:
+        if report_progress is not None:
+            report_progress()
+        elif progress is not None:
             progress(i + 1, len(cases), case.name)
+    if ctx.world_size > 1:
+        ctx.wait(poll=report_progress)
+        # The other ranks' failures (their successes are on the disk); then every rank reads every case.
+        shares = ctx.gather_json({"failed": failed, "computed": runner.computed})
+        for share in shares:
+            failed.update(share["failed"])
+        runner.computed = sum(share["computed"] for share in shares)
+    records = []
+    for case in cases:
+        if case.name in failed:
+            continue
+        rec = computed.get(case.name) or runner.cached(case)
+        if rec is None:  # only if its process died between its barrier and now
+            failed[case.name] = "no result: the process that owned this case did not finish it; run again"
+        else:
+            records.append(rec)
     failures = [dict(name=c.name, error=failed[c.name]) for c in cases if c.name in failed]
+    if report_progress is not None:
+        report_progress(force=True)
     if not records:
         raise DataError(f"all {len(cases)} cases failed; the first error: {failures[0]['error']}")
     log.info("%d cases evaluated (%d computed, %d from the cache), %d skipped",
              len(records), runner.computed, len(records) - runner.computed, len(failures))
     report = EvalReport(config=config, samples=samples_t, cases=records, failures=failures, out_dir=out,
                         tie_tolerance=tie_tolerance, ci=ci, confidence=confidence)
-    if write_report:
+    if write_report and ctx.is_main:
         report.write(out)
     return report
 
@@ -298,206 +345,37 @@ def _read_config(path: Path, overwrite: bool) -> dict | None:
                            "(overwrite=True) to discard that evaluation, or use another output folder")
 
 
-def _claim_folder(out: Path, config: dict, overwrite: bool) -> None:
-    """Record the run's settings in ``eval_config.json``, refusing a folder that holds another run's cache."""
+def _check_folder(out: Path, config: dict, overwrite: bool) -> bool:
+    """Whether ``out`` holds an evaluation to discard (other settings, or a corrupt config, with ``overwrite``).
+
+    Reads only, so every rank can check before rank 0 changes anything.
+
+    Raises:
+        ConfigError: ``out`` holds an evaluation with other settings and not ``overwrite``.
+        CorruptFileError: its ``eval_config.json`` is unreadable and not ``overwrite``.
+        InvalidInputError: ``out`` is a file.
+    """
     path = out / CONFIG_FILE
-    if path.is_file():
-        old = _read_config(path, overwrite)
-        diff = sorted(k for k in set(old or {}) | set(config) if (old or {}).get(k) != config.get(k))
-        if old is not None and diff and not overwrite:
-            detail = "; ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
-            raise ConfigError(f"'{out}' holds an evaluation with other settings ({detail}); "
-                              "use another output folder, or pass --overwrite (overwrite=True) to discard it")
-        if diff:
-            if old is not None:
-                log.warning("discarding the cached evaluation in %s (settings changed: %s)", out, ", ".join(diff))
-            for sub in ("cache", "images"):
-                shutil.rmtree(out / sub, ignore_errors=True)
-            for name in REPORT_FILES:  # results of the old run must not outlive its cache
-                (out / name).unlink(missing_ok=True)
-    elif out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output '{out}' is a file; pass a folder")
-    atomic_write_json(path, config)
+    if not path.is_file():
+        if out.exists() and not out.is_dir():
+            raise InvalidInputError(f"output '{out}' is a file; pass a folder")
+        return False
+    old = _read_config(path, overwrite)
+    diff = sorted(k for k in set(old or {}) | set(config) if (old or {}).get(k) != config.get(k))
+    if old is not None and diff and not overwrite:
+        detail = "; ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
+        raise ConfigError(f"'{out}' holds an evaluation with other settings ({detail}); "
+                          "use another output folder, or pass --overwrite (overwrite=True) to discard it")
+    if diff and old is not None:
+        log.warning("discarding the cached evaluation in %s (settings changed: %s)", out, ", ".join(diff))
+    return bool(diff)
 
 
-def _record_problem(rec, name: str, out: Path) -> str | None:
-    """Why a cache entry cannot be reused (wrong type, inconsistent, missing or truncated image), or None."""
-    if not isinstance(rec, dict):
-        return f"it holds a JSON {type(rec).__name__}, not an object"
-    m, b = rec.get("model"), rec.get("baseline")
-    if rec.get("name") != name or not isinstance(m, dict) or not isinstance(b, dict):
-        return "it is not a case record of this evaluation"
-    keys = ("seeds", "scores", "bounds", "files", "psnr", "ssim")
-    if not all(isinstance(m.get(k), list) for k in keys) or len({len(m[k]) for k in keys}) != 1 or not m["seeds"]:
-        return "its model samples are incomplete"
-    scores = m["scores"] + [b.get("score")]
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in scores):
-        return "it holds a score that is not a finite number"
-    box = rec.get("box")
-    if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
-        return f"its box {box!r} is not four integers"
-    files = rec.get("files")
-    if not isinstance(files, dict):
-        return "its input files are not recorded"
-    for rel in [*files.values(), *m["files"], b.get("file")]:
-        problem = _image_problem(out / rel) if isinstance(rel, str) else f"a file entry {rel!r} is not a path"
-        if problem:
-            return problem
-    return None
-
-
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def _image_problem(path: Path) -> str | None:
-    """Why a cached image cannot be used (missing, empty, unreadable, truncated), or None; cheap for PNGs."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return f"image '{path}' is empty"
-        with Image.open(path) as im:
-            if im.format == "PNG":
-                with open(path, "rb") as f:
-                    f.seek(max(0, size - len(_PNG_END)))
-                    if f.read() != _PNG_END:
-                        return f"image '{path}' is truncated"
-            else:
-                im.verify()
-    except FileNotFoundError:
-        return f"image '{path}' is missing"
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged file
-        return f"image '{path}' is unreadable ({type(exc).__name__}: {exc})"
-    return None
-
-
-class _CaseRunner:
-    """Runs (or resumes) one case at a time; counts the cases it had to compute."""
-
-    def __init__(self, model, baseline, reward_model, out: Path, config: dict, mask_mode: str, smax: int, kwargs):
-        self.model, self.baseline, self.rm = model, baseline, reward_model
-        self.out, self.config, self.mask_mode, self.smax, self.kwargs = out, config, mask_mode, smax, kwargs
-        self.computed = 0
-
-    def run(self, case: EvalCase) -> dict:
-        cache = self.out / "cache" / f"{case.name}.json"
-        rec = self._cached(cache, case.name)
-        if rec is not None and len(rec["model"]["seeds"]) >= self.smax:
-            return rec
-        t0 = time.perf_counter()
-        rec, images = self._compute(case, rec)
-        rec["seconds"] = rec.get("seconds", 0.0) + time.perf_counter() - t0
-        # The case's new images and its cache entry appear together or not at all (the entry is the commit).
-        writers = {path: image_writer(im, path) for path, im in images.items()}
-        writers[cache] = json_writer(rec, cache)
-        write_set(writers, overwrite=True)
-        self.computed += 1
-        return rec
-
-    def _cached(self, cache: Path, name: str) -> dict | None:
-        """The case's cache entry, or ``None`` when there is none or it is corrupt (a warning names it)."""
-        if not cache.exists():
-            return None
-        try:
-            rec = json.loads(cache.read_text())
-            problem = _record_problem(rec, name, self.out)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem is None:
-            return rec
-        log.warning("cache entry '%s' is corrupt (%s); discarding it and computing case '%s' again", cache, problem, name)
-        return None
-
-    def _inputs(self, case: EvalCase):
-        image = load_image(case.image)
-        kind = "given"
-        if case.mask is not None and self.mask_mode in ("auto", "given"):
-            hole = fit_mask_to_image(load_mask(case.mask), image.size)
-        elif self.mask_mode == "given":
-            raise DataError(f"case '{case.name}' has no mask but masks='given'; add masks/{case.name}.png or use --masks strokes")
-        else:
-            hole, kind = mask_for("random" if self.mask_mode == "auto" else self.mask_mode, image.size, case.name,
-                                  self.config["seed"], case.depth)
-        if not hole.any():
-            raise DataError(f"the mask of case '{case.name}' is empty (nothing to inpaint); fix or drop it")
-        gt_mode = self.config["ground_truth"]
-        target = None
-        if gt_mode == "input" or (gt_mode == "auto" and case.target is None and kind != "given"):
-            target = image
-        elif gt_mode == "auto" and case.target is not None:
-            target = load_image(case.target)
-            if target.size != image.size:
-                raise DataError(f"target of case '{case.name}' is {target.size[0]}x{target.size[1]} but its image is "
-                                f"{image.size[0]}x{image.size[1]}; give ground truth at the input's size")
-        return image, hole, kind, target
-
-    def _compute(self, case: EvalCase, rec: dict | None) -> tuple[dict, dict[Path, Image.Image]]:
-        """Draw the missing samples of a case and score them; returns the record and the images to write."""
-        image, hole, kind, target = self._inputs(case)
-        name = case.name
-        folder = self.out / "images" / name
-        rel = lambda p: p.relative_to(self.out).as_posix()  # noqa: E731
-        s0 = case_seed(self.config["seed"], name)
-        b_seed = s0 if self.config["common_seeds"] else case_seed(self.config["seed"], name, "baseline")
-        images: dict[Path, Image.Image] = {}
-        if rec is None:
-            files = dict(input=folder / "input.png", mask=folder / "mask.png", overlay=folder / "overlay.png")
-            images[files["input"]] = image
-            images[files["mask"]] = Image.fromarray(hole.astype(np.uint8) * 255, "L")
-            images[files["overlay"]] = mask_overlay(image, hole)
-            if target is not None and target is not image:
-                files["target"] = folder / "target.png"
-                images[files["target"]] = target
-            rec = dict(name=name, size=list(image.size), mask_kind=kind, coverage=float(hole.mean()), seed=s0,
-                       files={k: rel(v) for k, v in files.items()}, has_ground_truth=target is not None,
-                       box=None, model=dict(seeds=[], scores=[], bounds=[], files=[], psnr=[], ssim=[]), baseline=None)
-        have = len(rec["model"]["seeds"])
-        need = self.smax - have
-        call = dict(prompt=self.config["prompt"], steps=self.config["steps"], **self.kwargs)
-        result = self.model(image, hole, num_candidates=need, seed=s0 + have, **call)
-        new = list(result.candidates)[:need]
-        if len(new) != need:
-            raise DataError(f"model returned {len(new)} candidates for case '{name}', {need} were asked for")
-        if have == 0:
-            box = getattr(result, "box", None)
-            rec["box"] = [int(v) for v in box] if box is not None else None
-        to_score = new
-        if rec["baseline"] is None:
-            to_score = new + [list(self.baseline(image, hole, num_candidates=1, seed=b_seed, **call).candidates)[0]]
-        # One frame for the case (the model's context box), framed as best-of-N and the aligner frame it.
-        reward_hole = dilate_mask(hole, int(self.kwargs.get("mask_dilate") or 0))
-        views, masked = reward_views(to_score, image, reward_hole, rec["box"], mask_fill_of(self.rm))
-        out = self.rm.score(views, masked_images=[masked] * len(views))
-        scores = [float(x) for x in np.asarray(out.scores, dtype=np.float64).ravel()]
-        bounds = getattr(out, "bounds", None)
-        bounds = [float(x) for x in np.asarray(bounds, dtype=np.float64).ravel()] if bounds is not None else None
-        if len(scores) != len(to_score) or not np.all(np.isfinite(scores)):
-            raise DataError(f"the reward model returned {scores} for the {len(to_score)} samples of case '{name}'; "
-                            "a WinRate needs one finite score per sample")
-        if bounds is not None and not np.all(np.isfinite(bounds)):
-            bounds = [b if np.isfinite(b) else None for b in bounds]
-        for k, im in enumerate(to_score):
-            is_base = k >= len(new)
-            seed_k = b_seed if is_base else s0 + have + k
-            path = folder / (f"baseline_seed{seed_k}.png" if is_base else f"model_k{have + k}_seed{seed_k}.png")
-            images[path] = im
-            psnr = masked_psnr(im, target, hole) if target is not None else None
-            ssim = masked_ssim(im, target, hole) if target is not None else None
-            bound = bounds[k] if bounds is not None else None
-            if is_base:
-                rec["baseline"] = dict(seed=seed_k, score=scores[k], bound=bound, file=rel(path), psnr=psnr, ssim=ssim)
-            else:
-                m = rec["model"]
-                m["seeds"].append(seed_k)
-                m["scores"].append(scores[k])
-                m["bounds"].append(bound)
-                m["files"].append(rel(path))
-                m["psnr"].append(psnr)
-                m["ssim"].append(ssim)
-        return rec, images
-
-
-def mask_overlay(image: Image.Image, hole: np.ndarray, color=(255, 0, 180), alpha: float = 0.55) -> Image.Image:
-    """The input with the hole tinted, so a reader sees what was masked."""
-    a = np.asarray(image.convert("RGB"), dtype=np.float32)
-    a[hole] = a[hole] * (1 - alpha) + np.asarray(color, np.float32) * alpha
-    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "RGB")
+def _claim_folder(out: Path, config: dict, stale: bool) -> None:
+    """Record the run's settings in ``eval_config.json``, first removing a ``stale`` evaluation's cache and results."""
+    if stale:
+        for sub in ("cache", "images"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        for name in REPORT_FILES:  # results of the old run must not outlive its cache
+            (out / name).unlink(missing_ok=True)
+    atomic_write_json(out / CONFIG_FILE, config)

@@ -34,7 +34,7 @@ from ..errors import InvalidInputError, OutputExistsError
 from ..files import atomic_write_bytes, check_output_dir, json_writer, strict_json_dumps, write_set
 from .manifest import JobItem
 
-__all__ = ["JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
+__all__ = ["DiskProgress", "JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,47 @@ class JobContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def owns(self, item_id: str) -> bool:
+        """Whether this process does ``item_id`` (:func:`shard_of`)."""
+        return shard_of(item_id, self.world_size) == self.rank
+
+    def gather_json(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (any JSON value), in rank order, on every rank.
+
+        Sent as JSON bytes in tensors, not through ``all_gather_object``, which would unpickle what the
+        other ranks send (the toolkit never unpickles).
+        """
+        if self.state is None:
+            return [obj]
+        import torch
+        import torch.distributed as dist
+
+        dev = self.state.device  # NCCL sends only tensors on this rank's GPU; gloo takes CPU ones
+        data = torch.frombuffer(bytearray(strict_json_dumps(obj, indent=None).encode()), dtype=torch.uint8).to(dev)
+        sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(self.world_size)]
+        dist.all_gather(sizes, torch.tensor([data.numel()], dtype=torch.int64, device=dev))
+        longest = int(max(s.item() for s in sizes))
+        padded = torch.zeros(longest, dtype=torch.uint8, device=dev)
+        padded[:data.numel()] = data
+        got = [torch.zeros(longest, dtype=torch.uint8, device=dev) for _ in range(self.world_size)]
+        dist.all_gather(got, padded)
+        return [json.loads(bytes(g[:int(n.item())].cpu().tolist())) for g, n in zip(got, sizes)]
+
+    def prefetch(self, offline: bool | None, models=(), reward_model=None) -> None:
+        """Rank 0 downloads (or converts) models given by id into the shared cache first; see :func:`fetch_first`."""
+        from .tasks import fetch_first
+
+        for m in models:
+            fetch_first(self, offline, model=m)
+        if reward_model is not None:
+            fetch_first(self, offline, reward_model=reward_model)
+
+    def disk_progress(self, folder: Path, pending: list[str], done_before: int, total: int,
+                      progress: ProgressFn | None) -> "DiskProgress":
+        """Rank 0's progress over all ranks, counted from the ``<name>.json`` files in ``folder``."""
+        return DiskProgress(folder, pending if self.is_main and progress else [], done_before, total,
+                            progress if self.is_main else None)
 
     @property
     def device(self) -> str | None:
@@ -222,16 +263,8 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         load()  # on every rank (it may use ctx.main_process_first() for a download into a shared cache)
     # Progress counts every rank's items from the records on disk: those finished before this run, plus the
     # pending ones whose record changed since planning (a stale failure record does not count until redone).
-    done_before = len(items) - len(pending)
-    seen_at_plan = {it.id: _mtime(_record_path(out, it.id)) for it in pending} if ctx.is_main and progress else {}
-    last = [0.0]
-
-    def report(force: bool = False) -> None:
-        if progress is None or not ctx.is_main or (not force and time.monotonic() - last[0] < 0.5):
-            return
-        last[0] = time.monotonic()
-        progress(done_before + _count_new(out, seen_at_plan), len(items))
-
+    report = ctx.disk_progress(out / RECORDS, [it.id for it in pending], len(items) - len(pending), len(items),
+                               progress)
     report(force=True)
     for it in todo:
         rec_path = _record_path(out, it.id)
@@ -272,21 +305,38 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _count_new(out: Path, seen: dict[str, int | None]) -> int:
-    """How many of the ``seen`` ids have a record that is new or changed since planning."""
-    folder = out / RECORDS
-    if not seen or not folder.is_dir():
-        return 0
-    n = 0
-    for entry in os.scandir(folder):
-        name = entry.name
-        if name.endswith(".json") and name[:-5] in seen:
-            try:
-                if entry.stat().st_mtime_ns != seen[name[:-5]]:
-                    n += 1
-            except OSError:
-                pass
-    return n
+class DiskProgress:
+    """``progress(done, total)`` counted from files on a shared disk, so rank 0 reports every rank's work.
+
+    ``done`` = ``done_before`` + how many of the ``pending`` names have a ``folder/<name>.json`` that is new or
+    changed since this object was made. Calls closer than 0.5 s apart are dropped unless forced.
+    """
+
+    def __init__(self, folder: Path, pending: list[str], done_before: int, total: int, progress: ProgressFn | None):
+        self.folder, self.done_before, self.total, self.progress = Path(folder), done_before, total, progress
+        self.seen = {n: _mtime(self.folder / f"{n}.json") for n in pending} if progress else {}
+        self.last = 0.0
+
+    def count(self) -> int:
+        """How many of the pending names have a new or changed file."""
+        if not self.seen or not self.folder.is_dir():
+            return 0
+        n = 0
+        for entry in os.scandir(self.folder):
+            name = entry.name
+            if name.endswith(".json") and name[:-5] in self.seen:
+                try:
+                    if entry.stat().st_mtime_ns != self.seen[name[:-5]]:
+                        n += 1
+                except OSError:
+                    pass
+        return n
+
+    def __call__(self, force: bool = False) -> None:
+        if self.progress is None or (not force and time.monotonic() - self.last < 0.5):
+            return
+        self.last = time.monotonic()
+        self.progress(self.done_before + self.count(), self.total)
 
 
 def merge_results(out: str | os.PathLike, items: list[JobItem]) -> tuple[Path, list[tuple[str, str]]]:
