@@ -64,7 +64,7 @@ def _rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
-def measure(mode: str, threads: int) -> dict:
+def measure(mode: str, threads: int, build_only: bool = False) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -86,6 +86,10 @@ def measure(mode: str, threads: int) -> dict:
     n_unet = sum(p.numel() for p in pipe.unet.parameters())
     al = Aligner(pipe, "brightness", cfg, tmp, tmp / "out", device="cpu")
     build_s, rss_built = time.perf_counter() - t0, _rss_gib()
+    if build_only:  # the trainer as built (weights, old-policy snapshot, frozen parts), no step
+        return {"mode": mode, "build_only": True, "unet_params": n_unet,
+                "trainable_params": sum(p.numel() for p in al.params.values()), "build_s": build_s,
+                "peak_rss_after_build_gib": rss_built, "threads": threads}
     t0 = time.perf_counter()
     metrics = al.step()
     step_s = time.perf_counter() - t0
@@ -108,17 +112,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--full-needs-gib", type=float, default=21.0)
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
+    ap.add_argument("--build-only", action="store_true", help="build the trainer and stop before the step (the memory "
+                    "of weights, old-policy snapshot and frozen parts; for a machine without room for a full step)")
     ap.add_argument("--mode", choices=["lora", "full"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
-        print(json.dumps(measure(args.mode, args.threads)), flush=True)
+        print(json.dumps(measure(args.mode, args.threads, args.build_only)), flush=True)
         return
     rows = []
     for mode in args.modes.split(","):
         avail = _mem_available_gib()
         load = os.getloadavg()
         row = {"mode": mode, "mem_available_gib_before": round(avail, 1), "loadavg_before": [round(x, 2) for x in load]}
-        if mode == "full" and avail < args.full_needs_gib:
+        if mode == "full" and avail < args.full_needs_gib and not args.build_only:
             row["skipped"] = f"MemAvailable {avail:.1f} GiB < {args.full_needs_gib} GiB needed"
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -129,7 +135,8 @@ def main() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--mode", mode, "--threads", str(args.threads)],
+        out = subprocess.run([sys.executable, __file__, "--mode", mode, "--threads", str(args.threads)]
+                             + (["--build-only"] if args.build_only else []),
                              capture_output=True, text=True, preexec_fn=limit,
                              env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         row["wall_s"] = time.perf_counter() - t0

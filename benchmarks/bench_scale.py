@@ -49,19 +49,30 @@ def _manifest(root: Path, n: int) -> Path:
     return root / "jobs.jsonl"
 
 
-def _launch(nproc: int, manifest: Path, out: Path, model: Path, steps: int, port: int) -> tuple[float, float]:
+def _launch(nproc: int, manifest: Path, out: Path, model: Path, steps: int, port: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
            "-m", "prefpaint_cli.main", "inpaint", "--manifest", str(manifest), "-o", str(out), "--model", str(model),
            "--steps", str(steps), "--device", "cpu", "--dtype", "float32", "--offline", "-q"]
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
+    wall0 = time.time()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(r.stderr[-3000:])
     recs = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     start = min(r["finished_at"] - r["elapsed_s"] for r in recs)
-    return wall, max(r["finished_at"] for r in recs) - start
+    ranks = sorted({r["rank"] for r in recs})
+    first = {k: min(r["finished_at"] - r["elapsed_s"] for r in recs if r["rank"] == k) for k in ranks}
+    last = {k: max(r["finished_at"] for r in recs if r["rank"] == k) for k in ranks}
+    return {"wall": wall, "work": max(r["finished_at"] for r in recs) - start,
+            # Where the rest of the time goes: start-up before the first item, the item itself (CPU contention shows
+            # here), the ranks' skew at the start and at the end, and the merge after the last item.
+            "startup": start - wall0, "item": float(np.mean([r["elapsed_s"] for r in recs])),
+            "start_skew": max(first.values()) - min(first.values()), "end_skew": max(last.values()) - min(last.values()),
+            "after_last": wall0 + wall - max(last.values()), "share": [sum(r["rank"] == k for r in recs) for k in ranks],
+            "load": (load + os.getloadavg()[0]) / 2}
 
 
 def main() -> None:
@@ -78,19 +89,31 @@ def main() -> None:
         manifest = _manifest(tmp / "data", args.items)
         print(f"machine: {machine()}; {args.items} items, tiny model, {args.steps} steps", flush=True)
         if "a" in args.only:
-            runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+            runs: dict[int, list[dict]] = {1: [], 2: []}
             for rep in range(args.repeats):
                 for n in (2, 1):
                     out = tmp / f"out-{n}-{rep}"
                     runs[n].append(_launch(n, manifest, out, model, args.steps, 29700 + 2 * rep + n))
                     shutil.rmtree(out)
-            med = {n: (float(np.median([w for w, _ in v])), float(np.median([p for _, p in v]))) for n, v in runs.items()}
+            med = {n: {k: float(np.median([x[k] for x in v])) for k in ("wall", "work", "startup", "item", "start_skew",
+                                                                         "end_skew", "after_last", "load")}
+                   for n, v in runs.items()}
+            print(f"load average (1 min) while measured: {min(x['load'] for v in runs.values() for x in v):.1f}-"
+                  f"{max(x['load'] for v in runs.values() for x in v):.1f}; shares of 2 ranks: {runs[2][0]['share']}")
             print("| (a) 2 processes vs 1 | 1 process (s) | 2 processes (s) | speed-up | target |")
             print("|---|---|---|---|---|")
-            print(f"| whole command (start-up and load included) | {med[1][0]:.2f} | {med[2][0]:.2f} | "
-                  f"{med[1][0] / med[2][0]:.2f}x | (info) |")
-            print(f"| work phase (first item to last) | {med[1][1]:.2f} | {med[2][1]:.2f} | "
-                  f"{med[1][1] / med[2][1]:.2f}x | >= 1.7x |", flush=True)
+            print(f"| whole command (start-up and load included) | {med[1]['wall']:.2f} | {med[2]['wall']:.2f} | "
+                  f"{med[1]['wall'] / med[2]['wall']:.2f}x | (info) |")
+            print(f"| work phase (first item to last) | {med[1]['work']:.2f} | {med[2]['work']:.2f} | "
+                  f"{med[1]['work'] / med[2]['work']:.2f}x | >= 1.7x |")
+            print(f"| one item's own time (mean; CPU contention shows here) | {med[1]['item']:.3f} | {med[2]['item']:.3f} "
+                  f"| {med[2]['item'] / med[1]['item']:.2f}x slower | (info) |")
+            print(f"| start-up before the first item (imports, process group, load) | {med[1]['startup']:.2f} | "
+                  f"{med[2]['startup']:.2f} | | (info) |")
+            print(f"| ranks' skew at the first item / at the last | | {med[2]['start_skew']:.2f} / {med[2]['end_skew']:.2f} "
+                  "| | (info) |")
+            print(f"| after the last item (wait, merge, exit) | {med[1]['after_last']:.2f} | {med[2]['after_last']:.2f} | "
+                  "| (info) |", flush=True)
         if "b" in args.only:
             inp = Inpainter.from_pretrained(model, device="cpu", dtype="float32")
             rows = [json.loads(x) for x in manifest.read_text().splitlines()]

@@ -39,6 +39,16 @@ files are checked by their headers (readable, within the pixel limit of
 :func:`prefpaint_sdk.imaging.get_max_pixels`); a case that fails, or that fails later while it runs, is
 reported in ``EvalReport.failures`` (and the report's "Skipped cases") and the others go on.
 
+**On N processes.** Under ``torchrun --nproc_per_node N`` or ``accelerate launch --num_processes N``, with a
+:class:`prefpaint_sdk.jobs.JobContext` as ``ctx`` (:func:`prefpaint_sdk.jobs.run_eval_job` passes it), case
+``name`` is computed by rank ``sha256(name) mod N`` only, the share manifest jobs use. Every rank checks the
+folder's settings before rank 0 records them; each case is published as one output set as above; rank 0
+shows progress counted from the cache entries on the shared disk; after every rank is done, every rank
+reads all cases from the cache (the other ranks' failures come through the process group as JSON) and rank
+0 writes the report. The seeds depend on the case alone, so the report equals the one-process run's. A
+rerun with any N skips the finished cases; a case a killed process left unfinished (its temporary files
+included) is computed again by its owner.
+
 Output folder layout::
 
     eval_config.json   results.json   results.csv   report.html   contact_sheet.png   fingerprints.json
