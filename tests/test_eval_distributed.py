@@ -5,16 +5,13 @@ temporary file is left, and the WinRate and per-case figures equal those of the 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from _helpers_eval import write_data
+from _jobs_helpers import launcher_env, run_and_kill_rank1
 from prefpaint_cli.main import app
-from test_jobs_distributed import _descendants, _rank_of
 from typer.testing import CliRunner
 
 N = 12
@@ -53,28 +50,9 @@ def test_eval_on_two_processes_survives_a_sigkill_and_matches_one_process(models
     r = CliRunner().invoke(app, _args(data, one, models))
     assert r.exit_code == 0, r.output
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("ACCELERATE_USE_CPU", None)
-    proc = subprocess.Popen(_torchrun(_args(data, two, models), 29651), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    killed = False
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            entries = list((two / "cache").glob("*.json")) if (two / "cache").is_dir() else []
-            if len(entries) >= 3:
-                for pid in _descendants(proc.pid):
-                    if _rank_of(pid) == "1":
-                        os.kill(pid, signal.SIGKILL)
-                        killed = True
-                break
-            time.sleep(0.02)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert killed, "rank 1 was not found running"
-    assert proc.returncode != 0, "the launcher should report the killed rank"
+    env = launcher_env()
+    code = run_and_kill_rank1(_torchrun(_args(data, two, models), 29651), env, two / "cache")
+    assert code != 0, "the launcher should report the killed rank"
     before = {p.name: p.stat().st_mtime_ns for p in (two / "cache").glob("*.json")}
     assert 3 <= len(before) < N, f"the kill came too late to test a resume: {len(before)} cache entries"
     assert not (two / "results.json").exists()

@@ -4,47 +4,15 @@ and the items finished before the kill are not redone."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from _jobs_helpers import results, write_manifest
+from _jobs_helpers import launcher_env, results, run_and_kill_rank1, write_manifest
 
 HERE = Path(__file__).parent
 N = 24
-
-
-def _descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in kids.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _rank_of(pid: int) -> str | None:
-    try:
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for kv in env:
-        if kv.startswith(b"RANK="):
-            return kv[5:].decode()
-    return None
 
 
 def _cmd(manifest: Path, out: Path, model: Path, nproc: int, port: int) -> list[str]:
@@ -57,28 +25,9 @@ def _cmd(manifest: Path, out: Path, model: Path, nproc: int, port: int) -> list[
 def test_sigkill_one_rank_then_rerun_finishes_each_item_exactly_once(tmp_path, tiny_pipeline_dir):
     manifest = write_manifest(tmp_path / "data", N)
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("ACCELERATE_USE_CPU", None)
-    proc = subprocess.Popen(_cmd(manifest, out, tiny_pipeline_dir, 2, 29631), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    killed = False
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            records = list((out / "records").glob("*.json")) if (out / "records").is_dir() else []
-            if len(records) >= 3:
-                for pid in _descendants(proc.pid):
-                    if _rank_of(pid) == "1":
-                        os.kill(pid, signal.SIGKILL)
-                        killed = True
-                break
-            time.sleep(0.02)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert killed, "rank 1 was not found running"
-    assert proc.returncode != 0, "the launcher should report the killed rank"
+    env = launcher_env()
+    code = run_and_kill_rank1(_cmd(manifest, out, tiny_pipeline_dir, 2, 29631), env, out / "records")
+    assert code != 0, "the launcher should report the killed rank"
     before = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
     assert 3 <= len(before) < N, f"the kill came too late to test a resume: {len(before)} records"
     assert not (out / "results.jsonl").exists()
