@@ -79,3 +79,52 @@ def test_eval_on_two_processes_survives_a_sigkill_and_matches_one_process(models
         assert row2["win_rate"] == row1["win_rate"] and row2["n"] == row1["n"] == N
         assert (row2["ci_low"], row2["ci_high"]) == pytest.approx((row1["ci_low"], row1["ci_high"]), abs=1e-9)
         assert row2["mean_reward"] == pytest.approx(row1["mean_reward"], abs=1e-6)
+
+
+class _Rank:
+    """A JobContext stand-in for one rank of ``world`` that runs alone: no barrier, its own failures only."""
+
+    def __init__(self, rank: int, world: int):
+        from prefpaint_sdk.jobs import JobContext
+
+        self.real = JobContext(rank=rank, world_size=world)
+        self.rank, self.world_size, self.is_main = rank, world, rank == 0
+        self.owns, self.device_for = self.real.owns, self.real.device_for
+        self.disk_progress = self.real.disk_progress
+
+    def wait(self, poll=None):
+        return None
+
+    def gather_json(self, obj):
+        return [obj]
+
+    def prefetch(self, offline, models=(), reward_model=None):
+        return None
+
+
+def test_each_rank_computes_exactly_its_hash_share_and_reads_the_rest(tmp_path):
+    from _helpers_eval import FakeInpainter, FakeScorer
+
+    from prefpaint_sdk.errors import InvalidInputError
+    from prefpaint_sdk.evaluation import evaluate
+    from prefpaint_sdk.jobs import shard_of
+
+    data = write_data(tmp_path / "data", n=10, size=24)
+    names = [f"img{i:02d}" for i in range(10)]
+    with pytest.raises(InvalidInputError, match="needs an output folder"):
+        evaluate(FakeInpainter(5), FakeInpainter(0), FakeScorer(), data, samples=(1,), ctx=_Rank(0, 2))
+    out = tmp_path / "out"
+    calls = {}
+    for rank in (1, 0):  # rank 1 first: rank 0 then finds rank 1's cases in the cache and reports all ten
+        model = FakeInpainter(5)
+        rep = evaluate(model, FakeInpainter(0), FakeScorer(), data, samples=(1, 2), out_dir=out, steps=1, ctx=_Rank(rank, 2))
+        calls[rank] = len(model.calls)
+        mine = [n for n in names if shard_of(n, 2) == rank]
+        assert sorted(p.stem for p in (out / "cache").glob("*.json")) == sorted(
+            n for n in names if shard_of(n, 2) == 1 or rank == 0)
+        assert calls[rank] == len(mine)  # one batched model call per case of its own share, none for the others
+    assert 0 < calls[1] < 10 and calls[0] + calls[1] == 10
+    assert [c["name"] for c in rep.cases] == names and not rep.failures and (out / "results.json").is_file()
+    solo = evaluate(FakeInpainter(5), FakeInpainter(0), FakeScorer(), data, samples=(1, 2), out_dir=tmp_path / "solo",
+                    steps=1, write_report=False)
+    assert rep.rows() == solo.rows()

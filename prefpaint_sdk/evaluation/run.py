@@ -227,13 +227,14 @@ def evaluate(
 
     runner = CaseRunner(model, baseline, reward_model, out, config, mask_mode, smax, kwargs)
     mine = {c.name for c in cases if c.name not in failed and ctx.owns(c.name)}
-    if ctx.world_size > 1 and progress is not None:
-        # Rank 0 counts every rank's finished cases from the cache entries on the shared disk.
-        pending = [c.name for c in cases if c.name not in failed and not runner.finished(c)]
-        report_progress = ctx.disk_progress(out / "cache", pending, len(cases) - len(pending), len(cases),
-                                            lambda done, total: progress(done, total, ""))
-    else:
-        report_progress = None
+    report_progress = None
+    if ctx.world_size > 1:
+        if progress is not None and ctx.is_main:
+            # Rank 0 counts every rank's finished cases from the cache entries on the shared disk.
+            pending = [c.name for c in cases if c.name not in failed and not runner.finished(c)]
+            report_progress = ctx.disk_progress(out / "cache", pending, len(cases) - len(pending), len(cases),
+                                                lambda done, total, cb=progress: cb(done, total, ""))
+        progress = None  # the other ranks report nothing
     computed: dict[str, dict] = {}
     for i, case in enumerate(cases):
         if case.name in mine:
