@@ -91,10 +91,11 @@ class InpaintResult:
         """
         from pathlib import Path
 
+        from .batch import candidate_path
         from .files import image_writer, json_writer, sidecar_path, write_set
 
         path = Path(path)
-        cand_paths = [path.with_name(f"{path.stem}_cand{k}{path.suffix or '.png'}") for k in range(len(self.candidates))]
+        cand_paths = [candidate_path(path, k) for k in range(len(self.candidates))]
         facts = self.to_dict()
         writers = {path: image_writer(self.image, path)}
         if save_all:
