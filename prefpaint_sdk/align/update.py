@@ -148,7 +148,7 @@ def micro_loss(engine, policy: Policy, cfg: AlignConfig, ro, b, tidx, adv, valid
                     policy.raw.enable_adapters()
         kl = gaussian_kl(out.mean, ref.mean, out.std, cfg.logprob_reduction)
         loss = loss + cfg.kl_coef * kl.mean()
-        kl_val = float(kl.mean())
+        kl_val = float(kl.detach().mean())
     diag = {"loss": float(pl.loss.detach()), "approx_kl": float(pl.approx_kl), "clip_fraction": float(pl.clip_fraction),
             "l1": float(l1.detach().mean()), "kl_ref": kl_val}
     return loss, diag
