@@ -192,7 +192,26 @@ PRESETS: dict[str, dict[str, Any]] = {
                       num_steps=4, timesteps_per_traj=4, prompts_per_iter=4, samples_per_prompt=4,
                       rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1,
                       resync_every=1, clip_range=0.1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
-                      save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"]),
+                      save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"],
+                      # FLUX (tiny fixture): every one of the 4 flow steps is an SDE step (window 0 = all), so
+                      # the same K = 4 trained steps per trajectory as SD's DDIM; GRPO by the family's default.
+                      sde_window=0, sde_noise=0.7),
+    # FLUX.1 Fill on one 80 GB GPU, LoRA (Flow-GRPO-Fast style: an SDE window of 2 of 28 steps, GRPO, G = 8).
+    # Memory: the 12B transformer in bf16 = 24 GB of frozen weights; T5-XXL (4.7B) + CLIP-L + VAE in bf16
+    # ~ 10 GB (prompts are encoded once and cached); LoRA rank 32 on the attention projections of the 19
+    # double + 38 single blocks ~ 52M params: fp32 weights + grads + AdamW moments + old-policy copy ~ 1 GB.
+    # Activations at 512 px (1024 image + 512 text tokens) with gradient checkpointing: ~0.5 GB of block
+    # inputs per sample + one block's recompute; train_batch_size 2 (plus a no-grad reference pass for the
+    # KL) stays well under 40 GB. Rollouts run without grad in batches of 8. Total ~ 45-60 GB.
+    # Batch: 4 groups x 8 samples = 32 trajectories per GPU per iteration, 2 trained steps each = 64
+    # (sample, step) pairs; 2 x 16 accumulated = one optimizer step per iteration.
+    "flux-fill-lora-80gb": dict(finetune="lora", lora_rank=32, lora_alpha=32.0, learning_rate=1e-4,
+                                mixed_precision="bf16", gradient_checkpointing=True, resolution=512,
+                                guidance_scale=30.0, num_steps=28, sde_noise=0.7, sde_window=2,
+                                sde_window_start=-1, timesteps_per_traj=2, algo="grpo", adv_std="group",
+                                prompts_per_iter=4, samples_per_prompt=8, rollout_batch_size=8, train_batch_size=2,
+                                grad_accum_steps=16, resync_every=1, clip_range=1e-4, kl_coef=0.04,
+                                iterations=1000, eval_every=50, save_every=50),
 }
 
 
