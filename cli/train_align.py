@@ -16,13 +16,14 @@ def train_align(
     model: Optional[str] = typer.Option(None, "--model", help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model: hub id or folder of a PrefPaint RewardModel."),
     reward: Optional[str] = typer.Option(None, "--reward", help="Built-in programmatic reward instead of a model: 'brightness' (mean luma inside the hole)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb or cpu-smoke."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family)."),
+    algo: Optional[str] = typer.Option(None, "--algo", help="ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out prompts (same layout as --data); default: the last eval_size items of --data."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Override the number of RL iterations."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override the DDIM steps per rollout."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the sampling steps per rollout (DDIM, or FLUX's flow steps)."),
     finetune: Optional[str] = typer.Option(None, "--finetune", help="lora or full."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the seed."),
     set_: List[str] = typer.Option([], "--set", help="Any setting as NAME=VALUE (repeatable), e.g. --set clip_range=1e-3."),
@@ -33,7 +34,7 @@ def train_align(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Align an inpainting model to a reward by RL (PrefPaint/DDPO, trust-weighted); Ctrl-C saves a checkpoint."""
+    """Align an inpainting model to a reward by RL (PrefPaint/DDPO or GRPO, trust-weighted); Ctrl-C saves a checkpoint."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk.errors import InvalidInputError
@@ -59,7 +60,7 @@ def train_align(
 
         if reward is not None and reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
-        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed)
+        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed, algo=algo)
         for item in set_:
             if "=" not in item:
                 raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
