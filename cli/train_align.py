@@ -78,13 +78,15 @@ def train_align(
             k, v = item.split("=", 1)
             overrides[k.strip().replace("-", "_")] = v.strip()
         cfg = load_config(preset, config, overrides)
-        from prefpaint_sdk.align.guards import check_guards
+        from prefpaint_sdk.align.guards import check_guard_state, check_guards
 
         check_guards(cfg.validate(), gold)
         from prefpaint_sdk.align.checkpoint import check_run_folder
 
         # model-free: a used run folder without --resume, or a damaged checkpoint to resume from
         check_run_folder(out, resume=resume)
+        if resume:
+            check_guard_state(out)
 
         from prefpaint_sdk.align.trainer import Aligner
 

@@ -30,7 +30,7 @@ import torch
 from ..errors import ConfigError
 from ..state import json_safe, read_json, write_json_state
 
-__all__ = ["BEST_DIR", "EvalGuards", "HackingMonitor", "check_guards"]
+__all__ = ["BEST_DIR", "EvalGuards", "HackingMonitor", "check_guard_state", "check_guards"]
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +224,19 @@ def read_guard_rows(path: Path) -> list[dict[str, Any]]:
     fix = f"delete '{path}' to resume without the earlier evaluations' hacking streak"
     rows = read_json(path, what="guard state", fix=fix, keys={"rows": list})["rows"]
     return [r for r in rows if isinstance(r, dict)]
+
+
+def check_guard_state(output_dir) -> None:  # noqa: ANN001 - a path
+    """Check a run folder's guard files (``eval/guards.json``, ``eval/best/best.json``) before resuming.
+
+    Model-free, so a damaged file is reported before anything loads.
+
+    Raises:
+        CorruptFileError: a truncated, empty or wrong-type file, naming it and the fix.
+    """
+    out = Path(output_dir)
+    if (out / GUARDS_FILE).exists():
+        read_guard_rows(out / GUARDS_FILE)
+    best = out / BEST_DIR / "best.json"
+    if best.exists():
+        read_json(best, what="best-weights marker", fix=_fix(best), keys=_BEST_KEYS)
