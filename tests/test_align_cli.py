@@ -52,6 +52,14 @@ def test_train_align_cpu_smoke_runs_resumes_and_exports(tiny, tmp_path):
     (["--reward", "brightness", "--set", "timesteps_per_traj=9", "--steps", "4"], "timesteps_per_traj=9 exceeds num_steps=4"),
     (["--reward", "brightness", "--set", "clip"], "not NAME=VALUE"),
     (["--reward", "brightness", "--preset", "huge"], "unknown preset 'huge'"),
+    # guards against reward hacking
+    (["--reward", "brightness", "--on-hacking", "stop"], "on_hacking='stop' needs a gold reward"),
+    (["--reward", "brightness", "--on-hacking", "maybe", "--gold-reward", "brightness"], "--on-hacking must be 'warn' or 'stop'"),
+    (["--reward", "brightness", "--gold-reward", "shiny"], "--gold-reward 'shiny' is neither a built-in reward"),
+    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights weights the --reward-model rewards"),
+    (["--reward-model", "a/b", "--reward-model", "c/d", "--reward-weights", "1,2,3"], "gives 3 weights for 2 rewards"),
+    (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights weights the --gold-reward rewards"),
+    (["--reward", "brightness", "--gold-reward", "brightness", "--gold-weights", "nan"], "non-finite"),
 ])
 def test_refusals_exit_2(tiny, tmp_path, extra, pattern):
     model, data = tiny
@@ -86,20 +94,3 @@ def test_gold_reward_and_on_hacking_stop(tiny, tmp_path):
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert all(r["gold_mean"] == pytest.approx(r["proxy_mean"]) and "diff_saturation" in r for r in rows)
     assert (out / "eval" / "best" / "trainable.safetensors").is_file()
-
-
-@pytest.mark.parametrize("extra, pattern", [
-    (["--reward", "brightness", "--on-hacking", "stop"], "on_hacking='stop' needs a gold reward"),
-    (["--reward", "brightness", "--on-hacking", "maybe", "--gold-reward", "brightness"], "--on-hacking must be 'warn' or 'stop'"),
-    (["--reward", "brightness", "--gold-reward", "shiny"], "--gold-reward 'shiny' is neither a built-in reward"),
-    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights weights the --reward-model rewards"),
-    (["--reward-model", "a/b", "--reward-model", "c/d", "--reward-weights", "1,2,3"], "gives 3 weights for 2 rewards"),
-    (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights weights the --gold-reward rewards"),
-    (["--reward", "brightness", "--gold-reward", "brightness", "--gold-weights", "nan"], "non-finite"),
-])
-def test_guard_refusals_exit_2(tiny, tmp_path, extra, pattern):
-    model, data = tiny
-    res = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(tmp_path / "o"),
-                                 "--model", str(model), "--preset", "cpu-smoke", "--offline", *extra])
-    assert res.exit_code == 2, res.output
-    assert pattern in " ".join(res.output.split())
