@@ -116,7 +116,7 @@ def train_align(
             say(f"stopped early: {result.stopped_reason}")
         if result.best is not None:
             say(f"best weights by gold reward: iteration {result.best['iteration']} ({out / 'eval' / 'best'})"
-                + ("; the exports below hold them" if result.stopped_reason else ""))
+                + ("; the exports below hold them" if result.stopped_reason and export else ""))
         if result.interrupted:
             say(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
             raise typer.Exit(interrupt_exit_code())
