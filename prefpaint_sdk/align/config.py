@@ -95,6 +95,11 @@ class AlignConfig(Settings):
     save_every: int = setting(10, "checkpoint every N iterations; 0 = only at the end and on Ctrl-C")
     keep_checkpoints: int = setting(2, "checkpoints kept (older ones are deleted)")
     log_with: str = setting("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
+    # --- guards (against reward hacking; see align/guards.py and align/audit.py) ---
+    on_hacking: str = setting("warn", "'warn' or 'stop' when the held-out proxy reward rises while the gold reward "
+                                      "falls for hacking_patience consecutive evaluations (needs a gold reward)")
+    hacking_patience: int = setting(3, "consecutive evaluations of rising proxy and falling gold reward that count as hacking")
+    audit_ring: int = setting(8, "width in pixels of the context ring around the hole that the bias audit compares it with")
 
     # ------------------------------------------------------------------------------------------
     def validate(self, num_processes: int = 1, sampler: str | None = None) -> "AlignConfig":
@@ -167,7 +172,20 @@ class AlignConfig(Settings):
 
         bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
+        self._validate_guards()
         return self
+
+    def _validate_guards(self) -> None:
+        """The guards block's checks (see :mod:`prefpaint_sdk.align.guards`)."""
+        if self.on_hacking not in ("warn", "stop"):
+            raise ConfigError(f"on_hacking must be 'warn' or 'stop', got '{self.on_hacking}'")
+        if int(self.hacking_patience) < 1:
+            raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+        if int(self.audit_ring) < 1:
+            raise ConfigError(f"audit_ring must be >= 1 pixel, got {self.audit_ring}")
+        if self.on_hacking == "stop" and not self.eval_every:
+            raise ConfigError("on_hacking='stop' watches the evaluations, but eval_every=0 disables them; "
+                              "set eval_every >= 1 or on_hacking='warn'")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

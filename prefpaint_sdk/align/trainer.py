@@ -32,7 +32,8 @@ from . import checkpoint as ckpt
 from . import sampling
 from .config import AlignConfig, batch_summary, lr_lambda
 from .data import AlignDataset, AlignItem
-from .evaluation import EvalResult, evaluate_heldout
+from .evaluation import EvalResult, evaluate_heldout, heldout_prompts, log_eval_grid
+from .guards import EvalGuards, check_guards
 from .loss import compute_advantages, grpo_advantages
 from .policy import OldPolicy, add_lora, export_lora, export_merged, trainable_parameters
 from .rewards import RewardBatch, as_reward_fn
@@ -54,6 +55,8 @@ class AlignResult:
     iterations_done: int = 0
     interrupted: bool = False
     checkpoint: str | None = None
+    stopped_reason: str | None = None  # why the run ended early on its own (the hacking guard); None otherwise
+    best: dict[str, Any] | None = None  # the evaluation with the best gold reward (eval/best/), when there is one
 
 
 class Aligner:
@@ -73,13 +76,16 @@ class Aligner:
         device: "auto" or a device name, used when no accelerator is given.
         model_id: recorded in logs and exports.
         progress: called as ``progress(iteration, total, metrics)`` after every iteration.
+        gold_reward: a second reward (same forms as ``reward``, or a ``RewardEnsemble``) scored on the held-out
+            samples at every evaluation and watched against the training reward (see :mod:`.guards`).
 
     Raises:
         ConfigError: inconsistent settings. DataError: unusable data.
     """
 
     def __init__(self, pipeline, reward, config: AlignConfig, data, output_dir, *, eval_data=None, accelerator=None,
-                 device: str = "auto", model_id: str = "<in-memory>", progress: Callable | None = None):
+                 device: str = "auto", model_id: str = "<in-memory>", progress: Callable | None = None,
+                 gold_reward=None):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -113,6 +119,9 @@ class Aligner:
         self.resolution = cfg.resolution or engine.resolution
         self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
+        check_guards(cfg, gold_reward)
+        self.gold_fn = None if gold_reward is None else as_reward_fn(gold_reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
+                                                                      trust_clamp=(cfg.trust_min, cfg.trust_max))
 
         data = _dataset(data, cfg, cfg.seed, self.resolution)
         if eval_data is not None:
@@ -210,6 +219,13 @@ class Aligner:
         data = _dataset(data, config, config.seed, config.resolution)
         if kwargs.get("eval_data") is not None:
             kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
+        from .reward_specs import load_reward, resolve_reward
+
+        # the rewards' names and folders (no weights read), so a bad one fails before the pipeline loads
+        check_guards(config, kwargs.get("gold_reward"))
+        reward = resolve_reward(reward, offline=offline)
+        if kwargs.get("gold_reward") is not None:
+            kwargs["gold_reward"] = resolve_reward(kwargs["gold_reward"], offline=offline, flag="--gold-reward")
         resolved = resolve_model(model, offline=offline, revision=revision)
         engine_cls = engine_class(family_of_folder(resolved.path, resolved.model_id))
         if not engine_cls.alignable:
@@ -221,12 +237,10 @@ class Aligner:
         check_pipeline_folder(resolved.path)
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
         pipe = engine_cls.load(resolved.path, device="cpu", dtype=torch.float32, model_id=resolved.model_id).pipeline
-        from .rewards import BUILTIN_REWARDS
-
-        if isinstance(reward, (str, os.PathLike)) and str(reward) not in BUILTIN_REWARDS:
-            from ..reward import RewardModel
-
-            reward = RewardModel.from_pretrained(reward, device=kwargs.get("device", "auto"), offline=offline)
+        device = kwargs.get("device", "auto")
+        reward = load_reward(reward, device=device, offline=offline)
+        if kwargs.get("gold_reward") is not None:
+            kwargs["gold_reward"] = load_reward(kwargs["gold_reward"], device=device, offline=offline, flag="--gold-reward")
         return cls(pipe, reward, config, data, output_dir, model_id=resolved.model_id, **kwargs)
 
     # ------------------------------------------------------------------------------------------
@@ -294,10 +308,11 @@ class Aligner:
                                                                       "batch": self.batch_summary()})
         if cfg.log_with != "none":
             acc.init_trackers("align", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+        guards = EvalGuards(cfg, self.output_dir, acc, self.params, self.gold_fn is not None, self.iteration)
         if cfg.eval_every and self.baseline is None:
             ev = self.evaluate(tag="start")
             self.baseline = ev.rewards
-            result.evals.append({"iteration": self.iteration, "mean_reward": ev.mean_reward, "win_rate": None})
+            result.evals.append(guards.record(ev, self.iteration, result.history))
         previous = signal.getsignal(signal.SIGINT)
         installed = False
         try:
@@ -306,7 +321,7 @@ class Aligner:
         except ValueError:  # not the main thread: Ctrl-C handling is the caller's
             pass
         try:
-            while self.iteration < cfg.iterations and not self._stop:
+            while self.iteration < cfg.iterations and not self._stop and not guards.stop:
                 t0 = time.perf_counter()
                 metrics = self.step()
                 metrics["s_per_iter"] = time.perf_counter() - t0
@@ -315,8 +330,9 @@ class Aligner:
                 log_metrics(self, metrics)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
                     ev = self.evaluate()
-                    result.evals.append({"iteration": self.iteration, "mean_reward": ev.mean_reward, "win_rate": ev.win_rate})
-                if cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations:
+                    result.evals.append(guards.record(ev, self.iteration, result.history))
+                if (cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations
+                        and not guards.stop):
                     result.checkpoint = str(self.save_checkpoint())
                 if self.progress is not None:
                     self.progress(self.iteration, cfg.iterations, metrics)
@@ -326,6 +342,10 @@ class Aligner:
                     self._stop = bool(flag.item() > 0)
             result.interrupted = self._stop and self.iteration < cfg.iterations
             result.checkpoint = str(self.save_checkpoint())
+            result.best = guards.best
+            if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
+                result.stopped_reason = guards.stopped_reason
+                guards.restore_best()
         finally:
             if installed:
                 signal.signal(signal.SIGINT, previous)
@@ -397,9 +417,20 @@ class Aligner:
     def evaluate(self, tag: str | None = None) -> EvalResult:
         """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
 
-        Runs on the main process (others wait); logs the metrics and an image grid.
+        With a gold reward, it is scored on the same samples; the bias audit compares each hole with its
+        context ring. Runs on the main process (others wait); logs the metrics and an image grid.
         """
-        return evaluate_heldout(self, tag)
+        cfg, acc = self.config, self.accelerator
+        result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
+        if acc.is_main_process and self.eval_indices:
+            items, seeds = heldout_prompts(self.eval_set, self.eval_indices, cfg.seed, cfg.eval_samples)
+            self.unet.eval()
+            result = evaluate_heldout(self._sample, self.reward_fn, items, seeds, cfg.eval_samples, baseline=self.baseline,
+                                      gold_fn=self.gold_fn, ring_width=cfg.audit_ring)
+            log_metrics(self, result.metrics(), eval_tag=tag)
+            log_eval_grid(self, result.images, cfg.eval_samples)
+        acc.wait_for_everyone()
+        return result
 
     # ------------------------------------------------------------------------------------------
     @property
