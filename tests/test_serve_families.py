@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from _serve_helpers import make_image, png, square_hole
+from _serve_helpers import Gate, make_image, png, square_hole
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -78,16 +78,24 @@ def test_a_knob_the_family_lacks_is_a_400_naming_it(family_app):
     family, inp, c = family_app
     knobs = {"negative_prompt": "blurry", "eta": "0.5"}
     for name, value in knobs.items():
-        r = c.post("/v1/inpaint", files=files(), data={name: value})
         lacks = (name == "eta" and inp.defaults["eta"] is None) or (name == "negative_prompt" and family == "flux-fill")
         if lacks:
-            assert r.status_code == 400, r.text
-            err = r.json()["error"]
-            assert err["param"] == name and family in err["message"] and name.split("_")[0] in err["message"]
+            # refused before the queue: with wait=false a queued request would get 202 with a job id
+            gate = Gate()
+            c.app.state.queue.submit("gate", gate)
+            try:
+                assert gate.started.wait(10)
+                r = c.post("/v1/inpaint?wait=false", files=files(), data={name: value})
+                assert r.status_code == 400, r.text
+                err = r.json()["error"]
+                assert err["param"] == name and family in err["message"] and name.split("_")[0] in err["message"]
+                assert c.app.state.queue.busy == 1  # only the gate
+            finally:
+                gate.release.set()
         else:
+            r = c.post("/v1/inpaint", files=files(), data={name: value})
             assert r.status_code == 200, r.text
             assert r.json()["params"][name] == (float(value) if name == "eta" else value)
-    assert c.get("/health").json()["queue"]["busy"] == 0  # refused before the queue
 
 
 # ---- response_format=url -----------------------------------------------------------------------------------
