@@ -229,6 +229,14 @@ class Inpainter:
         """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
         return self.engine.check_steps(steps)
 
+    def check_knobs(self, *, negative_prompt: str = "", eta: float | None = None) -> None:
+        """Refuse a setting the model's family lacks (FLUX Fill: a negative prompt, ``eta``) before any sampling.
+
+        Raises:
+            InvalidInputError: naming the setting.
+        """
+        self.engine.check_knobs(negative_prompt=negative_prompt, eta=eta)
+
     # ---------------------------------------------------------------------------------------------
     def __call__(
         self,

@@ -225,9 +225,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             check_seed(seed, count=n)
             finite("guidance", guidance, 0.0)
             # A knob the family lacks (FLUX Fill: negative_prompt, eta) is refused here, before the queue.
-            engine = getattr(inpainter, "engine", None)
-            if engine is not None:
-                engine.check_knobs(negative_prompt=negative_prompt, eta=eta)
+            inpainter.check_knobs(negative_prompt=negative_prompt, eta=eta)
             if eta is not None:
                 finite("eta", eta, 0.0, 1.0)
             return inpainter.check_steps(steps)
