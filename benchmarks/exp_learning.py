@@ -96,7 +96,7 @@ def curves(args) -> dict:
         gain = curve[-1][1] - curve[0][1]
         runs.append(dict(seed=seed, curve=curve, gain=gain, gain_over_noise=gain / noise if noise > 0 else float("inf"),
                          s_per_iter_median=float(np.median(per_iter)), wall_s=wall,
-                         algo=al.config.to_dict().get("algo", "ppo")))
+                         algo=al.algo))
         print(json.dumps(runs[-1]), flush=True)
     return dict(experiment="curves", family=args.family, size=args.size, preset=args.preset, seed_noise=noise,
                 iterations=args.iterations, runs=runs)
