@@ -201,8 +201,13 @@ def rl_mode(name: str, family: str, preset: str, size: str, dev: torch.device, r
         row["notes"].append(f"preset '{preset}' not in this build; lora-24gb's settings used")
         settings = PRESETS["lora-24gb"]
     over = dict(iterations=1000, eval_every=0, save_every=0, log_with="none")
-    if steps is not None:
-        over.update(num_steps=steps, timesteps_per_traj=min(steps, settings.get("timesteps_per_traj", 5)))
+    if steps is not None:  # fewer steps: what is counted in steps (K, a FLUX SDE window) must still fit
+        over["num_steps"] = steps
+        for key in ("timesteps_per_traj", "sde_window"):
+            if key in settings or key == "timesteps_per_traj":
+                over[key] = min(steps, settings.get(key, 5))
+    if size == "tiny":  # the tiny models' own working size (64 px), not the preset's 512 px
+        over["resolution"] = 0
     mp = settings.get("mixed_precision", "no")
     if dev.type == "cpu" and mp != "no":  # fp16 autocast needs a GPU; bf16 autocast ran 8x slower than fp32 on CPU
         over["mixed_precision"] = "no"
@@ -222,13 +227,12 @@ def rl_mode(name: str, family: str, preset: str, size: str, dev: torch.device, r
     data = _align_data(tmp / f"data-{name}", res)
     try:
         al = Aligner(pipe, "brightness", cfg, data, tmp / f"run-{name}", device=str(dev), model_id=f"random-{size}-{family}")
-    except PrefPaintError as exc:
+    except PrefPaintError as exc:  # recorded, so one row cannot stop the suite on a lent GPU
         from prefpaint_sdk.engines import NotAlignableError
 
-        if isinstance(exc, NotAlignableError):
-            row.update(status="not alignable in this build", error=str(exc))
-            return row
-        raise
+        status = "not alignable in this build" if isinstance(exc, NotAlignableError) else f"refused: {type(exc).__name__}"
+        row.update(status=status, error=str(exc))
+        return row
     sync = _sync(dev)
     module = al.engine.model
     row["trainable_params"] = sum(p.numel() for p in al.params.values())
