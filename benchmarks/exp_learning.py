@@ -170,7 +170,7 @@ def hacking(args) -> dict:
             runs.append(dict(use_trust=use_trust, guard=guard, evals=res.evals, wall_s=time.perf_counter() - t0,
                              stopped_reason=getattr(res, "stopped_reason", None), iterations_done=res.iterations_done))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "evals"}), flush=True)
-    return dict(experiment="hacking", family=args.family, size=args.size, w=args.w, gold_seed_noise=noise_gold,
+    return dict(experiment="hacking", family=args.family, size=args.size, w=args.w, gold_seed_noise=noise_gold, seed=args.seeds[0],
                 iterations=args.iterations, runs=runs)
 
 
@@ -204,7 +204,7 @@ def plot(folder: Path) -> None:
     for r in hack:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for run in r["runs"]:
-            label = f"trust {'on' if run['use_trust'] else 'off'}, guard {run['guard']}"
+            label = f"trust {'on' if run['use_trust'] else 'off'}, guard {'stop' if run['guard'] == 'stop' else 'warn'}"
             it = [e["iteration"] for e in run["evals"]]
             axes[0].plot(it, [e["mean_reward"] for e in run["evals"]], label=label)
             axes[1].plot(it, [e.get("gold_mean", float("nan")) for e in run["evals"]], label=label)
@@ -214,7 +214,7 @@ def plot(folder: Path) -> None:
             ax.set_xlabel("iteration")
         axes[1].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(folder.parent / "exp_learning_hacking.png", dpi=110)
+        fig.savefig(folder.parent / f"exp_learning_hacking_s{r.get('seed', 0)}.png", dpi=110)
 
 
 def main() -> None:
@@ -238,7 +238,8 @@ def main() -> None:
         return
     result = curves(args) if args.experiment == "curves" else hacking(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.experiment}_{args.family}_{result['runs'][0].get('algo', args.algo or 'default')}.json"
+    algo = result["runs"][0].get("algo", args.algo or "default")
+    name = f"{args.experiment}_{args.family}_{algo}_s{'-'.join(map(str, args.seeds))}.json"
     (args.out / name).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out / name}")
 

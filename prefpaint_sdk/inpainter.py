@@ -89,24 +89,31 @@ class InpaintResult:
                 folder, two members with one name (``out.json`` would be its own sidecar), or a fact that
                 is NaN/Infinity (strict JSON); every message names the user's path.
         """
+        from .batch import result_files
+        from .files import write_set
+
+        write_set(self.writers(path, save_all=save_all), overwrite)
+        return [str(t) for t in result_files(path, len(self.candidates), save_all)]
+
+    def writers(self, path: str | os.PathLike, *, save_all: bool = False) -> dict:
+        """The output set of :meth:`save` as ``{destination: writer}`` (image, candidates, sidecar), for
+        callers that write it together with files of their own (manifest jobs)."""
         from pathlib import Path
 
-        from .batch import candidate_path
-        from .files import image_writer, json_writer, sidecar_path, write_set
+        from .batch import result_files
+        from .files import image_writer, json_writer
 
         path = Path(path)
-        cand_paths = [candidate_path(path, k) for k in range(len(self.candidates))]
+        files = result_files(path, len(self.candidates), save_all)
+        side, cand_paths = files[1], files[2:]
         facts = self.to_dict()
-        writers = {path: image_writer(self.image, path)}
         if save_all:
             facts["candidate_files"] = [p.name for p in cand_paths]
-            for im, p in zip(self.candidates, cand_paths):
-                writers[p] = image_writer(im, p)
-        side = sidecar_path(path)
+        writers = {path: image_writer(self.image, path)}
+        if save_all:
+            writers.update((p, image_writer(im, p)) for im, p in zip(self.candidates, cand_paths))
         writers[side] = json_writer(facts, side)
-        write_set(writers, overwrite)
-        targets = [path, side] + (cand_paths if save_all else [])
-        return [str(t) for t in targets]
+        return writers
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able facts (everything but the pixels), as written to the CLI's sidecar file."""

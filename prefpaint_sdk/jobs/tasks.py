@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..files import check_image_suffix, image_writer, json_writer, sidecar_path
+from ..files import check_image_suffix
 from .manifest import JobItem, check_item_files, read_job_manifest
 from .runner import JobContext, JobSummary, ProgressFn, run_items
 
@@ -55,10 +55,9 @@ def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
 
 
 def _inpaint_names(item: JobItem, suffix: str, save_all: bool, n: int) -> list[str]:
-    names = [f"{item.id}{suffix}", f"{item.id}.json"]
-    if save_all:
-        names += [f"{item.id}_cand{k}{suffix}" for k in range(item.n or n)]
-    return names
+    from ..batch import result_files
+
+    return [p.name for p in result_files(Path(f"{item.id}{suffix}"), item.n or n, save_all)]
 
 
 def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, model: str | os.PathLike | None = None,
@@ -109,17 +108,7 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
         seed = it.seed if it.seed is not None else base_seed
         prompt = it.prompt if it.prompt is not None else base_prompt
         result = loaded["inpainter"](it.image, it.mask, prompt=prompt, num_candidates=it.n or base_n, seed=seed, **kw)
-        target = Path(out) / f"{it.id}{suffix}"
-        facts = result.to_dict()
-        writers = {target: image_writer(result.image, target)}
-        if save_all:
-            facts["candidate_files"] = []
-            for k, im in enumerate(result.candidates):
-                p = target.with_name(f"{it.id}_cand{k}{suffix}")
-                writers[p] = image_writer(im, p)
-                facts["candidate_files"].append(p.name)
-        side = sidecar_path(target)
-        writers[side] = json_writer(facts, side)
+        writers = result.writers(Path(out) / f"{it.id}{suffix}", save_all=save_all)
         best = result.scores[result.best_index] if result.scores is not None else None
         return writers, {"seed": result.seed, "seeds": result.seeds, "score": best}
 
