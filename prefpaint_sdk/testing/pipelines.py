@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .shapes import PIPELINE_SIZES, fixture_shape
+from .shapes import fixture_shape
 from .tokenizers import byte_level_clip_tokenizer, byte_level_t5_tokenizer
 
 __all__ = ["FAMILIES", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
