@@ -67,7 +67,7 @@ def tiny_reward_model(seed: int = 0, *, trust: bool = True):
     import numpy as np
     import torch
 
-    from .reward import RewardModel, fit_trust
+    from ..reward import RewardModel, fit_trust
 
     torch.manual_seed(seed)
     model = RewardModel(**TINY_REWARD_CONFIG).eval()
