@@ -65,14 +65,15 @@ def test_download_knows_the_family_aliases(monkeypatch):
     assert asked == ["black-forest-labs/FLUX.1-Fill-dev", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"]
 
 
-def test_extend_runs_flux_fill_at_its_own_guidance_and_window(inputs, tiny_family_dir):
+@pytest.mark.parametrize("family,guidance,eta", [("flux-fill", 30.0, None), ("sdxl", 8.0, 1.0)])
+def test_extend_runs_the_family_at_its_own_guidance_and_window(inputs, tiny_family_dir, family, guidance, eta):
     out = inputs / "wide.png"
-    r = _run("extend", inputs / "photo.png", "-o", out, "--model", tiny_family_dir("flux-fill"), "--ratio-x", "1.5",
+    r = _run("extend", inputs / "photo.png", "-o", out, "--model", tiny_family_dir(family), "--ratio-x", "1.5",
              "--steps", "2", "--seed", "0", "--quiet")
     assert r.exit_code == 0, r.output
     assert Image.open(out).size == (100, 45)
     params = json.loads(out.with_suffix(".json").read_text())["params"]
-    assert (params["guidance_scale"], params["eta"], params["window"]) == (30.0, None, 64)
+    assert (params["guidance_scale"], params["eta"], params["window"]) == (guidance, eta, 64)
     # the original's pixels are kept byte for byte away from the seam
     a, b = np.asarray(Image.open(inputs / "photo.png")), np.asarray(Image.open(out))
     x0 = (100 - 67) // 2
