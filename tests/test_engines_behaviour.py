@@ -60,7 +60,7 @@ def test_every_mask_format_gives_the_same_inpainting(family, tiny_family_dir, tm
     (tmp_path / "images").mkdir()
     for stem in stems + ["inverted", "alpha"]:
         Image.fromarray(img).save(tmp_path / "images" / f"{stem}.png")
-    common = ["--model", tiny_family_dir(family), "--seed", "1", "--steps", "2", "--device", "cpu", "--dtype",
+    common = ["--model", tiny_family_dir(family), "--seed", "1", "--steps", "1", "--device", "cpu", "--dtype",
               "float32", "--quiet", "--offline"]
     r = _run("inpaint", tmp_path / "images", tmp_path / "masks", "-o", tmp_path / "out", *common)
     assert r.exit_code == 0, r.output
@@ -153,13 +153,15 @@ def test_bad_input_exits_2_before_the_model_loads(family, tiny_family_dir, tmp_p
         r = _run(*base, *extra)
         assert r.exit_code == 2 and word in r.output.lower() and "Traceback" not in r.output, (extra, r.output)
     r = _run(*["inpaint", img, tmp_path / "small.png"] + base[3:])
-    assert r.exit_code == 2 and "30×30" in r.output and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and "30x30" in r.output and "Traceback" not in r.output, r.output
     r = _run(*["inpaint", tmp_path / "nowhere.png"] + base[2:])
     assert r.exit_code == 2 and "nowhere.png" in r.output, r.output
     assert loads == [] and not (tmp_path / "o.png").exists()
-    if family == "flux-fill":  # knobs the family lacks: known from model_index.json, before loading
+    if family == "flux-fill":  # a knob the family lacks
         r = _run(*base, "--negative-prompt", "blurry")
         assert r.exit_code == 2 and "takes no negative prompt" in r.output and not (tmp_path / "o.png").exists()
+    r = _run(*base, "--steps", "1")  # the control: a good command does load the model, through the spy
+    assert r.exit_code == 0 and [c.family for c in loads][-1:] == [family], r.output
 
 
 @pytest.mark.parametrize("family,resolution,multiple,denoiser,in_channels", [
