@@ -72,6 +72,20 @@ def _square(side: int, hole: tuple[int, int, int, int]):
 
 # --- overhead on the mid fixtures ----------------------------------------------------------------------------
 
+def _alternating(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function after a warm-up, the order flipped every repeat (A B, B A, ...): on a
+    shared machine whose load drifts, a fixed order would charge the drift to whichever runs first."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(repeats):
+        for name in (list(fns) if i % 2 == 0 else list(fns)[::-1]):
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def overhead(families, steps: int, repeats: int) -> None:
     rows = []
     for family in families:
@@ -85,9 +99,8 @@ def overhead(families, steps: int, repeats: int) -> None:
             own.append(res.timings["total_s"] - res.timings["sample_s"])
 
         # a prompt that differs from the negative prompt: guidance runs in both (CFG for SD/SDXL)
-        t = compare({"inpainter": ours, "diffusers": lambda inp=inp, img=img, m=m: _direct(inp, img, m, 0, steps,
-                                                                                            "a photo")},
-                    repeats=repeats)
+        t = _alternating({"inpainter": ours, "diffusers": lambda inp=inp, img=img, m=m: _direct(inp, img, m, 0, steps,
+                                                                                                 "a photo")}, repeats)
         rows.append((family, r, t["inpainter"], t["diffusers"], float(np.median(own[1:]))))
         print(f"  done: {family} ({load()})", file=sys.stderr, flush=True)
     print(f"\nmachine: {machine()}; {load()}")
