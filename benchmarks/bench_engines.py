@@ -5,9 +5,9 @@ Run: .venv/bin/python benchmarks/bench_engines.py [--parts overhead,real,crop] [
 Parts (each prints its own table; ``uptime``'s load is printed beside each, since the CPU is shared):
 
 * ``overhead``: per family, ``Inpainter`` (cropping off, so both see the same pixels) against the same pipeline
-  called directly with the same arguments and generator, on the **mid** fixture (512 px working size), interleaved
-  repeats after a warm-up, median. Floor: the raw pipeline call. Target ratio <= 1.02; also the ms of our own
-  work around the call (``timings.total_s - timings.sample_s``), the steadier reading on a noisy machine.
+  called directly with the same arguments and generator, on the **mid** fixture (512 px working size),
+  alternating the order every repeat after a warm-up, median. Floor: the raw pipeline call. Target ratio
+  <= 1.02; also the ms of our own work around the call (``timings.total_s - timings.sample_s``), the steadier reading on a noisy machine.
 * ``real``: per family, at the **real** size (the published configs, random weights, fp32, CPU), measured once,
   each in a fresh subprocess: one denoiser evaluation at the working size (batch 1; SD/SDXL's classifier-free
   guidance runs two per step, FLUX's distilled guidance one) and the subprocess's peak RSS
