@@ -20,8 +20,12 @@ threads are set equal (``--threads``, default 1; the server through ``OMP_NUM_TH
 2-core machines two torch threads under contention run 5x slower than one (OpenMP waits on a busy core), which
 would measure the machine's load, not the server.
 
+Before/after in one run: ``--baseline DIR`` also starts the server of another source tree (e.g. an earlier
+commit: ``git archive <commit> | tar -x -C DIR``; its packages are put first on that server's ``PYTHONPATH``),
+and every round measures it too, the order of the three rotating from round to round.
+
 Usage: ``python benchmarks/bench_serve.py [--sizes tiny,mid] [--k 4] [--m 5] [--n 1] [--steps 4]
-[--repeats 2] [--threads 1] [--write FILE]`` (exit 1 when a request was lost)
+[--repeats 2] [--threads 1] [--baseline DIR] [--write FILE]`` (exit 1 when a request was lost)
 """
 
 from __future__ import annotations
@@ -76,9 +80,22 @@ def inputs(side: int, seed: int = 0) -> tuple[Image.Image, np.ndarray, bytes, by
     return image, hole, bufs[0], bufs[1]
 
 
-def start_server(model_dir: Path, rm_dir: Path, steps: int, threads: int, log_path: Path):
+def source_shim(src: Path, work: Path) -> Path:
+    """A folder whose prefpaint_sdk, prefpaint_apps and prefpaint_cli are the source tree ``src``'s packages."""
+    shim = work / "baseline-shim"
+    shim.mkdir(exist_ok=True)
+    for name, folder in (("prefpaint_sdk", "prefpaint_sdk"), ("prefpaint_apps", "apps"), ("prefpaint_cli", "cli")):
+        if not (src / folder / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {src}: no {folder}/__init__.py there; pass the root of a source tree")
+        (shim / name).symlink_to((src / folder).resolve(), target_is_directory=True)
+    return shim
+
+
+def start_server(model_dir: Path, rm_dir: Path, steps: int, threads: int, log_path: Path, shim: Path | None = None):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if shim is not None:  # ahead of the editable install: this server runs the other tree's code
+        env["PYTHONPATH"] = os.pathsep.join([str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = open(log_path, "w")
     proc = subprocess.Popen([str(PREFPAINT), "serve", "--model", str(model_dir), "--reward-model", str(rm_dir),
                              "--host", "127.0.0.1", "--port", str(port), "--steps", str(steps), "--device", "cpu",
@@ -175,31 +192,43 @@ def pct(values: list[float], q: float) -> float:
     return v[max(0, min(len(v) - 1, int(np.ceil(q / 100 * len(v))) - 1))]
 
 
-def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png: bytes, mask_png: bytes) -> dict:
+def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png: bytes, mask_png: bytes,
+               shim: Path | None = None) -> list[dict]:
+    """One model size: a row per server (this tree's, and the baseline's with ``shim``), each against the same
+    direct calls of the same rounds."""
     t_size = time.perf_counter()
     model_dir = save_tiny_inpaint_pipeline(work / f"pipe-{size}", size=size)
-    log_path = work / f"serve-{size}.log"
-    proc, base = start_server(model_dir, rm_dir, args.steps, args.threads, log_path)
+    servers: dict[str, tuple] = {}
     try:
+        for label, sh in (("server", None), ("baseline", shim)):
+            if label == "baseline" and shim is None:
+                continue
+            log_path = work / f"serve-{size}-{label}.log"
+            proc, base = start_server(model_dir, rm_dir, args.steps, args.threads, log_path, sh)
+            servers[label] = (proc, base, log_path)
         direct = Inpainter.from_pretrained(model_dir, device="cpu", dtype="float32", reward_model=rm_dir, offline=True)
-        health = wait_health(base, proc, log_path, args.start_timeout)
+        health = {label: wait_health(base, proc, log_path, args.start_timeout)
+                  for label, (proc, base, log_path) in servers.items()}
         call = dict(num_candidates=args.n, steps=args.steps)
-        load = Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
+        loads = {label: Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
+                 for label, (_, base, _) in servers.items()}
 
-        # Warm-up: one request to the server and one direct call (first-call costs are not the steady state).
-        warm = Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
-        warm.run(1, 1, 10_000)
+        # Warm-up: one request to each server and one direct call (first-call costs are not the steady state).
+        for _, base, _ in servers.values():
+            Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline).run(1, 1, 10_000)
         direct(image, hole, seed=10_000, **call)
 
         seeds_per_round = args.k * args.m
-        server_walls, direct_walls, direct_lat, direct_total = [], [], [], []
+        server_walls: dict[str, list] = {label: [] for label in servers}
+        direct_walls, direct_lat, direct_total = [], [], []
         direct_first: dict[int, np.ndarray] = {}
 
-        def server_round(r: int) -> None:
+        def server_round(label: str, r: int) -> None:
+            load = loads[label]
             n_before = len(load.records)
             wall = load.run(args.k, args.m, seed0=r * seeds_per_round)
             answered = sum(1 for x in load.records[n_before:] if x.get("valid"))
-            server_walls.append((wall, answered))
+            server_walls[label].append((wall, answered))
 
         def direct_round(r: int) -> None:
             t0 = time.perf_counter()
@@ -213,47 +242,57 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
                     direct_first[seed] = np.asarray(res.candidates[0])
             direct_walls.append((time.perf_counter() - t0, seeds_per_round))
 
+        steps = [("direct", direct_round)] + [(label, lambda r, label=label: server_round(label, r)) for label in servers]
         for r in range(args.repeats):
-            order = (server_round, direct_round) if r % 2 == 0 else (direct_round, server_round)
-            for fn in order:
+            shift = r % len(steps)  # rotate the order: each runs first, middle and last in turn
+            for _, fn in steps[shift:] + steps[:shift]:
                 fn(r)
-            print(f"  {size}: round {r + 1}/{args.repeats}: server {server_walls[-1][0]:.2f} s, "
-                  f"direct {direct_walls[-1][0]:.2f} s", file=sys.stderr, flush=True)
+            walls = ", ".join(f"{label} {server_walls[label][-1][0]:.2f} s" for label in servers)
+            print(f"  {size}: round {r + 1}/{args.repeats}: {walls}, direct {direct_walls[-1][0]:.2f} s",
+                  file=sys.stderr, flush=True)
     finally:
-        stop_server(proc)
+        for proc, _, _ in servers.values():
+            stop_server(proc)
 
-    recs = load.records
-    sent = [x for x in recs if x["status"] != "not sent (deadline)"]
-    refused = [x for x in sent if x["status"] == 429]
-    accepted = [x for x in sent if x["status"] != 429]
-    answered = [x for x in accepted if x.get("valid")]
-    lat = [x["latency"] for x in answered]
-    # Same work: the server's first candidate for a seed against the direct call's for that seed.
-    diffs = []
-    for seed, ref in direct_first.items():
-        rec = next((x for x in answered if x["seed"] == seed and x.get("image0")), None)
-        if rec is not None:
-            got = np.asarray(Image.open(io.BytesIO(base64.b64decode(rec["image0"]))).convert("RGB"))
-            diffs.append(int(np.abs(got.astype(np.int16) - ref.astype(np.int16)).max()) if got.shape == ref.shape
-                         else 999)
-    server_tp = [a / w for w, a in server_walls]
     direct_tp = [c / w for w, c in direct_walls]
-    ratios = [s / d for s, d in zip(server_tp, direct_tp)]
-    t = [x["timings"] for x in answered]
-    overhead_http = [x["latency"] - x["timings"].get("queue_s", 0) - x["timings"].get("job_s", 0) for x in answered]
-    return dict(
-        size=size, k=args.k, m=args.m, rounds=args.repeats, sent=len(sent), accepted=len(accepted),
-        answered=len(answered), lost=len(accepted) - len(answered), refused=len(refused),
-        not_sent=len(recs) - len(sent), statuses=sorted({str(x["status"]) for x in accepted if not x.get("valid")}),
-        p50=pct(lat, 50), p95=pct(lat, 95), direct_p50=statistics.median(direct_lat),
-        server_tp=statistics.median(server_tp), direct_tp=statistics.median(direct_tp),
-        ratio=statistics.median(ratios), ratios=ratios,
-        job_s=statistics.median([x.get("job_s", float("nan")) for x in t]) if t else float("nan"),
-        infer_s=statistics.median([x.get("total_s", float("nan")) for x in t]) if t else float("nan"),
-        direct_infer_s=statistics.median(direct_total), http_s=statistics.median(overhead_http) if t else float("nan"),
-        max_diff=max(diffs) if diffs else None, max_queue=health["queue"]["max"],
-        seconds=time.perf_counter() - t_size,
-    )
+    rows = []
+    for label, load in loads.items():
+        recs = load.records
+        sent = [x for x in recs if x["status"] != "not sent (deadline)"]
+        refused = [x for x in sent if x["status"] == 429]
+        accepted = [x for x in sent if x["status"] != 429]
+        answered = [x for x in accepted if x.get("valid")]
+        lat = [x["latency"] for x in answered]
+        # Same work: the server's first candidate for a seed against the direct call's for that seed.
+        diffs = []
+        for seed, ref in direct_first.items():
+            rec = next((x for x in answered if x["seed"] == seed and x.get("image0")), None)
+            if rec is not None:
+                got = np.asarray(Image.open(io.BytesIO(base64.b64decode(rec["image0"]))).convert("RGB"))
+                diffs.append(int(np.abs(got.astype(np.int16) - ref.astype(np.int16)).max())
+                             if got.shape == ref.shape else 999)
+        server_tp = [a / w for w, a in server_walls[label]]
+        ratios = [s / d for s, d in zip(server_tp, direct_tp)]
+        t = [x["timings"] for x in answered]
+        overhead_http = [x["latency"] - x["timings"].get("queue_s", 0) - x["timings"].get("job_s", 0) for x in answered]
+        rows.append(dict(
+            size=size if label == "server" else f"{size}, baseline", k=args.k, m=args.m, rounds=args.repeats,
+            sent=len(sent), accepted=len(accepted), answered=len(answered), lost=len(accepted) - len(answered),
+            refused=len(refused), not_sent=len(recs) - len(sent),
+            statuses=sorted({str(x["status"]) for x in accepted if not x.get("valid")}),
+            p50=pct(lat, 50), p95=pct(lat, 95), direct_p50=statistics.median(direct_lat),
+            server_tp=statistics.median(server_tp), direct_tp=statistics.median(direct_tp),
+            ratio=statistics.median(ratios), ratios=ratios,
+            job_s=statistics.median([x.get("job_s", float("nan")) for x in t]) if t else float("nan"),
+            infer_s=statistics.median([x.get("total_s", float("nan")) for x in t]) if t else float("nan"),
+            direct_infer_s=statistics.median(direct_total),
+            http_s=statistics.median(overhead_http) if t else float("nan"),
+            max_diff=max(diffs) if diffs else None, max_queue=health[label]["queue"]["max"],
+            answer_kib=statistics.median([len(x["image0"]) * 3 / 4 / 1024 for x in answered if x.get("image0")])
+            if answered else float("nan"),
+            seconds=time.perf_counter() - t_size,
+        ))
+    return rows
 
 
 def main(argv=None) -> int:
@@ -269,6 +308,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
     ap.add_argument("--deadline", type=float, default=150.0, help="seconds after which a round sends no more")
     ap.add_argument("--start-timeout", type=float, default=120.0, help="seconds the server may take to start")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="source tree of another version whose server is measured in the same rounds")
     ap.add_argument("--write", default=None, help="append the markdown to this file")
     args = ap.parse_args(argv)
 
@@ -282,8 +323,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
         rm_dir = save_tiny_reward_model(work / "rm")
+        shim = source_shim(args.baseline, work) if args.baseline is not None else None
         for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-            rows.append(bench_size(size, args, work, rm_dir, image, hole, image_png, mask_png))
+            rows.extend(bench_size(size, args, work, rm_dir, image, hole, image_png, mask_png, shim))
     total = time.perf_counter() - t_all
 
     import diffusers
@@ -312,13 +354,15 @@ def main(argv=None) -> int:
           f"{r['p50']:.3f} | {r['p95']:.3f} | {r['direct_p50']:.3f} |" for r in rows],
         "",
         "Where the time goes (medians per answered request): `total_s` is the Inpainter's own call inside the",
-        "server's job; job - total is PNG/base64 encoding of the answer and trust; HTTP is client latency minus",
-        "queue wait and job (upload, multipart parsing, image decoding, JSON).",
+        "server's job; job - Inpainter is the job's own work past it (trust, the answer's facts); HTTP is client",
+        "latency minus queue wait and job (upload, multipart parsing, image decoding, and since eea04b8 the PNG",
+        "encoding and base64 of the answer, done after the job in the request's threadpool; JSON).",
         "",
-        "| model | Inpainter in server s | Inpainter direct s | job - Inpainter s | HTTP s | same pixels (max diff) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | Inpainter in server s | Inpainter direct s | job - Inpainter s | HTTP s | answer PNG KiB | same pixels (max diff) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *[f"| {r['size']} | {r['infer_s']:.3f} | {r['direct_infer_s']:.3f} | {r['job_s'] - r['infer_s']:.3f} | "
-          f"{r['http_s']:.3f} | {r['max_diff'] if r['max_diff'] is not None else 'n/a'} |" for r in rows],
+          f"{r['http_s']:.3f} | {r['answer_kib']:.0f} | {r['max_diff'] if r['max_diff'] is not None else 'n/a'} |"
+          for r in rows],
         "",
         "Side by side (throughput; median over rounds; target: 0 lost, ratio >= 0.9):",
         "",

@@ -33,6 +33,9 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from ._quiet import quiet_library_bars
+from ._terms import cli_text, flag_of
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MODEL = 0, 1, 2, 3
@@ -52,9 +55,6 @@ POSITIVE = frozenset({"voxel_size", "depth_trunc", "depth_scale", "fov", "lr", "
 SEEDS = frozenset({"seed"})
 """Seeds: :func:`prefpaint_sdk.validation.check_seed` (0 ≤ seed ≤ 2**32 - 1)."""
 
-# Python names the SDK uses for values whose CLI option has another name.
-PARAM_ALIASES = {"guidance_scale": "guidance", "learning_rate": "lr", "num_steps": "steps", "depth_dir": "depth",
-                 "out_dir": "output", "masks": "mask", "masked_images": "masked_image"}
 
 # The documented default of --max-pixels. prefpaint_sdk.imaging.DEFAULT_MAX_PIXELS is the source; it is
 # not imported here (numpy) so that --help stays fast, and a test checks that both agree.
@@ -106,7 +106,7 @@ def check_params(command, ctx) -> None:
         try:
             _check_value(param.name, ctx.params[param.name])
         except InvalidInputError as exc:
-            msg = re.sub(rf"^{re.escape(param.name)}\b", _flag_of(param), str(exc))
+            msg = re.sub(rf"^{re.escape(param.name)}\b", flag_of(param), str(exc))
             raise _click_exceptions().UsageError(msg, ctx=ctx) from None
 
 
@@ -153,14 +153,6 @@ def _click_exceptions():
     except ImportError:  # pragma: no cover - older typer uses click itself
         from click import exceptions
     return exceptions
-
-
-def _current_context():
-    try:
-        from typer._click.globals import get_current_context  # typer ≥ 0.22 vendors click
-    except ImportError:  # pragma: no cover - older typer uses click itself
-        from click import get_current_context
-    return get_current_context(silent=True)
 
 
 def make_app(**kw: Any) -> typer.Typer:
@@ -225,143 +217,11 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
         # Library chatter (deprecation notes, weight-loading bars) is noise for a CLI user.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-        _quiet_library_bars(keep_hub=hub_progress and not quiet)
+        quiet_library_bars(keep_hub=hub_progress and not quiet)
     if max_pixels is not None:
         from prefpaint_sdk.imaging import set_max_pixels
 
         set_max_pixels(max_pixels)
-
-
-def _quiet_library_bars(keep_hub: bool) -> None:
-    """No "Loading weights", "Writing model shards" or "Loading pipeline components" bars."""
-    if not keep_hub:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        if "huggingface_hub.utils" in sys.modules:
-            sys.modules["huggingface_hub.utils"].disable_progress_bars()
-    # transformers reads HF_HUB_DISABLE_PROGRESS_BARS when imported, but not for a hub download we keep.
-    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
-        if name in sys.modules:
-            sys.modules[name].disable_progress_bar()
-        else:
-            _after_import(name, lambda module: module.disable_progress_bar())
-
-
-class _AfterImport:
-    """A meta-path finder that runs a function on a module right after it is first imported.
-
-    Used to switch off diffusers' and transformers' own progress bars without importing them (and torch)
-    at start-up: ``prefpaint extend --dry-run`` and ``masks generate`` never import them at all.
-    """
-
-    def __init__(self) -> None:
-        self.hooks: dict[str, Any] = {}
-
-    def find_spec(self, name, path, target=None):
-        hook = self.hooks.pop(name, None)
-        if hook is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                run = spec.loader.exec_module
-
-                def exec_module(module, _run=run, _hook=hook):
-                    _run(module)
-                    try:
-                        _hook(module)
-                    except Exception:  # noqa: BLE001 - quieting a library is best effort
-                        pass
-
-                spec.loader.exec_module = exec_module
-                return spec
-        return None
-
-
-_AFTER_IMPORT = _AfterImport()
-
-
-def _after_import(name: str, hook) -> None:
-    _AFTER_IMPORT.hooks[name] = hook
-    if _AFTER_IMPORT not in sys.meta_path:
-        sys.meta_path.insert(0, _AFTER_IMPORT)
-
-
-# ---- messages: text, in the current command's terms -------------------------------------------------
-_FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
-
-
-def _flag_of(param) -> str:
-    opts = [o for o in list(getattr(param, "opts", [])) if o.startswith("--")]
-    if opts:
-        return max(opts, key=len)
-    opts = list(getattr(param, "opts", []))
-    return opts[0] if opts else param.name
-
-
-def _command_options(ctx) -> tuple[set[str], dict[str, str]]:
-    flags: set[str] = set()
-    by_name: dict[str, str] = {}
-    while ctx is not None:
-        for p in ctx.command.params:
-            flags.update(getattr(p, "opts", []))
-            flags.update(getattr(p, "secondary_opts", []))
-            if any(o.startswith("-") for o in getattr(p, "opts", [])):
-                by_name[p.name] = _flag_of(p)
-        ctx = ctx.parent
-    flags.update({"--help", "-h"})
-    return flags, by_name
-
-
-def cli_text(message: str, param: str | None = None, ctx=None) -> str:
-    """``message`` in the current command's terms.
-
-    * ``name=VALUE (--flag)`` becomes ``--flag`` (``--flag VALUE``) when the command has ``--flag``;
-      ``--flag (name=VALUE)`` becomes ``--flag``.
-    * A ``;``-separated clause that suggests a flag the command lacks is dropped (in the first clause the
-      flag is replaced by its Python name, since that clause says what was wrong).
-    * ``param`` (the error's Python name) at the start of the message becomes the command's flag.
-    """
-    ctx = ctx or _current_context()
-    if ctx is None:
-        return message
-    flags, by_name = _command_options(ctx)
-
-    def has(flag: str) -> bool:
-        return flag in flags
-
-    def py_then_flag(m: re.Match) -> str:
-        value, flag = m.group(2), m.group(3)
-        if not has(flag):
-            return m.group(0)
-        return flag if value in ("True", "true") else f"{flag} {value}"
-
-    message = re.sub(r"\b([a-z_][a-z0-9_]*)=(\S+?) \((--[a-z0-9-]+)\)", py_then_flag, message)
-    message = re.sub(r"(--[a-z0-9-]+) \(([a-z_][a-z0-9_]*=[^)\s]+)\)",
-                     lambda m: m.group(1) if has(m.group(1)) else m.group(0), message)
-    clauses = message.split("; ")
-    kept = [clauses[0]]
-    for clause in clauses[1:]:
-        if all(has(f) for f in _FLAG.findall(clause)):
-            kept.append(clause)
-    # "raise max_pixels (--max-pixels)" -> "raise --max-pixels"; without the flag, the Python name stays.
-    kept[0] = re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)",
-                     lambda m: m.group(2) if has(m.group(2)) else m.group(1), kept[0])
-    kept[0] = re.sub(r" \((--[a-z0-9-]+)\)", lambda m: m.group(0) if has(m.group(1)) else "", kept[0])
-    kept = [kept[0]] + [re.sub(r"\b([a-z_][a-z0-9_]*) \((--[a-z0-9-]+)\)", r"\2", c) for c in kept[1:]]
-    kept[0] = _FLAG.sub(lambda m: m.group(0) if has(m.group(0)) else m.group(0)[2:].replace("-", "_"), kept[0])
-    kept[0] = re.sub(r" \((?:pass )?[a-z_][a-z0-9_]*=[^)\s]+ \(?(--[a-z0-9-]+)\)?\)",
-                     lambda m: "" if not has(m.group(1)) else m.group(0), kept[0])
-    message = "; ".join(kept)
-    # The value the message is about, named first ("steps must be ≥ 1"), is named by its flag.
-    lead = re.match(r"^([a-z_][a-z0-9_]*)(?= (?:must|should|needs|cannot)\b)", message)
-    if lead or param:
-        word = lead.group(1) if lead else param
-        name = word if word in by_name else PARAM_ALIASES.get(word)
-        if name in by_name and message.startswith(word) and re.match(rf"^{re.escape(word)}\b(?![=(-])", message):
-            message = by_name[name] + message[len(word):]
-    return message
 
 
 class _CliTextFilter(logging.Filter):

@@ -64,6 +64,7 @@ def inpaint(
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
+        from prefpaint_sdk.batch import plan_batch
         from prefpaint_sdk.engines.base import check_offload
         from prefpaint_sdk.validation import check_seed
 
@@ -90,7 +91,10 @@ def inpaint(
             targets = [output or image.with_name(f"{image.stem}_inpainted.png")]
         # Everything cheap first, before the (slow) model load: the whole output set of every item, and
         # each input's pixel count (a bomb in batch mode is reported and skipped; the run goes on).
-        todo, failures = _plan(pairs, targets, num_candidates, save_all, overwrite, batch, resize_mask)
+        todo, failures, skipped = plan_batch(pairs, targets, num_candidates=num_candidates, save_all=save_all,
+                                             overwrite=overwrite, batch=batch, resize_mask=resize_mask, on_failure=failed)
+        if skipped:
+            note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
         if not todo:
             if not quiet:
                 say(f"nothing to do: all {len(pairs)} outputs exist in '{targets[0].parent}' (--overwrite redoes them)")
@@ -138,59 +142,6 @@ def _run_manifest(manifest: Path, output: Path, quiet: bool, device: str, kw: di
 
     _jobs.run("images", quiet, lambda **more: run_inpaint_job(manifest, output, device=device, **kw, **more),
               cpu=device == "cpu")
-
-
-def output_set(target: Path, num_candidates: int, save_all: bool) -> list[Path]:
-    """Every file one item writes: the image, its sidecar and, with --save-all, ``<stem>_cand<k>``."""
-    from prefpaint_sdk import sidecar_path
-
-    files = [target, sidecar_path(target)]
-    if save_all:
-        files += [target.with_name(f"{target.stem}_cand{k}{target.suffix or '.png'}") for k in range(num_candidates)]
-    return files
-
-
-def _plan(pairs, targets, num_candidates, save_all, overwrite, batch, resize_mask=False):
-    """The (pair, target) items to run, and how many failed their cheap checks (batch mode only).
-
-    Single mode: any existing member of the set is an error (without --overwrite). Batch mode: an item
-    whose whole set exists is skipped (a rerun completes what an interruption left); a partial set is an
-    error naming the file, unless --overwrite.
-    """
-    from prefpaint_sdk.errors import OutputExistsError
-    from prefpaint_sdk.files import check_image_suffix, check_outputs
-    from prefpaint_sdk.imaging import check_image_file, check_mask_size
-
-    todo, failures, skipped = [], 0, 0
-    for pair, target in zip(pairs, targets):
-        check_image_suffix(target)
-        files = output_set(target, num_candidates, save_all)
-        check_outputs(files, overwrite=True)  # every check but existence: names, folders, writable parents
-        existing = [f for f in files if f.exists() and not f.is_dir()]
-        if batch and not overwrite and existing:
-            if len(existing) == len(files):
-                skipped += 1
-                continue
-            missing = [f for f in files if f not in existing]
-            raise OutputExistsError(
-                f"output '{existing[0]}' exists but '{missing[0]}' of the same item does not (an interrupted or "
-                "changed run?); pass --overwrite to redo the item, or remove its files")
-        check_outputs(files, overwrite)
-        try:
-            # one item: decode it now, so even a truncated file is refused before the model loads
-            size = check_image_file(pair.image, decode=not batch)
-            if pair.mask.is_file():
-                check_mask_size(check_image_file(pair.mask, what="mask", decode=not batch), size, resize=resize_mask)
-        except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
-            if not batch:
-                raise
-            failures += 1
-            failed(pair.image, exc)
-            continue
-        todo.append((pair, target))
-    if skipped:
-        note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
-    return todo, failures
 
 
 def _bad(msg: str):

@@ -14,15 +14,20 @@ def train_align(
     data: Path = typer.Option(..., "--data", help="Training prompts: DIR/images/ (+ optional DIR/masks/, paired by stem) or DIR/manifest.jsonl."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/ (tensorboard), log.jsonl, eval/ grids, lora/, merged/."),
     model: Optional[str] = typer.Option(None, "--model", help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
-    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model: hub id or folder of a PrefPaint RewardModel."),
+    reward_model: List[str] = typer.Option([], "--reward-model", help="Reward model: hub id or folder of a PrefPaint RewardModel; repeat it for a weighted ensemble (see --reward-weights)."),
     reward: Optional[str] = typer.Option(None, "--reward", help="Built-in programmatic reward instead of a model: 'brightness' (mean luma inside the hole)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb or cpu-smoke."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per --reward-model, e.g. 0.7,0.3; normalised to sum(|w|) = 1 (default: equal)."),
+    gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: a built-in name (brightness), a reward-model folder or hub id; repeat it for an ensemble (see --gold-weights)."),
+    gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
+    on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family)."),
+    algo: Optional[str] = typer.Option(None, "--algo", help="ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out prompts (same layout as --data); default: the last eval_size items of --data."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Override the number of RL iterations."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override the DDIM steps per rollout."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the sampling steps per rollout (DDIM, or FLUX's flow steps)."),
     finetune: Optional[str] = typer.Option(None, "--finetune", help="lora or full."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the seed."),
     set_: List[str] = typer.Option([], "--set", help="Any setting as NAME=VALUE (repeatable), e.g. --set clip_range=1e-3."),
@@ -33,7 +38,7 @@ def train_align(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Align an inpainting model to a reward by RL (PrefPaint/DDPO, trust-weighted); Ctrl-C saves a checkpoint."""
+    """Align an inpainting model to a reward by RL (PrefPaint/DDPO or GRPO, trust-weighted); Ctrl-C saves a checkpoint."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk.errors import InvalidInputError
@@ -52,24 +57,37 @@ def train_align(
         from prefpaint_sdk.errors import ConfigError
         from prefpaint_sdk.hub import BASE_MODEL
 
-        if (reward is None) == (reward_model is None):
+        if (reward is None) == (not reward_model):
             raise ConfigError("give exactly one of --reward-model ID or --reward NAME (e.g. --reward brightness); "
-                              f"got reward_model={reward_model!r}, reward={reward!r}")
+                              f"got reward_model={reward_model or None!r}, reward={reward!r}")
+        from prefpaint_sdk.align.reward_specs import reward_from_flags
         from prefpaint_sdk.align.rewards import BUILTIN_REWARDS
 
         if reward is not None and reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
-        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed)
+        if reward is not None and reward_weights is not None:
+            raise ConfigError("--reward-weights weights the --reward-model rewards, but --reward was given; drop one")
+        if gold_weights is not None and not gold_reward:
+            raise ConfigError("--gold-weights weights the --gold-reward rewards, but none was given; add --gold-reward")
+        train_reward = reward or reward_from_flags(reward_model, reward_weights, "--reward-model", "--reward-weights")
+        gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
+        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
+                         on_hacking=on_hacking, algo=algo)
         for item in set_:
             if "=" not in item:
                 raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
             k, v = item.split("=", 1)
             overrides[k.strip().replace("-", "_")] = v.strip()
         cfg = load_config(preset, config, overrides)
+        from prefpaint_sdk.align.guards import check_guard_state, check_guards
+
+        check_guards(cfg.validate(), gold)
         from prefpaint_sdk.align.checkpoint import check_run_folder
 
         # model-free: a used run folder without --resume, or a damaged checkpoint to resume from
         check_run_folder(out, resume=resume)
+        if resume:
+            check_guard_state(out)
 
         from prefpaint_sdk.align.trainer import Aligner
 
@@ -80,8 +98,9 @@ def train_align(
                 bar.update(task, completed=it, total=total,
                            description=f"align r={metrics.get('reward_mean', float('nan')):.4g}")
 
-            aligner = Aligner.from_pretrained(model or BASE_MODEL, reward_model or reward, cfg.validate(), data, out,
-                                              eval_data=eval_data, device=device, offline=offline, progress=report)
+            aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, cfg.validate(), data, out,
+                                              eval_data=eval_data, device=device, offline=offline, progress=report,
+                                              gold_reward=gold)
             summary = batch_summary(aligner.config, aligner.accelerator.num_processes)
             say("batch: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
             bar.update(task, completed=aligner.iteration if resume else 0)
@@ -92,6 +111,13 @@ def train_align(
             wr = f", win rate vs start {last['win_rate']:.2f}" if last.get("win_rate") is not None else ""
             say(f"held-out reward: {first['mean_reward']:.4f} (iteration {first['iteration']}) -> "
                           f"{last['mean_reward']:.4f} (iteration {last['iteration']}){wr}")
+            if last.get("gold_mean") is not None:
+                say(f"held-out gold reward: {first['gold_mean']:.4f} -> {last['gold_mean']:.4f}")
+        if result.stopped_reason:
+            say(f"stopped early: {result.stopped_reason}")
+        if result.best is not None:
+            say(f"best weights by gold reward: iteration {result.best['iteration']} ({out / 'eval' / 'best'})"
+                + ("; the exports below hold them" if result.stopped_reason and export else ""))
         if result.interrupted:
             say(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
             raise typer.Exit(interrupt_exit_code())

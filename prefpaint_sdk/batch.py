@@ -1,4 +1,5 @@
-"""Pairing inputs for batch work: an image folder with a mask folder (by file stem) or with one mask."""
+"""Batch work: pairing inputs (an image folder with a mask folder by file stem, or with one mask), the files
+one inpainted item writes, and the plan of a batch (what to run, what to skip) made before any model loads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "InputPair", "check_pair", "list_images", "pair_inputs", "read_manifest"]
+__all__ = ["IMAGE_SUFFIXES", "InputPair", "check_pair", "list_images", "pair_inputs", "plan_batch", "read_manifest",
+           "result_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -106,3 +108,71 @@ def read_manifest(path: str | os.PathLike) -> list[tuple[int, dict]]:
             raise DataError(f"{path}:{n} has no 'image' key; each line needs {{\"image\": path, \"mask\": path}}")
         records.append((n, rec))
     return records
+
+
+def result_files(target: str | os.PathLike, num_candidates: int, save_all: bool) -> list[Path]:
+    """Every file one inpainted item writes (:meth:`InpaintResult.save`): the image, its sidecar and, with
+    ``save_all``, every candidate as ``<stem>_cand<k><suffix>``."""
+    from .files import sidecar_path
+
+    target = Path(target)
+    files = [target, sidecar_path(target)]
+    if save_all:
+        files += [candidate_path(target, k) for k in range(num_candidates)]
+    return files
+
+
+def candidate_path(target: str | os.PathLike, k: int) -> Path:
+    """Where candidate ``k`` of the item written to ``target`` goes."""
+    target = Path(target)
+    return target.with_name(f"{target.stem}_cand{k}{target.suffix or '.png'}")
+
+
+def plan_batch(pairs, targets, *, num_candidates: int, save_all: bool, overwrite: bool, batch: bool,
+               resize_mask: bool = False, on_failure=None) -> tuple[list, int, int]:
+    """The (pair, target) items to run, made from cheap checks before any model loads.
+
+    Single mode (``batch`` false): any existing member of the item's set is an error (without ``overwrite``),
+    and the inputs are decoded, so even a truncated file is refused now. Batch mode: an item whose whole set
+    exists is skipped (a rerun completes what an interruption left); a partial set is an error naming the
+    file, unless ``overwrite``; an input that fails its header checks is reported through
+    ``on_failure(image_path, exc)`` and left out, and the batch goes on.
+
+    Returns:
+        ``(todo, failures, skipped)``.
+
+    Raises:
+        OutputExistsError, InvalidInputError, ImageTooLargeError: as above.
+    """
+    from .errors import OutputExistsError
+    from .files import check_image_suffix, check_outputs
+    from .imaging import check_image_file, check_mask_size
+
+    todo, failures, skipped = [], 0, 0
+    for pair, target in zip(pairs, targets):
+        check_image_suffix(target)
+        files = result_files(target, num_candidates, save_all)
+        check_outputs(files, overwrite=True)  # every check but existence: names, folders, writable parents
+        existing = [f for f in files if f.exists() and not f.is_dir()]
+        if batch and not overwrite and existing:
+            if len(existing) == len(files):
+                skipped += 1
+                continue
+            missing = [f for f in files if f not in existing]
+            raise OutputExistsError(
+                f"output '{existing[0]}' exists but '{missing[0]}' of the same item does not (an interrupted or "
+                "changed run?); pass --overwrite (overwrite=True) to redo the item, or remove its files")
+        check_outputs(files, overwrite)
+        try:
+            size = check_image_file(pair.image, decode=not batch)
+            if pair.mask.is_file():
+                check_mask_size(check_image_file(pair.mask, what="mask", decode=not batch), size, resize=resize_mask)
+        except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
+            if not batch:
+                raise
+            failures += 1
+            if on_failure is not None:
+                on_failure(pair.image, exc)
+            continue
+        todo.append((pair, target))
+    return todo, failures, skipped

@@ -91,10 +91,11 @@ class InpaintResult:
         """
         from pathlib import Path
 
+        from .batch import candidate_path
         from .files import image_writer, json_writer, sidecar_path, write_set
 
         path = Path(path)
-        cand_paths = [path.with_name(f"{path.stem}_cand{k}{path.suffix or '.png'}") for k in range(len(self.candidates))]
+        cand_paths = [candidate_path(path, k) for k in range(len(self.candidates))]
         facts = self.to_dict()
         writers = {path: image_writer(self.image, path)}
         if save_all:
@@ -227,6 +228,14 @@ class Inpainter:
     def check_steps(self, steps: int) -> int:
         """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
         return self.engine.check_steps(steps)
+
+    def check_knobs(self, *, negative_prompt: str = "", eta: float | None = None) -> None:
+        """Refuse a setting the model's family lacks (FLUX Fill: a negative prompt, ``eta``) before any sampling.
+
+        Raises:
+            InvalidInputError: naming the setting.
+        """
+        self.engine.check_knobs(negative_prompt=negative_prompt, eta=eta)
 
     # ---------------------------------------------------------------------------------------------
     def __call__(

@@ -52,6 +52,14 @@ def test_train_align_cpu_smoke_runs_resumes_and_exports(tiny, tmp_path):
     (["--reward", "brightness", "--set", "timesteps_per_traj=9", "--steps", "4"], "timesteps_per_traj=9 exceeds num_steps=4"),
     (["--reward", "brightness", "--set", "clip"], "not NAME=VALUE"),
     (["--reward", "brightness", "--preset", "huge"], "unknown preset 'huge'"),
+    # guards against reward hacking
+    (["--reward", "brightness", "--on-hacking", "stop"], "on_hacking='stop' needs a gold reward"),
+    (["--reward", "brightness", "--on-hacking", "maybe", "--gold-reward", "brightness"], "--on-hacking must be 'warn' or 'stop'"),
+    (["--reward", "brightness", "--gold-reward", "shiny"], "--gold-reward 'shiny' is neither a built-in reward"),
+    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights weights the --reward-model rewards"),
+    (["--reward-model", "a/b", "--reward-model", "c/d", "--reward-weights", "1,2,3"], "gives 3 weights for 2 rewards"),
+    (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights weights the --gold-reward rewards"),
+    (["--reward", "brightness", "--gold-reward", "brightness", "--gold-weights", "nan"], "non-finite"),
 ])
 def test_refusals_exit_2(tiny, tmp_path, extra, pattern):
     model, data = tiny
@@ -66,3 +74,23 @@ def test_missing_model_exits_3(tiny, tmp_path):
     res = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(tmp_path / "o"),
                                  "--model", "nobody/no-such-model", "--reward", "brightness", "--offline"])
     assert res.exit_code == 3, res.output
+
+
+def test_gold_reward_and_on_hacking_stop(tiny, tmp_path):
+    model, data = tiny
+    out = tmp_path / "run"
+    res = runner.invoke(_app(), ["train", "align", "--data", str(data), "--out", str(out), "--model", str(model),
+                                 "--reward", "brightness", "--gold-reward", "brightness", "--on-hacking", "stop",
+                                 "--preset", "cpu-smoke", "--iterations", "2", "--set", "eval_every=1", "--set",
+                                 "eval_size=2", "--set", "eval_samples=1", "--set", "prompts_per_iter=2", "--set", "train_batch_size=8", "--set",
+                                 "log_with=none", "--no-export", "--offline"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    # gold = proxy here, so no hacking: the run goes to the end and keeps the best weights by gold
+    assert "held-out gold reward" in text and "best weights by gold reward: iteration" in text
+    assert "stopped early" not in text and "done: 2 iterations" in text
+    assert json.loads((out / "align_config.json").read_text())["on_hacking"] == "stop"
+    rows = json.loads((out / "eval" / "guards.json").read_text())["rows"]
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert all(r["gold_mean"] == pytest.approx(r["proxy_mean"]) and "diff_saturation" in r for r in rows)
+    assert (out / "eval" / "best" / "trainable.safetensors").is_file()

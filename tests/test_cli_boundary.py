@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
-from prefpaint_cli import _common
+from prefpaint_cli import _common, _quiet, _terms
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
@@ -144,10 +144,10 @@ SDK_MESSAGE = "mask is 640x480 but image is 512x512; pass resize_mask=True (--re
 def test_flag_advice_follows_the_printing_command(path, cmd):
     ctx = cmd.make_context(" ".join(path), [], resilient_parsing=True)
     with ctx:
-        text = _common.cli_text(SDK_MESSAGE)
-        text2 = _common.cli_text("output 'x.png' already exists; pass --overwrite (overwrite=True) to replace it")
-        text3 = _common.cli_text("steps must be ≥ 1, got 0", param="steps")
-        text4 = _common.cli_text("guidance_scale must be a finite number, got nan", param="guidance_scale")
+        text = _terms.cli_text(SDK_MESSAGE)
+        text2 = _terms.cli_text("output 'x.png' already exists; pass --overwrite (overwrite=True) to replace it")
+        text3 = _terms.cli_text("steps must be ≥ 1, got 0", param="steps")
+        text4 = _terms.cli_text("guidance_scale must be a finite number, got nan", param="guidance_scale")
     if _has(cmd, "--resize-mask"):
         assert text == "mask is 640x480 but image is 512x512; pass --resize-mask to resize it"
     else:
@@ -158,7 +158,7 @@ def test_flag_advice_follows_the_printing_command(path, cmd):
         assert text2 == "output 'x.png' already exists"
     assert text3 == ("--steps must be ≥ 1, got 0" if _has(cmd, "--steps") else "steps must be ≥ 1, got 0")
     assert text4.startswith("--guidance " if _has(cmd, "--guidance") else "guidance_scale ")
-    for flag in _common._FLAG.findall(text + text2 + text3 + text4):
+    for flag in _terms._FLAG.findall(text + text2 + text3 + text4):
         assert _has(cmd, flag), (path, flag)
 
 
@@ -193,7 +193,7 @@ def test_every_float_option_must_be_finite(path, cmd, param, value, tmp_path):
         args += ["--model", "/nonexistent"]  # a model load would be exit 2/3 with another message
     r = _run([*args, f"{param.opts[0]}={value}"])
     line = _one_error_line(r)
-    assert "finite number" in line and _common._flag_of(param) in line
+    assert "finite number" in line and _terms.flag_of(param) in line
 
 
 COUNT_CASES = [
@@ -380,7 +380,7 @@ def test_library_progress_bars_are_quiet(monkeypatch, tmp_path):
     # a library not imported yet is quieted right after its import
     (tmp_path / "fakelib_h1.py").write_text("quiet = False\ndef disable_progress_bar():\n    global quiet\n    quiet = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    _common._after_import("fakelib_h1", lambda m: m.disable_progress_bar())
+    _quiet.after_import("fakelib_h1", lambda m: m.disable_progress_bar())
     import fakelib_h1
 
     assert fakelib_h1.quiet is True
@@ -423,16 +423,16 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path):
 def test_value_errors_of_any_origin_name_the_flag():
     cmd = dict(COMMANDS_BY_NAME)["extend"]
     with cmd.make_context("extend", [], resilient_parsing=True):
-        assert _common.cli_text("left must be >= 0 pixels, got -5") == "--left must be >= 0 pixels, got -5"
-        assert _common.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
+        assert _terms.cli_text("left must be >= 0 pixels, got -5") == "--left must be >= 0 pixels, got -5"
+        assert _terms.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
             "raise --max-pixels or PREFPAINT_MAX_PIXELS"
         # a leading word that is not about a value keeps its meaning
-        assert _common.cli_text("output 'x.png' is a folder") == "output 'x.png' is a folder"
+        assert _terms.cli_text("output 'x.png' is a folder") == "output 'x.png' is a folder"
     cmd = dict(COMMANDS_BY_NAME)["masks generate"]
     with cmd.make_context("generate", [], resilient_parsing=True):
-        assert _common.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
+        assert _terms.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
             "raise --max-pixels or PREFPAINT_MAX_PIXELS"
-        assert _common.cli_text("pass a bigger window (--window)") == "pass a bigger window"
+        assert _terms.cli_text("pass a bigger window (--window)") == "pass a bigger window"
 
 
 COMMANDS_BY_NAME = [(" ".join(p), c) for p, c in COMMANDS]

@@ -15,7 +15,6 @@ from PIL import Image
 from prefpaint_sdk import Inpainter, InvalidInputError
 from prefpaint_sdk.engines import (
     FAMILIES,
-    NotAlignableError,
     engine_class,
     engine_for_pipeline,
     family_of_folder,
@@ -119,16 +118,16 @@ def test_engine_facts_per_family(inpainters):
         assert engine_for_pipeline(e.pipeline).family == family
 
 
-def test_flux_refuses_knobs_it_lacks_and_cannot_be_aligned_yet(inpainters):
+def test_flux_refuses_knobs_it_lacks_and_is_alignable(inpainters):
     inp = inpainters("flux-fill")
     img, hole = np.zeros((32, 32, 3), np.uint8), _hole(32, 32, 4, 20, 4, 20)
     with pytest.raises(InvalidInputError, match="flux-fill family takes no negative prompt"):
         inp(img, hole, negative_prompt="blurry", steps=1)
     with pytest.raises(InvalidInputError, match="flux-fill family's sampler has no eta"):
         inp(img, hole, eta=0.5, steps=1)
-    with pytest.raises(NotAlignableError, match="flux-fill family cannot be aligned yet"):
-        inp.engine.rollout(None, [0], [torch.Generator()])
-    assert not inpainters("flux-fill").engine.alignable
+    # FLUX aligns through the flow-matching SDE rollout (tests/test_engine_rollout_flux.py), by GRPO by default
+    engine = inpainters("flux-fill").engine
+    assert engine.alignable and engine.default_algo == "grpo" and engine.sampler_kind == "flow"
     assert inpainters("sd").engine.alignable and inpainters("sdxl").engine.alignable
 
 

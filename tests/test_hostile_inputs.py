@@ -475,6 +475,17 @@ def align_ckpt(name, how):
     return mutate
 
 
+def guard_file(rel, how):
+    """A run's guard file (written whole first, as a run with a gold reward leaves it), then damaged."""
+    def mutate(run):
+        p = run / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"rows": [{"iteration": 0, "proxy_mean": 0.5, "gold_mean": 0.5}]} if p.name == "guards.json"
+                                else {"iteration": 0, "gold_mean": 0.5}) + "\n")
+        how(p)
+    return mutate
+
+
 def emptied(p: Path):
     p.write_bytes(b"")
 
@@ -852,6 +863,14 @@ CASES = [
     C("train-align/set-clip-range-nan", lambda e: talign(e, "--set", "clip_range=nan"), "clip_range", setup=adata),
     C("train-align/set-kl-inf", lambda e: talign(e, "--set", "learning_rate=inf"), "learning_rate", setup=adata),
     C("train-align/set-prompts-0", lambda e: talign(e, "--set", "prompts_per_iter=0"), "prompts_per_iter", setup=adata),
+    C("train-align/algo-unknown", lambda e: talign(e, "--algo", "dpo"), "algo", setup=adata),
+    C("train-align/algo-markup", lambda e: talign(e, "--algo", "[red]x[/red]"), "[red]x[/red]", setup=adata),
+    C("train-align/set-sde-noise-nan", lambda e: talign(e, "--set", "sde_noise=nan"), "sde_noise", setup=adata),
+    C("train-align/set-sde-noise-0", lambda e: talign(e, "--set", "sde_noise=0"), "sde_noise", setup=adata),
+    C("train-align/set-sde-window-neg", lambda e: talign(e, "--set", "sde_window=-2"), "sde_window", setup=adata),
+    C("train-align/set-adv-std", lambda e: talign(e, "--set", "adv_std=batch"), "adv_std", setup=adata),
+    C("train-align/set-grad-spike-inf", lambda e: talign(e, "--set", "grad_spike_factor=inf"), "grad_spike_factor",
+      setup=adata),
     C("train-align/config-truncated", lambda e: talign(e, "--config", e.w / "bad.toml"), "bad.toml",
       setup=both(adata, write("bad.toml", TRUNC_TOML))),
     C("train-align/config-empty-file-is-fine-but-nan-is-not", lambda e: talign(e, "--config", e.w / "bad.toml"),
@@ -870,6 +889,40 @@ CASES = [
     C("train-align/reward-model-pickle",
       lambda e: talign(e, model=e.model, reward=("--reward-model", e.w / "rm_bin")), "pickle",
       setup=both(adata, rm_pickled), absent=("weights_only",)),
+    # guards against reward hacking: ensembles, the gold reward, --on-hacking
+    C("train-align/reward-weights-count", lambda e: talign(e, "--reward-weights", "0.7,0.2,0.1",
+      reward=("--reward-model", "a/b", "--reward-model", "c/d")), "--reward-weights", "3 weights for 2", setup=adata),
+    C("train-align/reward-weights-nan", lambda e: talign(e, "--reward-weights", "0.7,nan",
+      reward=("--reward-model", "a/b", "--reward-model", "c/d")), "--reward-weights", "non-finite", setup=adata),
+    C("train-align/reward-weights-inf", lambda e: talign(e, "--reward-weights", "inf,1",
+      reward=("--reward-model", "a/b", "--reward-model", "c/d")), "--reward-weights", "non-finite", setup=adata),
+    C("train-align/reward-weights-text", lambda e: talign(e, "--reward-weights", "[bold]x",
+      reward=("--reward-model", "a/b")), "[bold]x", setup=adata),
+    C("train-align/reward-weights-with-builtin", lambda e: talign(e, "--reward-weights", "1"), "--reward-weights",
+      setup=adata),
+    C("train-align/gold-unknown", lambda e: talign(e, "--gold-reward", "shiny"), "shiny", "--gold-reward",
+      setup=adata),
+    C("train-align/gold-markup-path", lambda e: talign(e, "--gold-reward", e.w / "[bold]rm"), "[bold]rm",
+      setup=adata),
+    C("train-align/gold-missing-offline", lambda e: talign(e, "--gold-reward", "nobody/no-gold"), "nobody/no-gold",
+      code=3, setup=adata),
+    C("train-align/gold-model-pickle", lambda e: talign(e, "--gold-reward", e.w / "rm_bin", model=e.model), "pickle",
+      setup=both(adata, rm_pickled), absent=("weights_only",)),
+    C("train-align/gold-weights-count", lambda e: talign(e, "--gold-reward", "brightness", "--gold-weights", "1,2"),
+      "--gold-weights", "2 weights for 1", setup=adata),
+    C("train-align/gold-weights-nan", lambda e: talign(e, "--gold-reward", "brightness", "--gold-weights", NAN),
+      "--gold-weights", "non-finite", setup=adata),
+    C("train-align/gold-weights-without-gold", lambda e: talign(e, "--gold-weights", "1"), "--gold-weights",
+      setup=adata),
+    C("train-align/on-hacking-unknown", lambda e: talign(e, "--on-hacking", "[red]panic", "--gold-reward",
+      "brightness"), "--on-hacking", "[red]panic", setup=adata),
+    C("train-align/on-hacking-stop-without-gold", lambda e: talign(e, "--on-hacking", "stop"), "--gold-reward",
+      setup=adata),
+    C("train-align/on-hacking-stop-without-evals", lambda e: talign(e, "--on-hacking", "stop", "--gold-reward",
+      "brightness", "--set", "eval_every=0"), "eval_every", setup=adata),
+    C("train-align/set-hacking-patience-0", lambda e: talign(e, "--set", "hacking_patience=0"), "hacking_patience",
+      setup=adata),
+    C("train-align/set-audit-ring-nan", lambda e: talign(e, "--set", "audit_ring=nan"), "audit_ring", setup=adata),
     C("train-align/run-exists", lambda e: talign(e, *_ALIGN_TRAIN[4:], model=e.model), "--resume",
       setup=copy_run("align_run")),
     *[C(f"train-align/resume-{name.split('.')[0]}-{how_id}",
@@ -877,6 +930,10 @@ CASES = [
         setup=copy_run("align_run", align_ckpt(name, how)))
       for name in ("latest.json", "state.json")
       for how_id, how in (("truncated", truncate), ("empty", emptied), ("wrong-type", wrong_type('"text"')))],
+    *[C(f"train-align/resume-{name}-{how_id}", lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model),
+        name, setup=copy_run("align_run", guard_file(path, how)))
+      for name, path in (("guards.json", "eval/guards.json"), ("best.json", "eval/best/best.json"))
+      for how_id, how in (("truncated", truncate), ("wrong-type", wrong_type("[1]")))],
     C("train-align/resume-trainable-truncated", lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model),
       "trainable.safetensors", setup=copy_run("align_run", align_ckpt("trainable.safetensors", truncate))),
 

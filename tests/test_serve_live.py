@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,8 +32,6 @@ def rm_dir(tmp_path_factory):
 
 
 def _wait_health(url: str, proc, timeout: float = 90) -> None:
-    import urllib.request
-
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -73,6 +72,18 @@ def test_openai_client_against_prefpaint_serve(tiny_pipeline_dir, rm_dir, tmp_pa
             assert np.isfinite(extra["score"]) and extra["bound"] > 0 and extra["trust"] >= 1.0
             chosen += bool(extra["chosen"])
         assert chosen == 1
+        # response_format="url": the URL is served by the app, without the key, with the b64 answer's pixels
+        as_url = client.images.edit(image=("in.png", png(img), "image/png"), mask=("mask.png", mask, "image/png"),
+                                    prompt="", n=2, response_format="url", extra_body={"seed": 21})
+        as_b64 = client.images.edit(image=("in.png", png(img), "image/png"), mask=("mask.png", mask, "image/png"),
+                                    prompt="", n=2, extra_body={"seed": 21})
+        assert [d.model_extra["seed"] for d in as_url.data] == [21, 22]
+        for du, db in zip(as_url.data, as_b64.data):
+            assert du.url.startswith(base + "/v1/files/") and du.b64_json is None
+            with urllib.request.urlopen(du.url, timeout=10) as r:
+                assert r.headers["Content-Type"] == "image/png"
+                got = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
+            assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(base64.b64decode(db.b64_json))).convert("RGB")))
         models = client.models.list()
         assert models.data[0].id == str(tiny_pipeline_dir)
         bad = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
@@ -80,7 +91,8 @@ def test_openai_client_against_prefpaint_serve(tiny_pipeline_dir, rm_dir, tmp_pa
             bad.images.edit(image=("in.png", mask, "image/png"), prompt="")
         with pytest.raises(openai.BadRequestError, match="transparent"):
             client.images.edit(image=("in.png", png(img), "image/png"), prompt="")
-        assert len(list((tmp_path / "outs").glob("*.png"))) == 4  # the image and 3 candidates, nowhere else
+        # the image and candidates of each call (3 + 2 + 2), nowhere else
+        assert len(list((tmp_path / "outs").glob("*.png"))) == 4 + 3 + 3
     finally:
         proc.terminate()
         try:

@@ -37,6 +37,8 @@ from prefpaint_sdk import (
 
 from .forms import ApiError, Form, api_text, read_form, sniff_image
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
+from .png import png_bytes
+from .store import FileStore
 from .work import encode_images, family_of, inpaint_job, model_facts, score_job
 
 __all__ = ["create_app", "DEFAULT_SERVE_MAX_PIXELS", "MAX_N"]
@@ -50,7 +52,7 @@ MAX_N = 10
 """Most candidates per request (OpenAI's limit for ``n``)."""
 
 _INPAINT_FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "guidance", "select",
-                   "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
+                   "eta", "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
 _SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
 # SDK parameter names -> the API's field names
 _FIELD_OF = {"num_candidates": "n", "guidance_scale": "guidance"}
@@ -58,7 +60,8 @@ _FIELD_OF = {"num_candidates": "n", "guidance_scale": "guidance"}
 
 def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_queue: int = 16,
                max_upload_mb: float = 20, max_pixels: int = DEFAULT_SERVE_MAX_PIXELS, default_steps: int | None = None,
-               output_dir=None, cors: str | list[str] | None = None):
+               output_dir=None, cors: str | list[str] | None = None, url_ttl_s: float = 3600.0,
+               url_max_files: int = 256, url_max_mb: float = 512):
     """A FastAPI app serving ``inpainter`` (any engine's :class:`prefpaint_sdk.Inpainter`).
 
     Args:
@@ -74,6 +77,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         output_dir: when set, every inpainting's output set (image, candidates, sidecar) is also written
             there under a server-made name; nothing is written anywhere else.
         cors: allowed origin(s) for cross-origin browser calls; CORS is off when ``None``.
+        url_ttl_s / url_max_files / url_max_mb: how long, and how many and how many MiB of, the PNGs of
+            ``response_format=url`` answers are kept in memory (the oldest go first; see :mod:`.store`).
 
     Raises:
         MissingDependencyError: FastAPI is not installed (``pip install 'prefpaint[serve]'``).
@@ -92,6 +97,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     max_queue = at_least("max_queue", max_queue, 1)
     cap = int(positive("max_upload_mb", max_upload_mb) * 2**20)
     max_pixels = at_least("max_pixels", max_pixels, 1)
+    store = FileStore(max_files=at_least("url_max_files", url_max_files, 1),
+                      max_bytes=int(positive("url_max_mb", url_max_mb) * 2**20),
+                      ttl_s=positive("url_ttl_s", url_ttl_s))
+    # The family's own defaults (SD 50 steps / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30) for requests that don't say.
+    family_defaults = dict(getattr(inpainter, "defaults", None) or {})
     if default_steps is not None:
         default_steps = inpainter.check_steps(at_least("steps", default_steps, 1))
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
@@ -121,6 +131,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     app.state.queue = queue
     app.state.inpainter = inpainter
     app.state.reward_model = rm
+    app.state.files = store
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -208,11 +219,15 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             raise ApiError(400, f"{what} is not a readable image ({exc.__class__.__name__}); re-export it as PNG",
                            param=what) from None
 
-    def check_values(n, seed, steps, guidance) -> int:
+    def check_values(n, seed, steps, guidance, negative_prompt: str = "", eta: float | None = None) -> int:
         try:
             at_least("n", n, 1, MAX_N)
             check_seed(seed, count=n)
             finite("guidance", guidance, 0.0)
+            # A knob the family lacks (FLUX Fill: negative_prompt, eta) is refused here, before the queue.
+            inpainter.check_knobs(negative_prompt=negative_prompt, eta=eta)
+            if eta is not None:
+                finite("eta", eta, 0.0, 1.0)
             return inpainter.check_steps(steps)
         except InvalidInputError as exc:
             raise sdk_error(exc) from None
@@ -222,8 +237,12 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         if steps is None:
             steps = default_steps
         if steps is None:
-            steps = 50
+            steps = family_defaults.get("steps") or 50
         return steps
+
+    def guidance_of(form: Form) -> float:
+        default = family_defaults.get("guidance_scale")
+        return form.number("guidance", 7.5 if default is None else float(default))
 
     # ---- running a job ------------------------------------------------------------------------
     def submit(kind: str, fn) -> Job:
@@ -241,8 +260,10 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         log.error("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
         return ApiError(500, f"the model failed: {type(exc).__name__}: {api_text(str(exc))[:300]}", code="job_failed")
 
-    async def finish(request, job: Job):
-        """Await ``job``; a client that goes away cancels it (dropped if queued, stopped if running)."""
+    async def finish(request, job: Job, encode: bool = True):
+        """Await ``job``; a client that goes away cancels it (dropped if queued, stopped if running).
+
+        With ``encode`` its images come back as base64 PNG text, else as the PIL images the job made."""
         fut = job.future()
         while not fut.done():
             await asyncio.wait({fut}, timeout=0.2)
@@ -253,7 +274,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         queue.forget(job)
         if job.state != DONE:
             raise job_error(job)
-        await ready(job)
+        if encode:
+            await ready(job)
         return job.result
 
     async def ready(job: Job) -> None:
@@ -310,13 +332,14 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         n = form.integer("n", 1)
         seed = form.integer("seed")
         steps = steps_of(form)
-        guidance = form.number("guidance", 7.5)
+        guidance = guidance_of(form)
+        eta = form.number("eta")
         select = form.choice("select", ("reward", "lcb"), getattr(inpainter, "select", "reward"))
         call = dict(prompt=form.text("prompt", ""), negative_prompt=form.text("negative_prompt", ""),
-                    num_candidates=n, seed=seed, steps=steps, guidance_scale=guidance,
+                    num_candidates=n, seed=seed, steps=steps, guidance_scale=guidance, eta=eta,
                     crop_margin=form.integer("crop_margin", 128), mask_dilate=form.integer("mask_dilate", 0),
                     mask_blur=form.integer("mask_blur", 8))
-        call["steps"] = check_values(n, seed, steps, guidance)
+        call["steps"] = check_values(n, seed, steps, guidance, call["negative_prompt"], eta)
         for name in ("mask_dilate", "mask_blur"):
             try:
                 at_least(name, call[name], 0)
@@ -348,14 +371,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         n = form.integer("n", 1)
         size = form.text("size", "auto") or "auto"
         fmt = form.choice("response_format", ("b64_json", "url"), "b64_json")
-        if fmt == "url":
-            raise ApiError(400, "response_format 'url' is not supported by this server; use b64_json",
-                           param="response_format")
         if form.boolean("stream"):
             raise ApiError(400, "stream=true is not supported by this server", param="stream")
         seed = form.integer("seed")
         steps = steps_of(form)
-        guidance = form.number("guidance", 7.5)
+        guidance = guidance_of(form)
         select = form.choice("select", ("reward", "lcb"), getattr(inpainter, "select", "reward"))
         steps = check_values(n, seed, steps, guidance)
         want = _parse_size(size, max_pixels)
@@ -384,18 +404,42 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         image, hole = await run_in_threadpool(decode)
         call = dict(prompt=form.text("prompt", ""), num_candidates=n, seed=seed, steps=steps, guidance_scale=guidance)
         job = submit("edit", lambda j: inpaint_job(j, inpainter, rm, image, hole, call, select, out_dir))
-        facts = await finish(request, job)
+        facts = await finish(request, job, encode=fmt == "b64_json")
         if not isinstance(facts, dict):
             return facts  # the client went away
+        if fmt == "url":
+            names = await run_in_threadpool(keep_files, facts["images"])
+            base = str(request.base_url).rstrip("/")
+            answers = [{"url": f"{base}/v1/files/{name}"} for name in names]
+        else:
+            answers = [{"b64_json": b64} for b64 in facts["images"]]
         data = []
-        for k, b64 in enumerate(facts["images"]):
-            data.append({"b64_json": b64, "revised_prompt": None, "seed": facts["seeds"][k],
+        for k, answer in enumerate(answers):
+            data.append({**answer, "revised_prompt": None, "seed": facts["seeds"][k],
                          "score": None if facts["scores"] is None else facts["scores"][k],
                          "bound": None if facts["bounds"] is None else facts["bounds"][k],
                          "trust": None if facts["trust"] is None else facts["trust"][k],
                          "chosen": k == facts["chosen"]})
         return {"created": facts["created"], "data": data, "model": facts["model"]["id"],
                 "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]}
+
+    def keep_files(images) -> list[str]:
+        try:
+            return [store.put(png_bytes(im)) for im in images]
+        except ValueError as exc:
+            raise ApiError(507, f"{exc}; ask for response_format=b64_json", param="response_format",
+                           code="answer_too_large") from None
+
+    @app.get("/v1/files/{name}", include_in_schema=False)
+    async def get_file(name: str):
+        # No API key: the 192-bit random name is the capability, and it expires (as OpenAI's image URLs do).
+        found = store.get(name)
+        if found is None:
+            raise ApiError(404, f"no such file (unknown, or expired: answers are kept {store.ttl_s:g} s, at most "
+                                f"{store.max_files} of them)", code="file_not_found")
+        data, left = found
+        return Response(data, media_type="image/png", headers={
+            "Cache-Control": f"private, max-age={max(0, int(left))}", "X-Content-Type-Options": "nosniff"})
 
     @app.post("/v1/score")
     async def score(request: Request):

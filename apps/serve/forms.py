@@ -21,7 +21,7 @@ class ApiError(Exception):
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
              413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request_error",
-             429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+             429: "rate_limit_error", 500: "server_error", 503: "server_error", 507: "server_error"}
 
     def __init__(self, status: int, message: str, param: str | None = None, headers: dict | None = None,
                  code: str | None = None):

@@ -8,23 +8,20 @@ hole mask, checked by the request handler) and only call the public SDK: ``Inpai
 from __future__ import annotations
 
 import base64
-import io
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .png import png_bytes
+
 __all__ = ["b64_png", "chosen_index", "encode_images", "inpaint_job", "model_facts", "score_job", "trust_of"]
 
 
 def b64_png(image) -> str:
     """A PIL image as base64 PNG text (lossless: pixels outside the hole stay byte-equal to the input)."""
-    buf = io.BytesIO()
-    # Level 1: lossless all the same, and on the queue's one worker thread encoding time is throughput
-    # (level 6, Pillow's default, took a quarter of a tiny-model job: benchmarks/bench_serve.py).
-    image.save(buf, format="PNG", compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def encode_images(facts: dict[str, Any]) -> dict[str, Any]:

@@ -227,25 +227,30 @@ def remove_run_files(output_dir: str | os.PathLike, names) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def save_checkpoint(self) -> Path:
-    """Write an atomic checkpoint of an :class:`Aligner` at its current iteration (all processes call it)."""
-    acc, root = self.accelerator, self.checkpoint_root
-    name = f"iter_{self.iteration:06d}"
+def save_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, optimizer, lr_scheduler,
+                    state: dict[str, Any], keep: int) -> Path:
+    """Write an atomic checkpoint ``root/iter_NNNNNN`` (all processes call it).
+
+    Args:
+        params / old_tensors: the trained tensors and the old policy's snapshot, by name.
+        state: JSON-able run state; needs ``iteration`` and ``baseline`` (the trainer adds the model, config
+            and the grad-spike guard's history).
+        keep: checkpoints kept (older ones are deleted).
+    """
+    acc = accelerator
+    name = f"iter_{int(state['iteration']):06d}"
     tmp = root / f".{name}.tmp"  # same name on every process; renamed into place when complete
     if acc.is_main_process:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        save_tensors(self.params, tmp / "trainable.safetensors")
-        save_tensors(self.old.tensors, tmp / "old_policy.safetensors")
-        opt_t, opt_meta = optimizer_to_flat(self.optimizer.state_dict())
+        save_tensors(params, tmp / "trainable.safetensors")
+        save_tensors(old_tensors, tmp / "old_policy.safetensors")
+        opt_t, opt_meta = optimizer_to_flat(optimizer.state_dict())
         save_tensors(opt_t, tmp / "optimizer.safetensors")
         write_json_state(tmp / "optimizer.json", opt_meta)
-        sched = {k: v for k, v in self.lr_scheduler.state_dict().items() if k != "lr_lambdas"}
-        write_json_state(tmp / "state.json", {
-            "iteration": self.iteration, "lr_scheduler": sched, "baseline": self.baseline,
-            "num_processes": acc.num_processes, "model": self.model_id, "config": self.config.to_dict(),
-        })
+        sched = {k: v for k, v in lr_scheduler.state_dict().items() if k != "lr_lambdas"}
+        write_json_state(tmp / "state.json", {**state, "lr_scheduler": sched, "num_processes": acc.num_processes})
     acc.wait_for_everyone()
     rng_t, rng_meta = rng_state()
     save_tensors(rng_t, tmp / f"rng_rank{acc.process_index}.safetensors")
@@ -254,24 +259,27 @@ def save_checkpoint(self) -> Path:
     dest = root / name
     if acc.is_main_process:
         finalize_checkpoint(tmp, dest, root)
-        prune_checkpoints(root, self.config.keep_checkpoints)
+        prune_checkpoints(root, keep)
         log.info("checkpoint saved: %s", dest)
     acc.wait_for_everyone()
     return dest
 
-def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
-    """Restore the latest (or given) checkpoint: weights, old policy, optimizer, scheduler, RNG, position.
 
-    Returns ``False`` when there is nothing to resume from.
+def load_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, optimizer, lr_scheduler,
+                    path: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """Restore the latest (or given) checkpoint into the tensors, optimizer, LR scheduler and RNGs.
+
+    Returns the run state (``iteration``, ``baseline`` with NaN restored, ``grad_guard`` or ``None``), or
+    ``None`` when there is nothing to resume from. Every file is read and checked before anything changes.
 
     Raises:
         DataError: an incomplete checkpoint, or one saved with another number of processes.
     """
-    acc = self.accelerator
-    path = Path(path) if path else latest_checkpoint(self.checkpoint_root)
+    acc = accelerator
+    path = Path(path) if path else latest_checkpoint(root)
     if path is None:
-        log.warning("no checkpoint in '%s'; starting from the beginning", self.checkpoint_root)
-        return False
+        log.warning("no checkpoint in '%s'; starting from the beginning", root)
+        return None
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"checkpoint '{path}' is not a folder; pass a checkpoint folder such as checkpoints/iter_000010")
@@ -279,14 +287,14 @@ def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
     if state["num_processes"] != acc.num_processes:
         raise DataError(f"checkpoint '{path}' was saved with {state['num_processes']} processes but this run has "
                         f"{acc.num_processes}; resume with the same number of processes")
-    # Read and check every file before anything is changed, so a bad checkpoint leaves the Aligner untouched.
+    # Read and check every file before anything is changed, so a bad checkpoint leaves the run untouched.
     trained = load_tensors(path / "trainable.safetensors")
-    missing = sorted(set(self.params) ^ set(trained))
+    missing = sorted(set(params) ^ set(trained))
     if missing:
         raise DataError(f"checkpoint '{path}' does not match this model/finetune setting (e.g. {missing[:3]}); "
                         "resume with the settings it was saved with")
-    old = load_tensors(path / "old_policy.safetensors", keys=self.params)
-    for n, p in self.params.items():
+    old = load_tensors(path / "old_policy.safetensors", keys=params)
+    for n, p in params.items():
         for f, t in (("trainable", trained[n]), ("old_policy", old[n])):
             if tuple(t.shape) != tuple(p.shape):
                 raise DataError(f"checkpoint '{path}' ({f}.safetensors) holds '{n}' with shape {tuple(t.shape)} but this model "
@@ -303,20 +311,21 @@ def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
     with state_errors(rng_path, "checkpoint file", _fix(rng_path)):
         _parse_rng(rng_t, rng_meta)
     with torch.no_grad():
-        for n, p in self.params.items():
+        for n, p in params.items():
             p.copy_(trained[n].to(p.device, p.dtype))
-            self.old.tensors[n].copy_(old[n].to(p.device, p.dtype))
+            old_tensors[n].copy_(old[n].to(p.device, p.dtype))
     with state_errors(opt_path, "checkpoint file", _fix(opt_path)):
-        self.optimizer.load_state_dict(opt_state)
+        optimizer.load_state_dict(opt_state)
     sched_path = path / "state.json"
     with state_errors(sched_path, "checkpoint file", _fix(sched_path)):
-        sched_state = self.lr_scheduler.state_dict()
+        sched_state = lr_scheduler.state_dict()
         sched_state.update(state["lr_scheduler"])
-        self.lr_scheduler.load_state_dict(sched_state)
+        lr_scheduler.load_state_dict(sched_state)
     with state_errors(rng_path, "checkpoint file", _fix(rng_path)):
         set_rng_state(rng_t, rng_meta)
-    self.iteration = int(state["iteration"])
     base = state.get("baseline")  # NaN rewards are stored as null (strict JSON)
-    self.baseline = None if base is None else [float("nan") if v is None else float(v) for v in base]
-    log.info("resumed from %s (iteration %d)", path, self.iteration)
-    return True
+    guard = state.get("grad_guard")
+    log.info("resumed from %s (iteration %d)", path, int(state["iteration"]))
+    return {"iteration": int(state["iteration"]), "path": path,
+            "baseline": None if base is None else [float("nan") if v is None else float(v) for v in base],
+            "grad_guard": guard if isinstance(guard, dict) else None}

@@ -30,8 +30,14 @@ class AlignConfig(Settings):
     _names_hint: ClassVar[str] = "see `prefpaint train align --help` for the names"
 
     # --- sampling (rollouts) ---
-    num_steps: int = setting(50, "DDIM steps per rollout (paper: 50)")
-    eta: float = setting(1.0, "DDIM eta; > 0 so each step has a log-probability (paper: 1.0)")
+    num_steps: int = setting(50, "sampling steps per rollout (DDIM for SD/SDXL, flow steps for FLUX; paper: 50)")
+    eta: float = setting(1.0, "DDIM eta (SD/SDXL); > 0 so each step has a log-probability (paper: 1.0)")
+    sde_noise: float = setting(0.7, "FLUX: noise level a of the flow SDE, std_dev = a*sqrt(sigma/(1-sigma)) "
+                                    "(Flow-GRPO: 0.7); > 0")
+    sde_window: int = setting(2, "FLUX: k consecutive SDE steps per rollout (the rest ODE), the only steps "
+                                 "trained; 0 = every step (Flow-GRPO)")
+    sde_window_start: int = setting(-1, "FLUX: first step of the SDE window; -1 = seeded-random per iteration "
+                                        "(Flow-GRPO-Fast / MixGRPO)")
     guidance_scale: float = setting(1.0, "classifier-free guidance; with an empty prompt it changes nothing, so 1.0 (skip)")
     prompt: str = setting("", "text prompt (PrefPaint: empty)")
     negative_prompt: str = setting("", "negative prompt (PrefPaint: empty)")
@@ -47,6 +53,10 @@ class AlignConfig(Settings):
     resync_every: int = setting(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
     clip_range: float = setting(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
     logprob_reduction: str = setting("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
+    algo: str = setting("", "'ppo' (PrefPaint/DDPO) or 'grpo' (group-relative advantages, KL to the reference); "
+                            "'' = the family's default: ppo for SD/SDXL, grpo for FLUX")
+    adv_std: str = setting("group", "GRPO: divide by the std of each group ('group') or of the whole gathered "
+                                    "batch ('global')")
     adv_mode: str = setting("batch", "'batch': standardise over the batch gathered from all processes; 'group': per (image, mask)")
     adv_clip: float = setting(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
     use_trust: bool = setting(True, "weight each sample's loss by the reward's trust weight gamma (paper: on)")
@@ -57,6 +67,8 @@ class AlignConfig(Settings):
     kl_coef: float = setting(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
     l1_coef: float = setting(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
     max_grad_norm: float = setting(1.0, "gradient-norm clip; 0 disables")
+    grad_spike_factor: float = setting(10.0, "skip an optimizer step whose grad norm is non-finite or above this "
+                                             "factor x the median of the last 20 norms; 0 disables the median test")
     # --- optimizer ---
     learning_rate: float = setting(2e-6, "AdamW learning rate (paper, full UNet: 2e-6)")
     adam_beta1: float = setting(0.9, "AdamW beta1")
@@ -69,7 +81,8 @@ class AlignConfig(Settings):
     finetune: str = setting("lora", "'lora' (adapters via peft) or 'full' (the whole UNet, as the paper)")
     lora_rank: int = setting(8, "LoRA rank")
     lora_alpha: float = setting(8.0, "LoRA alpha (scale = alpha / rank)")
-    lora_targets: list = setting(["to_q", "to_k", "to_v", "to_out.0"], "UNet module names that get LoRA adapters")
+    lora_targets: list = setting([], "module names of the UNet/transformer that get LoRA adapters; [] = the "
+                                     "family's (SD/SDXL: attention projections; FLUX: also the added ones)")
     mixed_precision: str = setting("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in backward to save memory")
     # --- schedule ---
@@ -82,10 +95,18 @@ class AlignConfig(Settings):
     save_every: int = setting(10, "checkpoint every N iterations; 0 = only at the end and on Ctrl-C")
     keep_checkpoints: int = setting(2, "checkpoints kept (older ones are deleted)")
     log_with: str = setting("tensorboard", "accelerate tracker: 'tensorboard', 'wandb' or 'none'")
+    # --- guards (against reward hacking; see align/guards.py and align/audit.py) ---
+    on_hacking: str = setting("warn", "'warn' or 'stop' when the held-out proxy reward rises while the gold reward "
+                                      "falls for hacking_patience consecutive evaluations (needs a gold reward)")
+    hacking_patience: int = setting(3, "consecutive evaluations of rising proxy and falling gold reward that count as hacking")
+    audit_ring: int = setting(8, "width in pixels of the context ring around the hole that the bias audit compares it with")
 
     # ------------------------------------------------------------------------------------------
-    def validate(self, num_processes: int = 1) -> "AlignConfig":
+    def validate(self, num_processes: int = 1, sampler: str | None = None) -> "AlignConfig":
         """Refuse inconsistent settings, naming the values and the fix.
+
+        ``sampler`` is the family's :attr:`~prefpaint_sdk.engines.Engine.sampler_kind` ("ddim" or "flow") when
+        known: ``eta`` is checked for DDIM (and unknown) families only, the SDE window for flow matching.
 
         Raises:
             ConfigError: the first inconsistency found.
@@ -101,9 +122,27 @@ class AlignConfig(Settings):
                      "train_batch_size", "grad_accum_steps", "inner_epochs", "resync_every", "iterations",
                      "lora_rank", "keep_checkpoints", "eval_samples"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        need(self.eta > 0, f"eta={self.eta} makes DDIM deterministic, so steps have no log-probability; use eta > 0 (paper: 1.0)")
-        need(self.timesteps_per_traj <= self.num_steps,
-             f"timesteps_per_traj={self.timesteps_per_traj} exceeds num_steps={self.num_steps}; lower timesteps_per_traj or raise num_steps")
+        flow = sampler == "flow"
+        if not flow:  # DDIM families (or not known yet: checked again with the family before loading)
+            need(self.eta > 0, f"eta={self.eta} makes DDIM deterministic, so steps have no log-probability; use eta > 0 (paper: 1.0)")
+        need(self.sde_noise > 0, f"sde_noise={self.sde_noise} makes the flow SDE deterministic, so steps have no "
+                                 "log-probability; use sde_noise > 0 (Flow-GRPO: 0.7)")
+        need(self.sde_window >= 0, f"sde_window must be >= 0 (0 = every step), got {self.sde_window}")
+        need(self.sde_window_start >= -1, f"sde_window_start must be >= 0, or -1 for random, got {self.sde_window_start}")
+        name, trained = ("sde_window", self.sde_window) if (flow and 0 < self.sde_window < self.num_steps) \
+            else ("num_steps", self.num_steps)
+        need(self.timesteps_per_traj <= trained,
+             f"timesteps_per_traj={self.timesteps_per_traj} exceeds {name}={trained} (the stored steps); lower "
+             f"timesteps_per_traj or raise {name}")
+        if flow and self.sde_window:
+            need(self.sde_window_start < self.num_steps,
+                 f"sde_window_start={self.sde_window_start} is past the last of num_steps={self.num_steps} steps")
+        need(self.algo in ("", "ppo", "grpo"), f"algo must be 'ppo' or 'grpo' (or '' for the family's default), got '{self.algo}'")
+        need(self.adv_std in ("group", "global"), f"adv_std must be 'group' or 'global', got '{self.adv_std}'")
+        need(not (self.algo == "grpo" and self.samples_per_prompt < 2),
+             f"algo='grpo' with samples_per_prompt={self.samples_per_prompt} gives zero advantages (one sample per "
+             "group); use samples_per_prompt >= 2")
+        need(self.grad_spike_factor >= 0, f"grad_spike_factor must be >= 0 (0 disables), got {self.grad_spike_factor}")
         per_proc = self.prompts_per_iter * self.samples_per_prompt
         per_step = self.train_batch_size * self.grad_accum_steps
         need(per_proc % per_step == 0,
@@ -133,7 +172,20 @@ class AlignConfig(Settings):
 
         bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
+        self._validate_guards()
         return self
+
+    def _validate_guards(self) -> None:
+        """The guards block's checks (see :mod:`prefpaint_sdk.align.guards`)."""
+        if self.on_hacking not in ("warn", "stop"):
+            raise ConfigError(f"on_hacking must be 'warn' or 'stop', got '{self.on_hacking}'")
+        if int(self.hacking_patience) < 1:
+            raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+        if int(self.audit_ring) < 1:
+            raise ConfigError(f"audit_ring must be >= 1 pixel, got {self.audit_ring}")
+        if self.on_hacking == "stop" and not self.eval_every:
+            raise ConfigError("on_hacking='stop' watches the evaluations, but eval_every=0 disables them; "
+                              "set eval_every >= 1 or on_hacking='warn'")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -158,7 +210,26 @@ PRESETS: dict[str, dict[str, Any]] = {
                       num_steps=4, timesteps_per_traj=4, prompts_per_iter=4, samples_per_prompt=4,
                       rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1,
                       resync_every=1, clip_range=0.1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
-                      save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"]),
+                      save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"],
+                      # FLUX (tiny fixture): every one of the 4 flow steps is an SDE step (window 0 = all), so
+                      # the same K = 4 trained steps per trajectory as SD's DDIM; GRPO by the family's default.
+                      sde_window=0, sde_noise=0.7),
+    # FLUX.1 Fill on one 80 GB GPU, LoRA (Flow-GRPO-Fast style: an SDE window of 2 of 28 steps, GRPO, G = 8).
+    # Memory: the 12B transformer in bf16 = 24 GB of frozen weights; T5-XXL (4.7B) + CLIP-L + VAE in bf16
+    # ~ 10 GB (prompts are encoded once and cached); LoRA rank 32 on the attention projections of the 19
+    # double + 38 single blocks ~ 52M params: fp32 weights + grads + AdamW moments + old-policy copy ~ 1 GB.
+    # Activations at 512 px (1024 image + 512 text tokens) with gradient checkpointing: ~0.5 GB of block
+    # inputs per sample + one block's recompute; train_batch_size 2 (plus a no-grad reference pass for the
+    # KL) stays well under 40 GB. Rollouts run without grad in batches of 8. Total ~ 45-60 GB.
+    # Batch: 4 groups x 8 samples = 32 trajectories per GPU per iteration, 2 trained steps each = 64
+    # (sample, step) pairs; 2 x 16 accumulated = one optimizer step per iteration.
+    "flux-fill-lora-80gb": dict(finetune="lora", lora_rank=32, lora_alpha=32.0, learning_rate=1e-4,
+                                mixed_precision="bf16", gradient_checkpointing=True, resolution=512,
+                                guidance_scale=30.0, num_steps=28, sde_noise=0.7, sde_window=2,
+                                sde_window_start=-1, timesteps_per_traj=2, algo="grpo", adv_std="group",
+                                prompts_per_iter=4, samples_per_prompt=8, rollout_batch_size=8, train_batch_size=2,
+                                grad_accum_steps=16, resync_every=1, clip_range=1e-4, kl_coef=0.04,
+                                iterations=1000, eval_every=50, save_every=50),
 }
 
 

@@ -1,4 +1,5 @@
-"""Held-out evaluation during alignment: mean reward and WinRate against the starting model.
+"""Held-out evaluation during alignment: mean reward and WinRate against the starting model, the gold
+reward and the bias audit on the same samples (see :mod:`.guards` and :mod:`.audit`).
 
 Both models sample the same held-out (image, mask) pairs with the same seeds, so the comparison is
 paired: a sample wins when its reward beats the starting model's sample of the same seed, and ties count
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..reward.winrate import win_rate
+from .audit import audit_batch
 from .seeding import derive_seed
-from .tracking import log_metrics
 
-__all__ = ["EvalResult", "win_rate", "image_grid", "paste_back", "evaluate_heldout", "log_eval_grid"]
+__all__ = ["EvalResult", "evaluate_heldout", "heldout_prompts", "image_grid", "log_eval_grid", "paste_back", "score_images",
+           "win_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,30 @@ _EVAL_SEED = 1_000_003  # evaluation seeds never collide with training seeds
 
 @dataclass
 class EvalResult:
-    """Rewards of the held-out samples (NaN kept) and the summary figures."""
+    """Rewards of the held-out samples (NaN kept) and the summary figures.
+
+    ``rewards``/``mean_reward``/``win_rate`` are the training (proxy) reward's; ``gold_rewards``/``gold_mean``
+    the gold reward's on the same samples (``None`` without one); ``audit`` the bias audit of
+    :func:`~prefpaint_sdk.align.audit.audit_batch` (hole vs context ring); ``images`` the scored samples.
+    """
 
     rewards: list[float]
     mean_reward: float
     win_rate: float | None
+    gold_rewards: list[float] | None = None
+    gold_mean: float | None = None
+    audit: dict[str, float] = field(default_factory=dict)
+    images: torch.Tensor | None = field(default=None, repr=False)
+
+    def metrics(self) -> dict[str, float]:
+        """The figures for the trackers: ``eval/...`` rewards and ``audit/...`` bias figures."""
+        out = {"eval/mean_reward": self.mean_reward}
+        if self.win_rate is not None:
+            out["eval/win_rate"] = self.win_rate
+        if self.gold_mean is not None:
+            out["eval/gold_mean"] = self.gold_mean
+        out.update({f"audit/{k}": v for k, v in self.audit.items()})
+        return out
 
 
 def paste_back(generated: torch.Tensor, init01: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,32 +74,47 @@ def image_grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
     return grid
 
 
-@torch.no_grad()
-def evaluate_heldout(self, tag: str | None = None) -> EvalResult:  # noqa: ANN001 - self is the Aligner
-    """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
+def heldout_prompts(eval_set, indices, seed: int, samples: int) -> tuple[list, list[int]]:  # noqa: ANN001
+    """The held-out items (masks drawn from ``seed``) and the fixed sampling seeds of every evaluation."""
+    items = [eval_set.get(i, mask_seed=derive_seed(seed, 31, i)) for i in indices]
+    seeds = [derive_seed(_EVAL_SEED, i, k) for i in range(len(items)) for k in range(samples)]
+    return items, seeds
 
-    Runs on the main process (others wait); logs the metrics and an image grid.
+
+def score_images(reward_fn, images: torch.Tensor, masks: torch.Tensor):  # noqa: ANN001 - an as_reward_fn function
+    """Score pasted-back (N, 3, H, W) images with (N, 1, H, W) masks as the trainer does: the masked prompt
+    image is the input with the hole black."""
+    masked = images * (~masks).to(images.dtype)  # pasted back, so outside the hole this is the input
+    return reward_fn(images.cpu(), masks[:, 0].cpu(), masked.cpu())
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+@torch.no_grad()
+def evaluate_heldout(sample: Callable, reward_fn: Callable, items: list, seeds: list[int], samples_per_item: int, *,
+                     baseline: list[float] | None = None, gold_fn: Callable | None = None,
+                     ring_width: int = 8) -> EvalResult:
+    """Sample the held-out items with fixed seeds; proxy and gold rewards, WinRate vs ``baseline``, bias audit.
+
+    Args:
+        sample: ``sample(items, seeds, samples_per_item) -> (rollout, images, masks)`` with the current
+            weights (the Aligner's ``_sample``); images pasted back, masks (N, 1, H, W) bool.
+        reward_fn: the training (proxy) reward, an :func:`~prefpaint_sdk.align.rewards.as_reward_fn` function.
+        items / seeds / samples_per_item: from :func:`heldout_prompts`.
+        baseline: the starting model's proxy rewards on the same seeds (WinRate is ``None`` without).
+        gold_fn: the gold reward (an ``as_reward_fn`` function), scored on the same samples.
+        ring_width: the bias audit's context ring width in pixels.
     """
-    cfg, acc = self.config, self.accelerator
-    result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
-    if acc.is_main_process and self.eval_indices:
-        items = [self.eval_set.get(i, mask_seed=derive_seed(cfg.seed, 31, i)) for i in self.eval_indices]
-        seeds = [derive_seed(_EVAL_SEED, i, k) for i in range(len(items)) for k in range(cfg.eval_samples)]
-        self.unet.eval()
-        _, images, masks = self._sample(items, seeds, cfg.eval_samples)
-        rb = self._score(images, masks)
-        rewards = [float(r) for r in rb.scores]
-        finite = [r for r in rewards if math.isfinite(r)]
-        mean = float(np.mean(finite)) if finite else float("nan")
-        wr = win_rate(rewards, self.baseline, skip_nonfinite=True) if self.baseline is not None else None
-        result = EvalResult(rewards=rewards, mean_reward=mean, win_rate=wr)
-        metrics = {"eval/mean_reward": mean}
-        if wr is not None:
-            metrics["eval/win_rate"] = wr
-        log_metrics(self, metrics, eval_tag=tag)
-        log_eval_grid(self, images, cfg.eval_samples)
-    acc.wait_for_everyone()
-    return result
+    _, images, masks = sample(items, seeds, samples_per_item)
+    rewards = [float(r) for r in score_images(reward_fn, images, masks).scores]
+    wr = win_rate(rewards, baseline, skip_nonfinite=True) if baseline is not None else None
+    gold = None if gold_fn is None else [float(r) for r in score_images(gold_fn, images, masks).scores]
+    return EvalResult(rewards=rewards, mean_reward=_mean(rewards), win_rate=wr, gold_rewards=gold,
+                      gold_mean=None if gold is None else _mean(gold),
+                      audit=audit_batch(images.float().clamp(0, 1), masks, ring_width), images=images)
 
 
 def log_eval_grid(self, images: torch.Tensor, ncol: int) -> None:  # noqa: ANN001 - self is the Aligner

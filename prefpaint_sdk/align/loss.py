@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PolicyLoss", "compute_advantages", "ppo_clip_loss", "trust_weights", "gaussian_kl", "mean_l1"]
+__all__ = ["GroupAdvantages", "PolicyLoss", "compute_advantages", "grpo_advantages", "ppo_clip_loss", "trust_weights", "gaussian_kl", "mean_l1"]
 
 
 @dataclass
@@ -77,6 +77,64 @@ def compute_advantages(rewards: torch.Tensor, groups: torch.Tensor | None = None
     else:
         raise ValueError(f"advantage mode must be 'batch' or 'group', got {mode!r}")
     return adv.clamp(-clip, clip), valid
+
+
+@dataclass
+class GroupAdvantages:
+    """GRPO advantages of a gathered batch.
+
+    Attributes:
+        advantages: (N,) float32; 0 for NaN rewards and zero-std groups.
+        valid: (N,) bool: a finite reward in a group whose std is not zero (the samples that train).
+        zero_std_ratio: share of the groups (with a finite reward) whose rewards are all equal.
+    """
+
+    advantages: torch.Tensor
+    valid: torch.Tensor
+    zero_std_ratio: float
+
+
+def grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor, std: str = "group", clip: float = 10.0,
+                    eps: float = 1e-7) -> GroupAdvantages:
+    """Group-relative advantages (GRPO): ``(r - mean of its group) / (std + eps)``, clipped to ±``clip``.
+
+    Args:
+        rewards: (N,) rewards gathered from all processes; NaN rewards are left out of every statistic.
+        groups: (N,) group ids (one group = the samples of one (image, mask)).
+        std: "group": each group's own (population) std; "global": the std of all finite rewards of the batch.
+        clip / eps: as :func:`compute_advantages`.
+
+    A group whose finite rewards have std <= ``eps`` (all equal, or one sample) has no signal: its
+    advantages are 0, its samples are not valid (they add nothing to the loss), and it counts in
+    ``zero_std_ratio``.
+
+    Raises:
+        ValueError: an unknown ``std``.
+    """
+    if std not in ("group", "global"):
+        raise ValueError(f"GRPO std must be 'group' or 'global', got {std!r}")
+    r = rewards.detach().float()
+    finite = torch.isfinite(r)
+    g = torch.as_tensor(groups, device=r.device)
+    adv = torch.zeros_like(r)
+    valid = torch.zeros_like(finite)
+    global_std = r[finite].std(unbiased=False) if finite.any() else torch.tensor(float("nan"))
+    n_groups = n_zero = 0
+    for gid in torch.unique(g):
+        sel = (g == gid) & finite
+        if not sel.any():
+            continue
+        n_groups += 1
+        v = r[sel]
+        s = v.std(unbiased=False)
+        if float(s) <= eps:
+            n_zero += 1
+            continue
+        denom = s if std == "group" else global_std
+        adv[sel] = (v - v.mean()) / (denom + eps)
+        valid[sel] = True
+    return GroupAdvantages(advantages=adv.clamp(-clip, clip), valid=valid,
+                           zero_std_ratio=n_zero / n_groups if n_groups else 0.0)
 
 
 def trust_weights(bounds, k: float = 0.05, b: float = 0.7, lo: float = 1.0, hi: float = 2.21) -> torch.Tensor:

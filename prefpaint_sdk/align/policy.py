@@ -81,8 +81,9 @@ def _lora_state(unet) -> dict[str, torch.Tensor]:
     return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
 
 
-def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
-    """Save the UNet's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it.
+def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None, module_name: str = "unet") -> Path:
+    """Save the model's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it
+    (``module_name``: "unet", or "transformer" for FLUX, whose pipeline saves ``transformer_lora_layers``).
 
     Raises:
         ConfigError: the UNet has no LoRA adapter (full fine-tuning: export the merged pipeline instead).
@@ -94,7 +95,8 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None) -> Path:
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
-        pipeline_cls.save_lora_weights(tmp, unet_lora_layers=state, safe_serialization=True, weight_name=LORA_WEIGHT_NAME)
+        layers = {f"{module_name}_lora_layers": state}
+        pipeline_cls.save_lora_weights(tmp, **layers, safe_serialization=True, weight_name=LORA_WEIGHT_NAME)
     return folder
 
 
@@ -123,8 +125,11 @@ def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *, vae=None, text_encoder=None,
-                  text_encoder_2=None, unet_base_state: dict[str, torch.Tensor] | None = None) -> Path:
+                  text_encoder_2=None, unet_base_state: dict[str, torch.Tensor] | None = None,
+                  module_name: str = "unet") -> Path:
     """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``.
+
+    ``module_name`` is the pipeline component the trained model replaces ("transformer" for FLUX).
 
     Args:
         dtype: the exported UNet's dtype (the base model's).
@@ -151,7 +156,12 @@ def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *,
     merged = merged.to(dtype)
     vae = vae if vae is not None else pipe.vae
     text_encoder = text_encoder if text_encoder is not None else pipe.text_encoder
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    if module_name != "unet":
+        # FLUX Fill: the same pipeline class and components, with the trained transformer and the frozen parts.
+        parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, module_name: merged,
+                 "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}
+        out = type(pipe)(**parts)
+    elif getattr(pipe, "text_encoder_2", None) is not None:
         # SDXL: the same pipeline class and configuration, with the trained UNet and the frozen parts.
         parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, "unet": merged,
                  "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}

@@ -18,6 +18,7 @@ a ``.score`` method (the toolkit's ``RewardModel``) is called with PIL images fr
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,9 +27,10 @@ import torch
 
 from ..errors import ConfigError, InvalidInputError
 from ..reward.framing import mask_fill_of, reward_view
+from .audit import luma, masked_mean
 from .loss import trust_weights
 
-__all__ = ["RewardBatch", "as_reward_fn", "brightness_in_mask", "BUILTIN_REWARDS"]
+__all__ = ["BUILTIN_REWARDS", "RewardBatch", "RewardEnsemble", "as_reward_fn", "brightness_in_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,49 @@ def brightness_in_mask(images: torch.Tensor, masks: torch.Tensor, masked_images:
     A reward with a known optimum (a white hole) that needs no trained model: the smoke preset and the
     learning tests use it to show that alignment raises a reward. An empty hole scores NaN (dropped).
     """
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    luma = (images * w).sum(1)
-    m = masks.to(luma.dtype)
-    area = m.sum((1, 2))
-    return torch.where(area > 0, (luma * m).sum((1, 2)) / area.clamp(min=1), torch.full_like(area, float("nan")))
+    return masked_mean(luma(images), masks)
 
 
 BUILTIN_REWARDS: dict[str, Callable] = {"brightness": brightness_in_mask}
+
+
+@dataclass(frozen=True)
+class RewardEnsemble:
+    """A weighted sum of rewards: ``score = sum_i w_i * score_i`` with ``w`` normalised to ``sum_i |w_i| = 1``.
+
+    The weights are normalised so that an ensemble stays on its members' scale ("0.7,0.3" and "7,3" are the
+    same ensemble), and the trust formula's k and b keep their meaning. A negative weight is allowed (a
+    penalty). Bounds: when every member gives one, the ensemble's bound is ``sum_i |w_i| * b_i``: each
+    member's error e_i is within b_i, so the ensemble's error satisfies ``|sum_i w_i e_i| <= sum_i |w_i| b_i``
+    (the triangle inequality); trust gamma is computed from that combined bound. When any member has no
+    bound, neither has the ensemble (trust 1). A NaN score from any member makes the ensemble's score NaN.
+
+    Args:
+        members: rewards as :func:`as_reward_fn` accepts them (names, reward models, callables).
+        weights: one finite weight per member, not all zero; default: equal weights.
+
+    Raises:
+        ConfigError: no members, a weights count that does not match, a non-finite weight, all weights zero.
+    """
+
+    members: tuple
+    weights: tuple = ()
+
+    def __post_init__(self):
+        members = tuple(self.members)
+        if not members:
+            raise ConfigError("a reward ensemble needs at least one member")
+        weights = tuple(float(w) for w in self.weights) if self.weights else (1.0,) * len(members)
+        if len(weights) != len(members):
+            raise ConfigError(f"{len(weights)} reward weights for {len(members)} rewards; give one weight per reward")
+        bad = [w for w in weights if not math.isfinite(w)]
+        if bad:
+            raise ConfigError(f"reward weight {bad[0]} is not finite; give finite numbers such as 0.7,0.3")
+        total = sum(abs(w) for w in weights)
+        if total == 0:
+            raise ConfigError(f"reward weights {list(weights)} are all zero; give at least one non-zero weight")
+        object.__setattr__(self, "members", members)
+        object.__setattr__(self, "weights", tuple(w / total for w in weights))
 
 
 def _to_1d(x: Any, n: int, what: str) -> torch.Tensor:
@@ -84,13 +121,19 @@ def as_reward_fn(reward, *, trust_k: float = 0.05, trust_b: float = 0.7, trust_c
 
     Args:
         reward: a built-in name (see :data:`BUILTIN_REWARDS`), an object with ``.score`` (RewardModel-like),
-            or a callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
+            a callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``, or a
+            :class:`RewardEnsemble` (a list or tuple of these is an equal-weight ensemble).
         trust_k / trust_b / trust_clamp: gamma = clamp(exp(-k * bound + b)) for bounds without trust.
         batch_size: batch size passed to ``.score``.
 
     Raises:
         ConfigError: an unknown built-in name or an object that is neither callable nor has ``.score``.
     """
+    trust = dict(trust_k=trust_k, trust_b=trust_b, trust_clamp=trust_clamp, batch_size=batch_size)
+    if isinstance(reward, (list, tuple)):
+        reward = RewardEnsemble(tuple(reward))
+    if isinstance(reward, RewardEnsemble):
+        return _ensemble_fn(reward, trust)
     if isinstance(reward, str):
         if reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {sorted(BUILTIN_REWARDS)} or pass --reward-model ID")
@@ -133,3 +176,18 @@ def as_reward_fn(reward, *, trust_k: float = 0.05, trust_b: float = 0.7, trust_c
 
         return fn
     raise ConfigError(f"reward {reward!r} is neither a built-in name, a callable, nor an object with .score(...)")
+
+
+def _ensemble_fn(ens: RewardEnsemble, trust: dict) -> Callable[..., RewardBatch]:
+    """The scoring function of ``ens`` (see :class:`RewardEnsemble` for how bounds combine)."""
+    fns = [as_reward_fn(m, **trust) for m in ens.members]
+
+    def fn(images, masks, masked_images):
+        parts = [f(images, masks, masked_images) for f in fns]
+        scores = sum(w * p.scores.float() for w, p in zip(ens.weights, parts))
+        if any(p.bounds is None for p in parts):
+            return RewardBatch(scores)
+        bounds = sum(abs(w) * p.bounds.float() for w, p in zip(ens.weights, parts))
+        return RewardBatch(scores, bounds, trust_weights(bounds, trust["trust_k"], trust["trust_b"], *trust["trust_clamp"]))
+
+    return fn

@@ -1,67 +1,86 @@
-"""Sampling for an :class:`~.trainer.Aligner`: this process's data stream, batched rollouts and scoring.
+"""Sampling for alignment: this process's data stream, batched rollouts through the engine, and scoring.
 
-Rollouts (see :mod:`.rollouts`) run in chunks of ``rollout_batch_size``, the known region is pasted back,
+Plain functions over explicit arguments (no trainer object): rollouts run in chunks of ``rollout_batch_size``
+through :meth:`Engine.rollout <prefpaint_sdk.engines.Engine.rollout>`, the known region is pasted back,
 and the pasted-back images are scored by the reward with the masked prompt image.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 
-from .data import AlignItem
+from .config import AlignConfig
+from .data import AlignDataset, AlignItem
 from .evaluation import paste_back
 from .rewards import RewardBatch
-from .rollouts import Rollout, cat_rollouts, encode_conditions, encode_prompts
 from .seeding import derive_seed
 
-__all__ = ["prompt_embeds", "items_for_iteration", "sample", "score"]
+__all__ = ["PromptCache", "items_for_iteration", "sample", "score", "sde_window"]
 
 
-def prompt_embeds(self, n: int):  # noqa: ANN001 - self is the Aligner
-    """The (cached) prompt and negative-prompt embeddings for a batch of ``n``."""
-    if n not in self._prompt_cache:
-        cfg = self.config
-        self._prompt_cache[n] = encode_prompts(self.pipe, cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
-                                               self.accelerator.device, size=(self.resolution, self.resolution))
-    return self._prompt_cache[n]
+class PromptCache:
+    """The prompt (and negative-prompt) conditioning of a batch of ``n``, encoded once per ``n``."""
+
+    def __init__(self, engine, cfg: AlignConfig, device, resolution: int):
+        self.engine, self.cfg, self.device, self.resolution = engine, cfg, device, resolution
+        self._cache: dict[int, tuple] = {}
+
+    def __call__(self, n: int):
+        if n not in self._cache:
+            cfg, r = self.cfg, self.resolution
+            self._cache[n] = self.engine.encode_prompts(cfg.prompt, cfg.negative_prompt, n, cfg.guidance_scale,
+                                                        self.device, size=(r, r))
+        return self._cache[n]
 
 
-def items_for_iteration(self, it: int) -> list[tuple[AlignItem, int]]:  # noqa: ANN001 - self is the Aligner
+def items_for_iteration(data: AlignDataset, train_indices: list[int], cfg: AlignConfig, it: int,
+                        process_index: int, num_processes: int) -> list[tuple[AlignItem, int]]:
     """This process's (item, group id) prompts of iteration ``it``: a seeded epoch-permutation stream."""
-    cfg, acc = self.config, self.accelerator
-    per_iter = cfg.prompts_per_iter * acc.num_processes
-    n = len(self.train_indices)
+    per_iter = cfg.prompts_per_iter * num_processes
+    n = len(train_indices)
     out = []
     for j in range(cfg.prompts_per_iter):
-        g = it * per_iter + acc.process_index * cfg.prompts_per_iter + j  # global data cursor
+        g = it * per_iter + process_index * cfg.prompts_per_iter + j  # global data cursor
         epoch, pos = divmod(g, n)
         perm = np.random.default_rng(derive_seed(cfg.seed, 17, epoch)).permutation(n)
-        idx = self.train_indices[int(perm[pos])]
-        out.append((self.data.get(idx, mask_seed=derive_seed(cfg.seed, 29, idx, epoch)), acc.process_index * cfg.prompts_per_iter + j))
+        idx = train_indices[int(perm[pos])]
+        out.append((data.get(idx, mask_seed=derive_seed(cfg.seed, 29, idx, epoch)), process_index * cfg.prompts_per_iter + j))
     return out
 
 
-def sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int) -> tuple[Rollout, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-    """Roll out ``samples_per_item`` trajectories per item with the current UNet weights.
+def sde_window(engine, cfg: AlignConfig, it: int) -> list[int]:
+    """The stochastic (stored, trained) steps of iteration ``it``: a window of ``sde_window`` steps for flow
+    matching, at ``sde_window_start`` or at a start drawn from (seed, iteration), the same on every process."""
+    start = cfg.sde_window_start
+    if start < 0 and 0 < cfg.sde_window < cfg.num_steps:
+        start = int(np.random.default_rng(derive_seed(cfg.seed, 41, it)).integers(0, cfg.num_steps - cfg.sde_window + 1))
+    return engine.train_steps(cfg.num_steps, cfg.sde_window, max(start, 0))
+
+
+def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_item: int, *, cfg: AlignConfig,
+           resolution: int, device, prompts: PromptCache, window: list[int] | None = None,
+           autocast=nullcontext) -> tuple:
+    """Roll out ``samples_per_item`` trajectories per item with ``model``'s current weights.
 
     Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
     """
-    cfg, acc = self.config, self.accelerator
-    cond = encode_conditions(self.pipe, [it.image for it in items], [it.mask for it in items],
-                             self.resolution, self.resolution, device=acc.device, dtype=self.pipe.vae.dtype)
+    cond = engine.encode_conditions([it.image for it in items], [it.mask for it in items], resolution, resolution,
+                                    device=device, dtype=engine.pipeline.vae.dtype)
     groups = [g for g in range(len(items)) for _ in range(samples_per_item)]
     chunks = []
     for s in range(0, len(groups), cfg.rollout_batch_size):
         gi = groups[s:s + cfg.rollout_batch_size]
         gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds[s:s + cfg.rollout_batch_size]]
-        pos, neg = prompt_embeds(self, len(gi))
-        with acc.autocast():
-            chunks.append(self.engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
-                                              guidance_scale=cfg.guidance_scale, prompt_embeds=pos,
-                                              negative_embeds=neg, unet=self.raw_unet,
-                                              reduction=cfg.logprob_reduction))
-    ro = cat_rollouts(chunks)
+        pos, neg = prompts(len(gi))
+        with autocast():
+            chunks.append(engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
+                                         guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
+                                         model=model, reduction=cfg.logprob_reduction, sde_noise=cfg.sde_noise,
+                                         window=window))
+    ro = engine.cat_rollouts(chunks)
     init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)
     mask = (cond.mask_pixels >= 0.5).to(ro.images.device)
     g = ro.groups
@@ -69,7 +88,7 @@ def sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int
     return ro, images, mask[g]
 
 
-def score(self, images, masks) -> RewardBatch:  # noqa: ANN001 - self is the Aligner
+def score(reward_fn, images, masks) -> RewardBatch:
     """Score pasted-back images; the masked prompt image is the input with the hole black."""
     masked = images * (~masks).to(images.dtype)  # pasted back, so outside the hole this is the input
-    return self.reward_fn(images.cpu(), masks[:, 0].cpu(), masked.cpu())
+    return reward_fn(images.cpu(), masks[:, 0].cpu(), masked.cpu())

@@ -221,8 +221,45 @@ class Engine:
         return kw
 
     # --- alignment -----------------------------------------------------------------------------------
+    # What the Aligner needs from a family (it never reads a pipeline's internals itself):
+    # encode_conditions -> rollout (chunks joined by cat_rollouts) -> policy_step on stored steps.
+    default_algo: ClassVar[str] = "ppo"  # the RL algorithm an AlignConfig with algo="" uses
+    sampler_kind: ClassVar[str] = "ddim"  # "ddim" (eta > 0 needed) or "flow" (sde_noise / sde_window)
+
+    def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
+        """The per-(image, mask) inputs of :meth:`rollout`, encoded once per group."""
+        raise self.not_alignable()
+
+    def encode_prompts(self, prompt: str, negative_prompt: str, n: int, guidance_scale: float, device,
+                       size: tuple[int, int] | None = None):
+        """``(prompt_embeds, negative_embeds or None)`` for ``n`` samples, as the pipeline builds them."""
+        raise self.not_alignable()
+
     def rollout(self, conditions, groups, generators, **kwargs):
-        """Trajectories with per-step log-probabilities for RL (see :mod:`.ddim_rollout`)."""
+        """Trajectories with per-step log-probabilities for RL (see :mod:`.ddim_rollout`, :mod:`.flow_rollout`).
+
+        Common keyword arguments: ``num_steps``, ``guidance_scale``, ``prompt_embeds``, ``negative_embeds``,
+        ``model`` (the policy to sample with), ``reduction``, and the sampler's noise: ``eta`` (DDIM) or
+        ``sde_noise`` and ``window`` (flow matching); a family ignores the noise arguments of the other kind.
+        """
+        raise self.not_alignable()
+
+    def cat_rollouts(self, chunks: list):
+        """Join rollouts of the same schedule along the sample axis."""
+        raise self.not_alignable()
+
+    def train_steps(self, num_steps: int, window_size: int, window_start: int) -> list[int]:
+        """The schedule indices a rollout stores for training (every step for DDIM)."""
+        return list(range(num_steps))
+
+    def step_context(self, num_steps: int, device):
+        """What :meth:`policy_step` needs that is the same for every step (DDIM: the scheduler); built once."""
+        return None
+
+    def policy_step(self, model, rollout, b, tidx, *, context=None, guidance_scale: float = 1.0, eta: float = 1.0,
+                    sde_noise: float = 0.7, reduction: str = "mean"):
+        """Re-evaluate stored steps under ``model`` (with grad): trajectories ``b`` (B,) at stored step
+        indices ``tidx`` (B,). Returns an object with ``log_prob`` (B,), ``mean`` and ``std``."""
         raise self.not_alignable()
 
     @classmethod

@@ -6,7 +6,8 @@ and no ``eta``, and guidance is never skipped. The working size is the VAE's ``s
 real model); both sides must be multiples of ``2 * vae_scale_factor`` (16), since latents are packed in 2x2
 patches.
 
-Alignment: FLUX has no DDIM step, so there is no rollout with log-probabilities yet; :meth:`rollout` says so.
+Alignment: the flow-matching SDE rollout of :mod:`.flow_rollout` (Flow-GRPO's SDE on a window of ``k``
+consecutive steps, ODE elsewhere; tested equal to the pipeline with noise level 0), trained with GRPO by default.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class FluxFillEngine(Engine):
     default_eta: ClassVar[float | None] = None
     has_negative_prompt = False
     trainable_module = "transformer"
+    alignable: ClassVar[bool] = True
+    default_algo: ClassVar[str] = "grpo"
+    sampler_kind: ClassVar[str] = "flow"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
                                                "add_v_proj", "to_add_out")
 
@@ -51,3 +55,41 @@ class FluxFillEngine(Engine):
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         return guidance_scale  # distilled guidance: an input of the model, not a second pass
+
+    # --- alignment (see .flow_rollout) --------------------------------------------------------------
+    def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
+        from .flow_rollout import encode_conditions
+
+        return encode_conditions(self.pipeline, images, masks, height, width, device=device, dtype=dtype)
+
+    def encode_prompts(self, prompt, negative_prompt, n, guidance_scale, device, size=None):
+        """FLUX's text conditioning (no negative prompt: the second value is always ``None``)."""
+        from .flow_rollout import encode_prompts
+
+        return encode_prompts(self.pipeline, prompt, n, device), None
+
+    def rollout(self, conditions, groups, generators, *, model=None, sde_noise=0.7, window=None, eta=None,
+                negative_embeds=None, **kwargs):
+        """Flow trajectories: SDE steps (noise level ``sde_noise``) on the ``window`` steps, stored with their
+        log-probabilities; ODE steps elsewhere. See :func:`.flow_rollout.rollout` (DDIM's ``eta`` does not apply)."""
+        from .flow_rollout import rollout
+
+        return rollout(self.pipeline, conditions, groups, generators, model=model, noise_level=sde_noise,
+                       window=window, **kwargs)
+
+    def cat_rollouts(self, chunks):
+        from .flow_rollout import cat_rollouts
+
+        return cat_rollouts(chunks)
+
+    def train_steps(self, num_steps: int, window_size: int, window_start: int) -> list[int]:
+        from .flow_rollout import window_steps
+
+        return window_steps(num_steps, window_size, window_start)
+
+    def policy_step(self, model, rollout, b, tidx, *, context=None, guidance_scale=30.0, eta=None, sde_noise=0.7,
+                    reduction="mean"):
+        from .flow_rollout import policy_step
+
+        return policy_step(model, rollout, b, tidx, noise_level=sde_noise, reduction=reduction)
+

@@ -62,11 +62,48 @@ class SDInpaintEngine(Engine):
     def check_steps(self, steps) -> int:
         return check_ddim_steps(steps, self.pipeline.scheduler.config)
 
-    def rollout(self, conditions, groups, generators, **kwargs):
-        """DDIM trajectories with per-step log-probabilities; see :func:`.ddim_rollout.rollout`."""
+    def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
+        from .ddim_rollout import encode_conditions
+
+        return encode_conditions(self.pipeline, images, masks, height, width, device=device, dtype=dtype)
+
+    def encode_prompts(self, prompt, negative_prompt, n, guidance_scale, device, size=None):
+        from .ddim_rollout import encode_prompts
+
+        return encode_prompts(self.pipeline, prompt, negative_prompt, n, guidance_scale, device, size=size)
+
+    def rollout(self, conditions, groups, generators, *, model=None, sde_noise=None, window=None, **kwargs):
+        """DDIM trajectories with per-step log-probabilities; see :func:`.ddim_rollout.rollout` (``model`` is its
+        ``unet``; the flow-matching ``sde_noise`` and ``window`` do not apply)."""
         from .ddim_rollout import rollout
 
+        if model is not None:
+            kwargs["unet"] = model
         return rollout(self.pipeline, conditions, groups, generators, **kwargs)
+
+    def cat_rollouts(self, chunks):
+        from .ddim_rollout import cat_rollouts
+
+        return cat_rollouts(chunks)
+
+    def step_context(self, num_steps, device):
+        from .ddim_rollout import make_scheduler
+
+        return make_scheduler(self.pipeline, num_steps, device)
+
+    def policy_step(self, model, rollout, b, tidx, *, context=None, guidance_scale=1.0, eta=1.0, sde_noise=0.7,
+                    reduction="mean"):
+        from .ddim_rollout import policy_step
+
+        ro = rollout
+        b = b.to(ro.latents.device)
+        tidx = tidx.to(ro.latents.device)
+        sched = context if context is not None else self.step_context(ro.latents.shape[1], ro.latents.device)
+        t = ro.timesteps.to(ro.latents.device)[tidx]
+        neg = ro.negative_embeds[b] if ro.negative_embeds is not None else None
+        return policy_step(model, sched, ro.latents[b, tidx], t, ro.next_latents[b, tidx], ro.mask_latents[b],
+                           ro.masked_image_latents[b], ro.prompt_embeds[b], neg, guidance_scale=guidance_scale,
+                           eta=eta, reduction=reduction)
 
 
 # --- DDIM step limits (read from the scheduler config only, so they run before any weights load) ---------

@@ -1,0 +1,113 @@
+"""GRPO advantages (exact values), the grad-spike guard, and the algo/SDE settings."""
+
+import math
+
+import pytest
+import torch
+
+from prefpaint_sdk.align.config import AlignConfig
+from prefpaint_sdk.align.loss import grpo_advantages
+from prefpaint_sdk.align.update import GradSpikeGuard
+from prefpaint_sdk.errors import ConfigError
+
+NAN = float("nan")
+
+
+def test_group_advantages_exact_values():
+    r = torch.tensor([1.0, 3.0, 2.0, 2.0, 0.0, 4.0, 5.0, 5.0])
+    g = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    out = grpo_advantages(r, g, "group", eps=0.0)
+    # group 0: mean 2, std 1 -> -1, 1; group 1 and 3: equal rewards -> zero std; group 2: mean 2, std 2 -> -1, 1
+    assert out.advantages.tolist() == [-1.0, 1.0, 0.0, 0.0, -1.0, 1.0, 0.0, 0.0]
+    assert out.valid.tolist() == [True, True, False, False, True, True, False, False]
+    assert out.zero_std_ratio == 0.5
+
+
+def test_global_std_divides_by_the_batch_std():
+    r = torch.tensor([1.0, 3.0, 0.0, 4.0])
+    g = torch.tensor([0, 0, 1, 1])
+    out = grpo_advantages(r, g, "global", eps=0.0)
+    s = torch.tensor([1.0, 3.0, 0.0, 4.0]).std(unbiased=False)  # population std of the whole batch
+    assert torch.allclose(out.advantages, torch.tensor([-1.0, 1.0, -2.0, 2.0]) / s)
+    assert out.zero_std_ratio == 0.0
+
+
+def test_nan_rewards_are_left_out_of_their_group():
+    r = torch.tensor([1.0, NAN, 3.0, NAN, 7.0, NAN, NAN])
+    g = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    out = grpo_advantages(r, g, "group", eps=0.0)
+    assert out.advantages.tolist() == [-1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert out.valid.tolist() == [True, False, True, False, False, False, False]
+    assert out.zero_std_ratio == 0.5  # group 1 has one finite reward (zero std); group 2 none (not counted)
+
+
+def test_advantages_are_clipped():
+    r = torch.tensor([0.0] * 99 + [1.0])
+    out = grpo_advantages(r, torch.zeros(100, dtype=torch.long), "group", clip=2.0)
+    assert out.advantages.max() == 2.0 and math.isclose(float(out.advantages[0]), -1 / math.sqrt(99), rel_tol=1e-4)
+
+
+def test_grad_spike_guard_skips_spikes_and_nan():
+    guard = GradSpikeGuard(10.0, window=3)
+    assert all(guard.accept(v) for v in (1.0, 2.0, 3.0))
+    assert not guard.accept(25.0)  # > 10 x median 2
+    assert not guard.accept(NAN) and not guard.accept(float("inf"))
+    assert guard.accept(19.0) and guard.skipped == 3
+    assert list(guard.norms) == [2.0, 3.0, 19.0]  # skipped norms never enter the window
+    off = GradSpikeGuard(0.0)
+    assert off.accept(1.0) and off.accept(1e9) and not off.accept(NAN)
+
+
+def test_update_skips_a_huge_or_nan_gradient_and_keeps_the_weights(monkeypatch):
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from prefpaint_sdk.align import update
+
+    acc = Accelerator(cpu=True)
+    lin = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(lin.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    model, opt, sched = acc.prepare(lin, opt, sched)
+    policy = update.Policy(model=model, raw=lin, params=dict(lin.named_parameters()), optimizer=opt, lr_scheduler=sched)
+    cfg = AlignConfig().replace(train_batch_size=1, grad_accum_steps=1, timesteps_per_traj=1, num_steps=1,
+                                max_grad_norm=0, grad_spike_factor=10.0)
+    scale = {"v": 1.0}
+
+    def fake_loss(engine, pol, cfg, ro, b, tidx, adv, valid, trust, ctx, dev):
+        return (pol.model(torch.ones(1, 3)).sum() * scale["v"]), {"loss": 0.0}
+
+    monkeypatch.setattr(update, "micro_loss", fake_loss)
+    engine = SimpleNamespace(step_context=lambda n, d: None)
+    ro = SimpleNamespace(log_probs=torch.zeros(1, 1))
+    guard = update.GradSpikeGuard(10.0)
+    args = (engine, policy, acc, cfg, ro, None, None, None)
+    assert update.update_policy(*args, 0, guard)["skipped_updates"] == 0  # a normal step: norm 2 remembered
+    for v in (1e6, float("nan")):
+        scale["v"] = v
+        before = {n: p.detach().clone() for n, p in lin.named_parameters()}
+        out = update.update_policy(*args, 1, guard)
+        assert out["skipped_updates"] == 1 and out["optimizer_steps"] == 0
+        assert all(torch.equal(before[n], p) for n, p in lin.named_parameters())
+    assert guard.skipped == 2
+
+
+@pytest.mark.parametrize("overrides, sampler, pattern", [
+    (dict(algo="dpo"), None, "algo must be 'ppo' or 'grpo'"),
+    (dict(adv_std="batch"), None, "adv_std must be"),
+    (dict(algo="grpo", samples_per_prompt=1), None, "samples_per_prompt=1"),
+    (dict(sde_noise=0.0), "flow", "sde_noise=0.0"),
+    (dict(sde_noise=float("nan")), "flow", "sde_noise"),
+    (dict(sde_window=-1), "flow", "sde_window must be >= 0"),
+    (dict(sde_window=2, timesteps_per_traj=3), "flow", "timesteps_per_traj=3 exceeds sde_window=2"),
+    (dict(grad_spike_factor=-1.0), None, "grad_spike_factor"),
+    (dict(eta=0.0), "ddim", "eta=0.0"),
+])
+def test_new_settings_are_validated(overrides, sampler, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        AlignConfig().replace(**overrides).validate(sampler=sampler)
+
+
+def test_eta_is_a_ddim_setting_only():
+    AlignConfig().replace(eta=0.0, timesteps_per_traj=2).validate(sampler="flow")  # FLUX has no eta: not refused
