@@ -360,7 +360,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from diffusers.utils import logging as diffusers_logging
 
-    from prefpaint_sdk import resolve_device, resolve_dtype
+    from prefpaint_sdk.devices import resolve_device, resolve_dtype
 
     diffusers_logging.set_verbosity_error()  # casting random components to fp16 warns once per model
     parts = set(args.parts.split(","))

@@ -161,12 +161,12 @@ def test_hub_aliases():
 
 
 def test_only_engines_name_a_diffusers_pipeline_class():
-    """The design's rule: engines/ is the only place that names a diffusers pipeline (testing.py builds fixtures)."""
+    """The design's rule: engines/ is the only place that names a diffusers pipeline (testing/pipelines.py builds fixtures)."""
     import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    allowed = {root / "prefpaint_sdk" / "testing.py"}
+    allowed = {root / "prefpaint_sdk" / "testing" / "pipelines.py"}
     offenders = []
     for folder in ("prefpaint_sdk", "apps", "cli"):
         for path in (root / folder).rglob("*.py"):

@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from prefpaint_sdk import read_reward_data, run_generate_dataset
+from prefpaint_sdk import run_generate_dataset
+from prefpaint_sdk.reward import read_reward_data
 from prefpaint_sdk.testing import write_png_bomb
 
 runner = CliRunner()

@@ -7,18 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from prefpaint_sdk import (
-    InvalidInputError,
-    composite,
-    context_box,
-    dilate_mask,
-    feather_alpha,
-    fit_mask_to_image,
-    load_image,
-    load_mask,
-    masked_image,
-    working_size,
-)
+from prefpaint_sdk import InvalidInputError, feather_alpha, fit_mask_to_image, load_image, load_mask
+from prefpaint_sdk.imaging import composite, context_box, dilate_mask, masked_image, working_size
 from prefpaint_sdk.testing import write_png_bomb
 
 RNG = np.random.default_rng(0)

@@ -9,9 +9,9 @@ import pytest
 from _jobs_helpers import results, write_manifest
 from typer.testing import CliRunner
 
-from prefpaint_sdk import read_job_manifest, run_inpaint_job, run_score_job
+from prefpaint_sdk import run_inpaint_job, run_score_job
 from prefpaint_sdk.errors import DataError, OutputExistsError
-from prefpaint_sdk.jobs import JobContext, merge_results, shard_of
+from prefpaint_sdk.jobs import JobContext, merge_results, read_job_manifest, shard_of
 from prefpaint_sdk.testing import write_png_bomb
 
 runner = CliRunner()

@@ -60,7 +60,7 @@ def test_import_combines_criteria_averages_raters_ranks_and_reports_agreement(tm
     assert pair.common == 3 and pair.order_agreement == pytest.approx(2 / 3)
     assert pair.mean_abs_diff == pytest.approx((2.0 + 1.0 + 1.6) / 3)
     assert any("partly rated" in w for w in rep.warnings)
-    from prefpaint_sdk import read_reward_data
+    from prefpaint_sdk.reward import read_reward_data
 
     assert len(read_reward_data(data).samples) == 4  # the layout train reward reads
 
