@@ -53,7 +53,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_reward import official_loop  # noqa: E402
 
-from prefpaint_sdk import Inpainter, RewardModel, masked_image  # noqa: E402
+from prefpaint_sdk import Inpainter, RewardModel  # noqa: E402
+from prefpaint_sdk.imaging.geometry import masked_image  # noqa: E402
 from prefpaint_sdk.testing import TINY_REWARD_CONFIG, tiny_inpaint_pipeline  # noqa: E402
 
 REAL_SD = dict(unet_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768, unet_sample_size=64,

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL, InvalidInputError, ModelNotFoundError, resolve_model
-from prefpaint_sdk.hub import is_cached, is_offline
+from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk.hub import is_cached, is_offline, resolve_model
 
 
 def test_local_folder_is_used_as_is(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from prefpaint_sdk import InvalidInputError, OutputExistsError, dilate_mask
+from prefpaint_sdk import InvalidInputError, OutputExistsError
+from prefpaint_sdk.imaging.geometry import dilate_mask
 
 RNG = np.random.default_rng(1)
 
