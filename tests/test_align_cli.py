@@ -45,6 +45,28 @@ def test_train_align_cpu_smoke_runs_resumes_and_exports(tiny, tmp_path):
     assert "done: 3 iterations" in more.output
 
 
+def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
+    """The same command on a FLUX Fill folder (GRPO by the family's default), LoRA: lora/ and merged/ exported,
+    --resume continues. Reduced from cpu-smoke (2 flow steps, 2 groups of 4, no evaluation) to stay cheap."""
+    model = save_tiny_inpaint_pipeline(tmp_path / "flux", seed=2, family="flux-fill")
+    data = make_data(tmp_path / "data", n=4)
+    out = tmp_path / "run"
+    args = ["train", "align", "--data", str(data), "--out", str(out), "--model", str(model), "--reward", "brightness",
+            "--preset", "cpu-smoke", "--iterations", "1", "--finetune", "lora", "--set", "num_steps=2",
+            "--set", "timesteps_per_traj=2", "--set", "prompts_per_iter=2", "--set", "rollout_batch_size=8",
+            "--set", "train_batch_size=8", "--set", "eval_every=0", "--set", "log_with=none", "--offline"]
+    res = runner.invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    assert "GRPO: 2 groups of 4" in res.output
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert (out / "merged" / "transformer" / "config.json").is_file()
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert any("zero_std_ratio" in r for r in lines)  # the GRPO statistics were logged
+    more = runner.invoke(_app(), [*args[:-1], "--iterations", "2", "--resume", "--no-export", "--offline"])
+    assert more.exit_code == 0, more.output
+    assert "done: 2 iterations" in more.output
+
+
 @pytest.mark.parametrize("extra, pattern", [
     (["--reward", "brightness", "--reward-model", "x/y"], "exactly one of --reward-model"),
     ([], "exactly one of --reward-model"),

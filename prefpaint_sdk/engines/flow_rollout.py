@@ -233,7 +233,9 @@ def predict_velocity(transformer, latents, cond_latents, timestep, guidance, tex
 
 
 def _guidance(transformer, value: float, b: int, device):
-    if not transformer.config.guidance_embeds:
+    # Training calls this with the DDP-wrapped transformer (multi-process), whose config is on ``.module``.
+    config = getattr(transformer, "module", transformer).config
+    if not config.guidance_embeds:
         return None
     return torch.full([1], value, device=device, dtype=torch.float32).expand(b)
 
