@@ -8,12 +8,10 @@ time and gets a JSON error naming the problem; the model runs on the queue's wor
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as objects.
 import asyncio
-import io
 import json
 import logging
 import secrets
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +19,21 @@ import numpy as np
 from PIL import Image
 
 from prefpaint_sdk import (
-    ImageTooLargeError,
     InvalidInputError,
     at_least,
-    check_image_file,
     check_output_dir,
     check_seed,
     finite,
     fit_mask_to_image,
-    load_image,
-    load_mask,
     positive,
     require,
 )
 
-from .forms import ApiError, Form, api_text, read_form, sniff_image
+from .forms import ApiError, Form, api_text, read_form
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
 from .png import png_bytes
 from .store import FileStore
+from .uploads import Uploads, sdk_error
 from .work import encode_images, family_of, inpaint_job, model_facts, score_job
 
 __all__ = ["create_app", "DEFAULT_SERVE_MAX_PIXELS", "MAX_N"]
@@ -54,8 +49,6 @@ MAX_N = 10
 _INPAINT_FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "guidance", "select",
                    "eta", "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
 _SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
-# SDK parameter names -> the API's field names
-_FIELD_OF = {"num_candidates": "n", "guidance_scale": "guidance"}
 
 
 def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_queue: int = 16,
@@ -179,45 +172,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             raise ApiError(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"}, code="invalid_api_key")
 
     # ---- inputs -------------------------------------------------------------------------------
-    def sdk_error(exc: InvalidInputError, fields: dict | None = None) -> ApiError:
-        param = getattr(exc, "param", None)
-        param = (fields or {}).get(param, _FIELD_OF.get(param, param))
-        status = 413 if isinstance(exc, ImageTooLargeError) else 400
-        return ApiError(status, api_text(str(exc)), param=param)
-
-    def decode_image(data: bytes, what: str):
-        sniff_image(data, what)
-        try:
-            return load_image(data, max_pixels=max_pixels)
-        except InvalidInputError as exc:
-            raise sdk_error(exc, {"max_pixels": what}) from None
-
-    def decode_mask(data: bytes, what: str, invert: bool, from_alpha: bool) -> np.ndarray:
-        sniff_image(data, what)
-        try:
-            return load_mask(data, invert=invert, from_alpha=from_alpha, max_pixels=max_pixels)
-        except InvalidInputError as exc:
-            raise sdk_error(exc, {"max_pixels": what}) from None
-
-    def transparent(data: bytes, what: str) -> np.ndarray | None:
-        """OpenAI's convention: the pixels with alpha 0 (None when the file has no alpha channel)."""
-        sniff_image(data, what)
-        try:
-            check_image_file(data, what=what, max_pixels=max_pixels)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
-                    im.load()
-                    if "A" not in im.getbands() and not (im.mode == "P" and "transparency" in im.info):
-                        return None
-                    return np.asarray(im.convert("RGBA").getchannel("A")) == 0
-        except InvalidInputError as exc:
-            raise sdk_error(exc, {"max_pixels": what}) from None
-        except Image.DecompressionBombError:
-            raise ApiError(413, f"{what} has more pixels than this process allows", param=what) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ApiError(400, f"{what} is not a readable image ({exc.__class__.__name__}); re-export it as PNG",
-                           param=what) from None
+    uploads = Uploads(max_pixels)
+    decode_image, decode_mask, transparent = uploads.image, uploads.mask, uploads.transparent
 
     def check_values(n, seed, steps, guidance, negative_prompt: str = "", eta: float | None = None) -> int:
         try:
