@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .batched import BatchedText
 from .ddim_logprob import DDIMStepOutput, ddim_step_with_logprob
 
 __all__ = ["Conditions", "Rollout", "TextConditioning", "encode_conditions", "encode_prompts", "rollout", "policy_step",
@@ -32,7 +33,7 @@ __all__ = ["Conditions", "Rollout", "TextConditioning", "encode_conditions", "en
 
 
 @dataclass
-class TextConditioning:
+class TextConditioning(BatchedText):
     """SDXL's text conditioning for B samples: behaves like the (B, L, D) embeddings tensor where the rollout
     and the update index, concatenate or move it, and carries the UNet's ``added_cond_kwargs``.
 
@@ -45,24 +46,6 @@ class TextConditioning:
     hidden: torch.Tensor
     pooled: torch.Tensor
     time_ids: torch.Tensor
-
-    @property
-    def dtype(self):
-        return self.hidden.dtype
-
-    @property
-    def shape(self):
-        return self.hidden.shape
-
-    def __getitem__(self, idx) -> "TextConditioning":
-        return TextConditioning(self.hidden[idx], self.pooled[idx], self.time_ids[idx])
-
-    def __len__(self) -> int:
-        return self.hidden.shape[0]
-
-    def to(self, *args, **kwargs) -> "TextConditioning":
-        return TextConditioning(self.hidden.to(*args, **kwargs), self.pooled.to(*args, **kwargs),
-                                self.time_ids.to(*args, **kwargs))
 
 
 def cat_text(parts: list):

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batched import BatchedText
 from .ddim_logprob import gaussian_logprob
 from .ddim_rollout import _mask_pil
 
@@ -56,7 +57,7 @@ class FlowStepOutput:
 
 
 @dataclass
-class FluxText:
+class FluxText(BatchedText):
     """FLUX's text conditioning for B samples: T5 hidden states (B, L, D), the CLIP pooled embedding (B, P),
     and the (L, 3) zero text ids shared by all samples. Indexes, concatenates and moves like a tensor."""
 
@@ -64,23 +65,7 @@ class FluxText:
     pooled: torch.Tensor
     text_ids: torch.Tensor
 
-    @property
-    def dtype(self):
-        return self.hidden.dtype
-
-    @property
-    def shape(self):
-        return self.hidden.shape
-
-    def __getitem__(self, idx) -> "FluxText":
-        return FluxText(self.hidden[idx], self.pooled[idx], self.text_ids)
-
-    def __len__(self) -> int:
-        return self.hidden.shape[0]
-
-    def to(self, *args, **kwargs) -> "FluxText":
-        return FluxText(self.hidden.to(*args, **kwargs), self.pooled.to(*args, **kwargs),
-                        self.text_ids.to(*args, **kwargs))
+    shared = ("text_ids",)
 
 
 @dataclass
