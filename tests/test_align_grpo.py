@@ -58,6 +58,18 @@ def test_grad_spike_guard_skips_spikes_and_nan():
     assert off.accept(1.0) and off.accept(1e9) and not off.accept(NAN)
 
 
+def test_grad_spike_guard_takes_a_lasting_new_scale_instead_of_stalling():
+    guard = GradSpikeGuard(10.0, window=3)
+    assert all(guard.accept(1.0) for _ in range(3))
+    assert not guard.accept(100.0) and not guard.accept(NAN) and not guard.accept(120.0)  # a NaN keeps the streak
+    assert guard.accept(110.0) and list(guard.norms) == [110.0]  # the 3rd spike in a row: the new level
+    assert guard.skipped == 3 and guard.streak == 0
+    assert guard.accept(150.0) and not guard.accept(5000.0)  # judged against the new level from now on
+    restored = GradSpikeGuard(10.0, window=3)
+    restored.load(guard.state())
+    assert restored.state() == guard.state()
+
+
 def test_update_skips_a_huge_or_nan_gradient_and_keeps_the_weights(monkeypatch):
     from types import SimpleNamespace
 

@@ -8,6 +8,7 @@ re-evaluating a stored step under the trained model, is :meth:`Engine.policy_ste
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from contextlib import nullcontext
@@ -22,16 +23,24 @@ from .seeding import derive_seed
 
 __all__ = ["GradSpikeGuard", "Policy", "micro_loss", "update_policy"]
 
+log = logging.getLogger(__name__)
+
 
 class GradSpikeGuard:
     """Skip an optimizer step whose gradient norm is non-finite, or above ``factor`` x the median of the last
     ``window`` accepted norms (``factor`` 0: only non-finite norms are skipped). Its history is checkpointed,
-    so a resumed run decides as an uninterrupted one."""
+    so a resumed run decides as an uninterrupted one.
+
+    Skipped norms never enter the history, so a lasting change of scale would otherwise be skipped forever:
+    after ``window`` consecutive finite spikes the norm is taken as the new level (the history restarts from
+    it, with a warning) instead of stalling training.
+    """
 
     def __init__(self, factor: float, window: int = 20):
         self.factor = float(factor)
         self.norms: deque[float] = deque(maxlen=window)
         self.skipped = 0
+        self.streak = 0  # consecutive finite norms skipped as spikes
 
     def accept(self, norm: float) -> bool:
         """Whether to apply the step with this gradient norm (and remember it when applied)."""
@@ -41,19 +50,26 @@ class GradSpikeGuard:
         if self.factor > 0 and self.norms:
             median = sorted(self.norms)[(len(self.norms) - 1) // 2]
             if norm > self.factor * median:
-                self.skipped += 1
-                return False
+                self.streak += 1
+                if self.streak < self.norms.maxlen:
+                    self.skipped += 1
+                    return False
+                log.warning("grad norm %.3g has exceeded %g x the median %.3g for %d steps in a row: taking it as "
+                            "the new level", norm, self.factor, median, self.streak)
+                self.norms.clear()
+        self.streak = 0
         self.norms.append(norm)
         return True
 
     def state(self) -> dict[str, Any]:
-        return {"norms": list(self.norms), "skipped": self.skipped}
+        return {"norms": list(self.norms), "skipped": self.skipped, "streak": self.streak}
 
     def load(self, state: dict[str, Any] | None) -> None:
         state = state or {}
         self.norms.clear()
         self.norms.extend(float(v) for v in state.get("norms", []))
         self.skipped = int(state.get("skipped", 0))
+        self.streak = int(state.get("streak", 0))
 
 
 @dataclass
