@@ -62,6 +62,19 @@ def test_monitor_patience_one_and_bad_patience():
         HackingMonitor(0)
 
 
+def test_monitor_min_drop_ignores_a_streak_of_small_moves():
+    # exp_learning seed 1: three rise/fall steps whose gold fell 0.0014 in all, within ~1.6x seed noise
+    pairs = [(1.3468, 0.4905), (1.3480, 0.4900), (1.3488, 0.4896), (1.3490, 0.4891)]
+    m = HackingMonitor(3, min_drop=0.00175)
+    assert [m.update(p, g) for p, g in pairs] == [False] * 4 and m.streak == 3  # the streak counts, the drop is small
+    assert m.update(1.3600, 0.4870)  # the gold keeps falling: 0.0035 over the streak now
+    plain = HackingMonitor(3)
+    assert [plain.update(p, g) for p, g in pairs][-1]  # without a margin the same noise fires
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="hacking_min_drop must be a finite number >= 0"):
+            HackingMonitor(3, min_drop=bad)
+
+
 # ------------------------------------------------------------------------------------------------
 # Ensembles
 
@@ -134,6 +147,8 @@ def test_config_guard_fields_are_validated():
     for changes, pattern in [({"on_hacking": "panic"}, "on_hacking must be 'warn' or 'stop'"),
                              ({"hacking_patience": 0}, "hacking_patience must be >= 1"),
                              ({"audit_ring": 0}, "audit_ring must be >= 1"),
+                             ({"hacking_min_drop": -0.01}, "hacking_min_drop must be >= 0"),
+                             ({"hacking_min_drop": float("nan")}, "hacking_min_drop"),
                              ({"on_hacking": "stop", "eval_every": 0}, "eval_every=0 disables them")]:
         with pytest.raises(ConfigError, match=pattern):
             base.replace(**changes).validate()

@@ -99,6 +99,8 @@ class AlignConfig(Settings):
     on_hacking: str = setting("warn", "'warn' or 'stop' when the held-out proxy reward rises while the gold reward "
                                       "falls for hacking_patience consecutive evaluations (needs a gold reward)")
     hacking_patience: int = setting(3, "consecutive evaluations of rising proxy and falling gold reward that count as hacking")
+    hacking_min_drop: float = setting(0.0, "the gold reward must also fall by more than this over the streak (e.g. 2x its "
+                                           "seed noise) to count as hacking; 0: any fall")
     audit_ring: int = setting(8, "width in pixels of the context ring around the hole that the bias audit compares it with")
 
     # ------------------------------------------------------------------------------------------
@@ -181,6 +183,8 @@ class AlignConfig(Settings):
             raise ConfigError(f"on_hacking must be 'warn' or 'stop', got '{self.on_hacking}'")
         if int(self.hacking_patience) < 1:
             raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+        if not self.hacking_min_drop >= 0:
+            raise ConfigError(f"hacking_min_drop must be >= 0, got {self.hacking_min_drop}")
         if int(self.audit_ring) < 1:
             raise ConfigError(f"audit_ring must be >= 1 pixel, got {self.audit_ring}")
         if self.on_hacking == "stop" and not self.eval_every:

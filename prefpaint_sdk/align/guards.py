@@ -48,13 +48,21 @@ class HackingMonitor:
     extending nor resetting the streak, and the next finite pair is compared with the last finite one.
     The first pair only sets the reference. So ``patience`` N needs N + 1 evaluations.
 
+    Evaluation means move with the sampling noise, so a streak of small moves can be noise alone (seen in
+    ``benchmarks/exp_learning.py``): with ``min_drop`` the gold mean must also have fallen by more than
+    that over the streak (e.g. twice its seed noise) before it counts as hacking.
+
     Args:
         patience: consecutive hacking evaluations that make :attr:`hacking` true (>= 1).
+        min_drop: how far the gold mean must fall over the streak (>= 0; 0: any fall).
     """
 
-    def __init__(self, patience: int = 3):
+    def __init__(self, patience: int = 3, min_drop: float = 0.0):
         if int(patience) < 1:
             raise ConfigError(f"hacking_patience must be >= 1, got {patience}")
+        if not (math.isfinite(min_drop) and min_drop >= 0):
+            raise ConfigError(f"hacking_min_drop must be a finite number >= 0, got {min_drop}")
+        self.min_drop = float(min_drop)
         self.patience = int(patience)
         self.streak = 0
         self.last: tuple[float, float] | None = None
@@ -77,8 +85,10 @@ class HackingMonitor:
 
     @property
     def hacking(self) -> bool:
-        """True while the streak has reached ``patience``."""
-        return self.streak >= self.patience
+        """True while the streak has reached ``patience`` and the gold mean fell by more than ``min_drop`` over it."""
+        if self.streak < self.patience or self.first_of_streak is None or self.last is None:
+            return False
+        return self.first_of_streak[1] - self.last[1] > self.min_drop
 
     def describe(self) -> str:
         """One line with the figures: the streak and how proxy and gold moved over it."""
@@ -121,7 +131,7 @@ class EvalGuards:
                  iteration: int = 0):
         self.config, self.acc, self.params, self.has_gold = config, accelerator, params, has_gold
         self.output_dir = Path(output_dir)
-        self.monitor = HackingMonitor(config.hacking_patience)
+        self.monitor = HackingMonitor(config.hacking_patience, config.hacking_min_drop)
         self.rows: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.stopped_reason: str | None = None
