@@ -35,3 +35,24 @@ def fast_config(**overrides):
     from prefpaint_sdk.align.config import AlignConfig
 
     return AlignConfig().replace(**{**FAST, **overrides})
+
+
+def rollout_inputs(seed: int, size: int = 64):
+    """A random image and a box mask (bool) that differ by ``seed``: the rollout equivalence tests' inputs."""
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    mask = np.zeros((size, size), bool)
+    mask[8 + seed:40, 12:50 - seed] = True
+    return img, mask
+
+
+def pipeline_images(pipe, img, mask, seeds, steps: int, **kw):
+    """The diffusers pipeline's own output (``pt``, 64 px, DDIM eta 1) for one generator per seed."""
+    import torch
+
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    n = len(seeds)
+    m = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+    with torch.inference_mode():
+        return pipe(image=[img] * n, mask_image=[m] * n, height=64, width=64, num_inference_steps=steps, eta=1.0,
+                    generator=gens, output_type="pt", **kw).images

@@ -1,9 +1,8 @@
 """The rollout reproduces diffusers' pipeline exactly; the step log-prob equals torch.distributions'."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _helpers_align import pipeline_images, rollout_inputs
 
 from prefpaint_sdk.align.ddim_logprob import ddim_step_with_logprob
 from prefpaint_sdk.align.rollouts import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
@@ -19,20 +18,11 @@ def pipe():
 
 
 def _inputs(seed, size=64):
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-    mask = np.zeros((size, size), bool)
-    mask[8 + seed:40, 12:50 - seed] = True
-    return img, mask
+    return rollout_inputs(seed, size)
 
 
 def _pipeline(pipe, img, mask, seeds, **kw):
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    n = len(seeds)
-    m = Image.fromarray(mask.astype(np.uint8) * 255, "L")
-    with torch.inference_mode():
-        return pipe(image=[img] * n, mask_image=[m] * n, height=64, width=64, num_inference_steps=STEPS, eta=1.0,
-                    generator=gens, output_type="pt", **kw).images
+    return pipeline_images(pipe, img, mask, seeds, STEPS, **kw)
 
 
 def test_rollout_reproduces_pipeline_exactly(pipe):

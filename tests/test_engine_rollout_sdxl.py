@@ -1,10 +1,9 @@
 """The DDIM rollout on SDXL inpainting reproduces diffusers' StableDiffusionXLInpaintPipeline exactly, and the
 engine's rollout is the same code."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _helpers_align import pipeline_images, rollout_inputs
 
 from prefpaint_sdk.engines import engine_for_pipeline
 from prefpaint_sdk.engines.ddim_rollout import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
@@ -20,20 +19,11 @@ def engine():
 
 
 def _inputs(seed, size=64):
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-    mask = np.zeros((size, size), bool)
-    mask[8 + seed:40, 12:50 - seed] = True
-    return img, mask
+    return rollout_inputs(seed, size)
 
 
 def _pipeline(pipe, img, mask, seeds, **kw):
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    n = len(seeds)
-    m = Image.fromarray(mask.astype(np.uint8) * 255, "L")
-    with torch.inference_mode():
-        return pipe(image=[img] * n, mask_image=[m] * n, height=64, width=64, num_inference_steps=STEPS, eta=1.0,
-                    strength=1.0, generator=gens, output_type="pt", **kw).images
+    return pipeline_images(pipe, img, mask, seeds, STEPS, strength=1.0, **kw)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 5.0])
