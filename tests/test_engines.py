@@ -118,6 +118,34 @@ def test_engine_facts_per_family(inpainters):
         assert engine_for_pipeline(e.pipeline).family == family
 
 
+def test_sdxl_ddim_from_an_euler_config_is_a_latent_ddim():
+    """The SDXL engine samples with DDIM built from the shipped Euler config. Keys that config lacks take
+    Stable Diffusion's latent-model values, not DDIM's pixel-space defaults: ``clip_sample=True`` would clamp
+    every predicted x0 to [-1, 1] (latents are not bounded so; the tiny SDXL fixture did not learn under RL
+    with it) and ``set_alpha_to_one=True`` would make the last step deterministic. A config that says
+    otherwise is kept."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    from prefpaint_sdk.testing import tiny_inpaint_pipeline
+
+    pipe = tiny_inpaint_pipeline(0, family="sdxl")
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler) and "clip_sample" not in pipe.scheduler.config
+    sched = engine_for_pipeline(pipe).pipeline.scheduler
+    assert isinstance(sched, DDIMScheduler)
+    assert (sched.config.clip_sample, sched.config.set_alpha_to_one) == (False, False)
+    # the predicted x0 is not clamped: a step from a large latent keeps it large
+    sched.set_timesteps(4)
+    x = torch.full((1, 4, 2, 2), 3.0)
+    x0 = sched.step(torch.zeros_like(x), sched.timesteps[0], x, eta=0.0).pred_original_sample
+    assert float(x0.min()) > 1.5
+    pipe = tiny_inpaint_pipeline(0, family="sdxl")
+    # as a shipped scheduler_config.json with both keys: Euler keeps keys it does not use in its config
+    pipe.scheduler = EulerDiscreteScheduler.from_config({**pipe.scheduler.config, "clip_sample": True,
+                                                         "set_alpha_to_one": True})
+    sched = engine_for_pipeline(pipe).pipeline.scheduler
+    assert (sched.config.clip_sample, sched.config.set_alpha_to_one) == (True, True)
+
+
 def test_flux_refuses_knobs_it_lacks_and_is_alignable(inpainters):
     inp = inpainters("flux-fill")
     img, hole = np.zeros((32, 32, 3), np.uint8), _hole(32, 32, 4, 20, 4, 20)

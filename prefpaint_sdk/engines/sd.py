@@ -13,7 +13,15 @@ from ..errors import InvalidInputError
 from ..validation import at_least, bad_value
 from .base import Engine
 
-__all__ = ["SDInpaintEngine", "ddim_max_steps", "check_ddim_steps"]
+__all__ = ["SDInpaintEngine", "LATENT_DDIM_DEFAULTS", "ddim_max_steps", "check_ddim_steps"]
+
+LATENT_DDIM_DEFAULTS = {"set_alpha_to_one": False, "clip_sample": False}
+"""DDIM settings of a latent model (Stable Diffusion's own configs) where a shipped non-DDIM scheduler config
+does not say: DDIM's defaults are ``set_alpha_to_one=True``, which makes the last step deterministic (zero
+variance, so no log-probability), and ``clip_sample=True``, which clamps every step's predicted x0 to
+[-1, 1]. That clamp is meant for pixel-space models; latents are not bounded so, and it both distorts the
+samples and cuts the UNet out of the step wherever it binds (no gradient through it): RL on the tiny SDXL
+fixture, whose Euler config has neither key, did not learn until this was fixed."""
 
 
 class SDInpaintEngine(Engine):
@@ -31,8 +39,11 @@ class SDInpaintEngine(Engine):
 
         pipe = self.pipeline
         if not isinstance(pipe.scheduler, DDIMScheduler):
-            # PrefPaint samples with DDIM (eta=1.0); keep the model's own noise schedule.
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+            # PrefPaint samples with DDIM (eta=1.0); keep the model's own noise schedule. Keys the shipped
+            # config lacks take a latent model's values, not DDIM's pixel-space defaults.
+            config = dict(pipe.scheduler.config)
+            extra = {key: value for key, value in LATENT_DDIM_DEFAULTS.items() if key not in config}
+            pipe.scheduler = DDIMScheduler.from_config(config, **extra)
 
     def check_model(self, model_id: str) -> None:
         channels = self.pipeline.unet.config.in_channels

@@ -4,9 +4,8 @@ Sampled like SD (DDIM, the model's own noise schedule) so the same ``eta`` and t
 apply; defaults follow the model card of ``diffusers/stable-diffusion-xl-1.0-inpainting-0.1`` (guidance 8).
 The working size is ``unet.sample_size * vae_scale_factor`` (1024 for the real model).
 
-The real model ships an Euler scheduler whose config has no ``set_alpha_to_one``; DDIM's default for it
-(``True``) makes the last step deterministic (zero variance, so no log-probability). The DDIM built here
-uses ``set_alpha_to_one=False`` in that case, as Stable Diffusion's own configs do.
+The real model ships an Euler scheduler; the DDIM built from its config takes
+:data:`~.sd.LATENT_DDIM_DEFAULTS` for the keys it lacks (no clamp of the predicted x0, a stochastic last step).
 
 Rollout: :meth:`rollout` is the SD DDIM rollout, with SDXL's pooled text embedding and time ids passed as
 ``added_cond_kwargs`` (tested equal to the pipeline's output), so the Aligner trains SDXL's UNet as SD's.
@@ -29,15 +28,6 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
     alignable: ClassVar[bool] = True
-
-    def _prepare(self) -> None:
-        from diffusers import DDIMScheduler
-
-        pipe = self.pipeline
-        if not isinstance(pipe.scheduler, DDIMScheduler):
-            config = dict(pipe.scheduler.config)
-            extra = {} if "set_alpha_to_one" in config else {"set_alpha_to_one": False}
-            pipe.scheduler = DDIMScheduler.from_config(config, **extra)
 
     def sample(self, image, mask, **kwargs):
         # The pipeline moves its VAE to float32 before every encode when ``force_upcast`` is set (the real
