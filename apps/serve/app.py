@@ -8,7 +8,6 @@ time and gets a JSON error naming the problem; the model runs on the queue's wor
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as objects.
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -29,6 +28,7 @@ from prefpaint_sdk import (
     require,
 )
 
+from .answers import json_body
 from .forms import ApiError, Form, api_text, read_form
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
 from .png import png_bytes
@@ -175,6 +175,19 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     uploads = Uploads(max_pixels)
     decode_image, decode_mask, transparent = uploads.image, uploads.mask, uploads.transparent
 
+    # Step counts the model's scheduler accepted. Checking one builds a scheduler from its config (a few ms of
+    # Python holding the GIL the running job needs); the config does not change while the server runs, and
+    # only accepted counts are kept (at most the scheduler's limit of them).
+    good_steps: dict[int, int] = {}
+
+    def check_steps(steps) -> int:
+        ok = good_steps.get(steps) if type(steps) is int else None
+        if ok is None:
+            ok = inpainter.check_steps(steps)
+            if type(steps) is int:
+                good_steps[steps] = ok
+        return ok
+
     def check_values(n, seed, steps, guidance, negative_prompt: str = "", eta: float | None = None) -> int:
         try:
             at_least("n", n, 1, MAX_N)
@@ -184,7 +197,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             inpainter.check_knobs(negative_prompt=negative_prompt, eta=eta)
             if eta is not None:
                 finite("eta", eta, 0.0, 1.0)
-            return inpainter.check_steps(steps)
+            return check_steps(steps)
         except InvalidInputError as exc:
             raise sdk_error(exc) from None
 
@@ -233,6 +246,14 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         if encode:
             await ready(job)
         return job.result
+
+    def json_answer(body: Any, status_code: int = 200):
+        """``body`` as JSON, its images' base64 text written once (:mod:`.answers`)."""
+        return Response(json_body(body), status_code=status_code, media_type="application/json")
+
+    def encoded_answer(facts: dict[str, Any]):
+        """A finished inpainting's answer: PNG and base64 of its images, then the JSON bytes (threadpool)."""
+        return json_answer(encode_images(facts))
 
     async def ready(job: Job) -> None:
         """A finished job's images as PNG text, encoded in the threadpool: not on the queue's one worker thread,
@@ -316,7 +337,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         job = submit("inpaint", lambda j: inpaint_job(j, inpainter, rm, image, hole, call, select, out_dir))
         if not wait:
             return accepted(job)
-        return await finish(request, job)
+        facts = await finish(request, job, encode=False)
+        if not isinstance(facts, dict):
+            return facts  # the client went away
+        # Encoding and serialising in one threadpool hop: the event loop only sends the bytes.
+        return await run_in_threadpool(encoded_answer, facts)
 
     @app.post("/v1/images/edits")
     async def edits(request: Request):
@@ -376,8 +401,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
                          "bound": None if facts["bounds"] is None else facts["bounds"][k],
                          "trust": None if facts["trust"] is None else facts["trust"][k],
                          "chosen": k == facts["chosen"]})
-        return {"created": facts["created"], "data": data, "model": facts["model"]["id"],
-                "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]}
+        return json_answer({"created": facts["created"], "data": data, "model": facts["model"]["id"],
+                            "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]})
 
     def keep_files(images) -> list[str]:
         try:
@@ -452,7 +477,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         auth(request)
         job = find(job_id)
         await ready(job)
-        return job_view(job)
+        return json_answer(job_view(job))
 
     @app.delete("/v1/jobs/{job_id}")
     async def job_cancel(job_id: str, request: Request):
@@ -474,7 +499,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
                 mark = (view["status"], view.get("position"), view.get("step"))
                 if mark != last:
                     last = mark
-                    yield f"event: {view['status']}\ndata: {json.dumps(view, allow_nan=False)}\n\n"
+                    yield b"event: %s\ndata: %s\n\n" % (view["status"].encode(), json_body(view))
                 if job.state in FINISHED or await request.is_disconnected():
                     return
                 await asyncio.sleep(0.1)
