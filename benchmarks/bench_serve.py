@@ -121,6 +121,13 @@ def wait_health(base: str, proc, log_path: Path, timeout: float) -> dict:
     raise RuntimeError(f"prefpaint serve did not answer /health within {timeout:.0f} s")
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads, ended ones included) of process ``pid``, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_server(proc) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -220,18 +227,27 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
 
         seeds_per_round = args.k * args.m
         server_walls: dict[str, list] = {label: [] for label in servers}
-        direct_walls, direct_lat, direct_total = [], [], []
+        # CPU seconds per round, which a busy machine changes far less than wall time: the server process's, this
+        # process's while the clients run (what the clients cost), and this process's in the direct calls.
+        server_cpu: dict[str, list] = {label: [] for label in servers}
+        client_cpu: dict[str, list] = {label: [] for label in servers}
+        direct_walls, direct_lat, direct_total, direct_cpu = [], [], [], []
         direct_first: dict[int, np.ndarray] = {}
 
         def server_round(label: str, r: int) -> None:
             load = loads[label]
             n_before = len(load.records)
+            pid = servers[label][0].pid
+            s0, c0 = process_cpu(pid), time.process_time()
             wall = load.run(args.k, args.m, seed0=r * seeds_per_round)
+            s1, c1 = process_cpu(pid), time.process_time()
             answered = sum(1 for x in load.records[n_before:] if x.get("valid"))
             server_walls[label].append((wall, answered))
+            server_cpu[label].append((s1 - s0, answered))
+            client_cpu[label].append((c1 - c0, answered))
 
         def direct_round(r: int) -> None:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for seed in range(r * seeds_per_round, (r + 1) * seeds_per_round):
                 tc = time.perf_counter()
                 res = direct(image, hole, seed=seed, **call)
@@ -241,6 +257,7 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
                 if seed == r * seeds_per_round:
                     direct_first[seed] = np.asarray(res.candidates[0])
             direct_walls.append((time.perf_counter() - t0, seeds_per_round))
+            direct_cpu.append((time.process_time() - c0, seeds_per_round))
 
         steps = [("direct", direct_round)] + [(label, lambda r, label=label: server_round(label, r)) for label in servers]
         for r in range(args.repeats):
@@ -255,6 +272,11 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
             stop_server(proc)
 
     direct_tp = [c / w for w, c in direct_walls]
+
+    def per_request_ms(pairs) -> float:  # seconds and counts of the rounds -> ms per request over all of them
+        count = sum(c for _, c in pairs)
+        return sum(x for x, _ in pairs) / count * 1e3 if count else float("nan")
+
     rows = []
     for label, load in loads.items():
         recs = load.records
@@ -287,6 +309,8 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
             infer_s=statistics.median([x.get("total_s", float("nan")) for x in t]) if t else float("nan"),
             direct_infer_s=statistics.median(direct_total),
             http_s=statistics.median(overhead_http) if t else float("nan"),
+            server_cpu_ms=per_request_ms(server_cpu[label]), client_cpu_ms=per_request_ms(client_cpu[label]),
+            direct_cpu_ms=per_request_ms(direct_cpu),
             max_diff=max(diffs) if diffs else None, max_queue=health[label]["queue"]["max"],
             answer_kib=statistics.median([len(x["image0"]) * 3 / 4 / 1024 for x in answered if x.get("image0")])
             if answered else float("nan"),
@@ -363,6 +387,14 @@ def main(argv=None) -> int:
         *[f"| {r['size']} | {r['infer_s']:.3f} | {r['direct_infer_s']:.3f} | {r['job_s'] - r['infer_s']:.3f} | "
           f"{r['http_s']:.3f} | {r['answer_kib']:.0f} | {r['max_diff'] if r['max_diff'] is not None else 'n/a'} |"
           for r in rows],
+        "",
+        "CPU per answered request (all rounds; process CPU: user + system, every thread; the server's from /proc):",
+        "the server process against the direct call's process, and what the clients cost in this process.",
+        "",
+        "| model | server process CPU ms/request | direct call CPU ms | server's own (difference) ms | clients' CPU ms/request |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {r['size']} | {r['server_cpu_ms']:.1f} | {r['direct_cpu_ms']:.1f} | "
+          f"{r['server_cpu_ms'] - r['direct_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} |" for r in rows],
         "",
         "Side by side (throughput; median over rounds; target: 0 lost, ratio >= 0.9):",
         "",
