@@ -11,8 +11,9 @@ Three parts (``--parts``):
   non-worker threads by CPU (yappi's own overhead inflates those figures about 4x; use them for ranking).
 * ``stages``: each step of a request timed alone (thread CPU, median): multipart parsing, decoding the upload and
   the mask, PNG + base64 of the answer, the JSON body.
-* ``gil``: the direct call alone against the same call while another thread of the process does one request's
-  decode + encode + JSON per call (what a server's request threads do beside the job): wall and CPU of the call.
+* ``gil``: the direct call alone against the same call while another thread of the process does 4 requests'
+  worth per call of (a) the work that releases the GIL (decoding, PNG) or (b) the Python that holds it (what
+  the event loop did per request before: the ``steps`` check, FastAPI's JSON): wall and CPU of the call.
 
 Usage: ``python benchmarks/profile_serve.py [--parts server,stages,gil] [--k 4] [--m 5] [--rounds 2] [--yappi]``.
 For another source tree, put a folder whose ``prefpaint_sdk``/``prefpaint_apps`` link to it first on
@@ -210,44 +211,65 @@ def part_stages(inp, image_png: bytes, mask_png: bytes) -> None:
         print(f"  {name:60s} {median_ms(xs):7.2f}")
 
 
-def part_gil(inp, image, hole, image_png: bytes, mask_png: bytes) -> None:
-    """The call alone, then with a thread doing one request's decode + encode + JSON per call (paced)."""
+def part_gil(inp, image, hole, image_png: bytes, mask_png: bytes, rounds: int = 3) -> None:
+    """The direct call alone, and beside a thread doing K=4 requests' worth of work per call (paced over the
+    call): (a) the work that releases the GIL (decoding the upload and mask, the answer's PNG) and (b) the Python
+    that holds it, as the event loop did per request before this change (the scheduler check of ``steps`` and
+    FastAPI's JSON of the answer). Rounds alternate alone / (a) / (b); medians of the calls' wall and CPU."""
     import base64
-    import json
 
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
     from prefpaint_apps.serve.png import png_bytes
 
     from prefpaint_sdk import load_image, load_mask
 
     answer = inp(image, hole, seed=0, num_candidates=1, steps=4).candidates[0]
+    text = base64.b64encode(png_bytes(answer)).decode("ascii")
 
-    def request_work():
+    def c_work():
         load_image(image_png)
         load_mask(mask_png)
-        json.dumps({"images": [base64.b64encode(png_bytes(answer)).decode("ascii")]}).encode()
+        png_bytes(answer)
 
-    c0 = time.thread_time()
-    for _ in range(5):
-        request_work()
-    work_ms = (time.thread_time() - c0) / 5 * 1e3
-    alone = direct_calls(inp, image, hole)
-    stop = threading.Event()
-    done = []
+    def python_work():
+        inp.check_steps(4)
+        return JSONResponse(jsonable_encoder({"images": [text], "scores": [0.5]})).body
 
-    def beside():
-        while not stop.is_set():
-            request_work()
-            done.append(1)
-            stop.wait(alone[1] / 1e3 - work_ms / 1e3 if alone[1] > work_ms else 0)
+    def cost_ms(fn) -> float:
+        c0 = time.thread_time()
+        for _ in range(5):
+            fn()
+        return (time.thread_time() - c0) / 5 * 1e3
 
-    th = threading.Thread(target=beside, daemon=True)
-    th.start()
-    busy = direct_calls(inp, image, hole)
-    stop.set()
-    th.join()
-    print(f"gil: one request's decode + encode + JSON = {work_ms:.1f} ms CPU; the call alone {alone[0]:.1f} ms CPU / "
-          f"{alone[1]:.1f} ms wall, beside that work ({len(done)} requests' worth) {busy[0]:.1f} ms CPU / "
-          f"{busy[1]:.1f} ms wall")
+    def calls_beside(fn, call_s: float, k: int = 4):
+        stop = threading.Event()
+
+        def beside():
+            while not stop.is_set():
+                for _ in range(k):
+                    fn()
+                stop.wait(call_s)
+
+        th = threading.Thread(target=beside, daemon=True)
+        if fn is not None:
+            th.start()
+        out = direct_calls(inp, image, hole, n=6)
+        stop.set()
+        if fn is not None:
+            th.join()
+        return out
+
+    costs = {"alone": 0.0, "(a) GIL-free C work": cost_ms(c_work), "(b) GIL-holding Python": cost_ms(python_work)}
+    call_s = direct_calls(inp, image, hole, n=3)[1] / 1e3
+    results: dict[str, list] = {name: [] for name in costs}
+    for _ in range(rounds):
+        for name, fn in (("alone", None), ("(a) GIL-free C work", c_work), ("(b) GIL-holding Python", python_work)):
+            results[name].append(calls_beside(fn, call_s))
+    print("gil: the direct call beside 4 requests' worth of other work per call (median of rounds):")
+    for name, rs in results.items():
+        cpu, wall = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
+        print(f"  {name:24s} (that work: {4 * costs[name]:5.1f} ms CPU per call)  call CPU {cpu:6.1f} ms, wall {wall:6.1f} ms")
 
 
 def main(argv=None) -> int:
