@@ -5,7 +5,7 @@ A live server is started the way a user starts it: the ``prefpaint serve`` comma
 ``--size tiny`` and/or ``mid``) and a tiny reward model (``save_tiny_reward_model``), so every answer carries
 scores. Then, side by side in one run (rounds interleaved, server first in even rounds, direct first in odd):
 
-* ``server``: K client threads (one keep-alive ``httpx2`` client each) send M ``POST /v1/inpaint`` requests each
+* ``server``: K client threads (one keep-alive ``http.client`` connection each) send M ``POST /v1/inpaint`` requests each
   on loopback, all at once; each request has its own seed, and its multipart body is built before the round (the
   clients share the cores with the server). Every answer is parsed and checked. Bounded in count (K x M) and
   time (a per-request timeout and a per-round deadline after which no new request is sent).
@@ -165,30 +165,45 @@ class Load:
         self.records: list[dict] = []
 
     def client(self, seeds: list[int], bodies: dict[int, bytes], stop_at: float) -> None:
-        import httpx2 as httpx
+        import http.client
+        import json
+        from urllib.parse import urlsplit
 
+        url = urlsplit(self.base)
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-        with httpx.Client(timeout=self.timeout) as http:
+        # The standard library's keep-alive connection: with 4 client threads httpx2 spent ~19 ms of CPU per
+        # request here against 1.7 ms for this, CPU taken from the cores the server runs on.
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=self.timeout)
+        try:
             for seed in seeds:
                 if time.perf_counter() > stop_at:
                     self._add(seed=seed, status="not sent (deadline)")
                     continue
                 t0 = time.perf_counter()
                 try:
-                    r = http.post(self.base + "/v1/inpaint", content=bodies[seed], headers=headers)
+                    conn.request("POST", "/v1/inpaint", body=bodies[seed], headers=headers)
+                    r = conn.getresponse()
+                    raw = r.read()
                     latency = time.perf_counter() - t0
-                    body = r.json()
+                    body = json.loads(raw)
                 except Exception as exc:  # a timeout or a broken connection: counted as lost, never raised
+                    conn.close()  # the next request opens a new connection
                     self._add(seed=seed, status=f"error {type(exc).__name__}", latency=time.perf_counter() - t0)
                     continue
-                rec = dict(seed=seed, status=r.status_code, latency=latency)
-                if r.status_code == 200:
-                    scores = body.get("scores") or []
-                    rec["valid"] = (len(body.get("images", [])) == self.n and len(scores) == self.n
-                                    and all(s is not None and np.isfinite(s) for s in scores))
-                    rec["timings"] = body.get("timings") or {}
-                    rec["image0"] = body["images"][0] if body.get("images") else None
-                self._add(**rec)
+                self._check(seed, r.status, latency, body)
+        finally:
+            conn.close()
+
+    def _check(self, seed: int, status: int, latency: float, body) -> None:
+        """Record one answer: valid when it has n images and n finite scores."""
+        rec = dict(seed=seed, status=status, latency=latency)
+        if status == 200:
+            scores = body.get("scores") or []
+            rec["valid"] = (len(body.get("images", [])) == self.n and len(scores) == self.n
+                            and all(s is not None and np.isfinite(s) for s in scores))
+            rec["timings"] = body.get("timings") or {}
+            rec["image0"] = body["images"][0] if body.get("images") else None
+        self._add(**rec)
 
     def _add(self, **rec) -> None:
         with self.lock:
