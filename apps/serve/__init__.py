@@ -10,7 +10,7 @@ loaders and the validation layer), so any engine behind ``Inpainter`` is served 
 
 Rooms: :mod:`.app` (routes, keys, input checks, errors), :mod:`.jobs` (the bounded queue and its worker
 thread), :mod:`.forms` (bodies in memory, multipart, field values), :mod:`.work` (what a job does with the
-model) and ``static/`` (the page, its script and style: no asset comes from another origin).
+model), :mod:`.png` and :mod:`.answers` (the answers' PNGs and their JSON bytes) and ``static/`` (the page, its script and style: no asset comes from another origin).
 """
 
 from __future__ import annotations

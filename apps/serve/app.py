@@ -8,7 +8,6 @@ time and gets a JSON error naming the problem; the model runs on the queue's wor
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as objects.
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -29,6 +28,7 @@ from prefpaint_sdk import (
     require,
 )
 
+from .answers import json_body
 from .forms import ApiError, Form, api_text, read_form
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
 from .png import png_bytes
@@ -175,6 +175,19 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     uploads = Uploads(max_pixels)
     decode_image, decode_mask, transparent = uploads.image, uploads.mask, uploads.transparent
 
+    # Step counts the model's scheduler accepted. Checking one builds a scheduler from its config (a few ms of
+    # Python holding the GIL the running job needs); the config does not change while the server runs, and
+    # only accepted counts are kept (at most the scheduler's limit of them).
+    good_steps: dict[int, int] = {}
+
+    def check_steps(steps) -> int:
+        ok = good_steps.get(steps) if type(steps) is int else None
+        if ok is None:
+            ok = inpainter.check_steps(steps)
+            if type(steps) is int:
+                good_steps[steps] = ok
+        return ok
+
     def check_values(n, seed, steps, guidance, negative_prompt: str = "", eta: float | None = None) -> int:
         try:
             at_least("n", n, 1, MAX_N)
@@ -184,7 +197,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             inpainter.check_knobs(negative_prompt=negative_prompt, eta=eta)
             if eta is not None:
                 finite("eta", eta, 0.0, 1.0)
-            return inpainter.check_steps(steps)
+            return check_steps(steps)
         except InvalidInputError as exc:
             raise sdk_error(exc) from None
 
@@ -221,18 +234,31 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
 
         With ``encode`` its images come back as base64 PNG text, else as the PIL images the job made."""
         fut = job.future()
-        while not fut.done():
-            await asyncio.wait({fut}, timeout=0.2)
-            if not fut.done() and await request.is_disconnected():
-                queue.cancel(job)
-                log.info("client went away; job %s cancelled", job.id)
-                return Response(status_code=499)
+        # One waiter for the client's disconnect instead of polling it every 0.2 s: with K clients queued each
+        # poll was a task, a cancel scope and a timer on the event loop, Python holding the GIL the job needs.
+        gone = asyncio.ensure_future(_disconnect(request))
+        try:
+            await asyncio.wait({fut, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not fut.done():
+            queue.cancel(job)
+            log.info("client went away; job %s cancelled", job.id)
+            return Response(status_code=499)
         queue.forget(job)
         if job.state != DONE:
             raise job_error(job)
         if encode:
             await ready(job)
         return job.result
+
+    def json_answer(body: Any, status_code: int = 200):
+        """``body`` as JSON, its images' base64 text written once (:mod:`.answers`)."""
+        return Response(json_body(body), status_code=status_code, media_type="application/json")
+
+    def encoded_answer(facts: dict[str, Any]):
+        """A finished inpainting's answer: PNG and base64 of its images, then the JSON bytes (threadpool)."""
+        return json_answer(encode_images(facts))
 
     async def ready(job: Job) -> None:
         """A finished job's images as PNG text, encoded in the threadpool: not on the queue's one worker thread,
@@ -316,7 +342,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         job = submit("inpaint", lambda j: inpaint_job(j, inpainter, rm, image, hole, call, select, out_dir))
         if not wait:
             return accepted(job)
-        return await finish(request, job)
+        facts = await finish(request, job, encode=False)
+        if not isinstance(facts, dict):
+            return facts  # the client went away
+        # Encoding and serialising in one threadpool hop: the event loop only sends the bytes.
+        return await run_in_threadpool(encoded_answer, facts)
 
     @app.post("/v1/images/edits")
     async def edits(request: Request):
@@ -376,8 +406,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
                          "bound": None if facts["bounds"] is None else facts["bounds"][k],
                          "trust": None if facts["trust"] is None else facts["trust"][k],
                          "chosen": k == facts["chosen"]})
-        return {"created": facts["created"], "data": data, "model": facts["model"]["id"],
-                "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]}
+        return json_answer({"created": facts["created"], "data": data, "model": facts["model"]["id"],
+                            "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]})
 
     def keep_files(images) -> list[str]:
         try:
@@ -452,7 +482,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         auth(request)
         job = find(job_id)
         await ready(job)
-        return job_view(job)
+        return json_answer(job_view(job))
 
     @app.delete("/v1/jobs/{job_id}")
     async def job_cancel(job_id: str, request: Request):
@@ -474,7 +504,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
                 mark = (view["status"], view.get("position"), view.get("step"))
                 if mark != last:
                     last = mark
-                    yield f"event: {view['status']}\ndata: {json.dumps(view, allow_nan=False)}\n\n"
+                    yield b"event: %s\ndata: %s\n\n" % (view["status"].encode(), json_body(view))
                 if job.state in FINISHED or await request.is_disconnected():
                     return
                 await asyncio.sleep(0.1)
@@ -482,6 +512,13 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     return app
+
+
+async def _disconnect(request) -> None:
+    """Return once the client has gone away. Called after the body was read: the server's next message is then
+    ``http.disconnect`` (sent when the connection drops, or once the answer is complete)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.2)  # a server that answers at once with an empty body: poll as before, never spin
 
 
 def _parse_size(size: str, max_pixels: int) -> tuple[int, int] | None:

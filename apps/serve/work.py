@@ -7,28 +7,23 @@ hole mask, checked by the request handler) and only call the public SDK: ``Inpai
 
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .png import png_bytes
+from .answers import B64, b64_png
 
-__all__ = ["b64_png", "chosen_index", "encode_images", "inpaint_job", "model_facts", "score_job", "trust_of"]
-
-
-def b64_png(image) -> str:
-    """A PIL image as base64 PNG text (lossless: pixels outside the hole stay byte-equal to the input)."""
-    return base64.b64encode(png_bytes(image)).decode("ascii")
+__all__ = ["chosen_index", "encode_images", "inpaint_job", "model_facts", "score_job", "trust_of"]
 
 
 def encode_images(facts: dict[str, Any]) -> dict[str, Any]:
-    """A finished inpaint job's facts with its images as base64 PNG text (idempotent: encoded ones stay)."""
+    """A finished inpaint job's facts with its images as base64 PNG text (:class:`.answers.B64`, for
+    :func:`.answers.json_body`; idempotent: encoded ones stay)."""
     images = facts.get("images")
-    if images and not all(isinstance(im, str) for im in images):
-        facts["images"] = [im if isinstance(im, str) else b64_png(im) for im in images]
+    if images and not all(isinstance(im, B64) for im in images):
+        facts["images"] = [im if isinstance(im, B64) else b64_png(im) for im in images]
     return facts
 
 
