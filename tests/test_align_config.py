@@ -130,3 +130,14 @@ def test_data_errors(tmp_path):
     (tmp_path / "m" / "manifest.jsonl").write_text('{"image": "missing.png"}\n')
     with pytest.raises(DataError, match="does not exist"):
         AlignDataset(tmp_path / "m", 32)
+
+
+def test_family_of_model_reads_model_index_and_says_none_when_it_cannot(tmp_path):
+    from prefpaint_sdk.engines import family_of_model
+
+    (tmp_path / "flux").mkdir()
+    (tmp_path / "flux" / "model_index.json").write_text(json.dumps({"_class_name": "FluxFillPipeline"}))
+    assert family_of_model(tmp_path / "flux") == "flux-fill"
+    (tmp_path / "empty").mkdir()
+    assert family_of_model(tmp_path / "empty") is None  # loading the model reports the missing model_index.json
+    assert family_of_model("nobody/no-such-model", offline=True) is None  # not cached, offline
