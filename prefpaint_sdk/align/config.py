@@ -262,6 +262,8 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
                 overrides: dict[str, Any] | None = None, family: str | None = None) -> AlignConfig:
     """Build a config: defaults, then a preset, then the preset's values for the model ``family`` (see
     :data:`FAMILY_PRESETS`), then a TOML file, then explicit overrides; so a user's value always wins.
+    ``prefpaint train align`` passes ``family=prefpaint_sdk.engines.family_of_model(model)``; do the same from
+    Python (``None``: the preset's own values).
 
     The TOML file holds flat ``name = value`` pairs, or the same under an ``[align]`` table.
 
