@@ -54,7 +54,7 @@ def _config(args, seed: int, **extra):
             over[k] = json.loads(v)
         except ValueError:  # a bare string
             over[k] = v
-    return load_config(args.preset, overrides=over)
+    return load_config(args.preset, overrides=over, family=args.family)  # the preset as the CLI resolves it
 
 
 def _pipeline(args):

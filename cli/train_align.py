@@ -20,7 +20,7 @@ def train_align(
     gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: a built-in name (brightness), a reward-model folder or hub id; repeat it for an ensemble (see --gold-weights)."),
     gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
     on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see README)."),
     algo: Optional[str] = typer.Option(None, "--algo", help="ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
@@ -53,7 +53,7 @@ def train_align(
         # a file where the run folder must go, or a folder that cannot be created or written (an existing
         # run is the trainer's to refuse or resume)
         check_output_dir(out, overwrite=True)
-        from prefpaint_sdk.align.config import batch_summary, load_config
+        from prefpaint_sdk.align.config import FAMILY_PRESETS, batch_summary, family_values, load_config
         from prefpaint_sdk.errors import ConfigError
         from prefpaint_sdk.hub import BASE_MODEL
 
@@ -78,7 +78,15 @@ def train_align(
                 raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
             k, v = item.split("=", 1)
             overrides[k.strip().replace("-", "_")] = v.strip()
-        cfg = load_config(preset, config, overrides)
+        family = None
+        if preset in FAMILY_PRESETS:  # the preset differs per family: read which one from model_index.json
+            from prefpaint_sdk.engines import family_of_model
+
+            family = family_of_model(model or BASE_MODEL, offline=offline)
+        cfg = load_config(preset, config, overrides, family=family)
+        if family_values(preset, family):
+            say(f"preset {preset} for {family}: " + ", ".join(f"{k} {v}" for k, v in family_values(preset, family).items())
+                + " (over the preset's own; --config, --set and flags still win)")
         from prefpaint_sdk.align.guards import check_guard_state, check_guards
 
         check_guards(cfg.validate(), gold)

@@ -6,6 +6,7 @@ import pytest
 from _helpers_align import make_data
 from typer.testing import CliRunner
 
+from prefpaint_sdk.align.config import FAMILY_PRESETS
 from prefpaint_sdk.testing import save_tiny_inpaint_pipeline
 
 runner = CliRunner()
@@ -58,6 +59,13 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
     res = runner.invoke(_app(), args)
     assert res.exit_code == 0, res.output
     assert "GRPO: 2 groups of 4" in res.output
+    # cpu-smoke took its FLUX Fill values (the family read from the folder's model_index.json before loading),
+    # and the flags and --set values still won over them
+    assert "preset cpu-smoke for flux-fill:" in " ".join(res.output.split())
+    saved = json.loads((out / "align_config.json").read_text())
+    given = {"iterations": 1, "num_steps": 2, "timesteps_per_traj": 2, "eval_every": 0}  # by --iterations / --set
+    flux = FAMILY_PRESETS["cpu-smoke"]["flux-fill"]
+    assert {k: saved[k] for k in flux} == {k: given.get(k, v) for k, v in flux.items()}
     assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "merged" / "transformer" / "config.json").is_file()
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]

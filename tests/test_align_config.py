@@ -7,7 +7,7 @@ import pytest
 from _helpers_align import make_data
 from PIL import Image
 
-from prefpaint_sdk.align.config import PRESETS, AlignConfig, batch_summary, load_config, lr_lambda
+from prefpaint_sdk.align.config import FAMILY_PRESETS, PRESETS, AlignConfig, batch_summary, load_config, lr_lambda
 from prefpaint_sdk.align.data import AlignDataset
 from prefpaint_sdk.errors import ConfigError, DataError
 
@@ -39,6 +39,23 @@ def test_toml_then_overrides(tmp_path):
     p.write_text('[align]\nlearning_rate = 0.5\nnum_steps = 7\nmask_kinds = ["stroke"]\n')
     cfg = load_config("cpu-smoke", p, {"num_steps": 9, "use_trust": "false"})
     assert cfg.learning_rate == 0.5 and cfg.num_steps == 9 and cfg.mask_kinds == ["stroke"] and cfg.use_trust is False
+
+
+@pytest.mark.parametrize("preset, family", [(p, f) for p, fams in sorted(FAMILY_PRESETS.items()) for f in sorted(fams)])
+def test_family_values_apply_over_the_preset_and_user_values_win(tmp_path, preset, family):
+    values = FAMILY_PRESETS[preset][family]
+    own = load_config(preset)
+    cfg = load_config(preset, family=family)
+    assert values and {k: getattr(cfg, k) for k in values} == values
+    assert any(getattr(own, k) != v for k, v in values.items())  # it does change the preset
+    assert load_config(preset, family="sd") == own == load_config(preset, family=None)  # no values: the preset's own
+    cfg.validate(sampler="flow" if family == "flux-fill" else "ddim")
+    # an explicit value, from flags (overrides) or a TOML file, beats the family's
+    key = sorted(values)[0]
+    mine = values[key] + 1
+    assert getattr(load_config(preset, overrides={key: mine}, family=family), key) == mine
+    (tmp_path / "a.toml").write_text(f"{key} = {mine}\n")
+    assert getattr(load_config(preset, tmp_path / "a.toml", family=family), key) == mine
 
 
 def test_config_errors(tmp_path):
@@ -113,3 +130,14 @@ def test_data_errors(tmp_path):
     (tmp_path / "m" / "manifest.jsonl").write_text('{"image": "missing.png"}\n')
     with pytest.raises(DataError, match="does not exist"):
         AlignDataset(tmp_path / "m", 32)
+
+
+def test_family_of_model_reads_model_index_and_says_none_when_it_cannot(tmp_path):
+    from prefpaint_sdk.engines import family_of_model
+
+    (tmp_path / "flux").mkdir()
+    (tmp_path / "flux" / "model_index.json").write_text(json.dumps({"_class_name": "FluxFillPipeline"}))
+    assert family_of_model(tmp_path / "flux") == "flux-fill"
+    (tmp_path / "empty").mkdir()
+    assert family_of_model(tmp_path / "empty") is None  # loading the model reports the missing model_index.json
+    assert family_of_model("nobody/no-such-model", offline=True) is None  # not cached, offline

@@ -19,7 +19,7 @@ from ..errors import ConfigError, require
 from ..files import read_toml_table
 from ..settings import Settings, setting
 
-__all__ = ["AlignConfig", "PRESETS", "load_config", "batch_summary"]
+__all__ = ["AlignConfig", "FAMILY_PRESETS", "PRESETS", "batch_summary", "family_values", "load_config"]
 
 
 @dataclass
@@ -237,9 +237,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# A preset's values for one model family, applied over the preset's own when the family is known (the model
+# folder's model_index.json, read before any model loads). Only what the family needs differently is here.
+FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu-smoke": {
+        # FLUX Fill's GRPO gradient from 16 samples is mostly noise on the tiny fixture (its cosine with the exact
+        # reward gradient is 0.1-0.3), so the reward rises only as iterations add up: 12 iterations of SD's values
+        # gave 0.9x, 0.8x, -0.6x seed noise (3 seeds). Two flow steps, both stochastic and trained, halve an
+        # iteration's cost and share each advantage between 2 steps instead of 4; 100 of them raised the held-out
+        # reward beyond seed noise for every seed tried, 60 not by 3x on average (benchmarks/RESULTS.md,
+        # "cpu-smoke for FLUX Fill"). 4 samples per held-out pair make the held-out mean less noisy.
+        "flux-fill": dict(num_steps=2, timesteps_per_traj=2, iterations=100, eval_every=20, save_every=20,
+                          eval_samples=4),
+    },
+}
+
+
+def family_values(preset: str | None, family: str | None) -> dict[str, Any]:
+    """The values ``preset`` takes for ``family`` over its own (empty when it has none)."""
+    return dict(FAMILY_PRESETS.get(preset or "", {}).get(family or "", {}))
+
+
 def load_config(preset: str | None = None, toml_path: str | os.PathLike | None = None,
-                overrides: dict[str, Any] | None = None) -> AlignConfig:
-    """Build a config: defaults, then a preset, then a TOML file, then explicit overrides.
+                overrides: dict[str, Any] | None = None, family: str | None = None) -> AlignConfig:
+    """Build a config: defaults, then a preset, then the preset's values for the model ``family`` (see
+    :data:`FAMILY_PRESETS`), then a TOML file, then explicit overrides; so a user's value always wins.
+    ``prefpaint train align`` passes ``family=prefpaint_sdk.engines.family_of_model(model)``; do the same from
+    Python (``None``: the preset's own values).
 
     The TOML file holds flat ``name = value`` pairs, or the same under an ``[align]`` table.
 
@@ -250,7 +274,7 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-        cfg = cfg.replace(**PRESETS[preset])
+        cfg = cfg.replace(**{**PRESETS[preset], **family_values(preset, family)})
     if toml_path:
         cfg = cfg.replace(**read_toml_table(toml_path, "align"))
     if overrides:

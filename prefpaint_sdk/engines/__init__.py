@@ -21,7 +21,7 @@ from ..errors import InvalidInputError
 from .base import OFFLOAD_MODES, Engine, NotAlignableError
 
 __all__ = ["Engine", "NotAlignableError", "OFFLOAD_MODES", "FAMILIES", "PIPELINE_FAMILIES", "engine_class",
-           "family_of_folder", "engine_for_pipeline", "load_engine"]
+           "family_of_folder", "family_of_model", "engine_for_pipeline", "load_engine"]
 
 FAMILIES = {
     "sd": "sd:SDInpaintEngine",
@@ -72,6 +72,25 @@ def family_of_folder(folder: str | os.PathLike, model_id: str | None = None) -> 
         raise InvalidInputError(f"'{name}' is a {cls!s} pipeline, which is no inpainting family the toolkit runs; "
                                 f"it runs {known}")
     return PIPELINE_FAMILIES[cls]
+
+
+def family_of_model(model: str | os.PathLike, *, offline: bool | None = None, revision: str | None = None) -> str | None:
+    """The family of a model folder or hub id from its ``model_index.json`` alone (a hub id's is the one file
+    fetched, or read from the cache), before anything else is read or loaded; ``None`` when it cannot be told
+    here (loading the model then reports why)."""
+    from .. import hub
+
+    local = Path(model).expanduser()
+    try:
+        if local.is_dir():
+            return family_of_folder(local)
+        from huggingface_hub import hf_hub_download
+
+        index = hf_hub_download(hub._canonical(os.fspath(model)), "model_index.json", revision=revision,
+                                cache_dir=hub.cache_dir(), local_files_only=hub.is_offline(offline))
+        return family_of_folder(Path(index).parent, os.fspath(model))
+    except Exception:  # noqa: BLE001 - a bad id, no network, no such file: loading says which, with its fix
+        return None
 
 
 def engine_for_pipeline(pipeline) -> Engine:
