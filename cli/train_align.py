@@ -85,7 +85,8 @@ def train_align(
             family = family_of_model(model or BASE_MODEL, offline=offline)
         cfg = load_config(preset, config, overrides, family=family)
         if family_values(preset, family):
-            say(f"preset {preset} for {family}: " + ", ".join(f"{k} {v}" for k, v in family_values(preset, family).items())
+            # the values in effect: a --config, --set or flag over a family value shows what will run
+            say(f"preset {preset} for {family}: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in family_values(preset, family))
                 + " (over the preset's own; --config, --set and flags still win)")
         from prefpaint_sdk.align.guards import check_guard_state, check_guards
 

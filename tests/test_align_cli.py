@@ -61,7 +61,9 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
     assert "GRPO: 2 groups of 4" in res.output
     # cpu-smoke took its FLUX Fill values (the family read from the folder's model_index.json before loading),
     # and the flags and --set values still won over them
-    assert "preset cpu-smoke for flux-fill:" in " ".join(res.output.split())
+    printed = " ".join(res.output.split())
+    assert "preset cpu-smoke for flux-fill:" in printed
+    assert "iterations 1," in printed and "eval_every 0," in printed  # the values that run, flags included
     saved = json.loads((out / "align_config.json").read_text())
     given = {"iterations": 1, "num_steps": 2, "timesteps_per_traj": 2, "eval_every": 0}  # by --iterations / --set
     flux = FAMILY_PRESETS["cpu-smoke"]["flux-fill"]
