@@ -192,7 +192,7 @@ def plot(folder: Path) -> None:
                 it, v = zip(*run["curve"])
                 base = v[0]
                 ax.plot(it, [(x - base) / r["seed_noise"] for x in v],
-                        label=f"{r['family']} {run['algo']} seed {run['seed']}")
+                        label=f"{r['family']} {run['algo']} seed {run['seed']}" + (f" ({r['note']})" if r.get("note") else ""))
         ax.axhline(10, ls="--", c="grey", lw=0.8)
         ax.set_xlabel("iteration")
         ax.set_ylabel("held-out reward gain / seed noise")
