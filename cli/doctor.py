@@ -21,6 +21,9 @@ def doctor(
 
         report = environment_report()
         table = Table(title="prefpaint doctor", show_header=False)
+        # a long path wraps in a narrow terminal instead of being cut to "...": doctor is read for its paths
+        table.add_column(overflow="fold")
+        table.add_column(overflow="fold")
         for key, value in report.items():
             table.add_row(Text(key), Text(str(value)))
         console.print(table)

@@ -1040,7 +1040,12 @@ def test_help_keeps_square_brackets(argv, literal):
     assert literal in r.output
 
 
-def test_doctor_shows_a_markup_cache_path_as_text(tmp_path):
+def test_doctor_shows_a_markup_cache_path_as_text(tmp_path, monkeypatch):
+    from prefpaint_cli._common import console
+
+    # The CLI's console is made at import: where COLUMNS was set then (pytest-xdist's workers), it keeps that
+    # width, and a long tmp path would wrap mid-name; this test is about markup, so give it room.
+    monkeypatch.setattr(console, "_width", 2000)
     cache = tmp_path / "[bold]hf"
     r = runner.invoke(_app(), ["doctor"], env={"COLUMNS": "2000", "HF_HUB_CACHE": str(cache)})
     assert r.exit_code == 0, r.output
