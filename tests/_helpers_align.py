@@ -56,3 +56,20 @@ def pipeline_images(pipe, img, mask, seeds, steps: int, **kw):
     with torch.inference_mode():
         return pipe(image=[img] * n, mask_image=[m] * n, height=64, width=64, num_inference_steps=steps, eta=1.0,
                     generator=gens, output_type="pt", **kw).images
+
+
+def heldout_seed_noise(aligner, sets: int = 8) -> float:
+    """The seed noise of a run's held-out mean reward: the std, over ``sets`` sets of sampling seeds, of the
+    starting model's mean reward on the run's own held-out pairs and masks (what its evaluations score)."""
+    import numpy as np
+
+    from prefpaint_sdk.align.evaluation import heldout_prompts
+
+    cfg = aligner.config
+    items, _ = heldout_prompts(aligner.eval_set, aligner.eval_indices, cfg.seed, cfg.eval_samples)
+    means = []
+    for rep in range(sets):
+        seeds = [10_000 * (rep + 1) + k for k in range(len(items) * cfg.eval_samples)]
+        _, images, masks = aligner._sample(items, seeds, cfg.eval_samples)
+        means.append(float(aligner._score(images, masks).scores.mean()))
+    return float(np.std(means))

@@ -8,7 +8,7 @@ seed noise is how much the starting model's held-out mean reward moves when only
 import numpy as np
 import pytest
 import torch
-from _helpers_align import make_data
+from _helpers_align import heldout_seed_noise, make_data
 
 from prefpaint_sdk.align.config import load_config
 from prefpaint_sdk.align.trainer import Aligner
@@ -61,21 +61,13 @@ def test_sdxl_run_raises_heldout_reward_beyond_seed_noise(tmp_path):
     fix (``clip_sample=False``, :data:`prefpaint_sdk.engines.sd.LATENT_DDIM_DEFAULTS`) this run did not learn.
     The 3-seed figures are in RESULTS.md; one seed is run here to keep the suite's time.
     """
-    from prefpaint_sdk.align.evaluation import heldout_prompts
-
     torch.set_num_threads(1)
     cfg = load_config("cpu-smoke", overrides=dict(seed=0, iterations=24, eval_every=24, save_every=0, eval_size=8,
                                                   log_with="none"), family="sdxl")
     al = Aligner(tiny_inpaint_pipeline(PIPE_SEED, family="sdxl"), "brightness", cfg, make_data(tmp_path / "data", n=24),
                  tmp_path / "run", device="cpu")
     assert al.algo == "ppo" and al.engine.pipeline.scheduler.config.clip_sample is False
-    items, _ = heldout_prompts(al.eval_set, al.eval_indices, cfg.seed, cfg.eval_samples)
-    means = []
-    for rep in range(8):
-        seeds = [10_000 * (rep + 1) + k for k in range(len(items) * cfg.eval_samples)]
-        _, images, masks = al._sample(items, seeds, cfg.eval_samples)
-        means.append(float(al._score(images, masks).scores.mean()))
-    seed_noise = float(np.std(means))
+    seed_noise = heldout_seed_noise(al)
 
     res = al.train()
     gain = res.evals[-1]["mean_reward"] - res.evals[0]["mean_reward"]

@@ -17,7 +17,7 @@ stochastic), which the exact gradient below re-runs step by step.
 
 import pytest
 import torch
-from _helpers_align import make_data
+from _helpers_align import heldout_seed_noise, make_data
 
 from prefpaint_sdk.align.config import load_config
 from prefpaint_sdk.align.loss import grpo_advantages
@@ -108,10 +108,7 @@ def test_cpu_smoke_for_flux_fill_raises_heldout_reward_beyond_seed_noise(tmp_pat
     FLUX Fill values), training seed 0: the held-out reward ends beyond 2x seed noise and most held-out samples
     improve. Seed noise: the std of the starting model's held-out mean on the run's own held-out pairs and
     masks over 8 sets of sampling seeds."""
-    import numpy as np
-
     from prefpaint_sdk.align.config import FAMILY_PRESETS
-    from prefpaint_sdk.align.evaluation import heldout_prompts
 
     torch.set_num_threads(1)
     cfg = load_config("cpu-smoke", overrides=dict(seed=0, eval_every=100, save_every=0, log_with="none"),
@@ -120,13 +117,7 @@ def test_cpu_smoke_for_flux_fill_raises_heldout_reward_beyond_seed_noise(tmp_pat
                                                                   for k in ("num_steps", "iterations"))
     al = Aligner(tiny_inpaint_pipeline(2, family="flux-fill"), "brightness", cfg, make_data(tmp_path / "data", n=12),
                  tmp_path / "run", device="cpu")
-    items, _ = heldout_prompts(al.eval_set, al.eval_indices, cfg.seed, cfg.eval_samples)
-    means = []
-    for rep in range(8):
-        seeds = [10_000 * (rep + 1) + k for k in range(len(items) * cfg.eval_samples)]
-        _, images, masks = al._sample(items, seeds, cfg.eval_samples)
-        means.append(float(al._score(images, masks).scores.mean()))
-    seed_noise = float(np.std(means))
+    seed_noise = heldout_seed_noise(al)
 
     res = al.train()  # evaluated at the start and the end only
     gain = res.evals[-1]["mean_reward"] - res.evals[0]["mean_reward"]
