@@ -53,7 +53,7 @@ def train_align(
         # a file where the run folder must go, or a folder that cannot be created or written (an existing
         # run is the trainer's to refuse or resume)
         check_output_dir(out, overwrite=True)
-        from prefpaint_sdk.align.config import FAMILY_PRESETS, batch_summary, family_values, load_config
+        from prefpaint_sdk.align.config import batch_summary, family_values, load_config, preset_family
         from prefpaint_sdk.errors import ConfigError
         from prefpaint_sdk.hub import BASE_MODEL
 
@@ -78,11 +78,7 @@ def train_align(
                 raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
             k, v = item.split("=", 1)
             overrides[k.strip().replace("-", "_")] = v.strip()
-        family = None
-        if preset in FAMILY_PRESETS:  # the preset differs per family: read which one from model_index.json
-            from prefpaint_sdk.engines import family_of_model
-
-            family = family_of_model(model or BASE_MODEL, offline=offline)
+        family = preset_family(preset, model or BASE_MODEL, offline=offline)
         cfg = load_config(preset, config, overrides, family=family)
         if family_values(preset, family):
             # the values in effect: a --config, --set or flag over a family value shows what will run

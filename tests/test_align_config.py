@@ -141,3 +141,14 @@ def test_family_of_model_reads_model_index_and_says_none_when_it_cannot(tmp_path
     (tmp_path / "empty").mkdir()
     assert family_of_model(tmp_path / "empty") is None  # loading the model reports the missing model_index.json
     assert family_of_model("nobody/no-such-model", offline=True) is None  # not cached, offline
+
+
+def test_preset_family_reads_the_family_only_for_a_preset_with_family_values(tmp_path):
+    from prefpaint_sdk.align.config import preset_family
+
+    (tmp_path / "flux").mkdir()
+    (tmp_path / "flux" / "model_index.json").write_text(json.dumps({"_class_name": "FluxFillPipeline"}))
+    assert preset_family("cpu-smoke", tmp_path / "flux") == "flux-fill"
+    assert load_config("cpu-smoke", family=preset_family("cpu-smoke", tmp_path / "flux")).num_steps == 2
+    assert preset_family("paper", tmp_path / "flux") is None  # no per-family values: nothing is read
+    assert preset_family(None, tmp_path / "flux") is None

@@ -19,7 +19,7 @@ from ..errors import ConfigError, require
 from ..files import read_toml_table
 from ..settings import Settings, setting
 
-__all__ = ["AlignConfig", "FAMILY_PRESETS", "PRESETS", "batch_summary", "family_values", "load_config"]
+__all__ = ["AlignConfig", "FAMILY_PRESETS", "PRESETS", "batch_summary", "family_values", "load_config", "preset_family"]
 
 
 @dataclass
@@ -251,6 +251,17 @@ FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                           eval_samples=4),
     },
 }
+
+
+def preset_family(preset: str | None, model, *, offline: bool | None = None) -> str | None:
+    """The model family whose values of ``preset`` apply to ``model`` (a folder or hub id), read from its
+    ``model_index.json`` before anything loads; ``None`` when the preset has no per-family values or the family
+    cannot be told here (loading the model then says why)."""
+    if preset not in FAMILY_PRESETS:
+        return None
+    from ..engines import family_of_model
+
+    return family_of_model(model, offline=offline)
 
 
 def family_values(preset: str | None, family: str | None) -> dict[str, Any]:
