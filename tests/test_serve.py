@@ -309,12 +309,21 @@ def test_api_key_missing_wrong_and_right(keyed):
     assert keyed.get("/v1/jobs/x", headers={"Authorization": "Bearer ünïcode".encode("utf-8")}).status_code == 401
 
 
-def test_api_key_is_compared_in_constant_time():
-    import inspect
+def test_api_key_is_compared_in_constant_time(monkeypatch):
+    from types import SimpleNamespace
 
-    from prefpaint_apps.serve import app as module
+    from prefpaint_apps.serve import ApiError, errors
 
-    assert "secrets.compare_digest" in inspect.getsource(module) and " == key" not in inspect.getsource(module)
+    calls = []
+    real = errors.secrets.compare_digest
+    monkeypatch.setattr(errors.secrets, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    auth = errors.key_check("s3cret")
+    with pytest.raises(ApiError, match="wrong API key"):
+        auth(SimpleNamespace(headers={"authorization": "Bearer wrong"}))
+    auth(SimpleNamespace(headers={"x-api-key": "s3cret"}))  # accepted, through the same comparison
+    assert calls == [(b"wrong", b"s3cret"), (b"s3cret", b"s3cret")]
+    errors.key_check(None)(SimpleNamespace(headers={}))  # no key set: nothing to compare
+    assert len(calls) == 2
 
 
 def test_upload_and_pixel_limits_are_413(keyed):

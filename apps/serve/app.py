@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, authentication, input checks and error answers.
+"""The FastAPI application: its routes (keys and error answers: :mod:`.errors`; request values: :mod:`.params`).
 
 ``create_app(inpainter, reward_model)`` serves one model already in memory. Every request is checked in
 the handler (key, size, type, fields, images, mask) before it is queued, so a bad request costs no model
@@ -9,7 +9,6 @@ time and gets a JSON error naming the problem; the model runs on the queue's wor
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as objects.
 import asyncio
 import logging
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,16 @@ from prefpaint_sdk import (
     InvalidInputError,
     at_least,
     check_output_dir,
-    check_seed,
-    finite,
     fit_mask_to_image,
     positive,
     require,
 )
 
 from .answers import json_body
-from .forms import ApiError, Form, api_text, read_form
+from .errors import install_error_handlers, key_check
+from .forms import ApiError, api_text, read_form
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
+from .params import MAX_N, Params, parse_size
 from .png import png_bytes
 from .store import FileStore
 from .uploads import Uploads, sdk_error
@@ -43,8 +42,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 DEFAULT_SERVE_MAX_PIXELS = 16_777_216
 """The server's default pixel limit per uploaded image: 16 megapixels (4096x4096)."""
-MAX_N = 10
-"""Most candidates per request (OpenAI's limit for ``n``)."""
 
 _INPAINT_FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "guidance", "select",
                    "eta", "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
@@ -81,11 +78,9 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     fastapi = require("fastapi", extra="serve", purpose="prefpaint serve")
     require("python_multipart", extra="serve", purpose="form uploads")
     from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     max_queue = at_least("max_queue", max_queue, 1)
     cap = int(positive("max_upload_mb", max_upload_mb) * 2**20)
@@ -93,8 +88,6 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     store = FileStore(max_files=at_least("url_max_files", url_max_files, 1),
                       max_bytes=int(positive("url_max_mb", url_max_mb) * 2**20),
                       ttl_s=positive("url_ttl_s", url_ttl_s))
-    # The family's own defaults (SD 50 steps / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30) for requests that don't say.
-    family_defaults = dict(getattr(inpainter, "defaults", None) or {})
     if default_steps is not None:
         default_steps = inpainter.check_steps(at_least("steps", default_steps, 1))
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
@@ -106,7 +99,6 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     if reward_model is not None:
         inpainter.reward_model = reward_model
     rm = reward_model if reward_model is not None else getattr(inpainter, "reward_model", None)
-    key = api_key.encode() if api_key else None
     queue = JobQueue(max_queue=max_queue, keep_finished=max(64, 4 * max_queue))
     started = time.time()
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -132,86 +124,15 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
 
-    # ---- errors: always JSON naming the problem -----------------------------------------------
-    def error_response(err: ApiError):
-        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request, exc: ApiError):
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request, exc):
-        first = (exc.errors() or [{}])[0]
-        loc = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
-        return error_response(ApiError(422, f"invalid field '{loc}': {first.get('msg', 'invalid')}", param=loc or None))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request, exc):
-        msg = "not found" if exc.status_code == 404 else str(exc.detail)
-        if exc.status_code == 405:
-            msg = f"method {request.method} is not allowed on {request.url.path}"
-        return error_response(ApiError(exc.status_code, msg))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request, exc):
-        log.exception("unexpected error answering %s %s", request.method, request.url.path)
-        return error_response(ApiError(500, f"internal error: {exc.__class__.__name__}"))
-
-    def auth(request) -> None:
-        if key is None:
-            return
-        sent = request.headers.get("x-api-key")
-        header = request.headers.get("authorization", "")
-        if sent is None and header[:7].lower() == "bearer ":
-            sent = header[7:].strip()
-        if not sent:
-            raise ApiError(401, "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                           headers={"WWW-Authenticate": "Bearer"}, code="missing_api_key")
-        if not secrets.compare_digest(sent.encode("utf-8", "surrogateescape"), key):
-            raise ApiError(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"}, code="invalid_api_key")
+    install_error_handlers(app)
+    auth = key_check(api_key)
 
     # ---- inputs -------------------------------------------------------------------------------
     uploads = Uploads(max_pixels)
     decode_image, decode_mask, transparent = uploads.image, uploads.mask, uploads.transparent
 
-    # Step counts the model's scheduler accepted. Checking one builds a scheduler from its config (a few ms of
-    # Python holding the GIL the running job needs); the config does not change while the server runs, and
-    # only accepted counts are kept (at most the scheduler's limit of them).
-    good_steps: dict[int, int] = {}
-
-    def check_steps(steps) -> int:
-        ok = good_steps.get(steps) if type(steps) is int else None
-        if ok is None:
-            ok = inpainter.check_steps(steps)
-            if type(steps) is int:
-                good_steps[steps] = ok
-        return ok
-
-    def check_values(n, seed, steps, guidance, negative_prompt: str = "", eta: float | None = None) -> int:
-        try:
-            at_least("n", n, 1, MAX_N)
-            check_seed(seed, count=n)
-            finite("guidance", guidance, 0.0)
-            # A knob the family lacks (FLUX Fill: negative_prompt, eta) is refused here, before the queue.
-            inpainter.check_knobs(negative_prompt=negative_prompt, eta=eta)
-            if eta is not None:
-                finite("eta", eta, 0.0, 1.0)
-            return check_steps(steps)
-        except InvalidInputError as exc:
-            raise sdk_error(exc) from None
-
-    def steps_of(form: Form) -> int:
-        steps = form.integer("steps")
-        if steps is None:
-            steps = default_steps
-        if steps is None:
-            steps = family_defaults.get("steps") or 50
-        return steps
-
-    def guidance_of(form: Form) -> float:
-        default = family_defaults.get("guidance_scale")
-        return form.number("guidance", 7.5 if default is None else float(default))
+    params = Params(inpainter, default_steps)
+    check_values, steps_of, guidance_of = params.check, params.steps_of, params.guidance_of
 
     # ---- running a job ------------------------------------------------------------------------
     def submit(kind: str, fn) -> Job:
@@ -290,7 +211,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": getattr(inpainter, "model_id", None), "family": family_of(inpainter),
-                "reward_model": rm is not None, "auth": key is not None,
+                "reward_model": rm is not None, "auth": bool(api_key),
                 "queue": {"busy": queue.busy, "max": max_queue}, "uptime_s": round(time.time() - started, 3),
                 "limits": {"max_upload_bytes": cap, "max_pixels": max_pixels, "max_n": MAX_N},
                 "default_steps": default_steps}
@@ -364,7 +285,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         guidance = guidance_of(form)
         select = form.choice("select", ("reward", "lcb"), getattr(inpainter, "select", "reward"))
         steps = check_values(n, seed, steps, guidance)
-        want = _parse_size(size, max_pixels)
+        want = parse_size(size, max_pixels)
 
         def decode():
             image = decode_image(image_bytes, "image")
@@ -519,24 +440,6 @@ async def _disconnect(request) -> None:
     ``http.disconnect`` (sent when the connection drops, or once the answer is complete)."""
     while (await request.receive())["type"] != "http.disconnect":
         await asyncio.sleep(0.2)  # a server that answers at once with an empty body: poll as before, never spin
-
-
-def _parse_size(size: str, max_pixels: int) -> tuple[int, int] | None:
-    """OpenAI's ``size``: "auto" (the input's size) or "WIDTHxHEIGHT"."""
-    if size == "auto":
-        return None
-    parts = size.lower().split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise ApiError(422, f"'size' must be 'auto' or WIDTHxHEIGHT such as 512x512, got {size[:40]!r}",
-                       param="size") from None
-    if w < 8 or h < 8 or w > 8192 or h > 8192:
-        raise ApiError(400, f"size {w}x{h} is out of range: each side must lie in 8..8192", param="size")
-    if w * h > max_pixels:
-        raise ApiError(400, f"size {w}x{h} has {w * h:,} pixels, over this server's limit of {max_pixels:,}",
-                       param="size")
-    return w, h
 
 
 def _version() -> str:
