@@ -170,7 +170,7 @@ def test_another_sites_page_cannot_run_a_job(browser, served, tmp_path, caplog):
         assert '"code":"origin_not_allowed"' in shown.replace(" ", ""), shown
         assert jobs == []  # none of the three reached the queue
         refused = [r.getMessage() for r in caplog.records if "cross-site" in r.getMessage()]
-        assert len(refused) == 3 and all(site in m for m in refused), refused
+        assert len(refused) >= 3 and all(site in m for m in refused), refused  # >= : a browser may retry
         # the server's own page posts the same request and it runs
         browser.get(base + "/")
         assert browser.execute_async_script(POST_JS, base, "cors") == 200
