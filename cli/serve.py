@@ -29,7 +29,10 @@ def serve(
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offline: Optional[bool] = offline_option(),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Also write every inpainting (image, candidates, sidecar) here. Nothing is written anywhere else."),
-    cors: Optional[list[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin (repeatable). CORS is off by default."),
+    cors: Optional[list[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin, e.g. http://localhost:3000 (repeatable). CORS is off by default: a request from any other site's page gets 403."),
+    public_url: Optional[str] = typer.Option(None, "--public-url", help="Base of the URLs in response_format=url answers, e.g. https://paint.example.com behind a proxy (its host is then accepted too). Default: the bound address, http://HOST:PORT (on 0.0.0.0 or ::, the address a request arrived on); never the request's Host header."),
+    allowed_hosts: Optional[list[str]] = typer.Option(None, "--allowed-host", help="Also answer requests whose Host is this name (repeatable; '*': any). Default: on loopback only localhost, 127.x.x.x and [::1]; bound elsewhere, also IP addresses and this machine's name. Other names get 421 (DNS rebinding guard)."),
+    upload_timeout: float = typer.Option(60.0, "--upload-timeout", help="Seconds an upload may stall (no bytes) before it is dropped with 408 and its connection closed; one slower than 16 KiB/s past this is dropped too."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No info messages or access log."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -46,6 +49,15 @@ def serve(
             raise InvalidInputError(f"--select must be 'reward' or 'lcb', got '{select}'")
         if api_key is not None and not api_key.strip():
             raise InvalidInputError("--api-key is empty; pass a key, or leave it (and PREFPAINT_API_KEY) unset")
+        # Origin, Host and upload settings (issue 19): malformed ones are refused before the model loads.
+        from prefpaint_apps.serve.errors import check_api_key
+        from prefpaint_apps.serve.origin import check_allowed_host, check_cors_origin, check_public_url
+
+        check_api_key(api_key)
+        positive("upload_timeout", upload_timeout)
+        public_url = check_public_url(public_url) if public_url is not None else None
+        cors = [check_cors_origin(o) for o in cors or ()]
+        allowed_hosts = [check_allowed_host(h) for h in allowed_hosts or ()]
         if output_dir is not None:
             from prefpaint_sdk import check_output_dir
 
@@ -64,7 +76,8 @@ def serve(
                                                   reward_model=reward_model, offline=offline, select=select)
         app = create_app(inpainter, api_key=api_key, max_queue=max_queue, max_upload_mb=max_upload_mb,
                          max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS, default_steps=steps,
-                         output_dir=output_dir, cors=list(cors) if cors else None)
+                         output_dir=output_dir, cors=cors or None, public_url=public_url,
+                         allowed_hosts=allowed_hosts, upload_timeout_s=upload_timeout)
         if host not in _LOOPBACK and not api_key:
             warn(f"serving on {host} without --api-key: anyone who can reach this address can use the model; "
                  "set --api-key (or PREFPAINT_API_KEY)")

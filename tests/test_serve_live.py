@@ -164,7 +164,7 @@ def test_a_client_that_goes_away_while_queued_cancels_its_job(served):
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         port = int(base.rsplit(":", 1)[1])
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(f"POST /v1/inpaint HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        s.sendall(f"POST /v1/inpaint HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         deadline = time.time() + 10
         while q.busy < 2:

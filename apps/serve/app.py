@@ -26,9 +26,10 @@ from prefpaint_sdk import (
 )
 
 from .answers import json_body
-from .errors import install_error_handlers, key_check
+from .errors import check_api_key, install_error_handlers, key_check
 from .forms import ApiError, api_text, read_form
 from .jobs import CANCELLED, DONE, FAILED, FINISHED, Job, JobQueue, QueueFull
+from .origin import OriginGuard, check_allowed_host, check_cors_origin, check_public_url, public_base
 from .params import MAX_N, Params, parse_size
 from .png import png_bytes
 from .store import FileStore
@@ -51,7 +52,8 @@ _SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alph
 def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_queue: int = 16,
                max_upload_mb: float = 20, max_pixels: int = DEFAULT_SERVE_MAX_PIXELS, default_steps: int | None = None,
                output_dir=None, cors: str | list[str] | None = None, url_ttl_s: float = 3600.0,
-               url_max_files: int = 256, url_max_mb: float = 512):
+               url_max_files: int = 256, url_max_mb: float = 512, public_url: str | None = None,
+               allowed_hosts: list[str] | None = None, upload_timeout_s: float = 60.0):
     """A FastAPI app serving ``inpainter`` (any engine's :class:`prefpaint_sdk.Inpainter`).
 
     Args:
@@ -66,14 +68,23 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         default_steps: denoising steps of a request that does not say (default: the inpainter's, 50).
         output_dir: when set, every inpainting's output set (image, candidates, sidecar) is also written
             there under a server-made name; nothing is written anywhere else.
-        cors: allowed origin(s) for cross-origin browser calls; CORS is off when ``None``.
+        cors: allowed origin(s) for cross-origin browser calls; CORS is off when ``None``. A request from a
+            browser page of any other origin gets 403 before any work (:mod:`.origin`).
+        public_url: base of the URLs in ``response_format=url`` answers (default: the address the request's
+            connection arrived on, never its ``Host`` header); its host is one of the server's names.
+        allowed_hosts: more ``Host`` names the server answers to (``"*"``: any). Without them, a request that
+            arrived on loopback must name a loopback host, one that arrived elsewhere an IP address or this
+            machine's name; others get 421 (DNS rebinding, :mod:`.origin`).
+        upload_timeout_s: an upload whose bytes stop for this long (or that trickles slower than 16 KiB/s past
+            it) is dropped with 408 and its connection closed.
         url_ttl_s / url_max_files / url_max_mb: how long, and how many and how many MiB of, the PNGs of
             ``response_format=url`` answers are kept in memory (the oldest go first; see :mod:`.store`).
 
     Raises:
         MissingDependencyError: FastAPI is not installed (``pip install 'prefpaint[serve]'``).
         InvalidInputError: a limit is not a positive number, ``default_steps`` is out of the model's range,
-            or ``output_dir`` cannot be written.
+            ``output_dir`` cannot be written, ``api_key`` is not printable ASCII, or ``public_url``, a ``cors``
+            origin or an ``allowed_hosts`` name is malformed.
     """
     fastapi = require("fastapi", extra="serve", purpose="prefpaint serve")
     require("python_multipart", extra="serve", purpose="form uploads")
@@ -90,8 +101,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
                       ttl_s=positive("url_ttl_s", url_ttl_s))
     if default_steps is not None:
         default_steps = inpainter.check_steps(at_least("steps", default_steps, 1))
-    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-        raise InvalidInputError("api_key must be a non-empty text; leave it unset for no key")
+    check_api_key(api_key)
+    upload_timeout_s = positive("upload_timeout_s", upload_timeout_s)
+    public_url = check_public_url(public_url) if public_url is not None else None
+    origins = [] if not cors else [check_cors_origin(o) for o in ([cors] if isinstance(cors, str) else cors)]
+    hosts = [check_allowed_host(h) for h in allowed_hosts or ()]
     out_dir = None
     if output_dir is not None:
         out_dir = check_output_dir(output_dir, overwrite=True)
@@ -117,12 +131,13 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     app.state.inpainter = inpainter
     app.state.reward_model = rm
     app.state.files = store
-    if cors:
+    if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        origins = [cors] if isinstance(cors, str) else list(cors)
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    # Added last, so outermost: a foreign Origin or Host is refused before CORS or any route sees it.
+    app.add_middleware(OriginGuard, cors=origins, allowed_hosts=hosts, public_url=public_url)
 
     install_error_handlers(app)
     auth = key_check(api_key)
@@ -227,7 +242,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     async def inpaint(request: Request):
         auth(request)
         wait = wants_wait(request)
-        form = await read_form(request, cap, allowed=_INPAINT_FIELDS)
+        form = await read_form(request, cap, allowed=_INPAINT_FIELDS, timeout=upload_timeout_s)
         image_bytes = form.file("image", required=True)
         mask_bytes = form.file("mask", required=True)
         invert, from_alpha = form.boolean("invert_mask"), form.boolean("mask_from_alpha")
@@ -272,7 +287,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     @app.post("/v1/images/edits")
     async def edits(request: Request):
         auth(request)
-        form = await read_form(request, cap, allowed=None)  # OpenAI clients send fields we ignore
+        form = await read_form(request, cap, allowed=None, timeout=upload_timeout_s)  # OpenAI clients send extras
         image_bytes = form.file("image", "image[]", required=True)
         mask_bytes = form.file("mask")
         n = form.integer("n", 1)
@@ -316,7 +331,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
             return facts  # the client went away
         if fmt == "url":
             names = await run_in_threadpool(keep_files, facts["images"])
-            base = str(request.base_url).rstrip("/")
+            base = public_base(request.scope, public_url)
             answers = [{"url": f"{base}/v1/files/{name}"} for name in names]
         else:
             answers = [{"b64_json": b64} for b64 in facts["images"]]
@@ -354,7 +369,7 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
         if rm is None:
             raise ApiError(400, "no reward model is loaded; start the server with --reward-model", code="no_reward_model")
         wait = wants_wait(request)
-        form = await read_form(request, cap, allowed=_SCORE_FIELDS)
+        form = await read_form(request, cap, allowed=_SCORE_FIELDS, timeout=upload_timeout_s)
         image_bytes = form.file("image", required=True)
         mask_bytes = form.file("mask")
         masked_bytes = form.file("masked_image")

@@ -12,7 +12,7 @@ from typing import Callable
 
 from .forms import ApiError
 
-__all__ = ["install_error_handlers", "key_check"]
+__all__ = ["check_api_key", "install_error_handlers", "key_check"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,30 @@ def install_error_handlers(app) -> None:
     async def _unexpected(request, exc):
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         return error_response(ApiError(500, f"internal error: {exc.__class__.__name__}"))
+
+
+def check_api_key(api_key: str | None) -> str | None:
+    """``api_key`` if a client can send it: printable ASCII (HTTP headers carry nothing else reliably), without
+    spaces at its ends (``Authorization: Bearer KEY`` loses them). The key itself is never shown.
+
+    Raises:
+        InvalidInputError: empty, or another character (its position is named, not the key).
+    """
+    from prefpaint_sdk import bad_value
+
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise bad_value("api_key", "api_key must be a non-empty text; leave it unset for no key")
+    for i, ch in enumerate(api_key):
+        if not " " <= ch <= "~":
+            what = "a control character" if ch.isascii() or not ch.isprintable() else "a non-ASCII character"
+            raise bad_value("api_key", f"api_key must be printable ASCII, as no HTTP client can send anything else, "
+                                       f"but character {i + 1} of {len(api_key)} is {what}; pick another key, such as "
+                                       "one from Python's secrets.token_urlsafe(32)")
+    if api_key != api_key.strip():
+        raise bad_value("api_key", "api_key must not start or end with a space (clients strip it)")
+    return api_key
 
 
 def key_check(api_key: str | None) -> Callable[[object], None]:

@@ -8,6 +8,8 @@ the field. File names sent by a client are never used for anything.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,12 +17,14 @@ from typing import Any
 
 __all__ = ["ApiError", "Form", "api_text", "read_form", "sniff_image"]
 
+log = logging.getLogger(__name__)
+
 
 class ApiError(Exception):
     """An error answered as JSON: ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-             413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request_error",
+    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+             404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request_error",
              429: "rate_limit_error", 500: "server_error", 503: "server_error", 507: "server_error"}
 
     def __init__(self, status: int, message: str, param: str | None = None, headers: dict | None = None,
@@ -48,8 +52,18 @@ def api_text(message: str) -> str:
 
 
 # ---- the body --------------------------------------------------------------------------------------
-async def read_body(request, cap: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes ``cap`` bytes (by Content-Length or as read)."""
+MIN_UPLOAD_RATE = 16 * 1024
+"""Bytes per second a body must average, past its ``timeout``: slower is a slow-loris, not a slow link."""
+
+
+async def read_body(request, cap: int, timeout: float | None = None) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``cap`` bytes (by Content-Length or as read).
+
+    With ``timeout`` (seconds), a body whose bytes stop coming for that long, or that has taken longer than
+    ``timeout`` plus one second per :data:`MIN_UPLOAD_RATE` bytes received, is dropped with 408 and the
+    connection closed, so a stalled or trickling client holds nothing. A client that goes away mid-upload is
+    one info line (and a 499 nobody receives), not a traceback.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -59,14 +73,34 @@ async def read_body(request, cap: int) -> bytes:
         if n > cap:
             raise ApiError(413, f"the request is {n:,} bytes, over this server's upload limit of {cap:,} bytes "
                                 "(max_upload_mb)", code="upload_too_large")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        wait = None
+        if timeout is not None:
+            wait = min(timeout, start + timeout + size / MIN_UPLOAD_RATE - loop.time())
+        try:
+            if wait is not None and wait <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(request.receive(), wait)
+        except asyncio.TimeoutError:
+            log.info("dropped an upload to %s after %.0f s: %s bytes came (upload_timeout)", request.url.path,
+                     loop.time() - start, f"{size:,}")
+            raise ApiError(408, f"the upload stalled or was too slow: {size:,} bytes in {loop.time() - start:.0f} s "
+                                f"(this server waits {timeout:g} s for data; upload_timeout)",
+                           headers={"Connection": "close"}, code="upload_timeout") from None
+        if message["type"] == "http.disconnect":
+            log.info("client went away during its upload to %s (%s bytes came)", request.url.path, f"{size:,}")
+            raise ApiError(499, "the client closed the connection during its upload", code="client_closed")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
             raise ApiError(413, f"the request passed this server's upload limit of {cap:,} bytes (max_upload_mb)",
-                           code="upload_too_large")
+                           headers={"Connection": "close"}, code="upload_too_large")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @dataclass
@@ -148,16 +182,18 @@ class Form:
         return raw
 
 
-async def read_form(request, cap: int, allowed: set[str] | None = None, max_parts: int = 64) -> Form:
+async def read_form(request, cap: int, allowed: set[str] | None = None, max_parts: int = 64,
+                    timeout: float | None = None) -> Form:
     """Parse a ``multipart/form-data`` body held in memory.
 
     Args:
         cap: the upload limit in bytes (413 past it).
         allowed: the field names this endpoint knows; another name is a 422 naming it (``None``: any).
+        timeout: seconds the body may stall (see :func:`read_body`).
 
     Raises:
-        ApiError: 415 for another content type, 413 past the cap, 400 for a malformed body, 422 for an
-            unknown field.
+        ApiError: 415 for another content type, 413 past the cap or a text field past its limit, 408 for a
+            stalled upload, 400 for a malformed body, 422 for an unknown field.
     """
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -167,17 +203,22 @@ async def read_form(request, cap: int, allowed: set[str] | None = None, max_part
         shown = ctype.split(";")[0][:60] or "none"
         raise ApiError(415, f"the body must be multipart/form-data (as curl -F sends it), got content type '{shown}'",
                        code="unsupported_media_type")
-    body = await read_body(request, cap)
+    body = await read_body(request, cap, timeout)
 
     async def stream():
         yield body
 
+    field_cap = min(cap, 1 << 20)
     parser = MultiPartParser(Headers({"content-type": ctype}), stream(), max_files=max_parts, max_fields=max_parts,
-                             max_part_size=min(cap, 1 << 20))
+                             max_part_size=field_cap)
     parser.spool_max_size = cap + 1  # every part stays in memory: a request never becomes a file
     try:
         data = await parser.parse()
     except MultiPartException as exc:
+        # Starlette limits only text parts (files have the body's cap), and says so in these words.
+        if "exceeded maximum size" in str(exc):
+            raise ApiError(413, f"a text field is longer than this server's limit of {field_cap:,} bytes per field; "
+                                "send large data as a file part", code="field_too_large") from None
         raise ApiError(400, f"malformed multipart body: {exc}") from None
     form = Form()
     try:
