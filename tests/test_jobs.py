@@ -115,7 +115,7 @@ def test_rerun_skips_finished_items_and_redoes_partial_or_failed_ones(tmp_path, 
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     # a set published without its record (a kill in that window leaves the claim written before publishing)
     (out / "records" / "item01.json").unlink()
-    (out / "records" / ".item01.owned.json").write_text(json.dumps({"id": "item01", "status": "claim",
+    (out / "records" / ".item01.owned").write_text(json.dumps({"id": "item01", "status": "claim",
                                                                      "owned": ["item01.png", "item01.json"]}))
     (out / "item02.png").unlink()  # a finished set that lost a file
     rec = json.loads((out / "records" / "item03.json").read_text())

@@ -10,8 +10,8 @@ import pytest
 from _jobs_helpers import results, write_manifest
 from typer.testing import CliRunner
 
-from prefpaint_sdk import run_generate_dataset, run_inpaint_job, run_score_job
 from prefpaint_sdk import files as F
+from prefpaint_sdk import run_generate_dataset, run_inpaint_job, run_score_job
 from prefpaint_sdk.errors import DataError, InvalidInputError, OutputExistsError
 from prefpaint_sdk.jobs import JobItem, read_job_manifest, run_items
 from prefpaint_sdk.jobs import runner as job_runner
@@ -58,7 +58,7 @@ def test_a_kill_between_the_renames_is_resumed_as_the_jobs_own(tmp_path, tiny_in
         _run(manifest, out, tiny_inpainter, save_all=True)
     assert (out / "item01.png").is_file() and (out / "item01_cand0.png").is_file()
     assert not (out / "records" / "item01.json").exists()
-    assert (out / "records" / ".item01.owned.json").is_file()  # the claim written before publishing
+    assert (out / "records" / ".item01.owned").is_file()  # the claim written before publishing
 
     monkeypatch.setattr(job_runner, "write_set", real)
     stale = (out / "item01.png").stat().st_mtime_ns

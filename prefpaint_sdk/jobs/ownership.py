@@ -4,7 +4,7 @@ item's output or an input.
 **What a job owns.** The files its per-item records name (``OUT/records/<id>.json``): ``files``, the set an "ok"
 record published, and ``owned``, files of earlier sets of that id still on disk (kept by "error" records and by
 the next "ok" one). Just before it publishes an item's set, the runner writes a claim,
-``OUT/records/.<id>.owned.json``, naming every file of the set and every file it owned before: a kill between
+``OUT/records/.<id>.owned``, naming every file of the set and every file it owned before: a kill between
 the renames leaves the claim, so the rerun knows the half-published files as its own. The record, published last
 with the set, takes over and the claim is removed. ``OUT/results.jsonl`` is the job's own when the folder holds
 records of a job.
@@ -30,7 +30,7 @@ from .manifest import JobItem
 
 __all__ = ["check_ownership", "claim_path", "is_record_of", "owned_names", "read_claim", "still_there"]
 
-_CLAIM = ".owned.json"
+_CLAIM = ".owned"  # not ".json": the records folder holds only records under that suffix
 
 
 def claim_path(records: Path, item_id: str) -> Path:
