@@ -75,20 +75,22 @@ def read_claim(records: Path, item_id: str) -> set[str]:
 
 
 class _Keys:
-    """Output identities (:func:`~prefpaint_sdk.files.checks.output_key`), with each folder resolved once."""
+    """Output identities (:func:`~prefpaint_sdk.files.checks.output_key`), with each folder resolved once (a
+    manifest of 100,000 rows shares a few folders)."""
 
     def __init__(self) -> None:
         self.folders: dict[str, str] = {}
 
-    def output(self, p: Path) -> str:
-        a = os.path.abspath(p)
-        d, name = os.path.split(a)
+    def output(self, p: os.PathLike | str) -> str:
+        d, name = os.path.split(os.fspath(p))
         if d not in self.folders:
-            self.folders[d] = os.path.realpath(d)
+            self.folders[d] = os.path.realpath(d or ".")
         return os.path.normcase(os.path.join(self.folders[d], name))
 
-    def input(self, p: Path) -> str:
-        return os.path.normcase(os.path.realpath(p))  # an input behind a link is the file the link names
+    def input(self, p: os.PathLike | str) -> str:
+        if os.path.islink(p):  # an input behind a link is the file the link names
+            return os.path.normcase(os.path.realpath(p))
+        return self.output(p)
 
 
 def _label(it: JobItem) -> str:
@@ -117,39 +119,47 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
         OutputExistsError: an output of an item to do exists, is not the job's own, and ``overwrite`` is false.
     """
     keys = _Keys()
-    written: dict[str, tuple[Path, str]] = {}
-    plans: dict[str, list[Path]] = {}
+    # key -> (path, item or None for the job, "record" for the item's record): labels are made only for an error
+    written: dict[str, tuple[object, JobItem | None, str]] = {}
+    plans: dict[str, list] = {}
 
-    def claim(p: Path, who: str) -> None:
+    def who(it: JobItem | None, what: str) -> str:
+        return "the job (its merged results)" if it is None else _label(it) + (" (its record)" if what else "")
+
+    def claim(p, it: JobItem | None, what: str = "") -> None:
         k = keys.output(p)
         if k in written:
-            q, other = written[k]
-            also = "" if str(q) == str(p) else f" ('{q}')"
-            raise InvalidInputError(f"output '{p}' of {who} is also an output of {other}{also}; give one of them "
-                                    "another id")
-        written[k] = (p, who)
+            q, other, other_what = written[k]
+            also = "" if os.fspath(q) == os.fspath(p) else f" ('{q}')"
+            raise InvalidInputError(f"output '{p}' of {who(it, what)} is also an output of {who(other, other_what)}"
+                                    f"{also}; give one of them another id")
+        written[k] = (p, it, what)
 
-    claim(results, "the job (its merged results)")
+    claim(results, None, "results")
+    rec_dir = os.fspath(records)
     for it in items:
-        plans[it.id] = [Path(p) for p in outputs(it)]
+        plans[it.id] = list(outputs(it))
         for p in plans[it.id]:
-            claim(p, _label(it))
-        claim(records / f"{it.id}.json", f"{_label(it)} (its record)")
+            claim(p, it)
+        claim(os.path.join(rec_dir, f"{it.id}.json"), it, "record")
     sources = [(what, p, None) for what, p in job_inputs.items()]
     sources += [(what, p, it) for it in items for what, p in inputs(it).items()]
     for what, p, it in sources:
         k = keys.input(p)
         if k in written:
-            q, who = written[k]
+            q, owner, owner_what = written[k]
             of = f" of {_label(it)}" if it is not None else ""
-            also = "" if str(q) == str(p) else f" ('{p}')"
-            raise InvalidInputError(f"output '{q}' of {who} would replace the {what}{of}{also}; choose another "
-                                    "output folder")
+            also = "" if os.fspath(q) == os.fspath(p) else f" ('{p}')"
+            raise InvalidInputError(f"output '{q}' of {who(owner, owner_what)} would replace the {what}{of}{also}; "
+                                    "choose another output folder")
+    claims = _claimed(records)
     owned: dict[str, set[str]] = {}
     for it in items:
         rec = found.get(it.id)
         mine = owned_names(rec) if is_record_of(rec, it.id) else set()
-        owned[it.id] = set(still_there(out, mine | read_claim(records, it.id)))
+        if it.id in claims:
+            mine |= read_claim(records, it.id)
+        owned[it.id] = set(still_there(out, mine)) if mine else set()
     if overwrite:
         return owned
     for it in items:
@@ -160,7 +170,7 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
             raise OutputExistsError(f"'{rec_path}' exists and is not a record of this job ({_label(it)}); pass "
                                     "--overwrite to replace it, or choose another output folder")
         for p in plans[it.id]:
-            if p.exists() and _rel(p, out) not in owned[it.id]:
+            if os.path.lexists(p) and _rel(p, out) not in owned[it.id]:
                 raise OutputExistsError(f"output '{p}' of {_label(it)} exists and was not written by this job; pass "
                                         "--overwrite to replace it, or choose another output folder")
     if results.exists() and not _has_records(records, found):
@@ -171,6 +181,13 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
 
 def _rel(p: Path, out: Path) -> str:
     return Path(p).relative_to(out).as_posix()
+
+
+def _claimed(records: Path) -> set[str]:
+    """The ids with a claim in ``records`` (one listing, not one look-up per item)."""
+    if not records.is_dir():
+        return set()
+    return {e.name[1:-len(_CLAIM)] for e in os.scandir(records) if e.name.startswith(".") and e.name.endswith(_CLAIM)}
 
 
 def _has_records(records: Path, found: Mapping[str, object]) -> bool:

@@ -303,15 +303,15 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             stray = [f for f in files if f not in planned]
             if stray:  # the check before the run covered the planned files only
                 raise InvalidInputError(f"id '{it.id}' would write '{out / stray[0]}', which its job did not plan")
-            record = {**base, "status": "ok", "files": files, "owned": sorted(set(still_there(out, before)) - set(files)),
-                      **facts, "rank": ctx.rank, "elapsed_s": round(time.time() - t0, 4),
-                      "finished_at": round(time.time(), 3)}
+            earlier = sorted(set(still_there(out, before)) - set(files))  # files of an earlier set, still its own
+            record = {**base, "status": "ok", "files": files, "owned": earlier, **facts, "rank": ctx.rank,
+                      "elapsed_s": round(time.time() - t0, 4), "finished_at": round(time.time(), 3)}
             members = dict(writers)
             members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
             own = [out / n for n in before] + [rec_path]
             # A kill between the renames leaves the claim: the rerun knows the published part as its own.
-            atomic_write_bytes(claim, strict_json_dumps({**base, "status": "claim", "owned": sorted(before | set(files))})
-                               .encode() + b"\n")
+            claimed = {**base, "status": "claim", "owned": sorted(before | set(files))}
+            atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
             write_set(members, overwrite=overwrite, own=own)
             claim.unlink(missing_ok=True)
             summary.done += 1
