@@ -13,8 +13,8 @@ records of a job.
 
 * every output (the set's files, the item's record, ``results.jsonl``) differs from every other item's outputs
   and from every input (images, masks, the manifest): refused with one line naming both, even with
-  ``--overwrite`` (``x`` with 2 candidates under ``--save-all`` writes ``x_cand0.png``, which is also the image
-  of an id ``x_cand0``; ``-o .`` can make an output the input image itself);
+  ``--overwrite`` (``x`` with 2 candidates under ``--save-all`` writes ``x_cand0.png``, which is also the output
+  image of id ``x_cand0``; ``-o .`` can make an output the input image itself);
 * for the items left to do, an output that exists and is not the job's own is refused unless ``overwrite``.
 """
 
