@@ -16,12 +16,13 @@ def rate(
                                                  show_default=False),
     do_import: bool = typer.Option(False, "--import", help="Merge the ratings FILES into DATA/labels.json (score = 0.15 structure + 0.15 texture + 0.7 overall, averaged over raters; rank within each prompt) and report agreement between raters."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --import: the labels file. Default: DATA/labels.json, which 'prefpaint train reward --data DATA' reads."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing labels file (--import)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing labels file (--import), or a DATA/rate.html that this command did not write (it replaces only its own page without it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Write DATA/rate.html, an offline page to rate every inpainting (open it in a browser, export the ratings);
-    with --import, merge raters' exports into the labels that 'train reward' reads."""
+    with --import, merge raters' exports into the labels that 'train reward' reads. It overwrites only its own
+    page: a rate.html it did not write needs --overwrite."""
     setup(quiet=quiet, debug=debug)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError
@@ -31,11 +32,14 @@ def rate(
         if not do_import:
             if files:
                 raise InvalidInputError(f"'{files[0]}' is a ratings file: pass --import to merge it")
-            from prefpaint_apps.rate import write_rating_page
+            from prefpaint_apps.rate import PAGE_NAME, is_rating_page, write_rating_page
 
-            page = write_rating_page(data)
+            before = data / PAGE_NAME
+            how = ("" if not before.is_file() else " (replaced its own earlier page; it overwrites no other)"
+                   if is_rating_page(before) else " (replaced the file there: --overwrite)")
+            page = write_rating_page(data, overwrite=overwrite)
             if not quiet:
-                say(f"wrote {page}: open it in a browser (file:// works), rate, then 'Export ratings'; "
+                say(f"wrote {page}{how}: open it in a browser (file:// works), rate, then 'Export ratings'; "
                     f"merge the exports with: prefpaint rate {data} --import ratings-*.json")
             return
         from prefpaint_apps.rate import import_ratings

@@ -39,7 +39,7 @@ def score(
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     v_inverse: Path | None = typer.Option(None, "--v-inverse", help="Use this official V_inverse.pt as the trust matrix."),
     offline: bool | None = offline_option(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV; with --manifest, redo every item and replace files that the job did not write."),
     max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),

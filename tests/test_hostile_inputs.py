@@ -614,9 +614,33 @@ CASES = [
     C("inpaint/manifest-with-image", lambda e: [*inpaint(e)[:3], "--manifest", e.w / "jobs.jsonl", *inpaint(e)[3:]],
       "--manifest", setup=manifest({})),
     C("inpaint/manifest-seed-flag-nan", lambda e: inpaint_m(e, "--guidance", NAN), "--guidance", setup=manifest({})),
+    # output ownership (issue 19): no output is another item's or an input; no file the job did not write is replaced
+    C("inpaint/manifest-save-all-collision", lambda e: inpaint_m(e, "-n", "2", "--save-all"), "x_cand0.png",
+      "id 'x' (line 1)", "id 'x_cand0' (line 2)", setup=manifest({"id": "x"}, {"id": "x_cand0"})),
+    C("inpaint/manifest-output-is-input-image", lambda e: inpaint_m(e, out=e.w), "img.png", "would replace the image",
+      setup=manifest({"id": "img"})),
+    C("inpaint/manifest-sidecar-is-manifest", lambda e: inpaint_m(e, m=e.w / "m.json", out=e.w), "m.json",
+      "would replace the manifest", setup=write("m.json", '{"id": "m", "image": "img.png", "mask": "mask.png"}\n')),
+    C("inpaint/manifest-output-exists", lambda e: inpaint_m(e), "jobs_out/r0.png", "not written by this job",
+      "--overwrite", setup=both(manifest({}), write("jobs_out/r0.png"))),
+    C("inpaint/manifest-sidecar-exists", lambda e: inpaint_m(e), "jobs_out/r0.json", "--overwrite",
+      setup=both(manifest({}), write("jobs_out/r0.json", "{}"))),
+    C("inpaint/manifest-foreign-record", lambda e: inpaint_m(e), "records/r0.json", "not a record", "--overwrite",
+      setup=both(manifest({}), write("jobs_out/records/r0.json", "{}"))),
+    C("inpaint/manifest-id-newline", lambda e: inpaint_m(e), "jobs.jsonl:1", "'x\\n'", "control",
+      setup=manifest({"id": "x\n"})),
+    C("inpaint/manifest-id-escape-char", lambda e: inpaint_m(e), "jobs.jsonl:2", "'a\\x1b[31mb'", "control",
+      setup=manifest({}, {"id": "a\x1b[31mb"}), absent=("\x1b",)),
     C("score/manifest-duplicate-ids", lambda e: score_m(e), "already used", setup=manifest({"id": "a"}, {"id": "a"})),
     C("score/manifest-id-escapes-output", lambda e: score_m(e), "../x", setup=manifest({"id": "../x"})),
     C("score/manifest-only-bombs", lambda e: score_m(e), "bomb.png", "pixels", setup=manifest({"mask": "bomb.png"})),
+    # output ownership (issue 19)
+    C("score/manifest-results-exists", lambda e: score_m(e), "results.jsonl", "--overwrite",
+      setup=both(manifest({}), write("jobs_out/results.jsonl", '{"mine": 1}\n'))),
+    C("score/manifest-is-its-results", lambda e: score_m(e, m=e.w / "jobs_out" / "results.jsonl"), "results.jsonl",
+      "would replace the manifest",
+      setup=write("jobs_out/results.jsonl", '{"id": "a", "image": "../img.png", "mask": "../mask.png"}\n')),
+    C("score/manifest-id-newline", lambda e: score_m(e), "jobs.jsonl:1", "'x\\n'", setup=manifest({"id": "x\n"})),
 
     # ---------------- generate-dataset ----------------
     C("generate-dataset/per-image-0", lambda e: gen(e, "--per-image", "0"), "--per-image", setup=imgs),
@@ -629,6 +653,11 @@ CASES = [
       setup=lambda e: (e.w / "bombs").mkdir() or shutil.copy(e.bomb, e.w / "bombs" / "bomb.png")),
     C("generate-dataset/out-is-file", lambda e: gen(e, out="gfile"), "gfile", setup=both(imgs, write("gfile"))),
     C("generate-dataset/seed-negative", lambda e: gen(e, "--seed", "-1"), "--seed", setup=imgs),
+    # output ownership (issue 19)
+    C("generate-dataset/user-file-in-inpaint", lambda e: gen(e), "inpaint/a0-warp_0.png", "--overwrite",
+      setup=both(imgs, write("gdata/inpaint/a0-warp_0.png"))),
+    C("generate-dataset/user-results", lambda e: gen(e), "results.jsonl", "--overwrite",
+      setup=both(imgs, write("gdata/results.jsonl", "my notes\n"))),
 
     # ---------------- rate ----------------
     C("rate/markup-data", lambda e: ["rate", e.w / "[bold]d"], "[bold]d"),
@@ -649,6 +678,9 @@ CASES = [
     C("rate/import-markup-file", lambda e: ["rate", e.w / "rdata", "--import", e.w / "nope[/x].json", "-o",
                                             e.w / "l.json"],
       "nope[/x].json", setup=rdata),
+    # output ownership (issue 19): rate replaces only its own page
+    C("rate/foreign-page", lambda e: ["rate", e.w / "rdata"], "rate.html", "not a page", "--overwrite",
+      setup=both(rdata, write("rdata/rate.html", "<html>my notes</html>"))),
 
     # ---------------- score ----------------
     C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),

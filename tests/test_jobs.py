@@ -113,7 +113,10 @@ def test_rerun_skips_finished_items_and_redoes_partial_or_failed_ones(tmp_path, 
     out = tmp_path / "out"
     _run(manifest, out, tiny_inpainter)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
-    (out / "records" / "item01.json").unlink()  # a set published without its record (a kill in that window)
+    # a set published without its record (a kill in that window leaves the claim written before publishing)
+    (out / "records" / "item01.json").unlink()
+    (out / "records" / ".item01.owned").write_text(json.dumps({"id": "item01", "status": "claim",
+                                                                     "owned": ["item01.png", "item01.json"]}))
     (out / "item02.png").unlink()  # a finished set that lost a file
     rec = json.loads((out / "records" / "item03.json").read_text())
     (out / "records" / "item03.json").write_text(json.dumps({**rec, "status": "error", "error": "boom"}))
@@ -172,7 +175,8 @@ def test_merge_reports_ids_a_dead_rank_never_reached(tmp_path, tiny_inpainter):
     _run(manifest, out, tiny_inpainter, ctx=JobContext())  # all four, then take rank 1's records away
     for it in items:
         if it.id not in share0:
-            (out / "records" / f"{it.id}.json").unlink()
+            for f in (f"records/{it.id}.json", f"{it.id}.png", f"{it.id}.json"):
+                (out / f).unlink()
     _, failures = merge_results(out, items)
     rows = results(out)
     assert [r["id"] for r in rows] == sorted(it.id for it in items)

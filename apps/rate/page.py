@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import check_output_path, load_mask, write_set
+from prefpaint_sdk import OutputExistsError, check_output_path, load_mask, write_set
 
 from .dataset import RateDataset, scan_dataset
 
-__all__ = ["PAGE_NAME", "outline_png", "write_rating_page"]
+__all__ = ["PAGE_MARKER", "PAGE_NAME", "is_rating_page", "outline_png", "write_rating_page"]
 
 PAGE_NAME = "rate.html"
+# In every page this module writes, near the top: how it knows its own page (the only rate.html it replaces).
+PAGE_MARKER = '<meta name="generator" content="prefpaint rate">'
 _OUTLINE_RGBA = (255, 0, 255, 255)  # magenta: visible on photos and on grey alike
 
 
@@ -59,28 +61,44 @@ def _items(ds: RateDataset) -> list[dict]:
              "candidates": [{"key": key, "src": rel(path)} for key, path in p.candidates]} for p in ds.prompts]
 
 
-def write_rating_page(data: str | os.PathLike, *, overwrite: bool = True, title: str | None = None) -> Path:
+def is_rating_page(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a page :func:`write_rating_page` wrote (it holds the marker near its top)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return PAGE_MARKER.encode() in head
+
+
+def write_rating_page(data: str | os.PathLike, *, overwrite: bool = False, title: str | None = None) -> Path:
     """Write ``DATA/rate.html`` for the dataset in ``data`` (official layout); returns its path.
 
-    Rewriting it keeps every rater's progress: that lives in the browser, keyed by the dataset.
+    It replaces a page it wrote itself (rewriting keeps every rater's progress: that lives in the browser,
+    keyed by the dataset); any other file of that name is refused unless ``overwrite``.
 
     Raises:
         DataError: ``data`` is not the official layout (see :func:`~prefpaint_apps.rate.scan_dataset`).
-        OutputExistsError: the page exists and ``overwrite`` is false.
+        OutputExistsError: a ``rate.html`` this function did not write exists and ``overwrite`` is false.
     """
     ds = scan_dataset(data)
     dest = Path(data) / PAGE_NAME
-    check_output_path(dest, overwrite)
+    own = [dest] if is_rating_page(dest) else []
+    if dest.is_file() and not own and not overwrite:
+        raise OutputExistsError(f"'{dest}' exists and is not a page that 'prefpaint rate' wrote; pass --overwrite to "
+                                "replace it, or move it away")
+    check_output_path(dest, overwrite=True)  # a folder in the way, an unwritable place
     payload = {"dataset": ds.dataset_id, "name": ds.root.name, "items": _items(ds)}
     # JSON inside <script>: "</" must not close the element, whatever a file name holds.
     data_js = json.dumps(payload).replace("</", "<\\/").replace("<!--", "<\\!--")
     page = _TEMPLATE.replace("__TITLE__", html.escape(title or f"Rate {ds.root.name}")).replace("__DATA__", data_js)
-    write_set({dest: lambda tmp: tmp.write_text(page, encoding="utf-8")}, overwrite=overwrite)
+    write_set({dest: lambda tmp: tmp.write_text(page, encoding="utf-8")}, overwrite=overwrite, own=own)
     return dest
 
 
 _TEMPLATE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="prefpaint rate">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__</title>
 <style>

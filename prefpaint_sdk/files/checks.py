@@ -74,17 +74,26 @@ def check_image_suffix(path: str | os.PathLike) -> Path:
     return p
 
 
-def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> list[Path]:
+def output_key(path: str | os.PathLike) -> str:
+    """The identity of an output location: the absolute path with its folders' links resolved (the file itself
+    is not followed: renaming onto a link replaces the link)."""
+    p = os.path.abspath(path)
+    return os.path.normcase(os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p)))
+
+
+def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False,
+                  own: Iterable[str | os.PathLike] | None = None) -> list[Path]:
     """Check a whole set of output files before any work starts; returns them as paths.
 
-    Each member must not be a folder or a device, must not exist unless ``overwrite``, must differ from
-    the other members, and its folder must exist or be creatable and be writable.
+    Each member must not be a folder or a device, must not exist unless ``overwrite`` (or it is one of
+    ``own``: files the caller wrote itself and may replace), must differ from the other members, and its
+    folder must exist or be creatable and be writable.
 
     Raises:
         InvalidInputError: a folder (or a device such as ``/dev/null``) where a file must go, two members
             with the same path, or a parent that cannot be created or written (a file in the way, no
             permission, a read-only place).
-        OutputExistsError: a member exists and ``overwrite`` is false (names the first one).
+        OutputExistsError: a member exists, is not in ``own`` and ``overwrite`` is false (names the first one).
     """
     out: list[Path] = []
     seen: dict[str, Path] = {}
@@ -103,8 +112,12 @@ def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False) -
             )
         seen[key] = p
         out.append(p)
+    mine = {output_key(p) for p in own} if own is not None else set()
     for p in out:
-        if p.exists() and not overwrite:
+        if p.exists() and not overwrite and output_key(p) not in mine:
+            if own is not None:
+                raise OutputExistsError(f"output '{p}' exists and was not written by this job; pass --overwrite to "
+                                        "replace it, or choose another output folder")
             raise OutputExistsError(f"output '{p}' already exists; pass --overwrite (overwrite=True) to replace it")
     checked: set[Path] = set()
     for p in out:

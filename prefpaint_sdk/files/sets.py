@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, OutputExistsError
-from .checks import _format_for, check_image_suffix, check_outputs
+from .checks import _format_for, check_image_suffix, check_outputs, output_key
 from .modes import file_mode
 
 
@@ -113,17 +113,18 @@ def _temp_beside(dest: Path) -> Path:
     return Path(tmp)
 
 
-def _publish(temps: Sequence[Path], dests: Sequence[Path], overwrite: bool) -> None:
+def _publish(temps: Sequence[Path], dests: Sequence[Path], overwrite: bool, own: set[str] = frozenset()) -> None:
     """Rename every finished temporary file onto its destination, Ctrl-C held back meanwhile.
 
-    Without ``overwrite`` each rename refuses to replace a file that appeared since the check (a hard link
-    is atomic and fails when the name exists); the members already placed are then taken back.
+    A member may replace a file only with ``overwrite`` or when it is in ``own`` (keys of
+    :func:`~.checks.output_key`). Any other rename refuses to replace a file that appeared since the check (a
+    hard link is atomic and fails when the name exists); the members placed that way are then taken back.
     """
     placed: list[Path] = []
     with _interrupts_deferred():
         try:
             for tmp, dest in zip(temps, dests):
-                if not overwrite:
+                if not overwrite and output_key(dest) not in own:
                     try:
                         os.link(tmp, dest)
                     except FileExistsError:
@@ -139,18 +140,18 @@ def _publish(temps: Sequence[Path], dests: Sequence[Path], overwrite: bool) -> N
                         os.replace(tmp, dest)
                     else:
                         os.unlink(tmp)
+                    placed.append(dest)
                 else:
                     os.replace(tmp, dest)
-                placed.append(dest)
         except BaseException:
-            if not overwrite:  # they did not exist before: take the partial set back
-                for dest in placed:
-                    dest.unlink(missing_ok=True)
+            for dest in placed:  # they did not exist before: take them back (a replaced file cannot be)
+                dest.unlink(missing_ok=True)
             raise
 
 
 @contextmanager
-def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> Iterator[list[Path]]:
+def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False,
+               own: Iterable[str | os.PathLike] | None = None) -> Iterator[list[Path]]:
     """Write several files as one output set: all appear, or none.
 
     Checks the whole set with :func:`check_outputs`, then yields one temporary path per member (beside
@@ -162,6 +163,9 @@ def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> I
     that window (microseconds per file) can leave part of a set renamed. With ``overwrite`` the window can
     then hold a mix of old and new members; without it, a partial set is never left by an error.
 
+    ``own`` names files the caller wrote itself (a job's earlier outputs): they may be replaced without
+    ``overwrite``; any other existing member is refused.
+
     Example:
         >>> with output_set(["out.png", "out.json"]) as (png, js):   # doctest: +SKIP
         ...     image.save(png, format="PNG"); js.write_text("{}")
@@ -171,7 +175,8 @@ def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> I
             ``OSError`` about a member (disk full, permission): the message names the user's path.
         OutputExistsError: a member exists and ``overwrite`` is false.
     """
-    dests = check_outputs(paths, overwrite)
+    own = list(own) if own is not None else None
+    dests = check_outputs(paths, overwrite, own)
     made: list[Path] = []
     temps: list[Path] = []
     ok = False
@@ -190,7 +195,7 @@ def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> I
         mode = file_mode()
         for t in temps:
             os.chmod(t, mode)
-        _publish(temps, dests, overwrite)
+        _publish(temps, dests, overwrite, {output_key(p) for p in own or ()})
         ok = True
     finally:
         for t in temps:
@@ -204,7 +209,8 @@ def output_set(paths: Iterable[str | os.PathLike], overwrite: bool = False) -> I
             _remove_dirs(made)
 
 
-def write_set(writers: Mapping[str | os.PathLike, Callable[[Path], Any]], overwrite: bool = False) -> list[Path]:
+def write_set(writers: Mapping[str | os.PathLike, Callable[[Path], Any]], overwrite: bool = False,
+              own: Iterable[str | os.PathLike] | None = None) -> list[Path]:
     """Write an output set from ``{destination: writer}``; each writer gets its temporary path.
 
     Use :func:`image_writer`, :func:`json_writer` and :func:`bytes_writer` for the common members; they do
@@ -212,7 +218,7 @@ def write_set(writers: Mapping[str | os.PathLike, Callable[[Path], Any]], overwr
     Returns the destinations. See :func:`output_set` for the guarantees and the errors raised.
     """
     items = list(writers.items())
-    with output_set([p for p, _ in items], overwrite) as temps:
+    with output_set([p for p, _ in items], overwrite, own) as temps:
         for tmp, (_, write) in zip(temps, items):
             write(tmp)
     return [Path(p) for p, _ in items]

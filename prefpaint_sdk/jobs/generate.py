@@ -39,7 +39,7 @@ def _prompt_ids(images: list[Path], kinds: list[str]) -> list[tuple[str, Path, s
             imgid = f"{stem}-{kind}"
             if imgid in seen:
                 raise DataError(f"images '{seen[imgid]}' and '{img}' both give the prompt id '{imgid}'; rename one")
-            if not ID_PATTERN.match(imgid):
+            if not ID_PATTERN.fullmatch(imgid):
                 raise DataError(f"image '{img}' gives the prompt id '{imgid}', which is not a plain file name")
             seen[imgid] = img
             out.append((imgid, img, kind))
@@ -123,6 +123,10 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
         return writers, {"kind": kind, "drawn": drawn, "seeds": result.seeds, "model": result.model_id,
                          "steps": steps, "hole_fraction": round(float(hole.mean()), 4)}
 
+    def outputs(it: JobItem) -> list[Path]:
+        return [*(out / "inpaint" / f"{it.id}_{k}.png" for k in range(per_image)), it.mask,
+                out / "masks_color" / f"{it.id}_mask_color.png"]
+
+    # it.mask is the mask the item writes; its one input is the prompt image.
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, settings=settings, load=load,
-                     planned_names=lambda it: [f"{it.id}_{k}.png" for k in range(per_image)]
-                     + [f"{it.id}_mask.png", f"{it.id}_mask_color.png"])
+                     outputs=outputs, inputs=lambda it: {"image": it.image})

@@ -30,8 +30,9 @@ from ..validation import at_least, check_seed, finite, non_negative
 
 __all__ = ["ID_PATTERN", "INPAINT_PARAMS", "JobItem", "check_item_files", "read_job_manifest"]
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
-"""An item id: a plain file name (no separators, no leading dot, at most 200 characters)."""
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+"""An item id: a plain file name (no separators, no leading dot, at most 200 characters). Use ``fullmatch``:
+``$`` would also match before a final newline."""
 
 # name -> (kind, rule): the per-row parameters of an inpaint job (the Inpainter's keyword arguments).
 INPAINT_PARAMS: dict[str, str] = {
@@ -70,6 +71,21 @@ class JobItem:
 
 def _where(path: Path, line: int) -> str:
     return f"{path}:{line}"
+
+
+def _shown_id(rid: str) -> str:
+    """The id quoted for one line of text: a control or unprintable character is shown escaped (``\\n``)."""
+    if rid.isprintable():
+        return f"'{rid}'"
+    return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in rid) + "'"
+
+
+def _id_problem(rid: str) -> str:
+    if not rid.isprintable():
+        return "is not a plain file name (it holds a control or unprintable character)"
+    if "/" in rid or "\\" in rid or os.sep in rid:
+        return "is not a plain file name (it holds a path separator)"
+    return "is not a plain file name"
 
 
 def _check_param(where: str, name: str, value: Any) -> Any:
@@ -149,9 +165,9 @@ def read_job_manifest(path: str | os.PathLike, kind: str = "inpaint") -> list[Jo
             rid = str(rid)
         if not isinstance(rid, str) or not rid:
             raise DataError(f"{where} has no 'id'; every row needs a unique id (a plain file name)")
-        if not ID_PATTERN.match(rid) or rid in (".", ".."):
-            raise DataError(f"{where}: id '{rid}' is not a plain file name; use letters, digits, '.', '_' and '-' "
-                            "(no '/', no leading dot, at most 200 characters)")
+        if not ID_PATTERN.fullmatch(rid) or rid in (".", ".."):
+            raise DataError(f"{where}: id {_shown_id(rid)} {_id_problem(rid)}; use letters, digits, '.', '_' and "
+                            "'-' (no '/', no leading dot, at most 200 characters)")
         if rid in seen:
             raise DataError(f"{where}: id '{rid}' is already used on line {seen[rid]}; every id must be unique")
         seen[rid] = n

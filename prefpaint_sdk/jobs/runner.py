@@ -10,7 +10,10 @@ the launcher starts and stops the processes, and this module only decides who do
   set (:func:`~prefpaint_sdk.files.write_set`); the record is published last, so a record means the set
   is complete. A rerun skips an item whose record says "ok", matches the row (its fingerprint) and whose
   files all exist; anything else is redone (a set without its record, left by a kill in the microseconds
-  of publishing, is replaced whole).
+  of publishing, is replaced whole: the claim written before publishing names it as the job's own).
+* **Only its own files.** Before any model loads, every output of every item is checked against the other
+  items' outputs and the inputs, and an existing file the job did not write is refused without
+  ``overwrite`` (:mod:`~prefpaint_sdk.jobs.ownership`).
 * **Errors.** An item that fails gets a record with status "error" and the message; the others go on. A
   rerun retries it.
 * **Merge.** After every rank is done, rank 0 writes ``OUT/results.jsonl`` from the records: one row per
@@ -33,6 +36,7 @@ from typing import Any
 from ..errors import InvalidInputError, OutputExistsError
 from ..files import atomic_write_bytes, check_output_dir, json_writer, strict_json_dumps, write_set
 from .manifest import JobItem
+from .ownership import check_ownership, claim_path, is_record_of, still_there
 
 __all__ = ["DiskProgress", "JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
 
@@ -185,11 +189,10 @@ def _read_record(path: Path) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def _finished(out: Path, item: JobItem, defaults: dict | None) -> bool | None:
+def _finished(out: Path, item: JobItem, defaults: dict | None, rec: dict | None) -> bool | None:
     """True: a complete, valid set for this row. None: nothing (or a failure) to redo. False: a set made from
     another row (refused without overwrite)."""
-    rec = _read_record(_record_path(out, item.id))
-    if rec is None or rec.get("status") != "ok":
+    if not is_record_of(rec, item.id) or rec.get("status") != "ok":
         return None
     if rec.get("fingerprint") != item.fingerprint(defaults):
         return False
@@ -211,7 +214,9 @@ def _clean_stale_temps(out: Path, names: list[str]) -> None:
 
 
 def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx: JobContext | None = None,
-              overwrite: bool = False, planned_names: Callable[[JobItem], list[str]] | None = None,
+              overwrite: bool = False, outputs: Callable[[JobItem], list[Path]] | None = None,
+              inputs: Callable[[JobItem], Mapping[str, Path]] | None = None,
+              job_inputs: Mapping[str, Path] | None = None,
               progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
               settings: dict[str, Any] | None = None, load: Callable[[], Any] | None = None) -> JobSummary:
     """Run this rank's share of ``items`` into ``out``, then (rank 0) merge ``results.jsonl``.
@@ -221,8 +226,11 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         out: the output folder.
         work: makes one item's files (see :data:`WorkFn`); an exception fails that item only.
         ctx: this process (default: :meth:`JobContext.detect`).
-        overwrite: redo every item of this run (finished ones included).
-        planned_names: the file names an item will write, for cleaning a killed run's temporary files.
+        overwrite: redo every item of this run (finished ones included), replacing files the job did not write.
+        outputs: the files an item's set writes (paths under ``out``, as ``work`` names them): checked against
+            each other, the inputs and the files on disk before any work; ``work`` may write no other.
+        inputs: an item's input files by what they are (default: its ``image`` and ``mask``).
+        job_inputs: the job's own input files by what they are (``{"manifest": path}``).
         progress: ``progress(done, total)`` on rank 0, counting every rank's finished items.
         on_item: called after each of this rank's items with its record.
         load: loads the model, called on every rank only when some item is left to do (so it may hold a
@@ -231,30 +239,45 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             fingerprint, so outputs made with other settings are not taken as finished.
 
     Raises:
-        InvalidInputError: ``out`` is a file or cannot be written.
-        OutputExistsError: an item's finished outputs were made from a different row (without ``overwrite``).
+        InvalidInputError: ``out`` is a file or cannot be written; two outputs are the same file, or an output
+            is an input.
+        OutputExistsError: an item's finished outputs were made from a different row, or an output exists that
+            the job did not write (without ``overwrite``).
     """
     ctx = ctx or JobContext.detect()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"output '{out}' is a file; with --manifest, -o names a folder")
     check_output_dir(out, overwrite=True)
+    check_output_dir(out / RECORDS, overwrite=True)
+    outputs = outputs or (lambda it: [])
     summary = JobSummary(total=len(items))
     # Every rank plans every item (the records are on a shared disk), so all agree whether a model is needed.
+    found = {it.id: _read_record(_record_path(out, it.id)) for it in items}
     pending: list[JobItem] = []
     for it in items:
-        state = None if overwrite else _finished(out, it, settings)
+        state = None if overwrite else _finished(out, it, settings, found[it.id])
         if state is False:
             raise OutputExistsError(
                 f"outputs of id '{it.id}' in '{out}' were made from a different manifest row or other settings; "
                 "pass --overwrite to redo them, or use another output folder")
         if not state:
             pending.append(it)
+    owned = check_ownership(
+        items, out, records=out / RECORDS, results=out / RESULTS, outputs=outputs,
+        inputs=inputs or (lambda it: {"image": it.image, "mask": it.mask}), job_inputs=job_inputs or {},
+        found=found, todo={it.id for it in pending}, overwrite=overwrite)
     mine = [it for it in items if shard_of(it.id, ctx.world_size) == ctx.rank]
     todo = [it for it in pending if shard_of(it.id, ctx.world_size) == ctx.rank]
     summary.mine, summary.skipped = len(mine), len(mine) - len(todo)
-    if planned_names is not None:  # only the owner ever writes an item's names, so its leftovers are safe to remove
-        _clean_stale_temps(out, [n for it in mine for n in planned_names(it) + [f"{it.id}.json"]])
+    # Only the owner ever writes an item's names, so its leftovers are safe to remove; the claim of a finished
+    # item is obsolete (its record names the set).
+    _clean_stale_temps(out, [n for it in mine for n in [p.name for p in outputs(it)]
+                             + [f"{it.id}.json", claim_path(out, it.id).name]])
+    left = {it.id for it in todo}
+    for it in mine:
+        if it.id not in left:
+            claim_path(out / RECORDS, it.id).unlink(missing_ok=True)
     if summary.skipped:
         who = f"rank {ctx.rank}: " if ctx.world_size > 1 else ""
         log.info("%s%d of %d items already finished in '%s'", who, summary.skipped, len(mine), out)
@@ -271,22 +294,35 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
                 "fingerprint": it.fingerprint(settings)}
         t0 = time.time()
+        before = owned[it.id]
+        claim = claim_path(out / RECORDS, it.id)
         try:
             writers, facts = work(it)
-            files = [str(Path(p).relative_to(out)) for p in writers]
-            record = {**base, "status": "ok", "files": files, **facts, "rank": ctx.rank,
+            files = [Path(p).relative_to(out).as_posix() for p in writers]
+            planned = {Path(p).relative_to(out).as_posix() for p in outputs(it)}
+            stray = [f for f in files if f not in planned]
+            if stray:  # the check before the run covered the planned files only
+                raise InvalidInputError(f"id '{it.id}' would write '{out / stray[0]}', which its job did not plan")
+            earlier = sorted(set(still_there(out, before)) - set(files))  # files of an earlier set, still its own
+            record = {**base, "status": "ok", "files": files, "owned": earlier, **facts, "rank": ctx.rank,
                       "elapsed_s": round(time.time() - t0, 4), "finished_at": round(time.time(), 3)}
             members = dict(writers)
             members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
-            write_set(members, overwrite=True)
+            own = [out / n for n in before] + [rec_path]
+            # A kill between the renames leaves the claim: the rerun knows the published part as its own.
+            claimed = {**base, "status": "claim", "owned": sorted(before | set(files))}
+            atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
+            write_set(members, overwrite=overwrite, own=own)
+            claim.unlink(missing_ok=True)
             summary.done += 1
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad item is recorded; the others go on
             msg = " ".join(str(exc).split()) or exc.__class__.__name__
-            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__, "rank": ctx.rank,
-                      "finished_at": round(time.time(), 3)}
+            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__,
+                      "owned": still_there(out, before), "rank": ctx.rank, "finished_at": round(time.time(), 3)}
             atomic_write_bytes(rec_path, strict_json_dumps(record).encode() + b"\n")
+            claim.unlink(missing_ok=True)
             summary.failed += 1
         if on_item is not None:
             on_item(it, record)
@@ -352,6 +388,7 @@ def merge_results(out: str | os.PathLike, items: list[JobItem]) -> tuple[Path, l
         if rec is None:
             rec = {"id": it.id, "status": "missing"}
         rec.pop("fingerprint", None)
+        rec.pop("owned", None)
         if rec.get("status") != "ok":
             failures.append((it.id, rec.get("error", rec.get("status", "missing"))))
         lines.append(strict_json_dumps(rec, indent=None))

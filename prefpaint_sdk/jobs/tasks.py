@@ -54,10 +54,10 @@ def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
     return bad
 
 
-def _inpaint_names(item: JobItem, suffix: str, save_all: bool, n: int) -> list[str]:
+def _inpaint_files(out: Path, item: JobItem, suffix: str, save_all: bool, n: int) -> list[Path]:
     from ..batch import result_files
 
-    return [p.name for p in result_files(Path(f"{item.id}{suffix}"), item.n or n, save_all)]
+    return result_files(out / f"{item.id}{suffix}", item.n or n, save_all)
 
 
 def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, model: str | os.PathLike | None = None,
@@ -113,8 +113,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
         return writers, {"seed": result.seed, "seeds": result.seeds, "score": best}
 
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
-                     planned_names=lambda it: _inpaint_names(it, suffix, save_all, base_n), settings=settings,
-                     load=load)
+                     outputs=lambda it: _inpaint_files(Path(out), it, suffix, save_all, base_n),
+                     job_inputs={"manifest": Path(manifest)}, settings=settings, load=load)
 
 
 def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward_model=None, normalize: bool = False,
@@ -152,4 +152,4 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
 
     settings = {"reward_model": model_key(reward_model), "normalize": normalize, "v_inverse": model_key(v_inverse)}
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
-                     planned_names=lambda it: [], settings=settings, load=load)
+                     job_inputs={"manifest": Path(manifest)}, settings=settings, load=load)
