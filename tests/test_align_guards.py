@@ -14,9 +14,11 @@ from prefpaint_sdk.align.audit import saturation
 from prefpaint_sdk.align.config import AlignConfig, load_config
 from prefpaint_sdk.align.evaluation import EvalResult
 from prefpaint_sdk.align.guards import EvalGuards, HackingMonitor
-from prefpaint_sdk.align.reward_specs import parse_weights, resolve_reward
-from prefpaint_sdk.align.rewards import RewardEnsemble, as_reward_fn, brightness_in_mask
+from prefpaint_sdk.align.rewards import as_reward_fn
 from prefpaint_sdk.errors import ConfigError
+from prefpaint_sdk.reward.constraints import brightness_in_mask
+from prefpaint_sdk.reward.specs import parse_weights, resolve_reward
+from prefpaint_sdk.reward.stack import RewardEnsemble
 
 NAN = float("nan")
 
@@ -136,7 +138,7 @@ def test_parse_weights_refusals(text, pattern):
 def test_parse_weights_and_resolve_names(tmp_path):
     assert parse_weights(" 0.7, 0.3 ", 2) == (0.7, 0.3) and parse_weights(None, 2) is None
     assert resolve_reward("brightness") == "brightness"
-    with pytest.raises(ConfigError, match="'shiny' is neither a built-in reward"):
+    with pytest.raises(ConfigError, match="'shiny' is neither a known reward"):
         resolve_reward(["brightness", "shiny"], flag="--gold-reward")
     assert resolve_reward(str(tmp_path)) == tmp_path.resolve()  # a folder: found, not loaded
 
