@@ -58,7 +58,7 @@ def outside_change(images: torch.Tensor, masks: torch.Tensor, masked_images: tor
     holes = masks.bool().cpu().numpy()
     far = np.stack([feather_alpha(h, float(band)) == 0 for h in holes]) if band > 0 else ~holes
     region = torch.from_numpy(far).to(images.device)
-    diff = (images.float() - masked_images.float().to(images.device)).abs().mean(1)
+    diff = (images - masked_images.to(images.device, images.dtype)).abs().mean(1)
     return -_masked_mean(diff, region)
 
 
@@ -81,7 +81,7 @@ def _pair_terms(x: torch.Tensor, h: torch.Tensor):
 
 def seam(images: torch.Tensor, masks: torch.Tensor, masked_images: torch.Tensor | None = None) -> torch.Tensor:
     """``seam``: minus (mean colour jump + mean slope change) across the hole's boundary; NaN without one."""
-    x, h = images.float(), masks.bool()
+    x, h = images, masks.bool()
     cw, nw, sw, mw = _pair_terms(x, h)                                    # across columns
     ch, nh, sh, mh = _pair_terms(x.transpose(-1, -2), h.transpose(-1, -2))  # across rows
     n, m = (nw + nh).float(), (mw + mh).float()
