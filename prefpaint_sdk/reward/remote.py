@@ -185,7 +185,7 @@ class RemoteReward:
             raise RemoteRewardError(f"{where} answered image {i} with something that is not JSON: {raw[:60]!r}") from None
         if not isinstance(ans, dict):
             raise RemoteRewardError(f"{where} answered image {i} with a JSON {type(ans).__name__}, not an object with 'score'")
-        score = ans.get("score")
+        score = ans["score"] if "score" in ans else ans.get("scores")
         if isinstance(score, list):  # a batch-shaped answer must still hold exactly one score for one image
             if len(score) != 1:
                 raise RemoteRewardError(f"{where} answered {len(score)} scores for 1 image; it must answer one per image")
