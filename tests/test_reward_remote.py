@@ -174,6 +174,23 @@ def test_fake_server_answers_are_read(fake):
     assert out.scores.tolist() == [1.5] * 3 and out.bounds.tolist() == [0.5] * 3 and handler.hits == 3
 
 
+def test_a_remote_and_a_constraint_as_the_trainers_reward(fake):
+    """What ``train align --gold-reward remote=URL --gold-reward seam`` resolves to, through the trainer's wrapper."""
+    import math
+
+    from prefpaint_sdk.align.rewards import as_reward_fn
+    from prefpaint_sdk.reward.constraints import seam
+    from prefpaint_sdk.reward.specs import load_reward
+
+    url, _ = fake
+    images, masks, masked = _batch(2)
+    rb = as_reward_fn(load_reward(f"remote={url}"))(images, masks, masked)
+    assert rb.scores.tolist() == [1.5, 1.5] and rb.trust.tolist() == pytest.approx([math.exp(-0.05 * 0.5 + 0.7)] * 2)
+    ens = as_reward_fn(load_reward([f"remote={url}", "seam"]))(images, masks, masked)
+    assert ens.scores.tolist() == pytest.approx(((1.5 + seam(images, masks)) / 2).tolist())
+    assert ens.bounds is None  # seam has no bound, so the ensemble has none
+
+
 @pytest.mark.parametrize("mode, pattern", [
     ("nan", "non-finite or non-numeric score nan"), ("text", "non-numeric score 'high'"),
     ("few", "answered 0 scores for 1 image"), ("none", "answered 0 scores for image 0"),
