@@ -38,7 +38,7 @@ def score(
     original: Path | None = typer.Option(None, "--original", help="The original image (before inpainting): outside-change compares against it."),
     prompt: str | None = typer.Option(None, "--prompt", help="The prompt the image was made for (the clip reward scores against it)."),
     masked_image: Path | None = typer.Option(None, "--masked-image", help="The masked prompt image (the input with the hole blanked); derived from IMAGE and MASK when omitted."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust; with --reward: image, rewards {NAME: {score, bound, trust}})."),
     output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode (default: <folder>_scores.csv); the output folder with --manifest."),
     normalize: bool = typer.Option(False, "--normalize", help="Report (s - 0.4064) / 2.3021, the release's normalised score."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per backbone pass."),
@@ -50,7 +50,7 @@ def score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward: score, error bound and trust."""
+    """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward (score, error bound, trust), or with every --reward."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
@@ -133,8 +133,9 @@ def _score_stack(specs, image, mask, pairs, folder, weights, norm, original, mas
             raise InvalidInputError(f"{flag} is for the PrefPaint-only score; drop it, or drop --reward")
     if original is not None and masked_image is not None:
         raise InvalidInputError("give one of --original and --masked-image (the masked image's outside is the original)")
-    if folder and original is not None:
-        raise InvalidInputError("--original is for one image; in folder mode the masked images are derived from the masks")
+    if folder and (original is not None or masked_image is not None):
+        flag = "--original" if original is not None else "--masked-image"
+        raise InvalidInputError(f"{flag} is for one image; in folder mode the masked images are derived from the masks")
     stack_specs(specs, weights, norm)  # names, weights and norm, before any file or model
     check_stack_inputs(specs, original=original is not None or masked_image is not None, prompt=prompt is not None,
                        folder=folder)
@@ -185,6 +186,9 @@ def _report_stack(rec: dict, as_json: bool) -> None:
         return
     parts = []
     for label, r in rec["rewards"].items():
+        if r["score"] is None:  # NaN: nothing to score (an empty hole, no boundary)
+            parts.append(f"{label} n/a")
+            continue
         extra = f" (bound {r['bound']:.4f}, trust {r['trust']:.4f})" if r.get("bound") is not None and r.get("trust") is not None else ""
         parts.append(f"{label} {r['score']:.4f}{extra}")
     if rec.get("advantage") is not None:

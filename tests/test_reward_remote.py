@@ -88,6 +88,7 @@ def test_remote_gives_the_local_models_scores(served):
     remote = RemoteReward(url, concurrency=2)(images, masks, masked, prompts=["a prompt"] * 5)
     assert torch.allclose(remote.scores, local.scores, atol=1e-5)
     assert remote.bounds is not None and torch.allclose(remote.bounds, local.bounds, atol=1e-5)
+    assert remote.trust is not None and torch.allclose(remote.trust, local.trust, atol=1e-5)
 
 
 @pytest.mark.slow

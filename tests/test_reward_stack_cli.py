@@ -94,6 +94,11 @@ def test_text_report_and_refusals(files):
     r = runner.invoke(app, [*base, "--original", str(d / "orig.png"), "--reward-model", "nobody/missing", "--offline"],
                       env={"COLUMNS": "2000"})
     assert r.exit_code == 2 and "--original is for a reward stack" in r.stderr
+    Image.new("L", (48, 48), 255).save(d / "full.png")  # a hole that fills the image has no seam: n/a, JSON null
+    r = runner.invoke(app, ["score", str(d / "inp.png"), str(d / "full.png"), "--reward", "seam", "--reward", "brightness"])
+    assert r.exit_code == 0 and "seam n/a, brightness 0." in r.stdout
+    r = runner.invoke(app, ["score", str(d / "inp.png"), str(d / "full.png"), "--reward", "seam", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["rewards"]["seam"] == {"score": None, "bound": None, "trust": None}
     Image.new("RGB", (10, 10)).save(d / "small.png")
     r = runner.invoke(app, [*base, "--reward", "outside-change", "--original", str(d / "small.png")], env={"COLUMNS": "2000"})
     assert r.exit_code == 2 and "original is 10x10 but image is 48x48" in r.stderr

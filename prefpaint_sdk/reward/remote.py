@@ -8,7 +8,7 @@ judge must answer): ``POST {URL}/v1/score`` with a ``multipart/form-data`` body 
 * ``prompt`` (text, optional): the prompt, sent when the caller has one.
 
 The answer is ``200`` with a JSON object holding one finite number ``score`` (higher is better) and,
-optionally, ``bound`` (an error bound, finite or null) and ``trust``. Any other answer is an error. A key
+optionally, ``bound`` (an error bound, finite or null) and ``trust`` (the server's trust weight for it). Any other answer is an error. A key
 in ``PREFPAINT_REMOTE_API_KEY`` is sent as ``Authorization: Bearer KEY``.
 
 **The client** sends a batch as one request per image, ``concurrency`` at a time, each within ``timeout``
@@ -120,11 +120,11 @@ class RemoteReward:
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, n))) as pool:
             answers = list(pool.map(self._score_one, range(n), pils, holes, texts))
         scores = torch.tensor([a[0] for a in answers], dtype=torch.float32)
-        has_bound = all(a[1] is not None for a in answers)
-        bounds = torch.tensor([a[1] for a in answers], dtype=torch.float32) if has_bound else None
-        return RewardScores(scores, bounds)
+        bounds = torch.tensor([a[1] for a in answers], dtype=torch.float32) if all(a[1] is not None for a in answers) else None
+        trust = torch.tensor([a[2] for a in answers], dtype=torch.float32) if all(a[2] is not None for a in answers) else None
+        return RewardScores(scores, bounds, trust if bounds is not None else None)
 
-    def _score_one(self, i: int, image, mask, prompt) -> tuple[float, float | None]:
+    def _score_one(self, i: int, image, mask, prompt) -> tuple[float, float | None, float | None]:
         fields = {"image": ("image.png", _png(image), "image/png"), "mask": ("mask.png", _png(mask), "image/png")}
         if prompt is not None:
             fields["prompt"] = (None, str(prompt).encode(), "text/plain; charset=utf-8")
@@ -177,7 +177,7 @@ class RemoteReward:
                                             "score; is this a score server?")
                 chunks.append(chunk)
 
-    def _check(self, i: int, raw: bytes) -> tuple[float, float | None]:
+    def _check(self, i: int, raw: bytes) -> tuple[float, float | None, float | None]:
         where = f"remote reward {self.url}"
         try:
             ans = json.loads(raw)
@@ -195,10 +195,13 @@ class RemoteReward:
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
             raise RemoteRewardError(f"{where} answered a non-finite or non-numeric score {score!r} for image {i}; "
                                     "check the server's model")
-        bound = ans.get("bound")
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound)):
-            raise RemoteRewardError(f"{where} answered a non-finite bound {bound!r} for image {i}; check the server")
-        return float(score), None if bound is None else float(bound)
+        extra = []
+        for key in ("bound", "trust"):
+            v = ans.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise RemoteRewardError(f"{where} answered a non-finite {key} {v!r} for image {i}; check the server")
+            extra.append(None if v is None else float(v))
+        return float(score), extra[0], extra[1]
 
 
 def _error_text(exc) -> str:

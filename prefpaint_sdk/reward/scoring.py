@@ -108,7 +108,7 @@ def score_folder(stack, pairs, *, prompt: str | None = None, max_pixels: int | N
         try:
             check_pair(pair, max_pixels=max_pixels)
             done.append((pair, {"rewards": score_files(stack, pair.image, pair.mask, prompt=prompt, max_pixels=max_pixels)}))
-        except (InvalidInputError, OSError, ValueError) as exc:
+        except InvalidInputError as exc:  # this item's files; a server or model failure stops the run
             done.append((pair, exc))
     good = [rec for _, rec in done if isinstance(rec, dict)]
     if good:
