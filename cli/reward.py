@@ -32,7 +32,7 @@ def score(
     manifest: Path | None = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask): one record per row and OUT/results.jsonl (-o OUT). Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     reward_model: str | None = typer.Option(None, "--reward-model", help=_HELP_RM),
     # the reward stack (issue 22): any reward by spec, one score per reward
-    reward: list[str] = typer.Option([], "--reward", help="A reward by spec NAME or NAME=SOURCE: prefpaint[=RM], clip=FOLDER_OR_HUB_ID, remote=http://HOST:PORT, seam, outside-change, brightness. Repeat it: one score per reward (--reward-model RM joins as prefpaint=RM)."),
+    reward: list[str] = typer.Option([], "--reward", metavar="SPEC", help="A reward by spec NAME or NAME=SOURCE: prefpaint[=RM], clip=FOLDER_OR_HUB_ID, remote=http://HOST:PORT, seam, outside-change, brightness. Repeat it: one score per reward (--reward-model RM joins as prefpaint=RM)."),
     reward_weights: str | None = typer.Option(None, "--reward-weights", help="One weight per --reward, e.g. 1,0.5: the folder's advantage column (default 1 each)."),
     reward_norm: str = typer.Option("gdpo", "--reward-norm", help="How the folder's advantage combines the rewards: gdpo (normalise each, weighted sum, whiten), sum (raw weighted sum, normalised) or rank (win-rates)."),
     original: Path | None = typer.Option(None, "--original", help="The original image (before inpainting): outside-change compares against it."),

@@ -138,7 +138,7 @@ def test_parse_weights_refusals(text, pattern):
 def test_parse_weights_and_resolve_names(tmp_path):
     assert parse_weights(" 0.7, 0.3 ", 2) == (0.7, 0.3) and parse_weights(None, 2) is None
     assert resolve_reward("brightness") == "brightness"
-    with pytest.raises(ConfigError, match="'shiny' is neither a known reward"):
+    with pytest.raises(ConfigError, match="'shiny' is neither a built-in reward"):
         resolve_reward(["brightness", "shiny"], flag="--gold-reward")
     assert resolve_reward(str(tmp_path)) == tmp_path.resolve()  # a folder: found, not loaded
 

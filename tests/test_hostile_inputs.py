@@ -711,7 +711,7 @@ CASES = [
     C("score/converted-cache-empty", lambda e: score(e, reward=e.w / "official.pt"), "model.safetensors",
       setup=converted_cache(emptied), environ=cache_env),
     # reward stack (issue 22, rewards-stack): spec checks run before any model loads (prefpaint=MISSING would exit 3)
-    C("score/reward-unknown-name", lambda e: score(e, "--reward", "shiny"), "'shiny'", "known reward"),
+    C("score/reward-unknown-name", lambda e: score(e, "--reward", "shiny"), "'shiny'", "built-in reward name"),
     C("score/reward-unknown-name-with-source", lambda e: score(e, "--reward", "shiny=x"), "unknown reward 'shiny'"),
     C("score/reward-weights-count", lambda e: score(e, "--reward", "seam", "--reward-weights", "1,2,3"),
       "--reward-weights", "3 weights for 2 rewards"),

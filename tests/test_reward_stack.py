@@ -134,7 +134,7 @@ def test_parse_spec(text, want):
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("shiny", "'shiny' is neither a known reward"), ("shiny=x", "unknown reward 'shiny'"),
+    ("shiny", "'shiny' is neither a built-in reward name"), ("shiny=x", "unknown reward 'shiny'"),
     ("clip", "needs a source; write clip="), ("remote", "remote=http://HOST:PORT"),
     ("seam=x", "takes no source"), ("clip=", "empty source"), ("remote=ftp://h:1", "not an http"),
     ("remote=http://h:99999", "not an http"), ("", "is empty"),

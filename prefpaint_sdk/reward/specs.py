@@ -68,8 +68,8 @@ def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> 
             return RewardSpec(text)
         if Path(text).expanduser().exists() or "/" in text:
             return RewardSpec("prefpaint", text)
-        raise ConfigError(f"{flag} '{text}' is neither a known reward ({_names()}), an existing folder, nor a hub id "
-                          "of the form owner/name; write NAME or NAME=SOURCE")
+        raise ConfigError(f"{flag} '{text}' is neither a built-in reward name ({_names()}), an existing folder, nor a "
+                          "hub id of the form owner/name; write NAME or NAME=SOURCE")
     if name not in REWARD_NAMES:
         if _NAME.match(name):
             raise ConfigError(f"{flag} '{text}' names an unknown reward '{name}'; use one of {_names()}")
