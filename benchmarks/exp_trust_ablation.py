@@ -55,8 +55,8 @@ def main() -> None:
     from PIL import Image
 
     from prefpaint_sdk.align.config import load_config
-    from prefpaint_sdk.align.rewards import brightness_in_mask
     from prefpaint_sdk.align.trainer import Aligner
+    from prefpaint_sdk.reward.constraints import brightness_in_mask
     from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="trust_ablation_"))

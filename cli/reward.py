@@ -31,8 +31,14 @@ def score(
     mask: Path | None = typer.Argument(None, help="Its mask (white = hole), or a folder of masks paired by file stem, or one mask for all.", show_default=False),
     manifest: Path | None = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask): one record per row and OUT/results.jsonl (-o OUT). Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     reward_model: str | None = typer.Option(None, "--reward-model", help=_HELP_RM),
+    # the reward stack (issue 22): any reward by spec, one score per reward
+    reward: list[str] = typer.Option([], "--reward", metavar="SPEC", help="A reward by spec NAME or NAME=SOURCE: prefpaint[=RM], clip=FOLDER_OR_HUB_ID, remote=http://HOST:PORT, seam, outside-change, brightness. Repeat it: one score per reward (--reward-model RM joins as prefpaint=RM)."),
+    reward_weights: str | None = typer.Option(None, "--reward-weights", help="One weight per --reward, e.g. 1,0.5: the folder's advantage column (default 1 each)."),
+    reward_norm: str = typer.Option("gdpo", "--reward-norm", help="How the folder's advantage combines the rewards: gdpo (normalise each, weighted sum, whiten), sum (raw weighted sum, normalised) or rank (win-rates)."),
+    original: Path | None = typer.Option(None, "--original", help="The original image (before inpainting): outside-change compares against it."),
+    prompt: str | None = typer.Option(None, "--prompt", help="The prompt the image was made for (the clip reward scores against it)."),
     masked_image: Path | None = typer.Option(None, "--masked-image", help="The masked prompt image (the input with the hole blanked); derived from IMAGE and MASK when omitted."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust; with --reward: image, rewards {NAME: {score, bound, trust}})."),
     output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode (default: <folder>_scores.csv); the output folder with --manifest."),
     normalize: bool = typer.Option(False, "--normalize", help="Report (s - 0.4064) / 2.3021, the release's normalised score."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per backbone pass."),
@@ -44,7 +50,7 @@ def score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward: score, error bound and trust."""
+    """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward (score, error bound, trust), or with every --reward."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
@@ -53,6 +59,8 @@ def score(
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             if masked_image is not None:
                 raise InvalidInputError("--masked-image is for one image; with --manifest each row names its mask")
+            if reward:
+                raise InvalidInputError("--reward is for one image or a folder; with --manifest use --reward-model")
             from prefpaint_sdk import run_score_job
 
             _jobs.run("scoring", quiet or json_out, lambda **more: run_score_job(
@@ -63,6 +71,14 @@ def score(
         for w in warnings:
             warn(w)
         folder = image.is_dir()
+        if reward:
+            specs = ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
+            _score_stack(specs, image, mask, pairs, folder, reward_weights, reward_norm, original, masked_image, prompt,
+                         output, overwrite, device, offline, batch_size, json_out, quiet, normalize, v_inverse, max_pixels)
+            return
+        for flag, value in (("--original", original), ("--prompt", prompt), ("--reward-weights", reward_weights)):
+            if value is not None:
+                raise InvalidInputError(f"{flag} is for a reward stack; add --reward NAME (e.g. --reward seam)")
         if folder and masked_image is not None:
             raise InvalidInputError("--masked-image is for one image; in folder mode the masked images are derived from the masks")
         for path, what in ((masked_image, "masked image"), (v_inverse, "V_inverse file")):
@@ -102,6 +118,82 @@ def score(
         if failures:
             say_error(f"{failures} of {len(pairs)} images failed", prefix="")
             raise typer.Exit(EXIT_FAILED)
+
+
+def _score_stack(specs, image, mask, pairs, folder, weights, norm, original, masked_image, prompt, output, overwrite,
+                 device, offline, batch_size, json_out, quiet, normalize, v_inverse, max_pixels):
+    """``score --reward ...``: every check first, then the stack loads and each reward gets its own column."""
+    from prefpaint_sdk import InvalidInputError, check_output_path
+    from prefpaint_sdk.imaging import check_image_file
+    from prefpaint_sdk.reward.scoring import check_stack_inputs
+    from prefpaint_sdk.reward.specs import load_stack, stack_specs
+
+    for flag, value in (("--normalize", normalize or None), ("--v-inverse", v_inverse)):
+        if value is not None:
+            raise InvalidInputError(f"{flag} is for the PrefPaint-only score; drop it, or drop --reward")
+    if original is not None and masked_image is not None:
+        raise InvalidInputError("give one of --original and --masked-image (the masked image's outside is the original)")
+    if folder and (original is not None or masked_image is not None):
+        flag = "--original" if original is not None else "--masked-image"
+        raise InvalidInputError(f"{flag} is for one image; in folder mode the masked images are derived from the masks")
+    stack_specs(specs, weights, norm)  # names, weights and norm, before any file or model
+    check_stack_inputs(specs, original=original is not None or masked_image is not None, prompt=prompt is not None,
+                       folder=folder)
+    for path, what in ((original, "original"), (masked_image, "masked image")):
+        if path is not None and not path.is_file():
+            raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+    csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
+    if csv_path is not None:
+        check_output_path(csv_path, overwrite)
+    else:
+        for path in (image, mask, original, masked_image):
+            if path is not None:
+                check_image_file(path, decode=True)
+    with console.status("loading rewards", spinner="dots") if not quiet else nullcontext():
+        stack = load_stack(specs, weights, norm, device=device, offline=offline, batch_size=batch_size)
+    if not folder:
+        from prefpaint_sdk.reward.scoring import score_files
+
+        rec = score_files(stack, image, mask, original=original, masked_image=masked_image, prompt=prompt,
+                          max_pixels=max_pixels)
+        _report_stack(dict(image=str(image), rewards=rec), json_out)
+        return
+    from prefpaint_sdk.reward.scoring import score_folder, write_stack_csv
+
+    rows, failures = [], 0
+    with progress(quiet or json_out) as bar:
+        task = bar.add_task("scoring", total=len(pairs))
+        for pair, rec in score_folder(stack, pairs, prompt=prompt, max_pixels=max_pixels):
+            bar.advance(task)
+            if isinstance(rec, Exception):
+                failures += 1
+                failed(pair.image, rec)
+                continue
+            rows.append(dict(image=str(pair.image), mask=str(pair.mask), **rec))
+            if json_out:
+                _report_stack(rows[-1], True)
+    write_stack_csv(csv_path, rows, stack.labels, overwrite)
+    if not quiet:
+        say(f"wrote {len(rows)} scores ({', '.join(stack.labels)}) to {csv_path}")
+    if failures:
+        say_error(f"{failures} of {len(pairs)} images failed", prefix="")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report_stack(rec: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(rec)  # strict JSON: a NaN score is an error, never printed
+        return
+    parts = []
+    for label, r in rec["rewards"].items():
+        if r["score"] is None:  # NaN: nothing to score (an empty hole, no boundary)
+            parts.append(f"{label} n/a")
+            continue
+        extra = f" (bound {r['bound']:.4f}, trust {r['trust']:.4f})" if r.get("bound") is not None and r.get("trust") is not None else ""
+        parts.append(f"{label} {r['score']:.4f}{extra}")
+    if rec.get("advantage") is not None:
+        parts.append(f"advantage {rec['advantage']:.4f}")
+    typer.echo(f"{rec['image']}: " + ", ".join(parts))
 
 
 def _load(reward_model, device, offline, v_inverse, quiet):

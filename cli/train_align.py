@@ -60,8 +60,8 @@ def train_align(
         if (reward is None) == (not reward_model):
             raise ConfigError("give exactly one of --reward-model ID or --reward NAME (e.g. --reward brightness); "
                               f"got reward_model={reward_model or None!r}, reward={reward!r}")
-        from prefpaint_sdk.align.reward_specs import reward_from_flags
-        from prefpaint_sdk.align.rewards import BUILTIN_REWARDS
+        from prefpaint_sdk.reward.constraints import BUILTIN_REWARDS
+        from prefpaint_sdk.reward.specs import reward_from_flags
 
         if reward is not None and reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")

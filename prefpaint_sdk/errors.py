@@ -18,6 +18,7 @@ __all__ = [
     "ImageTooLargeError",
     "PickleRefusedError",
     "CorruptFileError",
+    "RemoteRewardError",
 ]
 
 
@@ -69,6 +70,12 @@ class ModelNotFoundError(PrefPaintError, FileNotFoundError):
     """Weights that are neither cached, nor local, nor reachable."""
 
     exit_code = 3
+
+
+class RemoteRewardError(PrefPaintError):
+    """A remote reward server that answered, but not with one finite score per image (or an HTTP error)."""
+
+    exit_code = 1
 
 
 class MissingDependencyError(PrefPaintError, ImportError):

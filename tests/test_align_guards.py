@@ -14,9 +14,11 @@ from prefpaint_sdk.align.audit import saturation
 from prefpaint_sdk.align.config import AlignConfig, load_config
 from prefpaint_sdk.align.evaluation import EvalResult
 from prefpaint_sdk.align.guards import EvalGuards, HackingMonitor
-from prefpaint_sdk.align.reward_specs import parse_weights, resolve_reward
-from prefpaint_sdk.align.rewards import RewardEnsemble, as_reward_fn, brightness_in_mask
+from prefpaint_sdk.align.rewards import as_reward_fn
 from prefpaint_sdk.errors import ConfigError
+from prefpaint_sdk.reward.constraints import brightness_in_mask
+from prefpaint_sdk.reward.specs import parse_weights, resolve_reward
+from prefpaint_sdk.reward.stack import RewardEnsemble
 
 NAN = float("nan")
 

@@ -21,10 +21,10 @@ from _helpers_align import heldout_seed_noise, make_data
 
 from prefpaint_sdk.align.config import load_config
 from prefpaint_sdk.align.loss import grpo_advantages
-from prefpaint_sdk.align.rewards import brightness_in_mask
 from prefpaint_sdk.align.trainer import Aligner
 from prefpaint_sdk.align.update import micro_loss
 from prefpaint_sdk.engines import flow_rollout as fr
+from prefpaint_sdk.reward.constraints import brightness_in_mask
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 PER_ITEM = 16  # 4 held-out items x 16 = 64 trajectories

@@ -7,8 +7,9 @@ import pytest
 import torch
 from _helpers_align import fast_config, make_data
 
-from prefpaint_sdk.align.rewards import as_reward_fn, brightness_in_mask
+from prefpaint_sdk.align.rewards import as_reward_fn
 from prefpaint_sdk.align.trainer import Aligner
+from prefpaint_sdk.reward.constraints import brightness_in_mask
 from prefpaint_sdk.testing import save_tiny_inpaint_pipeline, tiny_inpaint_pipeline
 
 
@@ -212,7 +213,7 @@ def test_export_lora_loads_in_diffusers_and_merged_in_inpainter(data, tmp_path):
 
 
 def test_real_tiny_reward_model_drives_alignment_with_its_trust(data, tmp_path):
-    from prefpaint_sdk.align.rewards import _to_pil
+    from prefpaint_sdk.reward.base import to_pil as _to_pil
     from prefpaint_sdk.testing import save_tiny_reward_model
 
     reward_dir = save_tiny_reward_model(tmp_path / "reward", seed=0, trust=True)
@@ -222,8 +223,9 @@ def test_real_tiny_reward_model_drives_alignment_with_its_trust(data, tmp_path):
     items = [item for item, _ in al._items_for_iteration(0)]
     _, images, masks = al._sample(items, [1, 2, 3, 4], 2)
     rb = al._score(images, masks)
-    model = al.reward_fn.__closure__ and next(c.cell_contents for c in al.reward_fn.__closure__
-                                              if hasattr(c.cell_contents, "score"))
+    from prefpaint_sdk.reward import RewardModel
+
+    model = RewardModel.from_pretrained(reward_dir, device="cpu")  # the weights the aligner loaded
     masked = images * (~masks).float()
     ref = model.score(_to_pil(images), masked_images=_to_pil(masked))
     assert torch.allclose(rb.scores, torch.as_tensor(ref.scores, dtype=torch.float32), atol=1e-5)

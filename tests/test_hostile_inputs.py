@@ -367,6 +367,21 @@ def rm_pickled(e):
     pickled_model_folder(e.rm, e.w / "rm_bin", e.marker, "model.safetensors", "pytorch_model.bin")
 
 
+def clip_pickled(e):  # reward stack (issue 22): a CLIPModel folder whose only weights are a pickle
+    from prefpaint_sdk.testing.rewards import save_tiny_clip_model
+
+    pickled_model_folder(save_tiny_clip_model(e.w / "clip_src"), e.w / "clip_bin", e.marker, "model.safetensors",
+                         "pytorch_model.bin")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then closed: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def pipe_pickled(component, weights, pickle_name):
     def setup(e):
         pickled_model_folder(e.model, e.w / "pipe_bin", e.marker, f"{component}/{weights}", f"{component}/{pickle_name}")
@@ -727,6 +742,22 @@ CASES = [
       setup=converted_cache(truncate), environ=cache_env),
     C("score/converted-cache-empty", lambda e: score(e, reward=e.w / "official.pt"), "model.safetensors",
       setup=converted_cache(emptied), environ=cache_env),
+    # reward stack (issue 22, rewards-stack): spec checks run before any model loads (prefpaint=MISSING would exit 3)
+    C("score/reward-unknown-name", lambda e: score(e, "--reward", "shiny"), "'shiny'", "built-in reward name"),
+    C("score/reward-unknown-name-with-source", lambda e: score(e, "--reward", "shiny=x"), "unknown reward 'shiny'"),
+    C("score/reward-weights-count", lambda e: score(e, "--reward", "seam", "--reward-weights", "1,2,3"),
+      "--reward-weights", "3 weights for 2 rewards"),
+    C("score/reward-norm-unknown", lambda e: score(e, "--reward", "seam", "--reward-norm", "avg"), "--reward-norm", "avg"),
+    C("score/reward-outside-change-no-original", lambda e: score(e, "--reward", "outside-change"), "outside-change",
+      "--original"),
+    C("score/reward-clip-no-prompt", lambda e: score(e, "--reward", "clip=owner/clip"), "clip", "--prompt"),
+    C("score/reward-remote-not-http", lambda e: score(e, "--reward", "remote=ftp://h:1"), "ftp://h:1", "http"),
+    C("score/reward-remote-unreachable", lambda e: ["score", e.img, e.mask, "--reward", f"remote=http://127.0.0.1:{_closed_port()}",
+                                                    "--reward", f"prefpaint={MISSING}", "--offline", "--device", "cpu"],
+      "unreachable", "127.0.0.1", code=3),
+    C("score/reward-clip-pickle-only", lambda e: ["score", e.img, e.mask, "--reward", f"clip={e.w / 'clip_bin'}",
+                                                  "--prompt", "x", "--offline", "--device", "cpu"], "clip_bin", "pickle",
+      setup=lambda e: clip_pickled(e), absent=("weights_only",)),
 
     # ---------------- convert-reward ----------------
     C("convert-reward/pickle-zip", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",

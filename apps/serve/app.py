@@ -46,7 +46,8 @@ DEFAULT_SERVE_MAX_PIXELS = 16_777_216
 
 _INPAINT_FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "guidance", "select",
                    "eta", "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask"}
-_SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
+# "prompt" is part of the score protocol (prefpaint_sdk.reward.remote) for judges that read it; ours does not
+_SCORE_FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize", "prompt"}
 
 
 def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_queue: int = 16,

@@ -9,7 +9,8 @@
   update), :mod:`.evaluation` (held-out WinRate), :mod:`.tracking` (metric logs), :mod:`.seeding`,
   :mod:`.checkpoint` and :mod:`.policy` (LoRA / old policy / exports);
 * guards against reward hacking: :mod:`.guards` (gold vs proxy reward, ``on_hacking``, best weights by gold),
-  :mod:`.audit` (hole vs context bias audit), :mod:`.rewards` / :mod:`.reward_specs` (weighted ensembles).
+  :mod:`.audit` (hole vs context bias audit), :mod:`.rewards` (any reward as the trainer's
+  reward function; specs, ensembles and stacks live in :mod:`prefpaint_sdk.reward`).
 """
 
 from __future__ import annotations
@@ -31,17 +32,15 @@ _EXPORTS = {
     "ppo_clip_loss": "loss",
     "compute_advantages": "loss",
     "trust_weights": "loss",
-    "brightness_in_mask": "rewards",
     "as_reward_fn": "rewards",
-    "RewardEnsemble": "rewards",
     "HackingMonitor": "guards",
     "audit_batch": "audit",
 }
 _ALIASES = {"ALIGN_PRESETS": "PRESETS", "load_align_config": "load_config"}
 
 __all__ = [  # noqa: RUF022 - the keys of _EXPORTS, sorted (a test checks they agree)
-    "ALIGN_PRESETS", "AlignConfig", "AlignDataset", "AlignResult", "Aligner", "HackingMonitor", "RewardEnsemble", "Rollout",
-    "as_reward_fn", "audit_batch", "brightness_in_mask",
+    "ALIGN_PRESETS", "AlignConfig", "AlignDataset", "AlignResult", "Aligner", "HackingMonitor", "Rollout",
+    "as_reward_fn", "audit_batch",
     "check_run_folder", "compute_advantages", "ddim_step_with_logprob", "encode_conditions", "load_align_config", "ppo_clip_loss", "rollout",
     "trust_weights",
 ]

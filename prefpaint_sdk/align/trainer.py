@@ -219,7 +219,7 @@ class Aligner:
         data = _dataset(data, config, config.seed, config.resolution)
         if kwargs.get("eval_data") is not None:
             kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
-        from .reward_specs import load_reward, resolve_reward
+        from ..reward.specs import load_reward, resolve_reward
 
         # the rewards' names and folders (no weights read), so a bad one fails before the pipeline loads
         check_guards(config, kwargs.get("gold_reward"))

@@ -4,7 +4,10 @@
 * :mod:`.preprocess`: CLIP preprocessing (exactly transformers' ``CLIPImageProcessor`` on PIL images);
 * :mod:`.trust`: ``V = Z^T Z + lam I``, the bound ``||z||_{V^-1}`` and the trust weight;
 * :mod:`.convert`: the official ``prefpaintReward.pt`` → our format, and model resolution/caching;
-* :mod:`.data`: the official dataset layout and generic manifests; :mod:`.config` + :mod:`.train`: training.
+* :mod:`.data`: the official dataset layout and generic manifests; :mod:`.config` + :mod:`.train`: training;
+* every reward behind one protocol (:mod:`.base`): :mod:`.prefpaint`, :mod:`.clip` (PickScore, CLIPScore),
+  :mod:`.constraints` (brightness, outside-change, seam), :mod:`.remote` (a server over HTTP);
+* :mod:`.specs` (``NAME[=SOURCE]`` specs, weights), :mod:`.stack` and :mod:`.normalize` (gdpo, sum, rank).
 """
 
 import importlib
@@ -32,10 +35,24 @@ _LAZY = {
     "REWARD_PRESETS": "config",
     "train_reward": "train",
     "TrainResult": "train",
+    "RewardScores": "base",
+    "RewardEnsemble": "stack",
+    "RewardStack": "stack",
+    "RewardSpec": "specs",
+    "parse_spec": "specs",
+    "load_stack": "specs",
+    "brightness_in_mask": "constraints",
 }
 
 __all__ = [
     "REWARD_PRESETS",
+    "RewardEnsemble",
+    "RewardScores",
+    "RewardSpec",
+    "RewardStack",
+    "brightness_in_mask",
+    "load_stack",
+    "parse_spec",
     "SCORE_SCALE",
     "SCORE_SHIFT",
     "VIT_B32_CONFIG",
