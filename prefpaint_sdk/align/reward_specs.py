@@ -52,9 +52,9 @@ def _resolve_one(spec: Any, *, offline: bool | None, flag: str) -> Any:
     if not local.exists() and "/" not in text:
         raise ConfigError(f"{flag} '{text}' is neither a built-in reward ({', '.join(sorted(BUILTIN_REWARDS))}), an existing "
                           "folder, nor a hub id of the form owner/name")
-    from ..reward.convert import resolve_reward_model
+    from ..reward.checks import check_reward_model
 
-    return resolve_reward_model(text, offline=offline).path
+    return check_reward_model(text, offline=offline).path  # headers and pickles too: before the pipeline loads
 
 
 def resolve_reward(reward: Any, *, offline: bool | None = None, flag: str = "--reward-model") -> Any:

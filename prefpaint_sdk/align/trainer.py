@@ -210,12 +210,14 @@ class Aligner:
         """
         import json
 
+        from ..devices import resolve_device
         from ..engines import engine_class, family_of_folder
         from ..engines.sd import check_ddim_steps
         from ..hub import resolve_model
         from ..state import check_pipeline_folder
 
-        # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
+        # Everything cheap first: the device, the data, then the model's own configs, then the weights.
+        resolve_device(kwargs.get("device", "auto"))
         data = _dataset(data, config, config.seed, config.resolution)
         if kwargs.get("eval_data") is not None:
             kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)

@@ -100,7 +100,7 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
             fetch_first(ctx, offline, model or DEFAULT_MODEL)
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
-                                                            offline=offline)
+                                                            offline=offline, steps=steps)
 
     def work(it: JobItem):
         if it.image in bad:

@@ -92,7 +92,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
             fetch_first(ctx, offline, model or DEFAULT_MODEL, reward_model)
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
-                                                            reward_model=reward_model, offline=offline, select=select)
+                                                            reward_model=reward_model, offline=offline, select=select,
+                                                            steps=defaults.get("steps"))
     base_seed = defaults.pop("seed", None)
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
