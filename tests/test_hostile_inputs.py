@@ -590,6 +590,8 @@ CASES = [
     C("inpaint/select-unknown", lambda e: inpaint(e, "--select", "best"), "--select", "best"),
     C("inpaint/mask-from-alpha-on-L-mask", lambda e: inpaint(e, "--mask-from-alpha"), "mask.png", "alpha"),
     C("inpaint/device-cuda-without-cuda", lambda e: inpaint(e, "--device", "cuda"), "cuda", setup=no_cuda),
+    C("inpaint/manifest-device-cuda-without-cuda", lambda e: inpaint_m(e, "--device", "cuda"), "cuda",
+      setup=both(manifest({}), no_cuda)),
     C("inpaint/candidates-0", lambda e: inpaint(e, "-n", "0"), "--num-candidates"),
     C("inpaint/mask-dilate-negative", lambda e: inpaint(e, "--mask-dilate", "-1"), "--mask-dilate"),
     C("inpaint/mask-blur-negative", lambda e: inpaint(e, "--mask-blur", "-3"), "--mask-blur"),
@@ -654,6 +656,8 @@ CASES = [
     C("score/manifest-duplicate-ids", lambda e: score_m(e), "already used", setup=manifest({"id": "a"}, {"id": "a"})),
     C("score/manifest-id-escapes-output", lambda e: score_m(e), "../x", setup=manifest({"id": "../x"})),
     C("score/manifest-only-bombs", lambda e: score_m(e), "bomb.png", "pixels", setup=manifest({"mask": "bomb.png"})),
+    C("score/manifest-device-cuda-without-cuda", lambda e: score_m(e, "--device", "cuda"), "cuda",
+      setup=both(manifest({}), no_cuda)),
 
     # ---------------- generate-dataset ----------------
     C("generate-dataset/per-image-0", lambda e: gen(e, "--per-image", "0"), "--per-image", setup=imgs),
@@ -667,6 +671,8 @@ CASES = [
     C("generate-dataset/out-is-file", lambda e: gen(e, out="gfile"), "gfile", setup=both(imgs, write("gfile"))),
     C("generate-dataset/seed-negative", lambda e: gen(e, "--seed", "-1"), "--seed", setup=imgs),
     C("generate-dataset/steps-1000", lambda e: gen(e, "--steps", "1000", model=e.model), "--steps", setup=imgs),
+    C("generate-dataset/device-cuda-without-cuda", lambda e: gen(e, "--device", "cuda"), "cuda",
+      setup=both(imgs, no_cuda)),
 
     # ---------------- rate ----------------
     C("rate/markup-data", lambda e: ["rate", e.w / "[bold]d"], "[bold]d"),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..devices import resolve_device
 from ..errors import DataError
 from ..files import check_image_suffix
 from .manifest import JobItem, check_item_files, read_job_manifest
@@ -85,6 +86,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     items = read_job_manifest(manifest, "inpaint")
     bad = _usable(items, max_pixels)
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    if inpainter is None:
+        resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
     loaded = {"inpainter": inpainter}
 
     def load() -> None:
@@ -135,6 +138,8 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
     items = read_job_manifest(manifest, "score")
     bad = _usable(items, max_pixels)
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    if model is None:
+        resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
     loaded = {"model": model}
 
     def load() -> None:
