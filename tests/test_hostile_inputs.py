@@ -13,6 +13,9 @@ asserts:
 
 **Before any model loads.** Rows that test a check which needs no model name a model that is not cached
 (``MISSING``) under offline mode: loading it would exit 3, so a check that runs after the load fails the row.
+Rows that must name a real model (a limit read from its config files, a bad second file beside it) run a
+second time in the **late probe** (``test_refused_before_the_weights_load``), with hollow copies of the shared
+models whose config files are intact and whose weights cannot load: every row must give the same refusal.
 
 Batch runs that must go on past one bad file, the real ``prefpaint`` entry point, and interrupts
 (SIGINT/SIGTERM) of folder-writing commands have their own tests below the table. A new command adds rows.
