@@ -90,7 +90,7 @@ def extend(
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline)
+                                                  reward_model=reward_model, offline=offline, steps=steps)
         with progress(quiet) as bar:
             task = bar.add_task("extending", total=None)
             result = run_extend(

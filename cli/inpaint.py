@@ -92,7 +92,8 @@ def inpaint(
         # Everything cheap first, before the (slow) model load: the whole output set of every item, and
         # each input's pixel count (a bomb in batch mode is reported and skipped; the run goes on).
         todo, failures, skipped = plan_batch(pairs, targets, num_candidates=num_candidates, save_all=save_all,
-                                             overwrite=overwrite, batch=batch, resize_mask=resize_mask, on_failure=failed)
+                                             overwrite=overwrite, batch=batch, resize_mask=resize_mask,
+                                             mask_from_alpha=mask_from_alpha, on_failure=failed)
         if skipped:
             note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
         if not todo:
@@ -103,7 +104,7 @@ def inpaint(
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
                 model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
-                select=select, offload=offload, vae_tiling=vae_tiling,
+                select=select, offload=offload, vae_tiling=vae_tiling, steps=steps,
             )
         call = dict(
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,

@@ -94,7 +94,7 @@ def recon3d(
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline)
+                                                  reward_model=reward_model, offline=offline, steps=steps)
         with progress(quiet) as bar:
             task = bar.add_task("novel views", total=None)
             result = reconstruct(loaded, output, cfg, inpainter=inpainter, reward_model=reward_model,

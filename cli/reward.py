@@ -89,8 +89,11 @@ def score(
             check_output_path(csv_path, overwrite)
         else:
             # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
-            for path in (image, masked_image if masked_image is not None else mask):
-                check_image_file(path, decode=True)
+            sizes = [check_image_file(path, decode=True) for path in (image, masked_image if masked_image is not None else mask)]
+            if masked_image is None:  # the mask-size rule from the headers, before the model loads
+                from prefpaint_sdk.imaging import check_mask_size
+
+                check_mask_size(sizes[1], sizes[0])
         rm = _load(reward_model, device, offline, v_inverse, quiet)
         if not folder:
             kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}

@@ -73,7 +73,8 @@ def serve(
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline, select=select)
+                                                  reward_model=reward_model, offline=offline, select=select,
+                                                  steps=steps)
         app = create_app(inpainter, api_key=api_key, max_queue=max_queue, max_upload_mb=max_upload_mb,
                          max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS, default_steps=steps,
                          output_dir=output_dir, cors=cors or None, public_url=public_url,

@@ -129,13 +129,13 @@ def candidate_path(target: str | os.PathLike, k: int) -> Path:
 
 
 def plan_batch(pairs, targets, *, num_candidates: int, save_all: bool, overwrite: bool, batch: bool,
-               resize_mask: bool = False, on_failure=None) -> tuple[list, int, int]:
+               resize_mask: bool = False, mask_from_alpha: bool = False, on_failure=None) -> tuple[list, int, int]:
     """The (pair, target) items to run, made from cheap checks before any model loads.
 
     Single mode (``batch`` false): any existing member of the item's set is an error (without ``overwrite``),
     and the inputs are decoded, so even a truncated file is refused now. Batch mode: an item whose whole set
     exists is skipped (a rerun completes what an interruption left); a partial set is an error naming the
-    file, unless ``overwrite``; an input that fails its header checks is reported through
+    file, unless ``overwrite``; an input that fails its header checks (``mask_from_alpha``: a mask without alpha) is reported through
     ``on_failure(image_path, exc)`` and left out, and the batch goes on.
 
     Returns:
@@ -146,7 +146,7 @@ def plan_batch(pairs, targets, *, num_candidates: int, save_all: bool, overwrite
     """
     from .errors import OutputExistsError
     from .files import check_image_suffix, check_outputs
-    from .imaging import check_image_file, check_mask_size
+    from .imaging import check_alpha_mask, check_image_file, check_mask_size
 
     todo, failures, skipped = [], 0, 0
     for pair, target in zip(pairs, targets):
@@ -167,6 +167,8 @@ def plan_batch(pairs, targets, *, num_candidates: int, save_all: bool, overwrite
             size = check_image_file(pair.image, decode=not batch)
             if pair.mask.is_file():
                 check_mask_size(check_image_file(pair.mask, what="mask", decode=not batch), size, resize=resize_mask)
+                if mask_from_alpha:
+                    check_alpha_mask(pair.mask)
         except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
             if not batch:
                 raise

@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from .engines.sd import check_ddim_steps, ddim_max_steps  # noqa: F401 - their old import path
-from .errors import InvalidInputError
 from .hub import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .imaging import (
     Box,
@@ -151,9 +150,7 @@ class Inpainter:
         self.model_id = model_id
         self.revision = revision
         self.reward_model = reward_model
-        if select not in ("reward", "lcb"):
-            raise InvalidInputError(f"select must be 'reward' or 'lcb', got '{select}'")
-        self.select = select
+        self.select = check_select(select)
         self.lcb_c = lcb_c
         self.load_seconds = 0.0
 
@@ -162,7 +159,7 @@ class Inpainter:
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device="auto", dtype="auto",
                         reward_model=None, offline: bool | None = None, revision: str | None = None,
                         select: str = "reward", lcb_c: float = 1.0, offload: str = "none",
-                        vae_tiling: bool = False) -> "Inpainter":
+                        vae_tiling: bool = False, steps: int | None = None) -> "Inpainter":
         """Load an inpainting pipeline from a hub id or a local diffusers folder, of any supported family.
 
         Args:
@@ -176,21 +173,22 @@ class Inpainter:
             select: "reward" picks the highest score; "lcb" the highest ``score - lcb_c * bound``.
             offload: "none", "model" or "sequential": diffusers' CPU offload for models larger than the GPU.
             vae_tiling: encode and decode in tiles (large images on small GPUs).
+            steps: the steps you will sample with, checked against the model's scheduler config before any
+                weights load (each call checks its own steps again).
 
         Raises:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
             InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
         """
-        from .engines import engine_class, family_of_folder
+        from .engines import engine_class
         from .engines.base import check_offload
-        from .state import check_pipeline_folder  # noqa: PLC0415
 
         t0 = time.perf_counter()
+        # everything that needs no weights first (issue 19); then the weights
         check_offload(offload)
-        resolved: ResolvedModel = resolve_model(model, offline=offline, revision=revision)
-        # the family from model_index.json: a folder of no known family fails before any load
-        family = family_of_folder(resolved.path, resolved.model_id)
-        check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
+        check_select(select)
+        resolved, family = cls.check_files(model, offline=offline, revision=revision, device=device, steps=steps,
+                                           reward_model=reward_model)
         engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
                                            offload=offload, vae_tiling=vae_tiling)
         if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
@@ -201,6 +199,32 @@ class Inpainter:
                    select=select, lcb_c=lcb_c)
         self.load_seconds = time.perf_counter() - t0
         return self
+
+    @staticmethod
+    def check_files(model: str | os.PathLike = DEFAULT_MODEL, *, offline: bool | None = None,
+                    revision: str | None = None, device="auto", steps: int | None = None,
+                    reward_model=None) -> tuple[ResolvedModel, str]:
+        """Every check of :meth:`from_pretrained` that needs no weights, in its order: the device, the limits
+        in the model's config files (``steps``), the reward model's files, then the pipeline's own files
+        (JSON, safetensors headers, pickles). Returns the resolved model and its family.
+
+        Call it for each model before loading any, so a bad second file is named before a slow first load.
+        """
+        from .devices import resolve_device
+        from .engines import check_model_limits, family_of_folder
+        from .state import check_pipeline_folder  # noqa: PLC0415
+
+        resolve_device(device)
+        check_model_limits(model, steps=steps, offline=offline, revision=revision)
+        if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
+            from .reward.checks import check_reward_model  # noqa: PLC0415 - optional, checked only when asked for
+
+            check_reward_model(reward_model, offline=offline)
+        resolved = resolve_model(model, offline=offline, revision=revision)
+        # the family from model_index.json: a folder of no known family fails before any load
+        family = family_of_folder(resolved.path, resolved.model_id)
+        check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
+        return resolved, family
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -418,6 +442,13 @@ class Inpainter:
         else:
             keys = scores
         return scores, bounds, int(np.argmax(keys))
+
+
+def check_select(select: str) -> str:
+    """``select`` if it is a way to pick a candidate ('reward' or 'lcb'), else an ``InvalidInputError``."""
+    if select not in ("reward", "lcb"):
+        raise bad_value("select", f"select must be 'reward' or 'lcb', got '{select}'")
+    return select
 
 
 def _effective_steps(steps: int, strength: float) -> int:

@@ -140,7 +140,14 @@ def test_parse_weights_and_resolve_names(tmp_path):
     assert resolve_reward("brightness") == "brightness"
     with pytest.raises(ConfigError, match="'shiny' is neither a built-in reward"):
         resolve_reward(["brightness", "shiny"], flag="--gold-reward")
-    assert resolve_reward(str(tmp_path)) == tmp_path.resolve()  # a folder: found, not loaded
+    from prefpaint_sdk import InvalidInputError
+    from prefpaint_sdk.testing import save_tiny_reward_model
+
+    rm = save_tiny_reward_model(tmp_path / "rm")
+    assert resolve_reward(str(rm)) == rm.resolve()  # a folder: found and its files checked, not loaded
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match="no config.json"):  # refused before the pipeline loads (issue 19)
+        resolve_reward(str(tmp_path / "empty"))
 
 
 def test_config_guard_fields_are_validated():

@@ -2,7 +2,7 @@
 
 :func:`check_inputs` runs first in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls it
 before it loads the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
-the trajectory file and the ``[recon3d]`` extra. :func:`require_consistent` turns a failed ``--check``
+the trajectory file, the ``[recon3d]`` extra, a local depth model's weight files and one readable frame. :func:`require_consistent` turns a failed ``--check``
 into an error.
 """
 
@@ -88,7 +88,8 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
     Raises:
         InvalidInputError: bad settings (see :func:`check_config`).
         OutputExistsError: ``out`` is a non-empty folder and ``cfg.overwrite`` is off.
-        DataError: an unreadable scene layout or trajectory file.
+        DataError: an unreadable scene layout or trajectory file, or every frame unreadable.
+        PickleRefusedError: a local ``depth_model`` folder whose weights exist only as pickles.
         MissingDependencyError: open3d or trimesh missing (``pip install 'prefpaint[recon3d]'``).
     """
     check_config(cfg)
@@ -105,7 +106,31 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
 
         cams = read_trajectory(cfg.trajectory, scene.frames[0].intrinsics)
         check_config(cfg, n_views=len(cams))
+    if cfg.depth_model is not None and str(cfg.depth_model).lower() not in ("none", "auto"):
+        from .depth import refuse_pickle_depth_model
+
+        refuse_pickle_depth_model(str(cfg.depth_model))
+    _require_a_readable_frame(scene)
     return scene
+
+
+def _require_a_readable_frame(scene: Scene) -> None:
+    """A scene whose every frame is unreadable is refused here, before any model loads. Reading stops at the
+    first good frame (reading them all would read a large scene twice); the run skips the bad ones it meets."""
+    from .scene import UnreadableFrameError
+
+    errors = []
+    for frame in scene.frames:
+        try:
+            frame.load_rgb()
+            if frame.has_depth:
+                frame.load_depth()
+        except UnreadableFrameError as exc:
+            errors.append(str(exc))
+            continue
+        return
+    if errors:
+        raise DataError(f"all {len(errors)} frames of '{scene.root}' are unreadable; first error: {errors[0]}")
 
 
 def require_consistent(report: dict, threshold: float = CONSISTENCY_THRESHOLD) -> dict:

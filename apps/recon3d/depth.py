@@ -76,7 +76,7 @@ def load_depth_estimator(model: str = DEFAULT_DEPTH_MODEL, device: str = "auto")
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    _refuse_pickle_weights(model)
+    refuse_pickle_depth_model(model)
     try:
         # safetensors only: a pickled pytorch_model.bin is never loaded (no unpickling, ever)
         pipe = pipeline("depth-estimation", model=model, device=device, model_kwargs={"use_safetensors": True})
@@ -90,7 +90,7 @@ def load_depth_estimator(model: str = DEFAULT_DEPTH_MODEL, device: str = "auto")
     return HFDepthEstimator(pipe, "depth" if metric else "disparity", model)
 
 
-def _refuse_pickle_weights(model: str) -> None:
+def refuse_pickle_depth_model(model: str) -> None:
     """A local model folder whose weights exist only as pickles (``pytorch_model.bin``, ...) is refused."""
     from pathlib import Path
 

@@ -226,6 +226,18 @@ def remove_run_files(output_dir: str | os.PathLike, names) -> None:
             p.unlink(missing_ok=True)
 
 
+def remove_unstarted_run(output_dir: str | os.PathLike, existed: bool) -> None:
+    """Remove what a new run wrote before its first iteration ended (it failed): its run files, and the
+    folder itself when the run made it and nothing else is in it."""
+    out = Path(output_dir)
+    remove_run_files(out, [name for name in RUN_FILES if (out / name).exists()])
+    if not existed:
+        try:
+            out.rmdir()
+        except OSError:  # something else was put there meanwhile: leave it
+            pass
+
+
 # ------------------------------------------------------------------------------------------------
 def save_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, optimizer, lr_scheduler,
                     state: dict[str, Any], keep: int) -> Path:

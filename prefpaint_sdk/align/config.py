@@ -89,6 +89,8 @@ class AlignConfig(Settings):
     iterations: int = setting(100, "RL iterations (sample, then update)")
     seed: int = setting(0, "seed of rollouts, timestep choice, masks and data order")
     mask_kinds: list = setting(["outpaint_square", "outpaint_strip", "stroke"], "mask kinds generated when the data has no masks")
+    max_bad_fraction: float = setting(0.1, "share of the data's images that may be unreadable (each is skipped with a "
+                                           "warning); above it the run is refused before any model loads")
     eval_every: int = setting(10, "evaluate on the held-out set every N iterations; 0 disables")
     eval_size: int = setting(4, "held-out (image, mask) pairs (taken from the data when no eval data is given)")
     eval_samples: int = setting(1, "samples per held-out pair in evaluation (same seeds for the starting model)")
@@ -172,6 +174,7 @@ class AlignConfig(Settings):
         need(num_processes >= 1, f"num_processes={num_processes} must be >= 1")
         from ..masks import MASK_KINDS
 
+        need(0 <= self.max_bad_fraction < 1, f"max_bad_fraction must lie in [0, 1), got {self.max_bad_fraction}")
         bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
         self._validate_guards()

@@ -51,15 +51,20 @@ class AlignDataset:
             so the data can be checked before any model loads.
         mask_kinds: kinds generated for images without a mask (see :mod:`prefpaint_sdk.masks`).
         seed: seeds the generated masks.
+        max_bad_fraction: the share of images that may be unusable; above it the dataset is refused.
 
-    Every image and mask is checked from its header when the dataset is built: an unreadable one, one over the
-    pixel limit, or a mask of another size than its image is reported and skipped (the rest go on).
+    Every image and mask is decoded whole when the dataset is built (cheap next to training, and it finds a
+    truncated file that passes a header check): an unreadable one, one over the pixel limit, or a mask of
+    another size than its image is skipped with a warning (the rest go on) and counted against
+    ``max_bad_fraction``.
 
     Raises:
-        DataError: no usable images, a manifest line without ``image``, or a missing file.
+        DataError: no usable images, more unusable ones than ``max_bad_fraction`` allows, a manifest line
+            without ``image``, or a missing file.
     """
 
-    def __init__(self, root, resolution: int | None, mask_kinds=("outpaint_square", "outpaint_strip", "stroke"), seed: int = 0):
+    def __init__(self, root, resolution: int | None, mask_kinds=("outpaint_square", "outpaint_strip", "stroke"), seed: int = 0,
+                 max_bad_fraction: float = 0.1):
         self.root = Path(root)
         self.resolution = int(resolution) if resolution is not None else None
         self.mask_kinds = list(mask_kinds)
@@ -69,17 +74,18 @@ class AlignDataset:
         found = self._scan()
         if not found:
             raise DataError(f"no images found in '{self.root}'; put them in '{self.root / 'images'}' or list them in manifest.jsonl")
-        self.entries, self.sizes = self._usable(found)
+        self.entries, self.sizes = self._usable(found, max_bad_fraction)
+        self.skipped = len(found) - len(self.entries)
 
     @staticmethod
-    def _usable(found):
-        """The entries whose files pass the header checks, and each image's size; the others are skipped."""
+    def _usable(found, max_bad_fraction: float = 0.1):
+        """The entries whose files decode, and each image's size; the others are skipped, up to the limit."""
         entries, sizes, skipped = [], {}, []
         for img, mask, name in found:
             try:
-                size = check_image_file(img)
-                if mask is not None and check_image_file(mask) != size:
-                    raise DataError(f"mask '{mask}' is {'x'.join(map(str, check_image_file(mask)))} but its image "
+                size = check_image_file(img, decode=True)
+                if mask is not None and (mask_size := check_image_file(mask, what="mask", decode=True)) != size:
+                    raise DataError(f"mask '{mask}' is {'x'.join(map(str, mask_size))} but its image "
                                     f"'{img}' is {size[0]}x{size[1]}; resize it")
             except InvalidInputError as exc:
                 skipped.append(exc)
@@ -88,8 +94,15 @@ class AlignDataset:
             sizes[img] = size
         if not entries:  # one line, not one per file
             raise DataError(f"none of the {len(found)} images can be used (first: {skipped[0]}); fix or replace them")
+        if len(skipped) > max_bad_fraction * len(found):
+            raise DataError(f"{len(skipped)} of {len(found)} images cannot be used ({len(skipped) / len(found):.0%}), more "
+                            f"than the limit of {max_bad_fraction:.0%} (max_bad_fraction); first: {skipped[0]}. Fix or "
+                            "remove them, or raise the limit (--set max_bad_fraction=0.5)")
         for exc in skipped:
             log.warning("skipped: %s", exc)
+        if skipped:
+            log.warning("skipped %d of %d images that cannot be used (limit %.0f%%, max_bad_fraction)", len(skipped),
+                        len(found), 100 * max_bad_fraction)
         return entries, sizes
 
     def _scan(self) -> list[tuple[Path, Path | None, str]]:

@@ -210,12 +210,14 @@ class Aligner:
         """
         import json
 
+        from ..devices import resolve_device
         from ..engines import engine_class, family_of_folder
         from ..engines.sd import check_ddim_steps
         from ..hub import resolve_model
         from ..state import check_pipeline_folder
 
-        # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
+        # Everything cheap first: the device, the data, then the model's own configs, then the weights.
+        resolve_device(kwargs.get("device", "auto"))
         data = _dataset(data, config, config.seed, config.resolution)
         if kwargs.get("eval_data") is not None:
             kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
@@ -286,10 +288,22 @@ class Aligner:
                 exports are removed first). Without ``resume`` or ``overwrite`` a folder that already holds a
                 run is refused, so nothing is silently overwritten.
 
+        A new run that fails before its first iteration ends leaves no run behind: no ``align_config.json``,
+        logs or evaluations, and no ``output_dir`` when it made the folder (a resumed run keeps its folder).
+
         Raises:
             OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
             CorruptFileError, DataError: the checkpoint to resume from is damaged or does not fit.
         """
+        existed, start, self._started = self.output_dir.exists(), self.iteration, False
+        try:
+            return self._train(resume, overwrite)
+        except BaseException:
+            if self._started and not resume and self.iteration == start and self.accelerator.is_main_process:
+                ckpt.remove_unstarted_run(self.output_dir, existed)
+            raise
+
+    def _train(self, resume: bool, overwrite: bool) -> AlignResult:
         cfg, acc = self.config, self.accelerator
         result = AlignResult()
         found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
@@ -302,6 +316,7 @@ class Aligner:
             acc.wait_for_everyone()
         if resume:
             self.load_checkpoint()
+        self._started = True  # from here on the run's files are this run's own
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
@@ -488,7 +503,7 @@ class Aligner:
 def _dataset(data, cfg: AlignConfig, seed: int, resolution: int | None) -> AlignDataset:
     """``data`` as an :class:`AlignDataset` at ``resolution`` (a path is scanned and checked here)."""
     if not isinstance(data, AlignDataset):
-        return AlignDataset(data, resolution, cfg.mask_kinds, seed)
+        return AlignDataset(data, resolution, cfg.mask_kinds, seed, max_bad_fraction=cfg.max_bad_fraction)
     if data.resolution is None:
         data.resolution = resolution
     return data

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError
 from .base import OFFLOAD_MODES, Engine, NotAlignableError
 
 __all__ = ["Engine", "NotAlignableError", "OFFLOAD_MODES", "FAMILIES", "PIPELINE_FAMILIES", "engine_class",
-           "family_of_folder", "family_of_model", "engine_for_pipeline", "load_engine"]
+           "family_of_folder", "family_of_model", "check_model_limits", "engine_for_pipeline", "load_engine"]
 
 FAMILIES = {
     "sd": "sd:SDInpaintEngine",
@@ -91,6 +91,46 @@ def family_of_model(model: str | os.PathLike, *, offline: bool | None = None, re
         return family_of_folder(Path(index).parent, os.fspath(model))
     except Exception:  # noqa: BLE001 - a bad id, no network, no such file: loading says which, with its fix
         return None
+
+
+def _config_file(model: str | os.PathLike, name: str, *, offline: bool | None, revision: str | None) -> dict | None:
+    """A model's config file as a dict: from its folder, or (a hub id) the one file fetched or read from the
+    cache; ``None`` when it cannot be had here."""
+    from .. import hub
+
+    local = Path(model).expanduser()
+    try:
+        if local.is_dir():
+            path = local / name
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(hub._canonical(os.fspath(model)), name, revision=revision,
+                                        cache_dir=hub.cache_dir(), local_files_only=hub.is_offline(offline)))
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - no such file, no network: loading the model says why, with its fix
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_model_limits(model: str | os.PathLike, *, steps: int | None = None, offline: bool | None = None,
+                       revision: str | None = None) -> str | None:
+    """The limits a model's config files set, checked before any weights load: its family (``model_index.json``)
+    and, when ``steps`` is given, the most steps its scheduler runs (``scheduler/scheduler_config.json``).
+
+    Returns the family, or ``None`` when the config files cannot be read here (a model that is not cached
+    offline: loading it reports that).
+
+    Raises:
+        InvalidInputError: ``steps`` beyond the scheduler's limit (naming it).
+    """
+    family = family_of_model(model, offline=offline, revision=revision)
+    if family is None or steps is None:
+        return family
+    config = _config_file(model, "scheduler/scheduler_config.json", offline=offline, revision=revision)
+    if config is not None:
+        engine_class(family).check_scheduler_steps(steps, config)
+    return family
 
 
 def engine_for_pipeline(pipeline) -> Engine:

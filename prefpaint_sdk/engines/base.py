@@ -161,9 +161,16 @@ class Engine:
 
     def check_steps(self, steps) -> int:
         """``steps`` if the scheduler supports it, else an ``InvalidInputError`` naming the limit."""
+        return self.check_scheduler_steps(steps, self.pipeline.scheduler.config)
+
+    @classmethod
+    def check_scheduler_steps(cls, steps, config: dict) -> int:
+        """:meth:`check_steps` from a scheduler config alone (``scheduler/scheduler_config.json``), so it runs
+        before any weights load."""
         steps = at_least("steps", steps, 1)
-        if steps > self.max_steps:
-            raise bad_value("steps", f"steps must be ≤ {self.max_steps} for this model's scheduler, got {steps}")
+        limit = int(dict(config).get("num_train_timesteps", 1000))
+        if steps > limit:
+            raise bad_value("steps", f"steps must be ≤ {limit} for this model's scheduler, got {steps}")
         return steps
 
     def describe(self) -> dict[str, Any]:

@@ -70,8 +70,9 @@ class SDInpaintEngine(Engine):
         """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
         return ddim_max_steps(self.pipeline.scheduler.config)
 
-    def check_steps(self, steps) -> int:
-        return check_ddim_steps(steps, self.pipeline.scheduler.config)
+    @classmethod
+    def check_scheduler_steps(cls, steps, config: dict) -> int:
+        return check_ddim_steps(steps, config)
 
     def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
         from .ddim_rollout import encode_conditions

@@ -279,9 +279,18 @@ def evaluate(
 
 
 def _load_models(model, baseline, reward_model, device, dtype, offline):
+    from ..hub import BASE_MODEL
+    from ..inpainter import Inpainter
+
+    # every model's files before any weights load: a bad baseline or reward file is named before a slow load
+    for m in (model, BASE_MODEL if baseline is None else baseline):
+        if isinstance(m, (str, os.PathLike)):
+            Inpainter.check_files(m, offline=offline, device=device)
+    if reward_model is None or isinstance(reward_model, (str, os.PathLike)):
+        from ..reward.checks import check_reward_model
+
+        check_reward_model(reward_model, offline=offline)
     if isinstance(model, (str, os.PathLike)) or isinstance(baseline, (str, os.PathLike)) or baseline is None:
-        from ..hub import BASE_MODEL
-        from ..inpainter import Inpainter
 
         def load(m):
             return Inpainter.from_pretrained(m, device=device, dtype=dtype, offline=offline)

@@ -195,7 +195,7 @@ def load_mask(
     if from_alpha:
         if im.mode == "P":
             im = im.convert("RGBA")
-        if im.mode not in ("RGBA", "LA", "PA"):
+        if im.mode not in _ALPHA_MODES:
             raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel; drop --mask-from-alpha")
         mask = np.asarray(im.getchannel("A")) < 128
     else:
@@ -218,6 +218,22 @@ def load_mask(
             raise InvalidInputError(f"mask {_describe(src)} has unsupported mode '{im.mode}'; save it as an L or RGB image")
     mask = np.ascontiguousarray(mask, dtype=bool)
     return ~mask if invert else mask
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA")
+
+
+def check_alpha_mask(path: str | os.PathLike) -> None:
+    """The ``from_alpha`` rule of :func:`load_mask` from a file's header alone (before a model loads): the
+    mask must have an alpha channel (a palette image is read as RGBA, as :func:`load_mask` reads it).
+
+    Raises:
+        InvalidInputError: the mask has no alpha channel.
+    """
+    with Image.open(path) as im:
+        mode = im.mode
+    if mode not in (*_ALPHA_MODES, "P"):
+        raise InvalidInputError(f"mask {_describe(path)} has mode '{mode}' with no alpha channel; drop --mask-from-alpha")
 
 
 def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize: bool = False,

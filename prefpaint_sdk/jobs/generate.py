@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..devices import resolve_device
 from ..errors import DataError, InvalidInputError
 from ..files import image_writer
 from ..validation import at_least
@@ -93,6 +94,8 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
     settings = {"model": model_key(model or (inpainter.model_id if inpainter is not None else DEFAULT_MODEL)),
                 "seed": seed, "per_image": per_image, "steps": steps, **defaults}
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    if inpainter is None:
+        resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
     loaded = {"inpainter": inpainter}
 
     def load() -> None:
@@ -100,7 +103,7 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
             fetch_first(ctx, offline, model or DEFAULT_MODEL)
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
-                                                            offline=offline)
+                                                            offline=offline, steps=steps)
 
     def work(it: JobItem):
         if it.image in bad:

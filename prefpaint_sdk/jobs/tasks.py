@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..devices import resolve_device
 from ..errors import DataError
 from ..files import check_image_suffix
 from .manifest import JobItem, check_item_files, read_job_manifest
@@ -38,14 +39,19 @@ def model_key(model) -> str:
     return str(p.resolve()) if model is not None and p.exists() else str(model)
 
 
-def _usable(items: list[JobItem], max_pixels: int | None) -> dict[str, str]:
-    """Every item's files, checked from their headers: ``{id: message}`` of the unusable ones.
+def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False) -> dict[str, str]:
+    """Every item's files, checked from their headers (a mask read from its alpha must have one): ``{id: message}``
+    of the unusable ones.
 
     When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
     bad = {}
     for it in items:
         try:
             check_item_files(it, max_pixels=max_pixels)
+            if it.params.get("mask_from_alpha", mask_from_alpha):
+                from ..imaging import check_alpha_mask
+
+                check_alpha_mask(it.mask)
         except Exception as exc:  # noqa: BLE001 - the item fails alone
             bad[it.id] = " ".join(str(exc).split())
     if bad and len(bad) == len(items):
@@ -83,8 +89,10 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     check_image_suffix(Path("x" + suffix))
     defaults = dict(defaults or {})
     items = read_job_manifest(manifest, "inpaint")
-    bad = _usable(items, max_pixels)
+    bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")))
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    if inpainter is None:
+        resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
     loaded = {"inpainter": inpainter}
 
     def load() -> None:
@@ -92,7 +100,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
             fetch_first(ctx, offline, model or DEFAULT_MODEL, reward_model)
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
-                                                            reward_model=reward_model, offline=offline, select=select)
+                                                            reward_model=reward_model, offline=offline, select=select,
+                                                            steps=defaults.get("steps"))
     base_seed = defaults.pop("seed", None)
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
@@ -134,6 +143,8 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
     items = read_job_manifest(manifest, "score")
     bad = _usable(items, max_pixels)
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
+    if model is None:
+        resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
     loaded = {"model": model}
 
     def load() -> None:

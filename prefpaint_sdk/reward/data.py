@@ -15,8 +15,8 @@ Layouts :func:`read_reward_data` accepts:
 
       {"better": "a.png", "worse": "b.png", "mask": "m.png"}
 
-Every referenced file is opened and verified once, from its header (no pixels are decoded), before any
-model loads. A missing, corrupt or oversized file (past the pixel limit, decompression bombs included), or a
+Every referenced file is decoded once, whole (a truncated file passes a header check), before any model
+loads. A missing, corrupt or oversized file (past the pixel limit, decompression bombs included), or a
 mask whose aspect ratio differs from its image's, skips its sample with a warning naming it; more than
 ``max_bad_fraction`` (1%) bad samples raises :class:`DataError`. A NaN or infinite score is a
 :class:`DataError` naming the file and the row.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ImageTooLargeError
+from ..errors import DataError, ImageTooLargeError, InvalidInputError
 from ..imaging import check_image_file, get_max_pixels
 
 __all__ = ["OFFICIAL_DIRS", "RewardData", "RewardSample", "read_reward_data", "split_by_group"]
@@ -226,10 +226,8 @@ def _manifest_rows(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------
 def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> RewardData:
-    """Skip samples whose files are missing, unreadable, too large or of mismatched sizes (headers only,
+    """Skip samples whose files are missing, unreadable, too large or of mismatched sizes (decoded whole,
     before any model loads); more than ``max_bad_fraction`` of them is a :class:`DataError`."""
-    from PIL import Image
-
     status: dict[Path, tuple[str | None, tuple[int, int] | None]] = {}
 
     def check(p: Path | None, what: str) -> tuple[str | None, tuple[int, int] | None]:
@@ -242,14 +240,14 @@ def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> Reward
                 status[p] = (None, None)
             else:
                 try:
-                    size = check_image_file(p, what=what)  # header only: the pixel limit, bombs included
-                    with Image.open(p) as im:
-                        im.verify()
+                    # decoded whole: Pillow's verify() passes a truncated JPEG, which would stop training later
+                    size = check_image_file(p, what=what, decode=True)
                     status[p] = (None, size)
                 except ImageTooLargeError:
                     status[p] = (f"over the pixel limit of {get_max_pixels():,} (max_pixels)", None)
                 except Exception as exc:  # noqa: BLE001 - any decoder error means a corrupt file
-                    status[p] = (f"corrupt ({exc.__class__.__name__})", None)
+                    why = "truncated or corrupt" if isinstance(exc, InvalidInputError) else f"corrupt ({exc.__class__.__name__})"
+                    status[p] = (why, None)
         return status[p]
 
     def problem(s: RewardSample) -> tuple[str, str] | None:
@@ -273,9 +271,7 @@ def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> Reward
     for i, s in enumerate(data.samples):
         bad = problem(s)
         if bad:
-            skipped.append(bad)
-            if len(skipped) <= _MAX_NAMED:
-                log.warning("skipping sample %s: %s is %s", s.image.name, bad[0], bad[1])
+            skipped.append((s.image.name, *bad))
         else:
             keep.append(i)
     total = len(data.samples)
@@ -283,15 +279,18 @@ def _validate(data: RewardData, max_bad_fraction: float, verify: bool) -> Reward
         raise DataError(f"dataset '{data.source}' has no samples")
     if skipped:
         frac = len(skipped) / total
-        log.warning("skipped %d of %d samples (%.2f%%) with missing, corrupt, oversized or mismatched files",
-                    len(skipped), total, 100 * frac)
-        if frac > max_bad_fraction:
-            first = "; ".join(f"{f} ({why})" for f, why in skipped[:3])
+        if frac > max_bad_fraction:  # one line: the refusal says it all
+            first = "; ".join(f"{f} ({why})" for _, f, why in skipped[:3])
             raise DataError(
                 f"{len(skipped)} of {total} samples ({100 * frac:.1f}%) have missing, corrupt, oversized or mismatched "
                 f"files, more than {100 * max_bad_fraction:g}% allowed; first: {first}. Fix the files, or raise "
                 "max_bad_fraction"
             )
+        for name, f, why in skipped[:_MAX_NAMED]:
+            log.warning("skipping sample %s: %s is %s", name, f, why)
+        log.warning("skipped %d of %d samples (%.2f%%) with missing, corrupt, oversized or mismatched files",
+                    len(skipped), total, 100 * frac)
+        skipped = [(f, why) for _, f, why in skipped]
     remap = {old: new for new, old in enumerate(keep)}
     pairs = [(remap[a], remap[b]) for a, b in data.pairs if a in remap and b in remap]
     return RewardData([data.samples[i] for i in keep], pairs, skipped, data.source)

@@ -317,22 +317,16 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         """
 
         from ..devices import resolve_device, resolve_dtype
-        from ..errors import PickleRefusedError
-        from ..state import pickle_weight_files, read_json, read_tensors, state_errors
-        from .convert import resolve_reward_model
+        from ..state import read_json, read_tensors, state_errors
+        from .checks import check_reward_model, reward_fix
         from .trust import load_official_v_inverse
 
-        resolved = resolve_reward_model(model, offline=offline, revision=revision)
+        # the device and every file first (headers, pickles, V^-1), so a bad one is named before any tensor is read
+        dev = resolve_device(device)
+        resolved = check_reward_model(model, offline=offline, revision=revision, v_inverse=v_inverse)
         folder = resolved.path
         cfg_path, w_path = folder / "config.json", folder / WEIGHTS_FILE
-        if not w_path.is_file() and (pickles := pickle_weight_files(folder, recursive=False)):
-            raise PickleRefusedError.for_file(pickles[0], "reward weights")  # e.g. pytorch_model.bin: never unpickled
-        if not (cfg_path.is_file() and w_path.is_file()):
-            raise InvalidInputError(
-                f"'{resolved.model_id}' ({folder}) has no {cfg_path.name} + {WEIGHTS_FILE}, so it is not a PrefPaint reward "
-                "model; convert the official checkpoint with 'prefpaint convert-reward'"
-            )
-        fix = _reward_fix(folder)
+        fix = reward_fix(folder)
         config = read_json(cfg_path, what="reward model config", fix=fix)
         with state_errors(cfg_path, "reward model config", fix):
             self = cls(**config)
@@ -351,24 +345,10 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
                 self.trust = TrustStats.load(folder / TRUST_FILE)
         if v_inverse is not None:
             self.set_trust(load_official_v_inverse(v_inverse))
-        dev = resolve_device(device)
         self.to(dev, resolve_dtype(dtype, dev))
         self.eval()
         self.model_id, self.revision = resolved.model_id, resolved.revision
         return self
-
-
-def _reward_fix(folder: Path) -> str:
-    """The fix for a bad file in a reward folder: re-convert a cached conversion, else re-save or re-train."""
-    from .convert import converted_cache_dir
-
-    try:
-        cached = folder.resolve().is_relative_to(converted_cache_dir().resolve())
-    except OSError:  # pragma: no cover
-        cached = False
-    if cached:
-        return f"delete the cached conversion '{folder}' and it will be converted again"
-    return "re-save the model with save_pretrained, or re-train or re-convert it into a new folder"
 
 
 def _as_list(x) -> list:

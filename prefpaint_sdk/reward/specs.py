@@ -119,9 +119,9 @@ def _resolve_one(spec: Any, *, offline: bool | None, flag: str) -> Any:
     if parsed.name in BUILTIN_REWARDS:
         return parsed.name
     if parsed.name == "prefpaint":
-        from .convert import resolve_reward_model
+        from .checks import check_reward_model
 
-        return resolve_reward_model(parsed.source, offline=offline).path
+        return check_reward_model(parsed.source, offline=offline).path  # headers and pickles too: before the pipeline loads
     if parsed.name == "clip":
         from ..hub import resolve_model
         from .clip import check_clip_folder
