@@ -18,6 +18,7 @@ from ._common import (
     note,
     offline_option,
     progress,
+    requires,
     say,
     say_error,
     setup,
@@ -28,6 +29,7 @@ _HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill) or loca
                "(SD, SDXL or FLUX Fill inpainting). Default: kd5678/prefpaint-v1.0.")
 
 
+@requires(select="reward_model")
 def inpaint(
     image: Optional[Path] = typer.Argument(None, help="Image file, or a folder of images (batch mode).", show_default=False),
     mask: Optional[Path] = typer.Argument(None, help="Mask file (white = fill), or a folder of masks paired by file stem.", show_default=False),

@@ -48,7 +48,7 @@ def score(
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
-        from prefpaint_sdk.imaging import check_image_file
+        from prefpaint_sdk.imaging import check_image_file, check_masked_image_size
 
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             if masked_image is not None:
@@ -73,8 +73,10 @@ def score(
             check_output_path(csv_path, overwrite)
         else:
             # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
-            for path in (image, masked_image if masked_image is not None else mask):
-                check_image_file(path, decode=True)
+            sizes = [check_image_file(path, decode=True)
+                     for path in (image, masked_image if masked_image is not None else mask)]
+            if masked_image is not None:
+                check_masked_image_size(sizes[1], sizes[0])
         rm = _load(reward_model, device, offline, v_inverse, quiet)
         if not folder:
             kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}

@@ -2,7 +2,7 @@
 
 :func:`check_inputs` runs first in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls it
 before it loads the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
-the trajectory file and the ``[recon3d]`` extra. :func:`require_consistent` turns a failed ``--check``
+the trajectory file, the voxel size against the scene's extent and the ``[recon3d]`` extra. :func:`require_consistent` turns a failed ``--check``
 into an error.
 """
 
@@ -86,7 +86,8 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
         The loaded scene (frames are read lazily: no pixel has been decoded).
 
     Raises:
-        InvalidInputError: bad settings (see :func:`check_config`).
+        InvalidInputError: bad settings (see :func:`check_config`), or a voxel too small for the scene's
+            extent (:func:`~prefpaint_apps.recon3d.extent.check_voxel_size`).
         OutputExistsError: ``out`` is a non-empty folder and ``cfg.overwrite`` is off.
         DataError: an unreadable scene layout or trajectory file.
         MissingDependencyError: open3d or trimesh missing (``pip install 'prefpaint[recon3d]'``).
@@ -105,6 +106,10 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
 
         cams = read_trajectory(cfg.trajectory, scene.frames[0].intrinsics)
         check_config(cfg, n_views=len(cams))
+    if cfg.voxel_size is not None:
+        from .extent import check_voxel_size, scene_extent
+
+        check_voxel_size(cfg.voxel_size, scene_extent(scene.frames, cfg.depth_trunc))
     return scene
 
 

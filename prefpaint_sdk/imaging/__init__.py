@@ -32,7 +32,7 @@ from .geometry import (
     working_size,
 )
 from .limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, check_image_file, check_pixels, get_max_pixels, set_max_pixels
-from .load import ImageLike, check_mask_size, fit_mask_to_image, load_image, load_mask
+from .load import ImageLike, check_mask_size, check_masked_image_size, fit_mask_to_image, load_image, load_mask
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -41,6 +41,7 @@ __all__ = [
     "ImageLike",
     "check_image_file",
     "check_mask_size",
+    "check_masked_image_size",
     "check_pixels",
     "composite",
     "composite_box",

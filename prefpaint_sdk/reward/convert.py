@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, ModelNotFoundError, OutputExistsError
 from ..files import load_torch_file
-from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, is_offline, resolve_model
+from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, check_model_name, is_offline, resolve_model
+from ..state import check_finite
 
 __all__ = [
     "OFFICIAL_REWARD_FILES",
@@ -62,7 +63,10 @@ def load_official_state_dict(path: str | os.PathLike) -> dict:
             sd = sd[wrapper]
     if not isinstance(sd, dict):
         raise InvalidInputError(f"'{p}' holds a {type(sd).__name__}, not a state dict")
-    return {(k.removeprefix("module.")): v for k, v in sd.items()}
+    sd = {(k.removeprefix("module.")): v for k, v in sd.items()}
+    # NaN/inf weights would convert into a folder that scores NaN: refuse them here, naming the tensor.
+    check_finite(sd, p, "reward checkpoint", "use an intact copy of the official prefpaintReward.pt")
+    return sd
 
 
 def _take(sd: dict, key: str):
@@ -194,7 +198,7 @@ def resolve_reward_model(model: str | os.PathLike | None = None, *, offline: boo
     * an official hub repo (``kd5678/prefpaintReward``): its ``.pt`` is downloaded, converted once, cached;
     * any other hub id: a folder saved with ``save_pretrained`` (snapshot download).
     """
-    text = os.fspath(model) if model is not None else DEFAULT_REWARD_MODEL
+    text = check_model_name(model, "reward model") if model is not None else DEFAULT_REWARD_MODEL
     local = Path(text).expanduser()
     if local.is_file():
         if local.suffix not in (".pt", ".pth"):
