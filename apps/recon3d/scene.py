@@ -62,7 +62,7 @@ def read_depth(path: str | Path, depth_scale: float) -> np.ndarray:
         raise UnreadableFrameError(f"depth map '{p}' does not exist")
     try:
         if p.suffix == ".npy":
-            raw = np.load(p, allow_pickle=False)
+            raw = _load_npy(p)
         elif p.suffix == ".bin":
             raw = _read_colmap_dense(p)
         else:
@@ -77,6 +77,20 @@ def read_depth(path: str | Path, depth_scale: float) -> np.ndarray:
     # Invalid readings: 0 (sensor dropout), negative (stereo failure), nan/inf.
     depth[~np.isfinite(depth) | (depth <= 0)] = 0.0
     return depth
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    """``np.load`` without pickles, whose refusal of a file without the ``.npy`` header (text, a pickle) is our
+    own line: numpy's advice to load it unsafely never reaches the user (as ``prefpaint_sdk.files.load_npy``)."""
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):  # read_depth names the file around this
+            raise ValueError("not a NumPy array file: no .npy header (text, or a pickle, which is never loaded); "
+                             "save it with numpy.save") from None
+        raise
+    except EOFError as exc:  # an empty or cut file
+        raise ValueError(f"truncated .npy file: {exc}") from None
 
 
 def _read_colmap_dense(path: Path) -> np.ndarray:
