@@ -329,8 +329,16 @@ def note(message: Any) -> None:
 
 def failed(item: Any, exc: BaseException | str) -> None:
     """A batch item that failed: ``failed: ITEM: message`` (the run goes on)."""
-    msg = exc if isinstance(exc, str) else error_line(exc)
+    msg = _terms_of(exc) if isinstance(exc, str) else error_line(exc)
     say_error(f"{item}: {msg}", prefix="failed: ")
+
+
+def _terms_of(text: str) -> str:
+    """An SDK message given as text (a stored error) in the current command's terms."""
+    try:
+        return cli_text(" ".join(text.split()))
+    except Exception:  # noqa: BLE001 - reporting must never fail
+        return text
 
 
 # ---- errors ---------------------------------------------------------------------------------------

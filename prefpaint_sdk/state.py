@@ -310,7 +310,7 @@ def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, res
     found = [name for name in run_files if (out / name).exists()]
     if found and not (resume or overwrite):
         raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)}); "
-                                "pass resume=True (--resume) to continue it, overwrite=True to replace it, or choose a "
-                                "new output folder")
+                                "pass resume=True (--resume) to continue it, or choose a new output folder; or pass "
+                                "overwrite=True (--overwrite) to replace it")
     return found
 

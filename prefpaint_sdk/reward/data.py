@@ -141,7 +141,7 @@ def _read_official(root: Path) -> RewardData:
         if "_" not in key:
             raise DataError(f"label key '{key}' in '{labels[0]}' is not of the form '<imgid>_<k>'")
         imgid = key.rsplit("_", 1)[0]
-        score = value[0] if isinstance(value, (list, tuple)) else value
+        score = (value[0] if value else None) if isinstance(value, (list, tuple)) else value  # [] is no score
         try:
             score = float(score)
         except (TypeError, ValueError) as exc:
