@@ -24,18 +24,19 @@ MAX_VOXELS_PER_AXIS = 1024
 """The most TSDF voxels along the scene's longest side (the default, median depth / 150, is far below it)."""
 
 _SAMPLED_FRAMES = 20  # frames read to measure the extent (evenly spaced), as for the depth statistics
+_OUTLIERS = 0.5  # percent of a frame's points left out at each end of each axis
 
 
 def scene_extent(frames: Sequence[Frame], depth_trunc: float | None = None) -> float | None:
-    """The longest side, in metres, of the box holding every camera centre and the points its depth sees.
+    """The longest side, in metres, of the box holding every camera centre and the points its depth sees
+    (all but the outer 0.5% per axis and frame).
 
     Reads the depth of up to 20 evenly spaced frames; points beyond ``depth_trunc`` are left out, as fusion
     leaves them out (``None``: the reconstruction's default, 1.05 x the 99th percentile of the depths). A
-    frame whose depth is missing or unreadable adds a cube of ``depth_trunc`` around its camera when
-    ``depth_trunc`` is given, and nothing otherwise.
+    frame whose depth is missing (to be estimated by a depth model) or unreadable adds only its camera.
 
     Returns:
-        the extent, or None when nothing bounds it (no depth and no ``depth_trunc``).
+        the extent, or None when no frame has depth yet (the reconstruction checks again once it has).
     """
     centres = np.stack([np.asarray(f.c2w, dtype=np.float64)[:3, 3] for f in frames])
     lo, hi = centres.min(0), centres.max(0)
@@ -48,17 +49,16 @@ def scene_extent(frames: Sequence[Frame], depth_trunc: float | None = None) -> f
         depths.append((f, depth))
     valid = [d[np.isfinite(d) & (d > 0)] for _, d in depths if d is not None]
     valid = np.concatenate(valid) if valid else np.zeros(0)
-    trunc = depth_trunc if depth_trunc is not None else (1.05 * float(np.quantile(valid, 0.99)) if valid.size else None)
-    if trunc is None:
+    if not valid.size:
         return None
+    trunc = depth_trunc if depth_trunc is not None else 1.05 * float(np.quantile(valid, 0.99))
     for f, depth in depths:
         if depth is None:
-            if depth_trunc is not None:
-                lo, hi = np.minimum(lo, f.c2w[:3, 3] - trunc), np.maximum(hi, f.c2w[:3, 3] + trunc)
             continue
         pts = backproject(np.where(np.isfinite(depth) & (depth <= trunc), depth, 0), f.intrinsics, f.c2w)
-        if len(pts):
-            lo, hi = np.minimum(lo, pts.min(0)), np.maximum(hi, pts.max(0))
+        if len(pts):  # a few stray far points (monocular depth, sensor noise) do not make the scene wide
+            lo = np.minimum(lo, np.percentile(pts, _OUTLIERS, axis=0))
+            hi = np.maximum(hi, np.percentile(pts, 100 - _OUTLIERS, axis=0))
     side = float(np.max(hi - lo))
     return side if np.isfinite(side) and side > 0 else None
 
