@@ -552,15 +552,31 @@ def converted_cache(how):
     return setup
 
 
-def _official_with_nan(e, key: str, value: float = float("nan")):
-    """The official checkpoint with one non-finite value in tensor ``key``."""
+def _official_with(e, key: str, change):
+    """The official checkpoint with tensor ``key`` replaced by ``change(tensor)``."""
     import torch
 
     sd = torch.load(e.official, weights_only=True)
     key = next(k for k in sd if k.removeprefix("module.") == key)  # the release's keys carry DataParallel's prefix
-    sd[key] = sd[key].clone()
-    sd[key].view(-1)[0] = value
+    sd[key] = change(sd[key].clone())
     torch.save(sd, e.w / "official.pt")
+
+
+def _official_with_nan(e, key: str, value: float = float("nan")):
+    """The official checkpoint with one non-finite value in tensor ``key``."""
+    def put(t):
+        t.view(-1)[0] = value
+        return t
+    _official_with(e, key, put)
+
+
+def _labels_with(e, entry):
+    """The reward data with its first label replaced by ``entry``."""
+    rdata(e)
+    p = e.w / "rdata" / "labels.json"
+    labels = json.loads(p.read_text())
+    labels[sorted(labels)[0]] = entry
+    p.write_text(json.dumps(labels))
 
 
 def cache_env(e):
@@ -784,6 +800,11 @@ CASES = [
       setup=lambda e: _official_with_nan(e, "clip_model.visual.proj")),
     C("convert-reward/inf-weights", lambda e: convert(e), "official.pt", "mlp.last_layer.weight",
       setup=lambda e: _official_with_nan(e, "mlp.last_layer.weight", float("inf"))),
+    # values-msgs: tensors of other shapes or types were raw RuntimeError/IndexError/AttributeError (exit 1)
+    C("convert-reward/wrong-shape", lambda e: convert(e), "official.pt", "size mismatch for last_layer.weight",
+      setup=lambda e: _official_with(e, "mlp.last_layer.weight", lambda t: t.new_zeros(3, 3))),
+    C("convert-reward/value-not-a-tensor", lambda e: convert(e), "official.pt", "official layout",
+      setup=lambda e: _official_with(e, "mlp.last_layer.weight", lambda t: 3)),
 
     # ---------------- extend ----------------
     C("extend/bomb", lambda e: extend(e, image=e.bomb), "bomb.png", "pixels"),
@@ -853,6 +874,8 @@ CASES = [
       "--voxel-size", "1024", setup=scene),
     C("recon3d/depth-model-empty", lambda e: recon(e, "--depth-model", ""), "--depth-model", "names no model",
       setup=scene),
+    C("recon3d/trajectory-json-wrong-type", lambda e: recon(e, "--trajectory", e.w / "t.json"), "t.json", "malformed",
+      setup=both(scene, write("t.json", '{"frames": 3}'))),
 
     # ---------------- masks generate ----------------
     C("masks/bomb-single-image", lambda e: masks(e, images=e.bomb), "bomb.png", "pixels"),
@@ -872,6 +895,8 @@ CASES = [
       "NumPy", setup=write("dd/img.npy", "1 2 3\n")),
     C("masks/depth-npy-empty", lambda e: masks(e, "--kind", "warp", "--depth", e.w / "dd", images=e.img), "img.npy",
       setup=write("dd/img.npy", b"")),
+    C("masks/depth-npy-strings", lambda e: masks(e, "--kind", "warp", "--depth", e.w / "dd", images=e.img), "img.npy",
+      "not real numbers", setup=lambda e: (e.w / "dd").mkdir() or np.save(e.w / "dd" / "img.npy", np.array(["a"]))),
 
     # ---------------- eval ----------------
     C("eval/markup-data", lambda e: ev(e, data=e.w / "nope[/x]"), "nope[/x]"),
@@ -919,6 +944,11 @@ CASES = [
       setup=both(rdata, clip_backbone_pickled), absent=("weights_only",)),
     C("train-reward/init-reward-empty-name", lambda e: treward(e, "--init-reward", ""), "--init-reward",
       "names no model", setup=rdata),
+    # values-msgs: raw exceptions found by hostile inputs (exit 1 before)
+    C("train-reward/manifest-row-not-object", lambda e: treward(e, data=e.w / "m.jsonl"), "m.jsonl", "line 1",
+      setup=write("m.jsonl", "[1, 2]\n")),
+    C("train-reward/labels-empty-entry", lambda e: treward(e), "labels.json", "[score, rank]",
+      setup=lambda e: _labels_with(e, [])),
     C("train-reward/out-proc", lambda e: treward(e, out=Path("/proc/rrun")), "/proc/rrun", setup=rdata,
       absent=(".tmp",)),
     C("train-reward/out-name-too-long", lambda e: treward(e, out="x" * 300), "xxxx", setup=rdata),

@@ -71,6 +71,9 @@ def read_depth(path: str | Path, depth_scale: float) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UnreadableFrameError(f"depth map '{p}' is unreadable ({exc})") from exc
     raw = np.squeeze(raw)
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise UnreadableFrameError(f"depth map '{p}' holds {raw.dtype} values, not real numbers; save float or "
+                                   "16-bit depth")
     if raw.ndim != 2:
         raise DataError(f"depth map '{p}' has shape {raw.shape}; expected a single-channel HxW map (16-bit PNG or float .npy)")
     depth = raw.astype(np.float32) / np.float32(depth_scale)

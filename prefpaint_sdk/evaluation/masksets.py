@@ -90,7 +90,11 @@ def load_depth(src, size: tuple[int, int]) -> np.ndarray:
     elif str(src).lower().endswith(".npy"):
         from ..files import load_npy
 
-        d = np.asarray(load_npy(src, "depth map")).astype(np.float64)
+        raw = np.asarray(load_npy(src, "depth map"))
+        if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+            raise DataError(f"depth map '{src}' holds {raw.dtype} values, not real numbers; save float depth "
+                            "(larger = farther)")
+        d = raw.astype(np.float64)
     else:
         from PIL import Image
 

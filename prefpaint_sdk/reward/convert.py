@@ -162,19 +162,28 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
-    model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads)
+    model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads,
+                             source=pt_path)
     log.info("converted '%s' to '%s'", pt_path, out)
     return model
 
 
-def _write_converted(sd: dict, out: Path, *, v_inverse=None, vision_heads: int | None = None):
+def _write_converted(sd: dict, out: Path, *, v_inverse=None, vision_heads: int | None = None, source=None):
     """Convert an official state dict and save the :class:`RewardModel` folder ``out`` atomically (replacing it)."""
     from .model import RewardModel, save_atomic
     from .trust import load_official_v_inverse
 
-    config, state = convert_official_state_dict(sd, vision_heads=vision_heads)
-    model = RewardModel(**config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        config, state = convert_official_state_dict(sd, vision_heads=vision_heads)
+        model = RewardModel(**config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except InvalidInputError:
+        raise
+    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as exc:  # shapes or types
+        lines = [ln.strip() for ln in str(exc).strip().splitlines()] or [exc.__class__.__name__]
+        detail = next((ln for ln in lines if "mismatch" in ln), lines[0])  # torch lists the mismatches below a title
+        raise InvalidInputError(f"reward checkpoint '{source or 'state dict'}' does not have the official layout's "
+                                f"shapes ({detail[:200]}); pass the official prefpaintReward.pt") from None
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise InvalidInputError(f"converted checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -252,7 +261,7 @@ def _convert_once(pt_path: Path, dest: Path, v_inverse=None, label: str | None =
     with lock:
         if (dest / "config.json").is_file():
             return  # another process converted it while we waited
-        _write_converted(sd, dest, v_inverse=v_inv)
+        _write_converted(sd, dest, v_inverse=v_inv, source=label or pt_path)
         # logged after success, so a refused file is one line (the error) and nothing else
         log.info("converted the official reward checkpoint %s (once; cached in %s)", label or pt_path, dest)
 

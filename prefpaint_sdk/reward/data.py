@@ -221,6 +221,8 @@ def _manifest_rows(path: Path) -> list[dict]:
                 rows.append(json.loads(line))
             except ValueError as exc:
                 raise DataError(f"{path.name} line {n} is not valid JSON: {exc}") from exc
+            if not isinstance(rows[-1], dict):
+                raise DataError(f"{path.name} line {n} is not a JSON object; write one object per line")
     return rows
 
 
