@@ -68,6 +68,9 @@ def score(
         for path, what in ((masked_image, "masked image"), (v_inverse, "V_inverse file")):
             if path is not None and not path.is_file():
                 raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+        if not folder and output is not None:  # it would be silently ignored
+            raise InvalidInputError("-o/--output names the CSV of folder mode (or the folder of --manifest); one "
+                                    "image's score is printed (add --json for a JSON line)")
         csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
         if csv_path is not None:
             check_output_path(csv_path, overwrite)

@@ -773,6 +773,7 @@ CASES = [
     C("score/masked-image-other-size", lambda e: score(e, "--masked-image", e.w / "small.png"), "30x20", "40x40",
       setup=lambda e: Image.new("RGB", (30, 20)).save(e.w / "small.png")),
     C("score/reward-model-dot", lambda e: score(e, reward="."), "--reward-model", "names no model"),
+    C("score/output-for-one-image", lambda e: score(e, "-o", e.w / "s.csv"), "--output", "folder mode"),
 
     # ---------------- convert-reward ----------------
     C("convert-reward/pickle-zip", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",
