@@ -11,6 +11,9 @@ Mechanisms, so that no command has to remember them one by one:
   that the command does not have.
 * **Numbers before any model loads.** :class:`Command` checks the parsed values before the command body
   runs: every float is finite, counts are ≥ 1, sizes > 0, seeds follow :func:`prefpaint_sdk.validation.check_seed`.
+* **No option without effect.** ``@requires(seam_strength="seam_pass")`` on a command declares that an option
+  given on the command line does nothing unless another is on; :class:`Command` refuses it (exit 2) before
+  the body runs, naming both flags.
 * **One line per usage error.** :class:`Group` prints click's usage errors as one ``error:`` line (exit 2).
 * **Interrupts.** SIGTERM is turned into ``KeyboardInterrupt`` so staged outputs are cleaned up; the run
   ends with "interrupted" and exit 130 (Ctrl-C) or 143 (SIGTERM).
@@ -54,6 +57,9 @@ POSITIVE = frozenset({"voxel_size", "depth_trunc", "depth_scale", "fov", "lr", "
 """Sizes and scales: finite and > 0."""
 SEEDS = frozenset({"seed"})
 """Seeds: :func:`prefpaint_sdk.validation.check_seed` (0 ≤ seed ≤ 2**32 - 1)."""
+MODEL_NAMES = frozenset({"model", "models", "reward_model", "baseline", "depth_model", "gold_reward", "init_reward"})
+"""Model names: :func:`prefpaint_sdk.hub.check_model_name` (not empty, not ``.`` or ``..``; an empty
+``--model ''`` must not fall back to the default, nor name the working folder)."""
 
 
 # The documented default of --max-pixels. prefpaint_sdk.imaging.DEFAULT_MAX_PIXELS is the source; it is
@@ -84,6 +90,11 @@ def _check_value(name: str, value: Any) -> None:
         return
     if value is None or isinstance(value, bool):
         return
+    if name in MODEL_NAMES:
+        from prefpaint_sdk.hub import check_model_name
+
+        check_model_name(value, "model" if name == "models" else name)
+        return
     if isinstance(value, float):
         V.finite(name, value)
     if name in SEEDS:
@@ -110,11 +121,42 @@ def check_params(command, ctx) -> None:
             raise _click_exceptions().UsageError(msg, ctx=ctx) from None
 
 
+def requires(**relations: str):
+    """Declare options that have no effect without another: ``@requires(seam_strength="seam_pass")``.
+
+    Keys and values are the command function's parameter names. :class:`Command` checks the relation once,
+    before the body runs: an option given on the command line (or through its environment variable) while the
+    option it needs is off (not given, false or empty) is a usage error naming both flags.
+    """
+    def mark(fn):
+        fn.requires = {**getattr(fn, "requires", {}), **relations}  # typer's wrapper copies __dict__
+        return fn
+    return mark
+
+
+def _given(ctx, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT") and ctx.params.get(name) not in (None, [], ())
+
+
+def check_requires(command, ctx) -> None:
+    """Refuse an option given while the option it needs (:func:`requires`) is off."""
+    relations = getattr(command.callback, "requires", {})
+    params = {p.name: p for p in command.params}
+    for name, needed in relations.items():
+        if _given(ctx, name) and not ctx.params.get(needed):
+            flag, other = flag_of(params[name]), flag_of(params[needed])
+            raise _click_exceptions().UsageError(f"{flag} has no effect without {other}; add {other} or drop {flag}",
+                                                 ctx=ctx)
+
+
 class Command(TyperCommand):
-    """A command whose parsed values pass the value rules before its body runs (so before any model loads)."""
+    """A command whose parsed values pass the value rules, and whose options each have an effect
+    (:func:`requires`), before its body runs (so before any model loads)."""
 
     def invoke(self, ctx):
         check_params(self, ctx)
+        check_requires(self, ctx)
         return super().invoke(ctx)
 
 
@@ -287,8 +329,16 @@ def note(message: Any) -> None:
 
 def failed(item: Any, exc: BaseException | str) -> None:
     """A batch item that failed: ``failed: ITEM: message`` (the run goes on)."""
-    msg = exc if isinstance(exc, str) else error_line(exc)
+    msg = _terms_of(exc) if isinstance(exc, str) else error_line(exc)
     say_error(f"{item}: {msg}", prefix="failed: ")
+
+
+def _terms_of(text: str) -> str:
+    """An SDK message given as text (a stored error) in the current command's terms."""
+    try:
+        return cli_text(" ".join(text.split()))
+    except Exception:  # noqa: BLE001 - reporting must never fail
+        return text
 
 
 # ---- errors ---------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors, max_pixels_option, offline_option, progress, say, setup
+from ._common import console, handle_errors, max_pixels_option, offline_option, progress, requires, say, setup
 
 _HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."
 
 
+@requires(seam_strength="seam_pass")
 def extend(
     image: Path = typer.Argument(..., help="Image to extend."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output image (a .json sidecar is written beside it). Needed unless --dry-run."),
@@ -33,7 +34,7 @@ def extend(
     feather: int | None = typer.Option(None, "--feather", help="Width of the blended seam on the known side, px. Default: window/32 (16 at 512)."),
     prefill: str = typer.Option("replicate", "--prefill", help="How new pixels start: replicate, blur or grey (matters with --strength < 1)."),
     seam_pass: bool = typer.Option(False, "--seam-pass/--no-seam-pass", help="Re-render a thin band across each seam at low strength (one more model call per step)."),
-    seam_strength: float = typer.Option(0.3, "--seam-strength", help="Denoising strength of the seam pass, in (0, 1)."),
+    seam_strength: float | None = typer.Option(None, "--seam-strength", help="Denoising strength of the seam pass, in (0, 1). Default: 0.3. Needs --seam-pass.", show_default=False),
     strength: float = typer.Option(1.0, "--strength", help="Denoising strength of each step; below 1 the prefill shapes the result."),
     num_candidates: int = typer.Option(1, "-n", "--num-candidates", help="Candidates per step; the best by reward is kept when --reward-model is given."),
     prompt: str = typer.Option("", "--prompt", help="Text prompt. PrefPaint is used with an empty prompt."),

@@ -18,6 +18,7 @@ from ._common import (
     note,
     offline_option,
     progress,
+    requires,
     say,
     say_error,
     setup,
@@ -28,6 +29,7 @@ _HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill) or loca
                "(SD, SDXL or FLUX Fill inpainting). Default: kd5678/prefpaint-v1.0.")
 
 
+@requires(select="reward_model")
 def inpaint(
     image: Optional[Path] = typer.Argument(None, help="Image file, or a folder of images (batch mode).", show_default=False),
     mask: Optional[Path] = typer.Argument(None, help="Mask file (white = fill), or a folder of masks paired by file stem.", show_default=False),
@@ -97,9 +99,12 @@ def inpaint(
         if skipped:
             note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
         if not todo:
+            if failures:  # not "all outputs exist": the folder may not even exist
+                exist = f"; the other {skipped} already have their outputs in '{targets[0].parent}'" if skipped else ""
+                raise _bad(f"no image is left to inpaint: {failures} of {len(pairs)} failed their checks (above){exist}")
             if not quiet:
                 say(f"nothing to do: all {len(pairs)} outputs exist in '{targets[0].parent}' (--overwrite redoes them)")
-            raise typer.Exit(EXIT_FAILED if failures else 0)
+            raise typer.Exit(0)
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(

@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, say, setup, warn
+from ._common import handle_errors, requires, say, setup, warn
 
 
+@requires(output="do_import")
 def rate(
     data: Path = typer.Argument(..., help="Dataset folder in the official layout (inpaint/, masks/, masks_color/)."),
     files: Optional[List[Path]] = typer.Argument(None, help="With --import: the raters' exported ratings files.",

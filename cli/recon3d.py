@@ -25,7 +25,7 @@ def recon3d(
     trajectory: Path | None = typer.Option(None, "--trajectory", help="Novel cameras from a file (.json nerfstudio, .log Open3D, .txt TUM or 4x4 rows); overrides --views."),
     depth_model: str = typer.Option("auto", "--depth-model", help="Monocular depth model (hub id or folder) for filled pixels and single images; "
                                     "'auto' = depth-anything/Depth-Anything-V2-Small-hf when available; 'none' = propagate from hole borders."),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="TSDF voxel size in metres. Default: median depth / 150."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", help="TSDF voxel size in metres, at least the scene's extent / 1024 (at most 1024 voxels per axis, so memory is predictable). Default: median depth / 150, raised to that bound."),
     depth_trunc: float | None = typer.Option(None, "--depth-trunc", help="Ignore depth beyond this many metres. Default: 1.05 x the 99th percentile."),
     depth_scale: float | None = typer.Option(None, "--depth-scale", help="Raw depth units per metre, overriding the format's (TUM 5000, Replica 6553.5, others 1000)."),
     fov: float = typer.Option(60.0, "--fov", help="Horizontal field of view in degrees for a single image."),

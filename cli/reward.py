@@ -54,7 +54,7 @@ def score(
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
-        from prefpaint_sdk.imaging import check_image_file
+        from prefpaint_sdk.imaging import check_image_file, check_masked_image_size
 
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             if masked_image is not None:
@@ -84,13 +84,19 @@ def score(
         for path, what in ((masked_image, "masked image"), (v_inverse, "V_inverse file")):
             if path is not None and not path.is_file():
                 raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+        if not folder and output is not None:  # it would be silently ignored
+            raise InvalidInputError("-o/--output names the CSV of folder mode (or the folder of --manifest); one "
+                                    "image's score is printed (add --json for a JSON line)")
         csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
         if csv_path is not None:
             check_output_path(csv_path, overwrite)
         else:
             # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
-            sizes = [check_image_file(path, decode=True) for path in (image, masked_image if masked_image is not None else mask)]
-            if masked_image is None:  # the mask-size rule from the headers, before the model loads
+            sizes = [check_image_file(path, decode=True)
+                     for path in (image, masked_image if masked_image is not None else mask)]
+            if masked_image is not None:
+                check_masked_image_size(sizes[1], sizes[0])
+            else:  # the mask-size rule from the headers, before the model loads
                 from prefpaint_sdk.imaging import check_mask_size
 
                 check_mask_size(sizes[1], sizes[0])

@@ -7,9 +7,19 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, interrupt_exit_code, max_pixels_option, offline_option, progress, say, setup
+from ._common import (
+    handle_errors,
+    interrupt_exit_code,
+    max_pixels_option,
+    offline_option,
+    progress,
+    requires,
+    say,
+    setup,
+)
 
 
+@requires(reward_weights="reward_model", gold_weights="gold_reward", on_hacking="gold_reward")
 def train_align(
     data: Path = typer.Option(..., "--data", help="Training prompts: DIR/images/ (+ optional DIR/masks/, paired by stem) or DIR/manifest.jsonl."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/ (tensorboard), log.jsonl, eval/ grids, lora/, merged/."),
@@ -65,10 +75,6 @@ def train_align(
 
         if reward is not None and reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
-        if reward is not None and reward_weights is not None:
-            raise ConfigError("--reward-weights weights the --reward-model rewards, but --reward was given; drop one")
-        if gold_weights is not None and not gold_reward:
-            raise ConfigError("--gold-weights weights the --gold-reward rewards, but none was given; add --gold-reward")
         train_reward = reward or reward_from_flags(reward_model, reward_weights, "--reward-model", "--reward-weights")
         gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
         overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,

@@ -24,6 +24,7 @@ __all__ = [
     "SDXL_INPAINT_MODEL",
     "MODEL_ALIASES",
     "ResolvedModel",
+    "check_model_name",
     "is_offline",
     "cache_dir",
     "resolve_model",
@@ -100,6 +101,25 @@ def _canonical(model: str) -> str:
     return model
 
 
+def check_model_name(model: str | os.PathLike, what: str = "model") -> str:
+    """Refuse a model name that names no model: empty, only whitespace, ``.`` or ``..``.
+
+    ``Path("")`` is the working folder, so without this check ``download ''`` or ``--model ''`` would take
+    whatever folder the user stands in. Every function here that takes a model name calls it first.
+
+    Returns:
+        the name as text.
+
+    Raises:
+        InvalidInputError: names ``what`` and the value.
+    """
+    text = os.fspath(model)
+    if text.strip() in ("", ".", ".."):
+        raise InvalidInputError(f"{what} {text!r} names no model; pass a hub id such as '{DEFAULT_MODEL}' or a "
+                                "model folder by its name (e.g. '../my-model')")
+    return text
+
+
 def resolve_model(model: str | os.PathLike, *, offline: bool | None = None, revision: str | None = None,
                   what: str = "model") -> ResolvedModel:
     """Turn a local folder or hub id into a local folder, downloading only when online.
@@ -108,7 +128,7 @@ def resolve_model(model: str | os.PathLike, *, offline: bool | None = None, revi
         InvalidInputError: ``model`` is neither an existing folder nor a well-formed hub id.
         ModelNotFoundError: the hub id is not cached (offline) or cannot be fetched (online).
     """
-    text = os.fspath(model)
+    text = check_model_name(model, what)
     local = Path(text).expanduser()
     if local.is_dir():
         return ResolvedModel(model_id=str(local), path=local.resolve(), revision=None, source="local")
@@ -159,7 +179,7 @@ def _snapshot(model_id: str, *, offline: bool, revision: str | None, what: str, 
 
 def download_model(model: str, *, revision: str | None = None) -> ResolvedModel:
     """Fetch a hub model into the cache (with the hub's own progress bars) and return where it is."""
-    local = Path(model).expanduser()
+    local = Path(check_model_name(model)).expanduser()
     if local.is_dir():
         return ResolvedModel(model_id=str(local), path=local.resolve(), revision=None, source="local")
     model_id = _canonical(model)
@@ -170,7 +190,7 @@ def download_model(model: str, *, revision: str | None = None) -> ResolvedModel:
 
 def is_cached(model: str) -> bool:
     """Whether a hub id is fully available offline (a local folder counts as cached)."""
-    if Path(model).expanduser().is_dir():
+    if Path(check_model_name(model)).expanduser().is_dir():
         return True
     try:
         _snapshot(_canonical(model), offline=True, revision=None, what="model")

@@ -201,7 +201,8 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
 
 
-def check_finite(tensors: Mapping[str, Any], path: str | os.PathLike, what: str) -> None:
+def check_finite(tensors: Mapping[str, Any], path: str | os.PathLike, what: str,
+                 fix: str = "retrain or re-convert them, or use an earlier checkpoint") -> None:
     """Raise a :class:`DataError` naming ``path`` and the first tensor that holds NaN or inf."""
     import torch
 
@@ -209,7 +210,7 @@ def check_finite(tensors: Mapping[str, Any], path: str | os.PathLike, what: str)
         if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise DataError(f"{what} '{path}' holds {bad} NaN/inf value(s) in '{name}'; these weights are unusable: "
-                            "retrain or re-convert them, or use an earlier checkpoint")
+                            f"{fix}")
 
 
 @contextmanager
@@ -309,7 +310,7 @@ def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, res
     found = [name for name in run_files if (out / name).exists()]
     if found and not (resume or overwrite):
         raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)}); "
-                                "pass resume=True (--resume) to continue it, overwrite=True to replace it, or choose a "
-                                "new output folder")
+                                "pass resume=True (--resume) to continue it, or choose a new output folder; or pass "
+                                "overwrite=True (--overwrite) to replace it")
     return found
 

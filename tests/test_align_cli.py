@@ -85,12 +85,12 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
     (["--reward", "brightness", "--set", "clip"], "not NAME=VALUE"),
     (["--reward", "brightness", "--preset", "huge"], "unknown preset 'huge'"),
     # guards against reward hacking
-    (["--reward", "brightness", "--on-hacking", "stop"], "on_hacking='stop' needs a gold reward"),
+    (["--reward", "brightness", "--on-hacking", "stop"], "--on-hacking has no effect without --gold-reward"),
     (["--reward", "brightness", "--on-hacking", "maybe", "--gold-reward", "brightness"], "--on-hacking must be 'warn' or 'stop'"),
     (["--reward", "brightness", "--gold-reward", "shiny"], "--gold-reward 'shiny' is neither a built-in reward"),
-    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights weights the --reward-model rewards"),
+    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights has no effect without --reward-model"),
     (["--reward-model", "a/b", "--reward-model", "c/d", "--reward-weights", "1,2,3"], "gives 3 weights for 2 rewards"),
-    (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights weights the --gold-reward rewards"),
+    (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights has no effect without --gold-reward"),
     (["--reward", "brightness", "--gold-reward", "brightness", "--gold-weights", "nan"], "non-finite"),
 ])
 def test_refusals_exit_2(tiny, tmp_path, extra, pattern):

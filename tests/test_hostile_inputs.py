@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -194,9 +195,43 @@ def check_refusal(case: "Case", code: int, stdout: str, stderr: str, e, before: 
         assert any(alt in line for alt in want.split("|")), f"error line lacks {want!r}: {line!r}"
     for bad in case.absent:
         assert bad not in stdout + stderr, f"output holds {bad!r}{shown}"
+    check_command_terms(case.argv(e), stderr)
     changes = diff(before, snapshot(e.w))
     assert not changes, f"the work folder changed: {changes}{shown}"
     assert not e.marker.exists(), "a pickle was executed: its marker file exists"
+
+
+# Python-side advice that a CLI user cannot follow: an SDK keyword, and numpy's and torch's unpickling advice.
+PYTHON_ADVICE = ("overwrite=True", "weights_only", "allow_pickle")
+_FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
+
+
+def command_options(argv) -> tuple[str, set[str]]:
+    """The command that ``argv`` runs (e.g. "train align") and every option it and its groups accept."""
+    import typer
+
+    cmd, names, flags = typer.main.get_command(_app()), [], {"--help", "-h"}
+    for p in cmd.params:
+        flags.update([*p.opts, *p.secondary_opts])
+    for word in map(str, argv):
+        sub = getattr(cmd, "commands", {}).get(word)
+        if sub is None:
+            break
+        cmd = sub
+        names.append(word)
+        for p in cmd.params:
+            flags.update([*p.opts, *p.secondary_opts])
+    return " ".join(names), flags
+
+
+def check_command_terms(argv, stderr: str) -> None:
+    """A message names only options of the command that printed it, and no Python-only advice."""
+    name, flags = command_options(argv)
+    for line in _lines(stderr):
+        foreign = sorted(set(_FLAG.findall(line)) - flags)
+        assert not foreign, f"'{name}' has no {', '.join(foreign)}, but its message names it: {line!r}"
+        for advice in PYTHON_ADVICE:
+            assert advice not in line, f"'{name}' shows Python-only advice {advice!r}: {line!r}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -536,6 +571,33 @@ def converted_cache(how):
     return setup
 
 
+def _official_with(e, key: str, change):
+    """The official checkpoint with tensor ``key`` replaced by ``change(tensor)``."""
+    import torch
+
+    sd = torch.load(e.official, weights_only=True)
+    key = next(k for k in sd if k.removeprefix("module.") == key)  # the release's keys carry DataParallel's prefix
+    sd[key] = change(sd[key].clone())
+    torch.save(sd, e.w / "official.pt")
+
+
+def _official_with_nan(e, key: str, value: float = float("nan")):
+    """The official checkpoint with one non-finite value in tensor ``key``."""
+    def put(t):
+        t.view(-1)[0] = value
+        return t
+    _official_with(e, key, put)
+
+
+def _labels_with(e, entry):
+    """The reward data with its first label replaced by ``entry``."""
+    rdata(e)
+    p = e.w / "rdata" / "labels.json"
+    labels = json.loads(p.read_text())
+    labels[sorted(labels)[0]] = entry
+    p.write_text(json.dumps(labels))
+
+
 def cache_env(e):
     return {"PREFPAINT_CACHE": str(e.w / "cache")}
 
@@ -605,7 +667,7 @@ CASES = [
     # early checks (issue 19): refused before any model loads (the late probe runs the e.model rows hollow)
     C("inpaint/steps-1000-manifest", lambda e: inpaint_m(e, "--steps", "1000", model=e.model), "--steps",
       setup=manifest({})),
-    C("inpaint/select-unknown", lambda e: inpaint(e, "--select", "best"), "--select", "best"),
+    C("inpaint/select-unknown", lambda e: inpaint(e, "--select", "best", "--reward-model", MISSING), "--select", "best"),
     C("inpaint/mask-from-alpha-on-L-mask", lambda e: inpaint(e, "--mask-from-alpha"), "mask.png", "alpha"),
     C("inpaint/device-cuda-without-cuda", lambda e: inpaint(e, "--device", "cuda"), "cuda", setup=no_cuda),
     C("inpaint/manifest-device-cuda-without-cuda", lambda e: inpaint_m(e, "--device", "cuda"), "cuda",
@@ -646,6 +708,10 @@ CASES = [
       setup=pipe_copy(lambda d: truncate(d / "unet" / "diffusion_pytorch_model.safetensors"))),
     C("inpaint/model-empty-model-index", lambda e: inpaint(e, model=e.w / "pipe_bad"), "model_index.json",
       setup=pipe_copy(lambda d: emptied(d / "model_index.json"))),
+    # values-msgs (issue 19, classes 6-7): a model name that names no model; an option without its partner
+    *[C(f"inpaint/model-name-{tag}", lambda e, v=v: inpaint(e, model=v), "--model", "names no model")
+      for tag, v in (("empty", ""), ("dot", "."), ("dotdot", ".."), ("blank", "  "))],
+    C("inpaint/select-without-reward-model", lambda e: inpaint(e, "--select", "lcb"), "--select", "--reward-model"),
 
     # --manifest: a bad row refuses the whole manifest before any work (and before the model loads)
     C("inpaint/manifest-duplicate-ids", lambda e: inpaint_m(e), "jobs.jsonl:2", "already used on line 1",
@@ -704,6 +770,11 @@ CASES = [
     C("score/manifest-id-newline", lambda e: score_m(e), "jobs.jsonl:1", "'x\\n'", setup=manifest({"id": "x\n"})),
     C("score/manifest-device-cuda-without-cuda", lambda e: score_m(e, "--device", "cuda"), "cuda",
       setup=both(manifest({}), no_cuda)),
+    # values-msgs: 'params' that is not an object is one line (was a raw TypeError/ValueError, exit 1)
+    C("inpaint/manifest-params-list", lambda e: inpaint_m(e), "jobs.jsonl:1", "'params' must be an object",
+      setup=manifest({"params": [1, 2]})),
+    C("inpaint/manifest-params-text", lambda e: inpaint_m(e), "'params' must be an object", setup=manifest({"params": "ab"})),
+    C("score/manifest-params-text", lambda e: score_m(e), "'params' must be an object", setup=manifest({"params": "ab"})),
 
     # ---------------- generate-dataset ----------------
     C("generate-dataset/per-image-0", lambda e: gen(e, "--per-image", "0"), "--per-image", setup=imgs),
@@ -747,6 +818,9 @@ CASES = [
     # output ownership (issue 19): rate replaces only its own page
     C("rate/foreign-page", lambda e: ["rate", e.w / "rdata"], "rate.html", "not a page", "--overwrite",
       setup=both(rdata, write("rdata/rate.html", "<html>my notes</html>"))),
+    # values-msgs: -o names the labels file of --import only
+    C("rate/output-without-import", lambda e: ["rate", e.w / "rdata", "-o", e.w / "l.json"], "--output", "--import",
+      setup=rdata),
 
     # ---------------- score ----------------
     C("score/bomb-image", lambda e: score(e, image=e.bomb), "bomb.png", "pixels"),
@@ -810,6 +884,11 @@ CASES = [
     C("score/reward-clip-pickle-only", lambda e: ["score", e.img, e.mask, "--reward", f"clip={e.w / 'clip_bin'}",
                                                   "--prompt", "x", "--offline", "--device", "cpu"], "clip_bin", "pickle",
       setup=lambda e: clip_pickled(e), absent=("weights_only",)),
+    # values-msgs: a masked image is the input with the hole blanked: another size is refused, before the load
+    C("score/masked-image-other-size", lambda e: score(e, "--masked-image", e.w / "small.png"), "30x20", "40x40",
+      setup=lambda e: Image.new("RGB", (30, 20)).save(e.w / "small.png")),
+    C("score/reward-model-dot", lambda e: score(e, reward="."), "--reward-model", "names no model"),
+    C("score/output-for-one-image", lambda e: score(e, "-o", e.w / "s.csv"), "--output", "folder mode"),
 
     # ---------------- convert-reward ----------------
     C("convert-reward/pickle-zip", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",
@@ -832,6 +911,16 @@ CASES = [
     C("convert-reward/out-is-file", lambda e: convert(e, out="cfile"), "cfile", setup=both(official, write("cfile"))),
     C("convert-reward/out-exists", lambda e: convert(e), "conv", "--overwrite",
       setup=both(official, write("conv/config.json", "{}"))),
+    # values-msgs: NaN weights are refused on import, naming the tensor (were written out, exit 0)
+    C("convert-reward/nan-weights", lambda e: convert(e), "official.pt", "NaN", "clip_model.visual.proj",
+      setup=lambda e: _official_with_nan(e, "clip_model.visual.proj")),
+    C("convert-reward/inf-weights", lambda e: convert(e), "official.pt", "mlp.last_layer.weight",
+      setup=lambda e: _official_with_nan(e, "mlp.last_layer.weight", float("inf"))),
+    # values-msgs: tensors of other shapes or types were raw RuntimeError/IndexError/AttributeError (exit 1)
+    C("convert-reward/wrong-shape", lambda e: convert(e), "official.pt", "size mismatch for last_layer.weight",
+      setup=lambda e: _official_with(e, "mlp.last_layer.weight", lambda t: t.new_zeros(3, 3))),
+    C("convert-reward/value-not-a-tensor", lambda e: convert(e), "official.pt", "official layout",
+      setup=lambda e: _official_with(e, "mlp.last_layer.weight", lambda t: 3)),
 
     # ---------------- extend ----------------
     C("extend/bomb", lambda e: extend(e, image=e.bomb), "bomb.png", "pixels"),
@@ -863,6 +952,11 @@ CASES = [
     C("extend/out-unknown-suffix", lambda e: extend(e, out="ext.xyz"), "ext.xyz"),
     C("extend/out-exists", lambda e: extend(e), "ext.png", "--overwrite", setup=write("ext.png")),
     C("extend/sidecar-exists", lambda e: extend(e), "ext.json", "--overwrite", setup=write("ext.json", "{}")),
+    # values-msgs: an option that has no effect without another is refused (was silently ignored)
+    C("extend/seam-strength-without-seam-pass", lambda e: extend(e, "--seam-strength", "0.5"), "--seam-strength",
+      "--seam-pass"),
+    C("extend/seam-strength-with-no-seam-pass", lambda e: extend(e, "--no-seam-pass", "--seam-strength", "0.5"),
+      "--seam-strength", "--seam-pass"),
 
     # ---------------- recon3d ----------------
     C("recon3d/bomb-single-image", lambda e: recon(e, "--format", "single", scene=e.bomb), "bomb.png", "pixels"),
@@ -895,6 +989,15 @@ CASES = [
     C("recon3d/device-cuda-without-cuda", lambda e: recon(e, "--device", "cuda"), "cuda",
       setup=both(scene, no_cuda)),
     C("recon3d/all-frames-unreadable", lambda e: recon(e), "unreadable", setup=unreadable_frames),
+    # values-msgs: the voxel is bounded by the scene's extent (1e-6 peaked at 5.5 GB on this 160x120 scene)
+    C("recon3d/voxel-size-below-extent-bound", lambda e: recon(e, "--voxel-size", "1e-6"), "--voxel-size", "1024",
+      setup=scene),
+    C("recon3d/voxel-size-below-bound-with-trunc", lambda e: recon(e, "--voxel-size", "0.001", "--depth-trunc", "2"),
+      "--voxel-size", "1024", setup=scene),
+    C("recon3d/depth-model-empty", lambda e: recon(e, "--depth-model", ""), "--depth-model", "names no model",
+      setup=scene),
+    C("recon3d/trajectory-json-wrong-type", lambda e: recon(e, "--trajectory", e.w / "t.json"), "t.json", "malformed",
+      setup=both(scene, write("t.json", '{"frames": 3}'))),
 
     # ---------------- masks generate ----------------
     C("masks/bomb-single-image", lambda e: masks(e, images=e.bomb), "bomb.png", "pixels"),
@@ -909,6 +1012,13 @@ CASES = [
     C("masks/out-parent-is-file", lambda e: masks(e, out="afile/m"), "afile", setup=both(imgs, write("afile"))),
     C("masks/out-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/masks.json", "{}"))),
     C("masks/one-mask-exists", lambda e: masks(e), "--overwrite", setup=both(imgs, write("m/a1.png"))),
+    # values-msgs: a text .npy depth map: one line of ours, never numpy's advice to load pickles
+    C("masks/depth-npy-text", lambda e: masks(e, "--kind", "warp", "--depth", e.w / "dd", images=e.img), "img.npy",
+      "NumPy", setup=write("dd/img.npy", "1 2 3\n")),
+    C("masks/depth-npy-empty", lambda e: masks(e, "--kind", "warp", "--depth", e.w / "dd", images=e.img), "img.npy",
+      setup=write("dd/img.npy", b"")),
+    C("masks/depth-npy-strings", lambda e: masks(e, "--kind", "warp", "--depth", e.w / "dd", images=e.img), "img.npy",
+      "not real numbers", setup=lambda e: (e.w / "dd").mkdir() or np.save(e.w / "dd" / "img.npy", np.array(["a"]))),
 
     # ---------------- eval ----------------
     C("eval/markup-data", lambda e: ev(e, data=e.w / "nope[/x]"), "nope[/x]"),
@@ -935,6 +1045,7 @@ CASES = [
       "diffusion_pytorch_model.safetensors",
       setup=both(data, pipe_copy(lambda d: truncate(d / "unet" / "diffusion_pytorch_model.safetensors")))),
     C("eval/device-cuda-without-cuda", lambda e: ev(e, "--device", "cuda"), "cuda", setup=both(data, no_cuda)),
+    C("eval/baseline-empty-name", lambda e: ev(e, baseline=""), "--baseline", "names no model", setup=data),
 
     # ---------------- train reward ----------------
     C("train-reward/markup-data", lambda e: treward(e, data=e.w / "nope[/x]"), "nope[/x]"),
@@ -963,6 +1074,13 @@ CASES = [
       setup=both(rdata, rm_pickled), absent=("weights_only",)),
     C("train-reward/init-backbone-pickle", lambda e: treward(e, "--config", e.w / "backbone.toml"), "pickle",
       setup=both(rdata, clip_backbone_pickled), absent=("weights_only",)),
+    C("train-reward/init-reward-empty-name", lambda e: treward(e, "--init-reward", ""), "--init-reward",
+      "names no model", setup=rdata),
+    # values-msgs: raw exceptions found by hostile inputs (exit 1 before)
+    C("train-reward/manifest-row-not-object", lambda e: treward(e, data=e.w / "m.jsonl"), "m.jsonl", "line 1",
+      setup=write("m.jsonl", "[1, 2]\n")),
+    C("train-reward/labels-empty-entry", lambda e: treward(e), "labels.json", "[score, rank]",
+      setup=lambda e: _labels_with(e, [])),
     C("train-reward/out-proc", lambda e: treward(e, out=Path("/proc/rrun")), "/proc/rrun", setup=rdata,
       absent=(".tmp",)),
     C("train-reward/out-name-too-long", lambda e: treward(e, out="x" * 300), "xxxx", setup=rdata),
@@ -1064,6 +1182,11 @@ CASES = [
       setup=adata),
     C("train-align/on-hacking-stop-without-evals", lambda e: talign(e, "--on-hacking", "stop", "--gold-reward",
       "brightness", "--set", "eval_every=0"), "eval_every", setup=adata),
+    # values-msgs: options without their partner, one mechanism (@requires)
+    C("train-align/on-hacking-warn-without-gold", lambda e: talign(e, "--on-hacking", "warn"), "--on-hacking",
+      "--gold-reward", setup=adata),
+    C("train-align/gold-reward-empty-name", lambda e: talign(e, "--gold-reward", ""), "--gold-reward",
+      "names no model", setup=adata),
     C("train-align/set-hacking-patience-0", lambda e: talign(e, "--set", "hacking_patience=0"), "hacking_patience",
       setup=adata),
     C("train-align/set-audit-ring-nan", lambda e: talign(e, "--set", "audit_ring=nan"), "audit_ring", setup=adata),
@@ -1129,6 +1252,9 @@ CASES = [
     C("download/not-cached-offline", lambda e: ["download", MISSING, "-q"], MISSING, code=3),
     C("download/markup-cache-folder", lambda e: ["download", MISSING, "-q"], "[bold]hf", code=3,
       environ=lambda e: {"HF_HUB_CACHE": str(e.w / "[bold]hf")}),
+    # values-msgs: '' was the working folder ("."), downloaded as a model
+    *[C(f"download/name-{tag}", lambda e, v=v: ["download", v, "-q"], "names no model", repr(v))
+      for tag, v in (("empty", ""), ("dot", "."), ("dotdot", ".."), ("blank", " \t"))],
 ]
 
 

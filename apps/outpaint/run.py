@@ -35,6 +35,7 @@ log = logging.getLogger("prefpaint_apps.outpaint")
 
 ProgressFn = Callable[[int, int], None]
 
+DEFAULT_SEAM_STRENGTH = 0.3
 _SEAM_PURPOSE = 1  # seed stream of the seam passes, apart from the steps' stream 0
 
 
@@ -159,7 +160,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def check_run_options(*, window: int | None = None, feather: int | None = None, prefill: str = "replicate",
-                      seam_pass: bool = False, seam_strength: float = 0.3, strength: float = 1.0,
+                      seam_pass: bool = False, seam_strength: float | None = None, strength: float = 1.0,
                       num_candidates: int = 1, steps: int | None = None, seed: int | None = None) -> dict[str, Any]:
     """Validate :func:`extend`'s run options without a model, so a CLI can fail before loading one.
 
@@ -169,7 +170,8 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
 
     Returns:
         The options after defaults: ``window``, ``feather`` (``max(1, window // 32)`` when ``None``),
-        ``num_candidates``, ``steps`` and ``seed`` (may stay ``None``).
+        ``num_candidates``, ``steps``, ``seed`` (may stay ``None``) and ``seam_strength`` (0.3 with a seam pass
+        when ``None``).
 
     Raises:
         InvalidInputError: a value out of range; the message names it, its value and the range.
@@ -187,7 +189,11 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
     # diffusers runs int(steps * strength) denoising steps and refuses zero.
     elif int(steps * float(strength)) < 1:
         raise InvalidInputError(f"steps={steps} at strength={strength:g} leaves no denoising step; raise --steps to at least {math.ceil(1 / float(strength))}")
+    if seam_strength is not None and not seam_pass:
+        raise InvalidInputError(f"seam_strength={seam_strength:g} (--seam-strength) has no effect without "
+                                "seam_pass=True (--seam-pass); add --seam-pass or drop --seam-strength")
     if seam_pass:
+        seam_strength = DEFAULT_SEAM_STRENGTH if seam_strength is None else seam_strength
         if not 0.0 < float(seam_strength) < 1.0:
             raise InvalidInputError(f"seam_strength must lie in (0, 1) (a low-strength re-render), got {seam_strength}")
         if steps is not None and int(steps * float(seam_strength)) < 1:
@@ -197,7 +203,8 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
             )
     if seed is not None:
         seed = _check_int("seed", seed, 0)
-    return dict(window=window, feather=feather, num_candidates=num_candidates, steps=steps, seed=seed)
+    return dict(window=window, feather=feather, num_candidates=num_candidates, steps=steps, seed=seed,
+                seam_strength=seam_strength)
 
 
 def extend(
@@ -218,7 +225,7 @@ def extend(
     feather: int | None = None,
     prefill: str = "replicate",
     seam_pass: bool = False,
-    seam_strength: float = 0.3,
+    seam_strength: float | None = None,
     num_candidates: int = 1,
     prompt: str = "",
     negative_prompt: str = "",
@@ -250,7 +257,8 @@ def extend(
         feather: width of the blended seam on the known side, px; default ``max(1, window // 32)``.
         prefill: how new pixels start: replicate, blur or grey (see :data:`PREFILL_MODES`).
         seam_pass: after each step, re-render a thin band across its seam at ``seam_strength``.
-        seam_strength: denoising strength of the seam pass, in (0, 1).
+        seam_strength: denoising strength of the seam pass, in (0, 1); default 0.3. Refused without
+            ``seam_pass`` (it would have no effect).
         num_candidates: candidates per step; with a reward model on the inpainter the best is kept.
         prompt / negative_prompt / steps / guidance_scale / eta: passed to the inpainter; ``None`` means the
             model family's default (``inpainter.defaults``; SD's 50 / 7.5 / 1.0 for an inpainter without them).
@@ -280,6 +288,7 @@ def extend(
                              seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
                              steps=steps, seed=seed)
     window, feather, num_candidates, steps = opts["window"], opts["feather"], opts["num_candidates"], opts["steps"]
+    seam_strength = opts["seam_strength"]
     seed = random.SystemRandom().randrange(2**31) if seed is None else opts["seed"]
 
     plan = plan_extension(img.size, ratio=ratio, ratio_x=ratio_x, ratio_y=ratio_y, left=left, right=right, top=top,

@@ -2,8 +2,8 @@
 
 :func:`check_inputs` runs first in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls it
 before it loads the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
-the trajectory file, the ``[recon3d]`` extra, a local depth model's weight files and one readable frame. :func:`require_consistent` turns a failed ``--check``
-into an error.
+the trajectory file, the voxel size against the scene's extent, the ``[recon3d]`` extra, a local depth model's
+weight files and one readable frame. :func:`require_consistent` turns a failed ``--check`` into an error.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
         The loaded scene (frames are read lazily: no pixel has been decoded).
 
     Raises:
-        InvalidInputError: bad settings (see :func:`check_config`).
+        InvalidInputError: bad settings (see :func:`check_config`), or a voxel too small for the scene's
+            extent (:func:`~prefpaint_apps.recon3d.extent.check_voxel_size`).
         OutputExistsError: ``out`` is a non-empty folder and ``cfg.overwrite`` is off.
         DataError: an unreadable scene layout or trajectory file, or every frame unreadable.
         PickleRefusedError: a local ``depth_model`` folder whose weights exist only as pickles.
@@ -111,6 +112,10 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
 
         refuse_pickle_depth_model(str(cfg.depth_model))
     _require_a_readable_frame(scene)
+    if cfg.voxel_size is not None:
+        from .extent import check_voxel_size, scene_extent
+
+        check_voxel_size(cfg.voxel_size, scene_extent(scene.frames, cfg.depth_trunc))
     return scene
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk import DataError, InvalidInputError, MissingDependencyError
 
 from .cameras import Intrinsics, check_pose, look_at, opengl_to_opencv, quat_to_rotmat, slerp_pose
 
@@ -89,9 +89,20 @@ def read_trajectory(path: str | Path, default: Intrinsics) -> list[tuple[Intrins
         default: intrinsics for poses whose file carries none.
 
     Raises:
-        DataError: unknown extension, malformed content or no poses.
+        DataError: unknown extension, malformed content (a value of the wrong type or shape included) or no
+            poses.
     """
-    p = Path(path)
+    try:
+        return _read_trajectory(Path(path), default)
+    except (InvalidInputError, MissingDependencyError):
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # wrong types in a parsed file
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"trajectory '{path}' is malformed ({exc.__class__.__name__}: {detail}); write nerfstudio "
+                        "frames with 4x4 transform_matrix lists, an Open3D .log or TUM/4x4 rows") from None
+
+
+def _read_trajectory(p: Path, default: Intrinsics) -> list[tuple[Intrinsics, np.ndarray]]:
     if not p.is_file():
         raise DataError(f"trajectory file '{p}' does not exist")
     if p.suffix == ".json":

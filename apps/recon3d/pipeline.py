@@ -28,6 +28,7 @@ from .depth import (
     single_image_depth,
     sparse_aligned_depth,
 )
+from .extent import MAX_VOXELS_PER_AXIS, check_voxel_size, default_voxel_size, scene_extent
 from .fusion import fuse_tsdf
 from .holes import clean_holes
 from .inputs import FrameCache, check_scene
@@ -52,7 +53,8 @@ class Recon3DConfig:
     trajectory: str | None = field(default=None, metadata={"help": "file of novel cameras (.json/.log/.txt); overrides views"})
     depth_model: str | None = field(default="auto", metadata={"help": "monocular depth model id/folder; 'auto' = Depth Anything "
                                                                       "V2 Small when available; None/'none' = propagate"})
-    voxel_size: float | None = field(default=None, metadata={"help": "TSDF voxel in metres; default median depth / 150"})
+    voxel_size: float | None = field(default=None, metadata={"help": "TSDF voxel in metres; default median depth / 150; at least the scene's extent / "
+                                                         f"{MAX_VOXELS_PER_AXIS} (bounded memory)"})
     depth_trunc: float | None = field(default=None, metadata={"help": "ignore depth beyond this (m); default 1.05 x 99th percentile"})
     num_candidates: int = field(default=1, metadata={"help": "inpaint candidates per view (best-of-N with a reward model)"})
     seed: int = field(default=0, metadata={"help": "base seed; view i uses seed + i"})
@@ -195,7 +197,8 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
     depths = depths[depths > 0]
     med = float(np.median(depths))
     depth_trunc = cfg.depth_trunc if cfg.depth_trunc is not None else float(1.05 * np.quantile(depths, 0.99))
-    voxel = cfg.voxel_size if cfg.voxel_size is not None else float(max(0.005, round(med / 150, 3)))
+    extent = scene_extent([frames[i] for i in readable], depth_trunc)
+    voxel = check_voxel_size(cfg.voxel_size, extent) if cfg.voxel_size is not None else default_voxel_size(med, extent)
     if not depth_trunc > voxel:
         raise InvalidInputError(f"voxel_size={voxel:g} and depth_trunc={depth_trunc:g} must be positive with depth_trunc > voxel_size")
     check = check_scene(Scene(scene.root, scene.format, frames), max_pairs=10) if len(frames) > 1 else {"pairs": 0, "consistent_share": None}

@@ -62,7 +62,7 @@ def read_depth(path: str | Path, depth_scale: float) -> np.ndarray:
         raise UnreadableFrameError(f"depth map '{p}' does not exist")
     try:
         if p.suffix == ".npy":
-            raw = np.load(p, allow_pickle=False)
+            raw = _load_npy(p)
         elif p.suffix == ".bin":
             raw = _read_colmap_dense(p)
         else:
@@ -71,12 +71,29 @@ def read_depth(path: str | Path, depth_scale: float) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UnreadableFrameError(f"depth map '{p}' is unreadable ({exc})") from exc
     raw = np.squeeze(raw)
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise UnreadableFrameError(f"depth map '{p}' holds {raw.dtype} values, not real numbers; save float or "
+                                   "16-bit depth")
     if raw.ndim != 2:
         raise DataError(f"depth map '{p}' has shape {raw.shape}; expected a single-channel HxW map (16-bit PNG or float .npy)")
     depth = raw.astype(np.float32) / np.float32(depth_scale)
     # Invalid readings: 0 (sensor dropout), negative (stereo failure), nan/inf.
     depth[~np.isfinite(depth) | (depth <= 0)] = 0.0
     return depth
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    """``np.load`` without pickles, whose refusal of a file without the ``.npy`` header (text, a pickle) is our
+    own line: numpy's advice to load it unsafely never reaches the user (as ``prefpaint_sdk.files.load_npy``)."""
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):  # read_depth names the file around this
+            raise ValueError("not a NumPy array file: no .npy header (text, or a pickle, which is never loaded); "
+                             "save it with numpy.save") from None
+        raise
+    except EOFError as exc:  # an empty or cut file
+        raise ValueError(f"truncated .npy file: {exc}") from None
 
 
 def _read_colmap_dense(path: Path) -> np.ndarray:

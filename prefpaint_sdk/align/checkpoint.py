@@ -54,7 +54,8 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 def _fix(path: Path) -> str:
     """What a user can do about a bad file in checkpoint folder ``path.parent``."""
     return (f"delete the checkpoint folder '{path.parent}' (and checkpoints/latest.json if it names it) to resume "
-            "from an earlier one, or start over in a new output folder (or with overwrite=True)")
+            "from an earlier one, or start over in a new output folder; or start over in place with overwrite=True "
+            "(--overwrite)")
 
 
 def load_tensors(path: Path, keys=None) -> dict[str, torch.Tensor]:

@@ -88,10 +88,13 @@ def load_depth(src, size: tuple[int, int]) -> np.ndarray:
     if isinstance(src, np.ndarray):
         d = src.astype(np.float64)
     elif str(src).lower().endswith(".npy"):
-        try:
-            d = np.load(src, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read depth map '{src}': {exc}") from exc
+        from ..files import load_npy
+
+        raw = np.asarray(load_npy(src, "depth map"))
+        if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+            raise DataError(f"depth map '{src}' holds {raw.dtype} values, not real numbers; save float depth "
+                            "(larger = farther)")
+        d = raw.astype(np.float64)
     else:
         from PIL import Image
 

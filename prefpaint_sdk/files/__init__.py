@@ -26,7 +26,7 @@ import os  # noqa: F401 - tests patch os functions through this module
 from .checks import check_image_suffix, check_output_dir, check_output_path, check_outputs
 from .folders import atomic_dir, replace_dir, staged_dir
 from .modes import apply_umask_modes, dir_mode, file_mode
-from .readers import load_torch_file, read_toml_table
+from .readers import load_npy, load_torch_file, read_toml_table
 from .sets import (
     atomic_path,
     atomic_write_bytes,
@@ -56,6 +56,7 @@ __all__ = [
     "file_mode",
     "image_writer",
     "json_writer",
+    "load_npy",
     "load_torch_file",
     "output_set",
     "read_toml_table",

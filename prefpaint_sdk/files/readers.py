@@ -1,4 +1,5 @@
-"""Safe readers of foreign files: TOML configs, and ``torch.save`` files with ``weights_only=True`` only."""
+"""Safe readers of foreign files: TOML configs, ``.npy`` arrays without pickles, and ``torch.save`` files with
+``weights_only=True`` only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
+from ..errors import DataError, InvalidInputError
 
 
 def read_toml_table(path: str | os.PathLike, table: str) -> dict[str, Any]:
@@ -64,3 +65,28 @@ def load_torch_file(path: str | os.PathLike, what: str, fix: str):
         detail = lines[0] if lines and "weights_only" not in str(exc) else exc.__class__.__name__
         raise InvalidInputError(f"{what} '{p}' is not a readable tensor file (truncated or another format: {detail}); "
                                 f"{fix}") from None
+
+
+def load_npy(path: str | os.PathLike, what: str):
+    """Read a ``.npy`` array with ``allow_pickle=False``; every failure is one line of our own.
+
+    numpy refuses a file without the ``.npy`` header (text, a pickle) with advice to load it unsafely; that
+    advice never reaches the user. Also used as the model for the apps' own ``.npy`` readers.
+
+    Raises:
+        DataError: names ``what`` and ``path``: not a ``.npy`` array (text, or a pickle, which is never loaded),
+            or truncated/unreadable.
+    """
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{what} '{path}' is not a NumPy array file (no .npy header: text, or a pickle, which is "
+                            "never loaded); save it with numpy.save") from None
+        raise DataError(f"{what} '{path}' is truncated or not a .npy array ({str(exc).splitlines()[0]}); "
+                        "save it again with numpy.save") from None
+    except (OSError, EOFError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise DataError(f"{what} '{path}' is unreadable ({detail}); save it again with numpy.save") from None

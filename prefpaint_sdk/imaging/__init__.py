@@ -32,7 +32,15 @@ from .geometry import (
     working_size,
 )
 from .limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, check_image_file, check_pixels, get_max_pixels, set_max_pixels
-from .load import ImageLike, check_alpha_mask, check_mask_size, fit_mask_to_image, load_image, load_mask
+from .load import (
+    ImageLike,
+    check_alpha_mask,
+    check_mask_size,
+    check_masked_image_size,
+    fit_mask_to_image,
+    load_image,
+    load_mask,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -42,6 +50,7 @@ __all__ = [
     "check_image_file",
     "check_alpha_mask",
     "check_mask_size",
+    "check_masked_image_size",
     "check_pixels",
     "composite",
     "composite_box",

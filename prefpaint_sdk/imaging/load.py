@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 from .geometry import _stripe_rows
 from .limits import _check_path, _limit, _open_lazy, check_pixels
 
-__all__ = ["ImageLike", "check_mask_size", "fit_mask_to_image", "load_image", "load_mask"]
+__all__ = ["ImageLike", "check_mask_size", "check_masked_image_size", "fit_mask_to_image", "load_image", "load_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,18 @@ def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize
             f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
         )
     return True
+
+
+def check_masked_image_size(masked_size: tuple[int, int], size: tuple[int, int]) -> None:
+    """A masked prompt image is the input with its hole blanked, so it has the image's size exactly.
+
+    Raises:
+        InvalidInputError: the sizes differ (both are named).
+    """
+    (w, h), (W, H) = masked_size, size
+    if (w, h) != (W, H):
+        raise InvalidInputError(f"masked image is {w}x{h} but image is {W}x{H}; the masked image is the input image "
+                                "with the hole blanked, so pass one of the image's size")
 
 
 def fit_mask_to_image(mask: np.ndarray, size: tuple[int, int], *, resize: bool = False, tolerance: float = 0.01) -> np.ndarray:

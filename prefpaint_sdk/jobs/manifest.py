@@ -177,9 +177,9 @@ def read_job_manifest(path: str | os.PathLike, kind: str = "inpaint") -> list[Jo
             if not isinstance(value, str) or not value:
                 raise DataError(f"{where} (id '{rid}') has no '{key}' path; every row needs 'image' and 'mask'")
             files[key] = base / value
-        params = dict(rec.get("params") or {})
-        if not isinstance(rec.get("params", {}), dict):
+        if not isinstance(rec.get("params") or {}, dict):  # before dict(): a list or text would raise raw
             raise DataError(f"{where} (id '{rid}'): 'params' must be an object")
+        params = dict(rec.get("params") or {})
         for key, value in rec.items():
             if key in ("id", "params", *files):
                 continue

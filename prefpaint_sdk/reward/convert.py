@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, ModelNotFoundError, OutputExistsError
 from ..files import load_torch_file
-from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, is_offline, resolve_model
+from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, check_model_name, is_offline, resolve_model
+from ..state import check_finite
 
 __all__ = [
     "OFFICIAL_REWARD_FILES",
@@ -62,7 +63,10 @@ def load_official_state_dict(path: str | os.PathLike) -> dict:
             sd = sd[wrapper]
     if not isinstance(sd, dict):
         raise InvalidInputError(f"'{p}' holds a {type(sd).__name__}, not a state dict")
-    return {(k.removeprefix("module.")): v for k, v in sd.items()}
+    sd = {(k.removeprefix("module.")): v for k, v in sd.items()}
+    # NaN/inf weights would convert into a folder that scores NaN: refuse them here, naming the tensor.
+    check_finite(sd, p, "reward checkpoint", "use an intact copy of the official prefpaintReward.pt")
+    return sd
 
 
 def _take(sd: dict, key: str):
@@ -158,19 +162,28 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
-    model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads)
+    model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads,
+                             source=pt_path)
     log.info("converted '%s' to '%s'", pt_path, out)
     return model
 
 
-def _write_converted(sd: dict, out: Path, *, v_inverse=None, vision_heads: int | None = None):
+def _write_converted(sd: dict, out: Path, *, v_inverse=None, vision_heads: int | None = None, source=None):
     """Convert an official state dict and save the :class:`RewardModel` folder ``out`` atomically (replacing it)."""
     from .model import RewardModel, save_atomic
     from .trust import load_official_v_inverse
 
-    config, state = convert_official_state_dict(sd, vision_heads=vision_heads)
-    model = RewardModel(**config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        config, state = convert_official_state_dict(sd, vision_heads=vision_heads)
+        model = RewardModel(**config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except InvalidInputError:
+        raise
+    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as exc:  # shapes or types
+        lines = [ln.strip() for ln in str(exc).strip().splitlines()] or [exc.__class__.__name__]
+        detail = next((ln for ln in lines if "mismatch" in ln), lines[0])  # torch lists the mismatches below a title
+        raise InvalidInputError(f"reward checkpoint '{source or 'state dict'}' does not have the official layout's "
+                                f"shapes ({detail[:200]}); pass the official prefpaintReward.pt") from None
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise InvalidInputError(f"converted checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -194,7 +207,7 @@ def resolve_reward_model(model: str | os.PathLike | None = None, *, offline: boo
     * an official hub repo (``kd5678/prefpaintReward``): its ``.pt`` is downloaded, converted once, cached;
     * any other hub id: a folder saved with ``save_pretrained`` (snapshot download).
     """
-    text = os.fspath(model) if model is not None else DEFAULT_REWARD_MODEL
+    text = check_model_name(model, "reward model") if model is not None else DEFAULT_REWARD_MODEL
     local = Path(text).expanduser()
     if local.is_file():
         if local.suffix not in (".pt", ".pth"):
@@ -248,7 +261,7 @@ def _convert_once(pt_path: Path, dest: Path, v_inverse=None, label: str | None =
     with lock:
         if (dest / "config.json").is_file():
             return  # another process converted it while we waited
-        _write_converted(sd, dest, v_inverse=v_inv)
+        _write_converted(sd, dest, v_inverse=v_inv, source=label or pt_path)
         # logged after success, so a refused file is one line (the error) and nothing else
         log.info("converted the official reward checkpoint %s (once; cached in %s)", label or pt_path, dest)
 

@@ -141,7 +141,7 @@ def _read_official(root: Path) -> RewardData:
         if "_" not in key:
             raise DataError(f"label key '{key}' in '{labels[0]}' is not of the form '<imgid>_<k>'")
         imgid = key.rsplit("_", 1)[0]
-        score = value[0] if isinstance(value, (list, tuple)) else value
+        score = (value[0] if value else None) if isinstance(value, (list, tuple)) else value  # [] is no score
         try:
             score = float(score)
         except (TypeError, ValueError) as exc:
@@ -221,6 +221,8 @@ def _manifest_rows(path: Path) -> list[dict]:
                 rows.append(json.loads(line))
             except ValueError as exc:
                 raise DataError(f"{path.name} line {n} is not valid JSON: {exc}") from exc
+            if not isinstance(rows[-1], dict):
+                raise DataError(f"{path.name} line {n} is not a JSON object; write one object per line")
     return rows
 
 

@@ -29,7 +29,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
+from ..imaging import check_masked_image_size, fit_mask_to_image, load_image, load_mask, masked_image
 from .preprocess import preprocess_images, preprocess_tensor
 from .trust import TRUST_FILE, TrustStats
 
@@ -239,6 +239,8 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         n = len(imgs)
         if masked_images is not None:
             prompts = [load_image(x) for x in _broadcast(masked_images, n, "masked_images")]
+            for im, p in zip(imgs, prompts):
+                check_masked_image_size(p.size, im.size)
         elif masks is not None:
             holes = _broadcast(masks, n, "masks")
             prompts = [masked_image(im, fit_mask_to_image(load_mask(m), im.size), fill) for im, m in zip(imgs, holes)]
@@ -278,6 +280,7 @@ class RewardModel(nn.Module, PyTorchModelHubMixin, library_name="prefpaint", tag
         mp = masked_images if masked_images.ndim == 4 else masked_images.unsqueeze(0)
         if mp.shape[0] not in (1, x.shape[0]):
             raise InvalidInputError(f"{mp.shape[0]} masked images for {x.shape[0]} images; pass one, or one per image")
+        check_masked_image_size((mp.shape[-1], mp.shape[-2]), (x.shape[-1], x.shape[-2]))
         return self(preprocess_tensor(x, self.image_size), preprocess_tensor(mp, self.image_size))
 
     # ------------------------------------------------------------------------------------------

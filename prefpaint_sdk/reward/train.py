@@ -213,8 +213,8 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 def _read_resume(ckpt: Path, cfg: RewardTrainConfig):
     """Read and check a checkpoint's files: (folder, state, model tensors, optimizer tensors, fix)."""
-    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over with overwrite=True "
-           "or in a new output folder")
+    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over in a new output folder; or "
+           "start over in place with overwrite=True (--overwrite)")
     state = read_json(ckpt / "state.json", what="resume state", fix=fix,
                       keys={"epoch": int, "history": list, "optimizer": dict, "scheduler": dict, "config": dict})
     saved = state["config"]
