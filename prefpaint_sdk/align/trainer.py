@@ -207,7 +207,7 @@ class Aligner(LoopServices):
                         algo: str | None = None, eval_data=None, gold_reward=None, resume: bool = False,
                         overwrite: bool = False, offline: bool | None = None, revision: str | None = None,
                         device: str = "auto", accelerator=None, progress: Callable | None = None,
-                        **overrides) -> "Aligner":
+                        settings: dict[str, Any] | None = None, **overrides) -> "Aligner":
         """Resolve the run for ``model`` and check everything that needs no model, once, then load the pipeline
         (fp32, on the CPU; the constructor moves it) through its family's engine and build the ``Aligner``.
 
@@ -221,7 +221,8 @@ class Aligner(LoopServices):
             model: hub id or diffusers folder. reward: as the constructor (names and folders are resolved
                 before the model loads). data / output_dir / eval_data / gold_reward / device / accelerator /
                 progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
-                loading; pass them to :meth:`train` too).
+                loading; pass them to :meth:`train` too). settings: more settings by name, as ``overrides``
+                (a dict from flags; ``overrides`` win).
 
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable. NotAlignableError: the
@@ -235,7 +236,7 @@ class Aligner(LoopServices):
             raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
         plan = plan_run(model, reward=reward, data=data, output_dir=output_dir, config=config, preset=preset, algo=algo,
                         eval_data=eval_data, gold_reward=gold_reward, resume=resume, overwrite=overwrite,
-                        offline=offline, revision=revision, overrides=overrides)
+                        offline=offline, revision=revision, overrides={**(settings or {}), **overrides})
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
         reward = load_reward(plan.reward, device=device, offline=offline)

@@ -123,7 +123,7 @@ class TrainLoop(Protocol):
         accelerator: the ``accelerate.Accelerator`` (device, ``num_processes``, ``process_index``, ``gather``,
             ``reduce``, ``is_main_process``); ``accelerator.device`` is where the model lives.
         engine: the family's engine (model calls; see the module docstring).
-        policy: a :class:`~prefpaint_sdk.align.update.Policy`: ``model`` (accelerate-prepared; call it for
+        policy: a :class:`~prefpaint_sdk.align.policy.Policy`: ``model`` (accelerate-prepared; call it for
             training forwards so DDP syncs), ``raw`` (the unwrapped module: sampling, adapters), ``params``
             (name -> trainable parameter), ``optimizer``, ``lr_scheduler``, ``ref``.
         old: an :class:`~prefpaint_sdk.align.policy.OldPolicy`: a snapshot of the trainable tensors that
