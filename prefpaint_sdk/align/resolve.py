@@ -84,14 +84,15 @@ def name_algorithm(cfg: AlignConfig, default_algo: str | None, resume_from=None)
     """``cfg`` resolved (:meth:`AlignConfig.resolve`) for the family's ``default_algo``; a resumed run keeps the
     algorithm of its record unless another was asked for, which is refused. Unchanged while neither the
     config nor the family names an algorithm (``default_algo`` ``None``)."""
-    if default_algo is None:
-        return cfg.resolve() if cfg.algo else cfg
-    if resume_from is not None:
+    if resume_from is not None and (cfg.algo or default_algo):
         from .checkpoint import check_resume_algo, recorded_algo
 
         if not cfg.algo:  # a resumed run keeps its algorithm, even if the family's default changed since
             cfg = cfg.replace(algo=recorded_algo(resume_from, default_algo) or default_algo)
-        check_resume_algo(resume_from, cfg.algo, default_algo)
+        # a record of the family's default ("algo": "") cannot be told apart before the family is known
+        check_resume_algo(resume_from, cfg.algo, default_algo or cfg.algo)
+    if default_algo is None:
+        return cfg.resolve() if cfg.algo else cfg
     return cfg.resolve(default_algo)
 
 
