@@ -22,7 +22,7 @@ from ..engines.sd import SDInpaintEngine
 from ..errors import ConfigError
 from ..files import atomic_dir
 
-__all__ = ["LORA_WEIGHT_NAME", "OldPolicy", "Policy", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
+__all__ = ["LORA_WEIGHT_NAME", "BaseWeights", "OldPolicy", "Policy", "prepare_weights", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,57 @@ class Policy:
     optimizer: Any
     lr_scheduler: Any
     ref: Any = None
+
+
+@dataclass
+class BaseWeights:
+    """What the merged export needs of the base model: the frozen components' names, every component's base
+    dtype, and a CPU copy of the base weights of each component that training casts (none without a cast)."""
+
+    frozen: list[str]
+    trained: str
+    dtypes: dict[str, Any]
+    states: dict[str, dict[str, torch.Tensor]]
+
+    def export_merged(self, pipe, model, folder) -> Path:
+        """:func:`export_merged` with the frozen components and the trained one in the base model's dtype and
+        values (LoRA deltas added to the uncast base weights)."""
+        frozen = {}
+        for name in self.frozen:
+            if name in self.states:
+                module = copy.deepcopy(getattr(pipe, name)).to("cpu", self.dtypes[name])
+                module.load_state_dict(self.states[name])
+                frozen[name] = module
+        return export_merged(pipe, model, folder, dtype=self.dtypes[self.trained],
+                             unet_base_state=self.states.get(self.trained), module_name=self.trained, **frozen)
+
+
+def prepare_weights(engine, cfg, device) -> BaseWeights:
+    """Freeze and cast the frozen components (half under mixed precision) and make the family's trainable
+    module train (LoRA adapters on it, or all of it in fp32), on ``device``; returns the base weights the
+    merged export needs."""
+    pipeline = engine.pipeline
+    wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+    # The merged export keeps the base model's dtype for what was not trained: remember the base weights
+    # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
+    # The frozen parts: the VAE and the text encoder(s) (SDXL has two).
+    frozen = [n for n in ("vae", "text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
+    tm = engine.trainable_module  # "unet" or "transformer"
+    dtypes = {n: getattr(pipeline, n).dtype for n in (*frozen, tm)}
+    cast = frozen + ([tm] if cfg.finetune == "lora" else [])
+    states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
+              for n in cast if dtypes[n] != wdtype}
+    for name in frozen:  # eval: no dropout in frozen encoders (a T5 built from a config trains)
+        getattr(pipeline, name).requires_grad_(False).eval().to(device, dtype=wdtype)
+    model = engine.model
+    if cfg.finetune == "lora":
+        model.to(device, dtype=wdtype)
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets)
+    else:
+        model.requires_grad_(True).to(device, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return BaseWeights(frozen=frozen, trained=tm, dtypes=dtypes, states=states)
 
 
 def add_lora(unet, rank: int, alpha: float, targets) -> None:

@@ -31,7 +31,7 @@ from .config import AlignConfig, lr_lambda
 from .evaluation import EvalResult, evaluate_heldout, heldout_prompts, log_eval_grid
 from .guards import EvalGuards, check_guards
 from .loop import GradSpikeGuard, LoopServices
-from .policy import OldPolicy, Policy, add_lora, export_lora, export_merged, trainable_parameters
+from .policy import OldPolicy, Policy, export_lora, prepare_weights, trainable_parameters
 from .rewards import as_reward_fn
 from .tracking import log_metrics
 
@@ -142,26 +142,9 @@ class Aligner(LoopServices):
         self.data = data
 
         # Weights: frozen VAE/text encoder (half under mixed precision), trainable LoRA or full UNet.
-        wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
-        # The merged export keeps the base model's dtype for what was not trained: remember the base weights
-        # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
-        # The frozen parts: the VAE and the text encoder(s) (SDXL has two).
-        self._frozen = [n for n in ("vae", "text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
-        self._trained = tm = engine.trainable_module  # "unet" or "transformer"
-        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in (*self._frozen, tm)}
-        cast = self._frozen + ([tm] if cfg.finetune == "lora" else [])
-        self._base_states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
-                             for n in cast if self._base_dtypes[n] != wdtype}
-        for name in self._frozen:  # eval: no dropout in frozen encoders (a T5 built from a config trains)
-            getattr(pipeline, name).requires_grad_(False).eval().to(acc.device, dtype=wdtype)
+        self._weights = prepare_weights(engine, cfg, acc.device)
+        self._trained = engine.trainable_module  # "unet" or "transformer"
         model = engine.model
-        if cfg.finetune == "lora":
-            model.to(acc.device, dtype=wdtype)
-            add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets)
-        else:
-            model.requires_grad_(True).to(acc.device, dtype=torch.float32)
-        if cfg.gradient_checkpointing:
-            model.enable_gradient_checkpointing()
         self.params = trainable_parameters(model)
         self.old = OldPolicy(self.params)
         self.ref_model = None
@@ -428,15 +411,5 @@ class Aligner(LoopServices):
         Components that were not trained keep the base model's dtype and values exactly, even when they
         ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
         """
-        import copy
-
-        frozen = {}
-        for name in self._frozen:
-            if name in self._base_states:
-                module = copy.deepcopy(getattr(self.pipe, name)).to("cpu", self._base_dtypes[name])
-                module.load_state_dict(self._base_states[name])
-                frozen[name] = module
-        return export_merged(self.pipe, self.raw_model, folder, dtype=self._base_dtypes[self._trained],
-                             unet_base_state=self._base_states.get(self._trained), module_name=self._trained,
-                             **frozen)
+        return self._weights.export_merged(self.pipe, self.raw_model, folder)
 
