@@ -277,7 +277,8 @@ class Aligner(LoopServices):
             atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
                                                                       "batch": self.batch_summary()})
         if cfg.log_with != "none":
-            acc.init_trackers("align", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+            flat = {**cfg.to_dict(), **cfg.algo_settings}  # the algorithm's settings by name, as the user sets them
+            acc.init_trackers("align", config={k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))})
         guards = EvalGuards(cfg, self.output_dir, acc, self.params, self.gold_fn is not None, self.iteration)
         if cfg.eval_every and self.baseline is None:
             ev = self.evaluate(tag="start")
@@ -411,5 +412,5 @@ class Aligner(LoopServices):
         Components that were not trained keep the base model's dtype and values exactly, even when they
         ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
         """
-        return self._weights.export_merged(self.pipe, self.raw_model, folder)
+        return self._weights.export_merged(self.engine, self.raw_model, folder)
 
