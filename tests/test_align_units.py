@@ -155,3 +155,13 @@ def test_a_resume_keeps_the_recorded_algorithm_and_refuses_another(flux, tmp_pat
     more = _cli(model, data, out, "--resume", "--iterations", "2")
     assert more.exit_code == 0, more.output
     assert "algorithm: ppo" in more.output and json.loads((out / "align_config.json").read_text())["algo"] == "ppo"
+    # the same from Python: from_pretrained(resume=True) checks the folder before loading, and train() resumes
+    from prefpaint_sdk.align.trainer import Aligner
+
+    al = Aligner.from_pretrained(model, reward="brightness", data=data, output_dir=out, preset="cpu-smoke", resume=True,
+                                 offline=True, device="cpu", **{**SETTINGS, "iterations": 3})
+    assert al.algo == "ppo"
+    assert al.train().iterations_done == 3
+    with pytest.raises(ConfigError, match="trained with algo='ppo' but algo='grpo'"):
+        Aligner.from_pretrained(model, reward="brightness", data=data, output_dir=out, preset="cpu-smoke", resume=True,
+                                algo="grpo", offline=True, device="cpu", **SETTINGS)

@@ -164,6 +164,7 @@ class Aligner(LoopServices):
         self.iteration = 0
         self.baseline: list[float] | None = None
         self._stop = False
+        self._run_flags: dict[str, bool] = {}  # resume / overwrite as from_pretrained checked them
         self._prompts = sampling.PromptCache(engine, cfg, acc.device, self.resolution)
 
     # The names of the UNet era, kept for evaluation.py and users' scripts (the model may be a transformer).
@@ -204,7 +205,7 @@ class Aligner(LoopServices):
             model: hub id or diffusers folder. reward: as the constructor (names and folders are resolved
                 before the model loads). data / output_dir / eval_data / gold_reward / device / accelerator /
                 progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
-                loading; pass them to :meth:`train` too). settings: more settings by name, as ``overrides``
+                loading; :meth:`train` then does the same by default). settings: more settings by name, as ``overrides``
                 (a dict from flags; ``overrides`` win).
 
         Raises:
@@ -229,6 +230,7 @@ class Aligner(LoopServices):
                       device=device, model_id=plan.model_id, progress=progress, gold_reward=gold)
         #: what the preset set for this model's family, with the values in effect (to show the user)
         aligner.family_values = plan.family_values
+        aligner._run_flags = {"resume": resume, "overwrite": overwrite}
         return aligner
 
     # ------------------------------------------------------------------------------------------
@@ -243,22 +245,25 @@ class Aligner(LoopServices):
     def _items_for_iteration(self, it: int) -> list:
         return self.items_for_iteration(it)
 
-    def train(self, resume: bool = False, overwrite: bool = False) -> AlignResult:
+    def train(self, resume: bool | None = None, overwrite: bool | None = None) -> AlignResult:
         """Run ``config.iterations`` iterations (from the latest checkpoint when ``resume``).
 
         Ctrl-C finishes the current iteration, saves a checkpoint and returns (a second Ctrl-C aborts).
 
         Args:
-            resume: continue from the newest checkpoint in ``output_dir``.
+            resume: continue from the newest checkpoint in ``output_dir`` (default: what
+                :meth:`from_pretrained` was given, else no).
             overwrite: replace an earlier run in ``output_dir`` (its checkpoints, logs, evaluations and
                 exports are removed first). Without ``resume`` or ``overwrite`` a folder that already holds a
-                run is refused, so nothing is silently overwritten.
+                run is refused, so nothing is silently overwritten. Default as ``resume``.
 
         Raises:
             OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
             CorruptFileError, DataError: the checkpoint to resume from is damaged or does not fit.
         """
         cfg, acc = self.config, self.accelerator
+        resume = self._run_flags.get("resume", False) if resume is None else resume
+        overwrite = self._run_flags.get("overwrite", False) if overwrite is None else overwrite
         result = AlignResult()
         found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
         # Every process has looked before anything is removed or written: otherwise a slower rank would find
