@@ -12,8 +12,10 @@ Mechanisms, so that no command has to remember them one by one:
 * **Numbers before any model loads.** :class:`Command` checks the parsed values before the command body
   runs: every float is finite, counts are ≥ 1, sizes > 0, seeds follow :func:`prefpaint_sdk.validation.check_seed`.
 * **One line per usage error.** :class:`Group` prints click's usage errors as one ``error:`` line (exit 2).
-* **Interrupts.** SIGTERM is turned into ``KeyboardInterrupt`` so staged outputs are cleaned up; the run
-  ends with "interrupted" and exit 130 (Ctrl-C) or 143 (SIGTERM).
+* **Interrupts.** :mod:`prefpaint_sdk.interrupts` owns SIGINT and SIGTERM from the start (:func:`main`):
+  each signal is recorded, then raised as ``KeyboardInterrupt`` so staged outputs are cleaned up; one that
+  a destructor or a library swallowed is delivered again, and stops the run at the next publication. The
+  exit code comes from the record: "interrupted" and 130 (Ctrl-C) or 143 (SIGTERM), whatever reached us.
 
 Kept free of heavy imports so ``prefpaint --help`` stays fast.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -135,9 +136,36 @@ class Group(TyperGroup):
             say_error(" ".join(exc.format_message().split()) + _help_hint(exc))
             sys.exit(exc.exit_code)
         except _click_exceptions().Abort:
+            if interrupted():  # click turns a KeyboardInterrupt outside the command body into Abort
+                say_error("interrupted", prefix="")
+                sys.exit(interrupt_exit_code())
             say_error("aborted")
             sys.exit(EXIT_FAILED)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def run_main(app) -> None:
+    """The process entry point: own the signals before anything else runs, and leave with the code the
+    record gives. Once the code is decided a late signal is only recorded, so the interpreter's shutdown
+    never prints a ``KeyboardInterrupt`` traceback."""
+    from prefpaint_sdk import interrupts
+
+    interrupts.install(reset=True)
+    try:
+        try:
+            app()
+            code = EXIT_OK
+        except SystemExit as exc:
+            code = exc.code
+        except KeyboardInterrupt:  # pragma: no cover - Group.main catches it; a signal in between lands here
+            code = None
+    finally:
+        interrupts.exiting()
+    if interrupted() and code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        if code in (EXIT_OK, None):
+            say_error("interrupted", prefix="")
+        code = interrupt_exit_code()
+    sys.exit(code)
 
 
 def _help_hint(exc) -> str:
@@ -172,23 +200,29 @@ class _App(typer.Typer):
         return super().command(*args, **kw)
 
 
-# ---- setup: logging, offline, pixel limit, quiet libraries, SIGTERM ----------------------------------
-_interrupt = {"signal": None}
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    _interrupt["signal"] = signum
-    raise KeyboardInterrupt
-
-
+# ---- setup: logging, offline, pixel limit, quiet libraries, signals ---------------------------------
 def interrupt_exit_code() -> int:
     """130 after Ctrl-C, 143 after SIGTERM."""
-    return EXIT_TERMINATED if _interrupt["signal"] == signal.SIGTERM else EXIT_INTERRUPTED
+    from prefpaint_sdk import interrupts
+
+    return interrupts.exit_code()
+
+
+def interrupted() -> bool:
+    """Whether a signal is on record for this run (even one a library swallowed)."""
+    from prefpaint_sdk import interrupts
+
+    return interrupts.received() is not None
+
+
+def _stop_interrupted() -> None:
+    say_error("interrupted", prefix="")
+    raise typer.Exit(interrupt_exit_code())
 
 
 def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None, max_pixels: int | None = None,
           hub_progress: bool = False) -> None:
-    """Configure logging through rich, offline mode, the pixel limit, quiet libraries and SIGTERM.
+    """Configure logging through rich, offline mode, the pixel limit, quiet libraries and the signals.
 
     Args:
         offline: True forces offline mode (``HF_HUB_OFFLINE=1``); None follows the environment.
@@ -198,11 +232,9 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
     """
     from rich.logging import RichHandler
 
-    _interrupt["signal"] = None
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # pragma: no cover - not the main thread
-        pass
+    from prefpaint_sdk import interrupts
+
+    interrupts.install()  # already done by main(); in-process callers (tests) get it here
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
@@ -320,13 +352,16 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        say_error("interrupted", prefix="")
-        raise typer.Exit(interrupt_exit_code()) from None
+        _stop_interrupted()
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports everything
+        if interrupted():  # a library turned the interrupt into another error
+            _stop_interrupted()
         if debug:
             console.print_exception(show_locals=False)
         say_error(error_line(exc))
         raise typer.Exit(exit_code_for(exc)) from None
+    if interrupted():  # a library swallowed the interrupt and the body ran on
+        _stop_interrupted()
 
 
 # ---- output helpers -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import interrupts
 from ..errors import ConfigError, DataError, InvalidInputError
 from ..files import atomic_write_json
 from . import checkpoint as ckpt
@@ -313,52 +313,46 @@ class Aligner:
             ev = self.evaluate(tag="start")
             self.baseline = ev.rewards
             result.evals.append(guards.record(ev, self.iteration, result.history))
-        previous = signal.getsignal(signal.SIGINT)
-        installed = False
         try:
-            signal.signal(signal.SIGINT, self._on_sigint)
-            installed = True
-        except ValueError:  # not the main thread: Ctrl-C handling is the caller's
-            pass
-        try:
-            while self.iteration < cfg.iterations and not self._stop and not guards.stop:
-                t0 = time.perf_counter()
-                metrics = self.step()
-                metrics["s_per_iter"] = time.perf_counter() - t0
-                self.iteration += 1
-                result.history.append({"iteration": self.iteration, **metrics})
-                log_metrics(self, metrics)
-                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                    ev = self.evaluate()
-                    result.evals.append(guards.record(ev, self.iteration, result.history))
-                if (cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations
-                        and not guards.stop):
-                    result.checkpoint = str(self.save_checkpoint())
-                if self.progress is not None:
-                    self.progress(self.iteration, cfg.iterations, metrics)
-                if acc.num_processes > 1:
-                    # Ctrl-C may reach the processes in different iterations: stop all of them together.
-                    flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
-                    self._stop = bool(flag.item() > 0)
-            result.interrupted = self._stop and self.iteration < cfg.iterations
-            result.checkpoint = str(self.save_checkpoint())
-            result.best = guards.best
-            if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
-                result.stopped_reason = guards.stopped_reason
-                guards.restore_best()
+            # Ctrl-C or SIGTERM (a cluster's notice) finishes the iteration and saves a checkpoint; a second one
+            # aborts. Outside the main thread, stopping is the caller's.
+            with interrupts.graceful(self._on_interrupt):
+                while self.iteration < cfg.iterations and not self._stop and not guards.stop:
+                    t0 = time.perf_counter()
+                    metrics = self.step()
+                    metrics["s_per_iter"] = time.perf_counter() - t0
+                    self.iteration += 1
+                    result.history.append({"iteration": self.iteration, **metrics})
+                    log_metrics(self, metrics)
+                    if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                        ev = self.evaluate()
+                        result.evals.append(guards.record(ev, self.iteration, result.history))
+                    if (cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations
+                            and not guards.stop):
+                        result.checkpoint = str(self.save_checkpoint())
+                    if self.progress is not None:
+                        self.progress(self.iteration, cfg.iterations, metrics)
+                    if acc.num_processes > 1:
+                        # Ctrl-C may reach the processes in different iterations: stop all of them together.
+                        flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
+                        self._stop = bool(flag.item() > 0)
+                result.interrupted = self._stop
+                result.checkpoint = str(self.save_checkpoint())
+                result.best = guards.best
+                if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
+                    result.stopped_reason = guards.stopped_reason
+                    guards.restore_best()
         finally:
-            if installed:
-                signal.signal(signal.SIGINT, previous)
             if cfg.log_with != "none":
                 acc.end_training()
         result.iterations_done = self.iteration
         return result
 
-    def _on_sigint(self, signum, frame):
-        if self._stop:
-            raise KeyboardInterrupt
+    def _on_interrupt(self, signum: int) -> None:
         self._stop = True
-        log.warning("Ctrl-C: finishing iteration %d, then saving a checkpoint (press again to abort)", self.iteration + 1)
+        what = "Ctrl-C" if signum == interrupts.SIGNALS[0] else "SIGTERM"
+        log.warning("%s: finishing iteration %d, then saving a checkpoint (press Ctrl-C again to abort)", what,
+                    self.iteration + 1)
 
     # ------------------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
