@@ -137,8 +137,7 @@ class Group(TyperGroup):
             sys.exit(exc.exit_code)
         except _click_exceptions().Abort:
             if interrupted():  # click turns a KeyboardInterrupt outside the command body into Abort
-                say_error("interrupted", prefix="")
-                sys.exit(interrupt_exit_code())
+                sys.exit(_report_interrupt())
             say_error("aborted")
             sys.exit(EXIT_FAILED)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
@@ -151,6 +150,7 @@ def run_main(app) -> None:
     from prefpaint_sdk import interrupts
 
     interrupts.install(reset=True)
+    _reported["interrupt"] = False
     try:
         try:
             app()
@@ -161,10 +161,8 @@ def run_main(app) -> None:
             code = None
     finally:
         interrupts.exiting()
-    if interrupted() and code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        if code in (EXIT_OK, None):
-            say_error("interrupted", prefix="")
-        code = interrupt_exit_code()
+    if interrupted():  # typer turns a KeyboardInterrupt outside the command body into a silent exit 130
+        code = _report_interrupt()
     sys.exit(code)
 
 
@@ -215,9 +213,19 @@ def interrupted() -> bool:
     return interrupts.received() is not None
 
 
+_reported = {"interrupt": False}
+
+
+def _report_interrupt() -> int:
+    """The one "interrupted" line (printed once, whichever layer sees the interrupt first); the exit code."""
+    if not _reported["interrupt"]:
+        _reported["interrupt"] = True
+        say_error("interrupted", prefix="")
+    return interrupt_exit_code()
+
+
 def _stop_interrupted() -> None:
-    say_error("interrupted", prefix="")
-    raise typer.Exit(interrupt_exit_code())
+    raise typer.Exit(_report_interrupt())
 
 
 def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None, max_pixels: int | None = None,
@@ -235,6 +243,7 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
     from prefpaint_sdk import interrupts
 
     interrupts.install()  # already done by main(); in-process callers (tests) get it here
+    _reported["interrupt"] = False
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)

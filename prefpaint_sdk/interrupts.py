@@ -175,9 +175,13 @@ def stop_requested() -> bool:
 
 
 def exiting() -> None:
-    """The process is leaving (its exit code decided): from now on a signal is only recorded, so no
-    ``KeyboardInterrupt`` can interrupt the interpreter's shutdown with a traceback."""
+    """The process is leaving, its exit code decided: from now on SIGINT and SIGTERM are ignored. Python puts
+    the default handlers back while it shuts down, and a signal then would kill the process (exit -2 or
+    -15) or print a ``KeyboardInterrupt`` traceback, after a run that has finished."""
     _S.exiting = True
+    if _S.installed and _main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager

@@ -164,6 +164,8 @@ class Cmd:
     whole: Callable[[Path], None] = lambda work: None  # asserts that every output set under work is whole
     window: float = 2.0  # seconds within which the signal lands after its origin
     slow: bool = True
+    origins: tuple = ("start", "work")  # "start": once the process owns its signals; "work": its first output
+    busy: Callable[[Path, str], bool] = lambda work, err: any(work.iterdir())  # (work, stderr) -> it is working
 
 
 def _pairs(folder: Path, a: str, b: str) -> None:
@@ -200,22 +202,24 @@ def _checkpoints(folder: Path, members: set) -> None:
 
 MODEL = ["--offline", "--device", "cpu", "--dtype", "float32"]
 COMMANDS = [
-    Cmd("masks-generate", lambda w, i: ["masks", "generate", i["many"], "--kind", "warp", "-o", w / "masks"],
+    Cmd("masks-generate", lambda w, i: ["masks", "generate", i["large"], "--kind", "warp", "-o", w / "masks"],
         done=lambda w: (w / "masks").exists(), window=1.0, slow=False),
+    # rate's own work takes a fraction of a second: both signals land in its start-up
     Cmd("rate", lambda w, i: ["rate", i["rate"](w)], done=lambda w: (w / "rdata" / "rate.html").exists(),
-        window=0.5, slow=False),
+        window=0.15, slow=False, origins=("start", "start")),
     Cmd("inpaint-batch", lambda w, i: ["inpaint", i["many"], i["mask"], "-o", w / "out", "--model", i["model"],
                                        "--steps", "4", *MODEL],
         done=lambda w: len(list((w / "out").glob("*.png"))) == 60, whole=lambda w: _pairs(w / "out", ".png", ".json")),
     Cmd("inpaint-manifest", lambda w, i: ["inpaint", "--manifest", i["jobs"], "-o", w / "out", "--model", i["model"],
                                           "--steps", "4", *MODEL],
         done=lambda w: (w / "out" / "results.jsonl").exists(), whole=lambda w: _records(w / "out")),
-    Cmd("score-manifest", lambda w, i: ["score", "--manifest", i["jobs"], "-o", w / "out", "--reward-model", i["rm"],
+    Cmd("score-manifest", lambda w, i: ["score", "--manifest", i["score_jobs"], "-o", w / "out", "--reward-model", i["rm"],
                                         "--offline", "--device", "cpu"],
         done=lambda w: (w / "out" / "results.jsonl").exists(), whole=lambda w: _records(w / "out")),
-    Cmd("extend", lambda w, i: ["extend", i["image"], "-o", w / "ext.png", "--model", i["model"], "--ratio", "4",
+    # extend writes only at the end: its work has begun once it has printed its plan
+    Cmd("extend", lambda w, i: ["extend", i["image"], "-o", w / "ext.png", "--model", i["model"], "--ratio", "3",
                                 "--window", "32", "--steps", "2", *MODEL],
-        done=lambda w: (w / "ext.png").exists()),
+        done=lambda w: (w / "ext.png").exists(), busy=lambda work, err: "extending" in err),
     Cmd("recon3d", lambda w, i: ["recon3d", i["scene"], "-o", w / "rec", "--model", i["model"], "--depth-model", "none",
                                  "--views", "40", "--steps", "2", "--voxel-size", "0.08", "--depth-trunc", "9", *MODEL],
         done=lambda w: (w / "rec").exists()),
@@ -238,48 +242,120 @@ COMMANDS = [
 ]
 
 
+class _Inputs(dict):
+    """Inputs shared by the runs (read-only), each built on first use: enough work that no run completes
+    within its window."""
+
+    def __init__(self, root: Path, request) -> None:
+        super().__init__()
+        self.root, self.request = root, request
+
+    def __missing__(self, key: str):
+        self[key] = value = getattr(self, f"_{key}")()
+        return value
+
+    def _many(self) -> Path:
+        many = self.root / "many"
+        many.mkdir()
+        rng = np.random.default_rng(SEED)
+        for k in range(60):
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(many / f"im{k:03d}.png")
+        return many
+
+    def _model(self) -> Path:
+        return self.request.getfixturevalue("tiny_pipeline_dir")
+
+    def _large(self) -> Path:  # masks generate: larger images, so that its work outlasts the window
+        large = self.root / "large"
+        large.mkdir()
+        rng = np.random.default_rng(SEED)
+        for k in range(300):
+            Image.fromarray(rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)).save(large / f"im{k:03d}.png")
+        return large
+
+    def _score_jobs(self) -> Path:  # scoring is quick: many larger images
+        large, mask = self["large"], self.root / "large-mask.png"
+        hole = np.zeros((192, 256), np.uint8)
+        hole[48:144, 64:192] = 255
+        Image.fromarray(hole).save(mask)
+        (self.root / "score.jsonl").write_text("".join(
+            json.dumps({"id": f"s{k:04d}", "image": str(large / f"im{k % 300:03d}.png"), "mask": str(mask)}) + "\n"
+            for k in range(3000)))
+        return self.root / "score.jsonl"
+
+    def _image(self) -> Path:
+        return self["many"] / "im000.png"
+
+    def _mask(self) -> Path:
+        hole = np.zeros((48, 64), np.uint8)
+        hole[12:36, 16:48] = 255
+        Image.fromarray(hole).save(self.root / "mask.png")
+        return self.root / "mask.png"
+
+    def _jobs(self) -> Path:
+        many, mask = self["many"], self["mask"]
+        (self.root / "jobs.jsonl").write_text("".join(
+            json.dumps({"id": f"j{k:03d}", "image": str(many / f"im{k % 60:03d}.png"), "mask": str(mask)}) + "\n"
+            for k in range(600)))
+        return self.root / "jobs.jsonl"
+
+    def _scene(self) -> Path:
+        from _recon3d_fakes import scene
+        from prefpaint_apps.recon3d.testing import write_scene
+
+        write_scene(scene(3, 160, 120).frames, self.root / "scene", "redwood")
+        return self.root / "scene"
+
+    def _rm(self) -> Path:
+        from prefpaint_sdk.testing import save_tiny_reward_model
+
+        return save_tiny_reward_model(self.root / "rm")
+
+    def _edata(self) -> Path:
+        from _helpers_eval import write_data
+
+        return write_data(self.root / "edata", n=40, size=32)
+
+    def _adata(self) -> Path:
+        from _helpers_align import make_data
+
+        return make_data(self.root / "adata", n=8, size=32)
+
+    def _rdata(self) -> Path:
+        from prefpaint_sdk.testing import write_synthetic_reward_dataset
+
+        return write_synthetic_reward_dataset(self.root / "rdata", n_prompts=6, per_prompt=2, size=32)
+
+    def _rate(self) -> Callable[[Path], Path]:
+        from prefpaint_sdk.testing import write_synthetic_reward_dataset
+
+        data = write_synthetic_reward_dataset(self.root / "rate-data", n_prompts=100, per_prompt=3, size=32)
+
+        def copy(work: Path) -> Path:  # rate writes into DATA: each run gets its own copy (hard links)
+            dest = work / "rdata"
+            for p in sorted(data.rglob("*")):
+                q = dest / p.relative_to(data)
+                if p.is_dir():
+                    q.mkdir(parents=True, exist_ok=True)
+                else:
+                    q.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(p, q)
+            return dest
+
+        return copy
+
+
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, tiny_pipeline_dir):
-    """Inputs shared by every run (read-only): enough work that no run completes within its window."""
+def inputs(tmp_path_factory, request):
     sys.path.insert(0, str(Path(__file__).parent))
-    from _helpers_align import make_data
-    from _helpers_eval import write_data
-    from _recon3d_fakes import scene
-    from prefpaint_apps.recon3d.testing import write_scene
+    return _Inputs(tmp_path_factory.mktemp("interrupt-inputs"), request)
 
-    from prefpaint_sdk.testing import save_tiny_reward_model, write_synthetic_reward_dataset
 
-    root = tmp_path_factory.mktemp("interrupt-inputs")
-    rng = np.random.default_rng(SEED)
-    many = root / "many"
-    many.mkdir()
-    for k in range(60):
-        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(many / f"im{k:03d}.png")
-    hole = np.zeros((48, 64), np.uint8)
-    hole[12:36, 16:48] = 255
-    Image.fromarray(hole).save(root / "mask.png")
-    (root / "jobs.jsonl").write_text("".join(
-        json.dumps({"id": f"j{k:03d}", "image": str(many / f"im{k:03d}.png"), "mask": str(root / "mask.png")}) + "\n"
-        for k in range(60)))
-    write_scene(scene(3, 160, 120).frames, root / "scene", "redwood")
-    rdata = write_synthetic_reward_dataset(root / "rdata", n_prompts=6, per_prompt=2, size=32)
-    big_rdata = write_synthetic_reward_dataset(root / "big-rdata", n_prompts=400, per_prompt=3, size=48)
-
-    def rate_data(work: Path) -> Path:  # rate writes into DATA: each run gets its own copy (links)
-        dest = work / "rdata"
-        for p in big_rdata.rglob("*"):
-            q = dest / p.relative_to(big_rdata)
-            if p.is_dir():
-                q.mkdir(parents=True, exist_ok=True)
-            else:
-                q.parent.mkdir(parents=True, exist_ok=True)
-                os.link(p, q)
-        return dest
-
-    return {"many": many, "mask": root / "mask.png", "jobs": root / "jobs.jsonl", "image": many / "im000.png",
-            "scene": root / "scene", "model": tiny_pipeline_dir, "rm": save_tiny_reward_model(root / "rm"),
-            "edata": write_data(root / "edata", n=40, size=32), "adata": make_data(root / "adata", n=8, size=32),
-            "rdata": rdata, "rate": rate_data}
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _owns_signals(pid: int) -> bool:
@@ -300,6 +376,8 @@ class _Run:
     delay: float
     work: Path
     proc: subprocess.Popen | None = None
+    out: Path | None = None  # where its stdout and stderr go
+    err: Path | None = None
     t0: float | None = None
     sent: bool = False
 
@@ -308,14 +386,14 @@ def _interrupted(cmd: Cmd, inputs: dict, tmp_path: Path) -> list[_Run]:
     rng = random.Random(f"{SEED}-{cmd.id}")
     sigs = [signal.SIGINT, signal.SIGTERM]
     rng.shuffle(sigs)
-    runs = [_Run(sig, origin, rng.uniform(0.0, cmd.window), tmp_path / f"{signal.Signals(sig).name}-{origin}")
-            for sig, origin in zip(sigs, ["start", "work"])]
+    runs = [_Run(sig, origin, rng.uniform(0.0, cmd.window), tmp_path / signal.Signals(sig).name)
+            for sig, origin in zip(sigs, cmd.origins)]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", COLUMNS="2000", PYTHONWARNINGS="")
     for run in runs:
         run.work.mkdir()
         argv = [str(a) for a in cmd.argv(run.work, inputs)]
-        with open(run.work.parent / f"{run.work.name}.out", "w") as out, \
-                open(run.work.parent / f"{run.work.name}.err", "w") as err:
+        run.out, run.err = (run.work.parent / f"{run.work.name}.{k}" for k in ("out", "err"))
+        with open(run.out, "w") as out, open(run.err, "w") as err:
             run.proc = subprocess.Popen([str(PREFPAINT), *argv], stdout=out, stderr=err, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not all(r.sent or r.proc.poll() is not None for r in runs):
@@ -324,8 +402,7 @@ def _interrupted(cmd: Cmd, inputs: dict, tmp_path: Path) -> list[_Run]:
             if r.sent or r.proc.poll() is not None:
                 continue
             if r.t0 is None:
-                if _owns_signals(r.proc.pid) and (r.origin == "start" or any(
-                        p for p in r.work.iterdir() if p.name != "rdata") or any((r.work / "rdata").glob("*.tmp*"))):
+                if _owns_signals(r.proc.pid) and (r.origin == "start" or cmd.busy(r.work, _text(r.err))):
                     r.t0 = now
             elif now >= r.t0 + r.delay:
                 r.proc.send_signal(r.sig)
@@ -346,10 +423,10 @@ def _interrupted(cmd: Cmd, inputs: dict, tmp_path: Path) -> list[_Run]:
 def test_a_signal_at_a_random_time_stops_the_command(cmd, inputs, tmp_path):
     for r in _interrupted(cmd, inputs, tmp_path):
         name = f"{cmd.id} {signal.Signals(r.sig).name} {r.delay:.2f} s after {r.origin}"
-        out = (r.work.parent / f"{r.work.name}.out").read_text()
-        err = (r.work.parent / f"{r.work.name}.err").read_text()
+        out, err = _text(r.out), _text(r.err)
         shown = f"\n--- {name}: exit {r.proc.returncode}\n--- stderr:\n{err[-3000:]}\n--- stdout:\n{out[-2000:]}"
-        assert r.sent, f"the run ended before its signal: give it more work{shown}"
+        finished = r.proc.returncode == 0 and cmd.done(r.work)
+        assert r.sent and not finished, f"the run ended before its signal landed: give it more work{shown}"
         assert "Traceback" not in out + err and "Exception ignored" not in err, f"traceback{shown}"
         assert r.proc.returncode == EXPECTED[r.sig], f"exit code{shown}"
         assert re.search(r"^interrupted$|stopped at iteration", err, re.M), f"no 'interrupted' line{shown}"
