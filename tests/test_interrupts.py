@@ -347,7 +347,6 @@ class _Inputs(dict):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, request):
-    sys.path.insert(0, str(Path(__file__).parent))
     return _Inputs(tmp_path_factory.mktemp("interrupt-inputs"), request)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -313,36 +314,38 @@ class Aligner:
             ev = self.evaluate(tag="start")
             self.baseline = ev.rewards
             result.evals.append(guards.record(ev, self.iteration, result.history))
+        stopping = ExitStack()
         try:
             # Ctrl-C or SIGTERM (a cluster's notice) finishes the iteration and saves a checkpoint; a second one
             # aborts. Outside the main thread, stopping is the caller's.
-            with interrupts.graceful(self._on_interrupt):
-                while self.iteration < cfg.iterations and not self._stop and not guards.stop:
-                    t0 = time.perf_counter()
-                    metrics = self.step()
-                    metrics["s_per_iter"] = time.perf_counter() - t0
-                    self.iteration += 1
-                    result.history.append({"iteration": self.iteration, **metrics})
-                    log_metrics(self, metrics)
-                    if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                        ev = self.evaluate()
-                        result.evals.append(guards.record(ev, self.iteration, result.history))
-                    if (cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations
-                            and not guards.stop):
-                        result.checkpoint = str(self.save_checkpoint())
-                    if self.progress is not None:
-                        self.progress(self.iteration, cfg.iterations, metrics)
-                    if acc.num_processes > 1:
-                        # Ctrl-C may reach the processes in different iterations: stop all of them together.
-                        flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
-                        self._stop = bool(flag.item() > 0)
-                result.interrupted = self._stop
-                result.checkpoint = str(self.save_checkpoint())
-                result.best = guards.best
-                if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
-                    result.stopped_reason = guards.stopped_reason
-                    guards.restore_best()
+            stopping.enter_context(interrupts.graceful(self._on_interrupt))
+            while self.iteration < cfg.iterations and not self._stop and not guards.stop:
+                t0 = time.perf_counter()
+                metrics = self.step()
+                metrics["s_per_iter"] = time.perf_counter() - t0
+                self.iteration += 1
+                result.history.append({"iteration": self.iteration, **metrics})
+                log_metrics(self, metrics)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    ev = self.evaluate()
+                    result.evals.append(guards.record(ev, self.iteration, result.history))
+                if (cfg.save_every and self.iteration % cfg.save_every == 0 and self.iteration < cfg.iterations
+                        and not guards.stop):
+                    result.checkpoint = str(self.save_checkpoint())
+                if self.progress is not None:
+                    self.progress(self.iteration, cfg.iterations, metrics)
+                if acc.num_processes > 1:
+                    # Ctrl-C may reach the processes in different iterations: stop all of them together.
+                    flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
+                    self._stop = bool(flag.item() > 0)
+            result.interrupted = self._stop
+            result.checkpoint = str(self.save_checkpoint())
+            result.best = guards.best
+            if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
+                result.stopped_reason = guards.stopped_reason
+                guards.restore_best()
         finally:
+            stopping.close()
             if cfg.log_with != "none":
                 acc.end_training()
         result.iterations_done = self.iteration
