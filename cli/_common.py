@@ -389,7 +389,9 @@ def echo_json(obj: Any) -> None:
 def progress(quiet: bool = False):
     """A rich progress bar on stderr; silent when stderr is not a terminal or with --quiet.
 
-    Descriptions are text, not markup (a file name like ``[bold]x.png`` is shown as it is).
+    Descriptions are text, not markup (a file name like ``[bold]x.png`` is shown as it is). Each update is
+    also a safe point (:func:`prefpaint_sdk.interrupts.check`): a loop whose interrupt a library swallowed
+    stops at its next step, even between two publications.
     """
     from rich.progress import (
         BarColumn,
@@ -400,7 +402,18 @@ def progress(quiet: bool = False):
         TimeRemainingColumn,
     )
 
-    return Progress(
+    from prefpaint_sdk.interrupts import check
+
+    class _Progress(Progress):
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            check()
+            super().update(*args, **kwargs)
+
+        def advance(self, *args: Any, **kwargs: Any) -> None:
+            check()
+            super().advance(*args, **kwargs)
+
+    return _Progress(
         TextColumn("{task.description}", markup=False, style="progress.description"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -81,6 +81,25 @@ def test_an_interrupt_a_library_swallowed_stops_the_next_publication(tmp_path):
     assert interrupts.exit_code() == 143
 
 
+def test_a_progress_step_is_a_safe_point():
+    """A loop that publishes nothing for a while (epochs, views, extension steps) stops at its next step."""
+    from prefpaint_cli._common import progress
+
+    interrupts.install(reset=True)
+    with progress(quiet=True) as bar:
+        task = bar.add_task("steps", total=3)
+        bar.update(task, completed=1)
+        try:  # a library drops the interrupt
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.01)
+        except KeyboardInterrupt:
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            bar.update(task, completed=2)
+        with pytest.raises(KeyboardInterrupt):
+            bar.advance(task)
+
+
 def test_a_signal_during_publication_lands_after_the_whole_set(tmp_path):
     from prefpaint_sdk.files import write_set
 
