@@ -15,8 +15,10 @@ Mechanisms, so that no command has to remember them one by one:
   given on the command line does nothing unless another is on; :class:`Command` refuses it (exit 2) before
   the body runs, naming both flags.
 * **One line per usage error.** :class:`Group` prints click's usage errors as one ``error:`` line (exit 2).
-* **Interrupts.** SIGTERM is turned into ``KeyboardInterrupt`` so staged outputs are cleaned up; the run
-  ends with "interrupted" and exit 130 (Ctrl-C) or 143 (SIGTERM).
+* **Interrupts.** :mod:`prefpaint_sdk.interrupts` owns SIGINT and SIGTERM from the start (:func:`main`):
+  each signal is recorded, then raised as ``KeyboardInterrupt`` so staged outputs are cleaned up; one that
+  a destructor or a library swallowed is delivered again, and stops the run at the next publication. The
+  exit code comes from the record: "interrupted" and 130 (Ctrl-C) or 143 (SIGTERM), whatever reached us.
 
 Kept free of heavy imports so ``prefpaint --help`` stays fast.
 """
@@ -26,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -177,9 +178,34 @@ class Group(TyperGroup):
             say_error(" ".join(exc.format_message().split()) + _help_hint(exc))
             sys.exit(exc.exit_code)
         except _click_exceptions().Abort:
+            if interrupted():  # click turns a KeyboardInterrupt outside the command body into Abort
+                sys.exit(_report_interrupt())
             say_error("aborted")
             sys.exit(EXIT_FAILED)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def run_main(app) -> None:
+    """The process entry point: own the signals before anything else runs, and leave with the code the
+    record gives. Once the code is decided a late signal is only recorded, so the interpreter's shutdown
+    never prints a ``KeyboardInterrupt`` traceback."""
+    from prefpaint_sdk import interrupts
+
+    interrupts.install(reset=True)
+    _reported["interrupt"] = False
+    try:
+        try:
+            app()
+            code = EXIT_OK
+        except SystemExit as exc:
+            code = exc.code
+        except KeyboardInterrupt:  # pragma: no cover - Group.main catches it; a signal in between lands here
+            code = None
+    finally:
+        interrupts.exiting()
+    if interrupted():  # typer turns a KeyboardInterrupt outside the command body into a silent exit 130
+        code = _report_interrupt()
+    sys.exit(code)
 
 
 def _help_hint(exc) -> str:
@@ -214,23 +240,39 @@ class _App(typer.Typer):
         return super().command(*args, **kw)
 
 
-# ---- setup: logging, offline, pixel limit, quiet libraries, SIGTERM ----------------------------------
-_interrupt = {"signal": None}
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    _interrupt["signal"] = signum
-    raise KeyboardInterrupt
-
-
+# ---- setup: logging, offline, pixel limit, quiet libraries, signals ---------------------------------
 def interrupt_exit_code() -> int:
     """130 after Ctrl-C, 143 after SIGTERM."""
-    return EXIT_TERMINATED if _interrupt["signal"] == signal.SIGTERM else EXIT_INTERRUPTED
+    from prefpaint_sdk import interrupts
+
+    return interrupts.exit_code()
+
+
+def interrupted() -> bool:
+    """Whether a signal is on record for this run (even one a library swallowed)."""
+    from prefpaint_sdk import interrupts
+
+    return interrupts.received() is not None
+
+
+_reported = {"interrupt": False}
+
+
+def _report_interrupt() -> int:
+    """The one "interrupted" line (printed once, whichever layer sees the interrupt first); the exit code."""
+    if not _reported["interrupt"]:
+        _reported["interrupt"] = True
+        say_error("interrupted", prefix="")
+    return interrupt_exit_code()
+
+
+def _stop_interrupted() -> None:
+    raise typer.Exit(_report_interrupt())
 
 
 def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None, max_pixels: int | None = None,
           hub_progress: bool = False) -> None:
-    """Configure logging through rich, offline mode, the pixel limit, quiet libraries and SIGTERM.
+    """Configure logging through rich, offline mode, the pixel limit, quiet libraries and the signals.
 
     Args:
         offline: True forces offline mode (``HF_HUB_OFFLINE=1``); None follows the environment.
@@ -240,11 +282,10 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
     """
     from rich.logging import RichHandler
 
-    _interrupt["signal"] = None
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # pragma: no cover - not the main thread
-        pass
+    from prefpaint_sdk import interrupts
+
+    interrupts.install()  # already done by main(); in-process callers (tests) get it here
+    _reported["interrupt"] = False
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO)
@@ -370,13 +411,16 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        say_error("interrupted", prefix="")
-        raise typer.Exit(interrupt_exit_code()) from None
+        _stop_interrupted()
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports everything
+        if interrupted():  # a library turned the interrupt into another error
+            _stop_interrupted()
         if debug:
             console.print_exception(show_locals=False)
         say_error(error_line(exc))
         raise typer.Exit(exit_code_for(exc)) from None
+    if interrupted():  # a library swallowed the interrupt and the body ran on
+        _stop_interrupted()
 
 
 # ---- output helpers -------------------------------------------------------------------------------
@@ -395,7 +439,9 @@ def echo_json(obj: Any) -> None:
 def progress(quiet: bool = False):
     """A rich progress bar on stderr; silent when stderr is not a terminal or with --quiet.
 
-    Descriptions are text, not markup (a file name like ``[bold]x.png`` is shown as it is).
+    Descriptions are text, not markup (a file name like ``[bold]x.png`` is shown as it is). Each update is
+    also a safe point (:func:`prefpaint_sdk.interrupts.check`): a loop whose interrupt a library swallowed
+    stops at its next step, even between two publications.
     """
     from rich.progress import (
         BarColumn,
@@ -406,7 +452,18 @@ def progress(quiet: bool = False):
         TimeRemainingColumn,
     )
 
-    return Progress(
+    from prefpaint_sdk.interrupts import check
+
+    class _Progress(Progress):
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            check()
+            super().update(*args, **kwargs)
+
+        def advance(self, *args: Any, **kwargs: Any) -> None:
+            check()
+            super().advance(*args, **kwargs)
+
+    return _Progress(
         TextColumn("{task.description}", markup=False, style="progress.description"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -18,7 +18,7 @@ from . import recon3d as _recon3d
 from . import reward as _reward
 from . import serve as _serve
 from . import train as _train
-from ._common import make_app
+from ._common import make_app, run_main
 
 app = make_app(
     name="prefpaint",
@@ -43,7 +43,7 @@ app.command("serve")(_serve.serve)
 
 
 def main() -> None:
-    app()
+    run_main(app)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _process_state_restored():
     """In-process runs change process-wide state (the pixel limit, our loggers' handlers and levels, the SIGTERM
-    handler, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
+    and SIGINT handlers, HF_HUB_OFFLINE): put it back after every test so no test depends on the ones before it."""
     import logging
     import signal
 
@@ -57,6 +57,9 @@ def _process_state_restored():
     sigterm = signal.getsignal(signal.SIGTERM)
     env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "PREFPAINT_MAX_PIXELS", "HF_HUB_DISABLE_PROGRESS_BARS")}
     yield
+    from prefpaint_sdk import interrupts
+
+    interrupts.uninstall()  # SIGINT, SIGTERM and sys.unraisablehook as they were, and no signal on record
     set_max_pixels(None)
     for lg, handlers, level, propagate in saved:
         lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -151,7 +153,7 @@ def test_resume_equals_uninterrupted(data, tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(data, tmp_path):
     al = _aligner(data, tmp_path, iterations=3)
-    al.progress = lambda it, total, m: al._on_sigint(2, None) if it == 1 else None
+    al.progress = lambda it, total, m: signal.raise_signal(signal.SIGINT) if it == 1 else None  # a real Ctrl-C
     res = al.train()
     assert res.interrupted and res.iterations_done == 1
     assert (tmp_path / "checkpoints" / "iter_000001" / "trainable.safetensors").is_file()

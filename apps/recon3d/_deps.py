@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from prefpaint_sdk import require
 
+from .quiet import library_noise_to_log
+
 __all__ = ["open3d", "trimesh"]
 
 
 def open3d():
     """The ``open3d`` module, or :class:`~prefpaint_sdk.MissingDependencyError` naming ``pip install 'prefpaint[recon3d]'``."""
-    return require("open3d", extra="recon3d", purpose="3D reconstruction (TSDF fusion, meshes, point clouds)")
+    with library_noise_to_log():  # its import warns about CUDA on machines without it
+        return require("open3d", extra="recon3d", purpose="3D reconstruction (TSDF fusion, meshes, point clouds)")
 
 
 def trimesh():

@@ -11,6 +11,7 @@ import numpy as np
 from prefpaint_sdk import DataError
 
 from .geometry import depth_consistency
+from .quiet import quiet_libraries
 from .scene import MAX_PLAUSIBLE_DEPTH_M, MIN_PLAUSIBLE_DEPTH_M, Frame, Scene, UnreadableFrameError
 
 __all__ = ["FrameCache", "check_scene", "median_depth"]
@@ -67,6 +68,7 @@ class FrameCache:
         return self.cache[i]
 
 
+@quiet_libraries  # scipy and Open3D warnings: debug records, not output
 def check_scene(scene: Scene, max_pairs: int = 20, rel_tol: float = 0.05) -> dict:
     """Reproject neighbouring frames into each other and report the share of depth-consistent pixels.
 

@@ -33,6 +33,7 @@ from .fusion import fuse_tsdf
 from .holes import clean_holes
 from .inputs import FrameCache, check_scene
 from .novel import novel_cameras, read_trajectory
+from .quiet import quiet_libraries
 from .scene import Scene
 from .warp import WarpSource, forward_warp
 
@@ -135,6 +136,7 @@ def _load_estimator(cfg: Recon3DConfig, need: bool):
     return load_depth_estimator(name, cfg.device)
 
 
+@quiet_libraries  # Open3D's and scipy's warnings: debug records, not output
 def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfig | None = None, *, inpainter=None,
                 model: str | None = None, reward_model: str | None = None, depth_estimator=None,
                 progress: ProgressFn | None = None) -> Recon3DResult:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from .. import interrupts
 from ..errors import ConfigError, DataError, InvalidInputError
 from ..files import atomic_write_json
 from . import checkpoint as ckpt
@@ -304,14 +305,11 @@ class Aligner(LoopServices):
             ev = self.evaluate(tag="start")
             self.baseline = ev.rewards
             result.evals.append(guards.record(ev, self.iteration, result.history))
-        previous = signal.getsignal(signal.SIGINT)
-        installed = False
+        stopping = ExitStack()
         try:
-            signal.signal(signal.SIGINT, self._on_sigint)
-            installed = True
-        except ValueError:  # not the main thread: Ctrl-C handling is the caller's
-            pass
-        try:
+            # Ctrl-C or SIGTERM (a cluster's notice) finishes the iteration and saves a checkpoint; a second one
+            # aborts. Outside the main thread, stopping is the caller's.
+            stopping.enter_context(interrupts.graceful(self._on_interrupt))
             while self.iteration < cfg.iterations and not self._stop and not guards.stop:
                 t0 = time.perf_counter()
                 metrics = self.step()
@@ -331,25 +329,24 @@ class Aligner(LoopServices):
                     # Ctrl-C may reach the processes in different iterations: stop all of them together.
                     flag = acc.reduce(torch.tensor([float(self._stop)], device=acc.device), reduction="sum")
                     self._stop = bool(flag.item() > 0)
-            result.interrupted = self._stop and self.iteration < cfg.iterations
+            result.interrupted = self._stop
             result.checkpoint = str(self.save_checkpoint())
             result.best = guards.best
             if guards.stop:  # the checkpoint keeps the last weights; the Aligner (and its exports) get the best
                 result.stopped_reason = guards.stopped_reason
                 guards.restore_best()
         finally:
-            if installed:
-                signal.signal(signal.SIGINT, previous)
+            stopping.close()
             if cfg.log_with != "none":
                 acc.end_training()
         result.iterations_done = self.iteration
         return result
 
-    def _on_sigint(self, signum, frame):
-        if self._stop:
-            raise KeyboardInterrupt
+    def _on_interrupt(self, signum: int) -> None:
         self._stop = True
-        log.warning("Ctrl-C: finishing iteration %d, then saving a checkpoint (press again to abort)", self.iteration + 1)
+        what = "Ctrl-C" if signum == interrupts.SIGNALS[0] else "SIGTERM"
+        log.warning("%s: finishing iteration %d, then saving a checkpoint (press Ctrl-C again to abort)", what,
+                    self.iteration + 1)
 
     # ------------------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import interrupts
 from ..errors import InvalidInputError, OutputExistsError
 from .checks import check_output_dir
 from .modes import apply_umask_modes
-from .sets import _interrupts_deferred, _make_parents, _remove_dirs
+from .sets import _make_parents, _remove_dirs
 
 
 @contextmanager
@@ -89,7 +90,7 @@ def replace_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> None:
     apply_umask_modes(tmp)
     old: Path | None = None
     try:
-        with _interrupts_deferred():
+        with interrupts.deferred():
             if dest.exists() or dest.is_symlink():
                 old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
                 os.replace(dest, old)

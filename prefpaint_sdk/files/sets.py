@@ -5,52 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import interrupts
 from ..errors import InvalidInputError, OutputExistsError
 from .checks import _format_for, check_image_suffix, check_outputs, output_key
 from .modes import file_mode
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT), and SIGTERM where Python handles it, for the few renames that publish an
-    output set; a signal that arrives meanwhile is delivered right after.
-
-    Only the main thread can own signal handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old = signal.getsignal(sig)
-            if sig == signal.SIGINT or callable(old):
-                previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
-    except (ValueError, TypeError, OSError):  # pragma: no cover - no signal support here
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        for sig in received:
-            old = previous[sig]
-            if callable(old):
-                old(sig, None)
-            elif old == signal.SIG_DFL and sig == signal.SIGINT:
-                raise KeyboardInterrupt
 
 
 def _make_parents(p: Path) -> list[Path]:
@@ -121,7 +85,7 @@ def _publish(temps: Sequence[Path], dests: Sequence[Path], overwrite: bool, own:
     hard link is atomic and fails when the name exists); the members placed that way are then taken back.
     """
     placed: list[Path] = []
-    with _interrupts_deferred():
+    with interrupts.deferred():
         try:
             for tmp, dest in zip(temps, dests):
                 if not overwrite and output_key(dest) not in own:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,11 @@ def reward_metrics(pred: np.ndarray, data: RewardData, targets: np.ndarray | Non
         m["pairwise_accuracy"] = float(np.mean((pred[b] > pred[w]) + 0.5 * (pred[b] == pred[w])))
     if targets is not None and data.has_scores and len(pred) > 1:
         m["mse"] = float(np.mean((pred - targets) ** 2))
-        rho = spearmanr(pred, targets).statistic
+        with warnings.catch_warnings(record=True) as caught:  # constant predictions: scipy warns, we report 0
+            warnings.simplefilter("always")
+            rho = spearmanr(pred, targets).statistic
+        for w in caught:
+            log.debug("spearman: %s: %s", w.category.__name__, w.message)
         m["spearman"] = float(rho) if np.isfinite(rho) else 0.0
     return m
 
