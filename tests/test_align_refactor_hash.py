@@ -12,8 +12,8 @@ import pytest
 import torch
 from _helpers_align import fast_config, make_data
 
-from prefpaint_sdk.reward.constraints import brightness_in_mask
 from prefpaint_sdk.align.trainer import Aligner
+from prefpaint_sdk.reward.constraints import brightness_in_mask
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 # case -> (family, config overrides)
