@@ -35,11 +35,29 @@ from .imaging import (
 )
 from .validation import at_least, bad_value, check_seed, finite, non_negative
 
-__all__ = ["Inpainter", "InpaintResult"]
+__all__ = ["Inpainter", "InpaintResult", "choose_candidate"]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+SELECTS = ("reward", "lcb")
+
+
+def choose_candidate(scores, bounds=None, select: str = "reward", lcb_c: float = 1.0) -> int:
+    """The candidate to keep: the highest score (``"reward"``), or the highest lower confidence bound
+    ``score - lcb_c * bound`` (``"lcb"``, trust-aware; by score when there are no bounds).
+
+    Raises:
+        InvalidInputError: ``select`` is neither, or there are no scores.
+    """
+    if select not in SELECTS:
+        raise bad_value("select", f"select must be 'reward' or 'lcb', got {str(select)[:40]!r}")
+    if not len(scores):
+        raise bad_value("scores", "there are no candidates' scores to choose among")
+    keys = np.asarray(scores, dtype=np.float64)
+    if select == "lcb" and bounds is not None:
+        keys = keys - lcb_c * np.asarray(bounds, dtype=np.float64)
+    return int(np.argmax(keys))
 
 
 @dataclass
@@ -52,6 +70,7 @@ class InpaintResult:
         seeds: the seed of each candidate (candidate k used ``seeds[0] + k``).
         scores: reward of each candidate when a reward model is attached, else ``None``.
         bounds: the reward model's error bound for each candidate, when available.
+        trust: the reward model's trust weight of each candidate (from its bound), when available.
         best_index: index of ``image`` in ``candidates``.
         box: the context box (x0, y0, x1, y1) the model saw, in input pixels; ``None`` for an empty mask.
         params: the parameters of the call, after defaults.
@@ -64,6 +83,7 @@ class InpaintResult:
     seeds: list[int]
     scores: list[float] | None = None
     bounds: list[float] | None = None
+    trust: list[float] | None = None
     best_index: int = 0
     box: tuple[int, int, int, int] | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +95,13 @@ class InpaintResult:
     def seed(self) -> int:
         """The seed that reproduces :attr:`image` alone."""
         return self.seeds[self.best_index]
+
+    def choose(self, select: str = "reward", lcb_c: float = 1.0) -> int:
+        """The index of the candidate ``select`` picks: see :func:`choose_candidate` (:attr:`best_index`
+        without scores)."""
+        if not self.scores:
+            return self.best_index
+        return choose_candidate(self.scores, self.bounds, select, lcb_c)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, save_all: bool = False) -> list[str]:
         """Write the image, a sidecar ``.json`` with every fact of :meth:`to_dict`, and optionally all
@@ -151,7 +178,7 @@ class Inpainter:
         self.model_id = model_id
         self.revision = revision
         self.reward_model = reward_model
-        if select not in ("reward", "lcb"):
+        if select not in SELECTS:
             raise InvalidInputError(f"select must be 'reward' or 'lcb', got '{select}'")
         self.select = select
         self.lcb_c = lcb_c
@@ -201,6 +228,15 @@ class Inpainter:
                    select=select, lcb_c=lcb_c)
         self.load_seconds = time.perf_counter() - t0
         return self
+
+    def with_reward_model(self, reward_model) -> "Inpainter":
+        """A copy of this inpainter that scores with ``reward_model`` (``None``: none); it shares the loaded
+        pipeline (no memory is copied) and this one is left unchanged."""
+        import copy
+
+        other = copy.copy(self)
+        other.reward_model = reward_model
+        return other
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -361,10 +397,10 @@ class Inpainter:
             del gen
         t_comp = time.perf_counter()
 
-        scores, bounds, best = self._score(candidates, img, hole, box)
+        scores, bounds, trust, best = self._score(candidates, img, hole, box)
         t_end = time.perf_counter()
         return InpaintResult(
-            image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds,
+            image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds, trust=trust,
             best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
             timings=dict(prepare_s=t_prep - t_start, sample_s=t_sample - t_prep, composite_s=t_comp - t_sample,
                          score_s=t_end - t_comp, total_s=t_end - t_start),
@@ -395,14 +431,14 @@ class Inpainter:
                 on_step=on_step))
         return outputs
 
-    def _score(self, candidates, image, hole, box: Box | None = None) -> tuple[list[float] | None, list[float] | None, int]:
+    def _score(self, candidates, image, hole, box: Box | None = None):
         """Score candidates with the attached reward model and pick the best; index 0 without one.
 
         The reward sees the context box the model inpainted, framed by the one function every scoring
         path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
         """
         if self.reward_model is None:
-            return None, None, 0
+            return None, None, None, 0
         from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
 
         candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
@@ -411,13 +447,10 @@ class Inpainter:
         out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))
         scores = [float(s) for s in out.scores]
         bounds = [float(b) for b in out.bounds] if getattr(out, "bounds", None) is not None else None
+        trust = [float(t) for t in out.trust] if getattr(out, "trust", None) is not None else None
         if self.select == "lcb" and bounds is None and len(candidates) > 1:
             log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
-        if self.select == "lcb" and bounds is not None:
-            keys = [s - self.lcb_c * b for s, b in zip(scores, bounds)]
-        else:
-            keys = scores
-        return scores, bounds, int(np.argmax(keys))
+        return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c)
 
 
 def _effective_steps(steps: int, strength: float) -> int:
