@@ -301,6 +301,8 @@ class Inpainter:
         mask_from_alpha: bool = False,
         resize_mask: bool = False,
         progress: ProgressFn | None = None,
+        previews: int = 0,
+        on_preview: Callable[[int, int, list[Image.Image]], None] | None = None,
     ) -> InpaintResult:
         """Inpaint ``image`` where ``mask`` is white.
 
@@ -324,6 +326,10 @@ class Inpainter:
             invert_mask / mask_from_alpha / resize_mask: see :func:`~prefpaint_sdk.imaging.load_mask` and
                 :func:`~prefpaint_sdk.imaging.fit_mask_to_image`.
             progress: called as ``progress(step, total)`` after every denoising step.
+            previews / on_preview: at ``previews`` evenly spaced steps (not the last), ``on_preview(k, step,
+                images)`` gets preview ``k`` (0-based): the model's prediction of the finished candidates at that
+                step, decoded and composited as the final ones are (the first chunk of ``max_batch`` candidates).
+                The candidates themselves are the same with or without previews.
 
         Returns:
             An :class:`InpaintResult` whose ``image`` has exactly the input's size.
@@ -340,6 +346,7 @@ class Inpainter:
         num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)
+        previews = at_least("previews", previews, 0)
         for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if not isinstance(text, str):
                 raise bad_value(name, f"{name} must be text, got {type(text).__name__}")
@@ -382,10 +389,25 @@ class Inpainter:
         model_mask = _resize_mask_covering(hole[box.y0:box.y1, box.x0:box.x1], (work_w, work_h))
         t_prep = time.perf_counter()
 
+        preview = None
+        if on_preview is not None and previews:
+            total = _effective_steps(steps, strength)
+            at = sorted({max(1, round((k + 1) * total / (previews + 1))) for k in range(int(previews))})
+            size = (box.width, box.height)
+
+            def preview(step, images):
+                shown = [composite_box(img, im.resize(size, Image.LANCZOS) if im.size != size else im, box,
+                                       hole if keep_unmasked else None, mask_blur) for im in images]
+                on_preview(at.index(step), step, shown)
+
+            preview = (at, preview)
         generated = self._sample(model_image, model_mask, prompt, negative_prompt, seeds, steps, guidance_scale,
-                                 eta, strength, work_w, work_h, progress)
+                                 eta, strength, work_w, work_h, progress, preview)
         del model_image, model_mask
         params["guidance_scale_effective"] = engine.guidance_used(guidance_scale, prompt, negative_prompt)
+        # What the call cost the denoiser, in evaluations of one candidate (no tokens to count in diffusion).
+        params["denoiser_passes"] = (len(seeds) * _effective_steps(steps, strength)
+                                     * engine.passes_per_step(params["guidance_scale_effective"]))
         t_sample = time.perf_counter()
 
         candidates = []
@@ -408,7 +430,7 @@ class Inpainter:
 
     # ---------------------------------------------------------------------------------------------
     def _sample(self, image, mask, prompt, negative_prompt, seeds, steps, guidance_scale, eta, strength,
-                width, height, progress) -> list[Image.Image]:
+                width, height, progress, preview=None) -> list[Image.Image]:
         import torch
 
         outputs: list[Image.Image] = []
@@ -425,10 +447,11 @@ class Inpainter:
             chunk = seeds[start:start + self.max_batch]
             # One generator per candidate: candidate k equals a lone call with seed + k.
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in chunk]
+            shown = dict(preview_steps=preview[0], on_preview=preview[1]) if preview and not start else {}
             outputs.extend(self.engine.sample(
                 image, mask, prompt=prompt, negative_prompt=negative_prompt, generators=generators, steps=steps,
                 guidance_scale=guidance_scale, eta=eta, strength=strength, width=width, height=height,
-                on_step=on_step))
+                on_step=on_step, **shown))
         return outputs
 
     def _score(self, candidates, image, hole, box: Box | None = None):

@@ -66,3 +66,25 @@ def test_with_reward_model_and_the_server_leave_the_callers_inpainter_alone(tiny
     assert inp.reward_model is None
     assert j["trust"] is not None and len(j["trust"]) == 2
     assert j["chosen"] == choose_candidate(j["scores"], j["bounds"], "lcb")
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "flux-fill"])
+def test_previews_are_the_predicted_images_and_leave_the_candidates_unchanged(tiny_family_dir, family):
+    from prefpaint_sdk import Inpainter
+
+    inp = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="float32")
+    img, hole = make_image(48, 64, 3), np.zeros((48, 64), bool)
+    hole[16:32, 16:40] = True
+    plain = inp(img, hole, seed=11, steps=6, num_candidates=2)
+    got = []
+    shown = inp(img, hole, seed=11, steps=6, num_candidates=2, previews=3,
+                on_preview=lambda k, step, ims: got.append((k, step, ims)))
+    assert [(k, s) for k, s, _ in got] == [(0, 2), (1, 3), (2, 4)]  # evenly spaced over 6 steps, not the last
+    for a, b in zip(plain.candidates, shown.candidates):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    far = np.ones_like(hole)
+    far[4:44, 4:52] = False
+    for _, _, ims in got:
+        assert len(ims) == 2 and ims[0].size == (64, 48)
+        assert np.array_equal(np.asarray(ims[0])[far], img[far])  # composited as the final image is
+    assert not np.array_equal(np.asarray(got[0][2][0]), np.asarray(shown.candidates[0]))

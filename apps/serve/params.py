@@ -69,6 +69,12 @@ class Params:
             steps = self.default_steps
         return self.family_defaults["steps"] if steps is None else steps
 
+    def steps_for_quality(self, quality: str) -> int:
+        """OpenAI's ``quality`` as a step count: ``low`` a quarter of the default steps, ``medium`` half,
+        ``high`` and ``auto`` all of them (the default: the server's ``--steps``, else the family's)."""
+        d = self.defaults()["steps"]
+        return {"low": max(1, round(d / 4)), "medium": max(1, round(d / 2))}.get(quality, d)
+
     def guidance_of(self, form: Form) -> float:
         return form.number("guidance", float(self.family_defaults["guidance_scale"]))
 

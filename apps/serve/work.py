@@ -13,7 +13,7 @@ from typing import Any
 
 from .answers import B64, b64_png
 
-__all__ = ["encode_images", "inpaint_job", "model_facts", "reward_facts", "score_job"]
+__all__ = ["encode_images", "inpaint_job", "model_facts", "reward_facts", "score_job", "usage"]
 
 
 def encode_images(facts: dict[str, Any]) -> dict[str, Any]:
@@ -38,11 +38,14 @@ def reward_facts(reward_model) -> dict[str, Any]:
 
 
 def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: str,
-                output_dir: Path | None) -> dict[str, Any]:
-    """Run one inpainting call and return its JSON facts: the sidecar's, plus the images and trust."""
+                output_dir: Path | None, preview=None) -> dict[str, Any]:
+    """Run one inpainting call and return its JSON facts: the sidecar's, plus the images and trust.
+
+    ``preview``: ``(count, on_preview)`` for a stream's partial images (``Inpainter``'s ``previews``)."""
     t0 = time.perf_counter()
     queued_s = time.time() - job.created
-    result = inpainter(image, hole, progress=job.progress, **call)
+    shown = dict(previews=preview[0], on_preview=preview[1]) if preview else {}
+    result = inpainter(image, hole, progress=job.progress, **call, **shown)
     if job.cancelled:  # cancelled during the last step or the scoring: nobody wants the answer
         from .jobs import Cancelled
 
@@ -64,6 +67,15 @@ def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: s
         written = result.save(output_dir / f"{stamp}-{job.id}.png", save_all=len(result.candidates) > 1)
         facts["files"] = [Path(w).name for w in written]
     return facts
+
+
+def usage(facts: dict[str, Any]) -> dict[str, Any]:
+    """What an inpainting cost, honestly counted (diffusion has no tokens): denoiser evaluations of one candidate
+    (two per step under classifier-free guidance), output images and pixels, seconds of model time."""
+    w, h = facts["size"]
+    n = len(facts["seeds"])
+    return {"denoiser_passes": int(facts["params"].get("denoiser_passes", 0)), "images": n,
+            "pixels": int(w) * int(h) * n, "seconds": round(facts["timings"]["job_s"], 6)}
 
 
 def score_job(job, reward_model, image, hole, masked, normalize: bool) -> dict[str, Any]:
