@@ -10,6 +10,7 @@ time and gets a JSON error naming the problem; the model runs on the queue's wor
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from prefpaint_sdk import at_least, check_output_dir, positive, require
@@ -43,7 +44,9 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     """A FastAPI app serving ``inpainter`` (any engine's :class:`prefpaint_sdk.Inpainter`).
 
     Args:
-        inpainter: the loaded model; it stays in memory and runs one job at a time.
+        inpainter: the loaded model; it stays in memory and runs one job at a time. Or several, as a dict of
+            ``{name: Inpainter}``: a request's ``model`` picks one by name (the first when it names none), each has
+            its own queue of ``max_queue`` jobs, and one ``reward_model`` scores them all.
         reward_model: a :class:`prefpaint_sdk.RewardModel` that scores candidates and ``/v1/score`` (default:
             ``inpainter``'s own). ``inpainter`` itself is never changed: the server runs a copy of it that
             scores with this one (:meth:`prefpaint_sdk.Inpainter.with_reward_model`).
@@ -85,8 +88,11 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     store = FileStore(max_files=at_least("url_max_files", url_max_files, 1),
                       max_bytes=int(positive("url_max_mb", url_max_mb) * 2**20),
                       ttl_s=positive("url_ttl_s", url_ttl_s))
+    named = check_models(inpainter)
     if default_steps is not None:
-        default_steps = inpainter.check_steps(at_least("steps", default_steps, 1))
+        default_steps = at_least("steps", default_steps, 1)
+        for inp in named.values():
+            inp.check_steps(default_steps)
     check_api_key(api_key)
     upload_timeout_s = positive("upload_timeout_s", upload_timeout_s)
     public_url = check_public_url(public_url) if public_url is not None else None
@@ -96,12 +102,17 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     if output_dir is not None:
         out_dir = check_output_dir(output_dir, overwrite=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-    rm = reward_model if reward_model is not None else inpainter.reward_model
-    # The caller's Inpainter is left as it is: the server runs a copy that scores with the server's reward model.
-    served = inpainter if inpainter.reward_model is rm else inpainter.with_reward_model(rm)
-    queue = JobQueue(max_queue=max_queue, keep_finished=max(64, 4 * max_queue))
-    model = ServedModel(inpainter.model_id, served, Params(served, default_steps), queue)
-    st = ServeState(models={model.name: model}, reward_model=rm, api_key=api_key, cap=cap, max_pixels=max_pixels,
+    first = next(iter(named.values()))
+    rm = reward_model if reward_model is not None else first.reward_model
+    served_models = {}
+    for name, inp in named.items():
+        # The caller's Inpainter is left as it is: the server runs a copy that scores with the server's one reward
+        # model, so every model's scores are comparable. Each model has its own queue: a slow one starves no other.
+        served = inp if inp.reward_model is rm else inp.with_reward_model(rm)
+        queue = JobQueue(max_queue=max_queue, keep_finished=max(64, 4 * max_queue))
+        served_models[name] = ServedModel(name, served, Params(served, default_steps), queue)
+    first_model = next(iter(served_models.values()))
+    st = ServeState(models=served_models, reward_model=rm, api_key=api_key, cap=cap, max_pixels=max_pixels,
                     max_queue=max_queue, default_steps=default_steps, store=store, out_dir=out_dir,
                     public_url=public_url, upload_timeout_s=upload_timeout_s)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -119,8 +130,8 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     app = fastapi.FastAPI(title="PrefPaint", version=_version(), lifespan=lifespan, docs_url="/docs",
                           redoc_url=None, openapi_url="/openapi.json")
     app.state.serve = st
-    app.state.queue = queue  # the first model's (tests and benchmarks hold jobs on it)
-    app.state.inpainter = served
+    app.state.queue = first_model.queue  # the first model's (tests and benchmarks hold jobs on it)
+    app.state.inpainter = first_model.inpainter
     app.state.reward_model = rm
     app.state.files = store
     if origins:
@@ -144,6 +155,45 @@ def create_app(inpainter, reward_model=None, *, api_key: str | None = None, max_
     for module in (models, edits, inpaint, score, jobs, files):
         app.include_router(module.router)
     return app
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+
+
+def split_model_arg(text: str) -> tuple[str | None, str]:
+    """``NAME=SOURCE`` as (NAME, SOURCE); a plain source as (None, SOURCE) (named by its model id).
+
+    Raises:
+        InvalidInputError: an empty name or source, or a name a request could not send.
+    """
+    from prefpaint_sdk import bad_value
+
+    name, sep, source = text.partition("=")
+    if not sep:
+        return None, text
+    if not MODEL_NAME.fullmatch(name) or not source.strip():
+        raise bad_value("model", f"--model {text[:80]!r}: write NAME=SOURCE, NAME of letters, digits and . _ : / - "
+                                 "(at most 128), SOURCE a hub id, alias or folder")
+    return name, source
+
+
+def check_models(inpainter) -> dict:
+    """``{name: Inpainter}`` from one inpainter (named by its model id) or a mapping of names to inpainters.
+
+    Raises:
+        InvalidInputError: no model, or a name a request could not send (empty, or not printable).
+    """
+    from prefpaint_sdk import bad_value
+
+    named = dict(inpainter) if isinstance(inpainter, dict) else {inpainter.model_id: inpainter}
+    if not named:
+        raise bad_value("model", "serve at least one model")
+    for name in named:
+        # A model id (a hub id or a folder's path) names a model given without a name: any printable text.
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise bad_value("model", f"model name {str(name)[:80]!r} is not one a request can send: use printable "
+                                     "text, such as letters, digits and . _ : / -")
+    return named
 
 
 def _version() -> str:

@@ -196,8 +196,9 @@ def decode_data_url(url: str, where: str, cap: int) -> bytes:
         raise ApiError(400, f"{where}: the data: URL is not valid base64", param=where) from None
     if not data:
         raise ApiError(400, f"{where} is an empty image", param=where)
-    real = _IMAGE_SNIFF[sniff_image(data, where)]
+    kind = sniff_image(data, where)
+    real = _IMAGE_SNIFF[kind]
     if declared != real:
-        raise ApiError(415, f"{where}: the data: URL says '{declared[:40] or 'nothing'}' but holds a {real} file; "
-                            "declare the image's real type", param=where, code="unsupported_image_type")
+        raise ApiError(415, f"{where}: the data: URL says '{declared[:40] or 'nothing'}' but holds a {kind} file "
+                            f"({real}); declare the image's real type", param=where, code="unsupported_image_type")
     return data
