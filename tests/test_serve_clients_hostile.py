@@ -216,3 +216,35 @@ def test_a_stream_whose_client_goes_away_stops_its_job(app):
     finally:
         del queue.submit
     assert threading.active_count() < 50
+
+
+def test_prefpaint_serve_serves_two_named_models(tiny_pipeline_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from _serve_helpers import free_port
+
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [str(Path(sys.executable).with_name("prefpaint")), "serve", "--model", f"a={tiny_pipeline_dir}",
+           "--model", f"b={tiny_pipeline_dir}", "--port", str(port), "--steps", "1", "--device", "cpu", "--offline",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline, models = time.time() + 90, None
+        while models is None and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                    models = json.load(r)
+            except OSError:
+                time.sleep(0.2)
+        assert [d["id"] for d in models["data"]] == ["a", "b"]
+        assert all(d["defaults"]["steps"] == 1 for d in models["data"])
+    finally:
+        proc.terminate()
+        proc.wait(20)
