@@ -18,6 +18,7 @@ from ..formats import encode, with_background
 from ..forms import ApiError
 from ..origin import public_base
 from ..params import parse_size
+from ..schema import EDIT_ANSWER, EDIT_JSON, EDIT_MULTIPART, SSE, body, responses
 from ..state import json_answer
 from ..stream import stream_edit
 from ..work import inpaint_job, usage
@@ -26,7 +27,9 @@ from . import authenticated, state
 router = APIRouter(dependencies=[Depends(authenticated)])
 
 
-@router.post("/v1/images/edits")
+@router.post("/v1/images/edits", responses=responses(
+    {200: ("the edited images (or, with stream=true, server-sent events)", {"application/json": EDIT_ANSWER, **SSE})},
+    400, 401, 404, 408, 409, 413, 415, 422, 429, 500, 507), openapi_extra=body(EDIT_MULTIPART, ["image"], EDIT_JSON))
 async def edits(request: Request):
     st = state(request)
     req = await read_edit(request, st.cap, st.upload_timeout_s)

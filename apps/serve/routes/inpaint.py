@@ -6,6 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from prefpaint_sdk import InvalidInputError, at_least, fit_mask_to_image
 
 from ..forms import ApiError, api_text, read_form
+from ..schema import INPAINT_FIELDS, JOB, WAIT, body, responses
 from ..state import encoded_answer, wants_wait
 from ..uploads import sdk_error
 from ..work import inpaint_job
@@ -17,7 +18,10 @@ FIELDS = {"image", "mask", "prompt", "negative_prompt", "n", "seed", "steps", "g
           "crop_margin", "mask_dilate", "mask_blur", "invert_mask", "mask_from_alpha", "resize_mask", "model"}
 
 
-@router.post("/v1/inpaint")
+@router.post("/v1/inpaint", responses=responses({200: ("the inpainting: images (base64 PNG), seeds, scores", {
+    "application/json": {"type": "object"}}), 202: ("queued (wait=false): the job", {"application/json": JOB})},
+    400, 401, 404, 408, 409, 413, 415, 422, 429, 500),
+    openapi_extra={**body(INPAINT_FIELDS, ["image", "mask"]), "parameters": WAIT})
 async def inpaint(request: Request):
     st = state(request)
     wait = wants_wait(request)

@@ -7,13 +7,14 @@ from fastapi.responses import StreamingResponse
 
 from ..answers import json_body
 from ..jobs import FINISHED
+from ..schema import JOB, SSE, responses
 from ..state import json_answer, ready
 from . import authenticated, state
 
 router = APIRouter(dependencies=[Depends(authenticated)])
 
 
-@router.get("/v1/jobs/{job_id}")
+@router.get("/v1/jobs/{job_id}", responses=responses({200: ("the job", {"application/json": JOB})}, 401, 404))
 async def job_status(job_id: str, request: Request):
     st = state(request)
     job = st.find(job_id)
@@ -21,7 +22,7 @@ async def job_status(job_id: str, request: Request):
     return json_answer(st.job_view(job))
 
 
-@router.delete("/v1/jobs/{job_id}")
+@router.delete("/v1/jobs/{job_id}", responses=responses({200: ("the job", {"application/json": JOB})}, 401, 404))
 async def job_cancel(job_id: str, request: Request):
     st = state(request)
     job = st.find(job_id)
@@ -30,7 +31,7 @@ async def job_cancel(job_id: str, request: Request):
     return queue.snapshot(job)
 
 
-@router.get("/v1/jobs/{job_id}/events")
+@router.get("/v1/jobs/{job_id}/events", responses=responses({200: ("the job's states as server-sent events", SSE)}, 401, 404))
 async def job_events(job_id: str, request: Request):
     st = state(request)
     job = st.find(job_id)

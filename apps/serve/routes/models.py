@@ -5,6 +5,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 
 from ..params import MAX_N
+from ..schema import responses
 from ..work import model_facts
 from . import authenticated, state
 
@@ -17,7 +18,8 @@ def _entry(st, served) -> dict:
             "owned_by": "prefpaint", "defaults": served.params.defaults()}
 
 
-@router.get("/v1/models", dependencies=[Depends(authenticated)])
+@router.get("/v1/models", dependencies=[Depends(authenticated)],
+            responses=responses({200: ("the served models", {"application/json": {"type": "object"}})}, 401))
 async def models(request: Request):
     st = state(request)
     return {"object": "list", "data": [_entry(st, m) for m in st.models.values()]}

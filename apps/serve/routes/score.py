@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..forms import ApiError, read_form
+from ..schema import JOB, SCORE_FIELDS, WAIT, body, responses
 from ..state import wants_wait
 from ..work import score_job
 from . import authenticated, state
@@ -13,7 +14,10 @@ router = APIRouter(dependencies=[Depends(authenticated)])
 FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
 
 
-@router.post("/v1/score")
+@router.post("/v1/score", responses=responses({200: ("score, bound and trust", {"application/json": {"type": "object"}}),
+                                               202: ("queued (wait=false): the job", {"application/json": JOB})},
+                                              400, 401, 408, 409, 413, 415, 422, 429, 500),
+             openapi_extra={**body(SCORE_FIELDS, ["image"]), "parameters": WAIT})
 async def score(request: Request):
     st = state(request)
     rm = st.reward_model
