@@ -187,3 +187,14 @@ def test_openai_client_stream_with_partial_images(app):
         assert part.shape == (H, W, 3) and np.array_equal(outside(part, HOLE), outside(IMG, HOLE))
         assert not np.array_equal(part, final)
     assert events[-1].usage.model_extra["denoiser_passes"] == 6 and events[-1].model_extra["chosen"] is True
+
+
+def test_json_body_can_stream_too(client):
+    url = "data:image/png;base64," + base64.b64encode(png(IMG)).decode()
+    murl = "data:image/png;base64," + base64.b64encode(RGBA_MASK).decode()
+    r = client.post("/v1/images/edits", json={"image": url, "mask": murl, "stream": True, "partial_images": 1,
+                                              "seed": 2, "output_format": "jpeg", "output_compression": 70})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    kinds = [line.split(": ", 1)[1] for line in r.text.splitlines() if line.startswith("event: ")]
+    assert kinds == ["image_edit.partial_image", "image_edit.completed"]
+    assert '"output_format":"jpeg"' in r.text

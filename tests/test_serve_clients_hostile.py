@@ -248,3 +248,37 @@ def test_prefpaint_serve_serves_two_named_models(tiny_pipeline_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_two_models_under_8_concurrent_clients_lose_nothing_and_equal_direct_calls(two):
+    """Bounded load: 8 clients x 2 requests over both models at once; every answer equals the direct call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx2 as httpx
+    from prefpaint_apps.serve import create_app
+
+    app = create_app(two, default_steps=2, max_queue=8)
+    hole_png = png((HOLE * 255).astype(np.uint8))
+
+    def client(k: int):
+        out = []
+        with httpx.Client(timeout=120) as http:
+            for j in range(2):
+                name, seed = ("a", "b")[(k + j) % 2], 100 + 2 * k + j
+                r = http.post(base + "/v1/inpaint", files={"image": ("x.png", PNG, "image/png"),
+                                                           "mask": ("m.png", hole_png, "image/png")},
+                              data={"model": name, "seed": str(seed)})
+                out.append((name, seed, r.status_code, r.json()))
+        return out
+
+    t0 = time.time()
+    with live_server(app) as base:
+        with ThreadPoolExecutor(8) as pool:
+            results = [x for chunk in pool.map(client, range(8)) for x in chunk]
+    assert time.time() - t0 < 240
+    assert len(results) == 16 and all(status == 200 for _, _, status, _ in results), [r[3] for r in results]
+    assert {name for name, *_ in results} == {"a", "b"}
+    for name, seed, _, body in results:
+        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][0]))))
+        direct = two[name](IMG, HOLE, seed=seed, steps=2)
+        assert np.array_equal(got, np.asarray(direct.image)), (name, seed)
