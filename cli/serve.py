@@ -15,7 +15,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    model: Optional[str] = typer.Option(None, help="Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."),
+    model: Optional[list[str]] = typer.Option(None, help="Hub id, alias (prefpaint, base) or local diffusers folder, optionally as NAME=SOURCE. Repeat it to serve several models side by side (a request's 'model' picks one by NAME, default its id; each has its own queue). Default: kd5678/prefpaint-v1.0."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) that scores every candidate and answers /v1/score."),
     host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the server to the network: set --api-key."),
     port: int = typer.Option(7860, help="TCP port (1-65535)."),
@@ -68,14 +68,29 @@ def serve(
         require("uvicorn", extra="serve", purpose="prefpaint serve")
         require("python_multipart", extra="serve", purpose="form uploads")
         from prefpaint_apps.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
+        from prefpaint_apps.serve.app import check_models, split_model_arg
 
-        from prefpaint_sdk import Inpainter
+        from prefpaint_sdk import Inpainter, RewardModel
 
+        sources = [split_model_arg(m) for m in model or [DEFAULT_MODEL]]
+        # Every model loads before the server listens: one that does not fit is an error now, never mid-request.
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
-            inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,
-                                                  reward_model=reward_model, offline=offline, select=select,
-                                                  steps=steps)
-        app = create_app(inpainter, api_key=api_key, max_queue=max_queue, max_upload_mb=max_upload_mb,
+            # every model's and the reward model's files first (no weights read), so a bad second one is named
+            # before a slow first load
+            for i, (_, source) in enumerate(sources):
+                Inpainter.check_files(source, offline=offline, device=device, steps=steps,
+                                      reward_model=reward_model if i == 0 else None)
+            rm = RewardModel.from_pretrained(reward_model, device=device, offline=offline) if reward_model else None
+            loaded = {}
+            for name, source in sources:
+                inp = Inpainter.from_pretrained(source, device=device, dtype=dtype, reward_model=rm, offline=offline,
+                                                select=select, steps=steps)
+                name = name or inp.model_id
+                if name in loaded:
+                    raise InvalidInputError(f"--model: two models are named '{name}'; name them NAME=SOURCE")
+                loaded[name] = inp
+        inpainters = check_models(loaded)
+        app = create_app(inpainters, rm, api_key=api_key, max_queue=max_queue, max_upload_mb=max_upload_mb,
                          max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS, default_steps=steps,
                          output_dir=output_dir, cors=cors or None, public_url=public_url,
                          allowed_hosts=allowed_hosts, upload_timeout_s=upload_timeout)
@@ -86,7 +101,7 @@ def serve(
 
         shown = f"[{host}]" if ":" in host else host
         if not quiet:
-            say(f"serving {inpainter.model_id} on http://{shown}:{port}/ (API at /v1, Ctrl-C stops)")
+            say(f"serving {', '.join(inpainters)} on http://{shown}:{port}/ (API at /v1, Ctrl-C stops)")
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
                                 timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)

@@ -34,11 +34,28 @@ from .imaging import (
 )
 from .validation import at_least, bad_value, check_seed, finite, non_negative
 
-__all__ = ["Inpainter", "InpaintResult"]
+__all__ = ["Inpainter", "InpaintResult", "choose_candidate"]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+SELECTS = ("reward", "lcb")
+
+
+def choose_candidate(scores, bounds=None, select: str = "reward", lcb_c: float = 1.0) -> int:
+    """The candidate to keep: the highest score (``"reward"``), or the highest lower confidence bound
+    ``score - lcb_c * bound`` (``"lcb"``, trust-aware; by score when there are no bounds).
+
+    Raises:
+        InvalidInputError: ``select`` is neither, or there are no scores.
+    """
+    check_select(select)
+    if not len(scores):
+        raise bad_value("scores", "there are no candidates' scores to choose among")
+    keys = np.asarray(scores, dtype=np.float64)
+    if select == "lcb" and bounds is not None:
+        keys = keys - lcb_c * np.asarray(bounds, dtype=np.float64)
+    return int(np.argmax(keys))
 
 
 @dataclass
@@ -51,6 +68,7 @@ class InpaintResult:
         seeds: the seed of each candidate (candidate k used ``seeds[0] + k``).
         scores: reward of each candidate when a reward model is attached, else ``None``.
         bounds: the reward model's error bound for each candidate, when available.
+        trust: the reward model's trust weight of each candidate (from its bound), when available.
         best_index: index of ``image`` in ``candidates``.
         box: the context box (x0, y0, x1, y1) the model saw, in input pixels; ``None`` for an empty mask.
         params: the parameters of the call, after defaults.
@@ -63,6 +81,7 @@ class InpaintResult:
     seeds: list[int]
     scores: list[float] | None = None
     bounds: list[float] | None = None
+    trust: list[float] | None = None
     best_index: int = 0
     box: tuple[int, int, int, int] | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +93,13 @@ class InpaintResult:
     def seed(self) -> int:
         """The seed that reproduces :attr:`image` alone."""
         return self.seeds[self.best_index]
+
+    def choose(self, select: str = "reward", lcb_c: float = 1.0) -> int:
+        """The index of the candidate ``select`` picks: see :func:`choose_candidate` (:attr:`best_index`
+        without scores)."""
+        if not self.scores:
+            return self.best_index
+        return choose_candidate(self.scores, self.bounds, select, lcb_c)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, save_all: bool = False) -> list[str]:
         """Write the image, a sidecar ``.json`` with every fact of :meth:`to_dict`, and optionally all
@@ -226,6 +252,15 @@ class Inpainter:
         check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
         return resolved, family
 
+    def with_reward_model(self, reward_model) -> "Inpainter":
+        """A copy of this inpainter that scores with ``reward_model`` (``None``: none); it shares the loaded
+        pipeline (no memory is copied) and this one is left unchanged."""
+        import copy
+
+        other = copy.copy(self)
+        other.reward_model = reward_model
+        return other
+
     # ---------------------------------------------------------------------------------------------
     @property
     def family(self) -> str:
@@ -289,6 +324,8 @@ class Inpainter:
         mask_from_alpha: bool = False,
         resize_mask: bool = False,
         progress: ProgressFn | None = None,
+        previews: int = 0,
+        on_preview: Callable[[int, int, list[Image.Image]], None] | None = None,
     ) -> InpaintResult:
         """Inpaint ``image`` where ``mask`` is white.
 
@@ -312,6 +349,10 @@ class Inpainter:
             invert_mask / mask_from_alpha / resize_mask: see :func:`~prefpaint_sdk.imaging.load_mask` and
                 :func:`~prefpaint_sdk.imaging.fit_mask_to_image`.
             progress: called as ``progress(step, total)`` after every denoising step.
+            previews / on_preview: at ``previews`` evenly spaced steps (not the last), ``on_preview(k, step,
+                images)`` gets preview ``k`` (0-based): the model's prediction of the finished candidates at that
+                step, decoded and composited as the final ones are (the first chunk of ``max_batch`` candidates).
+                The candidates themselves are the same with or without previews.
 
         Returns:
             An :class:`InpaintResult` whose ``image`` has exactly the input's size.
@@ -328,6 +369,7 @@ class Inpainter:
         num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)
+        previews = at_least("previews", previews, 0)
         for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if not isinstance(text, str):
                 raise bad_value(name, f"{name} must be text, got {type(text).__name__}")
@@ -370,10 +412,25 @@ class Inpainter:
         model_mask = _resize_mask_covering(hole[box.y0:box.y1, box.x0:box.x1], (work_w, work_h))
         t_prep = time.perf_counter()
 
+        preview = None
+        if on_preview is not None and previews:
+            total = _effective_steps(steps, strength)
+            at = sorted({max(1, round((k + 1) * total / (previews + 1))) for k in range(int(previews))})
+            size = (box.width, box.height)
+
+            def preview(step, images):
+                shown = [composite_box(img, im.resize(size, Image.LANCZOS) if im.size != size else im, box,
+                                       hole if keep_unmasked else None, mask_blur) for im in images]
+                on_preview(at.index(step), step, shown)
+
+            preview = (at, preview)
         generated = self._sample(model_image, model_mask, prompt, negative_prompt, seeds, steps, guidance_scale,
-                                 eta, strength, work_w, work_h, progress)
+                                 eta, strength, work_w, work_h, progress, preview)
         del model_image, model_mask
         params["guidance_scale_effective"] = engine.guidance_used(guidance_scale, prompt, negative_prompt)
+        # What the call cost the denoiser, in evaluations of one candidate (no tokens to count in diffusion).
+        params["denoiser_passes"] = (len(seeds) * _effective_steps(steps, strength)
+                                     * engine.passes_per_step(params["guidance_scale_effective"]))
         t_sample = time.perf_counter()
 
         candidates = []
@@ -385,10 +442,10 @@ class Inpainter:
             del gen
         t_comp = time.perf_counter()
 
-        scores, bounds, best = self._score(candidates, img, hole, box)
+        scores, bounds, trust, best = self._score(candidates, img, hole, box)
         t_end = time.perf_counter()
         return InpaintResult(
-            image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds,
+            image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds, trust=trust,
             best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
             timings=dict(prepare_s=t_prep - t_start, sample_s=t_sample - t_prep, composite_s=t_comp - t_sample,
                          score_s=t_end - t_comp, total_s=t_end - t_start),
@@ -396,7 +453,7 @@ class Inpainter:
 
     # ---------------------------------------------------------------------------------------------
     def _sample(self, image, mask, prompt, negative_prompt, seeds, steps, guidance_scale, eta, strength,
-                width, height, progress) -> list[Image.Image]:
+                width, height, progress, preview=None) -> list[Image.Image]:
         import torch
 
         outputs: list[Image.Image] = []
@@ -413,20 +470,21 @@ class Inpainter:
             chunk = seeds[start:start + self.max_batch]
             # One generator per candidate: candidate k equals a lone call with seed + k.
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in chunk]
+            shown = dict(preview_steps=preview[0], on_preview=preview[1]) if preview and not start else {}
             outputs.extend(self.engine.sample(
                 image, mask, prompt=prompt, negative_prompt=negative_prompt, generators=generators, steps=steps,
                 guidance_scale=guidance_scale, eta=eta, strength=strength, width=width, height=height,
-                on_step=on_step))
+                on_step=on_step, **shown))
         return outputs
 
-    def _score(self, candidates, image, hole, box: Box | None = None) -> tuple[list[float] | None, list[float] | None, int]:
+    def _score(self, candidates, image, hole, box: Box | None = None):
         """Score candidates with the attached reward model and pick the best; index 0 without one.
 
         The reward sees the context box the model inpainted, framed by the one function every scoring
         path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
         """
         if self.reward_model is None:
-            return None, None, 0
+            return None, None, None, 0
         from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
 
         candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
@@ -435,19 +493,16 @@ class Inpainter:
         out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))
         scores = [float(s) for s in out.scores]
         bounds = [float(b) for b in out.bounds] if getattr(out, "bounds", None) is not None else None
+        trust = [float(t) for t in out.trust] if getattr(out, "trust", None) is not None else None
         if self.select == "lcb" and bounds is None and len(candidates) > 1:
             log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
-        if self.select == "lcb" and bounds is not None:
-            keys = [s - self.lcb_c * b for s, b in zip(scores, bounds)]
-        else:
-            keys = scores
-        return scores, bounds, int(np.argmax(keys))
+        return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c)
 
 
 def check_select(select: str) -> str:
     """``select`` if it is a way to pick a candidate ('reward' or 'lcb'), else an ``InvalidInputError``."""
-    if select not in ("reward", "lcb"):
-        raise bad_value("select", f"select must be 'reward' or 'lcb', got '{select}'")
+    if select not in SELECTS:
+        raise bad_value("select", f"select must be 'reward' or 'lcb', got '{str(select)[:40]}'")
     return select
 
 

@@ -29,6 +29,16 @@ if ! command -v chromedriver >/dev/null 2>&1; then
   fi
 fi
 
+# The openai npm package, a second real client of prefpaint serve (tests/test_serve_node.py), pinned by its lock file.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/node/node_modules/openai ]; then
+    echo "test: installing the openai npm package (tests/node, for the Node client test of prefpaint serve)"
+    (cd tests/node && npm ci --no-audit --no-fund --silent)
+  fi
+else
+  echo "test: warning: npm not found; the Node client test of prefpaint serve will skip (or fail under CI=true)" >&2
+fi
+
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 export HF_HUB_OFFLINE=1

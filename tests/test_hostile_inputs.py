@@ -1248,6 +1248,10 @@ CASES = [
     C("serve/output-dir-markup-file", lambda e: serve(e, "--output-dir", e.w / "[bold]s"), "[bold]s",
       setup=write("[bold]s")),
     C("serve/model-missing", lambda e: serve(e), MISSING, code=3),
+    # serve-clients (issue 23): --model NAME=SOURCE with a name a request cannot send, or no source
+    C("serve/model-name-empty", lambda e: serve(e, model="=" + str(e.model)), "--model"),
+    C("serve/model-name-markup", lambda e: serve(e, model="[bold]x=" + str(e.model)), "--model", "[bold]x"),
+    C("serve/model-source-empty", lambda e: serve(e, model="a="), "--model", "NAME=SOURCE"),
     C("serve/model-unet-pickle", lambda e: serve(e, model=e.w / "pipe_bin"), "pickle",
       setup=pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
       absent=("weights_only",)),

@@ -75,9 +75,9 @@ def test_lcb_picks_differ_from_reward_picks_when_bounds_differ(pipeline):
     img, hole = Image.fromarray(image), mask > 0
     cands = [img.copy() for _ in range(3)]
     stub = _StubReward([1.0, 0.9, 0.2], [5.0, 0.1, 0.0])
-    assert _bare_inpainter(pipeline, stub, "reward")._score(cands, img, hole)[2] == 0
-    assert _bare_inpainter(pipeline, stub, "lcb")._score(cands, img, hole)[2] == 1
-    assert _bare_inpainter(pipeline, stub, "lcb", lcb_c=0.0)._score(cands, img, hole)[2] == 0
+    assert _bare_inpainter(pipeline, stub, "reward")._score(cands, img, hole)[-1] == 0
+    assert _bare_inpainter(pipeline, stub, "lcb")._score(cands, img, hole)[-1] == 1
+    assert _bare_inpainter(pipeline, stub, "lcb", lcb_c=0.0)._score(cands, img, hole)[-1] == 0
     n, masked = stub.calls[0]
     assert n == 3 and all(np.array_equal(np.asarray(m), np.asarray(masked_image(img, hole))) for m in masked)
 
@@ -88,4 +88,4 @@ def test_lcb_with_equal_bounds_equals_reward_selection(pipeline):
     image, mask = _inputs()
     img, hole = Image.fromarray(image), mask > 0
     stub = _StubReward([0.1, 0.7, 0.3], [2.0, 2.0, 2.0])
-    assert _bare_inpainter(pipeline, stub, "lcb")._score([img] * 3, img, hole)[2] == 1
+    assert _bare_inpainter(pipeline, stub, "lcb")._score([img] * 3, img, hole)[-1] == 1

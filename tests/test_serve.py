@@ -253,7 +253,9 @@ ERRORS = [
     ("eta-text", "/v1/inpaint", files(), {"eta": "<b>x</b>"}, 422, "eta", "number"),
     ("edits-format-unknown", "/v1/images/edits", files(mask=None), {"response_format": "xml"}, 422,
      "response_format", "b64_json"),
-    ("edits-stream", "/v1/images/edits", files(mask=None), {"stream": "true"}, 400, "stream", "stream"),
+    # streaming is served since issue 23: a stream's images cannot be URLs
+    ("edits-stream-url", "/v1/images/edits", files(mask=None), {"stream": "true", "response_format": "url"}, 400,
+     "response_format", "stream"),
     ("score-no-mask", "/v1/score", files(mask=None), {}, 422, "mask", "masked_image"),
     ("score-mask-size", "/v1/score", files(mask=png(np.zeros((5, 5), np.uint8))), {}, 400, "mask", "must match"),
 ]

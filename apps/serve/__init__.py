@@ -8,7 +8,10 @@ Built on the public ``prefpaint_sdk`` API only (``Inpainter.__call__``, ``Reward
 loaders and the validation layer), so any engine behind ``Inpainter`` is served unchanged. Needs the
 ``[serve]`` extra (FastAPI, uvicorn, python-multipart).
 
-Rooms: :mod:`.app` (routes), :mod:`.origin` (the Origin and Host checks), :mod:`.errors` (JSON errors, the API key), :mod:`.params` (request values), :mod:`.jobs` (the bounded queue and its worker
+Rooms: :mod:`.app` (settings, middleware), :mod:`.routes` (one router per resource), :mod:`.state` (what routes
+share, on ``app.state.serve``), :mod:`.edit_request` (OpenAI's edit fields, multipart or JSON with data: URLs),
+:mod:`.formats` (PNG/WebP/JPEG, background), :mod:`.stream` (server-sent events), :mod:`.schema` (the OpenAPI
+bodies and answers), :mod:`.origin` (the Origin and Host checks), :mod:`.errors` (JSON errors, the API key), :mod:`.params` (request values), :mod:`.jobs` (the bounded queue and its worker
 thread), :mod:`.forms` (bodies in memory, multipart, field values), :mod:`.work` (what a job does with the
 model), :mod:`.png` and :mod:`.answers` (the answers' PNGs and their JSON bytes) and ``static/`` (the page, its script and style: no asset comes from another origin).
 """

@@ -18,7 +18,7 @@ from typing import Any
 
 from .png import png_bytes
 
-__all__ = ["B64", "b64_png", "json_body"]
+__all__ = ["B64", "b64_bytes", "b64_png", "json_body"]
 
 
 class B64(bytes):
@@ -28,6 +28,11 @@ class B64(bytes):
 def b64_png(image) -> B64:
     """A PIL image as base64 PNG text (lossless: pixels outside the hole stay byte-equal to the input)."""
     return B64(binascii.b2a_base64(png_bytes(image), newline=False))
+
+
+def b64_bytes(data: bytes) -> B64:
+    """A file's bytes as base64 text for :func:`json_body`."""
+    return B64(binascii.b2a_base64(data, newline=False))
 
 
 def json_body(obj: Any) -> bytes:

@@ -31,8 +31,15 @@ class Params:
         self.inpainter = inpainter
         self.default_steps = default_steps
         # The family's own defaults (SD 50 steps / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30) for requests that don't say.
-        self.family_defaults = dict(getattr(inpainter, "defaults", None) or {})
+        self.family_defaults = inpainter.defaults
         self._good_steps: dict[int, int] = {}
+
+    def defaults(self) -> dict:
+        """What a request that does not say gets: steps (the server's ``--steps`` or the family's), guidance, eta."""
+        d = dict(self.family_defaults)
+        if self.default_steps is not None:
+            d["steps"] = self.default_steps
+        return d
 
     def check_steps(self, steps) -> int:
         ok = self._good_steps.get(steps) if type(steps) is int else None
@@ -60,13 +67,16 @@ class Params:
         steps = form.integer("steps")
         if steps is None:
             steps = self.default_steps
-        if steps is None:
-            steps = self.family_defaults.get("steps") or 50
-        return steps
+        return self.family_defaults["steps"] if steps is None else steps
+
+    def steps_for_quality(self, quality: str) -> int:
+        """OpenAI's ``quality`` as a step count: ``low`` a quarter of the default steps, ``medium`` half,
+        ``high`` and ``auto`` all of them (the default: the server's ``--steps``, else the family's)."""
+        d = self.defaults()["steps"]
+        return {"low": max(1, round(d / 4)), "medium": max(1, round(d / 2))}.get(quality, d)
 
     def guidance_of(self, form: Form) -> float:
-        default = self.family_defaults.get("guidance_scale")
-        return form.number("guidance", 7.5 if default is None else float(default))
+        return form.number("guidance", float(self.family_defaults["guidance_scale"]))
 
 
 def parse_size(size: str, max_pixels: int) -> tuple[int, int] | None:

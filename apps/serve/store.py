@@ -18,8 +18,9 @@ from typing import Callable
 
 __all__ = ["FileStore", "FILE_NAME"]
 
-FILE_NAME = re.compile(r"[A-Za-z0-9_-]{32}\.png")
-"""The only file names the store hands out: 32 URL-safe characters (192 bits) and ``.png``."""
+FILE_NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(png|webp|jpeg)")
+"""The only file names the store hands out: 32 URL-safe characters (192 bits) and the image's format."""
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 
 class FileStore:
@@ -33,15 +34,16 @@ class FileStore:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def put(self, data: bytes) -> str:
-        """Keep ``data``; returns its file name (``<id>.png``). Evicts expired files, then the oldest.
+    def put(self, data: bytes, fmt: str = "png") -> str:
+        """Keep ``data`` (an image in ``fmt``); returns its file name (``<id>.<fmt>``). Evicts expired files, then
+        the oldest.
 
         Raises:
             ValueError: ``data`` alone is larger than ``max_bytes``.
         """
         if len(data) > self.max_bytes:
             raise ValueError(f"an answer of {len(data):,} bytes is over the URL store's {self.max_bytes:,} bytes")
-        name = secrets.token_urlsafe(24) + ".png"
+        name = f"{secrets.token_urlsafe(24)}.{MEDIA_TYPES[fmt] and fmt}"
         with self._lock:
             self._expire()
             while self._files and (len(self._files) >= self.max_files or self._bytes + len(data) > self.max_bytes):
@@ -61,6 +63,10 @@ class FileStore:
                 return None
             data, expires = entry
             return data, expires - self.clock()
+
+    @staticmethod
+    def media_type(name: str) -> str:
+        return MEDIA_TYPES[name.rsplit(".", 1)[-1]]
 
     def stats(self) -> dict[str, int]:
         with self._lock:

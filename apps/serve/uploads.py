@@ -47,6 +47,11 @@ class Uploads:
 
     def transparent(self, data: bytes, what: str) -> np.ndarray | None:
         """OpenAI's convention: the pixels with alpha 0 (None when the file has no alpha channel)."""
+        rgba = self.rgba(data, what)
+        return None if rgba is None else rgba[..., 3] == 0
+
+    def rgba(self, data: bytes, what: str) -> np.ndarray | None:
+        """The file's pixels as RGBA (H, W, 4) when it has an alpha channel, else None."""
         sniff_image(data, what)
         try:
             check_image_file(data, what=what, max_pixels=self.max_pixels)
@@ -56,7 +61,7 @@ class Uploads:
                     im.load()
                     if "A" not in im.getbands() and not (im.mode == "P" and "transparency" in im.info):
                         return None
-                    return np.asarray(im.convert("RGBA").getchannel("A")) == 0
+                    return np.asarray(im.convert("RGBA"))
         except InvalidInputError as exc:
             raise sdk_error(exc, {"max_pixels": what}) from None
         except Image.DecompressionBombError:

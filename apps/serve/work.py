@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .answers import B64, b64_png
 
-__all__ = ["chosen_index", "encode_images", "inpaint_job", "model_facts", "score_job", "trust_of"]
+__all__ = ["encode_images", "inpaint_job", "model_facts", "reward_facts", "score_job", "usage"]
 
 
 def encode_images(facts: dict[str, Any]) -> dict[str, Any]:
@@ -27,63 +25,37 @@ def encode_images(facts: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def trust_of(reward_model, bounds: list[float] | None) -> list[float] | None:
-    """Trust weights for the bounds, from the reward model's trust statistics (``None`` without them)."""
-    trust = getattr(reward_model, "trust", None) if reward_model is not None else None
-    if bounds is None or trust is None:
-        return None
-    import torch
-
-    return [float(t) for t in trust.weight(bound=torch.tensor(bounds, dtype=torch.float64))]
-
-
-def chosen_index(scores, bounds, select: str, lcb_c: float, default: int = 0) -> int:
-    """The candidate to show first: highest score ("reward") or lower confidence bound ("lcb")."""
-    if not scores:
-        return default
-    keys = np.asarray(scores, dtype=np.float64)
-    if select == "lcb" and bounds is not None:
-        keys = keys - lcb_c * np.asarray(bounds, dtype=np.float64)
-    return int(np.argmax(keys))
-
-
 def model_facts(inpainter, reward_model) -> dict[str, Any]:
     """The served model's id, family and revision (and the reward model's), as every answer reports them."""
-    facts = {"id": getattr(inpainter, "model_id", None), "revision": getattr(inpainter, "revision", None),
-             "family": family_of(inpainter)}
+    facts = {"id": inpainter.model_id, "revision": inpainter.revision, "family": inpainter.family}
     if reward_model is not None:
-        facts["reward_model"] = {"id": getattr(reward_model, "model_id", None),
-                                 "revision": getattr(reward_model, "revision", None)}
+        facts["reward_model"] = reward_facts(reward_model)
     return facts
 
 
-def family_of(inpainter) -> str:
-    """The engine family: the inpainter's own ``family`` when it has one, else derived from its pipeline."""
-    family = getattr(inpainter, "family", None)
-    if family:
-        return str(family)
-    name = type(getattr(inpainter, "pipeline", None)).__name__
-    return {"StableDiffusionInpaintPipeline": "sd", "StableDiffusionXLInpaintPipeline": "sdxl",
-            "FluxFillPipeline": "flux-fill"}.get(name, name)
+def reward_facts(reward_model) -> dict[str, Any]:
+    return {"id": reward_model.model_id, "revision": reward_model.revision}
 
 
 def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: str,
-                output_dir: Path | None) -> dict[str, Any]:
-    """Run one inpainting call and return its JSON facts: the sidecar's, plus the images and trust."""
+                output_dir: Path | None, preview=None) -> dict[str, Any]:
+    """Run one inpainting call and return its JSON facts: the sidecar's, plus the images and trust.
+
+    ``preview``: ``(count, on_preview)`` for a stream's partial images (``Inpainter``'s ``previews``)."""
     t0 = time.perf_counter()
     queued_s = time.time() - job.created
-    result = inpainter(image, hole, progress=job.progress, **call)
+    shown = dict(previews=preview[0], on_preview=preview[1]) if preview else {}
+    result = inpainter(image, hole, progress=job.progress, **call, **shown)
     if job.cancelled:  # cancelled during the last step or the scoring: nobody wants the answer
         from .jobs import Cancelled
 
         raise Cancelled()
-    trust = trust_of(reward_model, result.bounds)
-    chosen = chosen_index(result.scores, result.bounds, select, getattr(inpainter, "lcb_c", 1.0), result.best_index)
+    chosen = result.choose(select, inpainter.lcb_c)
     facts = result.to_dict()
     facts["params"] = dict(facts.get("params", {}), select=select)
     facts.update(
         # PIL images here; the request's handler encodes them (encode_images) so the worker can start the next job
-        id=job.id, created=int(job.created), images=list(result.candidates), trust=trust,
+        id=job.id, created=int(job.created), images=list(result.candidates),
         chosen=chosen, best_index=chosen, seed=result.seeds[chosen], model=model_facts(inpainter, reward_model),
     )
     timings = dict(facts.get("timings") or {})
@@ -97,12 +69,20 @@ def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: s
     return facts
 
 
+def usage(facts: dict[str, Any]) -> dict[str, Any]:
+    """What an inpainting cost, honestly counted (diffusion has no tokens): denoiser evaluations of one candidate
+    (two per step under classifier-free guidance), output images and pixels, seconds of model time."""
+    w, h = facts["size"]
+    n = len(facts["seeds"])
+    return {"denoiser_passes": int(facts["params"].get("denoiser_passes", 0)), "images": n,
+            "pixels": int(w) * int(h) * n, "seconds": round(facts["timings"]["job_s"], 6)}
+
+
 def score_job(job, reward_model, image, hole, masked, normalize: bool) -> dict[str, Any]:
     """Score one (image, mask) pair: reward, bound and trust."""
     kw = {"masked_images": masked} if masked is not None else {"masks": hole}
     out = reward_model.score(image, normalize=normalize, **kw)
     rec = out.to_records()[0]
     rec.update(id=job.id, created=int(job.created), normalized=normalize,
-               reward_model={"id": getattr(reward_model, "model_id", None),
-                             "revision": getattr(reward_model, "revision", None)})
+               reward_model=reward_facts(reward_model))
     return rec

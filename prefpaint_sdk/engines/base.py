@@ -17,6 +17,7 @@ Adding a family is one module here (a subclass of :class:`Engine` registered in
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -36,6 +37,7 @@ it runs (diffusers' ``enable_model_cpu_offload``); ``sequential`` moves each lay
 slowest, least memory)."""
 
 StepFn = Callable[[], None]
+PreviewFn = Callable[[int, list], None]
 
 
 class NotAlignableError(InvalidInputError):
@@ -190,33 +192,70 @@ class Engine:
         guided and unguided predictions identical, so guidance is skipped (1.0, half the cost)."""
         return guidance_scale if prompt != negative_prompt else 1.0
 
+    def passes_per_step(self, guidance_used: float) -> int:
+        """Denoiser evaluations per candidate and step: two under classifier-free guidance (the pipeline's own
+        test, guidance above 1), else one."""
+        return 2 if guidance_used > 1 else 1
+
     def sample(self, image, mask, *, prompt: str, negative_prompt: str, generators: list, steps: int,
                guidance_scale: float, eta: float | None, strength: float, width: int, height: int,
-               on_step: StepFn | None = None) -> list:
+               on_step: StepFn | None = None, preview_steps=(), on_preview: PreviewFn | None = None) -> list:
         """One batched pipeline call: candidate k uses ``generators[k]``; returns PIL images at (width, height).
 
         One generator and one copy of each input per candidate: the pipeline then draws every candidate's
         noise from its own generator, in the same order a single call does, so candidate k equals a lone
-        call with that generator.
+        call with that generator. After each step numbered in ``preview_steps`` (1-based), ``on_preview(step,
+        images)`` gets the scheduler's prediction of the final images (x0) decoded as PIL images; the sampling
+        itself is unchanged by it.
         """
         import torch
 
         n = len(generators)
         cfg = self.guidance_used(guidance_scale, prompt, negative_prompt)
+        wanted = set(preview_steps) if on_preview is not None else set()
+        scheduler = self.pipeline.scheduler
+        real_step = scheduler.step
+        x0: list = [None]
+
+        # wraps: the pipeline reads step's signature to decide whether to pass eta and the generators
+        @functools.wraps(real_step)
+        def step(model_output, timestep, sample, *args, **kw):
+            out = real_step(model_output, timestep, sample, *args, **kw)
+            x0[0] = self.predicted_x0(scheduler, out, model_output, sample)
+            return out
 
         def callback(pipe, i, t, kwargs):
             if on_step is not None:
                 on_step()
+            if i + 1 in wanted and x0[0] is not None:
+                on_preview(i + 1, self.decode_preview(x0[0], height, width))
             return kwargs
 
         kwargs = self._call_kwargs(prompt=prompt, negative_prompt=negative_prompt, n=n, guidance=cfg, eta=eta)
-        with torch.inference_mode():
-            out = self.pipeline(
-                image=[image] * n, mask_image=[mask] * n, height=height, width=width, num_inference_steps=steps,
-                strength=strength, generator=list(generators), output_type="pil", callback_on_step_end=callback,
-                **kwargs,
-            )
+        if wanted:  # only this call's scheduler instance, restored below: the class is never patched
+            scheduler.step = step
+        try:
+            with torch.inference_mode():
+                out = self.pipeline(
+                    image=[image] * n, mask_image=[mask] * n, height=height, width=width, num_inference_steps=steps,
+                    strength=strength, generator=list(generators), output_type="pil",
+                    callback_on_step_end=callback, **kwargs,
+                )
+        finally:
+            if wanted:
+                del scheduler.step
         return list(out.images)
+
+    def predicted_x0(self, scheduler, out, model_output, sample):
+        """The scheduler's prediction of the clean latents at this step (DDIM's ``pred_original_sample``)."""
+        return out[1] if isinstance(out, tuple) else out.pred_original_sample
+
+    def decode_preview(self, latents, height: int, width: int) -> list:
+        """Predicted latents as PIL images, decoded as the pipeline decodes its final ones."""
+        pipe = self.pipeline
+        vae = pipe.vae
+        images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return pipe.image_processor.postprocess(images.float(), output_type="pil")
 
     def _call_kwargs(self, *, prompt: str, negative_prompt: str, n: int, guidance: float, eta) -> dict[str, Any]:
         """The family's text and guidance arguments of the pipeline call."""

@@ -56,6 +56,22 @@ class FluxFillEngine(Engine):
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         return guidance_scale  # distilled guidance: an input of the model, not a second pass
 
+    def passes_per_step(self, guidance_used: float) -> int:
+        return 1
+
+    def predicted_x0(self, scheduler, out, model_output, sample):
+        # Flow matching: x_t = (1 - sigma) x0 + sigma noise and the model predicts noise - x0, so
+        # x0 = x_t - sigma v, with the sigma of the step just taken (the scheduler has moved one past it).
+        sigma = scheduler.sigmas[scheduler.step_index - 1]
+        return sample - sigma.to(sample.device, sample.dtype) * model_output
+
+    def decode_preview(self, latents, height: int, width: int) -> list:
+        from .flow_rollout import decode_latents
+
+        pipe = self.pipeline
+        images = decode_latents(pipe, latents.to(pipe.vae.dtype), height, width)
+        return pipe.image_processor.postprocess(images * 2 - 1, output_type="pil")
+
     # --- alignment (see .flow_rollout) --------------------------------------------------------------
     def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
         from .flow_rollout import encode_conditions
