@@ -185,13 +185,14 @@ class Group(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-def run_main(app) -> None:
+def run_main(app, reset: bool = True) -> None:
     """The process entry point: own the signals before anything else runs, and leave with the code the
     record gives. Once the code is decided a late signal is only recorded, so the interpreter's shutdown
-    never prints a ``KeyboardInterrupt`` traceback."""
+    never prints a ``KeyboardInterrupt`` traceback. ``reset=False`` keeps what is on record (the console
+    script installed the handlers before the imports, see ``_entry``)."""
     from prefpaint_sdk import interrupts
 
-    interrupts.install(reset=True)
+    interrupts.install(reset=reset)
     _reported["interrupt"] = False
     try:
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,8 @@ __all__ = [
     "refuse_pickle_pipeline",
     "check_pipeline_folder",
     "find_run",
+    "remove_run_files",
+    "remove_unstarted_run",
     "state_errors",
     "json_safe",
     "write_json_state",
@@ -314,3 +317,28 @@ def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, res
                                 "overwrite=True (--overwrite) to replace it")
     return found
 
+
+def remove_run_files(out: str | os.PathLike, names: Iterable[str]) -> None:
+    """Delete a run's files and folders ``names`` in ``out`` (what :func:`find_run` found, for ``overwrite``).
+
+    Every process of a multi-process launch may call it: a file another one removed first is no error."""
+    out = Path(out)
+    for name in names:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def remove_unstarted_run(out: str | os.PathLike, run_files: Iterable[str], existed: bool) -> None:
+    """The rule for a new training run that fails before its first epoch (iteration) ends: it leaves no run
+    behind. Removes its ``run_files``, and ``out`` itself when the run made the folder (``existed`` is False)
+    and nothing else was put in it. Not for a resumed run: its files are the earlier run's."""
+    out = Path(out)
+    remove_run_files(out, [name for name in run_files if (out / name).exists()])
+    if not existed:
+        try:
+            out.rmdir()
+        except OSError:  # something else was put there meanwhile: leave it
+            pass

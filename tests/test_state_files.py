@@ -221,7 +221,7 @@ def test_aligner_train_refuses_a_used_run_folder(align_ckpt, tmp_path):
         check_run_folder(tmp_path / "afile")
     # overwrite removes exactly the old run's files (a later train() starts clean), and keeps the user's
     assert check_run_folder(run, overwrite=True) == ["checkpoints", "log.jsonl"]
-    from prefpaint_sdk.align.checkpoint import remove_run_files
+    from prefpaint_sdk.state import remove_run_files
 
     remove_run_files(run, ["checkpoints", "log.jsonl"])
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]

@@ -252,29 +252,6 @@ def check_resume_algo(output_dir: str | os.PathLike, algo: str, default_algo: st
                           f"for; resume with --algo {recorded}, or start a new run in another --out")
 
 
-def remove_run_files(output_dir: str | os.PathLike, names) -> None:
-    """Delete an earlier run's files (the ``names`` :func:`check_run_folder` returned) for ``overwrite``."""
-    out = Path(output_dir)
-    for name in names:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def remove_unstarted_run(output_dir: str | os.PathLike, existed: bool) -> None:
-    """Remove what a new run wrote before its first iteration ended (it failed): its run files, and the
-    folder itself when the run made it and nothing else is in it."""
-    out = Path(output_dir)
-    remove_run_files(out, [name for name in RUN_FILES if (out / name).exists()])
-    if not existed:
-        try:
-            out.rmdir()
-        except OSError:  # something else was put there meanwhile: leave it
-            pass
-
-
 # ------------------------------------------------------------------------------------------------
 def save_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, optimizer, lr_scheduler,
                     state: dict[str, Any], keep: int) -> Path:

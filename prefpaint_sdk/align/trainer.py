@@ -25,6 +25,7 @@ import torch
 from .. import interrupts
 from ..errors import ConfigError, DataError, InvalidInputError
 from ..files import atomic_write_json
+from ..state import remove_run_files, remove_unstarted_run
 from . import checkpoint as ckpt
 from . import sampling
 from .algorithms import get_algorithm
@@ -272,7 +273,7 @@ class Aligner(LoopServices):
             return self._train(resume, overwrite)
         except BaseException:
             if self._started and not resume and self.iteration == start and self.accelerator.is_main_process:
-                ckpt.remove_unstarted_run(self.output_dir, existed)
+                remove_unstarted_run(self.output_dir, ckpt.RUN_FILES, existed)
             raise
 
     def _train(self, resume: bool, overwrite: bool) -> AlignResult:
@@ -286,7 +287,7 @@ class Aligner(LoopServices):
         acc.wait_for_everyone()
         if found and overwrite:
             if acc.is_main_process:
-                ckpt.remove_run_files(self.output_dir, found)
+                remove_run_files(self.output_dir, found)
             acc.wait_for_everyone()
         if resume:
             ckpt.check_resume_algo(self.output_dir, self.algo, self.engine.default_algo)

@@ -169,7 +169,8 @@ def evaluate(
             before any model loads.
         ConfigError: ``out_dir`` holds a run with other settings (and not ``overwrite``).
         CorruptFileError: ``out_dir``'s ``eval_config.json`` is unreadable (and not ``overwrite``).
-        DataError: the data cannot be read, or every case failed or was skipped.
+        DataError: the data cannot be read, or every case failed or was skipped (then the run leaves the
+            output folder as it found it: no folder when it made it).
         ModelNotFoundError: a model given by id cannot be loaded.
     """
     samples_t = _check_samples(samples)
@@ -207,6 +208,7 @@ def evaluate(
                      judge if isinstance(judge, (str, os.PathLike)) else None)
     model, baseline, reward_model = _load_models(model, baseline, reward_model, ctx.device_for(device), dtype, offline)
 
+    made = out is None or not out.exists()  # this run makes the folder: one whose every case fails removes it
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="prefpaint-eval-"))
         log.info("writing evaluation outputs to %s", out)
@@ -219,6 +221,7 @@ def evaluate(
     # Every rank reads the folder's settings (and refuses other ones alike) before rank 0 changes anything.
     stale = _check_folder(out, config, overwrite)
     ctx.wait()
+    created = [p for p in (out / CONFIG_FILE, out / FINGERPRINTS_FILE, out / "cache", out / "images") if not p.exists()]
     if ctx.is_main:
         _claim_folder(out, config, stale)
         if memo:
@@ -268,6 +271,8 @@ def evaluate(
     if report_progress is not None:
         report_progress(force=True)
     if not records:
+        if ctx.is_main:  # every rank is past its cases (gather_json above): nothing writes into the folder now
+            _remove_created(out, created, made)
         raise DataError(f"all {len(cases)} cases failed; the first error: {failures[0]['error']}")
     log.info("%d cases evaluated (%d computed, %d from the cache), %d skipped",
              len(records), runner.computed, len(records) - runner.computed, len(failures))
@@ -399,3 +404,25 @@ def _claim_folder(out: Path, config: dict, stale: bool) -> None:
         for name in REPORT_FILES:  # results of the old run must not outlive its cache
             (out / name).unlink(missing_ok=True)
     atomic_write_json(out / CONFIG_FILE, config)
+
+
+def _remove_created(out: Path, created: list[Path], made: bool) -> None:
+    """An evaluation whose every case failed leaves only what was there before it: the files and folders it
+    created (``created``: what did not exist when it claimed ``out``; folders only while empty, as no case
+    was published), and ``out`` itself when it ``made`` it and nothing else is in it."""
+    for path in created:
+        if path.is_dir():
+            for sub in sorted((d for d in path.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+                _rmdir(sub)
+            _rmdir(path)
+        else:
+            path.unlink(missing_ok=True)
+    if made:
+        _rmdir(out)
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:  # not empty (something else was put there) or already gone: leave it
+        pass

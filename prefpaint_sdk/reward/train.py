@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from ..errors import ConfigError, DataError, ModelNotFoundError
 from ..files import atomic_dir, atomic_write_json
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
-from ..state import json_safe, read_json, read_tensors, state_errors, write_json_state
+from ..state import (
+    json_safe,
+    read_json,
+    read_tensors,
+    remove_run_files,
+    remove_unstarted_run,
+    state_errors,
+    write_json_state,
+)
 from .config import RewardTrainConfig, reward_batch_summary
 from .data import RewardData, read_reward_data, split_by_group
 from .model import RewardModel, save_atomic
@@ -253,12 +261,7 @@ def check_reward_run_folder(out: str | os.PathLike, *, resume: bool = False, ove
         return []
     if resume:
         return _checkpoints(out)
-    for name in found:  # every process may get here (before the process group forms): tolerate the others
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+    remove_run_files(out, found)  # every process may get here (before the process group forms): it tolerates that
     return []
 
 
@@ -278,11 +281,31 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
         DataError, ConfigError, OutputExistsError: bad data, inconsistent settings, an existing run without ``resume``
         or ``overwrite``. CorruptFileError: a checkpoint to resume from is truncated, empty or of the wrong type.
     """
+    out = Path(out)
+    run = _NewRun(existed=out.exists())
+    try:
+        return _train(data, out, config, resume, overwrite, progress, run)
+    except BaseException:
+        if run.started and not resume and run.epochs == 0 and run.main:
+            remove_unstarted_run(out, _RUN_FILES, run.existed)
+        raise
+
+
+@dataclass
+class _NewRun:
+    """What :func:`train_reward` needs to undo a new run that failed before its first epoch ended."""
+
+    existed: bool  # the output folder was there before the run
+    started: bool = False  # the checks passed and the run began writing its own files
+    main: bool = True  # this is the main process (the one that writes)
+    epochs: int = 0  # epochs this run completed (checkpoint saved)
+
+
+def _train(data, out: Path, config, resume: bool, overwrite: bool, progress, run: _NewRun) -> TrainResult:
     from accelerate import Accelerator
     from transformers import get_cosine_schedule_with_warmup
 
     cfg = (config or RewardTrainConfig()).validate()
-    out = Path(out)
     done = check_reward_run_folder(out, resume=resume, overwrite=overwrite)
     resumed = _read_resume(done[-1], cfg) if done else None  # every resume file is checked before a model loads
 
@@ -337,6 +360,7 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
         log.warning("--resume given but '%s' holds no checkpoint; starting from scratch", out)
 
     accelerator.wait_for_everyone()  # every process checked the run folder before the main one writes into it
+    run.started, run.main = True, accelerator.is_main_process  # from here on the folder's run files are ours
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json", dict(cfg.to_dict(), label_stats=stats, batch=summary))
@@ -382,6 +406,7 @@ def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, c
         if trackers:
             accelerator.log({k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"}, step=step)
         accelerator.wait_for_everyone()
+        run.epochs += 1  # its checkpoint is saved: the run is no longer a new one that can be undone
         if progress:
             progress("epoch", epoch + 1, cfg.epochs)
         if cfg.stop_after_epochs and ran >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
