@@ -210,9 +210,9 @@ class Inpainter:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The family's defaults for ``steps``, ``guidance_scale`` and ``eta`` (``None``: the family has no eta)."""
-        e = self.engine
-        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta)
+        """The family's defaults for ``steps``, ``guidance_scale``, ``eta`` (``None``: the family has no eta) and
+        ``strength``."""
+        return self.engine.default_values()
 
     @property
     def resolution(self) -> int:
@@ -260,7 +260,7 @@ class Inpainter:
         mask_blur: int = 8,
         crop_margin: int = 128,
         keep_unmasked: bool = True,
-        strength: float = 1.0,
+        strength: float | None = None,
         invert_mask: bool = False,
         mask_from_alpha: bool = False,
         resize_mask: bool = False,
@@ -285,6 +285,7 @@ class Inpainter:
             keep_unmasked: composite into the original (default); ``False`` returns the model's whole
                 context box as generated.
             strength: 1.0 inpaints from noise; lower values re-render the hole starting from its content.
+                Default: the family's (1.0 for SD, SDXL, FLUX Fill and Z-Image; 0.6 Qwen-Image; 0.8 FLUX.2 klein).
             invert_mask / mask_from_alpha / resize_mask: see :func:`~prefpaint_sdk.imaging.load_mask` and
                 :func:`~prefpaint_sdk.imaging.fit_mask_to_image`.
             progress: called as ``progress(step, total)`` after every denoising step.
@@ -301,6 +302,7 @@ class Inpainter:
         guidance_scale = engine.default_guidance if guidance_scale is None else guidance_scale
         engine.check_knobs(negative_prompt=negative_prompt if isinstance(negative_prompt, str) else "", eta=eta)
         eta = engine.default_eta if eta is None else eta
+        strength = engine.default_strength if strength is None else strength
         num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)

@@ -30,8 +30,8 @@ class Params:
     def __init__(self, inpainter, default_steps: int | None):
         self.inpainter = inpainter
         self.default_steps = default_steps
-        # The family's own defaults (SD 50 steps / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30) for requests that don't say.
-        self.family_defaults = dict(getattr(inpainter, "defaults", None) or {})
+        # The family's own defaults (engine traits, as Inpainter.defaults reports them) for requests that don't say.
+        self.family_defaults = dict(inpainter.defaults)
         self._good_steps: dict[int, int] = {}
 
     def check_steps(self, steps) -> int:
@@ -61,12 +61,11 @@ class Params:
         if steps is None:
             steps = self.default_steps
         if steps is None:
-            steps = self.family_defaults.get("steps") or 50
+            steps = self.family_defaults["steps"]
         return steps
 
     def guidance_of(self, form: Form) -> float:
-        default = self.family_defaults.get("guidance_scale")
-        return form.number("guidance", 7.5 if default is None else float(default))
+        return form.number("guidance", float(self.family_defaults["guidance_scale"]))
 
 
 def parse_size(size: str, max_pixels: int) -> tuple[int, int] | None:

@@ -57,14 +57,10 @@ def model_facts(inpainter, reward_model) -> dict[str, Any]:
     return facts
 
 
-def family_of(inpainter) -> str:
-    """The engine family: the inpainter's own ``family`` when it has one, else derived from its pipeline."""
+def family_of(inpainter) -> str | None:
+    """The engine family of the served inpainter (``None`` for one without a family)."""
     family = getattr(inpainter, "family", None)
-    if family:
-        return str(family)
-    name = type(getattr(inpainter, "pipeline", None)).__name__
-    return {"StableDiffusionInpaintPipeline": "sd", "StableDiffusionXLInpaintPipeline": "sdxl",
-            "FluxFillPipeline": "flux-fill"}.get(name, name)
+    return str(family) if family else None
 
 
 def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: str,

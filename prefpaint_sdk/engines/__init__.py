@@ -3,6 +3,9 @@
 * :mod:`.sd`: Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``), DDIM;
 * :mod:`.sdxl`: SDXL inpainting (``StableDiffusionXLInpaintPipeline``), DDIM;
 * :mod:`.flux_fill`: FLUX.1 Fill (``FluxFillPipeline``), flow matching;
+* :mod:`.qwen_image`, :mod:`.flux2_klein`, :mod:`.z_image`: latent-blend inpainting on Qwen-Image, FLUX.2 klein
+  and Z-Image base models (``QwenImageInpaintPipeline``, ``Flux2KleinInpaintPipeline``, ``ZImageInpaintPipeline``);
+* :mod:`.info`: :func:`model_info`, a model's family, working size and defaults from its config files (no torch);
 * :mod:`.ddim_rollout` / :mod:`.ddim_logprob`: the DDIM rollout with per-step log-probabilities (alignment).
 
 The family of a folder comes from its ``model_index.json`` ``_class_name``. To add a family, write one module
@@ -19,14 +22,19 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .base import OFFLOAD_MODES, Engine, NotAlignableError
+from .info import ModelInfo, model_info
 
 __all__ = ["Engine", "NotAlignableError", "OFFLOAD_MODES", "FAMILIES", "PIPELINE_FAMILIES", "engine_class",
-           "family_of_folder", "family_of_model", "engine_for_pipeline", "load_engine"]
+           "engine_classes", "family_of_folder", "family_of_model", "engine_for_pipeline", "load_engine",
+           "ModelInfo", "model_info"]
 
 FAMILIES = {
     "sd": "sd:SDInpaintEngine",
     "sdxl": "sdxl:SDXLInpaintEngine",
     "flux-fill": "flux_fill:FluxFillEngine",
+    "qwen-image": "qwen_image:QwenImageEngine",
+    "flux2-klein": "flux2_klein:Flux2KleinEngine",
+    "z-image": "z_image:ZImageEngine",
 }
 """Family name -> ``module:class`` of its engine, in this package."""
 
@@ -37,6 +45,13 @@ PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
     "StableDiffusionXLInpaintPipeline": "sdxl",
     "FluxFillPipeline": "flux-fill",
+    "QwenImageInpaintPipeline": "qwen-image",
+    # Qwen-Image and Z-Image folders are published as text-to-image pipelines; the inpaint class loads them.
+    "QwenImagePipeline": "qwen-image",
+    "Flux2KleinInpaintPipeline": "flux2-klein",
+    "Flux2KleinPipeline": "flux2-klein",
+    "ZImageInpaintPipeline": "z-image",
+    "ZImagePipeline": "z-image",
 }
 """diffusers pipeline class name (``model_index.json``'s ``_class_name``) -> family."""
 
@@ -47,6 +62,11 @@ def engine_class(family: str) -> type[Engine]:
         raise InvalidInputError(f"unknown model family '{family}'; the families are {', '.join(FAMILIES)}")
     module, name = FAMILIES[family].split(":")
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def engine_classes() -> list[type[Engine]]:
+    """Every registered family's engine class, in :data:`FAMILIES` order."""
+    return [engine_class(family) for family in FAMILIES]
 
 
 def family_of_folder(folder: str | os.PathLike, model_id: str | None = None) -> str:

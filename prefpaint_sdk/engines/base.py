@@ -26,7 +26,7 @@ from ..devices import quiet_loading, resolve_device, resolve_dtype
 from ..errors import InvalidInputError, ModelNotFoundError
 from ..validation import at_least, bad_value
 
-__all__ = ["Engine", "OFFLOAD_MODES", "NotAlignableError"]
+__all__ = ["Engine", "OFFLOAD_MODES", "NotAlignableError", "vae_factor"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,26 @@ class Engine:
     trainable_module: ClassVar[str] = "unet"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     load_kwargs: ClassVar[dict[str, Any]] = {}
+    default_strength: ClassVar[float] = 1.0  # the pipeline's own ``strength`` default
+    guidance_kind: ClassVar[str] = "cfg"  # "cfg", "true-cfg" (a second pass with a negative prompt) or "distilled"
+    hub_models: ClassVar[dict[str, int]] = {}  # published hub id -> working size, for model_info without its files
+    published_size_multiple: ClassVar[int] = 8  # size multiple of the published models (no files at hand)
+
+    @classmethod
+    def default_values(cls) -> dict[str, Any]:
+        """The family's defaults: ``steps``, ``guidance_scale``, ``eta`` (``None``: no eta) and ``strength``."""
+        return dict(steps=cls.default_steps, guidance_scale=cls.default_guidance, eta=cls.default_eta,
+                    strength=cls.default_strength)
+
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        """The working size in pixels from the model's configs (a :class:`.info.Configs`: files or a pipeline)."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
+        """What both sides of the input must be a multiple of, from the configs (the VAE's factor by default)."""
+        return vae_factor(configs)
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
@@ -135,13 +155,17 @@ class Engine:
 
     @property
     def resolution(self) -> int:
-        """The working size in pixels, from the model's own config."""
-        raise NotImplementedError
+        """The working size in pixels, from the model's own config (:meth:`read_resolution`)."""
+        from .info import PipelineConfigs
+
+        return int(self.read_resolution(PipelineConfigs(self.pipeline)))
 
     @property
     def size_multiple(self) -> int:
         """Both sides of the model's input are multiples of this (8 for SD/SDXL, 16 for FLUX at real size)."""
-        return int(self.pipeline.vae_scale_factor)
+        from .info import PipelineConfigs
+
+        return int(self.read_size_multiple(PipelineConfigs(self.pipeline)))
 
     @property
     def device(self):
@@ -268,6 +292,15 @@ class Engine:
             f"the {cls.family} family cannot be aligned yet: it has no rollout with per-step log-probabilities; "
             "sample and score it (best-of-N, eval) instead"
         )
+
+
+def vae_factor(configs) -> int:
+    """The VAE's spatial factor from its config: ``2 ** (levels - 1)`` (an ``AutoencoderKL``), or
+    ``2 ** len(temperal_downsample)`` for the video-style VAEs of Qwen-Image and Wan."""
+    vae = configs.get("vae")
+    if "temperal_downsample" in vae:
+        return 2 ** len(vae["temperal_downsample"])
+    return 2 ** (len(vae.get("block_out_channels", (0,) * 4)) - 1)
 
 
 def check_offload(offload: str) -> str:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import InvalidInputError
 from ..validation import at_least, bad_value
-from .base import Engine
+from .base import Engine, vae_factor
 
 __all__ = ["SDInpaintEngine", "LATENT_DDIM_DEFAULTS", "ddim_max_steps", "check_ddim_steps"]
 
@@ -32,6 +32,8 @@ class SDInpaintEngine(Engine):
     default_eta: ClassVar[float | None] = 1.0
     trainable_module = "unet"
     alignable: ClassVar[bool] = True
+    hub_models: ClassVar[dict[str, int]] = {"kd5678/prefpaint-v1.0": 512,
+                                             "stable-diffusion-v1-5/stable-diffusion-inpainting": 512}
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
     def _prepare(self) -> None:
@@ -53,17 +55,17 @@ class SDInpaintEngine(Engine):
                 "(4 latents + 1 mask + 4 masked-image latents). Use an inpainting checkpoint"
             )
 
-    @property
-    def resolution(self) -> int:
-        """``unet.sample_size * vae_scale_factor``: 512 for SD 1.x/2.x inpainting, 1024 for SDXL."""
-        sample = self.pipeline.unet.config.sample_size
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        """``unet.sample_size * vae factor``: 512 for SD 1.x/2.x inpainting, 1024 for SDXL."""
+        sample = configs.value("unet", "sample_size", 64)
         sample = sample[0] if isinstance(sample, (list, tuple)) else sample
-        return int(sample) * int(self.pipeline.vae_scale_factor)
+        return int(sample) * vae_factor(configs)
 
-    @property
-    def size_multiple(self) -> int:
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
         """8: the SD and SDXL pipelines refuse other sizes (``check_inputs``), whatever the VAE's factor."""
-        return max(8, int(self.pipeline.vae_scale_factor))
+        return max(8, vae_factor(configs))
 
     @property
     def max_steps(self) -> int:

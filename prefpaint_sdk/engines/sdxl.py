@@ -27,6 +27,7 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_guidance = 8.0
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
+    hub_models: ClassVar[dict[str, int]] = {"diffusers/stable-diffusion-xl-1.0-inpainting-0.1": 1024}
     alignable: ClassVar[bool] = True
 
     def sample(self, image, mask, **kwargs):

@@ -37,6 +37,9 @@ PIPELINE_SIZES: dict[str, dict[str, dict]] = {
         ),
         "sdxl": dict(),
         "flux-fill": dict(),
+        "qwen-image": dict(sample_size=64),
+        "flux2-klein": dict(),
+        "z-image": dict(),
     },
     "mid": {
         "sd": dict(
