@@ -103,3 +103,33 @@ def test_model_info_and_engine_facts(inpainters, tiny_family_dir, family):
     alias = {"qwen-image": "qwen-image", "flux2-klein": "flux2-klein", "z-image": "z-image"}[family]
     published = model_info(alias, offline=True)  # not cached: the engine's list of published ids answers
     assert (published.family, published.resolution, published.size_multiple) == (family, 1024, 16)
+
+
+@pytest.mark.parametrize("family,in_channels,expected", [
+    # Published sizes (M parameters): Qwen-Image MMDiT 20430.4, its VAE 126.9, Qwen2.5-VL-7B 8292.2; FLUX.2 klein
+    # 4B transformer 3875.5 and VAE 84.0, Qwen3-4B 4022.5; Z-Image-Turbo DiT 6154.9, FLUX.1 VAE 83.8, Qwen3-4B.
+    ("qwen-image", 64, dict(transformer=20430.4, vae=126.9, text_encoder=8292.2)),
+    ("flux2-klein", 128, dict(transformer=3875.5, vae=84.0, text_encoder=4022.5)),
+    ("z-image", 16, dict(transformer=6154.9, vae=83.8, text_encoder=4022.5)),
+])
+def test_real_configs_on_meta(family, in_channels, expected):
+    from prefpaint_sdk.testing import tiny_inpaint_pipeline
+
+    with torch.device("meta"):
+        pipe = tiny_inpaint_pipeline(0, size="real", family=family)
+    e = engine_for_pipeline(pipe)
+    assert (e.family, e.resolution, e.size_multiple, e.trainable_module) == (family, 1024, 16, "transformer")
+    assert e.model.config.in_channels == in_channels and e.model.device.type == "meta"
+    for name, n in expected.items():
+        got = sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e6
+        assert abs(got - n) / n < 1e-3, (name, got, n)
+
+
+@pytest.mark.parametrize("family", BLEND)
+def test_bf16_and_vae_tiling_load_and_inpaint(tiny_family_dir, family):
+    """The memory options every engine has: bf16 weights and a tiled VAE (offload needs an accelerator)."""
+    inp = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="bfloat16", vae_tiling=True)
+    assert inp.dtype == torch.bfloat16
+    img, hole = RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8), _hole(70, 90, 10, 50, 20, 70)
+    got = np.asarray(inp(img, hole, prompt="x", seed=0, steps=2, mask_blur=0).image)
+    assert got.shape == img.shape and np.array_equal(got[~hole], img[~hole]) and not np.array_equal(got[hole], img[hole])

@@ -78,7 +78,8 @@ def qwen_image_pipeline(seed: int, cfg: dict):
         vision_config=dict(depth=cfg.get("vision_depth", 1), hidden_size=cfg.get("vision_hidden", 16),
                            intermediate_size=cfg.get("vision_intermediate", 16),
                            num_heads=cfg.get("vision_heads", 2), out_hidden_size=text_hidden),
-        hidden_size=text_hidden, vocab_size=vocab, vision_start_token_id=vocab - 3, vision_end_token_id=vocab - 2,
+        hidden_size=text_hidden, vocab_size=vocab, tie_word_embeddings=cfg.get("tie_word_embeddings", True),
+        vision_start_token_id=vocab - 3, vision_end_token_id=vocab - 2,
         vision_token_id=vocab - 1, image_token_id=vocab - 1, video_token_id=vocab - 1,
     )
     text_encoder = Qwen2_5_VLForConditionalGeneration(config)
