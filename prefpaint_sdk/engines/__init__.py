@@ -9,8 +9,11 @@
 * :mod:`.ddim_rollout` / :mod:`.ddim_logprob`: the DDIM rollout with per-step log-probabilities (alignment).
 
 The family of a folder comes from its ``model_index.json`` ``_class_name``. To add a family, write one module
-with an :class:`~.base.Engine` subclass, list it in :data:`FAMILIES` and its pipeline class in
-:data:`PIPELINE_FAMILIES`, and add its tiny fixture to :func:`prefpaint_sdk.testing.save_tiny_inpaint_pipeline`.
+with an :class:`~.base.Engine` subclass (its defaults, ``read_resolution``/``read_size_multiple`` from config
+files, its call), list it in :data:`FAMILIES` and its pipeline class in :data:`PIPELINE_FAMILIES`, and add its
+tiny fixture to :data:`prefpaint_sdk.testing.pipelines.BUILDERS`. Nothing else in the toolkit names a family:
+the apps read :func:`model_info` and ``Inpainter.defaults`` (``tests/test_family_seam.py`` proves it with a
+dummy family).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ FAMILIES = {
     "flux2-klein": "flux2_klein:Flux2KleinEngine",
     "z-image": "z_image:ZImageEngine",
 }
-"""Family name -> ``module:class`` of its engine, in this package."""
+"""Family name -> ``module:class`` of its engine (a module of this package, or a full dotted module path)."""
 
 PIPELINE_FAMILIES = {
     "StableDiffusionInpaintPipeline": "sd",
@@ -61,7 +64,8 @@ def engine_class(family: str) -> type[Engine]:
     if family not in FAMILIES:
         raise InvalidInputError(f"unknown model family '{family}'; the families are {', '.join(FAMILIES)}")
     module, name = FAMILIES[family].split(":")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    # A module of this package by its name; a family registered from elsewhere by its full dotted path.
+    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
 
 
 def engine_classes() -> list[type[Engine]]:

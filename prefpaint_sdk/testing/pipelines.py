@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .shapes import fixture_shape
+from .shapes import PIPELINE_SIZES, fixture_shape
 from .tokenizers import byte_level_clip_tokenizer, byte_level_t5_tokenizer
 
-__all__ = ["FAMILIES", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
+__all__ = ["FAMILIES", "BUILDERS", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
 
 FAMILIES = ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image")
 """The model families with a fixture (every family of :mod:`prefpaint_sdk.engines`)."""
@@ -40,12 +40,8 @@ def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", family: str = "sd",
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    shape = fixture_shape(size, family, overrides)
-    from . import blend_families as blend
-
-    builders = {"sd": _sd, "sdxl": _sdxl, "flux-fill": _flux_fill, "qwen-image": blend.qwen_image_pipeline,
-                "flux2-klein": blend.flux2_klein_pipeline, "z-image": blend.z_image_pipeline}
-    pipe = builders[family](seed, shape)
+    shape = fixture_shape(size, family, overrides) if family in PIPELINE_SIZES[size] else dict(overrides)
+    pipe = BUILDERS[family](seed, shape)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -221,3 +217,17 @@ def _flux_fill(seed: int, cfg: dict):
         vae=vae, text_encoder=text_encoder, tokenizer=byte_level_clip_tokenizer(),
         text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
     )
+
+
+def _blend(name: str):
+    def build(seed: int, cfg: dict):
+        from . import blend_families
+
+        return getattr(blend_families, name)(seed, cfg)
+
+    return build
+
+
+BUILDERS = {"sd": _sd, "sdxl": _sdxl, "flux-fill": _flux_fill, "qwen-image": _blend("qwen_image_pipeline"),
+            "flux2-klein": _blend("flux2_klein_pipeline"), "z-image": _blend("z_image_pipeline")}
+"""Family -> ``builder(seed, shape)`` of its random pipeline; a new family adds its fixture here."""
