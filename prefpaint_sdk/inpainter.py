@@ -162,7 +162,7 @@ class Inpainter:
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device="auto", dtype="auto",
                         reward_model=None, offline: bool | None = None, revision: str | None = None,
                         select: str = "reward", lcb_c: float = 1.0, offload: str = "none",
-                        vae_tiling: bool = False) -> "Inpainter":
+                        vae_tiling: bool = False, scheduler: str = "auto") -> "Inpainter":
         """Load an inpainting pipeline from a hub id or a local diffusers folder, of any supported family.
 
         Args:
@@ -176,23 +176,27 @@ class Inpainter:
             select: "reward" picks the highest score; "lcb" the highest ``score - lcb_c * bound``.
             offload: "none", "model" or "sequential": diffusers' CPU offload for models larger than the GPU.
             vae_tiling: encode and decode in tiles (large images on small GPUs).
+            scheduler: "native" (the model's shipped scheduler and its pipeline's defaults, as diffusers samples),
+                "ddim" (the alignment sampler: DDIM, η 1; SD and SDXL) or "auto" (the family's: ddim for SD and
+                SDXL, native for the others).
 
         Raises:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
             InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
         """
         from .engines import engine_class, family_of_folder
-        from .engines.base import check_offload
+        from .engines.base import check_offload, check_scheduler
         from .state import check_pipeline_folder  # noqa: PLC0415
 
         t0 = time.perf_counter()
         check_offload(offload)
+        check_scheduler(scheduler)
         resolved: ResolvedModel = resolve_model(model, offline=offline, revision=revision)
         # the family from model_index.json: a folder of no known family fails before any load
         family = family_of_folder(resolved.path, resolved.model_id)
         check_pipeline_folder(resolved.path)  # damaged files and pickle-only components: our line, before loading
         engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
-                                           offload=offload, vae_tiling=vae_tiling)
+                                           offload=offload, vae_tiling=vae_tiling, scheduler=scheduler)
         if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
             from .reward import RewardModel  # noqa: PLC0415 - optional, loaded only when asked for
 
@@ -212,7 +216,9 @@ class Inpainter:
     def defaults(self) -> dict[str, Any]:
         """The family's defaults for ``steps``, ``guidance_scale``, ``eta`` (``None``: the family has no eta) and
         ``strength``."""
-        return self.engine.default_values()
+        e = self.engine  # the loaded engine's (with scheduler="native", its pipeline's own)
+        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta,
+                    strength=e.default_strength)
 
     @property
     def resolution(self) -> int:

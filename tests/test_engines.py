@@ -44,13 +44,12 @@ def _hole(h, w, y0, y1, x0, x1):
 
 
 def _pipeline_output(inp, img, hole, seed, prompt, steps):
-    """The diffusers pipeline called directly, with the family's knobs (what a user of diffusers writes)."""
+    """The diffusers pipeline called directly, with the family's knobs (what a user of diffusers writes: no
+    negative prompt, so SDXL zeroes its negative embeddings)."""
     e = inp.engine
     kw = dict(prompt=prompt, image=Image.fromarray(img), mask_image=Image.fromarray(hole.astype(np.uint8) * 255),
               height=img.shape[0], width=img.shape[1], num_inference_steps=steps, guidance_scale=e.default_guidance,
               strength=1.0, generator=torch.Generator().manual_seed(seed), output_type="np")
-    if e.has_negative_prompt:
-        kw["negative_prompt"] = ""
     if e.default_eta is not None:
         kw["eta"] = e.default_eta
     with torch.inference_mode():

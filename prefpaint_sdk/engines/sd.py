@@ -36,10 +36,25 @@ class SDInpaintEngine(Engine):
                                              "stable-diffusion-v1-5/stable-diffusion-inpainting": 512}
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
+    default_scheduler: ClassVar[str] = "ddim"
+    ddim_sampler: ClassVar[bool] = True
+
     def _prepare(self) -> None:
         from diffusers import DDIMScheduler
 
         pipe = self.pipeline
+        if self.scheduler_mode == "native":
+            # The shipped scheduler and the pipeline's own defaults (SDXL: 50 steps, guidance 7.5, strength
+            # 0.9999), with its eta where the scheduler's step takes one.
+            import inspect
+
+            call = inspect.signature(type(pipe).__call__).parameters
+            self.default_steps = int(call["num_inference_steps"].default)
+            self.default_guidance = float(call["guidance_scale"].default)
+            self.default_strength = float(call["strength"].default)
+            takes_eta = "eta" in inspect.signature(pipe.scheduler.step).parameters
+            self.default_eta = float(call["eta"].default) if takes_eta else None
+            return
         if not isinstance(pipe.scheduler, DDIMScheduler):
             # PrefPaint samples with DDIM (eta=1.0); keep the model's own noise schedule. Keys the shipped
             # config lacks take a latent model's values, not DDIM's pixel-space defaults.
@@ -70,9 +85,13 @@ class SDInpaintEngine(Engine):
     @property
     def max_steps(self) -> int:
         """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
+        if self.scheduler_mode == "native":
+            return super().max_steps
         return ddim_max_steps(self.pipeline.scheduler.config)
 
     def check_steps(self, steps) -> int:
+        if self.scheduler_mode == "native":
+            return super().check_steps(steps)
         return check_ddim_steps(steps, self.pipeline.scheduler.config)
 
     def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
