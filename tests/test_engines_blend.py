@@ -133,3 +133,81 @@ def test_bf16_and_vae_tiling_load_and_inpaint(tiny_family_dir, family):
     img, hole = RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8), _hole(70, 90, 10, 50, 20, 70)
     got = np.asarray(inp(img, hole, prompt="x", seed=0, steps=2, mask_blur=0).image)
     assert got.shape == img.shape and np.array_equal(got[~hole], img[~hole]) and not np.array_equal(got[hole], img[hole])
+
+
+def test_download_knows_the_blend_family_aliases(monkeypatch):
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    import prefpaint_sdk.hub as hub
+
+    asked = []
+    monkeypatch.setattr(hub, "_snapshot", lambda model_id, **kw: asked.append(model_id) or hub.ResolvedModel(
+        model_id=model_id, path=hub.Path("/x"), revision="abc", source="hub"))
+    r = CliRunner().invoke(app, ["download", "qwen-image", "flux2-klein", "z-image"])
+    assert r.exit_code == 0, r.output
+    assert asked == ["Qwen/Qwen-Image", "black-forest-labs/FLUX.2-klein-4B", "Tongyi-MAI/Z-Image-Turbo"]
+
+
+@pytest.mark.parametrize("family", BLEND)
+def test_extend_and_serve_run_the_family_at_its_own_defaults(inpainters, tiny_family_dir, family, tmp_path):
+    import json
+
+    from _serve_helpers import make_image, png, square_hole
+    from fastapi.testclient import TestClient
+    from prefpaint_apps.serve import create_app
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    img = make_image(40, 52, seed=2)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    r = CliRunner().invoke(app, ["extend", str(tmp_path / "photo.png"), "-o", str(tmp_path / "wide.png"), "--model",
+                                 str(tiny_family_dir(family)), "--ratio-x", "1.4", "--steps", "2", "--seed", "0",
+                                 "--device", "cpu", "--dtype", "float32", "--offline", "--quiet"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "wide.json").read_text())
+    assert meta["plan"]["window"] == 64 and meta["params"]["guidance_scale"] == PIPELINE_DEFAULTS[family][1]
+    wide = np.asarray(Image.open(tmp_path / "wide.png"))
+    assert wide.shape[:2] == (40, 73)
+
+    inp = inpainters(family)
+    hole = square_hole(40, 52)
+    files = {"image": ("x.png", png(img), "image/png"), "mask": ("m.png", png((hole * 255).astype(np.uint8)), "image/png")}
+    with TestClient(create_app(inp, default_steps=2)) as c:
+        res = c.post("/v1/inpaint", files=files, data={"seed": "4", "prompt": "a cat"})
+    assert res.status_code == 200, res.text
+    j = res.json()
+    assert j["model"]["family"] == family and j["params"]["guidance_scale"] == PIPELINE_DEFAULTS[family][1]
+    assert j["params"]["strength"] == PIPELINE_DEFAULTS[family][2]
+
+
+def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
+    import json
+
+    from _helpers_eval import write_data
+    from _recon3d_fakes import scene
+    from prefpaint_apps.recon3d.testing import write_scene
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    from prefpaint_sdk.testing import save_tiny_reward_model
+
+    common = ["--device", "cpu", "--dtype", "float32", "--offline", "-q"]
+    data = write_data(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(app, ["eval", "--data", str(data), "--model", str(tiny_family_dir("qwen-image")),
+                                 "--baseline", str(tiny_family_dir("z-image")), "--reward-model",
+                                 str(save_tiny_reward_model(tmp_path / "rm")), "--samples", "2", "--steps", "2",
+                                 "-o", str(out), *common])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads((out / "results.json").read_text())["cases"]) == 2
+
+    root = write_scene(scene(2, 96, 72).frames, tmp_path / "redwood", "redwood")
+    rec = tmp_path / "rec"
+    r = CliRunner().invoke(app, ["recon3d", str(root), "-o", str(rec), "--model", str(tiny_family_dir("flux2-klein")),
+                                 "--views", "1", "--steps", "2", "--depth-model", "none", "--voxel-size", "0.1",
+                                 "--depth-trunc", "9", "--seed", "3", *common])
+    assert r.exit_code == 0, r.output
+    holes = np.asarray(Image.open(rec / "views/000/holes.png")) > 0
+    rgb, filled = (np.asarray(Image.open(rec / f"views/000/{n}.png").convert("RGB")) for n in ("rgb", "inpainted"))
+    assert holes.any() and np.array_equal(filled[~holes], rgb[~holes]) and not np.array_equal(filled[holes], rgb[holes])
