@@ -211,3 +211,18 @@ def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
     holes = np.asarray(Image.open(rec / "views/000/holes.png")) > 0
     rgb, filled = (np.asarray(Image.open(rec / f"views/000/{n}.png").convert("RGB")) for n in ("rgb", "inpainted"))
     assert holes.any() and np.array_equal(filled[~holes], rgb[~holes]) and not np.array_equal(filled[holes], rgb[holes])
+
+
+@pytest.mark.parametrize("family,resolution", [("qwen-image", 256), ("flux2-klein", 48), ("z-image", 48)])
+def test_a_folder_saved_by_plain_diffusers_loads_and_inpaints(family, resolution, tmp_path):
+    from _plain_diffusers_pipelines import save
+
+    from prefpaint_sdk.engines import family_of_folder
+
+    folder = save(family, str(tmp_path / family))
+    assert family_of_folder(folder) == family and model_info(folder).resolution == resolution
+    inp = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", offline=True)
+    assert inp.family == family and inp.resolution == resolution  # Qwen-Image: 128 x its 2x VAE, as the pipeline
+    img, hole = RNG.integers(0, 256, (90, 61, 3), dtype=np.uint8), _hole(90, 61, 20, 50, 10, 40)
+    got = np.asarray(inp(img, hole, seed=0, steps=2, mask_blur=0, prompt="x").image)
+    assert got.shape == img.shape and np.array_equal(got[~hole], img[~hole]) and not np.array_equal(got[hole], img[hole])
