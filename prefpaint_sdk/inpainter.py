@@ -209,7 +209,7 @@ class Inpainter:
     # ---------------------------------------------------------------------------------------------
     @property
     def family(self) -> str:
-        """The model family: "sd", "sdxl" or "flux-fill"."""
+        """The model family: "sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein" or "z-image"."""
         return self.engine.family
 
     @property

@@ -226,3 +226,15 @@ def test_a_folder_saved_by_plain_diffusers_loads_and_inpaints(family, resolution
     img, hole = RNG.integers(0, 256, (90, 61, 3), dtype=np.uint8), _hole(90, 61, 20, 50, 10, 40)
     got = np.asarray(inp(img, hole, seed=0, steps=2, mask_blur=0, prompt="x").image)
     assert got.shape == img.shape and np.array_equal(got[~hole], img[~hole]) and not np.array_equal(got[hole], img[hole])
+
+
+def test_model_info_imports_no_torch(tiny_family_dir):
+    import subprocess
+    import sys
+
+    folder = tiny_family_dir("qwen-image")
+    code = ("import sys\nfrom prefpaint_sdk import model_info\n"
+            f"i = model_info({str(folder)!r})\nassert (i.family, i.resolution) == ('qwen-image', 64), i\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\nassert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
