@@ -67,7 +67,9 @@ class Engine:
     load_kwargs: ClassVar[dict[str, Any]] = {}
     default_strength: ClassVar[float] = 1.0  # the pipeline's own ``strength`` default
     guidance_kind: ClassVar[str] = "cfg"  # "cfg", "true-cfg" (a second pass with a negative prompt) or "distilled"
-    hub_models: ClassVar[dict[str, int]] = {}  # published hub id -> working size, for model_info without its files
+    # published hub id (named in :mod:`prefpaint_sdk.hub`, the one place of ids and aliases) -> working size, for
+    # model_info when the id's config files are out of reach
+    hub_models: ClassVar[dict[str, int]] = {}
     published_size_multiple: ClassVar[int] = 8  # size multiple of the published models (no files at hand)
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .. import hub
 from .base import Engine, vae_factor
 
 __all__ = ["Flux2KleinEngine"]
@@ -28,8 +29,7 @@ class Flux2KleinEngine(Engine):
     trainable_module = "transformer"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
                                                "add_v_proj", "to_add_out")
-    hub_models: ClassVar[dict[str, int]] = {"black-forest-labs/FLUX.2-klein-4B": 1024,
-                                            "black-forest-labs/FLUX.2-klein-9B": 1024}
+    hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["flux2-klein"]: 1024}
     published_size_multiple: ClassVar[int] = 16
 
     @classmethod

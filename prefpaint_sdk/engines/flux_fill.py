@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import hub
 from ..errors import InvalidInputError
 from .base import Engine, vae_factor
 
@@ -28,7 +29,7 @@ class FluxFillEngine(Engine):
     default_eta: ClassVar[float | None] = None
     has_negative_prompt = False
     guidance_kind: ClassVar[str] = "distilled"
-    hub_models: ClassVar[dict[str, int]] = {"black-forest-labs/FLUX.1-Fill-dev": 1024}
+    hub_models: ClassVar[dict[str, int]] = {hub.FLUX_FILL_MODEL: 1024}
     published_size_multiple: ClassVar[int] = 16
     trainable_module = "transformer"
     alignable: ClassVar[bool] = True

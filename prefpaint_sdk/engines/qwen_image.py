@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .. import hub
 from .base import Engine, vae_factor
 
 __all__ = ["QwenImageEngine"]
@@ -35,7 +36,7 @@ class QwenImageEngine(Engine):
     trainable_module = "transformer"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
                                                "add_v_proj", "to_add_out")
-    hub_models: ClassVar[dict[str, int]] = {"Qwen/Qwen-Image": 1024}
+    hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["qwen-image"]: 1024}
     published_size_multiple: ClassVar[int] = 16
 
     @classmethod

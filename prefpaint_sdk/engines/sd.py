@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import hub
 from ..errors import InvalidInputError
 from ..validation import at_least, bad_value
 from .base import Engine, vae_factor
@@ -32,8 +33,7 @@ class SDInpaintEngine(Engine):
     default_eta: ClassVar[float | None] = 1.0
     trainable_module = "unet"
     alignable: ClassVar[bool] = True
-    hub_models: ClassVar[dict[str, int]] = {"kd5678/prefpaint-v1.0": 512,
-                                             "stable-diffusion-v1-5/stable-diffusion-inpainting": 512}
+    hub_models: ClassVar[dict[str, int]] = {hub.DEFAULT_MODEL: 512, hub.BASE_MODEL: 512}
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
     default_scheduler: ClassVar[str] = "ddim"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import hub
 from .sd import SDInpaintEngine
 
 __all__ = ["SDXLInpaintEngine"]
@@ -30,7 +31,7 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_guidance = 8.0
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
-    hub_models: ClassVar[dict[str, int]] = {"diffusers/stable-diffusion-xl-1.0-inpainting-0.1": 1024}
+    hub_models: ClassVar[dict[str, int]] = {hub.SDXL_INPAINT_MODEL: 1024}
     alignable: ClassVar[bool] = True
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .. import hub
 from .base import Engine, vae_factor
 
 __all__ = ["ZImageEngine"]
@@ -26,7 +27,7 @@ class ZImageEngine(Engine):
     default_strength: ClassVar[float] = 1.0
     trainable_module = "transformer"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
-    hub_models: ClassVar[dict[str, int]] = {"Tongyi-MAI/Z-Image-Turbo": 1024, "Tongyi-MAI/Z-Image": 1024}
+    hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["z-image"]: 1024}
     published_size_multiple: ClassVar[int] = 16
 
     @classmethod
