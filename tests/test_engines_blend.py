@@ -238,3 +238,16 @@ def test_model_info_imports_no_torch(tiny_family_dir):
             "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\nassert not heavy, heavy\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("size", ["tiny", "mid", "real"])
+def test_qwen_image_fixture_rope_sections_fit_the_head(size):
+    """Qwen2.5-VL's multimodal RoPE splits each head's frequencies in three sections; they must sum to half the
+    head size, or the text encoder fails on its first call (built on "meta": configs only)."""
+    from prefpaint_sdk.testing import tiny_inpaint_pipeline
+
+    with torch.device("meta"):
+        pipe = tiny_inpaint_pipeline(0, size=size, family="qwen-image")
+    text = pipe.text_encoder.config.text_config
+    rope = getattr(text, "rope_parameters", None) or text.rope_scaling
+    assert 2 * sum(rope["mrope_section"]) == text.hidden_size // text.num_attention_heads

@@ -163,7 +163,6 @@ def _hub_configs(model_id: str, *, offline, revision) -> FolderConfigs | None:
     if index is None:
         return None
     configs = FolderConfigs(index.parent, fetch=fetch)
-    configs.folder = index.parent
     return configs
 
 

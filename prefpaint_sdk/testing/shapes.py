@@ -57,7 +57,7 @@ PIPELINE_SIZES: dict[str, dict[str, dict]] = {
         # 2x2-packed MMDiT; FLUX.2 klein's 32-channel VAE and 1:4 double:single blocks; Z-Image's single stream.
         "qwen-image": dict(z_dim=16, vae_base_dim=16, vae_dim_mult=(1, 2, 4, 4), vae_temporal=(False, True, True),
                            num_layers=4, attention_head_dim=32, num_attention_heads=4, axes_dims_rope=(8, 12, 12),
-                           text_hidden=64, text_layers=2, sample_size=512),
+                           text_hidden=64, text_layers=2, mrope_section=(4, 6, 6), sample_size=512),
         "flux2-klein": dict(latent_channels=32, vae_channels=(32, 32, 32, 32), sample_size=512, num_layers=1,
                             num_single_layers=4, attention_head_dim=32, num_attention_heads=4,
                             axes_dims_rope=(8, 8, 8, 8), text_hidden=32),
