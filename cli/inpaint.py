@@ -24,8 +24,9 @@ from ._common import (
     warn,
 )
 
-_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill) or local diffusers folder of any family "
-               "(SD, SDXL or FLUX Fill inpainting). Default: kd5678/prefpaint-v1.0.")
+_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-image, flux2-klein, z-image) or local "
+               "diffusers folder of any family (SD, SDXL, FLUX Fill, Qwen-Image, FLUX.2 klein, Z-Image). "
+               "Default: kd5678/prefpaint-v1.0.")
 
 
 def inpaint(
