@@ -50,13 +50,12 @@ def load() -> str:
 def _direct(inp: Inpainter, img, m, seed, steps, prompt, **extra):
     """What a diffusers user writes: the family's own knobs, one generator."""
     e = inp.engine
-    kw = dict(prompt=[prompt], image=[Image.fromarray(img)], mask_image=[Image.fromarray(m.astype(np.uint8) * 255)],
-              height=img.shape[0], width=img.shape[1], num_inference_steps=steps, guidance_scale=e.default_guidance,
-              generator=[torch.Generator().manual_seed(seed)], strength=1.0, **extra)
-    if e.has_negative_prompt:
-        kw["negative_prompt"] = [""]
-    if e.default_eta is not None:
-        kw["eta"] = e.default_eta
+    # the family's text and guidance arguments (true CFG for Qwen-Image, CFG against "" for FLUX.2 klein, ...)
+    knobs = e._call_kwargs(prompt=prompt, negative_prompt="", n=1, eta=None,
+                           guidance=e.guidance_used(e.default_guidance, prompt, ""))
+    kw = dict(image=[Image.fromarray(img)], mask_image=[Image.fromarray(m.astype(np.uint8) * 255)],
+              height=img.shape[0], width=img.shape[1], num_inference_steps=steps,
+              generator=[torch.Generator().manual_seed(seed)], strength=e.default_strength, **knobs, **extra)
     with torch.inference_mode():
         return inp.pipeline(**kw).images
 

@@ -35,7 +35,7 @@ def eval_cmd(
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Judge: hub id, folder or official .pt. Default: kd5678/prefpaintReward."),
     samples: Optional[List[int]] = typer.Option(None, "--samples", help="Best-of-S to report; repeat it (--samples 1 --samples 3). Default: 1, 3, 10."),
     masks: str = typer.Option("auto", "--masks", help=f"Masks: {_MASKS}. auto = given masks, generated 'random' ones where missing."),
-    steps: int = typer.Option(50, "--steps", help="Denoising steps for both models."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps for both models. Default: each model family's (SD 50, SDXL 30, FLUX Fill 50, ...)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the run; each case's seeds derive from it and the case name."),
     prompt: str = typer.Option("", "--prompt", help="Text prompt for both models (PrefPaint uses none)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Guidance scale for both models. Default: each model family's (SD 7.5, SDXL 8, FLUX Fill 30), so models of different families compare at their own settings."),

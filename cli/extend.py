@@ -29,7 +29,7 @@ def extend(
     bottom: int | None = typer.Option(None, "--bottom", help="Pixels to add at the bottom."),
     anchor: str = typer.Option("center", "--anchor", help="Where the original sits (ratio forms): center, left, right, top, bottom."),
     step_frac: float = typer.Option(0.3, "--step-frac", help="Most new area one step adds, as a share of its window, in (0, 0.5]."),
-    window: int | None = typer.Option(None, "--window", help="Largest window side in px. Default: the model's working size (512)."),
+    window: int | None = typer.Option(None, "--window", help="Largest window side in px. Default: the model's working size (its config files: 512 for SD, 1024 for SDXL, FLUX and Qwen-Image)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Least overlap between neighbouring windows, px. Default: window/4."),
     feather: int | None = typer.Option(None, "--feather", help="Width of the blended seam on the known side, px. Default: window/32 (16 at 512)."),
     prefill: str = typer.Option("replicate", "--prefill", help="How new pixels start: replicate, blur or grey (matters with --strength < 1)."),
@@ -57,10 +57,10 @@ def extend(
     """Extend IMAGE outward step by step; the original pixels stay as they are."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_apps.outpaint import check_run_options, guess_resolution, plan_extension
+        from prefpaint_apps.outpaint import check_run_options, plan_extension
         from prefpaint_apps.outpaint import extend as run_extend
 
-        from prefpaint_sdk import InvalidInputError, load_image, sidecar_path
+        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, PrefPaintError, load_image, model_info, sidecar_path
         from prefpaint_sdk.files import check_image_suffix, check_outputs
         from prefpaint_sdk.imaging import check_image_file
         from prefpaint_sdk.validation import check_seed
@@ -76,18 +76,27 @@ def extend(
         check_image_file(image)
         img = load_image(image)
         # Plan first: bad sizes fail here, before the slow model load. The window a loaded model would
-        # use is read from a local folder's configs (512 for hub ids), so the dry run shows the real plan.
-        plan = plan_extension(img.size, window=window or guess_resolution(model), **size, **stepping)
+        # use is read from the model's config files (model_info), so the dry run shows the real plan.
+        model_error = None
+        if window is None:
+            try:
+                window = model_info(model or DEFAULT_MODEL, offline=offline).resolution
+            except PrefPaintError as exc:  # reported after the checks of the user's other values
+                model_error = exc
+        plan = plan_extension(img.size, window=window or max_size, **size, **stepping)
+        if output is None and not dry_run:
+            raise InvalidInputError("no output file; pass -o/--output OUT.png (or --dry-run to only print the plan)")
+        if not dry_run:
+            check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
+                              seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
+                              steps=steps, seed=seed)
+        if model_error is not None:
+            raise model_error
         if dry_run:
             _print_plan(plan)
             return
-        if output is None:
-            raise InvalidInputError("no output file; pass -o/--output OUT.png (or --dry-run to only print the plan)")
-        check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
-                          seam_strength=seam_strength, strength=strength, num_candidates=num_candidates, steps=steps,
-                          seed=seed)
 
-        from prefpaint_sdk import DEFAULT_MODEL, Inpainter
+        from prefpaint_sdk import Inpainter
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=device, dtype=dtype,

@@ -25,8 +25,9 @@ from ._common import (
     warn,
 )
 
-_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill) or local diffusers folder of any family "
-               "(SD, SDXL or FLUX Fill inpainting). Default: kd5678/prefpaint-v1.0.")
+_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-image, flux2-klein, z-image) or local "
+               "diffusers folder of any family (SD, SDXL, FLUX Fill, Qwen-Image, FLUX.2 klein, Z-Image). "
+               "Default: kd5678/prefpaint-v1.0.")
 
 
 @requires(select="reward_model")
@@ -49,6 +50,7 @@ def inpaint(
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Encode and decode in tiles (large images on small GPUs)."),
+    scheduler: str = typer.Option("auto", "--scheduler", help="native (the model's shipped scheduler and its pipeline's defaults, as diffusers), ddim (the alignment sampler, η 1; SD/SDXL) or auto (ddim for SD/SDXL, native otherwise)."),
     mask_dilate: int = typer.Option(0, "--mask-dilate", help="Grow the hole by this many pixels."),
     mask_blur: int = typer.Option(8, "--mask-blur", help="Feathered seam width in pixels outside the hole."),
     crop_margin: int = typer.Option(128, "--crop-margin", help="Context pixels around the hole; negative = no cropping (whole image)."),
@@ -67,11 +69,12 @@ def inpaint(
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
         from prefpaint_sdk.batch import plan_batch
-        from prefpaint_sdk.engines.base import check_offload
+        from prefpaint_sdk.engines.base import check_offload, check_scheduler
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
         check_offload(offload)
+        check_scheduler(scheduler)
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             _run_manifest(manifest, output, quiet, device, dict(
                 model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
@@ -109,7 +112,7 @@ def inpaint(
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
                 model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
-                select=select, offload=offload, vae_tiling=vae_tiling, steps=steps,
+                select=select, offload=offload, vae_tiling=vae_tiling, steps=steps, scheduler=scheduler,
             )
         call = dict(
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,

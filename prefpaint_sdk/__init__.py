@@ -53,6 +53,8 @@ _EXPORTS = {
     "AlignResult": "align",
     "load_align_config": "align",
     # models
+    "model_info": "engines",
+    "ModelInfo": "engines",
     "DEFAULT_MODEL": "hub",
     "BASE_MODEL": "hub",
     "DEFAULT_REWARD_MODEL": "hub",

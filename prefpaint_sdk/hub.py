@@ -54,6 +54,10 @@ MODEL_ALIASES = {
     "base": BASE_MODEL,
     "flux-fill": FLUX_FILL_MODEL,
     "sdxl-inpaint": SDXL_INPAINT_MODEL,
+    # latent-blend inpainting on base models (engines qwen-image, flux2-klein, z-image)
+    "qwen-image": "Qwen/Qwen-Image",
+    "flux2-klein": "black-forest-labs/FLUX.2-klein-4B",
+    "z-image": "Tongyi-MAI/Z-Image-Turbo",
     # Runway deleted its hub repositories in 2024; old scripts still name them.
     "runwayml/stable-diffusion-inpainting": BASE_MODEL,
 }

@@ -185,7 +185,7 @@ class Inpainter:
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device="auto", dtype="auto",
                         reward_model=None, offline: bool | None = None, revision: str | None = None,
                         select: str = "reward", lcb_c: float = 1.0, offload: str = "none",
-                        vae_tiling: bool = False, steps: int | None = None) -> "Inpainter":
+                        vae_tiling: bool = False, steps: int | None = None, scheduler: str = "auto") -> "Inpainter":
         """Load an inpainting pipeline from a hub id or a local diffusers folder, of any supported family.
 
         Args:
@@ -201,22 +201,26 @@ class Inpainter:
             vae_tiling: encode and decode in tiles (large images on small GPUs).
             steps: the steps you will sample with, checked against the model's scheduler config before any
                 weights load (each call checks its own steps again).
+            scheduler: "native" (the model's shipped scheduler and its pipeline's defaults, as diffusers samples),
+                "ddim" (the alignment sampler: DDIM, η 1; SD and SDXL) or "auto" (the family's: ddim for SD and
+                SDXL, native for the others).
 
         Raises:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
             InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
         """
         from .engines import engine_class
-        from .engines.base import check_offload
+        from .engines.base import check_offload, check_scheduler
 
         t0 = time.perf_counter()
         # everything that needs no weights first (issue 19); then the weights
         check_offload(offload)
         check_select(select)
+        check_scheduler(scheduler)
         resolved, family = cls.check_files(model, offline=offline, revision=revision, device=device, steps=steps,
                                            reward_model=reward_model)
         engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
-                                           offload=offload, vae_tiling=vae_tiling)
+                                           offload=offload, vae_tiling=vae_tiling, scheduler=scheduler)
         if reward_model is not None and isinstance(reward_model, (str, os.PathLike)):
             from .reward import RewardModel  # noqa: PLC0415 - optional, loaded only when asked for
 
@@ -264,14 +268,16 @@ class Inpainter:
     # ---------------------------------------------------------------------------------------------
     @property
     def family(self) -> str:
-        """The model family: "sd", "sdxl" or "flux-fill"."""
+        """The model family: "sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein" or "z-image"."""
         return self.engine.family
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The family's defaults for ``steps``, ``guidance_scale`` and ``eta`` (``None``: the family has no eta)."""
-        e = self.engine
-        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta)
+        """The family's defaults for ``steps``, ``guidance_scale``, ``eta`` (``None``: the family has no eta) and
+        ``strength``."""
+        e = self.engine  # the loaded engine's (with scheduler="native", its pipeline's own)
+        return dict(steps=e.default_steps, guidance_scale=e.default_guidance, eta=e.default_eta,
+                    strength=e.default_strength)
 
     @property
     def resolution(self) -> int:
@@ -319,7 +325,7 @@ class Inpainter:
         mask_blur: int = 8,
         crop_margin: int = 128,
         keep_unmasked: bool = True,
-        strength: float = 1.0,
+        strength: float | None = None,
         invert_mask: bool = False,
         mask_from_alpha: bool = False,
         resize_mask: bool = False,
@@ -346,6 +352,7 @@ class Inpainter:
             keep_unmasked: composite into the original (default); ``False`` returns the model's whole
                 context box as generated.
             strength: 1.0 inpaints from noise; lower values re-render the hole starting from its content.
+                Default: the family's (1.0 for SD, SDXL, FLUX Fill and Z-Image; 0.6 Qwen-Image; 0.8 FLUX.2 klein).
             invert_mask / mask_from_alpha / resize_mask: see :func:`~prefpaint_sdk.imaging.load_mask` and
                 :func:`~prefpaint_sdk.imaging.fit_mask_to_image`.
             progress: called as ``progress(step, total)`` after every denoising step.
@@ -366,6 +373,7 @@ class Inpainter:
         guidance_scale = engine.default_guidance if guidance_scale is None else guidance_scale
         engine.check_knobs(negative_prompt=negative_prompt if isinstance(negative_prompt, str) else "", eta=eta)
         eta = engine.default_eta if eta is None else eta
+        strength = engine.default_strength if strength is None else strength
         num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)

@@ -102,7 +102,97 @@ def build(family: str):
     raise ValueError(family)
 
 
+def _qwen_tokenizer():
+    """Byte-level BPE without merges, Qwen's special tokens and a one-turn chat template (written directly)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {c: i for i, c in enumerate(sorted(alphabet))}
+    for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[t] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                              chat_template=template)
+
+
+def build_blend(family: str):
+    """The latent-blend families (Qwen-Image, FLUX.2 klein, Z-Image), their shapes unlike the toolkit's fixtures."""
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderKLFlux2,
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinInpaintPipeline,
+        Flux2Transformer2DModel,
+        QwenImageInpaintPipeline,
+        QwenImageTransformer2DModel,
+        ZImageInpaintPipeline,
+        ZImageTransformer2DModel,
+    )
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+        Qwen3Model,
+    )
+
+    torch.manual_seed(42)
+    tok = _qwen_tokenizer()
+    n = len(tok)
+    if family == "qwen-image":
+        cfg = Qwen2_5_VLConfig(text_config=dict(hidden_size=24, intermediate_size=24, num_hidden_layers=1,
+                                                num_attention_heads=2, num_key_value_heads=2, vocab_size=n + 3,
+                                                rope_scaling=dict(mrope_section=[2, 2, 2], rope_type="default",
+                                                                  type="default")),
+                               vision_config=dict(depth=1, hidden_size=8, intermediate_size=8, num_heads=2,
+                                                  out_hidden_size=24),
+                               hidden_size=24, vocab_size=n + 3, vision_start_token_id=n, vision_end_token_id=n + 1,
+                               vision_token_id=n + 2)
+        return QwenImageInpaintPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=tok,
+            vae=AutoencoderKLQwenImage(base_dim=8, z_dim=2, dim_mult=[1, 1], num_res_blocks=1,
+                                       temperal_downsample=[False], latents_mean=[0.0] * 2, latents_std=[1.0] * 2),
+            text_encoder=Qwen2_5_VLForConditionalGeneration(cfg),
+            transformer=QwenImageTransformer2DModel(patch_size=2, in_channels=8, out_channels=2, num_layers=1,
+                                                    attention_head_dim=8, num_attention_heads=2,
+                                                    joint_attention_dim=24, axes_dims_rope=(4, 2, 2)))
+    qwen3 = Qwen3Config(hidden_size=8, intermediate_size=8, num_hidden_layers=27 if family == "flux2-klein" else 2,
+                        num_attention_heads=2, num_key_value_heads=1, head_dim=4, vocab_size=n)
+    if family == "flux2-klein":
+        return Flux2KleinInpaintPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=tok, text_encoder=Qwen3ForCausalLM(qwen3),
+            vae=AutoencoderKLFlux2(block_out_channels=(16, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                   up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=2, norm_num_groups=8,
+                                   layers_per_block=1, sample_size=48),
+            transformer=Flux2Transformer2DModel(patch_size=1, in_channels=8, num_layers=1, num_single_layers=1,
+                                                attention_head_dim=8, num_attention_heads=2, joint_attention_dim=24,
+                                                axes_dims_rope=(2, 2, 2, 2), guidance_embeds=False))
+    if family == "z-image":
+        transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=16,
+                                               n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2,
+                                               cap_feat_dim=8, axes_dims=[4, 2, 2], axes_lens=[512, 64, 64])
+        with torch.no_grad():
+            transformer.x_pad_token.zero_()
+            transformer.cap_pad_token.zero_()
+        return ZImageInpaintPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), tokenizer=tok, text_encoder=Qwen3Model(qwen3),
+            vae=AutoencoderKL(block_out_channels=(16, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                              up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
+                              sample_size=48, shift_factor=0.1, scaling_factor=0.5), transformer=transformer)
+    raise ValueError(family)
+
+
 def save(family: str, folder: str) -> str:
+    if family in ("qwen-image", "flux2-klein", "z-image"):
+        build_blend(family).save_pretrained(folder, safe_serialization=True)
+        return folder
     build(family).save_pretrained(folder, safe_serialization=True)
     return folder
 

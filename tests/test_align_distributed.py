@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from _helpers_align import make_data
+from _serve_helpers import free_port
 
 HERE = Path(__file__).parent
 
@@ -27,7 +28,7 @@ def test_two_processes_match_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
     env.pop("ACCELERATE_USE_CPU", None)
     script = str(HERE / "_align_dist_script.py")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     _run(torchrun + [script, str(data), str(tmp_path / "two"), "2"], env)
     _run([sys.executable, script, str(data), str(tmp_path / "one"), "4"], env)
 
@@ -64,7 +65,7 @@ def test_two_processes_share_one_reward_conversion_from_an_empty_cache(tmp_path)
     cache = tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE), "PREFPAINT_CACHE": str(cache)}
     env.pop("ACCELERATE_USE_CPU", None)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     _run(torchrun + [str(HERE / "_align_dist_script.py"), str(data), str(tmp_path / "run"), "1", str(model), str(pt)], env)
 
     recs = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -86,7 +87,7 @@ def test_two_processes_gather_the_grpo_group_statistics_of_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
     env.pop("ACCELERATE_USE_CPU", None)
     script = str(HERE / "_align_dist_script.py")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     _run(torchrun + [script, str(data), str(tmp_path / "two"), "2", "flux-grpo"], env)
     _run([sys.executable, script, str(data), str(tmp_path / "one"), "4", "flux-grpo"], env)
 

@@ -18,7 +18,7 @@ PUBLIC_API = {
     "Box", "load_image", "load_mask", "fit_mask_to_image", "feather_alpha", "check_image_file", "set_max_pixels",
     "generate_mask", "warp_hole_mask", "outpaint_square_mask", "outpaint_strip_mask", "stroke_mask",
     "Aligner", "AlignConfig", "AlignResult", "load_align_config",
-    "DEFAULT_MODEL", "BASE_MODEL", "DEFAULT_REWARD_MODEL", "download_model", "cache_dir",
+    "DEFAULT_MODEL", "BASE_MODEL", "DEFAULT_REWARD_MODEL", "download_model", "cache_dir", "model_info", "ModelInfo",
     "check_output_path", "check_output_dir", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
     "staged_dir", "write_set", "image_writer", "json_writer",
     "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",

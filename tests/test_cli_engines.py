@@ -50,7 +50,7 @@ def test_flags_the_family_lacks_or_bad_offload_exit_2_in_one_line(inputs, tiny_f
 def test_doctor_smoke_runs_every_family():
     r = _run("doctor", "--smoke")
     assert r.exit_code == 0, r.output
-    for family in ("sd", "sdxl", "flux-fill"):
+    for family in ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image"):
         assert f"'{family}': 'ok" in r.output.replace("\n", "")
 
 

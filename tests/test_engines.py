@@ -44,13 +44,12 @@ def _hole(h, w, y0, y1, x0, x1):
 
 
 def _pipeline_output(inp, img, hole, seed, prompt, steps):
-    """The diffusers pipeline called directly, with the family's knobs (what a user of diffusers writes)."""
+    """The diffusers pipeline called directly, with the family's knobs (what a user of diffusers writes: no
+    negative prompt, so SDXL zeroes its negative embeddings)."""
     e = inp.engine
     kw = dict(prompt=prompt, image=Image.fromarray(img), mask_image=Image.fromarray(hole.astype(np.uint8) * 255),
               height=img.shape[0], width=img.shape[1], num_inference_steps=steps, guidance_scale=e.default_guidance,
               strength=1.0, generator=torch.Generator().manual_seed(seed), output_type="np")
-    if e.has_negative_prompt:
-        kw["negative_prompt"] = ""
     if e.default_eta is not None:
         kw["eta"] = e.default_eta
     with torch.inference_mode():
@@ -194,7 +193,7 @@ def test_only_engines_name_a_diffusers_pipeline_class():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    allowed = {root / "prefpaint_sdk" / "testing" / "pipelines.py"}
+    allowed = {root / "prefpaint_sdk" / "testing" / "pipelines.py", root / "prefpaint_sdk" / "testing" / "blend_families.py"}
     offenders = []
     for folder in ("prefpaint_sdk", "apps", "cli"):
         for path in (root / folder).rglob("*.py"):
@@ -209,10 +208,15 @@ def test_only_engines_name_a_diffusers_pipeline_class():
     assert not offenders
 
 
-def test_extend_dry_run_knows_every_family_working_size(tiny_family_dir, inpainters):
-    from prefpaint_apps.outpaint import guess_resolution
+def test_model_info_knows_every_family_from_its_config_files(tiny_family_dir, inpainters):
+    """model_info (torch-free, no load) says what the loaded engine says: working size, multiple, defaults."""
+    from prefpaint_sdk import model_info
 
     for family in FAMS:
-        assert guess_resolution(tiny_family_dir(family)) == inpainters(family).resolution == 64
-    assert guess_resolution("flux-fill") == guess_resolution("sdxl-inpaint") == 1024
-    assert guess_resolution("kd5678/prefpaint-v1.0") == 512
+        info = model_info(tiny_family_dir(family))
+        loaded = inpainters(family)
+        assert (info.family, info.resolution, info.defaults) == (family, loaded.resolution, loaded.defaults)
+        assert info.size_multiple == loaded.engine.size_multiple
+    # published ids, offline and uncached: the family engine that lists them answers
+    assert model_info("flux-fill", offline=True).resolution == model_info("sdxl-inpaint", offline=True).resolution == 1024
+    assert model_info("kd5678/prefpaint-v1.0", offline=True).resolution == 512

@@ -94,7 +94,14 @@ def test_extend_seam_pass_candidates_and_overwrite(photo, tiny_pipeline_dir, tmp
 
 
 def test_dry_run_prints_the_plan_and_loads_no_model(photo, tmp_path):
-    r = _run("extend", photo, "--dry-run", "--ratio", "2", "--model", tmp_path / "no-such-model")
+    # the default model's working size, known without its files (a published id of the sd engine)
+    r = _run("extend", photo, "--dry-run", "--ratio", "2", "--offline")
+    assert r.exit_code == 0, r.output
+    assert "extend 48x40 -> 96x80" in r.output and "window 512" in r.output
+    # a model whose configs cannot be read: no guessed size; --window plans without it
+    r = _run("extend", photo, "--dry-run", "--ratio", "2", "--model", "nobody/no-such-model", "--offline")
+    assert r.exit_code == 3 and "no-such-model" in r.output and "Traceback" not in r.output, r.output
+    r = _run("extend", photo, "--dry-run", "--ratio", "2", "--model", tmp_path / "no-such-model", "--window", "512")
     assert r.exit_code == 0, r.output
     assert "extend 48x40 -> 96x80" in r.output and "window 512" in r.output
     assert "max new share" in r.output and "new share" in r.output

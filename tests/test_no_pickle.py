@@ -178,7 +178,9 @@ def test_the_only_torch_load_is_the_safe_one():
 def test_every_library_weights_load_asks_for_safetensors():
     # diffusers/transformers loads of weights name use_safetensors=True; our own from_pretrained (Inpainter,
     # RewardModel, Aligner) are checked by the tests above.
-    ours = re.compile(r"\b(Inpainter|RewardModel|Aligner|cls|pipeline_cls|self)\.from_pretrained\(|def from_pretrained\(")
+    # Tokenizers and image processors read JSON/text files, never weights.
+    ours = re.compile(r"\b(Inpainter|RewardModel|ClipReward|Aligner|cls|pipeline_cls|self|AutoTokenizer|CLIPImageProcessor)"
+                      r"\.from_pretrained\(|def from_pretrained\(")
     missing = []
     for p in _sources():
         text = p.read_text()

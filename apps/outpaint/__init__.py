@@ -6,8 +6,8 @@
 >>> result.save("wide.png")          # wide.png + wide.json (plan, seeds, scores)
 
 * :mod:`.size`: the canvas: pixels per side from ratios or pixel counts (``resolve_padding``).
-* :mod:`.plan`: the step plan, pure geometry (``plan_extension``), used by ``--dry-run``.
-* :mod:`.resolution`: a local model's working size without loading it (``guess_resolution``).
+* :mod:`.plan`: the step plan, pure geometry (``plan_extension``), used by ``--dry-run`` (the model's working
+  size comes from ``prefpaint_sdk.model_info``, read from its config files).
 * :mod:`.blend`: prefill, seam bands and per-step seeds.
 * :mod:`.run`: :func:`extend` and :class:`ExtendResult`.
 """
@@ -25,7 +25,6 @@ from .plan import (
     plan_extension,
     resolve_padding,
 )
-from .resolution import guess_resolution
 from .run import ExtendResult, StepRecord, check_run_options, extend
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "check_run_options",
     "derive_seed",
     "extend",
-    "guess_resolution",
     "plan_extension",
     "resolve_padding",
 ]

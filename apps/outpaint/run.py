@@ -165,19 +165,23 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
     """Validate :func:`extend`'s run options without a model, so a CLI can fail before loading one.
 
     Args:
-        as :func:`extend`; ``window=None`` stands for the model's size (512 assumed for the checks);
+        as :func:`extend`; ``window=None`` stands for the model's size (unknown here: pass the model's
+        working size, ``prefpaint_sdk.model_info(model).resolution``, to check ``feather`` against it);
         ``steps=None`` for the model family's default (checked once the model is known).
 
     Returns:
-        The options after defaults: ``window``, ``feather`` (``max(1, window // 32)`` when ``None``),
-        ``num_candidates``, ``steps``, ``seed`` (may stay ``None``) and ``seam_strength`` (0.3 with a seam pass
-        when ``None``).
+        The options after defaults: ``window``, ``feather`` (``max(1, window // 32)`` when ``None`` and the
+        window is known), ``num_candidates``, ``steps``, ``seed`` (may stay ``None``) and ``seam_strength`` (0.3
+        with a seam pass when ``None``).
 
     Raises:
         InvalidInputError: a value out of range; the message names it, its value and the range.
     """
-    window = _check_int("window", 512 if window is None else window, 8)
-    feather = max(1, window // 32) if feather is None else _check_int("feather", feather, 0)
+    window = None if window is None else _check_int("window", window, 8)
+    if feather is not None:
+        feather = _check_int("feather", feather, 0)
+    elif window is not None:
+        feather = max(1, window // 32)
     if prefill not in PREFILL_MODES:
         raise InvalidInputError(f"prefill must be one of {', '.join(PREFILL_MODES)}; got '{prefill}'")
     num_candidates = _check_int("num_candidates", num_candidates, 1)
@@ -261,7 +265,7 @@ def extend(
             ``seam_pass`` (it would have no effect).
         num_candidates: candidates per step; with a reward model on the inpainter the best is kept.
         prompt / negative_prompt / steps / guidance_scale / eta: passed to the inpainter; ``None`` means the
-            model family's default (``inpainter.defaults``; SD's 50 / 7.5 / 1.0 for an inpainter without them).
+            model family's default (``inpainter.defaults``; passed on as ``None`` by an inpainter without them).
         seed: base seed; step ``i`` uses ``derive_seed(seed, i)``. Drawn at random (and recorded) if ``None``.
         strength: denoising strength of the steps; below 1 the prefill shapes the result.
         max_size: largest canvas side accepted, px.
@@ -279,11 +283,12 @@ def extend(
     t0 = time.perf_counter()
     img = load_image(image)
     if window is None:
-        window = int(getattr(inpainter, "resolution", 512))
-    defaults = getattr(inpainter, "defaults", None) or dict(steps=50, guidance_scale=7.5, eta=1.0)
-    steps = defaults["steps"] if steps is None else steps
-    guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-    eta = defaults["eta"] if eta is None else eta
+        window = int(inpainter.resolution)
+    # The family's defaults; an inpainter without them resolves its own (None is passed through).
+    defaults = getattr(inpainter, "defaults", None) or {}
+    steps = defaults.get("steps") if steps is None else steps
+    guidance_scale = defaults.get("guidance_scale") if guidance_scale is None else guidance_scale
+    eta = defaults.get("eta") if eta is None else eta
     opts = check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
                              seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
                              steps=steps, seed=seed)

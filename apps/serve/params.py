@@ -30,8 +30,8 @@ class Params:
     def __init__(self, inpainter, default_steps: int | None):
         self.inpainter = inpainter
         self.default_steps = default_steps
-        # The family's own defaults (SD 50 steps / 7.5, SDXL 30 / 8.0, FLUX Fill 50 / 30) for requests that don't say.
-        self.family_defaults = inpainter.defaults
+        # The family's own defaults (engine traits, as Inpainter.defaults reports them) for requests that don't say.
+        self.family_defaults = dict(inpainter.defaults)
         self._good_steps: dict[int, int] = {}
 
     def defaults(self) -> dict:

@@ -37,6 +37,7 @@ def reward_facts(reward_model) -> dict[str, Any]:
     return {"id": reward_model.model_id, "revision": reward_model.revision}
 
 
+
 def inpaint_job(job, inpainter, reward_model, image, hole, call: dict, select: str,
                 output_dir: Path | None, preview=None) -> dict[str, Any]:
     """Run one inpainting call and return its JSON facts: the sidecar's, plus the images and trust.

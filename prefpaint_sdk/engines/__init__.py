@@ -3,12 +3,18 @@
 * :mod:`.sd`: Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``), DDIM;
 * :mod:`.sdxl`: SDXL inpainting (``StableDiffusionXLInpaintPipeline``), DDIM;
 * :mod:`.flux_fill`: FLUX.1 Fill (``FluxFillPipeline``), flow matching;
+* :mod:`.qwen_image`, :mod:`.flux2_klein`, :mod:`.z_image`: latent-blend inpainting on Qwen-Image, FLUX.2 klein
+  and Z-Image base models (``QwenImageInpaintPipeline``, ``Flux2KleinInpaintPipeline``, ``ZImageInpaintPipeline``);
+* :mod:`.info`: :func:`model_info`, a model's family, working size and defaults from its config files (no torch);
 * :mod:`.ddim_rollout`: the DDIM rollout with per-step log-probabilities (alignment; the step's maths is
   :mod:`prefpaint_sdk.samplers.ddim`).
 
 The family of a folder comes from its ``model_index.json`` ``_class_name``. To add a family, write one module
-with an :class:`~.base.Engine` subclass, list it in :data:`FAMILIES` and its pipeline class in
-:data:`PIPELINE_FAMILIES`, and add its tiny fixture to :func:`prefpaint_sdk.testing.save_tiny_inpaint_pipeline`.
+with an :class:`~.base.Engine` subclass (its defaults, ``read_resolution``/``read_size_multiple`` from config
+files, its call), list it in :data:`FAMILIES` and its pipeline class in :data:`PIPELINE_FAMILIES`, and add its
+tiny fixture to :data:`prefpaint_sdk.testing.pipelines.BUILDERS`. Nothing else in the toolkit names a family:
+the apps read :func:`model_info` and ``Inpainter.defaults`` (``tests/test_family_seam.py`` proves it with a
+dummy family).
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .base import OFFLOAD_MODES, Engine, NotAlignableError
+from .info import ModelInfo, model_info
 
 __all__ = ["Engine", "NotAlignableError", "OFFLOAD_MODES", "FAMILIES", "PIPELINE_FAMILIES", "engine_class",
-           "family_of_folder", "family_of_model", "check_model_limits", "engine_for_pipeline", "load_engine"]
+           "engine_classes", "family_of_folder", "family_of_model", "check_model_limits", "engine_for_pipeline",
+           "load_engine", "ModelInfo", "model_info"]
 
 FAMILIES = {
     "sd": "sd:SDInpaintEngine",
     "sdxl": "sdxl:SDXLInpaintEngine",
     "flux-fill": "flux_fill:FluxFillEngine",
+    "qwen-image": "qwen_image:QwenImageEngine",
+    "flux2-klein": "flux2_klein:Flux2KleinEngine",
+    "z-image": "z_image:ZImageEngine",
 }
-"""Family name -> ``module:class`` of its engine, in this package."""
+"""Family name -> ``module:class`` of its engine (a module of this package, or a full dotted module path)."""
 
 PIPELINE_FAMILIES = {
     "StableDiffusionInpaintPipeline": "sd",
@@ -38,6 +49,13 @@ PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
     "StableDiffusionXLInpaintPipeline": "sdxl",
     "FluxFillPipeline": "flux-fill",
+    "QwenImageInpaintPipeline": "qwen-image",
+    # Qwen-Image and Z-Image folders are published as text-to-image pipelines; the inpaint class loads them.
+    "QwenImagePipeline": "qwen-image",
+    "Flux2KleinInpaintPipeline": "flux2-klein",
+    "Flux2KleinPipeline": "flux2-klein",
+    "ZImageInpaintPipeline": "z-image",
+    "ZImagePipeline": "z-image",
 }
 """diffusers pipeline class name (``model_index.json``'s ``_class_name``) -> family."""
 
@@ -47,7 +65,13 @@ def engine_class(family: str) -> type[Engine]:
     if family not in FAMILIES:
         raise InvalidInputError(f"unknown model family '{family}'; the families are {', '.join(FAMILIES)}")
     module, name = FAMILIES[family].split(":")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    # A module of this package by its name; a family registered from elsewhere by its full dotted path.
+    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
+
+
+def engine_classes() -> list[type[Engine]]:
+    """Every registered family's engine class, in :data:`FAMILIES` order."""
+    return [engine_class(family) for family in FAMILIES]
 
 
 def family_of_folder(folder: str | os.PathLike, model_id: str | None = None) -> str:

@@ -27,9 +27,14 @@ from ..devices import quiet_loading, resolve_device, resolve_dtype
 from ..errors import InvalidInputError, ModelNotFoundError
 from ..validation import at_least, bad_value
 
-__all__ = ["Engine", "OFFLOAD_MODES", "NotAlignableError"]
+__all__ = ["Engine", "OFFLOAD_MODES", "SCHEDULERS", "NotAlignableError", "vae_factor", "check_scheduler"]
 
 log = logging.getLogger(__name__)
+
+SCHEDULERS = ("auto", "native", "ddim")
+"""The sampler: ``native`` keeps the model's shipped scheduler and its pipeline's defaults (what a diffusers
+user gets); ``ddim`` is the alignment sampler (DDIM on the model's own noise schedule, η = 1) of the families
+that have one; ``auto`` is the family's default (``ddim`` for SD and SDXL, ``native`` for the others)."""
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 """CPU offload: ``none`` keeps the whole pipeline on the device; ``model`` moves each model there only while
@@ -62,10 +67,40 @@ class Engine:
     trainable_module: ClassVar[str] = "unet"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     load_kwargs: ClassVar[dict[str, Any]] = {}
+    default_strength: ClassVar[float] = 1.0  # the pipeline's own ``strength`` default
+    guidance_kind: ClassVar[str] = "cfg"  # "cfg", "true-cfg" (a second pass with a negative prompt) or "distilled"
+    # published hub id (named in :mod:`prefpaint_sdk.hub`, the one place of ids and aliases) -> working size, for
+    # model_info when the id's config files are out of reach
+    hub_models: ClassVar[dict[str, int]] = {}
+    published_size_multiple: ClassVar[int] = 8  # size multiple of the published models (no files at hand)
 
-    def __init__(self, pipeline):
+    @classmethod
+    def default_values(cls) -> dict[str, Any]:
+        """The family's defaults: ``steps``, ``guidance_scale``, ``eta`` (``None``: no eta) and ``strength``."""
+        return dict(steps=cls.default_steps, guidance_scale=cls.default_guidance, eta=cls.default_eta,
+                    strength=cls.default_strength)
+
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        """The working size in pixels from the model's configs (a :class:`.info.Configs`: files or a pipeline)."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
+        """What both sides of the input must be a multiple of, from the configs (the VAE's factor by default)."""
+        return vae_factor(configs)
+
+    default_scheduler: ClassVar[str] = "native"  # what scheduler="auto" means for the family
+    ddim_sampler: ClassVar[bool] = False  # whether scheduler="ddim" applies (the DDIM-aligned families)
+
+    def __init__(self, pipeline, scheduler: str = "auto"):
         self.pipeline = pipeline
         self.offload = "none"  # set by :meth:`load`
+        scheduler = check_scheduler(scheduler)
+        self.scheduler_mode = self.default_scheduler if scheduler == "auto" else scheduler
+        if self.scheduler_mode == "ddim" and not self.ddim_sampler:
+            raise bad_value("scheduler", f"the {self.family} family samples with its own scheduler only; "
+                                         "use --scheduler native (or auto)")
         self._prepare()
         pipeline.set_progress_bar_config(disable=True)
 
@@ -79,7 +114,7 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | Path, *, device="auto", dtype="auto", offload: str = "none", vae_tiling: bool = False,
-             model_id: str | None = None) -> "Engine":
+             model_id: str | None = None, scheduler: str = "auto") -> "Engine":
         """Load the pipeline from a local diffusers folder (safetensors only).
 
         Args:
@@ -88,12 +123,14 @@ class Engine:
             offload: one of :data:`OFFLOAD_MODES`; offloading needs an accelerator device.
             vae_tiling: decode (and encode) in tiles, for large images on small GPUs.
             model_id: the name used in error messages (default: the folder).
+            scheduler: one of :data:`SCHEDULERS`.
 
         Raises:
             InvalidInputError: a bad offload mode, offload on CPU, or a folder of another family.
             ModelNotFoundError: the folder's weights cannot be loaded.
         """
         offload = check_offload(offload)
+        scheduler = check_scheduler(scheduler)
         dev = resolve_device(device)
         if offload != "none" and dev.type == "cpu":
             raise bad_value("offload", f"offload '{offload}' moves models between CPU and an accelerator, but the "
@@ -110,7 +147,7 @@ class Engine:
             raise ModelNotFoundError(f"could not load '{name}' from '{path}': {exc}") from exc
         except (ValueError, TypeError, AttributeError) as exc:
             raise InvalidInputError(f"'{name}' is not a loadable {cls.family} inpainting pipeline: {exc}") from exc
-        engine = cls(pipe)
+        engine = cls(pipe, scheduler=scheduler)
         engine.check_model(name)
         if offload == "model":
             pipe.enable_model_cpu_offload(device=dev)
@@ -137,13 +174,17 @@ class Engine:
 
     @property
     def resolution(self) -> int:
-        """The working size in pixels, from the model's own config."""
-        raise NotImplementedError
+        """The working size in pixels, from the model's own config (:meth:`read_resolution`)."""
+        from .info import PipelineConfigs
+
+        return int(self.read_resolution(PipelineConfigs(self.pipeline)))
 
     @property
     def size_multiple(self) -> int:
         """Both sides of the model's input are multiples of this (8 for SD/SDXL, 16 for FLUX at real size)."""
-        return int(self.pipeline.vae_scale_factor)
+        from .info import PipelineConfigs
+
+        return int(self.read_size_multiple(PipelineConfigs(self.pipeline)))
 
     @property
     def device(self):
@@ -177,7 +218,8 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         """The facts a sidecar records about the engine."""
-        return dict(family=self.family, resolution=self.resolution, scheduler=type(self.pipeline.scheduler).__name__)
+        return dict(family=self.family, resolution=self.resolution, scheduler=type(self.pipeline.scheduler).__name__,
+                    sampler=self.scheduler_mode)
 
     # --- sampling ------------------------------------------------------------------------------------
     def check_knobs(self, *, negative_prompt: str, eta: float | None) -> None:
@@ -261,7 +303,9 @@ class Engine:
         """The family's text and guidance arguments of the pipeline call."""
         kw = dict(prompt=[prompt] * n, guidance_scale=guidance)
         if self.has_negative_prompt:
-            kw["negative_prompt"] = [negative_prompt] * n if guidance > 1 else None
+            # No negative prompt is passed as none, as a diffusers user does: SDXL then zeroes its negative
+            # embeddings (force_zeros_for_empty_prompt); SD encodes "" either way.
+            kw["negative_prompt"] = [negative_prompt] * n if guidance > 1 and negative_prompt else None
         if self.default_eta is not None:
             kw["eta"] = self.default_eta if eta is None else eta
         return kw
@@ -327,6 +371,21 @@ class Engine:
             f"the {cls.family} family cannot be aligned yet: it has no rollout with per-step log-probabilities; "
             "sample and score it (best-of-N, eval) instead"
         )
+
+
+def vae_factor(configs) -> int:
+    """The VAE's spatial factor from its config: ``2 ** (levels - 1)`` (an ``AutoencoderKL``), or
+    ``2 ** len(temperal_downsample)`` for the video-style VAEs of Qwen-Image and Wan."""
+    vae = configs.get("vae")
+    if "temperal_downsample" in vae:
+        return 2 ** len(vae["temperal_downsample"])
+    return 2 ** (len(vae.get("block_out_channels", (0,) * 4)) - 1)
+
+
+def check_scheduler(scheduler: str) -> str:
+    if scheduler not in SCHEDULERS:
+        raise bad_value("scheduler", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    return scheduler
 
 
 def check_offload(offload: str) -> str:

@@ -161,7 +161,8 @@ def encode_prompts(pipe, prompt: str, negative_prompt: str, n: int, guidance_sca
     an image of ``size`` = (height, width) px (default: the UNet's working size), as the pipeline's defaults.
     """
     do_cfg = guidance_scale > 1.0
-    negatives = [negative_prompt] * n if do_cfg else None
+    # An empty negative prompt is passed as none, as the sampling call does (SDXL: zeroed negative embeddings).
+    negatives = [negative_prompt] * n if do_cfg and negative_prompt else None
     if getattr(pipe, "text_encoder_2", None) is None:
         pos, neg = pipe.encode_prompt([prompt] * n, device, 1, do_cfg, negatives)
         return pos, (neg if do_cfg else None)

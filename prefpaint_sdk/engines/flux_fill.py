@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import hub
 from ..errors import InvalidInputError
-from .base import Engine
+from .base import Engine, vae_factor
 
 __all__ = ["FluxFillEngine"]
 
@@ -27,6 +28,9 @@ class FluxFillEngine(Engine):
     default_guidance = 30.0
     default_eta: ClassVar[float | None] = None
     has_negative_prompt = False
+    guidance_kind: ClassVar[str] = "distilled"
+    hub_models: ClassVar[dict[str, int]] = {hub.FLUX_FILL_MODEL: 1024}
+    published_size_multiple: ClassVar[int] = 16
     trainable_module = "transformer"
     alignable: ClassVar[bool] = True
     default_algo: ClassVar[str] = "grpo"
@@ -45,13 +49,15 @@ class FluxFillEngine(Engine):
                 f"{expected} (packed latents, masked-image latents and mask). Use a Fill checkpoint"
             )
 
-    @property
-    def resolution(self) -> int:
-        return int(self.pipeline.vae.config.sample_size)
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        """The VAE's ``sample_size`` (1024 for the real model)."""
+        return int(configs.value("vae", "sample_size", 1024))
 
-    @property
-    def size_multiple(self) -> int:
-        return 2 * int(self.pipeline.vae_scale_factor)
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
+        """``2 * vae factor``: latents are packed in 2x2 patches."""
+        return 2 * vae_factor(configs)
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         return guidance_scale  # distilled guidance: an input of the model, not a second pass

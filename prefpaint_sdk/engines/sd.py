@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .. import hub
 from ..errors import InvalidInputError
 from ..validation import at_least, bad_value
-from .base import Engine
+from .base import Engine, vae_factor
 
 __all__ = ["SDInpaintEngine", "LATENT_DDIM_DEFAULTS", "ddim_max_steps", "check_ddim_steps"]
 
@@ -32,12 +33,28 @@ class SDInpaintEngine(Engine):
     default_eta: ClassVar[float | None] = 1.0
     trainable_module = "unet"
     alignable: ClassVar[bool] = True
+    hub_models: ClassVar[dict[str, int]] = {hub.DEFAULT_MODEL: 512, hub.BASE_MODEL: 512}
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+    default_scheduler: ClassVar[str] = "ddim"
+    ddim_sampler: ClassVar[bool] = True
 
     def _prepare(self) -> None:
         from diffusers import DDIMScheduler
 
         pipe = self.pipeline
+        if self.scheduler_mode == "native":
+            # The shipped scheduler and the pipeline's own defaults (SDXL: 50 steps, guidance 7.5, strength
+            # 0.9999), with its eta where the scheduler's step takes one.
+            import inspect
+
+            call = inspect.signature(type(pipe).__call__).parameters
+            self.default_steps = int(call["num_inference_steps"].default)
+            self.default_guidance = float(call["guidance_scale"].default)
+            self.default_strength = float(call["strength"].default)
+            takes_eta = "eta" in inspect.signature(pipe.scheduler.step).parameters
+            self.default_eta = float(call["eta"].default) if takes_eta else None
+            return
         if not isinstance(pipe.scheduler, DDIMScheduler):
             # PrefPaint samples with DDIM (eta=1.0); keep the model's own noise schedule. Keys the shipped
             # config lacks take a latent model's values, not DDIM's pixel-space defaults.
@@ -62,26 +79,33 @@ class SDInpaintEngine(Engine):
                 "(4 latents + 1 mask + 4 masked-image latents). Use an inpainting checkpoint"
             )
 
-    @property
-    def resolution(self) -> int:
-        """``unet.sample_size * vae_scale_factor``: 512 for SD 1.x/2.x inpainting, 1024 for SDXL."""
-        sample = self.pipeline.unet.config.sample_size
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        """``unet.sample_size * vae factor``: 512 for SD 1.x/2.x inpainting, 1024 for SDXL."""
+        sample = configs.value("unet", "sample_size", 64)
         sample = sample[0] if isinstance(sample, (list, tuple)) else sample
-        return int(sample) * int(self.pipeline.vae_scale_factor)
+        return int(sample) * vae_factor(configs)
 
-    @property
-    def size_multiple(self) -> int:
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
         """8: the SD and SDXL pipelines refuse other sizes (``check_inputs``), whatever the VAE's factor."""
-        return max(8, int(self.pipeline.vae_scale_factor))
+        return max(8, vae_factor(configs))
 
     @property
     def max_steps(self) -> int:
         """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
+        if self.scheduler_mode == "native":
+            return super().max_steps
         return ddim_max_steps(self.pipeline.scheduler.config)
 
     @classmethod
     def check_scheduler_steps(cls, steps, config: dict) -> int:
         return check_ddim_steps(steps, config)
+
+    def check_steps(self, steps) -> int:
+        if self.scheduler_mode == "native":  # the shipped scheduler's own limit, not DDIM's
+            return Engine.check_scheduler_steps(steps, self.pipeline.scheduler.config)
+        return check_ddim_steps(steps, self.pipeline.scheduler.config)
 
     def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
         from .ddim_rollout import encode_conditions

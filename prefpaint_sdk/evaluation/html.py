@@ -144,7 +144,7 @@ def write_html(report, path: Path, *, embed: bool = False) -> Path:
 <style>{_CSS}</style></head><body>
 <h1>PrefPaint evaluation</h1>
 <p>Model <b>{html.escape(str(cfg.get('model')))}</b> against baseline <b>{html.escape(str(cfg.get('baseline')))}</b>,
-scored by <b>{html.escape(str(cfg.get('reward_model')))}</b>; {len(report.cases)} cases, {cfg.get('steps')} steps,
+scored by <b>{html.escape(str(cfg.get('reward_model')))}</b>; {len(report.cases)} cases, {cfg.get('steps') or 'family default'} steps,
 seed {cfg.get('seed')}, masks {html.escape(str(cfg.get('masks')))}. The model wins a case when its best-of-S reward
 beats the baseline's single sample; a tie counts as half a win; {int(report.confidence * 100)}% confidence
 interval by {html.escape(report.ci)}.</p>

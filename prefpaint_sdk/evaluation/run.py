@@ -109,7 +109,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     masks: str = "auto",
     seed: int = 0,
-    steps: int = 50,
+    steps: int | None = None,
     prompt: str = "",
     ground_truth: str = "auto",
     common_seeds: bool = True,
@@ -142,7 +142,8 @@ def evaluate(
             one), or a kind to generate for every case: "warp", "outpaint", "outpaint-square",
             "outpaint-strip", "strokes", "random" (see :mod:`prefpaint_sdk.evaluation.masksets`).
         seed: the run's seed; each case's seeds derive from it and the case name.
-        steps: denoising steps for both models.
+        steps: denoising steps for both models; ``None``: each model's family default (SD 50, SDXL 30, ...), so
+            models of different families compare at their own settings.
         prompt: text prompt for both models (PrefPaint uses none).
         ground_truth: "auto" (the case's target; else the input image itself where the mask was generated,
             since the hole's real pixels were hidden from the models), "input" (always the input image), or
@@ -180,7 +181,7 @@ def evaluate(
     mask_mode = masks if masks in ("auto", "given") else normalize_kind(masks)
     if ground_truth not in _GT_MODES:
         raise InvalidInputError(f"ground_truth must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
-    if not isinstance(steps, int) or steps < 1:
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise InvalidInputError(f"steps must be an integer >= 1, got {steps!r}")
     # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)

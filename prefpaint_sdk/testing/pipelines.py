@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .shapes import fixture_shape
+from .shapes import PIPELINE_SIZES, fixture_shape
 from .tokenizers import byte_level_clip_tokenizer, byte_level_t5_tokenizer
 
-__all__ = ["FAMILIES", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
+__all__ = ["FAMILIES", "BUILDERS", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
 
-FAMILIES = ("sd", "sdxl", "flux-fill")
+FAMILIES = ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image")
 """The model families with a fixture (every family of :mod:`prefpaint_sdk.engines`)."""
 
 
@@ -26,6 +26,7 @@ def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", family: str = "sd",
       two CLIP text encoders (the second with projection), an Euler scheduler as the real model ships.
     * ``"flux-fill"``: ``FluxFillPipeline``: ``FluxTransformer2DModel`` with guidance embedding, a CLIP text
       encoder, a T5 encoder with :func:`byte_level_t5_tokenizer`, flow-matching Euler scheduler.
+    * ``"qwen-image"``, ``"flux2-klein"``, ``"z-image"``: the latent-blend pipelines of :mod:`.blend_families`.
 
     Working sizes: 64 px at ``size="tiny"``, 512 px at ``"mid"``, the real model's at ``"real"`` (512 for SD,
     1024 for SDXL and FLUX Fill). ``"real"`` is gigabytes of random weights: benchmarks only; build it under
@@ -39,8 +40,8 @@ def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", family: str = "sd",
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    shape = fixture_shape(size, family, overrides)
-    pipe = {"sd": _sd, "sdxl": _sdxl, "flux-fill": _flux_fill}[family](seed, shape)
+    shape = fixture_shape(size, family, overrides) if family in PIPELINE_SIZES[size] else dict(overrides)
+    pipe = BUILDERS[family](seed, shape)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -216,3 +217,17 @@ def _flux_fill(seed: int, cfg: dict):
         vae=vae, text_encoder=text_encoder, tokenizer=byte_level_clip_tokenizer(),
         text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
     )
+
+
+def _blend(name: str):
+    def build(seed: int, cfg: dict):
+        from . import blend_families
+
+        return getattr(blend_families, name)(seed, cfg)
+
+    return build
+
+
+BUILDERS = {"sd": _sd, "sdxl": _sdxl, "flux-fill": _flux_fill, "qwen-image": _blend("qwen_image_pipeline"),
+            "flux2-klein": _blend("flux2_klein_pipeline"), "z-image": _blend("z_image_pipeline")}
+"""Family -> ``builder(seed, shape)`` of its random pipeline; a new family adds its fixture here."""

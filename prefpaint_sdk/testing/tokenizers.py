@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["byte_level_clip_tokenizer", "byte_level_t5_tokenizer"]
+__all__ = ["byte_level_clip_tokenizer", "byte_level_t5_tokenizer", "byte_level_qwen_tokenizer"]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -39,3 +39,32 @@ def byte_level_t5_tokenizer(model_max_length: int = 512):
     chars = [chr(c) for c in range(33, 127)]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)] + [(c, -2.0) for c in chars]
     return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+
+
+# Qwen's chat layout, as the Qwen3 templates render one user turn (enough for the pipelines' calls): Z-Image
+# asks for ``enable_thinking=True`` (no think block), FLUX.2 klein for ``False`` (an empty one).
+_QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+
+
+def byte_level_qwen_tokenizer(model_max_length: int = 512):
+    """A Qwen2 tokenizer (byte-level BPE without merges, built in memory by ``tokenizers``) with Qwen's special
+    tokens (``<|endoftext|>`` pads, ``<|im_start|>``, ``<|im_end|>``) and a chat template of Qwen's layout:
+    every byte is a token. 259 tokens, so a text encoder's ``vocab_size`` of 262 covers them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    for token in specials:
+        vocab[token] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(specials)
+    return Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                              unk_token=None, bos_token=None, model_max_length=model_max_length,
+                              chat_template=_QWEN_CHAT_TEMPLATE)
