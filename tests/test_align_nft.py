@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from prefpaint_sdk.align.algorithms.nft import implicit_predictions, nft_loss, optimality_probability
-from prefpaint_sdk.align.masked_loss import latent_loss_mask, masked_mean
+from prefpaint_sdk.align.masked_loss import masked_mean
+from prefpaint_sdk.engines.forward_training import latent_loss_mask
 
 
 def _case():
