@@ -33,9 +33,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ...errors import ConfigError
+from ...settings import setting
 from ..masked_loss import masked_mean
+from .base import AlgoConfig, Algorithm
 
-__all__ = ["NFTLoss", "implicit_predictions", "nft_loss", "optimality_probability"]
+__all__ = ["ALGORITHM", "NFT", "NFTConfig", "NFTLoss", "implicit_predictions", "nft_loss", "optimality_probability"]
 
 
 def optimality_probability(rewards: torch.Tensor, groups, *, clip: float = 5.0, std: str = "global",
@@ -160,3 +163,168 @@ def nft_loss(x0_theta: torch.Tensor, x0_old: torch.Tensor, x0: torch.Tensor, r: 
                      separation=rms(pos - neg), old_deviate=rms(x0_theta - x0_old.to(x0_theta.dtype)),
                      positive_norm=rms(pos), negative_norm=rms(neg))
     return NFTLoss(loss=loss, **stats)
+
+
+# ================================================================================================
+# The algorithm over the shared loop
+# ================================================================================================
+_ORDER_STREAM = 101  # sample order, training times and forward noise
+
+
+@dataclass
+class NFTConfig(AlgoConfig):
+    """DiffusionNFT's own settings (the shared ones are :class:`~prefpaint_sdk.align.config.AlignConfig`'s)."""
+
+    nft_beta: float = setting(1.0, "beta: how far the implicit policies v+/v- sit from the old one (NVlabs: 1.0; 0.1 for OCR)")
+    adv_clip: float = setting(5.0, "c: advantages are clipped to +-c before r = A / 2c + 1/2 (NVlabs: 5)")
+    adv_std: str = setting("global", "divide advantages by the std of the whole gathered batch ('global', NVlabs) or of each group ('group')")
+    timesteps_per_traj: int = setting(4, "forward-noised times trained per sample, drawn from the sampler's schedule")
+    adaptive_weight: bool = setting(True, "divide each branch's error by its mean absolute error (NVlabs' adaptive weight)")
+    loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
+    old_decay_rate: float = setting(0.001, "the old policy is an EMA of the trained one, decay = min(rate x iteration, "
+                                           "old_decay_max) (NVlabs decay_type 1: 0.001)")
+    old_decay_max: float = setting(0.5, "the EMA decay's ceiling (NVlabs decay_type 1: 0.5)")
+    kl_coef: float = setting(0.0, "weight of the squared distance of the prediction to the frozen starting model's "
+                                  "(NVlabs: 1e-4; 0 = none)")
+
+    def validate(self, shared, sampler: str | None) -> None:
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(msg)
+
+        need(self.nft_beta > 0, f"nft_beta must be > 0, got {self.nft_beta}")
+        need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
+        need(self.adv_std in ("global", "group"), f"adv_std must be 'global' or 'group', got '{self.adv_std}'")
+        need(int(self.timesteps_per_traj) >= 1, f"timesteps_per_traj must be >= 1, got {self.timesteps_per_traj}")
+        need(self.timesteps_per_traj <= shared.num_steps,
+             f"timesteps_per_traj={self.timesteps_per_traj} exceeds num_steps={shared.num_steps} (the schedule's "
+             "times); lower timesteps_per_traj or raise num_steps")
+        need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
+        need(self.old_decay_rate >= 0 and 0 <= self.old_decay_max < 1,
+             f"old_decay_rate={self.old_decay_rate} must be >= 0 and old_decay_max={self.old_decay_max} in [0, 1)")
+        need(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+        if sampler != "flow":  # DDIM samples need eta > 0 only for log-probs, which NFT does not use
+            need(shared.eta >= 0, f"eta must be >= 0, got {shared.eta}")
+
+
+class NFT(Algorithm):
+    """DiffusionNFT over the shared loop.
+
+    One iteration: sample ``prompts_per_iter x samples_per_prompt`` clean samples per process with the old
+    policy and the family's own sampler (DDIM with ``eta`` for SD/SDXL; the ODE, i.e. the pipeline's Euler
+    sampler, for FLUX Fill: no SDE step and no log-probability), score them, map the gathered rewards to
+    optimality probabilities within each group, then train ``timesteps_per_traj`` forward-noised times per
+    sample with :func:`nft_loss`, weighted by the trust weight. The old policy then moves toward the trained
+    one as NVlabs' EMA (``loop.old``, checkpointed). Guidance: training is unguided (no CFG pass); samples use
+    ``guidance_scale`` (1 = none, the default, as NVlabs samples).
+    """
+
+    name = "nft"
+    summary = "DiffusionNFT: forward-process loss on clean samples, implicit positive/negative policies"
+    config_cls = NFTConfig
+    data_kind = "samples"
+    presets = {"cpu-smoke": dict(timesteps_per_traj=4)}
+    family_presets = {"cpu-smoke": {"flux-fill": dict(timesteps_per_traj=2)}}
+
+    def needs_reference(self) -> bool:
+        return self.config.kl_coef > 0
+
+    def batch_summary(self, shared, num_processes: int) -> dict[str, int]:
+        per_proc = shared.prompts_per_iter * shared.samples_per_prompt
+        return {
+            "processes": num_processes,
+            "samples_per_process": per_proc,
+            "samples_per_iteration": per_proc * num_processes,
+            "trained_times_per_iteration": per_proc * num_processes * self.config.timesteps_per_traj * shared.inner_epochs,
+            "denoiser_passes_per_sample": shared.num_steps,
+            "optimizer_steps_per_iteration": shared.inner_epochs * per_proc // (shared.train_batch_size * shared.grad_accum_steps),
+            "effective_batch_per_optimizer_step": shared.train_batch_size * shared.grad_accum_steps * num_processes,
+        }
+
+    def step(self, loop, it: int) -> dict[str, float]:
+        shared, cfg, acc = loop.config, self.config, loop.accelerator
+        dev = acc.device
+        loop.policy.model.eval()
+        items = loop.items_for_iteration(it)
+        prompts = [i for i, _ in items]
+        with loop.old.active():  # no SDE window: the family's deterministic (or DDIM eta) sampler
+            ro, images, masks = loop.sample(prompts, loop.sample_seeds(it), shared.samples_per_prompt, window=[])
+        rb = loop.score(images, masks)
+        rewards = loop.gather(rb.scores.to(dev).float().contiguous())
+        all_groups = loop.gather(torch.tensor([items[int(g)][1] for g in ro.groups], device=dev))
+        r_all, valid_all = optimality_probability(rewards, all_groups, clip=cfg.adv_clip, std=cfg.adv_std)
+        n = len(ro.groups)
+        sl = slice(acc.process_index * n, (acc.process_index + 1) * n)
+        r, valid = r_all[sl], valid_all[sl]
+        trust = loop.trust(rb)
+        all_trust = loop.gather(trust.contiguous())
+
+        engine = loop.engine
+        cond = engine.encode_conditions([p.image for p in prompts], [p.mask for p in prompts], loop.resolution,
+                                        loop.resolution, device=dev)
+        text, _ = engine.encode_prompts(shared.prompt, shared.negative_prompt, n, 1.0, dev,
+                                        size=(loop.resolution, loop.resolution))
+        batch = engine.clean_batch(cond, ro.groups, images, text, num_steps=shared.num_steps,
+                                   ring=None if cfg.loss_ring < 0 else cfg.loss_ring, guidance_scale=shared.guidance_scale)
+        metrics = self._update(loop, batch, r, valid, trust, it)
+        self._move_old(loop, it)
+        return {**loop.reward_metrics(rewards, all_trust), "r_mean": float(r_all[valid_all].mean()) if valid_all.any()
+                else float("nan"), **metrics}
+
+    def _update(self, loop, batch, r, valid, trust, it: int) -> dict[str, float]:
+        shared, cfg = loop.config, self.config
+        policy, engine = loop.policy, loop.engine
+        n, K = len(batch), cfg.timesteps_per_traj
+        g = loop.generator(_ORDER_STREAM, it)
+        per_step = shared.train_batch_size * shared.grad_accum_steps
+        sums: dict[str, float] = {}
+        micro = 0
+        policy.model.train()
+        for _ in range(shared.inner_epochs):
+            order = torch.randperm(n, generator=g)
+            for s0 in range(0, n, per_step):
+                for m0 in range(s0, s0 + per_step, shared.train_batch_size):
+                    b = order[m0:m0 + shared.train_batch_size]
+                    last = m0 + shared.train_batch_size >= s0 + per_step
+                    for k in range(K):
+                        tidx = torch.randint(0, len(batch.timesteps), (len(b),), generator=g)
+                        noise = torch.randn(batch.x0[b.to(batch.x0.device)].shape, generator=g)
+                        with loop.grad_sync(last and k == K - 1):
+                            loss, diag = self._micro_loss(loop, engine, batch, b, tidx, noise, r, valid, trust)
+                            loop.backward(loss / (K * shared.grad_accum_steps))
+                        for key, v in diag.items():
+                            sums[key] = sums.get(key, 0.0) + v
+                        micro += 1
+                loop.optimizer_step()
+        policy.model.eval()
+        return {f"nft_{k}" if k != "loss" else k: v / max(micro, 1) for k, v in sums.items()}
+
+    def _micro_loss(self, loop, engine, batch, b, tidx, noise, r, valid, trust):
+        cfg, policy = self.config, loop.policy
+        with torch.no_grad(), loop.old.active():
+            old = engine.forward_predict(policy.raw, batch, b, tidx, noise)
+        cur = engine.forward_predict(policy.model, batch, b, tidx, noise)
+        bd = b.to(batch.x0.device)
+        mask = batch.loss_mask[bd] if batch.loss_mask is not None else None
+        dev = cur.x0_hat.device
+        out = nft_loss(cur.x0_hat, old.x0_hat, batch.x0[bd], r[b.to(r.device)].to(dev), beta=cfg.nft_beta,
+                       clip=cfg.adv_clip, mask=mask, valid=valid[b.to(valid.device)].to(dev),
+                       weights=trust[b.to(trust.device)].to(dev), adaptive=cfg.adaptive_weight)
+        loss, diag = out.loss, out.metrics()
+        if cfg.kl_coef > 0:
+            with torch.no_grad(), loop.reference() as ref:
+                ref_pred = engine.forward_predict(ref, batch, b, tidx, noise).pred
+            kl = masked_mean((cur.pred - ref_pred) ** 2, mask).mean()
+            loss = loss + cfg.kl_coef * kl
+            diag["kl_ref"] = float(kl.detach())
+        return loss, diag
+
+    def _move_old(self, loop, it: int) -> None:
+        """NVlabs' old-policy EMA: old <- decay * old + (1 - decay) * trained, decay = min(rate * it, max)."""
+        decay = min(self.config.old_decay_rate * it, self.config.old_decay_max)
+        with torch.no_grad():
+            for name, p in loop.old.params.items():
+                loop.old.tensors[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+ALGORITHM = NFT
