@@ -1,5 +1,6 @@
 """AlignConfig: presets, TOML override, validation naming both values, batch arithmetic; the data convention."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,21 +8,25 @@ import pytest
 from _helpers_align import make_data
 from PIL import Image
 
+from prefpaint_sdk.align.algorithms import algorithm_names
 from prefpaint_sdk.align.config import FAMILY_PRESETS, PRESETS, AlignConfig, batch_summary, load_config, lr_lambda
 from prefpaint_sdk.align.data import AlignDataset
 from prefpaint_sdk.errors import ConfigError, DataError
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_validate(name):
-    load_config(name).validate()  # raises ConfigError naming the clash if a preset is inconsistent
+@pytest.mark.parametrize("algo", algorithm_names())
+def test_presets_validate(name, algo):
+    # raises ConfigError naming the clash if a preset is inconsistent, under any algorithm
+    load_config(name, overrides={"algo": algo}).resolve().validate()
 
 
 def test_paper_preset_matches_the_release():
-    cfg = load_config("paper")
-    assert (cfg.finetune, cfg.num_steps, cfg.timesteps_per_traj, cfg.resync_every) == ("full", 50, 5, 15)
-    assert (cfg.learning_rate, cfg.weight_decay, cfg.adam_eps, cfg.clip_range, cfg.adv_clip) == (2e-6, 0.01, 1e-8, 1e-4, 10.0)
-    assert cfg.prompts_per_iter * cfg.samples_per_prompt == 16 and cfg.logprob_reduction == "mean"
+    cfg = load_config("paper").resolve()
+    a = cfg.algo_config
+    assert cfg.algo == "ppo" and (cfg.finetune, cfg.num_steps, a.timesteps_per_traj, a.resync_every) == ("full", 50, 5, 15)
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.adam_eps, a.clip_range, a.adv_clip) == (2e-6, 0.01, 1e-8, 1e-4, 10.0)
+    assert cfg.prompts_per_iter * cfg.samples_per_prompt == 16 and a.logprob_reduction == "mean"
     assert cfg.mixed_precision == "bf16" and cfg.use_trust
     # What the release runs, derived from the settings: 16 samples per GPU on 4 GPUs, 5 of 50 steps trained each,
     # at a constant learning rate.
@@ -48,8 +53,11 @@ def test_family_values_apply_over_the_preset_and_user_values_win(tmp_path, prese
     cfg = load_config(preset, family=family)
     assert values and {k: getattr(cfg, k) for k in values} == values
     assert any(getattr(own, k) != v for k, v in values.items())  # it does change the preset
-    assert load_config(preset, family="sd") == own == load_config(preset, family=None)  # no values: the preset's own
-    cfg.validate(sampler="flow" if family == "flux-fill" else "ddim")
+    sd = load_config(preset, family="sd")
+    assert dataclasses.replace(sd, preset_family="") == own == load_config(preset, family=None)  # the preset's own
+    sampler = "flow" if family == "flux-fill" else "ddim"
+    for algo in algorithm_names():  # with the algorithm's own values for the family (resolve applies them)
+        cfg.replace(algo=algo).resolve().validate(sampler=sampler)
     # an explicit value, from flags (overrides) or a TOML file, beats the family's
     key = sorted(values)[0]
     mine = values[key] + 1
@@ -74,14 +82,14 @@ def test_config_errors(tmp_path):
     (dict(timesteps_per_traj=8, num_steps=4), "timesteps_per_traj=8 exceeds num_steps=4"),
     (dict(prompts_per_iter=3, samples_per_prompt=2, train_batch_size=4), r"= 6 samples .* train_batch_size x grad_accum_steps = 4"),
     (dict(eta=0.0), "eta=0.0"),
-    (dict(adv_mode="group", samples_per_prompt=1, train_batch_size=1), "samples_per_prompt=1"),
+    (dict(algo="grpo", samples_per_prompt=1, train_batch_size=1), "samples_per_prompt=1"),
     (dict(finetune="half"), "finetune must be"),
     (dict(trust_min=3.0, trust_max=2.0), "trust_min=3.0 exceeds trust_max=2.0"),
     (dict(mask_kinds=["blob"]), "blob"),
 ])
 def test_validation_names_values(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
-        AlignConfig().replace(**overrides).validate()
+        AlignConfig().replace(**overrides).resolve().validate()
 
 
 def test_batch_arithmetic():

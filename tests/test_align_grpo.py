@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from prefpaint_sdk.align.config import AlignConfig
+from prefpaint_sdk.align.loop import GradSpikeGuard
 from prefpaint_sdk.align.loss import grpo_advantages
-from prefpaint_sdk.align.update import GradSpikeGuard
 from prefpaint_sdk.errors import ConfigError
 
 NAN = float("nan")
@@ -70,44 +70,43 @@ def test_grad_spike_guard_takes_a_lasting_new_scale_instead_of_stalling():
     assert restored.state() == guard.state()
 
 
-def test_update_skips_a_huge_or_nan_gradient_and_keeps_the_weights(monkeypatch):
+def test_the_loops_optimizer_step_skips_a_huge_or_nan_gradient_and_keeps_the_weights():
     from types import SimpleNamespace
 
     from accelerate import Accelerator
 
-    from prefpaint_sdk.align import update
+    from prefpaint_sdk.align.loop import LoopServices
 
     acc = Accelerator(cpu=True)
     lin = torch.nn.Linear(3, 1)
     opt = torch.optim.AdamW(lin.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     model, opt, sched = acc.prepare(lin, opt, sched)
-    policy = update.Policy(model=model, raw=lin, params=dict(lin.named_parameters()), optimizer=opt, lr_scheduler=sched)
-    cfg = AlignConfig().replace(train_batch_size=1, grad_accum_steps=1, timesteps_per_traj=1, num_steps=1,
-                                max_grad_norm=0, grad_spike_factor=10.0)
-    scale = {"v": 1.0}
+    loop = LoopServices()
+    loop.__dict__.update(config=SimpleNamespace(max_grad_norm=0), accelerator=acc, model=model,
+                         params=dict(lin.named_parameters()), optimizer=opt, lr_scheduler=sched,
+                         guard=GradSpikeGuard(10.0))
 
-    def fake_loss(engine, pol, cfg, ro, b, tidx, adv, valid, trust, ctx, dev):
-        return (pol.model(torch.ones(1, 3)).sum() * scale["v"]), {"loss": 0.0}
+    def iteration(scale):  # one micro-batch and one optimizer step, as an algorithm's step does
+        loop._reset_step_counters()
+        with loop.grad_sync(True):
+            loop.backward(model(torch.ones(1, 3)).sum() * scale)
+        outcome = loop.optimizer_step()
+        return outcome, loop._step_metrics()
 
-    monkeypatch.setattr(update, "micro_loss", fake_loss)
-    engine = SimpleNamespace(step_context=lambda n, d: None)
-    ro = SimpleNamespace(log_probs=torch.zeros(1, 1))
-    guard = update.GradSpikeGuard(10.0)
-    args = (engine, policy, acc, cfg, ro, None, None, None)
-    assert update.update_policy(*args, 0, guard)["skipped_updates"] == 0  # a normal step: norm 2 remembered
+    outcome, m = iteration(1.0)
+    assert outcome.applied and m["skipped_updates"] == 0 and m["optimizer_steps"] == 1  # norm 2 remembered
     for v in (1e6, float("nan")):
-        scale["v"] = v
         before = {n: p.detach().clone() for n, p in lin.named_parameters()}
-        out = update.update_policy(*args, 1, guard)
-        assert out["skipped_updates"] == 1 and out["optimizer_steps"] == 0
+        outcome, m = iteration(v)
+        assert not outcome.applied and m["skipped_updates"] == 1 and m["optimizer_steps"] == 0
         assert all(torch.equal(before[n], p) for n, p in lin.named_parameters())
-    assert guard.skipped == 2
+    assert loop.guard.skipped == 2
 
 
 @pytest.mark.parametrize("overrides, sampler, pattern", [
-    (dict(algo="dpo"), None, "algo must be 'ppo' or 'grpo'"),
-    (dict(adv_std="batch"), None, "adv_std must be"),
+    (dict(algo="nope"), None, "algo must be one of .*grpo.*ppo"),
+    (dict(algo="grpo", adv_std="batch"), None, "adv_std must be"),
     (dict(algo="grpo", samples_per_prompt=1), None, "samples_per_prompt=1"),
     (dict(sde_noise=0.0), "flow", "sde_noise=0.0"),
     (dict(sde_noise=float("nan")), "flow", "sde_noise"),
@@ -118,8 +117,8 @@ def test_update_skips_a_huge_or_nan_gradient_and_keeps_the_weights(monkeypatch):
 ])
 def test_new_settings_are_validated(overrides, sampler, pattern):
     with pytest.raises(ConfigError, match=pattern):
-        AlignConfig().replace(**overrides).validate(sampler=sampler)
+        AlignConfig().replace(**overrides).resolve().validate(sampler=sampler)
 
 
 def test_eta_is_a_ddim_setting_only():
-    AlignConfig().replace(eta=0.0, timesteps_per_traj=2).validate(sampler="flow")  # FLUX has no eta: not refused
+    AlignConfig().replace(eta=0.0, timesteps_per_traj=2).resolve().validate(sampler="flow")  # FLUX has no eta

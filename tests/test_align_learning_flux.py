@@ -23,8 +23,8 @@ from prefpaint_sdk.align.config import load_config
 from prefpaint_sdk.align.loss import grpo_advantages
 from prefpaint_sdk.align.rewards import brightness_in_mask
 from prefpaint_sdk.align.trainer import Aligner
-from prefpaint_sdk.align.update import micro_loss
 from prefpaint_sdk.engines import flow_rollout as fr
+from prefpaint_sdk.samplers.flow_sde import flow_sde_step
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 PER_ITEM = 16  # 4 held-out items x 16 = 64 trajectories
@@ -54,7 +54,7 @@ def _reparam_rewards(al, cond, items, seeds, groups):
     sig = sched.sigmas
     for i, t in enumerate(sched.timesteps):
         v = fr.predict_velocity(model, lat, cl, t.expand(b), guidance, text, ids)
-        lat = fr.flow_sde_step(v, sig[i], sig[i + 1], lat, cfg.sde_noise, float(sig[1]), generator=gens).prev_sample
+        lat = flow_sde_step(v, sig[i], sig[i + 1], lat, cfg.sde_noise, float(sig[1]), generator=gens).prev_sample
     images = fr.decode_latents.__wrapped__(pipe, lat, res, res)  # without its no_grad
     mask = (cond.mask_pixels >= 0.5)[torch.tensor(groups)]
     return brightness_in_mask(images, mask[:, 0])
@@ -74,14 +74,13 @@ def test_flux_grpo_update_direction_agrees_with_the_exact_reward_gradient(tmp_pa
     # The trainer's path: rollout, pasted-back score, GRPO advantages, micro_loss on every stored step.
     ro, images, masks = al._sample(items, seeds, PER_ITEM)
     rewards = al._score(images, masks).scores
-    ga = grpo_advantages(rewards, ro.groups, cfg.adv_std, cfg.adv_clip)
+    ga = grpo_advantages(rewards, ro.groups, al.config.algo_config.adv_std, al.config.algo_config.adv_clip)
     b = torch.arange(len(seeds))
     ones = torch.ones(len(seeds))
     ctx = al.engine.step_context(cfg.num_steps, "cpu")
     al.raw_model.zero_grad(set_to_none=True)
     for k in range(ro.log_probs.shape[1]):
-        loss, diag = micro_loss(al.engine, al.policy, cfg, ro, b, torch.full_like(b, k), ga.advantages, ga.valid, ones,
-                                ctx, "cpu")
+        loss, diag = al.algorithm.micro_loss(al, ro, b, torch.full_like(b, k), ga.advantages, ga.valid, ones, ctx)
         assert diag["approx_kl"] == pytest.approx(0.0, abs=1e-6)  # re-evaluation reproduces the rollout's log-prob
         loss.backward()
     update = -torch.cat([p.grad.flatten() for p in params])  # the direction a gradient step moves the weights

@@ -4,8 +4,8 @@ import pytest
 import torch
 from _helpers_align import pipeline_images, rollout_inputs
 
-from prefpaint_sdk.align.ddim_logprob import ddim_step_with_logprob
-from prefpaint_sdk.align.rollouts import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
+from prefpaint_sdk.engines.ddim_rollout import encode_conditions, encode_prompts, make_scheduler, policy_step, rollout
+from prefpaint_sdk.samplers.ddim import ddim_step_with_logprob
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 STEPS = 4

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from prefpaint_sdk.engines import engine_for_pipeline
-from prefpaint_sdk.engines.flow_rollout import flow_sde_step, make_scheduler
+from prefpaint_sdk.engines.flow_rollout import make_scheduler
+from prefpaint_sdk.samplers.flow_sde import flow_sde_step
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 STEPS = 4

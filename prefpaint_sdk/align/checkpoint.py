@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import atomic_write_json, replace_dir
 from ..state import check_tensor_file, read_json, read_tensors, state_errors, write_json_state
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "check_resume_algo",
     "check_run_folder",
     "finalize_checkpoint",
     "latest_checkpoint",
@@ -40,6 +41,7 @@ __all__ = [
     "optimizer_from_flat",
     "optimizer_to_flat",
     "prune_checkpoints",
+    "recorded_algo",
     "rng_state",
     "save_checkpoint",
     "save_tensors",
@@ -215,6 +217,40 @@ def check_checkpoint(root: str | os.PathLike, path: str | os.PathLike | None = N
     return path
 
 
+RECORD = "align_config.json"
+
+
+def recorded_algo(output_dir: str | os.PathLike, default_algo: str) -> str | None:
+    """The algorithm a run folder's record (``align_config.json``) names, or ``None`` without a record.
+
+    Records written before the algorithm seam may say ``"algo": ""`` (the family's default: ``default_algo``)
+    and carry ``adv_mode``: ``"group"`` there was GRPO.
+
+    Raises:
+        CorruptFileError: a damaged record.
+    """
+    path = Path(output_dir) / RECORD
+    if not path.exists():
+        return None
+    rec = read_json(path, what="run record", fix="delete it, or start a new run with --overwrite")
+    algo = rec.get("algo") or ""
+    if not isinstance(algo, str):
+        algo = ""
+    return algo or ("grpo" if rec.get("adv_mode") == "group" else default_algo)
+
+
+def check_resume_algo(output_dir: str | os.PathLike, algo: str, default_algo: str) -> None:
+    """Refuse to resume a run recorded under another algorithm than ``algo`` (model-free).
+
+    Raises:
+        ConfigError: the record names another algorithm. CorruptFileError: a damaged record.
+    """
+    recorded = recorded_algo(output_dir, default_algo)
+    if recorded is not None and recorded != algo:
+        raise ConfigError(f"the run in '{output_dir}' was trained with algo='{recorded}' but algo='{algo}' was asked "
+                          f"for; resume with --algo {recorded}, or start a new run in another --out")
+
+
 def remove_run_files(output_dir: str | os.PathLike, names) -> None:
     """Delete an earlier run's files (the ``names`` :func:`check_run_folder` returned) for ``overwrite``."""
     out = Path(output_dir)
@@ -328,4 +364,5 @@ def load_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, op
     log.info("resumed from %s (iteration %d)", path, int(state["iteration"]))
     return {"iteration": int(state["iteration"]), "path": path,
             "baseline": None if base is None else [float("nan") if v is None else float(v) for v in base],
-            "grad_guard": guard if isinstance(guard, dict) else None}
+            "grad_guard": guard if isinstance(guard, dict) else None,
+            "algorithm": state.get("algorithm") if isinstance(state.get("algorithm"), dict) else {}}

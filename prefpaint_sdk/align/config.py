@@ -1,6 +1,9 @@
 """``AlignConfig``: every knob of RL alignment, with help text, named presets, TOML and CLI overrides.
 
-Batch arithmetic (per iteration):
+The shared settings are here; each algorithm's own (``clip_range``, ``kl_coef``, ...) are its config in
+:mod:`prefpaint_sdk.align.algorithms`, set by the same flat names and kept in ``algo_settings``.
+
+Batch arithmetic (per iteration, for PPO/GRPO; each algorithm's ``batch_summary`` gives its own):
 
 * samples per iteration = processes x prompts_per_iter x samples_per_prompt (one trajectory each);
 * trained (sample, timestep) pairs = samples x timesteps_per_traj;
@@ -10,14 +13,18 @@ Batch arithmetic (per iteration):
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, require
 from ..files import read_toml_table
 from ..settings import Settings, setting
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AlignConfig", "FAMILY_PRESETS", "PRESETS", "batch_summary", "family_values", "load_config", "preset_family"]
 
@@ -29,6 +36,13 @@ class AlignConfig(Settings):
     _what: ClassVar[str] = "align"
     _names_hint: ClassVar[str] = "see `prefpaint train align --help` for the names"
 
+    # --- the algorithm (align/algorithms/) ---
+    algo: str = setting("", "the alignment algorithm: a module of prefpaint_sdk/align/algorithms (ppo, grpo, ...); "
+                            "'' = the family's default: ppo for SD/SDXL, grpo for FLUX")
+    algo_settings: dict = setting({}, "the algorithm's own settings by name (e.g. clip_range); set them by their flat "
+                                      "names like the others; resolve() fills in every value")
+    preset: str = setting("", "the named preset the values started from (set by load_config; recorded)")
+    preset_family: str = setting("", "the model family whose preset values were applied ('' none; set by load_config)")
     # --- sampling (rollouts) ---
     num_steps: int = setting(50, "sampling steps per rollout (DDIM for SD/SDXL, flow steps for FLUX; paper: 50)")
     eta: float = setting(1.0, "DDIM eta (SD/SDXL); > 0 so each step has a log-probability (paper: 1.0)")
@@ -46,26 +60,14 @@ class AlignConfig(Settings):
     samples_per_prompt: int = setting(4, "trajectories per (image, mask) group; they share its encoded masked image")
     rollout_batch_size: int = setting(8, "UNet batch size while sampling rollouts")
     # --- policy update ---
-    timesteps_per_traj: int = setting(5, "K: random timesteps trained per trajectory (paper: 5 of 50)")
-    train_batch_size: int = setting(4, "trajectories per backward pass")
+    train_batch_size: int = setting(4, "samples (trajectories, pairs) per backward pass")
     grad_accum_steps: int = setting(1, "backward passes accumulated per optimizer step")
     inner_epochs: int = setting(1, "passes over each iteration's rollouts")
-    resync_every: int = setting(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
-    clip_range: float = setting(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
-    logprob_reduction: str = setting("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
-    algo: str = setting("", "'ppo' (PrefPaint/DDPO) or 'grpo' (group-relative advantages, KL to the reference); "
-                            "'' = the family's default: ppo for SD/SDXL, grpo for FLUX")
-    adv_std: str = setting("group", "GRPO: divide by the std of each group ('group') or of the whole gathered "
-                                    "batch ('global')")
-    adv_mode: str = setting("batch", "'batch': standardise over the batch gathered from all processes; 'group': per (image, mask)")
-    adv_clip: float = setting(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
     use_trust: bool = setting(True, "weight each sample's loss by the reward's trust weight gamma (paper: on)")
     trust_k: float = setting(0.05, "gamma = clamp(exp(-k*bound + b)): k (paper: 0.05)")
     trust_b: float = setting(0.7, "gamma: b (paper: 0.7)")
     trust_min: float = setting(1.0, "gamma lower clamp (release: 1.0)")
     trust_max: float = setting(2.21, "gamma upper clamp (release: 2.21)")
-    kl_coef: float = setting(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
-    l1_coef: float = setting(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
     max_grad_norm: float = setting(1.0, "gradient-norm clip; 0 disables")
     grad_spike_factor: float = setting(10.0, "skip an optimizer step whose grad norm is non-finite or above this "
                                              "factor x the median of the last 20 norms; 0 disables the median test")
@@ -104,11 +106,71 @@ class AlignConfig(Settings):
     audit_ring: int = setting(8, "width in pixels of the context ring around the hole that the bias audit compares it with")
 
     # ------------------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "AlignConfig":
+        """A copy with ``changes`` applied; an algorithm's setting (``clip_range``, ...) goes to ``algo_settings``.
+
+        Raises:
+            ConfigError: a name that neither the shared config nor any algorithm has, a value that does not
+                convert, ``preset`` (pass it to :func:`load_config`), or an ``adv_mode`` that cannot be mapped.
+        """
+        from .algorithms import get_algorithm, setting_owners
+
+        changes = _legacy(changes, self.algo)
+        for name in ("preset", "preset_family"):
+            if name in changes:
+                raise ConfigError(f"{name} is not a setting; pass the preset to load_config(preset=..., family=...) "
+                                  "or Aligner.from_pretrained(preset=...) (`--preset` on the command line)")
+        own = {f.name for f in fields(self)}
+        owners = setting_owners()
+        algo = {k: v for k, v in changes.items() if k not in own and k in owners}
+        out = super().replace(**{k: v for k, v in changes.items() if k not in algo})
+        if algo:
+            # coerced like the first algorithm that has it, so a bad value fails here, not at resolve()
+            coerced = {k: getattr(get_algorithm(owners[k][0]).config_cls().replace(**{k: v}), k) for k, v in algo.items()}
+            out.algo_settings = {**out.algo_settings, **coerced}
+        return out
+
+    def resolve(self, default_algo: str = "ppo") -> "AlignConfig":
+        """A copy naming its algorithm (``algo``, else the family's ``default_algo``) with every one of its
+        settings in ``algo_settings``: the algorithm's defaults, then its values for ``preset`` (and
+        ``preset_family``), then the user's. Idempotent.
+
+        Raises:
+            ConfigError: an unknown algorithm, or a setting that belongs to another algorithm.
+        """
+        from .algorithms import get_algorithm, setting_owners
+
+        name = self.algo or default_algo
+        algo = get_algorithm(name)
+        known = {f.name for f in fields(algo.config_cls)}
+        foreign = sorted(set(self.algo_settings) - known)
+        if foreign:
+            k = foreign[0]
+            raise ConfigError(f"{k} is a setting of {', '.join(setting_owners().get(k, ('no algorithm',)))}, not of "
+                              f"algo='{name}'; drop it or choose that algorithm")
+        cfg = algo.config_cls().replace(**algo.preset_values(self.preset, self.preset_family)).replace(**self.algo_settings)
+        return dataclasses.replace(self, algo=name, algo_settings=cfg.to_dict())
+
+    @property
+    def algo_config(self):
+        """The algorithm's own config (an :class:`~prefpaint_sdk.align.algorithms.AlgoConfig`) of a resolved config.
+
+        Raises:
+            ConfigError: the config names no algorithm yet (call :meth:`resolve`).
+        """
+        from .algorithms import get_algorithm
+
+        if not self.algo:
+            raise ConfigError("this align config names no algorithm yet; call resolve(default_algo) first")
+        return get_algorithm(self.algo).config_cls().replace(**self.algo_settings)
+
     def validate(self, num_processes: int = 1, sampler: str | None = None) -> "AlignConfig":
-        """Refuse inconsistent settings, naming the values and the fix.
+        """Refuse inconsistent settings, naming the values and the fix; with an algorithm named (see
+        :meth:`resolve`), its own settings too.
 
         ``sampler`` is the family's :attr:`~prefpaint_sdk.engines.Engine.sampler_kind` ("ddim" or "flow") when
         known: ``eta`` is checked for DDIM (and unknown) families only, the SDE window for flow matching.
+        Returns ``self``, marked as checked for ``sampler`` (:meth:`checked_for`), so a run validates once.
 
         Raises:
             ConfigError: the first inconsistency found.
@@ -120,48 +182,27 @@ class AlignConfig(Settings):
         self.check_finite()
         self._check_seed()
 
-        for name in ("num_steps", "prompts_per_iter", "samples_per_prompt", "rollout_batch_size", "timesteps_per_traj",
-                     "train_batch_size", "grad_accum_steps", "inner_epochs", "resync_every", "iterations",
+        for name in ("num_steps", "prompts_per_iter", "samples_per_prompt", "rollout_batch_size",
+                     "train_batch_size", "grad_accum_steps", "inner_epochs", "iterations",
                      "lora_rank", "keep_checkpoints", "eval_samples"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         flow = sampler == "flow"
-        if not flow:  # DDIM families (or not known yet: checked again with the family before loading)
-            need(self.eta > 0, f"eta={self.eta} makes DDIM deterministic, so steps have no log-probability; use eta > 0 (paper: 1.0)")
-        need(self.sde_noise > 0, f"sde_noise={self.sde_noise} makes the flow SDE deterministic, so steps have no "
-                                 "log-probability; use sde_noise > 0 (Flow-GRPO: 0.7)")
         need(self.sde_window >= 0, f"sde_window must be >= 0 (0 = every step), got {self.sde_window}")
         need(self.sde_window_start >= -1, f"sde_window_start must be >= 0, or -1 for random, got {self.sde_window_start}")
-        name, trained = ("sde_window", self.sde_window) if (flow and 0 < self.sde_window < self.num_steps) \
-            else ("num_steps", self.num_steps)
-        need(self.timesteps_per_traj <= trained,
-             f"timesteps_per_traj={self.timesteps_per_traj} exceeds {name}={trained} (the stored steps); lower "
-             f"timesteps_per_traj or raise {name}")
         if flow and self.sde_window:
             need(self.sde_window_start < self.num_steps,
                  f"sde_window_start={self.sde_window_start} is past the last of num_steps={self.num_steps} steps")
-        need(self.algo in ("", "ppo", "grpo"), f"algo must be 'ppo' or 'grpo' (or '' for the family's default), got '{self.algo}'")
-        need(self.adv_std in ("group", "global"), f"adv_std must be 'group' or 'global', got '{self.adv_std}'")
-        need(not (self.algo == "grpo" and self.samples_per_prompt < 2),
-             f"algo='grpo' with samples_per_prompt={self.samples_per_prompt} gives zero advantages (one sample per "
-             "group); use samples_per_prompt >= 2")
         need(self.grad_spike_factor >= 0, f"grad_spike_factor must be >= 0 (0 disables), got {self.grad_spike_factor}")
         per_proc = self.prompts_per_iter * self.samples_per_prompt
         per_step = self.train_batch_size * self.grad_accum_steps
         need(per_proc % per_step == 0,
              f"prompts_per_iter x samples_per_prompt = {per_proc} samples per process is not a multiple of "
              f"train_batch_size x grad_accum_steps = {per_step}; change one so it divides")
-        need(self.adv_mode in ("batch", "group"), f"adv_mode must be 'batch' or 'group', got '{self.adv_mode}'")
-        need(not (self.adv_mode == "group" and self.samples_per_prompt < 2),
-             f"adv_mode='group' with samples_per_prompt={self.samples_per_prompt} gives zero advantages; use samples_per_prompt >= 2 or adv_mode='batch'")
-        need(self.logprob_reduction in ("mean", "sum"), f"logprob_reduction must be 'mean' or 'sum', got '{self.logprob_reduction}'")
-        need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
-        need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(self.finetune in ("lora", "full"), f"finetune must be 'lora' or 'full', got '{self.finetune}'")
         need(self.mixed_precision in ("no", "fp16", "bf16"), f"mixed_precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
         need(self.lr_schedule in ("constant", "linear", "cosine"), f"lr_schedule must be constant, linear or cosine, got '{self.lr_schedule}'")
         need(self.trust_min <= self.trust_max, f"trust_min={self.trust_min} exceeds trust_max={self.trust_max}")
-        need(self.kl_coef >= 0 and self.l1_coef >= 0, f"kl_coef={self.kl_coef} and l1_coef={self.l1_coef} must be >= 0")
         need(self.log_with in ("tensorboard", "wandb", "none"), f"log_with must be tensorboard, wandb or none, got '{self.log_with}'")
         if self.log_with != "none":  # the tracker comes with an extra: a missing one fails here, before any model loads
             require(self.log_with, extra="train" if self.log_with == "tensorboard" else "wandb",
@@ -175,7 +216,21 @@ class AlignConfig(Settings):
         bad = [k for k in self.mask_kinds if k not in MASK_KINDS and k != "random"]
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
         self._validate_guards()
+        if self.algo:
+            algo_cfg = self.algo_config
+            algo_cfg.check_finite()
+            algo_cfg.validate(self, sampler)
+        elif self.algo_settings:  # checked by name now; by value once resolve() names the algorithm
+            from .algorithms import setting_owners
+
+            unknown = sorted(set(self.algo_settings) - set(setting_owners()))
+            need(not unknown, f"unknown align setting(s) {unknown}; {self._names_hint}")
+        self._checked = (sampler, bool(self.algo))
         return self
+
+    def checked_for(self, sampler: str | None) -> bool:
+        """Whether :meth:`validate` passed for this ``sampler`` with the algorithm named (a copy is unchecked)."""
+        return getattr(self, "_checked", None) == (sampler, True)
 
     def _validate_guards(self) -> None:
         """The guards block's checks (see :mod:`prefpaint_sdk.align.guards`)."""
@@ -192,17 +247,17 @@ class AlignConfig(Settings):
                               "set eval_every >= 1 or on_hacking='warn'")
 
 
+# The shared values of each named preset; each algorithm's own values of the same presets are its
+# module's ``presets`` (align/algorithms/ppo.py, ...), applied when the config is resolved.
 PRESETS: dict[str, dict[str, Any]] = {
     # The release's recipe: full UNet, bf16, 16 samples per GPU (4 groups x 4), K=5 of 50 steps, M=15.
     "paper": dict(finetune="full", learning_rate=2e-6, mixed_precision="bf16", gradient_checkpointing=True,
                   prompts_per_iter=4, samples_per_prompt=4, rollout_batch_size=16, train_batch_size=4,
-                  grad_accum_steps=4, num_steps=50, timesteps_per_traj=5, resync_every=15, clip_range=1e-4,
-                  iterations=1000, eval_every=50, save_every=50),
+                  grad_accum_steps=4, num_steps=50, iterations=1000, eval_every=50, save_every=50),
     # One 24 GB GPU: LoRA on the attention projections, fp16 activations, checkpointing, same batch.
     "lora-24gb": dict(finetune="lora", lora_rank=16, lora_alpha=16.0, learning_rate=1e-4, mixed_precision="fp16",
                       gradient_checkpointing=True, prompts_per_iter=4, samples_per_prompt=4, rollout_batch_size=8,
-                      train_batch_size=2, grad_accum_steps=8, num_steps=50, timesteps_per_traj=5,
-                      resync_every=15, iterations=1000, eval_every=50, save_every=50),
+                      train_batch_size=2, grad_accum_steps=8, num_steps=50, iterations=1000, eval_every=50, save_every=50),
     # Minutes on a laptop CPU with the tiny test pipeline (prefpaint_sdk.testing) and --reward brightness:
     # 32 px, 4 DDIM steps, all 4 trained, one optimizer step per iteration. Full fine-tuning (1M params):
     # a random tiny VAE hides a global latent shift behind GroupNorm, so hole brightness moves only through
@@ -211,9 +266,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # held-out holes must be alike for the gain to show.
     "cpu-smoke": dict(finetune="full", learning_rate=6e-4, lora_rank=4, lora_alpha=4.0, mixed_precision="no",
                       lora_targets=["to_q", "to_k", "to_v", "to_out.0", "conv_out"], resolution=32,
-                      num_steps=4, timesteps_per_traj=4, prompts_per_iter=4, samples_per_prompt=4,
-                      rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1,
-                      resync_every=1, clip_range=0.1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
+                      num_steps=4, prompts_per_iter=4, samples_per_prompt=4,
+                      rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
                       save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"],
                       # FLUX (tiny fixture): every one of the 4 flow steps is an SDE step (window 0 = all), so
                       # the same K = 4 trained steps per trajectory as SD's DDIM; GRPO by the family's default.
@@ -230,10 +284,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "flux-fill-lora-80gb": dict(finetune="lora", lora_rank=32, lora_alpha=32.0, learning_rate=1e-4,
                                 mixed_precision="bf16", gradient_checkpointing=True, resolution=512,
                                 guidance_scale=30.0, num_steps=28, sde_noise=0.7, sde_window=2,
-                                sde_window_start=-1, timesteps_per_traj=2, algo="grpo", adv_std="group",
+                                sde_window_start=-1, algo="grpo",
                                 prompts_per_iter=4, samples_per_prompt=8, rollout_batch_size=8, train_batch_size=2,
-                                grad_accum_steps=16, resync_every=1, clip_range=1e-4, kl_coef=0.04,
-                                iterations=1000, eval_every=50, save_every=50),
+                                grad_accum_steps=16, iterations=1000, eval_every=50, save_every=50),
 }
 
 
@@ -247,7 +300,7 @@ FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # iteration's cost and share each advantage between 2 steps instead of 4; 100 of them raised the held-out
         # reward beyond seed noise for every seed tried, 60 not by 3x on average (benchmarks/RESULTS.md,
         # "cpu-smoke for FLUX Fill"). 4 samples per held-out pair make the held-out mean less noisy.
-        "flux-fill": dict(num_steps=2, timesteps_per_traj=2, iterations=100, eval_every=20, save_every=20,
+        "flux-fill": dict(num_steps=2, iterations=100, eval_every=20, save_every=20,
                           eval_samples=4),
     },
 }
@@ -273,8 +326,8 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
                 overrides: dict[str, Any] | None = None, family: str | None = None) -> AlignConfig:
     """Build a config: defaults, then a preset, then the preset's values for the model ``family`` (see
     :data:`FAMILY_PRESETS`), then a TOML file, then explicit overrides; so a user's value always wins.
-    ``prefpaint train align`` passes ``family=prefpaint_sdk.engines.family_of_model(model)``; do the same from
-    Python (``None``: the preset's own values).
+    The algorithm's own values of the preset come in at :meth:`AlignConfig.resolve`, under the user's.
+    :meth:`Aligner.from_pretrained <prefpaint_sdk.align.Aligner.from_pretrained>` does all of this for a model.
 
     The TOML file holds flat ``name = value`` pairs, or the same under an ``[align]`` table.
 
@@ -285,7 +338,8 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-        cfg = cfg.replace(**{**PRESETS[preset], **family_values(preset, family)})
+        cfg = dataclasses.replace(cfg.replace(**{**PRESETS[preset], **family_values(preset, family)}), preset=preset,
+                                  preset_family=family or "")
     if toml_path:
         cfg = cfg.replace(**read_toml_table(toml_path, "align"))
     if overrides:
@@ -294,18 +348,35 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
 
 
 def batch_summary(cfg: AlignConfig, num_processes: int = 1) -> dict[str, int]:
-    """The derived batch arithmetic of one iteration (printed before training)."""
-    per_proc = cfg.prompts_per_iter * cfg.samples_per_prompt
-    total = per_proc * num_processes
-    return {
-        "processes": num_processes,
-        "samples_per_process": per_proc,
-        "samples_per_iteration": total,
-        "trained_timesteps_per_iteration": total * cfg.timesteps_per_traj * cfg.inner_epochs,
-        "unet_passes_per_sample_rollout": cfg.num_steps,
-        "optimizer_steps_per_iteration": cfg.inner_epochs * per_proc // (cfg.train_batch_size * cfg.grad_accum_steps),
-        "effective_batch_per_optimizer_step": cfg.train_batch_size * cfg.grad_accum_steps * num_processes,
-    }
+    """The derived batch arithmetic of one iteration (printed before training), from the config's algorithm
+    (the family's default when it names none: resolve it first for the numbers that will run)."""
+    from .algorithms import get_algorithm
+
+    cfg = cfg if cfg.algo else cfg.resolve()
+    return get_algorithm(cfg.algo)(cfg.algo_config).batch_summary(cfg, num_processes)
+
+
+_ADV_MODE_GROUP = ("adv_mode='group' is algo='grpo' now (advantages relative to each (image, mask) group; a group "
+                   "whose rewards are all equal no longer counts in the loss mean)")
+
+
+def _legacy(changes: dict[str, Any], algo: str) -> dict[str, Any]:
+    """Map the settings of older configs and run records: ``adv_mode`` became the algorithm's choice."""
+    if "adv_mode" not in changes:
+        return changes
+    changes = dict(changes)
+    mode = str(changes.pop("adv_mode")).strip()
+    asked = str(changes.get("algo", algo) or "")
+    if mode == "group":
+        if asked not in ("", "grpo"):
+            raise ConfigError(f"{_ADV_MODE_GROUP}, but algo='{asked}' was asked for too; drop adv_mode or use algo='grpo'")
+        log.warning("%s: using algo='grpo'", _ADV_MODE_GROUP)
+        changes["algo"] = "grpo"
+    elif mode == "batch":  # the old default: what PPO does (and GRPO ignored it)
+        log.info("adv_mode='batch' is gone: it is what algo='ppo' does; ignored")
+    else:
+        raise ConfigError(f"adv_mode is gone ({_ADV_MODE_GROUP}; 'batch' is algo='ppo'), got adv_mode='{mode}'")
+    return changes
 
 
 def lr_lambda(cfg: AlignConfig, total: int):

@@ -168,7 +168,7 @@ class EvalGuards:
             # on the evaluation samples: approx_kl is the PPO estimate of KL(rollout policy || trained policy)
             # within an iteration; kl_ref the closed-form KL to the starting model, computed only when kl_coef > 0.
             "train_approx_kl": _mean_of(since, "approx_kl"),
-            "train_kl_ref": _mean_of(since, "kl_ref") if self.config.kl_coef > 0 else None,
+            "train_kl_ref": _mean_of(since, "kl_ref") if self.config.algo_settings.get("kl_coef", 0) > 0 else None,
         }
         stop = False
         if self.acc.is_main_process:

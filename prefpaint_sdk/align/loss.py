@@ -185,7 +185,7 @@ def gaussian_kl(mean: torch.Tensor, ref_mean: torch.Tensor, std: torch.Tensor, r
 
     Both step distributions share the DDIM std, so the KL depends on the means only.
     """
-    from .ddim_logprob import reduce_latent
+    from ..samplers.ddim import reduce_latent
 
     return reduce_latent((mean - ref_mean) ** 2 / (2 * std**2), reduction)
 

@@ -12,7 +12,9 @@ import copy
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,11 +22,25 @@ from ..engines.sd import SDInpaintEngine
 from ..errors import ConfigError
 from ..files import atomic_dir
 
-__all__ = ["LORA_WEIGHT_NAME", "OldPolicy", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
+__all__ = ["LORA_WEIGHT_NAME", "OldPolicy", "Policy", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass
+class Policy:
+    """What an algorithm trains: the (accelerate-prepared) ``model`` and its unwrapped ``raw`` module, the
+    trainable ``params``, the optimizer and LR scheduler, and the frozen ``ref`` model of full fine-tuning
+    (``None`` for LoRA, whose reference is the model with its adapters disabled)."""
+
+    model: Any
+    raw: Any
+    params: dict[str, torch.nn.Parameter]
+    optimizer: Any
+    lr_scheduler: Any
+    ref: Any = None
 
 
 def add_lora(unet, rank: int, alpha: float, targets) -> None:

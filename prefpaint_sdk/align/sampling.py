@@ -62,8 +62,9 @@ def sde_window(engine, cfg: AlignConfig, it: int) -> list[int]:
 
 def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_item: int, *, cfg: AlignConfig,
            resolution: int, device, prompts: PromptCache, window: list[int] | None = None,
-           autocast=nullcontext) -> tuple:
-    """Roll out ``samples_per_item`` trajectories per item with ``model``'s current weights.
+           autocast=nullcontext, reduction: str = "mean") -> tuple:
+    """Roll out ``samples_per_item`` trajectories per item with ``model``'s current weights (``reduction``:
+    how each step's log-probability reduces over latent elements, "mean" or "sum").
 
     Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
     """
@@ -78,7 +79,7 @@ def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_
         with autocast():
             chunks.append(engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
                                          guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
-                                         model=model, reduction=cfg.logprob_reduction, sde_noise=cfg.sde_noise,
+                                         model=model, reduction=reduction, sde_noise=cfg.sde_noise,
                                          window=window))
     ro = engine.cat_rollouts(chunks)
     init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)

@@ -1,14 +1,10 @@
-"""``Aligner``: RL fine-tuning of a diffusers inpainting pipeline toward a reward (PrefPaint / DDPO).
+"""``Aligner``: the shared alignment loop; each algorithm is a module of :mod:`.algorithms` (PPO, GRPO, ...).
 
-One iteration:
-
-1. every M iterations, re-sync the old policy to the trained weights;
-2. sample ``prompts_per_iter x samples_per_prompt`` trajectories per process from the old policy
-   (DDIM, eta = 1), storing every step's latents and log-probability;
-3. paste the known region back, score, gather the rewards from all processes, standardise them into
-   advantages (NaN rewards dropped, clipped to +-10), and take trust weights gamma from the reward's bound;
-4. for each trajectory train K random timesteps with the clipped PPO loss: each optimizer step
-   accumulates the gradients of ``train_batch_size x grad_accum_steps`` trajectories x K timesteps.
+The loop owns what every algorithm needs: the data and its held-out split, the accelerator, the trained
+weights (LoRA or full), the optimizer and its LR schedule, the grad-spike guard, the old-policy snapshot,
+checkpoints and exact resume, evaluation with the gold reward, ``on_hacking`` and the bias audit, logs and
+exports. One iteration is the algorithm's :meth:`~.algorithms.base.Algorithm.step`, which calls back into
+the loop through the :class:`~.algorithms.base.TrainLoop` methods (:mod:`.loop`).
 
 Every random choice is drawn from generators seeded by (seed, iteration, process), so an interrupted
 run resumed from its checkpoint continues exactly as an uninterrupted one.
@@ -30,16 +26,14 @@ from ..errors import ConfigError, DataError, InvalidInputError
 from ..files import atomic_write_json
 from . import checkpoint as ckpt
 from . import sampling
-from .config import AlignConfig, batch_summary, lr_lambda
-from .data import AlignDataset, AlignItem
+from .algorithms import get_algorithm
+from .config import AlignConfig, lr_lambda
 from .evaluation import EvalResult, evaluate_heldout, heldout_prompts, log_eval_grid
 from .guards import EvalGuards, check_guards
-from .loss import compute_advantages, grpo_advantages
-from .policy import OldPolicy, add_lora, export_lora, export_merged, trainable_parameters
-from .rewards import RewardBatch, as_reward_fn
-from .seeding import derive_seed
+from .loop import GradSpikeGuard, LoopServices
+from .policy import OldPolicy, Policy, add_lora, export_lora, export_merged, trainable_parameters
+from .rewards import as_reward_fn
 from .tracking import log_metrics
-from .update import GradSpikeGuard, Policy, update_policy
 
 __all__ = ["Aligner", "AlignResult"]
 
@@ -59,16 +53,21 @@ class AlignResult:
     best: dict[str, Any] | None = None  # the evaluation with the best gold reward (eval/best/), when there is one
 
 
-class Aligner:
-    """RL alignment of an inpainting pipeline to any reward, with trust weights (see the module docstring).
+class Aligner(LoopServices):
+    """Alignment of an inpainting pipeline to any reward, with trust weights, by the config's algorithm.
+
+    Most users call :meth:`from_pretrained`, which resolves the config for the model and checks everything
+    before loading it; the constructor takes an already built pipeline.
 
     Args:
-        pipeline: a diffusers inpainting pipeline of an alignable family (today SD inpainting,
-            ``StableDiffusionInpaintPipeline``), or its engine; fp32 weights; it is modified in place.
+        pipeline: a diffusers inpainting pipeline of an alignable family (SD, SDXL, FLUX Fill), or its
+            engine; fp32 weights; it is modified in place.
         reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
             callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
-        config: an :class:`AlignConfig` (validated here).
-        data: a data folder (see :mod:`prefpaint_sdk.align.data`) or an :class:`AlignDataset`.
+        config: an :class:`AlignConfig`; resolved (``algo=""``: the family's default) and validated here
+            unless :meth:`from_pretrained` already did.
+        data: a data folder (see :mod:`prefpaint_sdk.align.data`) or an :class:`AlignDataset` (or what the
+            algorithm's ``open_data`` reads).
         output_dir: checkpoints, logs, evaluation grids and exports go here.
         eval_data: a separate held-out folder; default: the last ``eval_size`` items of ``data``.
         accelerator: an ``accelerate.Accelerator``; default one is built from the config (CPU when
@@ -105,9 +104,12 @@ class Aligner:
         self.engine = engine = engine_for_pipeline(pipeline)
         if not engine.alignable:
             raise engine.not_alignable()
-        self.config = cfg = config.validate(acc.num_processes, sampler=engine.sampler_kind)
-        #: "ppo" or "grpo": the config's, or the family's default
-        self.algo = cfg.algo or engine.default_algo
+        if not (config.algo and config.checked_for(engine.sampler_kind)):  # from_pretrained validated it already
+            config = config.resolve(engine.default_algo).validate(acc.num_processes, sampler=engine.sampler_kind)
+        self.config = cfg = config
+        self.algorithm = get_algorithm(cfg.algo)(cfg.algo_config)
+        #: the algorithm's name ("ppo", "grpo", ...)
+        self.algo = cfg.algo
         self.model_id = model_id
         self.progress = progress
         self.pipe = pipeline = engine.pipeline
@@ -123,9 +125,10 @@ class Aligner:
         self.gold_fn = None if gold_reward is None else as_reward_fn(gold_reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
 
-        data = _dataset(data, cfg, cfg.seed, self.resolution)
+        open_data = type(self.algorithm).open_data
+        data = open_data(data, cfg, cfg.seed, self.resolution)
         if eval_data is not None:
-            self.eval_set = _dataset(eval_data, cfg, cfg.seed + 1, self.resolution)
+            self.eval_set = open_data(eval_data, cfg, cfg.seed + 1, self.resolution)
             self.train_indices = list(range(len(data)))
             self.eval_indices = list(range(min(cfg.eval_size, len(self.eval_set))))
         else:
@@ -162,18 +165,19 @@ class Aligner:
         self.params = trainable_parameters(model)
         self.old = OldPolicy(self.params)
         self.ref_model = None
-        if cfg.kl_coef > 0 and cfg.finetune == "full":
+        if self.algorithm.needs_reference() and cfg.finetune == "full":
             import copy
 
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
 
         optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate,
                                       betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
-        total_steps = cfg.iterations * batch_summary(cfg, acc.num_processes)["optimizer_steps_per_iteration"]
+        total_steps = cfg.iterations * self.batch_summary()["optimizer_steps_per_iteration"]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
         self.model, self.optimizer, self.lr_scheduler = acc.prepare(model, optimizer, scheduler)
         self.raw_model = model
         self.guard = GradSpikeGuard(cfg.grad_spike_factor)
+        self._reset_step_counters()
         self.iteration = 0
         self.baseline: list[float] | None = None
         self._stop = False
@@ -199,49 +203,49 @@ class Aligner:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model, reward, config: AlignConfig, data, output_dir, *, offline: bool | None = None,
-                        revision: str | None = None, **kwargs) -> "Aligner":
-        """Load the pipeline to align from a hub id or folder (fp32, DDIM) through its family's engine and
-        build an ``Aligner``.
+    def from_pretrained(cls, model, reward=None, config=None, data=None, output_dir=None, *, preset: str | None = None,
+                        algo: str | None = None, eval_data=None, gold_reward=None, resume: bool = False,
+                        overwrite: bool = False, offline: bool | None = None, revision: str | None = None,
+                        device: str = "auto", accelerator=None, progress: Callable | None = None,
+                        **overrides) -> "Aligner":
+        """Resolve the run for ``model`` and check everything that needs no model, once, then load the pipeline
+        (fp32, on the CPU; the constructor moves it) through its family's engine and build the ``Aligner``.
+
+        The config is built from, lowest first: the defaults, ``preset``, the preset's values for the model's
+        family, ``config`` (a TOML file, or an :class:`AlignConfig` to start from instead of a preset), then
+        ``algo`` and ``overrides`` (any setting by name, the algorithm's included: ``clip_range=1e-3``). The
+        algorithm is ``algo``, else the config's, else (resuming) the run record's, else the family's
+        default. ``prefpaint train align`` is this call with flags. See :mod:`.resolve` for the checks.
+
+        Args:
+            model: hub id or diffusers folder. reward: as the constructor (names and folders are resolved
+                before the model loads). data / output_dir / eval_data / gold_reward / device / accelerator /
+                progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
+                loading; pass them to :meth:`train` too).
 
         Raises:
-            ModelNotFoundError: the model is neither local, cached nor downloadable.
-            NotAlignableError: the model's family has no rollout yet (SDXL, FLUX Fill).
+            ModelNotFoundError: the model is neither local, cached nor downloadable. NotAlignableError: the
+            family has no training path. ConfigError, DataError, InvalidInputError, OutputExistsError,
+            CorruptFileError: see :func:`~prefpaint_sdk.align.resolve.plan_run`.
         """
-        import json
+        from .resolve import plan_run
+        from .reward_specs import load_reward
 
-        from ..engines import engine_class, family_of_folder
-        from ..engines.sd import check_ddim_steps
-        from ..hub import resolve_model
-        from ..state import check_pipeline_folder
-
-        # Everything cheap first: the data (headers only), then the model's own configs, then the weights.
-        data = _dataset(data, config, config.seed, config.resolution)
-        if kwargs.get("eval_data") is not None:
-            kwargs["eval_data"] = _dataset(kwargs["eval_data"], config, config.seed + 1, config.resolution)
-        from .reward_specs import load_reward, resolve_reward
-
-        # the rewards' names and folders (no weights read), so a bad one fails before the pipeline loads
-        check_guards(config, kwargs.get("gold_reward"))
-        reward = resolve_reward(reward, offline=offline)
-        if kwargs.get("gold_reward") is not None:
-            kwargs["gold_reward"] = resolve_reward(kwargs["gold_reward"], offline=offline, flag="--gold-reward")
-        resolved = resolve_model(model, offline=offline, revision=revision)
-        engine_cls = engine_class(family_of_folder(resolved.path, resolved.model_id))
-        if not engine_cls.alignable:
-            raise engine_cls.not_alignable()
-        config.validate(sampler=engine_cls.sampler_kind)  # eta for DDIM, the SDE window for flow matching
-        scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
-        if engine_cls.sampler_kind == "ddim" and scheduler_config.is_file():  # DDIM steps must fit the scheduler
-            check_ddim_steps(config.num_steps, json.loads(scheduler_config.read_text()))
-        check_pipeline_folder(resolved.path)
+        if reward is None or data is None or output_dir is None:
+            raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
+        plan = plan_run(model, reward=reward, data=data, output_dir=output_dir, config=config, preset=preset, algo=algo,
+                        eval_data=eval_data, gold_reward=gold_reward, resume=resume, overwrite=overwrite,
+                        offline=offline, revision=revision, overrides=overrides)
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
-        pipe = engine_cls.load(resolved.path, device="cpu", dtype=torch.float32, model_id=resolved.model_id).pipeline
-        device = kwargs.get("device", "auto")
-        reward = load_reward(reward, device=device, offline=offline)
-        if kwargs.get("gold_reward") is not None:
-            kwargs["gold_reward"] = load_reward(kwargs["gold_reward"], device=device, offline=offline, flag="--gold-reward")
-        return cls(pipe, reward, config, data, output_dir, model_id=resolved.model_id, **kwargs)
+        pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
+        reward = load_reward(plan.reward, device=device, offline=offline)
+        gold = None if plan.gold_reward is None else load_reward(plan.gold_reward, device=device, offline=offline,
+                                                                 flag="--gold-reward")
+        aligner = cls(pipe, reward, plan.config, plan.data, output_dir, eval_data=plan.eval_data, accelerator=accelerator,
+                      device=device, model_id=plan.model_id, progress=progress, gold_reward=gold)
+        #: what the preset set for this model's family, with the values in effect (to show the user)
+        aligner.family_values = plan.family_values
+        return aligner
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -249,32 +253,12 @@ class Aligner:
         return self.accelerator.is_main_process
 
     def batch_summary(self) -> dict[str, int]:
-        """The derived batch arithmetic of one iteration."""
-        return batch_summary(self.config, self.accelerator.num_processes)
+        """The derived batch arithmetic of one iteration (the algorithm's)."""
+        return self.algorithm.batch_summary(self.config, self.accelerator.num_processes)
 
-    def _items_for_iteration(self, it: int) -> list[tuple[AlignItem, int]]:
-        """This process's (item, group id) prompts of iteration ``it``: a seeded epoch-permutation stream."""
-        acc = self.accelerator
-        return sampling.items_for_iteration(self.data, self.train_indices, self.config, it, acc.process_index,
-                                            acc.num_processes)
+    def _items_for_iteration(self, it: int) -> list:
+        return self.items_for_iteration(it)
 
-    # ------------------------------------------------------------------------------------------
-    def _sample(self, items: list[AlignItem], seeds: list[int], samples_per_item: int,
-                window: list[int] | None = None) -> tuple:
-        """Roll out ``samples_per_item`` trajectories per item with the current weights (for flow matching,
-        SDE steps on ``window``, default all).
-
-        Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
-        """
-        return sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
-                               resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
-                               window=window, autocast=self.accelerator.autocast)
-
-    def _score(self, images, masks) -> RewardBatch:
-        """Score pasted-back images; the masked prompt image is the input with the hole black."""
-        return sampling.score(self.reward_fn, images, masks)
-
-    # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False, overwrite: bool = False) -> AlignResult:
         """Run ``config.iterations`` iterations (from the latest checkpoint when ``resume``).
 
@@ -301,7 +285,9 @@ class Aligner:
                 ckpt.remove_run_files(self.output_dir, found)
             acc.wait_for_everyone()
         if resume:
+            ckpt.check_resume_algo(self.output_dir, self.algo, self.engine.default_algo)
             self.load_checkpoint()
+        self.algorithm.setup(self)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
@@ -362,55 +348,10 @@ class Aligner:
 
     # ------------------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
-        """One iteration: sample from the old policy, score, and update. Returns the logged metrics."""
-        cfg, acc = self.config, self.accelerator
-        it = self.iteration
-        if it % cfg.resync_every == 0:
-            self.old.sync()
-        self.model.eval()
-        items = self._items_for_iteration(it)
-        n_local = cfg.prompts_per_iter * cfg.samples_per_prompt
-        base = acc.process_index * n_local
-        seeds = [derive_seed(cfg.seed, 1, it, base + k) for k in range(n_local)]
-        window = sampling.sde_window(self.engine, cfg, it)
-        with self.old.active():
-            ro, images, masks = self._sample([i for i, _ in items], seeds, cfg.samples_per_prompt, window=window)
-        rb = self._score(images, masks)
-
-        # Advantages over the batch gathered from every process (same on all of them), then our slice.
-        dev = acc.device
-        rewards = acc.gather(rb.scores.to(dev).float().contiguous())
-        group_ids = torch.tensor([items[int(g)][1] for g in ro.groups], device=dev)
-        all_groups = acc.gather(group_ids)
-        extra = {}
-        if self.algo == "grpo":
-            ga = grpo_advantages(rewards, all_groups, cfg.adv_std, cfg.adv_clip)
-            adv_all, valid_all = ga.advantages, ga.valid
-            extra["zero_std_ratio"] = ga.zero_std_ratio
-        else:
-            adv_all, valid_all = compute_advantages(rewards, all_groups, cfg.adv_mode, cfg.adv_clip)
-        sl = slice(acc.process_index * n_local, (acc.process_index + 1) * n_local)
-        adv, valid = adv_all[sl], valid_all[sl]
-        trust = rb.trust if (cfg.use_trust and rb.trust is not None) else torch.ones(n_local)
-        trust = trust.to(dev).float()
-        all_trust = acc.gather(trust.contiguous())
-
-        train_metrics = update_policy(self.engine, self.policy, acc, cfg, ro, adv, valid, trust, it, self.guard)
-        finite = rewards[torch.isfinite(rewards)]
-        out = {
-            "reward_mean": float(finite.mean()) if finite.numel() else float("nan"),
-            "reward_std": float(finite.std(unbiased=False)) if finite.numel() else float("nan"),
-            "reward_nan": float((~torch.isfinite(rewards)).sum()),
-            "trust_mean": float(all_trust.mean()),
-            "trust_min": float(all_trust.min()),
-            "lr": float(self.lr_scheduler.get_last_lr()[0]),
-            **extra,
-            **train_metrics,
-        }
-        if self.algo == "grpo" and acc.is_main_process and it == 0:
-            log.info("GRPO: %d groups of %d per iteration; stochastic steps %s", len(all_groups) // cfg.samples_per_prompt,
-                     cfg.samples_per_prompt, window)
-        return out
+        """One iteration of the algorithm (every process calls it). Returns the logged metrics."""
+        self._reset_step_counters()
+        metrics = self.algorithm.step(self, self.iteration)
+        return {**metrics, "lr": float(self.lr_scheduler.get_last_lr()[0]), **self._step_metrics()}
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -427,7 +368,8 @@ class Aligner:
             self.unet.eval()
             result = evaluate_heldout(self._sample, self.reward_fn, items, seeds, cfg.eval_samples, baseline=self.baseline,
                                       gold_fn=self.gold_fn, ring_width=cfg.audit_ring)
-            log_metrics(self, result.metrics(), eval_tag=tag)
+            extra = {k if "/" in k else f"eval/{k}": v for k, v in self.algorithm.eval_metrics(self).items()}
+            log_metrics(self, {**result.metrics(), **extra}, eval_tag=tag)
             log_eval_grid(self, result.images, cfg.eval_samples)
         acc.wait_for_everyone()
         return result
@@ -440,7 +382,8 @@ class Aligner:
     def save_checkpoint(self) -> Path:
         """Write an atomic checkpoint of the current iteration (all processes must call it)."""
         state = {"iteration": self.iteration, "baseline": self.baseline, "model": self.model_id,
-                 "config": self.config.to_dict(), "grad_guard": self.guard.state()}
+                 "config": self.config.to_dict(), "grad_guard": self.guard.state(),
+                 "algorithm": self.algorithm.state_dict()}
         return ckpt.save_checkpoint(self.checkpoint_root, self.accelerator, self.params, self.old.tensors,
                                     self.optimizer, self.lr_scheduler, state, self.config.keep_checkpoints)
 
@@ -459,9 +402,21 @@ class Aligner:
         self.iteration = state["iteration"]
         self.baseline = state["baseline"]
         self.guard.load(state["grad_guard"])
+        self.algorithm.load_state_dict(state["algorithm"])
         return True
 
     # ------------------------------------------------------------------------------------------
+    def export(self, folder) -> dict[str, Path]:
+        """The run's exports under ``folder``: ``lora/`` (LoRA fine-tuning only) and ``merged/`` (always), on the
+        main process (others return ``{}``). Returns what was written, by name."""
+        if not self.is_main:
+            return {}
+        out = {}
+        if self.config.finetune == "lora":
+            out["lora"] = self.export_lora(Path(folder) / "lora")
+        out["merged"] = self.export_merged(Path(folder) / "merged")
+        return out
+
     def export_lora(self, folder) -> Path:
         """Save the LoRA adapter for ``pipe.load_lora_weights(folder)`` (main process only)."""
         return export_lora(self.raw_model, folder, pipeline_cls=type(self.pipe), module_name=self._trained)
@@ -484,11 +439,3 @@ class Aligner:
                              unet_base_state=self._base_states.get(self._trained), module_name=self._trained,
                              **frozen)
 
-
-def _dataset(data, cfg: AlignConfig, seed: int, resolution: int | None) -> AlignDataset:
-    """``data`` as an :class:`AlignDataset` at ``resolution`` (a path is scanned and checked here)."""
-    if not isinstance(data, AlignDataset):
-        return AlignDataset(data, resolution, cfg.mask_kinds, seed)
-    if data.resolution is None:
-        data.resolution = resolution
-    return data

@@ -3,7 +3,8 @@
 * :mod:`.sd`: Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``), DDIM;
 * :mod:`.sdxl`: SDXL inpainting (``StableDiffusionXLInpaintPipeline``), DDIM;
 * :mod:`.flux_fill`: FLUX.1 Fill (``FluxFillPipeline``), flow matching;
-* :mod:`.ddim_rollout` / :mod:`.ddim_logprob`: the DDIM rollout with per-step log-probabilities (alignment).
+* :mod:`.ddim_rollout`: the DDIM rollout with per-step log-probabilities (alignment; the step's maths is
+  :mod:`prefpaint_sdk.samplers.ddim`).
 
 The family of a folder comes from its ``model_index.json`` ``_class_name``. To add a family, write one module
 with an :class:`~.base.Engine` subclass, list it in :data:`FAMILIES` and its pipeline class in

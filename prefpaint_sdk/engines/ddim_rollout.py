@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..samplers.ddim import DDIMStepOutput, ddim_step_with_logprob
 from .batched import BatchedText
-from .ddim_logprob import DDIMStepOutput, ddim_step_with_logprob
 
 __all__ = ["Conditions", "Rollout", "TextConditioning", "encode_conditions", "encode_prompts", "rollout", "policy_step",
            "make_scheduler"]

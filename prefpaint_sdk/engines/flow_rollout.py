@@ -16,17 +16,11 @@ pipeline encodes the init image), and draw their own latent samples from it.
 What differs from ``FlowMatchEulerDiscreteScheduler.step`` (which computes ``x + (sigma_next - sigma) * v`` in
 float32 and casts back):
 
-1. Steps inside the **window** (``window`` consecutive step indices) are Flow-GRPO's SDE step: with noise
-   level ``a``, ``std_dev_t = a * sqrt(sigma / (1 - sigma))`` (at sigma = 1 the denominator uses the second
-   sigma of the schedule, as Flow-GRPO does), ``dt = sigma_next - sigma``,
-   ``mean = x * (1 + std_dev_t^2 / (2 sigma) * dt) + v * (1 + std_dev_t^2 (1 - sigma) / (2 sigma)) * dt``,
-   ``std = std_dev_t * sqrt(-dt)``, ``x_next = mean + std * eps``, computed in float32, with the exact Gaussian
-   log-probability of ``x_next`` (reduced "mean" or "sum" over latent elements, as the DDIM code). With
-   ``a = 0`` the mean is the Euler step.
+1. Steps inside the **window** (``window`` consecutive step indices) are Flow-GRPO's SDE step with its exact
+   Gaussian log-probability, :func:`prefpaint_sdk.samplers.flow_sde.flow_sde_step` (the maths, per-sample
+   sigmas, and a given ``x_next`` evaluated instead of sampled are described there).
 2. Steps outside the window are the scheduler's ODE step, operation for operation (so with ``a = 0`` or an
    empty window the rollout is the pipeline's output).
-3. The step may take per-sample sigmas (training re-evaluates stored steps of different indices at once)
-   and a given ``x_next`` whose log-probability is evaluated instead of sampling one.
 
 Only ``strength = 1`` (inpaint from pure noise) is covered; ``stochastic_sampling`` schedulers are refused.
 """
@@ -38,22 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..samplers.flow_sde import FlowStepOutput, flow_sde_step
 from .batched import BatchedText
-from .ddim_logprob import gaussian_logprob
 from .ddim_rollout import _mask_pil
 
-__all__ = ["FlowConditions", "FlowRollout", "FlowStepOutput", "FluxText", "cat_rollouts", "encode_conditions",
-           "encode_prompts", "flow_sde_step", "make_scheduler", "policy_step", "rollout", "window_steps"]
-
-
-@dataclass
-class FlowStepOutput:
-    """One SDE step: ``prev_sample`` (x_next), its Gaussian ``mean`` and ``std`` ((B, 1, 1)), ``log_prob`` (B,)."""
-
-    prev_sample: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
-    log_prob: torch.Tensor
+__all__ = ["FlowConditions", "FlowRollout", "FluxText", "cat_rollouts", "encode_conditions",
+           "encode_prompts", "make_scheduler", "policy_step", "rollout", "window_steps"]
 
 
 @dataclass
@@ -174,40 +158,6 @@ def encode_prompts(pipe, prompt: str, n: int, device, max_sequence_length: int =
     hidden, pooled, text_ids = pipe.encode_prompt(prompt=[prompt] * n, prompt_2=None, device=device,
                                                   num_images_per_prompt=1, max_sequence_length=max_sequence_length)
     return FluxText(hidden, pooled, text_ids)
-
-
-def flow_sde_step(model_output: torch.Tensor, sigma, sigma_next, sample: torch.Tensor, noise_level: float,
-                  sigma_max: float, prev_sample: torch.Tensor | None = None, generator=None,
-                  reduction: str = "mean") -> FlowStepOutput:
-    """One Flow-GRPO SDE step x -> x_next with its mean, std and log-probability (see the module header).
-
-    Args:
-        model_output: the velocity v, (B, L, C). sample: x, same shape.
-        sigma / sigma_next: floats or (B,) per-sample sigmas of the step. sigma_max: the schedule's second
-            sigma, used in place of sigma = 1 in ``1 - sigma``.
-        noise_level: ``a`` > 0.
-        prev_sample: a given x_next to evaluate; ``None`` samples one with ``generator`` (one per sample).
-    """
-    from diffusers.utils.torch_utils import randn_tensor
-
-    if not noise_level > 0:
-        raise ValueError(f"a log-probability needs a stochastic step, noise level > 0; got {noise_level}")
-    v = model_output.float()
-    x = sample.float()
-    shape = (-1,) + (1,) * (x.ndim - 1)
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(shape)
-    sigma_next = torch.as_tensor(sigma_next, dtype=torch.float32, device=x.device).reshape(shape)
-    dt = sigma_next - sigma
-    denom = 1 - torch.where(sigma == 1, torch.full_like(sigma, sigma_max), sigma)
-    std_dev_t = torch.sqrt(sigma / denom) * noise_level
-    mean = x * (1 + std_dev_t**2 / (2 * sigma) * dt) + v * (1 + std_dev_t**2 * (1 - sigma) / (2 * sigma)) * dt
-    std = std_dev_t * torch.sqrt(-dt)
-    if prev_sample is None:
-        eps = randn_tensor(v.shape, generator=generator, device=v.device, dtype=v.dtype)
-        prev_sample = mean + std * eps
-    prev_sample = prev_sample.float()
-    log_prob = gaussian_logprob(prev_sample, mean, std, reduction)
-    return FlowStepOutput(prev_sample=prev_sample, mean=mean, std=std, log_prob=log_prob)
 
 
 def predict_velocity(transformer, latents, cond_latents, timestep, guidance, text: FluxText, latent_ids):

@@ -1,0 +1,149 @@
+"""One entry point's first half: resolve an alignment run and check everything that needs no model.
+
+:func:`plan_run` is what :meth:`Aligner.from_pretrained <prefpaint_sdk.align.Aligner.from_pretrained>` does
+before it loads anything, and ``prefpaint train align`` is that call with flags; so Python and the command
+line resolve the same config from the same inputs, and validate it once. In order:
+
+1. the inputs: the data and eval-data paths, a TOML file, the output folder (writable; an earlier run
+   only with resume or overwrite; on resume, its checkpoint and guard files);
+2. the rewards' names and folders (no weights read) and the guards' needs (``on_hacking='stop'`` and a gold
+   reward);
+3. the model: its folder (local, cached or downloaded) and family, so the family's preset values and its
+   default algorithm apply;
+4. the config: defaults < preset < the preset's family values < TOML < overrides, the algorithm named
+   (resuming without one takes the run record's; another one than the record's is refused), validated
+   once with the family's sampler; the DDIM steps against the model's scheduler;
+5. the data, opened by the algorithm (headers only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InvalidInputError
+from .config import AlignConfig, family_values, load_config
+
+__all__ = ["RunPlan", "plan_run", "resolve_config"]
+
+
+@dataclass
+class RunPlan:
+    """A resolved alignment run, before any model loads.
+
+    Attributes:
+        model_path / model_id: the pipeline folder and the id recorded in logs and exports.
+        engine_cls: the family's engine class. config: the resolved, validated config.
+        reward / gold_reward: the reward specs with names resolved (no weights read), for ``load_reward``.
+        data / eval_data: the opened training and held-out data. family_values: the settings the preset sets
+            for this family, with the values in effect (empty when it has none), to show the user.
+    """
+
+    model_path: Path
+    model_id: str
+    engine_cls: Any
+    config: AlignConfig
+    reward: Any
+    gold_reward: Any = None
+    data: Any = None
+    eval_data: Any = None
+    family_values: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_config(*, family: str | None, default_algo: str, config: AlignConfig | str | os.PathLike | None = None,
+                   preset: str | None = None, algo: str | None = None, overrides: dict[str, Any] | None = None,
+                   resume_from: str | os.PathLike | None = None) -> AlignConfig:
+    """The run's config, its algorithm named, not yet validated.
+
+    Args:
+        family / default_algo: the model's family and its engine's default algorithm.
+        config: an :class:`AlignConfig` to start from (then ``preset`` must be ``None``), or a TOML file.
+        preset / algo / overrides: as :meth:`Aligner.from_pretrained`.
+        resume_from: a run folder being resumed: without an ``algo`` the record's is taken; another is refused.
+
+    Raises:
+        ConfigError: an unknown preset, setting or algorithm; a preset with a config object; another
+            algorithm than the resumed run's.
+    """
+    overrides = {**(overrides or {}), **({"algo": algo} if algo else {})}
+    if isinstance(config, AlignConfig):
+        if preset:
+            raise ConfigError("give a preset or a config object, not both; put the preset's values in the config "
+                              "with load_config(preset=...)")
+        cfg = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    else:
+        cfg = load_config(preset, config, overrides, family=family)
+    if resume_from is not None:
+        from .checkpoint import check_resume_algo, recorded_algo
+
+        if not cfg.algo:  # a resumed run keeps its algorithm, even if the family's default changed since
+            cfg = cfg.replace(algo=recorded_algo(resume_from, default_algo) or default_algo)
+        check_resume_algo(resume_from, cfg.algo, default_algo)
+    return cfg.resolve(default_algo)
+
+
+def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None = None, algo: str | None = None,
+             eval_data=None, gold_reward=None, resume: bool = False, overwrite: bool = False,
+             offline: bool | None = None, revision: str | None = None, overrides: dict[str, Any] | None = None) -> RunPlan:
+    """Resolve a run and check everything that needs no model (see the module docstring).
+
+    Raises:
+        InvalidInputError: a missing data path or TOML file, an unusable output folder. OutputExistsError: a
+        used run folder without resume or overwrite. ConfigError, DataError, CorruptFileError: bad settings,
+        data, or resume state. ModelNotFoundError: the model is neither local, cached nor downloadable.
+        NotAlignableError: the family has no training path.
+    """
+    for path, what in ((data, "data"), (eval_data, "eval data")):
+        if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
+            raise InvalidInputError(f"{what} '{path}' does not exist; pass a folder with images/ or a manifest.jsonl")
+    if isinstance(config, (str, os.PathLike)) and not Path(config).is_file():
+        raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
+    from ..files import check_output_dir
+    from .checkpoint import check_run_folder
+    from .guards import check_guard_state, check_guards
+    from .reward_specs import resolve_reward
+
+    # a file where the run folder must go, or a folder that cannot be created or written
+    check_output_dir(output_dir, overwrite=True)
+    check_run_folder(output_dir, resume=resume, overwrite=overwrite)  # a used folder, a damaged checkpoint
+    if resume:
+        check_guard_state(output_dir)
+    reward = resolve_reward(reward, offline=offline)
+    if gold_reward is not None:
+        gold_reward = resolve_reward(gold_reward, offline=offline, flag="--gold-reward")
+
+    from ..engines import engine_class, family_of_folder
+    from ..hub import resolve_model
+    from ..state import check_pipeline_folder
+
+    resolved = resolve_model(model, offline=offline, revision=revision)
+    family = family_of_folder(resolved.path, resolved.model_id)
+    engine_cls = engine_class(family)
+    if not engine_cls.alignable:
+        raise engine_cls.not_alignable()
+    cfg = resolve_config(family=family, default_algo=engine_cls.default_algo, config=config, preset=preset, algo=algo,
+                         overrides=overrides, resume_from=output_dir if resume else None)
+    cfg.validate(sampler=engine_cls.sampler_kind)  # once per run: the Aligner takes it as checked
+    check_guards(cfg, gold_reward)
+    scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
+    if engine_cls.sampler_kind == "ddim" and scheduler_config.is_file():  # DDIM steps must fit the scheduler
+        from ..engines.sd import check_ddim_steps
+
+        check_ddim_steps(cfg.num_steps, json.loads(scheduler_config.read_text()))
+    check_pipeline_folder(resolved.path)
+
+    from .algorithms import get_algorithm
+
+    algo_cls = get_algorithm(cfg.algo)
+    data = algo_cls.open_data(data, cfg, cfg.seed, cfg.resolution or None)
+    if eval_data is not None:
+        eval_data = algo_cls.open_data(eval_data, cfg, cfg.seed + 1, cfg.resolution or None)
+    # the values in effect of what the preset sets for this family (a TOML file or an override may have won)
+    names = [*family_values(cfg.preset, cfg.preset_family),
+             *algo_cls.family_presets.get(cfg.preset, {}).get(cfg.preset_family, {})]
+    shown = {k: cfg.algo_settings[k] if k in cfg.algo_settings else getattr(cfg, k) for k in names}
+    return RunPlan(model_path=resolved.path, model_id=resolved.model_id, engine_cls=engine_cls, config=cfg,
+                   reward=reward, gold_reward=gold_reward, data=data, eval_data=eval_data, family_values=shown)
