@@ -126,8 +126,6 @@ class DPOConfig(AlgoConfig):
         need(self.min_margin >= 0, f"min_margin must be >= 0, got {self.min_margin}")
         for name in ("pairs_per_prompt", "timesteps_per_pair"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        need(self.timesteps_per_pair <= shared.num_steps,
-             f"timesteps_per_pair={self.timesteps_per_pair} exceeds num_steps={shared.num_steps}")
         need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
         need(self.ref_refresh_every >= 0, f"ref_refresh_every must be >= 0, got {self.ref_refresh_every}")
         pairs = shared.prompts_per_iter * self.pairs_per_prompt

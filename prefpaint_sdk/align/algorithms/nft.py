@@ -178,7 +178,7 @@ class NFTConfig(AlgoConfig):
     nft_beta: float = setting(1.0, "beta: how far the implicit policies v+/v- sit from the old one (NVlabs: 1.0; 0.1 for OCR)")
     adv_clip: float = setting(5.0, "c: advantages are clipped to +-c before r = A / 2c + 1/2 (NVlabs: 5)")
     adv_std: str = setting("global", "divide advantages by the std of the whole gathered batch ('global', NVlabs) or of each group ('group')")
-    timesteps_per_traj: int = setting(4, "forward-noised times trained per sample, drawn from the sampler's schedule")
+    timesteps_per_traj: int = setting(4, "forward-noised times trained per sample, each drawn from the sampler's schedule")
     adaptive_weight: bool = setting(True, "divide each branch's error by its mean absolute error (NVlabs' adaptive weight)")
     loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
     old_decay_rate: float = setting(0.001, "the old policy is an EMA of the trained one, decay = min(rate x iteration, "
@@ -196,9 +196,6 @@ class NFTConfig(AlgoConfig):
         need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
         need(self.adv_std in ("global", "group"), f"adv_std must be 'global' or 'group', got '{self.adv_std}'")
         need(int(self.timesteps_per_traj) >= 1, f"timesteps_per_traj must be >= 1, got {self.timesteps_per_traj}")
-        need(self.timesteps_per_traj <= shared.num_steps,
-             f"timesteps_per_traj={self.timesteps_per_traj} exceeds num_steps={shared.num_steps} (the schedule's "
-             "times); lower timesteps_per_traj or raise num_steps")
         need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
         need(self.old_decay_rate >= 0 and 0 <= self.old_decay_max < 1,
              f"old_decay_rate={self.old_decay_rate} must be >= 0 and old_decay_max={self.old_decay_max} in [0, 1)")
