@@ -88,8 +88,12 @@ def _index(value, b):
 
 @torch.no_grad()
 def clean_batch(pipe, kind: str, conditions, groups, images: torch.Tensor, text, *, num_steps: int,
-                ring: int | None = 16, guidance_scale: float = 1.0) -> CleanBatch:
+                ring: int | None = 16, guidance_scale: float = 1.0, latents: torch.Tensor | None = None) -> CleanBatch:
     """Encode B clean images (in [0, 1], (B, 3, H, W), the hole filled, the rest the input) for training.
+
+    ``latents``: the clean latents themselves, in the model's layout (a rollout's ``final_latents``: what the
+    sampler made), used instead of encoding ``images``. Through the VAE, ``encode(decode(z))`` is not ``z``,
+    so a sample's own latents are the exact target; rated images (DPO) have only their pixels.
 
     Args:
         pipe: the family's pipeline (its VAE and scheduler). kind: "eps" or "flow".
@@ -102,14 +106,15 @@ def clean_batch(pipe, kind: str, conditions, groups, images: torch.Tensor, text,
     groups = torch.as_tensor(groups, dtype=torch.long)
     vae = pipe.vae
     dev, dtype = vae.device, vae.dtype
-    pixels = (images.to(dev, dtype) * 2 - 1)
-    moments = torch.cat([vae.encode(pixels[i:i + 1]).latent_dist.mean for i in range(len(pixels))])
+    if latents is None:
+        pixels = (images.to(dev, dtype) * 2 - 1)
+        moments = torch.cat([vae.encode(pixels[i:i + 1]).latent_dist.mean for i in range(len(pixels))])
     masks = conditions.mask_pixels[groups].float()
     if kind == "eps":
         from .ddim_rollout import make_scheduler
 
         sf = vae.config.scaling_factor
-        x0 = (moments * sf).float()
+        x0 = (moments * sf).float() if latents is None else latents.to(dev).float()
         masked = torch.cat([conditions.latent_dists[int(g)].mean for g in groups.tolist()]) * sf
         inputs = dict(mask_latents=conditions.mask_latents[groups].to(dev, dtype), masked_latents=masked.to(dtype),
                       text=text)
@@ -129,7 +134,8 @@ def clean_batch(pipe, kind: str, conditions, groups, images: torch.Tensor, text,
     h, w = 2 * (int(height) // (f * 2)), 2 * (int(width) // (f * 2))
     c = int(vae.config.latent_channels)
     shift, scale = vae.config.shift_factor, vae.config.scaling_factor
-    x0 = pipe._pack_latents(((moments - shift) * scale).float(), b, c, h, w)
+    x0 = (pipe._pack_latents(((moments - shift) * scale).float(), b, c, h, w) if latents is None
+          else latents.to(dev).float())
     masked = torch.cat([conditions.masked_dists[int(g)].mean for g in groups.tolist()])
     masked = pipe._pack_latents(((masked - shift) * scale).to(dtype), b, c, h, w)
     cond = torch.cat((masked, conditions.packed_mask[groups].to(dev, dtype)), dim=-1)

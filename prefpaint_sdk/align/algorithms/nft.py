@@ -184,6 +184,8 @@ class NFTConfig(AlgoConfig):
     old_decay_rate: float = setting(0.001, "the old policy is an EMA of the trained one, decay = min(rate x iteration, "
                                            "old_decay_max) (NVlabs decay_type 1: 0.001)")
     old_decay_max: float = setting(0.5, "the EMA decay's ceiling (NVlabs decay_type 1: 0.5)")
+    shared_noise: bool = setting(True, "train the samples of a prompt at the same times and noise (a variance "
+                                       "reduction; NVlabs draws them per sample: False)")
     kl_coef: float = setting(0.0, "weight of the squared distance of the prediction to the frozen starting model's "
                                   "(NVlabs: 1e-4; 0 = none)")
 
@@ -262,13 +264,14 @@ class NFT(Algorithm):
         text, _ = engine.encode_prompts(shared.prompt, shared.negative_prompt, n, 1.0, dev,
                                         size=(loop.resolution, loop.resolution))
         batch = engine.clean_batch(cond, ro.groups, images, text, num_steps=shared.num_steps,
-                                   ring=None if cfg.loss_ring < 0 else cfg.loss_ring, guidance_scale=shared.guidance_scale)
-        metrics = self._update(loop, batch, r, valid, trust, it)
+                                   ring=None if cfg.loss_ring < 0 else cfg.loss_ring, guidance_scale=shared.guidance_scale,
+                                   latents=getattr(ro, "final_latents", None))
+        metrics = self._update(loop, batch, ro.groups.cpu(), r, valid, trust, it)
         self._move_old(loop, it)
         return {**loop.reward_metrics(rewards, all_trust), "r_mean": float(r_all[valid_all].mean()) if valid_all.any()
                 else float("nan"), **metrics}
 
-    def _update(self, loop, batch, r, valid, trust, it: int) -> dict[str, float]:
+    def _update(self, loop, batch, groups, r, valid, trust, it: int) -> dict[str, float]:
         shared, cfg = loop.config, self.config
         policy, engine = loop.policy, loop.engine
         n, K = len(batch), cfg.timesteps_per_traj
@@ -278,14 +281,20 @@ class NFT(Algorithm):
         micro = 0
         policy.model.train()
         for _ in range(shared.inner_epochs):
+            # one time and one noise per (group, k) when shared_noise: the samples of a prompt are then compared
+            # at the same noisy input, so what every sample's loss has in common cancels between the positive
+            # and negative weights of the group instead of adding noise to the gradient
+            n_draw = int(groups.max()) + 1 if cfg.shared_noise else n
+            draw = groups if cfg.shared_noise else torch.arange(n)
+            times = torch.randint(0, len(batch.timesteps), (K, n_draw), generator=g)
+            noises = torch.randn((K, n_draw, *batch.x0.shape[1:]), generator=g)
             order = torch.randperm(n, generator=g)
             for s0 in range(0, n, per_step):
                 for m0 in range(s0, s0 + per_step, shared.train_batch_size):
                     b = order[m0:m0 + shared.train_batch_size]
                     last = m0 + shared.train_batch_size >= s0 + per_step
                     for k in range(K):
-                        tidx = torch.randint(0, len(batch.timesteps), (len(b),), generator=g)
-                        noise = torch.randn(batch.x0[b.to(batch.x0.device)].shape, generator=g)
+                        tidx, noise = times[k, draw[b]], noises[k, draw[b]]
                         with loop.grad_sync(last and k == K - 1):
                             loss, diag = self._micro_loss(loop, engine, batch, b, tidx, noise, r, valid, trust)
                             loop.backward(loss / (K * shared.grad_accum_steps))
