@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _helpers_align import FAST, make_data
+from _helpers_pairs import write_rated
 from PIL import Image
 
 from prefpaint_sdk.align.config import AlignConfig
@@ -18,30 +19,6 @@ from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 # the shared values of the fast config (the PPO-only ones left out: each algorithm refuses another's settings)
 SHARED = {k: v for k, v in FAST.items() if k not in ("clip_range", "resync_every", "timesteps_per_traj")}
-
-
-def write_rated(root, n_prompts: int = 4, per_prompt: int = 3, size: int = 32, seed: int = 0):
-    """A rated dataset in the official layout, ranked by the hole's brightness (1 = brightest)."""
-    rng = np.random.default_rng(seed)
-    for sub in ("inpaint", "masks_color", "masks"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    labels = {}
-    for g in range(n_prompts):
-        base = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        hole = np.zeros((size, size), bool)
-        hole[size // 4:3 * size // 4, size // 4 + g % 3:3 * size // 4] = True
-        prompt = base.copy()
-        prompt[hole] = 0
-        Image.fromarray(prompt).save(root / "masks_color" / f"p{g}_mask_color.png")
-        Image.fromarray(hole.astype(np.uint8) * 255).save(root / "masks" / f"p{g}_mask.png")
-        levels = rng.uniform(0.1, 0.9, per_prompt)
-        for k, b in enumerate(levels):
-            img = base.copy()
-            img[hole] = np.clip(255 * b + rng.normal(0, 10, (int(hole.sum()), 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / "inpaint" / f"p{g}_{k}.png")
-            labels[f"p{g}_{k}"] = [float(7 * b), int(1 + np.sum(levels > b))]
-    (root / "labels.json").write_text(json.dumps(labels))
-    return root
 
 
 def _aligner(family, algo, data, out, **kw):
