@@ -197,10 +197,15 @@ def rl_mode(name: str, family: str, preset: str, size: str, dev: torch.device, r
     from prefpaint_sdk.errors import PrefPaintError
 
     row: dict = {"name": name, "family": family, "preset": preset, "status": "measured", "notes": []}
-    settings = PRESETS.get(preset)
-    if settings is None:
+    from prefpaint_sdk.align.algorithms import get_algorithm
+
+    if preset not in PRESETS:
         row["notes"].append(f"preset '{preset}' not in this build; lora-24gb's settings used")
-        settings = PRESETS["lora-24gb"]
+        preset = "lora-24gb"
+    shared = PRESETS[preset]
+    # the shared values and the preset's values for its algorithm (the family's default: ppo, or what it names)
+    settings = {**get_algorithm(shared.get("algo") or ("grpo" if family == "flux-fill" else "ppo")).presets.get(preset, {}),
+                **shared}
     over = dict(iterations=1000, eval_every=0, save_every=0, log_with="none")
     if steps is not None:  # fewer steps: what is counted in steps (K, a FLUX SDE window) must still fit
         over["num_steps"] = steps
@@ -215,7 +220,8 @@ def rl_mode(name: str, family: str, preset: str, size: str, dev: torch.device, r
         row["notes"].append(f"{mp} -> fp32 on the CPU")
     cfg = load_align_config(None, overrides={**settings, **over})
     row.update(finetune=cfg.finetune, mixed_precision=cfg.mixed_precision, samples=cfg.prompts_per_iter * cfg.samples_per_prompt,
-               rollout_batch=cfg.rollout_batch_size, train_batch=cfg.train_batch_size, steps=cfg.num_steps, K=cfg.timesteps_per_traj)
+               rollout_batch=cfg.rollout_batch_size, train_batch=cfg.train_batch_size, steps=cfg.num_steps,
+               K=cfg.algo_settings.get("timesteps_per_traj"))
     _peak_reset(dev)
     try:
         pipe, note = _rl_pipeline(size, family)

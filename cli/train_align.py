@@ -21,7 +21,7 @@ def train_align(
     gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
     on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
     preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see README)."),
-    algo: Optional[str] = typer.Option(None, "--algo", help="ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
+    algo: Optional[str] = typer.Option(None, "--algo", help="The algorithm (a module of prefpaint_sdk/align/algorithms): ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX), or on --resume the run's. Its settings by name with --set (e.g. --set clip_range=1e-3). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out prompts (same layout as --data); default: the last eval_size items of --data."),
@@ -41,21 +41,7 @@ def train_align(
     """Align an inpainting model to a reward by RL (PrefPaint/DDPO or GRPO, trust-weighted); Ctrl-C saves a checkpoint."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk.errors import InvalidInputError
-
-        for path, what in ((data, "data"), (eval_data, "eval data")):
-            if path is not None and not path.exists():
-                raise InvalidInputError(f"{what} '{path}' does not exist; pass a folder with images/ or a manifest.jsonl")
-        if config is not None and not config.is_file():
-            raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
-        from prefpaint_sdk.files import check_output_dir
-
-        # a file where the run folder must go, or a folder that cannot be created or written (an existing
-        # run is the trainer's to refuse or resume)
-        check_output_dir(out, overwrite=True)
-        from prefpaint_sdk.align.config import batch_summary, family_values, load_config, preset_family
         from prefpaint_sdk.errors import ConfigError
-        from prefpaint_sdk.hub import BASE_MODEL
 
         if (reward is None) == (not reward_model):
             raise ConfigError("give exactly one of --reward-model ID or --reward NAME (e.g. --reward brightness); "
@@ -71,44 +57,35 @@ def train_align(
             raise ConfigError("--gold-weights weights the --gold-reward rewards, but none was given; add --gold-reward")
         train_reward = reward or reward_from_flags(reward_model, reward_weights, "--reward-model", "--reward-weights")
         gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
-        overrides = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
-                         on_hacking=on_hacking, algo=algo)
+        settings = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
+                        on_hacking=on_hacking)
         for item in set_:
             if "=" not in item:
                 raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
             k, v = item.split("=", 1)
-            overrides[k.strip().replace("-", "_")] = v.strip()
-        family = preset_family(preset, model or BASE_MODEL, offline=offline)
-        cfg = load_config(preset, config, overrides, family=family)
-        if family_values(preset, family):
-            # the values in effect: a --config, --set or flag over a family value shows what will run
-            say(f"preset {preset} for {family}: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in family_values(preset, family))
-                + " (over the preset's own; --config, --set and flags still win)")
-        from prefpaint_sdk.align.guards import check_guard_state, check_guards
-
-        check_guards(cfg.validate(), gold)
-        from prefpaint_sdk.align.checkpoint import check_run_folder
-
-        # model-free: a used run folder without --resume, or a damaged checkpoint to resume from
-        check_run_folder(out, resume=resume)
-        if resume:
-            check_guard_state(out)
-
+            settings[k.strip().replace("-", "_")] = v.strip()
         from prefpaint_sdk.align.trainer import Aligner
+        from prefpaint_sdk.hub import BASE_MODEL
 
         with progress(quiet) as bar:
-            task = bar.add_task("align", total=cfg.iterations)
+            task = bar.add_task("align", total=None)
 
             def report(it: int, total: int, metrics: dict) -> None:
                 bar.update(task, completed=it, total=total,
                            description=f"align r={metrics.get('reward_mean', float('nan')):.4g}")
 
-            aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, cfg.validate(), data, out,
-                                              eval_data=eval_data, device=device, offline=offline, progress=report,
-                                              gold_reward=gold)
-            summary = batch_summary(aligner.config, aligner.accelerator.num_processes)
-            say("batch: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
-            bar.update(task, completed=aligner.iteration if resume else 0)
+            # Everything is resolved and checked there, once, before the model loads (prefpaint_sdk.align.resolve).
+            aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, config, data, out, preset=preset, algo=algo,
+                                              eval_data=eval_data, gold_reward=gold, resume=resume, offline=offline,
+                                              device=device, progress=report,
+                                              settings={k: v for k, v in settings.items() if v is not None})
+            if aligner.family_values:
+                say(f"preset {preset} for {aligner.engine.family}: "
+                    + ", ".join(f"{k} {v}" for k, v in aligner.family_values.items())
+                    + " (over the preset's own; --config, --set and flags still win)")
+            say(f"algorithm: {aligner.algo}; batch: "
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in aligner.batch_summary().items()))
+            bar.update(task, total=aligner.config.iterations, completed=aligner.iteration if resume else 0)
             result = aligner.train(resume=resume)
         evals = [e for e in result.evals if e["mean_reward"] == e["mean_reward"]]
         if len(evals) >= 2:
@@ -126,8 +103,7 @@ def train_align(
         if result.interrupted:
             say(f"stopped at iteration {result.iterations_done}; checkpoint {result.checkpoint}; continue with --resume")
             raise typer.Exit(interrupt_exit_code())
-        if export and aligner.accelerator.is_main_process:
-            if aligner.config.finetune == "lora":
-                say(f"LoRA adapter: {aligner.export_lora(out / 'lora')}")
-            say(f"merged pipeline: {aligner.export_merged(out / 'merged')}")
+        if export:
+            for name, path in aligner.export(out).items():
+                say(f"{'LoRA adapter' if name == 'lora' else 'merged pipeline'}: {path}")
         say(f"done: {result.iterations_done} iterations, log {out / 'log.jsonl'}")

@@ -15,20 +15,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _helpers_align import fast_config
 
-import prefpaint_sdk.align.trainer as trainer_mod
+from prefpaint_sdk.align.algorithms.grpo import GRPO
 from prefpaint_sdk.align.trainer import Aligner
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 
 def _record_advantages(store: list) -> None:
-    """Wrap the trainer's policy update to keep this process's slice of the advantages of every iteration."""
-    update = trainer_mod.update_policy
+    """Wrap GRPO's policy update to keep this process's slice of the advantages of every iteration."""
+    update = GRPO.update
 
-    def recording(engine, policy, accelerator, cfg, ro, adv, valid, *args, **kwargs):
+    def recording(self, loop, ro, adv, valid, *args, **kwargs):
         store.append([float(a) if v else None for a, v in zip(adv.tolist(), valid.tolist())])
-        return update(engine, policy, accelerator, cfg, ro, adv, valid, *args, **kwargs)
+        return update(self, loop, ro, adv, valid, *args, **kwargs)
 
-    trainer_mod.update_policy = recording
+    GRPO.update = recording
 
 
 def main(data: str, out: str, prompts_per_iter: int, model: str | None = None, reward: str | None = None) -> None:

@@ -865,6 +865,12 @@ CASES = [
     C("train-align/set-prompts-0", lambda e: talign(e, "--set", "prompts_per_iter=0"), "prompts_per_iter", setup=adata),
     C("train-align/algo-unknown", lambda e: talign(e, "--algo", "sac"), "algo", setup=adata),
     C("train-align/algo-markup", lambda e: talign(e, "--algo", "[red]x[/red]"), "[red]x[/red]", setup=adata),
+    # align-units (issue 20): a resume under another algorithm than the run record's; an unmappable adv_mode
+    C("train-align/resume-other-algo", lambda e: talign(e, "--resume", "--algo", "ppo"), "algo='grpo'", "--algo grpo",
+      setup=both(adata, write("arun/align_config.json", '{"algo": "grpo"}'))),
+    C("train-align/set-adv-mode-unknown", lambda e: talign(e, "--set", "adv_mode=median"), "adv_mode", setup=adata),
+    C("train-align/set-foreign-setting", lambda e: talign(e, "--algo", "ppo", "--set", "adv_std=global"), "adv_std",
+      setup=adata),
     C("train-align/set-sde-noise-nan", lambda e: talign(e, "--set", "sde_noise=nan"), "sde_noise", setup=adata),
     C("train-align/set-sde-noise-0", lambda e: talign(e, "--set", "sde_noise=0"), "sde_noise", setup=adata),
     C("train-align/set-sde-window-neg", lambda e: talign(e, "--set", "sde_window=-2"), "sde_window", setup=adata),

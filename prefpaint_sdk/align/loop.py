@@ -97,11 +97,11 @@ class LoopServices:
         return sampling.sde_window(self.engine, self.config, it)
 
     # --- samples and rewards --------------------------------------------------------------------
-    def sample(self, items, seeds: list[int], samples_per_item: int, window: list[int] | None = None) -> tuple:
+    def sample(self, items, seeds: list[int], samples_per_item: int, window: list[int] | None = None,
+               reduction: str = "mean") -> tuple:
         return sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
                                resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
-                               window=window, autocast=self.accelerator.autocast,
-                               reduction=self.config.algo_settings.get("logprob_reduction", "mean"))
+                               window=window, autocast=self.accelerator.autocast, reduction=reduction)
 
     # the name of the era before the algorithm seam, kept for evaluation and users' scripts
     _sample = sample

@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from ..engines.sd import SDInpaintEngine
 from ..errors import ConfigError
 from ..files import atomic_dir
 
-__all__ = ["LORA_WEIGHT_NAME", "OldPolicy", "Policy", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
+__all__ = ["LORA_WEIGHT_NAME", "BaseWeights", "OldPolicy", "Policy", "prepare_weights", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,56 @@ class Policy:
     optimizer: Any
     lr_scheduler: Any
     ref: Any = None
+
+
+@dataclass
+class BaseWeights:
+    """What the merged export needs of the base model: the frozen components' names, every component's base
+    dtype, and a CPU copy of the base weights of each component that training casts (none without a cast)."""
+
+    frozen: list[str]
+    trained: str
+    dtypes: dict[str, Any]
+    states: dict[str, dict[str, torch.Tensor]]
+
+    def export_merged(self, engine, model, folder) -> Path:
+        """:func:`export_merged` with the frozen components and the trained one in the base model's dtype and
+        values (LoRA deltas added to the uncast base weights)."""
+        frozen = {}
+        for name in self.frozen:
+            if name in self.states:
+                module = copy.deepcopy(getattr(engine.pipeline, name)).to("cpu", self.dtypes[name])
+                module.load_state_dict(self.states[name])
+                frozen[name] = module
+        return export_merged(engine, model, folder, dtype=self.dtypes[self.trained], frozen=frozen,
+                             base_state=self.states.get(self.trained))
+
+
+def prepare_weights(engine, cfg, device) -> BaseWeights:
+    """Freeze and cast the frozen components (half under mixed precision) and make the family's trainable
+    module train (LoRA adapters on it, or all of it in fp32), on ``device``; returns the base weights the
+    merged export needs."""
+    pipeline = engine.pipeline
+    wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+    # The merged export keeps the base model's dtype for what was not trained: remember the base weights
+    # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
+    frozen = engine.frozen_parts()
+    tm = engine.trainable_module  # "unet" or "transformer"
+    dtypes = {n: getattr(pipeline, n).dtype for n in (*frozen, tm)}
+    cast = frozen + ([tm] if cfg.finetune == "lora" else [])
+    states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
+              for n in cast if dtypes[n] != wdtype}
+    for name in frozen:  # eval: no dropout in frozen encoders (a T5 built from a config trains)
+        getattr(pipeline, name).requires_grad_(False).eval().to(device, dtype=wdtype)
+    model = engine.model
+    if cfg.finetune == "lora":
+        model.to(device, dtype=wdtype)
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets)
+    else:
+        model.requires_grad_(True).to(device, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return BaseWeights(frozen=frozen, trained=tm, dtypes=dtypes, states=states)
 
 
 def add_lora(unet, rank: int, alpha: float, targets) -> None:
@@ -97,7 +146,7 @@ def _lora_state(unet) -> dict[str, torch.Tensor]:
     return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
 
 
-def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None, module_name: str = "unet") -> Path:
+def export_lora(unet, folder: str | os.PathLike, pipeline_cls, module_name: str = "unet") -> Path:
     """Save the model's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it
     (``module_name``: "unet", or "transformer" for FLUX, whose pipeline saves ``transformer_lora_layers``).
 
@@ -106,8 +155,6 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls=None, module_name:
     """
     if not getattr(unet, "peft_config", None):
         raise ConfigError("this model was fine-tuned without LoRA (finetune='full'); export the merged pipeline instead")
-    if pipeline_cls is None:
-        pipeline_cls = SDInpaintEngine.pipeline_class()
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
@@ -140,54 +187,33 @@ def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-def export_merged(pipe, unet, folder: str | os.PathLike, dtype=torch.float32, *, vae=None, text_encoder=None,
-                  text_encoder_2=None, unet_base_state: dict[str, torch.Tensor] | None = None,
-                  module_name: str = "unet") -> Path:
-    """Save a full diffusers pipeline with the trained UNet (LoRA fused in), loadable by ``Inpainter.from_pretrained``.
-
-    ``module_name`` is the pipeline component the trained model replaces ("transformer" for FLUX).
+def export_merged(engine, model, folder: str | os.PathLike, dtype=torch.float32, *,
+                  frozen: dict[str, Any] | None = None, base_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save a full diffusers pipeline of ``engine``'s family with the trained ``model`` (LoRA fused in),
+    loadable by ``Inpainter.from_pretrained``; the family rebuilds it (:meth:`Engine.rebuild_pipeline`).
 
     Args:
-        dtype: the exported UNet's dtype (the base model's).
-        vae / text_encoder / text_encoder_2: the frozen components to save (default: the pipeline's; the second
-            text encoder is SDXL's). Pass the base model's
-            untouched modules when the pipeline's were cast to half precision for training, so the export
-            does not hold rounded copies.
-        unet_base_state: for LoRA, the UNet's base weights before any cast; the LoRA deltas are added to
-            them (see :func:`lora_merged_state`) instead of being fused into cast weights.
+        dtype: the exported model's dtype (the base model's).
+        frozen: frozen components to save instead of the pipeline's, by name: pass the base model's untouched
+            modules when the pipeline's were cast to half precision for training, so the export does not hold
+            rounded copies.
+        base_state: for LoRA, the model's base weights before any cast; the LoRA deltas are added to them
+            (see :func:`lora_merged_state`) instead of being fused into cast weights.
     """
-    merged = copy.deepcopy(unet).to("cpu")
+    merged = copy.deepcopy(model).to("cpu")
     if getattr(merged, "peft_config", None):
-        if unet_base_state is not None:
-            state = lora_merged_state(merged, unet_base_state)
+        if base_state is not None:
+            state = lora_merged_state(merged, base_state)
             merged.unload_lora()
             merged = merged.to(dtype)
             missing, unexpected = merged.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
             if missing or unexpected:
-                raise ConfigError(f"merging LoRA into the base UNet: missing {missing[:3]}, unexpected {unexpected[:3]}")
+                raise ConfigError(f"merging LoRA into the base model: missing {missing[:3]}, unexpected {unexpected[:3]}")
         else:
             merged = merged.float()
             merged.fuse_lora()
             merged.unload_lora()
-    merged = merged.to(dtype)
-    vae = vae if vae is not None else pipe.vae
-    text_encoder = text_encoder if text_encoder is not None else pipe.text_encoder
-    if module_name != "unet":
-        # FLUX Fill: the same pipeline class and components, with the trained transformer and the frozen parts.
-        parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, module_name: merged,
-                 "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}
-        out = type(pipe)(**parts)
-    elif getattr(pipe, "text_encoder_2", None) is not None:
-        # SDXL: the same pipeline class and configuration, with the trained UNet and the frozen parts.
-        parts = {**pipe.components, "vae": vae, "text_encoder": text_encoder, "unet": merged,
-                 "text_encoder_2": text_encoder_2 if text_encoder_2 is not None else pipe.text_encoder_2}
-        out = type(pipe)(**parts, requires_aesthetics_score=pipe.config.requires_aesthetics_score,
-                         force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
-    else:
-        out = SDInpaintEngine.pipeline_class()(
-            vae=vae, text_encoder=text_encoder, tokenizer=pipe.tokenizer, unet=merged, scheduler=pipe.scheduler,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
+    out = engine.rebuild_pipeline(merged.to(dtype), **(frozen or {}))
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)

@@ -4,16 +4,16 @@
 before it loads anything, and ``prefpaint train align`` is that call with flags; so Python and the command
 line resolve the same config from the same inputs, and validate it once. In order:
 
-1. the inputs: the data and eval-data paths, a TOML file, the output folder (writable; an earlier run
-   only with resume or overwrite; on resume, its checkpoint and guard files);
-2. the rewards' names and folders (no weights read) and the guards' needs (``on_hacking='stop'`` and a gold
-   reward);
-3. the model: its folder (local, cached or downloaded) and family, so the family's preset values and its
-   default algorithm apply;
-4. the config: defaults < preset < the preset's family values < TOML < overrides, the algorithm named
+1. the inputs: the data and eval-data paths, a TOML file, the output folder (writable);
+2. the model's family from its ``model_index.json`` alone, so the family's preset values and its default
+   algorithm apply before anything loads;
+3. the config: defaults < preset < the preset's family values < TOML < overrides, the algorithm named
    (resuming without one takes the run record's; another one than the record's is refused), validated
-   once with the family's sampler; the DDIM steps against the model's scheduler;
-5. the data, opened by the algorithm (headers only).
+   once with the family's sampler; the guards' needs (``on_hacking='stop'`` and a gold reward);
+4. the run folder (an earlier run only with resume or overwrite; on resume, its checkpoint and guard files);
+5. the data, opened by the algorithm (headers only); the rewards' names and folders (no weights read);
+6. the model's folder (local, cached or downloaded; where the family could not be told in 2, the
+   algorithm is named and the config validated now), the DDIM steps against its scheduler, its files.
 """
 
 from __future__ import annotations
@@ -53,13 +53,14 @@ class RunPlan:
     family_values: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_config(*, family: str | None, default_algo: str, config: AlignConfig | str | os.PathLike | None = None,
+def resolve_config(*, family: str | None, default_algo: str | None, config: AlignConfig | str | os.PathLike | None = None,
                    preset: str | None = None, algo: str | None = None, overrides: dict[str, Any] | None = None,
                    resume_from: str | os.PathLike | None = None) -> AlignConfig:
-    """The run's config, its algorithm named, not yet validated.
+    """The run's config with its algorithm named, not yet validated.
 
     Args:
-        family / default_algo: the model's family and its engine's default algorithm.
+        family / default_algo: the model's family and its engine's default algorithm (``None`` when the
+            family cannot be told yet: the config then names an algorithm only if it was asked for).
         config: an :class:`AlignConfig` to start from (then ``preset`` must be ``None``), or a TOML file.
         preset / algo / overrides: as :meth:`Aligner.from_pretrained`.
         resume_from: a run folder being resumed: without an ``algo`` the record's is taken; another is refused.
@@ -76,13 +77,33 @@ def resolve_config(*, family: str | None, default_algo: str, config: AlignConfig
         cfg = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     else:
         cfg = load_config(preset, config, overrides, family=family)
-    if resume_from is not None:
+    return name_algorithm(cfg, default_algo, resume_from)
+
+
+def name_algorithm(cfg: AlignConfig, default_algo: str | None, resume_from=None) -> AlignConfig:
+    """``cfg`` resolved (:meth:`AlignConfig.resolve`) for the family's ``default_algo``; a resumed run keeps the
+    algorithm of its record unless another was asked for, which is refused. Unchanged while neither the
+    config nor the family names an algorithm (``default_algo`` ``None``)."""
+    if resume_from is not None and (cfg.algo or default_algo):
         from .checkpoint import check_resume_algo, recorded_algo
 
         if not cfg.algo:  # a resumed run keeps its algorithm, even if the family's default changed since
             cfg = cfg.replace(algo=recorded_algo(resume_from, default_algo) or default_algo)
-        check_resume_algo(resume_from, cfg.algo, default_algo)
+        # a record of the family's default ("algo": "") cannot be told apart before the family is known
+        check_resume_algo(resume_from, cfg.algo, default_algo or cfg.algo)
+    if default_algo is None:
+        return cfg.resolve() if cfg.algo else cfg
     return cfg.resolve(default_algo)
+
+
+def _likely_algo(cfg: AlignConfig) -> str:
+    """An algorithm that has every setting in ``cfg.algo_settings`` ("ppo" first), to check a config by before
+    the model's family, and so its default algorithm, is known."""
+    from .algorithms import algorithm_names, setting_owners
+
+    owners = setting_owners()
+    fits = [a for a in algorithm_names() if all(a in owners.get(k, ()) for k in cfg.algo_settings)]
+    return "ppo" if "ppo" in fits or not fits else fits[0]
 
 
 def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None = None, algo: str | None = None,
@@ -96,51 +117,68 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
         data, or resume state. ModelNotFoundError: the model is neither local, cached nor downloadable.
         NotAlignableError: the family has no training path.
     """
+    plan_data, plan_eval = data, eval_data
     for path, what in ((data, "data"), (eval_data, "eval data")):
         if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
             raise InvalidInputError(f"{what} '{path}' does not exist; pass a folder with images/ or a manifest.jsonl")
     if isinstance(config, (str, os.PathLike)) and not Path(config).is_file():
         raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
+    from ..engines import engine_class, family_of_folder, family_of_model
     from ..files import check_output_dir
+    from .algorithms import get_algorithm
+    from .algorithms.base import Algorithm
     from .checkpoint import check_run_folder
     from .guards import check_guard_state, check_guards
     from .reward_specs import resolve_reward
 
     # a file where the run folder must go, or a folder that cannot be created or written
     check_output_dir(output_dir, overwrite=True)
+    # The family from the model's model_index.json alone (None when it cannot be told without loading it).
+    family = family_of_model(model, offline=offline, revision=revision)
+    engine_cls = engine_class(family) if family else None
+    if engine_cls is not None and not engine_cls.alignable:
+        raise engine_cls.not_alignable()
+    resume_from = output_dir if resume else None
+    cfg = resolve_config(family=family, default_algo=engine_cls.default_algo if engine_cls else None, config=config,
+                         preset=preset, algo=algo, overrides=overrides, resume_from=resume_from)
+    if cfg.algo:
+        cfg.validate(sampler=engine_cls.sampler_kind if engine_cls else None)  # once: the Aligner takes it as checked
+    else:  # no family yet (the model is not found here): check as the algorithm that has the settings given
+        cfg.resolve(_likely_algo(cfg)).validate()
+    check_guards(cfg, gold_reward)
     check_run_folder(output_dir, resume=resume, overwrite=overwrite)  # a used folder, a damaged checkpoint
     if resume:
         check_guard_state(output_dir)
+    opener = get_algorithm(cfg.algo) if cfg.algo else Algorithm
+    data = opener.open_data(data, cfg, cfg.seed, cfg.resolution or None)
+    if eval_data is not None:
+        eval_data = opener.open_data(eval_data, cfg, cfg.seed + 1, cfg.resolution or None)
     reward = resolve_reward(reward, offline=offline)
     if gold_reward is not None:
         gold_reward = resolve_reward(gold_reward, offline=offline, flag="--gold-reward")
 
-    from ..engines import engine_class, family_of_folder
     from ..hub import resolve_model
     from ..state import check_pipeline_folder
 
     resolved = resolve_model(model, offline=offline, revision=revision)
-    family = family_of_folder(resolved.path, resolved.model_id)
-    engine_cls = engine_class(family)
-    if not engine_cls.alignable:
-        raise engine_cls.not_alignable()
-    cfg = resolve_config(family=family, default_algo=engine_cls.default_algo, config=config, preset=preset, algo=algo,
-                         overrides=overrides, resume_from=output_dir if resume else None)
-    cfg.validate(sampler=engine_cls.sampler_kind)  # once per run: the Aligner takes it as checked
-    check_guards(cfg, gold_reward)
+    if engine_cls is None:  # told only now, from the downloaded folder: the family's values and checks apply now
+        family = family_of_folder(resolved.path, resolved.model_id)
+        engine_cls = engine_class(family)
+        if not engine_cls.alignable:
+            raise engine_cls.not_alignable()
+        cfg = name_algorithm(cfg, engine_cls.default_algo, resume_from)
+        cfg.validate(sampler=engine_cls.sampler_kind)
     scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
     if engine_cls.sampler_kind == "ddim" and scheduler_config.is_file():  # DDIM steps must fit the scheduler
         from ..engines.sd import check_ddim_steps
 
         check_ddim_steps(cfg.num_steps, json.loads(scheduler_config.read_text()))
     check_pipeline_folder(resolved.path)
-
-    from .algorithms import get_algorithm
-
     algo_cls = get_algorithm(cfg.algo)
-    data = algo_cls.open_data(data, cfg, cfg.seed, cfg.resolution or None)
-    if eval_data is not None:
-        eval_data = algo_cls.open_data(eval_data, cfg, cfg.seed + 1, cfg.resolution or None)
+    if algo_cls.open_data is not opener.open_data:  # opened before the algorithm was known: its own reader
+        data = algo_cls.open_data(plan_data, cfg, cfg.seed, cfg.resolution or None)
+        if eval_data is not None:
+            eval_data = algo_cls.open_data(plan_eval, cfg, cfg.seed + 1, cfg.resolution or None)
     # the values in effect of what the preset sets for this family (a TOML file or an override may have won)
     names = [*family_values(cfg.preset, cfg.preset_family),
              *algo_cls.family_presets.get(cfg.preset, {}).get(cfg.preset_family, {})]

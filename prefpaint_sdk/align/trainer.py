@@ -31,7 +31,7 @@ from .config import AlignConfig, lr_lambda
 from .evaluation import EvalResult, evaluate_heldout, heldout_prompts, log_eval_grid
 from .guards import EvalGuards, check_guards
 from .loop import GradSpikeGuard, LoopServices
-from .policy import OldPolicy, Policy, add_lora, export_lora, export_merged, trainable_parameters
+from .policy import OldPolicy, Policy, export_lora, prepare_weights, trainable_parameters
 from .rewards import as_reward_fn
 from .tracking import log_metrics
 
@@ -142,26 +142,9 @@ class Aligner(LoopServices):
         self.data = data
 
         # Weights: frozen VAE/text encoder (half under mixed precision), trainable LoRA or full UNet.
-        wdtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
-        # The merged export keeps the base model's dtype for what was not trained: remember the base weights
-        # of every component that the cast below would round (a CPU copy; nothing when no cast happens).
-        # The frozen parts: the VAE and the text encoder(s) (SDXL has two).
-        self._frozen = [n for n in ("vae", "text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
-        self._trained = tm = engine.trainable_module  # "unet" or "transformer"
-        self._base_dtypes = {n: getattr(pipeline, n).dtype for n in (*self._frozen, tm)}
-        cast = self._frozen + ([tm] if cfg.finetune == "lora" else [])
-        self._base_states = {n: {k: v.detach().to("cpu", copy=True) for k, v in getattr(pipeline, n).state_dict().items()}
-                             for n in cast if self._base_dtypes[n] != wdtype}
-        for name in self._frozen:  # eval: no dropout in frozen encoders (a T5 built from a config trains)
-            getattr(pipeline, name).requires_grad_(False).eval().to(acc.device, dtype=wdtype)
+        self._weights = prepare_weights(engine, cfg, acc.device)
+        self._trained = engine.trainable_module  # "unet" or "transformer"
         model = engine.model
-        if cfg.finetune == "lora":
-            model.to(acc.device, dtype=wdtype)
-            add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets)
-        else:
-            model.requires_grad_(True).to(acc.device, dtype=torch.float32)
-        if cfg.gradient_checkpointing:
-            model.enable_gradient_checkpointing()
         self.params = trainable_parameters(model)
         self.old = OldPolicy(self.params)
         self.ref_model = None
@@ -181,6 +164,7 @@ class Aligner(LoopServices):
         self.iteration = 0
         self.baseline: list[float] | None = None
         self._stop = False
+        self._run_flags: dict[str, bool] = {}  # resume / overwrite as from_pretrained checked them
         self._prompts = sampling.PromptCache(engine, cfg, acc.device, self.resolution)
 
     # The names of the UNet era, kept for evaluation.py and users' scripts (the model may be a transformer).
@@ -207,7 +191,7 @@ class Aligner(LoopServices):
                         algo: str | None = None, eval_data=None, gold_reward=None, resume: bool = False,
                         overwrite: bool = False, offline: bool | None = None, revision: str | None = None,
                         device: str = "auto", accelerator=None, progress: Callable | None = None,
-                        **overrides) -> "Aligner":
+                        settings: dict[str, Any] | None = None, **overrides) -> "Aligner":
         """Resolve the run for ``model`` and check everything that needs no model, once, then load the pipeline
         (fp32, on the CPU; the constructor moves it) through its family's engine and build the ``Aligner``.
 
@@ -221,7 +205,8 @@ class Aligner(LoopServices):
             model: hub id or diffusers folder. reward: as the constructor (names and folders are resolved
                 before the model loads). data / output_dir / eval_data / gold_reward / device / accelerator /
                 progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
-                loading; pass them to :meth:`train` too).
+                loading; :meth:`train` then does the same by default). settings: more settings by name, as ``overrides``
+                (a dict from flags; ``overrides`` win).
 
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable. NotAlignableError: the
@@ -235,7 +220,7 @@ class Aligner(LoopServices):
             raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
         plan = plan_run(model, reward=reward, data=data, output_dir=output_dir, config=config, preset=preset, algo=algo,
                         eval_data=eval_data, gold_reward=gold_reward, resume=resume, overwrite=overwrite,
-                        offline=offline, revision=revision, overrides=overrides)
+                        offline=offline, revision=revision, overrides={**(settings or {}), **overrides})
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
         reward = load_reward(plan.reward, device=device, offline=offline)
@@ -245,6 +230,7 @@ class Aligner(LoopServices):
                       device=device, model_id=plan.model_id, progress=progress, gold_reward=gold)
         #: what the preset set for this model's family, with the values in effect (to show the user)
         aligner.family_values = plan.family_values
+        aligner._run_flags = {"resume": resume, "overwrite": overwrite}
         return aligner
 
     # ------------------------------------------------------------------------------------------
@@ -259,22 +245,25 @@ class Aligner(LoopServices):
     def _items_for_iteration(self, it: int) -> list:
         return self.items_for_iteration(it)
 
-    def train(self, resume: bool = False, overwrite: bool = False) -> AlignResult:
+    def train(self, resume: bool | None = None, overwrite: bool | None = None) -> AlignResult:
         """Run ``config.iterations`` iterations (from the latest checkpoint when ``resume``).
 
         Ctrl-C finishes the current iteration, saves a checkpoint and returns (a second Ctrl-C aborts).
 
         Args:
-            resume: continue from the newest checkpoint in ``output_dir``.
+            resume: continue from the newest checkpoint in ``output_dir`` (default: what
+                :meth:`from_pretrained` was given, else no).
             overwrite: replace an earlier run in ``output_dir`` (its checkpoints, logs, evaluations and
                 exports are removed first). Without ``resume`` or ``overwrite`` a folder that already holds a
-                run is refused, so nothing is silently overwritten.
+                run is refused, so nothing is silently overwritten. Default as ``resume``.
 
         Raises:
             OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
             CorruptFileError, DataError: the checkpoint to resume from is damaged or does not fit.
         """
         cfg, acc = self.config, self.accelerator
+        resume = self._run_flags.get("resume", False) if resume is None else resume
+        overwrite = self._run_flags.get("overwrite", False) if overwrite is None else overwrite
         result = AlignResult()
         found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
         # Every process has looked before anything is removed or written: otherwise a slower rank would find
@@ -293,7 +282,8 @@ class Aligner(LoopServices):
             atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
                                                                       "batch": self.batch_summary()})
         if cfg.log_with != "none":
-            acc.init_trackers("align", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+            flat = {**cfg.to_dict(), **cfg.algo_settings}  # the algorithm's settings by name, as the user sets them
+            acc.init_trackers("align", config={k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))})
         guards = EvalGuards(cfg, self.output_dir, acc, self.params, self.gold_fn is not None, self.iteration)
         if cfg.eval_every and self.baseline is None:
             ev = self.evaluate(tag="start")
@@ -427,15 +417,5 @@ class Aligner(LoopServices):
         Components that were not trained keep the base model's dtype and values exactly, even when they
         ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
         """
-        import copy
-
-        frozen = {}
-        for name in self._frozen:
-            if name in self._base_states:
-                module = copy.deepcopy(getattr(self.pipe, name)).to("cpu", self._base_dtypes[name])
-                module.load_state_dict(self._base_states[name])
-                frozen[name] = module
-        return export_merged(self.pipe, self.raw_model, folder, dtype=self._base_dtypes[self._trained],
-                             unet_base_state=self._base_states.get(self._trained), module_name=self._trained,
-                             **frozen)
+        return self._weights.export_merged(self.engine, self.raw_model, folder)
 

@@ -225,6 +225,19 @@ class Engine:
     # encode_conditions -> rollout (chunks joined by cat_rollouts) -> policy_step on stored steps.
     default_algo: ClassVar[str] = "ppo"  # the RL algorithm an AlignConfig with algo="" uses
     sampler_kind: ClassVar[str] = "ddim"  # "ddim" (eta > 0 needed) or "flow" (sde_noise / sde_window)
+    # the components alignment never trains (those the pipeline has): frozen, and cast under mixed precision
+    frozen_modules: ClassVar[tuple[str, ...]] = ("vae", "text_encoder", "text_encoder_2")
+
+    def frozen_parts(self) -> list[str]:
+        """The names of this pipeline's frozen components (of :attr:`frozen_modules`, those it has)."""
+        return [n for n in self.frozen_modules if getattr(self.pipeline, n, None) is not None]
+
+    def rebuild_pipeline(self, trained, **components):
+        """A new pipeline of this family with ``trained`` as its :attr:`trainable_module` and the given
+        ``components`` in place of the pipeline's (the merged export passes the frozen parts in the base
+        model's dtype); the rest is the pipeline's own."""
+        pipe = self.pipeline
+        return type(pipe)(**{**pipe.components, **components, self.trainable_module: trained})
 
     def encode_conditions(self, images, masks, height: int, width: int, device=None, dtype=None):
         """The per-(image, mask) inputs of :meth:`rollout`, encoded once per group."""

@@ -45,6 +45,15 @@ class SDInpaintEngine(Engine):
             extra = {key: value for key, value in LATENT_DDIM_DEFAULTS.items() if key not in config}
             pipe.scheduler = DDIMScheduler.from_config(config, **extra)
 
+    def rebuild_pipeline(self, trained, **components):
+        # no safety checker or feature extractor, as the toolkit loads SD (load_kwargs)
+        pipe = self.pipeline
+        return self.pipeline_class()(
+            vae=components.get("vae", pipe.vae), text_encoder=components.get("text_encoder", pipe.text_encoder),
+            tokenizer=pipe.tokenizer, unet=trained, scheduler=pipe.scheduler, safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False,
+        )
+
     def check_model(self, model_id: str) -> None:
         channels = self.pipeline.unet.config.in_channels
         if channels != 9:

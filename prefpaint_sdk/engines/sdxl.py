@@ -29,6 +29,12 @@ class SDXLInpaintEngine(SDInpaintEngine):
     load_kwargs: ClassVar[dict] = {}
     alignable: ClassVar[bool] = True
 
+    def rebuild_pipeline(self, trained, **components):
+        pipe = self.pipeline
+        return type(pipe)(**{**pipe.components, **components, "unet": trained},
+                          requires_aesthetics_score=pipe.config.requires_aesthetics_score,
+                          force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+
     def sample(self, image, mask, **kwargs):
         # The pipeline moves its VAE to float32 before every encode when ``force_upcast`` is set (the real
         # model's VAE); diffusers then logs a casting warning per call, even when the VAE is float32 already.

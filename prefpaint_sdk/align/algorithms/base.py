@@ -58,8 +58,9 @@ alignable family. Sampler maths (the DDIM log-prob step, the flow SDE step) live
 
 **Tests** of an algorithm: one exact-value test of its loss, a short run on the tiny SD fixture (and FLUX
 Fill where it applies) that changes the trained weights and nothing frozen, an exact-resume test, and a
-learning test (slow tier). ``tests/test_align_algorithms.py`` runs every registered algorithm through the
-shared contract (config round trip, run record, resume refused under another algorithm).
+learning test (slow tier). ``tests/test_align_units.py`` runs every registered algorithm through the shared
+contract (help on every setting, preset values that exist, resolve round trip, batch summary);
+``tests/test_align_refactor_hash.py`` pins PPO's and GRPO's trained weights.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class TrainLoop(Protocol):
         accelerator: the ``accelerate.Accelerator`` (device, ``num_processes``, ``process_index``, ``gather``,
             ``reduce``, ``is_main_process``); ``accelerator.device`` is where the model lives.
         engine: the family's engine (model calls; see the module docstring).
-        policy: a :class:`~prefpaint_sdk.align.update.Policy`: ``model`` (accelerate-prepared; call it for
+        policy: a :class:`~prefpaint_sdk.align.policy.Policy`: ``model`` (accelerate-prepared; call it for
             training forwards so DDP syncs), ``raw`` (the unwrapped module: sampling, adapters), ``params``
             (name -> trainable parameter), ``optimizer``, ``lr_scheduler``, ``ref``.
         old: an :class:`~prefpaint_sdk.align.policy.OldPolicy`: a snapshot of the trainable tensors that
@@ -166,10 +167,11 @@ class TrainLoop(Protocol):
         step for DDIM); the same on every process."""
 
     def sample(self, items: list["AlignItem"], seeds: list[int], samples_per_item: int,
-               window: list[int] | None = None) -> tuple:
+               window: list[int] | None = None, reduction: str = "mean") -> tuple:
         """Roll out ``samples_per_item`` samples per item with the model's current weights (wrap the call in
         ``with loop.old.active():`` to sample from the snapshot), through ``engine.rollout`` in chunks of
-        ``rollout_batch_size``, no grad.
+        ``rollout_batch_size``, no grad. ``window``: the stored steps (:meth:`sde_window`; default all);
+        ``reduction``: how each step's log-probability reduces over latent elements ("mean" or "sum").
 
         Returns:
             ``(rollout, images, masks)``: the engine's rollout (``latents``, ``next_latents``, ``log_probs``

@@ -124,7 +124,7 @@ class PPO(Algorithm):
         window = loop.sde_window(it)
         with loop.old.active():
             ro, images, masks = loop.sample([i for i, _ in items], loop.sample_seeds(it), shared.samples_per_prompt,
-                                            window=window)
+                                            window=window, reduction=self.config.logprob_reduction)
         rb = loop.score(images, masks)
 
         # Advantages over the batch gathered from every process (the same on all of them), then our slice.
