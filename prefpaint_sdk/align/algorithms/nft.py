@@ -177,7 +177,7 @@ class NFTConfig(AlgoConfig):
 
     nft_beta: float = setting(1.0, "beta: how far the implicit policies v+/v- sit from the old one (NVlabs: 1.0; 0.1 for OCR)")
     adv_clip: float = setting(5.0, "c: advantages are clipped to +-c before r = A / 2c + 1/2 (NVlabs: 5)")
-    adv_std: str = setting("global", "divide advantages by the std of the whole gathered batch ('global', NVlabs) or of each group ('group')")
+    nft_std: str = setting("global", "divide advantages by the std of the whole gathered batch ('global', NVlabs) or of each group ('group')")
     timesteps_per_traj: int = setting(4, "forward-noised times trained per sample, each drawn from the sampler's schedule")
     adaptive_weight: bool = setting(True, "divide each branch's error by its mean absolute error (NVlabs' adaptive weight)")
     loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
@@ -196,7 +196,7 @@ class NFTConfig(AlgoConfig):
 
         need(self.nft_beta > 0, f"nft_beta must be > 0, got {self.nft_beta}")
         need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
-        need(self.adv_std in ("global", "group"), f"adv_std must be 'global' or 'group', got '{self.adv_std}'")
+        need(self.nft_std in ("global", "group"), f"nft_std must be 'global' or 'group', got '{self.nft_std}'")
         need(int(self.timesteps_per_traj) >= 1, f"timesteps_per_traj must be >= 1, got {self.timesteps_per_traj}")
         need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
         need(self.old_decay_rate >= 0 and 0 <= self.old_decay_max < 1,
@@ -251,7 +251,7 @@ class NFT(Algorithm):
         rb = loop.score(images, masks)
         rewards = loop.gather(rb.scores.to(dev).float().contiguous())
         all_groups = loop.gather(torch.tensor([items[int(g)][1] for g in ro.groups], device=dev))
-        r_all, valid_all = optimality_probability(rewards, all_groups, clip=cfg.adv_clip, std=cfg.adv_std)
+        r_all, valid_all = optimality_probability(rewards, all_groups, clip=cfg.adv_clip, std=cfg.nft_std)
         n = len(ro.groups)
         sl = slice(acc.process_index * n, (acc.process_index + 1) * n)
         r, valid = r_all[sl], valid_all[sl]
