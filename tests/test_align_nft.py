@@ -100,3 +100,49 @@ def test_latent_loss_mask_is_the_hole_plus_a_ring_at_latent_size():
     x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     assert masked_mean(x**2, torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])).tolist() == [8.5]
     assert masked_mean(x, torch.zeros(1, 1, 2, 2)).tolist() == [0.0]  # an empty mask gives 0, not NaN
+
+
+def test_forward_noising_matches_diffusers_and_a_perfect_prediction_implies_x0():
+    """engines.forward_training: x_t is diffusers' own forward process (DDIM ``add_noise``; flow ``scale_noise``),
+    and a prediction equal to the target implies exactly the clean sample (epsilon and flow)."""
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+    from prefpaint_sdk.engines.flow_rollout import FluxText
+    from prefpaint_sdk.engines.forward_training import CleanBatch, forward_predict
+
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    b, tidx = torch.tensor([1, 0]), torch.tensor([0, 2])
+    seen = {}
+
+    sched = DDIMScheduler(num_train_timesteps=1000)
+    sched.set_timesteps(4)
+    ts = sched.timesteps
+
+    def unet(x, t, encoder_hidden_states=None, return_dict=False):
+        seen["xt"], seen["t"] = x[:, :4], t
+        return (noise[b],)
+
+    inputs = dict(mask_latents=torch.zeros(2, 1, 4, 4), masked_latents=torch.zeros(2, 4, 4, 4), text=torch.zeros(2, 3, 8))
+    batch = CleanBatch("eps", x0, inputs, None, ts, sched.alphas_cumprod[ts].float())
+    d = forward_predict(unet, batch, b, tidx, noise[b])
+    assert torch.allclose(seen["xt"], sched.add_noise(x0[b], noise[b], ts[tidx]), atol=1e-6)
+    assert seen["t"].tolist() == ts[tidx].tolist()
+    assert torch.allclose(d.x0_hat, x0[b], atol=1e-5) and torch.equal(d.target, noise[b])
+
+    flow = FlowMatchEulerDiscreteScheduler()
+    flow.set_timesteps(4)
+    packed0, packed_noise = x0.reshape(2, 16, 4), noise.reshape(2, 16, 4)
+
+    def transformer(hidden_states, timestep, **kw):
+        seen["xt"], seen["t"] = hidden_states[..., :4], timestep
+        return (packed_noise[b] - packed0[b],)
+
+    text = FluxText(torch.zeros(2, 3, 8), torch.zeros(2, 8), torch.zeros(3, 3))
+    inputs = dict(cond_latents=torch.zeros(2, 16, 2), text=text, latent_ids=torch.zeros(16, 3), guidance=None)
+    batch = CleanBatch("flow", packed0, inputs, None, flow.timesteps, flow.sigmas[:-1].float())
+    d = forward_predict(transformer, batch, b, tidx, packed_noise[b])
+    expected = flow.scale_noise(packed0[b], flow.timesteps[tidx], packed_noise[b])
+    assert torch.allclose(seen["xt"], expected, atol=1e-6)
+    assert torch.allclose(seen["t"], flow.timesteps[tidx] / 1000)
+    assert torch.allclose(d.x0_hat, packed0[b], atol=1e-5)
