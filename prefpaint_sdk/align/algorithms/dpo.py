@@ -190,12 +190,13 @@ class DPO(Algorithm):
         g = loop.generator(_DRAW_STREAM, it)
         items = loop.items_for_iteration(it)
         prompts = [i for i, _ in items]
+        latents = None
         if cfg.online:
-            win, lose, groups, weights, extra = self._online_pairs(loop, prompts, it, g)
+            win, lose, groups, weights, extra, latents = self._online_pairs(loop, prompts, it, g)
         else:
             win, lose, groups = self._offline_pairs(loop, prompts, g)
             weights, extra = torch.ones(len(win)), {}
-        batch = self._clean(loop, prompts, win, lose, groups)
+        batch = self._clean(loop, prompts, win, lose, groups, latents)
         return {**extra, **self._update(loop, batch, weights, g)}
 
     def _offline_pairs(self, loop, prompts, g):
@@ -219,7 +220,8 @@ class DPO(Algorithm):
         rb = loop.score(images, masks)
         scores, trust = rb.scores.float().cpu(), loop.trust(rb).float().cpu()
         sample_groups = ro.groups.cpu()
-        win, lose, groups, weights = [], [], [], []
+        win, lose, groups, weights, lat_w, lat_l = [], [], [], [], [], []
+        final = getattr(ro, "final_latents", None)
         for gi in range(len(prompts)):
             idx = [i for i in (sample_groups == gi).nonzero().flatten().tolist() if torch.isfinite(scores[i])]
             cand = [(a, b) if scores[a] > scores[b] else (b, a) for x, a in enumerate(idx) for b in idx[x + 1:]
@@ -233,15 +235,19 @@ class DPO(Algorithm):
                 b, w = cand[j] if cand else (idx[0] if idx else 0, idx[0] if idx else 0)
                 win.append(images[b].float().cpu())
                 lose.append(images[w].float().cpu())
+                if final is not None:  # the samples' own latents (encode(decode(z)) is not z)
+                    lat_w.append(final[b])
+                    lat_l.append(final[w])
                 groups.append(gi)
                 weights.append(float((trust[b] + trust[w]) / 2) if cand else 0.0)  # no pair: the slot trains nothing
         dev = acc.device
         rewards = loop.gather(rb.scores.to(dev).float().contiguous())
         extra = {**loop.reward_metrics(rewards, loop.gather(loop.trust(rb).contiguous())),
                  "pairs_empty": float(sum(w == 0 for w in weights))}
-        return torch.stack(win), torch.stack(lose), groups, torch.tensor(weights), extra
+        latents = torch.cat([torch.stack(lat_w), torch.stack(lat_l)]) if lat_w else None
+        return torch.stack(win), torch.stack(lose), groups, torch.tensor(weights), extra, latents
 
-    def _clean(self, loop, prompts, win, lose, groups):
+    def _clean(self, loop, prompts, win, lose, groups, latents=None):
         shared, engine, dev = loop.config, loop.engine, loop.accelerator.device
         ring = None if self.config.loss_ring < 0 else self.config.loss_ring
         cond = engine.encode_conditions([p.image for p in prompts], [p.mask for p in prompts], loop.resolution,
@@ -250,7 +256,7 @@ class DPO(Algorithm):
         text, _ = engine.encode_prompts(shared.prompt, shared.negative_prompt, n, 1.0, dev,
                                         size=(loop.resolution, loop.resolution))
         return engine.clean_batch(cond, groups + groups, torch.cat([win, lose]), text, num_steps=shared.num_steps,
-                                  ring=ring, guidance_scale=shared.guidance_scale)
+                                  ring=ring, guidance_scale=shared.guidance_scale, latents=latents)
 
     def _pair_loss(self, loop, model, batch, b, tidx, noise, weights):
         """The DPO loss of pairs ``b`` (winners ``b``, losers ``b + P``) at times ``tidx`` with ``noise``."""

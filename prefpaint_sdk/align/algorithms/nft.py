@@ -23,6 +23,13 @@ What differs:
   the clean-sample estimates, and the engine maps its own prediction. For SD/SDXL this is the whole
   epsilon adaptation: the loss is NVlabs' x0-space loss, unchanged, with SD's forward process.
 * **Masked.** The means run over the hole plus a ring (:mod:`..masked_loss`), the full image optionally.
+* **Shared noise** (``shared_noise``, default on; NVlabs draws per sample): the samples of one prompt are
+  trained at the same time and noise. On the tiny fixtures, fitting any own sample moved the held-out reward
+  one way and un-fitting it the other, more than the reward's ranking did; with a common noisy input that
+  shared part cancels between a group's positive and negative weights. ``x0`` is the sampler's own final
+  latent, not a re-encoding of the decoded image.
+* **The old policy** is NVlabs' EMA (decay ``min(old_decay_rate x iteration, old_decay_max)``) kept in
+  ``loop.old``; samples come from it, and ``v_old`` is its prediction.
 * **The norms** of the implicit predictions are returned for logging (NVlabs/DiffusionNFT#46: ``v+`` and
   ``v-`` collapse onto each other when ``v_theta`` stays at ``v_old``; watch ``separation``).
 """
