@@ -42,7 +42,7 @@ def test_train_align_algo_runs_exports_and_resumes(tiny, tmp_path, algo):
     assert (out / "merged" / "model_index.json").is_file()
     record = json.loads((out / "align_config.json").read_text())
     assert record["algo"] == algo
-    assert record["algo_settings"]["pairs_per_prompt" if algo == "dpo" else "nft_beta"] == (4 if algo == "dpo" else 1.0)
+    assert record["algo_settings"]["timesteps_per_pair" if algo == "dpo" else "timesteps_per_traj"] == (2 if algo == "dpo" else 4)
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     key = "eval/dpo_accuracy" if algo == "dpo" else "nft_positive_norm"
     assert any(key in r for r in lines), lines

@@ -110,7 +110,6 @@ class DPOConfig(AlgoConfig):
     pair_mode: str = setting("all", "'all': every two inpaintings of a prompt ranked differently; 'best-worst': one "
                                     "pair per prompt")
     min_margin: float = setting(0.0, "keep only pairs whose scores (or rewards, online) differ by at least this much")
-    pairs_per_prompt: int = setting(2, "pairs trained per prompt per iteration (drawn from the prompt's pairs)")
     timesteps_per_pair: int = setting(1, "forward-noised times trained per pair (winner and loser share time and noise)")
     loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
     ref_refresh_every: int = setting(0, "re-sync the reference to the trained weights every N iterations "
@@ -124,14 +123,9 @@ class DPOConfig(AlgoConfig):
         need(self.dpo_beta > 0, f"dpo_beta must be > 0, got {self.dpo_beta}")
         need(self.pair_mode in ("all", "best-worst"), f"pair_mode must be 'all' or 'best-worst', got '{self.pair_mode}'")
         need(self.min_margin >= 0, f"min_margin must be >= 0, got {self.min_margin}")
-        for name in ("pairs_per_prompt", "timesteps_per_pair"):
-            need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(int(self.timesteps_per_pair) >= 1, f"timesteps_per_pair must be >= 1, got {self.timesteps_per_pair}")
         need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
         need(self.ref_refresh_every >= 0, f"ref_refresh_every must be >= 0, got {self.ref_refresh_every}")
-        pairs = shared.prompts_per_iter * self.pairs_per_prompt
-        per_step = shared.train_batch_size * shared.grad_accum_steps
-        need(pairs % per_step == 0, f"prompts_per_iter x pairs_per_prompt = {pairs} pairs per iteration is not a "
-                                    f"multiple of train_batch_size x grad_accum_steps = {per_step}; change one of them")
         if self.online:
             need(shared.samples_per_prompt >= 2, f"online DPO ranks the samples of a prompt: samples_per_prompt="
                                                  f"{shared.samples_per_prompt} must be >= 2")
@@ -144,8 +138,9 @@ def _config_of(shared) -> DPOConfig:
 class DPO(Algorithm):
     """Diffusion-DPO over the shared loop, offline from ratings or online from the policy's samples.
 
-    One iteration: draw ``prompts_per_iter`` prompts per process and ``pairs_per_prompt`` pairs of each
-    (offline: from the rated dataset; online: sample ``samples_per_prompt`` inpaintings per prompt with the
+    One iteration: draw ``prompts_per_iter`` prompts per process and ``samples_per_prompt`` pairs of each
+    (a pair counts as a sample in the batch arithmetic; offline: from the rated dataset, without replacement
+    when the prompt has enough pairs; online: sample ``samples_per_prompt`` inpaintings per prompt with the
     current policy, score them, and pair them by reward within the prompt as ``pair_mode``), then train
     ``timesteps_per_pair`` forward-noised times per pair with :func:`dpo_loss` against the reference.
     """
@@ -154,7 +149,7 @@ class DPO(Algorithm):
     summary = "Diffusion-DPO: preference pairs from ratings (offline) or ranked samples (online), no reward model in the loss"
     config_cls = DPOConfig
     data_kind = "pairs"
-    presets = {"cpu-smoke": dict(pairs_per_prompt=4, timesteps_per_pair=2)}
+    presets = {"cpu-smoke": dict(timesteps_per_pair=2)}
 
     @classmethod
     def open_data(cls, data, shared, seed: int, resolution: int | None):
@@ -170,7 +165,7 @@ class DPO(Algorithm):
         return PairDataset(data, resolution, mode=cfg.pair_mode, min_margin=cfg.min_margin)
 
     def batch_summary(self, shared, num_processes: int) -> dict[str, int]:
-        pairs = shared.prompts_per_iter * self.config.pairs_per_prompt
+        pairs = shared.prompts_per_iter * shared.samples_per_prompt
         sampled = shared.prompts_per_iter * shared.samples_per_prompt if self.config.online else 0
         return {
             "processes": num_processes,
@@ -200,7 +195,7 @@ class DPO(Algorithm):
         return {**extra, **self._update(loop, batch, weights, g)}
 
     def _offline_pairs(self, loop, prompts, g):
-        data, k = loop.data, self.config.pairs_per_prompt
+        data, k = loop.data, loop.config.samples_per_prompt
         win, lose, groups = [], [], []
         for gi, item in enumerate(prompts):
             pairs = data.pairs_of(data.index_of(item.name))
@@ -229,8 +224,9 @@ class DPO(Algorithm):
             if cfg.pair_mode == "best-worst" and cand:
                 best, worst = max(idx, key=lambda i: scores[i]), min(idx, key=lambda i: scores[i])
                 cand = [(best, worst)]
-            pick = (torch.randperm(len(cand), generator=g)[:cfg.pairs_per_prompt].tolist() if len(cand) >= cfg.pairs_per_prompt
-                    else torch.randint(0, max(len(cand), 1), (cfg.pairs_per_prompt,), generator=g).tolist())
+            k = shared.samples_per_prompt
+            pick = (torch.randperm(len(cand), generator=g)[:k].tolist() if len(cand) >= k
+                    else torch.randint(0, max(len(cand), 1), (k,), generator=g).tolist())
             for j in pick:
                 b, w = cand[j] if cand else (idx[0] if idx else 0, idx[0] if idx else 0)
                 win.append(images[b].float().cpu())
