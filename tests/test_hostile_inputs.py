@@ -1121,7 +1121,7 @@ CASES = [
     C("train-align/set-clip-range-nan", lambda e: talign(e, "--set", "clip_range=nan"), "clip_range", setup=adata),
     C("train-align/set-kl-inf", lambda e: talign(e, "--set", "learning_rate=inf"), "learning_rate", setup=adata),
     C("train-align/set-prompts-0", lambda e: talign(e, "--set", "prompts_per_iter=0"), "prompts_per_iter", setup=adata),
-    C("train-align/algo-unknown", lambda e: talign(e, "--algo", "dpo"), "algo", setup=adata),
+    C("train-align/algo-unknown", lambda e: talign(e, "--algo", "sac"), "algo", setup=adata),
     C("train-align/algo-markup", lambda e: talign(e, "--algo", "[red]x[/red]"), "[red]x[/red]", setup=adata),
     # align-units (issue 20): a resume under another algorithm than the run record's; an unmappable adv_mode
     C("train-align/resume-other-algo", lambda e: talign(e, "--resume", "--algo", "ppo"), "algo='grpo'", "--algo grpo",
@@ -1209,6 +1209,13 @@ CASES = [
       for how_id, how in (("truncated", truncate), ("wrong-type", wrong_type("[1]")))],
     C("train-align/resume-trainable-truncated", lambda e: talign(e, *_ALIGN_TRAIN[4:], "--resume", model=e.model),
       "trainable.safetensors", setup=copy_run("align_run", align_ckpt("trainable.safetensors", truncate))),
+    # align-nft-dpo seam: DPO's rated data, refused before the weights load (missing files: test_align_cli_nft_dpo.py)
+    *[C(f"train-align/dpo-ratings-{kind}", lambda e, kind=kind: talign(e, "--algo", "dpo", data=e.w / "rated",
+                                                                     model=e.model), *expect,
+        setup=lambda e, kind=kind: __import__("_helpers_pairs").write_hostile_rated(e.w / "rated", kind))
+      for kind, expect in (("nan", ("p1_2", "score nan")), ("single", ("no preference pair",)),
+                           ("tied", ("no preference pair", "ranks are equal")),
+                           ("escape", ("../outside", "outside the manifest's folder")))],
 
     # ---------------- serve (every row is refused before the model loads, so no server starts) ----------------
     C("serve/port-0", lambda e: serve(e, "--port", "0"), "--port", "65535"),

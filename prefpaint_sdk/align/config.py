@@ -220,7 +220,7 @@ class AlignConfig(Settings):
         need(not bad, f"mask_kinds {bad} are unknown; use {', '.join(MASK_KINDS)}")
         self._validate_guards()
         if self.algo:
-            algo_cfg = self.algo_config
+            algo_cfg = self.resolve().algo_config  # with the preset's values for it, as the run will have them
             algo_cfg.check_finite()
             algo_cfg.validate(self, sampler)
         elif self.algo_settings:  # checked by name now; by value once resolve() names the algorithm

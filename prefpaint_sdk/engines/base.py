@@ -365,6 +365,28 @@ class Engine:
         indices ``tidx`` (B,). Returns an object with ``log_prob`` (B,), ``mean`` and ``std``."""
         raise self.not_alignable()
 
+    # Training on the forward process (DiffusionNFT, Diffusion-DPO; see .forward_training): a DDIM family
+    # predicts noise (or v), a flow family velocity. A family of another parameterisation overrides these.
+    def clean_batch(self, conditions, groups, images, text, *, num_steps: int, ring: int | None = 16,
+                    guidance_scale: float = 1.0, latents=None):
+        """Clean images (B, 3, H, W) in [0, 1] encoded for forward-process training (a
+        :class:`~.forward_training.CleanBatch`); ``conditions`` from :meth:`encode_conditions`, ``text`` the
+        first value of :meth:`encode_prompts` for B samples; ``latents`` a rollout's ``final_latents``."""
+        if not self.alignable:
+            raise self.not_alignable()
+        from .forward_training import clean_batch
+
+        kind = "flow" if self.sampler_kind == "flow" else "eps"
+        return clean_batch(self.pipeline, kind, conditions, groups, images, text, num_steps=num_steps, ring=ring,
+                           guidance_scale=guidance_scale, latents=latents)
+
+    def forward_predict(self, model, batch, b, tidx, noise):
+        """Noise samples ``b`` of a clean batch at schedule indices ``tidx`` with ``noise`` and predict with
+        ``model`` (with grad): a :class:`~.forward_training.Denoised` (prediction, target, implied x0)."""
+        from .forward_training import forward_predict
+
+        return forward_predict(model, batch, b, tidx, noise)
+
     @classmethod
     def not_alignable(cls) -> NotAlignableError:
         return NotAlignableError(

@@ -91,6 +91,7 @@ class Rollout:
             without guidance.
         images: (B, 3, H, W) decoded images in [0, 1] (the pipeline's ``output_type="pt"``).
         groups: (B,) the group index of each sample.
+        final_latents: (B, 4, h, w) the sampled clean latents (what ``images`` decode; NFT trains on them).
     """
 
     timesteps: torch.Tensor
@@ -104,6 +105,7 @@ class Rollout:
     negative_embeds: torch.Tensor | TextConditioning | None
     images: torch.Tensor
     groups: torch.Tensor
+    final_latents: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -274,7 +276,7 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
         timesteps=timesteps.detach().clone(), latents=torch.stack(xs, 1), next_latents=torch.stack(xs_next, 1),
         means=torch.stack(means, 1), log_probs=torch.stack(logps, 1), mask_latents=mask_latents,
         masked_image_latents=masked_latents, prompt_embeds=prompt_embeds, negative_embeds=negative_embeds,
-        images=images, groups=groups,
+        images=images, groups=groups, final_latents=latents,
     )
 
 
@@ -313,5 +315,5 @@ def cat_rollouts(chunks: list[Rollout]) -> Rollout:
         log_probs=cat("log_probs"), mask_latents=cat("mask_latents"), masked_image_latents=cat("masked_image_latents"),
         prompt_embeds=cat_text([c.prompt_embeds for c in chunks]),
         negative_embeds=None if chunks[0].negative_embeds is None else cat_text([c.negative_embeds for c in chunks]),
-        images=cat("images"), groups=offset_groups,
+        images=cat("images"), groups=offset_groups, final_latents=cat("final_latents"),
     )

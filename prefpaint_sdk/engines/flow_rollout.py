@@ -99,6 +99,7 @@ class FlowRollout:
     images: torch.Tensor | None
     groups: torch.Tensor
     negative_embeds: None = None
+    final_latents: torch.Tensor | None = None  # (B, L, C) the sampled clean latents, packed (NFT trains on them)
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -256,7 +257,7 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
         means=torch.stack(means, 1) if xs else empty,
         log_probs=torch.stack(logps, 1) if xs else torch.zeros((b, 0), device=device),
         cond_latents=cond_latents, prompt_embeds=prompt_embeds, latent_ids=latent_ids, guidance=float(guidance_scale),
-        images=images, groups=groups,
+        images=images, groups=groups, final_latents=latents,
     )
 
 
@@ -301,5 +302,6 @@ def cat_rollouts(chunks: list[FlowRollout]) -> FlowRollout:
     return FlowRollout(sigmas=c0.sigmas, timesteps=c0.timesteps, steps=c0.steps, latents=cat("latents"),
                        next_latents=cat("next_latents"), means=cat("means"), log_probs=cat("log_probs"),
                        cond_latents=cat("cond_latents"), prompt_embeds=text, latent_ids=c0.latent_ids,
-                       guidance=c0.guidance, images=None if c0.images is None else cat("images"), groups=cat("groups"))
+                       guidance=c0.guidance, images=None if c0.images is None else cat("images"), groups=cat("groups"),
+                       final_latents=cat("final_latents"))
 

@@ -15,6 +15,11 @@ Layouts :func:`read_reward_data` accepts:
 
       {"better": "a.png", "worse": "b.png", "mask": "m.png"}
 
+  Every path must stay inside the manifest's folder (no ``../``, no absolute path): a :class:`DataError`.
+
+Both trainers read through here: ``train reward`` (scores, :meth:`RewardData.group_pairs`) and Diffusion-DPO
+(:func:`read_preference_pairs`: ranked pairs within a prompt, or the explicit pairs).
+
 Every referenced file is decoded once, whole (a truncated file passes a header check), before any model
 loads. A missing, corrupt or oversized file (past the pixel limit, decompression bombs included), or a
 mask whose aspect ratio differs from its image's, skips its sample with a warning naming it; more than
@@ -37,7 +42,8 @@ import numpy as np
 from ..errors import DataError, ImageTooLargeError, InvalidInputError
 from ..imaging import check_image_file, get_max_pixels
 
-__all__ = ["OFFICIAL_DIRS", "RewardData", "RewardSample", "read_reward_data", "split_by_group"]
+__all__ = ["OFFICIAL_DIRS", "PAIR_MODES", "RewardData", "RewardSample", "read_preference_pairs", "read_reward_data",
+           "split_by_group"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ OFFICIAL_DIRS = ("inpaint", "masks_color", "masks")
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 _MAX_NAMED = 20  # bad files named one by one in the log; the rest are counted
+PAIR_MODES = ("all", "best-worst")
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class RewardSample:
     mask: Path | None = None
     mask_type: str = ""
     split: str | None = None
+    rank: float | None = None  # the place within its prompt, 1 = best (official labels' second value)
 
 
 @dataclass
@@ -81,17 +89,48 @@ class RewardData:
         """Preference pairs: the explicit ones, else every within-group pair with different scores."""
         if self.pairs or not self.has_scores:
             return list(self.pairs)
+        return self.preference_pairs(by="score")
+
+    def preference_pairs(self, mode: str = "all", min_margin: float = 0.0, by: str = "rank") -> list[tuple[int, int]]:
+        """(better, worse) index pairs: the explicit ones, else pairs within each prompt group.
+
+        Args:
+            mode: "all": every two inpaintings of a prompt whose order differs; "best-worst": one pair per
+                prompt, its best against its worst (the first of each in file order when several tie).
+            min_margin: keep only pairs whose scores differ by at least this much (needs scores).
+            by: "rank" orders a group by its ranks (1 = best) when all of them have one, else by score;
+                "score" always by score.
+
+        Raises:
+            DataError: an unknown mode, a negative or non-finite margin, or a margin without scores.
+        """
+        if mode not in PAIR_MODES:
+            raise DataError(f"pair mode must be one of {', '.join(PAIR_MODES)}, got {mode!r}")
+        if not (math.isfinite(min_margin) and min_margin >= 0):
+            raise DataError(f"min_margin must be a finite number >= 0, got {min_margin}")
+        if min_margin > 0 and not self.has_scores:
+            raise DataError(f"min_margin={min_margin:g} needs a score for every inpainting; '{self.source}' has none")
+        s = self.samples
+        if self.pairs:
+            return [(b, w) for b, w in self.pairs if not min_margin or s[b].score - s[w].score >= min_margin]
         by_group: dict[str, list[int]] = {}
-        for i, s in enumerate(self.samples):
-            by_group.setdefault(s.group, []).append(i)
+        for i, x in enumerate(s):
+            by_group.setdefault(x.group, []).append(i)
         out = []
         for idx in by_group.values():
-            for a in range(len(idx)):
-                for b in range(a + 1, len(idx)):
-                    i, j = idx[a], idx[b]
-                    si, sj = self.samples[i].score, self.samples[j].score
-                    if si != sj:
-                        out.append((i, j) if si > sj else (j, i))
+            use_rank = by == "rank" and all(s[i].rank is not None for i in idx)
+            if not use_rank and any(s[i].score is None for i in idx):
+                continue
+            # a larger key is better: the negated rank, or the score
+            key = {i: (-s[i].rank if use_rank else s[i].score) for i in idx}
+            if mode == "best-worst":
+                best = max(idx, key=lambda i: key[i])
+                worst = min(idx, key=lambda i: key[i])
+                cand = [(best, worst)] if key[best] != key[worst] else []
+            else:
+                cand = [(i, j) if key[i] > key[j] else (j, i)
+                        for a, i in enumerate(idx) for j in idx[a + 1:] if key[i] != key[j]]
+            out += [(b, w) for b, w in cand if not min_margin or s[b].score - s[w].score >= min_margin]
         return out
 
     def subset(self, groups: set[str]) -> RewardData:
@@ -125,6 +164,33 @@ def read_reward_data(path: str | os.PathLike, *, max_bad_fraction: float = 0.01,
     return _validate(data, max_bad_fraction, verify)
 
 
+def read_preference_pairs(path: str | os.PathLike, *, mode: str = "all", min_margin: float = 0.0,
+                          max_bad_fraction: float = 0.01, verify: bool = True) -> tuple[RewardData, list[tuple[int, int]]]:
+    """Read a rated dataset or a pairs manifest (as :func:`read_reward_data`) and its (better, worse) pairs.
+
+    Pairs come from within a prompt: two inpaintings whose ranks differ (scores where there are no ranks),
+    filtered by ``mode`` and ``min_margin`` (:meth:`RewardData.preference_pairs`); a pairs manifest's rows
+    are the pairs. Every pair has a mask: a rated sample without one is a :class:`DataError`.
+
+    Raises:
+        DataError: unreadable data (as :func:`read_reward_data`), or no pair at all (every prompt has one
+            inpainting, or all its ranks are equal, or no pair reaches ``min_margin``).
+    """
+    if mode not in PAIR_MODES:  # before the files are read
+        raise DataError(f"pair mode must be one of {', '.join(PAIR_MODES)}, got {mode!r}")
+    data = read_reward_data(path, max_bad_fraction=max_bad_fraction, verify=verify)
+    pairs = data.preference_pairs(mode=mode, min_margin=min_margin)
+    if not pairs:
+        margin = f" with a score margin of at least {min_margin:g}" if min_margin else ""
+        raise DataError(f"'{data.source}' gives no preference pair{margin}: every prompt has one inpainting or all its "
+                        "ranks are equal; DPO needs two inpaintings of a prompt ranked differently")
+    unmasked = next((data.samples[i] for p in pairs for i in p if data.samples[i].mask is None), None)
+    if unmasked is not None:
+        raise DataError(f"'{unmasked.image}' has no mask in '{data.source}'; DPO trains on the hole, so every pair "
+                        "needs its mask (add a 'mask' column)")
+    return data, pairs
+
+
 def _read_official(root: Path) -> RewardData:
     labels = sorted(root.glob("*.json"))
     if len(labels) != 1:
@@ -148,12 +214,26 @@ def _read_official(root: Path) -> RewardData:
             raise DataError(f"label '{key}' in '{labels[0]}' has score {value!r}; expected [score, rank]") from exc
         if not math.isfinite(score):
             raise DataError(f"label '{key}' in '{labels[0]}' has score {score}; every score must be a finite number")
+        rank = _rank(value, key, labels[0])
         samples.append(RewardSample(
             image=_find_image(root / "inpaint", key), group=imgid, score=score,
             masked=_find_image(root / "masks_color", f"{imgid}_mask_color"),
-            mask=_find_image(root / "masks", f"{imgid}_mask"),
+            mask=_find_image(root / "masks", f"{imgid}_mask"), rank=rank,
         ))
     return RewardData(samples, source=str(root))
+
+
+def _rank(value, key: str, labels: Path) -> float | None:
+    """The rank of an official label ``[score, rank]`` (``None`` for a bare score)."""
+    if not isinstance(value, (list, tuple)) or len(value) < 2 or value[1] is None:
+        return None
+    try:
+        rank = float(value[1])
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"label '{key}' in '{labels}' has rank {value[1]!r}; expected [score, rank]") from exc
+    if not math.isfinite(rank):
+        raise DataError(f"label '{key}' in '{labels}' has rank {value[1]}; every rank must be a finite number")
+    return rank
 
 
 def _find_image(folder: Path, stem: str) -> Path:
@@ -170,8 +250,17 @@ def _read_manifest(path: Path) -> RewardData:
     pairs: list[tuple[int, int]] = []
     index: dict[tuple, int] = {}
 
-    def rel(v):
-        return None if v in (None, "") else (base / str(v))
+    root = base.resolve()
+
+    def rel(v, n=0):
+        if v in (None, ""):
+            return None
+        p = base / str(v)
+        # a manifest names files beside it or below it: '../' or an absolute path could read anything
+        if not p.resolve().is_relative_to(root):
+            raise DataError(f"{path.name} row {n} names '{v}', outside the manifest's folder '{base}'; paths must be "
+                            "relative and stay inside it (no '../', no absolute paths)")
+        return p
 
     def add(sample: RewardSample) -> int:
         key = (sample.image, sample.masked, sample.mask)
@@ -181,7 +270,7 @@ def _read_manifest(path: Path) -> RewardData:
         return index[key]
 
     for n, row in enumerate(rows, 1):
-        masked, mask = rel(row.get("masked_image")), rel(row.get("mask"))
+        masked, mask = rel(row.get("masked_image"), n), rel(row.get("mask"), n)
         if masked is None and mask is None:
             raise DataError(f"{path.name} row {n} has neither 'mask' nor 'masked_image'; every row needs one")
         group = str(row.get("group") or row.get("prompt") or (masked or mask))
@@ -190,8 +279,8 @@ def _read_manifest(path: Path) -> RewardData:
         if "better" in row or "worse" in row:
             if not row.get("better") or not row.get("worse"):
                 raise DataError(f"{path.name} row {n} is a pair but lacks 'better' or 'worse'")
-            pairs.append((add(RewardSample(image=base / str(row["better"]), **common)),
-                          add(RewardSample(image=base / str(row["worse"]), **common))))
+            pairs.append((add(RewardSample(image=rel(row["better"], n), **common)),
+                          add(RewardSample(image=rel(row["worse"], n), **common))))
         else:
             if not row.get("image") or row.get("score") in (None, ""):
                 raise DataError(f"{path.name} row {n} needs 'image' and 'score' (or 'better' and 'worse')")
@@ -201,7 +290,7 @@ def _read_manifest(path: Path) -> RewardData:
                 raise DataError(f"{path.name} row {n} has score {row['score']!r}, not a number") from exc
             if not math.isfinite(score):
                 raise DataError(f"manifest '{path}' row {n} has score {row['score']!r}; every score must be a finite number")
-            add(RewardSample(image=base / str(row["image"]), score=score, **common))
+            add(RewardSample(image=rel(row["image"], n), score=score, **common))
     if pairs and any(s.score is not None for s in samples):
         raise DataError(f"{path.name} mixes scored rows and preference pairs; use one kind per manifest")
     return RewardData(samples, pairs, source=str(path))
