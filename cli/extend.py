@@ -91,6 +91,10 @@ def extend(
                               seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
                               steps=steps, seed=seed)
         if model_error is not None:
+            if not dry_run:  # from_pretrained's order: the device (and the rest) before the model's own error
+                from prefpaint_sdk import Inpainter
+
+                Inpainter.check_files(model or DEFAULT_MODEL, offline=offline, device=device, steps=steps)
             raise model_error
         if dry_run:
             _print_plan(plan)

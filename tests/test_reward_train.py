@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,14 +86,17 @@ def test_existing_run_needs_resume_and_the_same_settings(small, tmp_path):
 def test_bradley_terry_on_preference_pairs(small, tmp_path):
     rows = []
     data = read_reward_data(small)
+    # A pairs manifest names files beside or below it (no '../', no absolute paths): it sits above the data.
+    pairs = Path(small).parent / "pairs.jsonl"
+    rel = lambda p: Path(p).relative_to(pairs.parent).as_posix()  # noqa: E731
     for b, w in data.group_pairs():
         sb, sw = data.samples[b], data.samples[w]
-        rows.append({"better": str(sb.image), "worse": str(sw.image), "masked_image": str(sb.masked), "group": sb.group})
-    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+        rows.append({"better": rel(sb.image), "worse": rel(sw.image), "masked_image": rel(sb.masked), "group": sb.group})
+    pairs.write_text("\n".join(json.dumps(r) for r in rows))
     cfg = load_reward_config("cpu-smoke", overrides={"epochs": 1, "log_with": "none"})
     with pytest.raises(ConfigError, match="bradley-terry"):
-        train_reward(tmp_path / "pairs.jsonl", tmp_path / "reg", cfg)
-    result = train_reward(tmp_path / "pairs.jsonl", tmp_path / "bt", cfg.replace(loss="bradley-terry"))
+        train_reward(pairs, tmp_path / "reg", cfg)
+    result = train_reward(pairs, tmp_path / "bt", cfg.replace(loss="bradley-terry"))
     assert result.model_dir.is_dir() and "pairwise_accuracy" in result.test and "mse" not in result.test
 
 

@@ -55,7 +55,9 @@ INPAINT_FIELDS = {"image": _FILE, "mask": _FILE, "prompt": _STR, "negative_promp
                   "eta": _NUM, "crop_margin": _INT, "mask_dilate": _INT, "mask_blur": _INT, "invert_mask": _BOOL,
                   "mask_from_alpha": _BOOL, "resize_mask": _BOOL, "model": _STR}
 SCORE_FIELDS = {"image": _FILE, "mask": _FILE, "masked_image": _FILE, "invert_mask": _BOOL,
-                "mask_from_alpha": _BOOL, "normalize": _BOOL}
+                "mask_from_alpha": _BOOL, "normalize": _BOOL,
+                # part of the score protocol (prefpaint_sdk.reward.remote) for judges that read it; ours does not
+                "prompt": _STR}
 _EDIT_COMMON = {"prompt": _STR, "model": _STR, "n": _INT, "size": _STR,
                 "quality": {"type": "string", "enum": ["low", "medium", "high", "auto"]},
                 "output_format": {"type": "string", "enum": ["png", "webp", "jpeg"]},

@@ -11,7 +11,7 @@ from . import authenticated, state
 
 router = APIRouter(dependencies=[Depends(authenticated)])
 
-FIELDS = {"image", "mask", "masked_image", "invert_mask", "mask_from_alpha", "normalize"}
+FIELDS = set(SCORE_FIELDS)  # the schema's fields are the ones accepted
 
 
 @router.post("/v1/score", responses=responses({200: ("score, bound and trust", {"application/json": {"type": "object"}}),
