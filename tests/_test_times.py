@@ -1,0 +1,81 @@
+"""Per-test times of every run, written to ``test-times.json`` (git-ignored) at the repository root.
+
+Imported by ``conftest.py`` for its hooks. Under pytest-xdist the workers' reports reach the controller, which
+alone writes the file, so one run gives one file whatever the number of workers. Each test's time is its
+set-up, call and tear-down together, as ``--durations`` counts them. ``PREFPAINT_TEST_TIMES`` names another
+file (empty: write none).
+
+The quick tier (``scripts/test.sh --quick``, everything not marked ``slow``) must stay a developer's loop: the
+summary names every quick-tier test over ``QUICK_LIMIT_S`` so that it can be made cheaper or marked ``slow``.
+It only warns: on a shared machine a test's time also measures its neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_LIMIT_S = 20.0
+
+_times: dict[str, dict] = {}
+_start = time.time()
+
+
+def _worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_runtest_logreport(report):
+    entry = _times.setdefault(report.nodeid, {"seconds": 0.0, "outcome": "passed",
+                                              "slow": "slow" in report.keywords})
+    entry["seconds"] += report.duration
+    # A failure in any phase wins; otherwise a skip (set-up or call) is what the test did.
+    if report.outcome == "failed" or (report.outcome == "skipped" and entry["outcome"] == "passed"):
+        entry["outcome"] = report.outcome
+
+
+def _target() -> Path | None:
+    value = os.environ.get("PREFPAINT_TEST_TIMES")
+    if value is None:
+        return ROOT / "test-times.json"
+    return Path(value) if value.strip() else None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _worker(session.config) or not _times:
+        return
+    target = _target()
+    if target is None:
+        return
+    workers = getattr(session.config.option, "numprocesses", None) or 0
+    ordered = dict(sorted(_times.items(), key=lambda kv: -kv[1]["seconds"]))
+    total = sum(t["seconds"] for t in ordered.values())
+    doc = {
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": round(time.time() - _start, 1),
+        "workers": workers,
+        "sum_of_test_seconds": round(total, 1),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "tests": {k: {**v, "seconds": round(v["seconds"], 3)} for k, v in ordered.items()},
+    }
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, target)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _worker(config) or not _times:
+        return
+    total = sum(t["seconds"] for t in _times.values())
+    workers = getattr(config.option, "numprocesses", None) or 1
+    target = _target()
+    where = f", per-test times in {target}" if target is not None else ""
+    terminalreporter.write_line(f"test times: {len(_times)} tests, {total:.0f} s summed over tests "
+                                f"(about {total / workers:.0f} s on {workers} worker(s)){where}")
+    over = [(k, v["seconds"]) for k, v in _times.items() if not v["slow"] and v["seconds"] > QUICK_LIMIT_S]
+    for nodeid, seconds in sorted(over, key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"warning: quick-tier test took {seconds:.1f} s (> {QUICK_LIMIT_S:.0f} s): "
+                                    f"{nodeid} -- make it cheaper or mark it slow", yellow=True)
