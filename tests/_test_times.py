@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_LIMIT_S = 20.0
 
 _times: dict[str, dict] = {}
+_CPU_START = pytest.StashKey[float]()
 _start = time.time()
 
 
@@ -28,10 +32,32 @@ def _worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children: unlike wall time, barely moved by a busy machine."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Runs where the test runs (an xdist worker too); the attribute travels with the report to the controller.
+    outcome = yield
+    now, start = _cpu(), item.stash.get(_CPU_START, None)
+    outcome.get_result().cpu_seconds = round(now - start, 4) if start is not None else 0.0
+    item.stash[_CPU_START] = now
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.stash[_CPU_START] = _cpu()
+    yield
+
+
 def pytest_runtest_logreport(report):
-    entry = _times.setdefault(report.nodeid, {"seconds": 0.0, "outcome": "passed",
+    entry = _times.setdefault(report.nodeid, {"seconds": 0.0, "cpu_seconds": 0.0, "outcome": "passed",
                                               "slow": "slow" in report.keywords})
     entry["seconds"] += report.duration
+    entry["cpu_seconds"] += getattr(report, "cpu_seconds", 0.0)
     # A failure in any phase wins; otherwise a skip (set-up or call) is what the test did.
     if report.outcome == "failed" or (report.outcome == "skipped" and entry["outcome"] == "passed"):
         entry["outcome"] = report.outcome
@@ -58,8 +84,10 @@ def pytest_sessionfinish(session, exitstatus):
         "wall_seconds": round(time.time() - _start, 1),
         "workers": workers,
         "sum_of_test_seconds": round(total, 1),
+        "sum_of_test_cpu_seconds": round(sum(t["cpu_seconds"] for t in ordered.values()), 1),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "tests": {k: {**v, "seconds": round(v["seconds"], 3)} for k, v in ordered.items()},
+        "tests": {k: {**v, "seconds": round(v["seconds"], 3), "cpu_seconds": round(v["cpu_seconds"], 3)}
+                  for k, v in ordered.items()},
     }
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -73,8 +101,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     workers = getattr(config.option, "numprocesses", None) or 1
     target = _target()
     where = f", per-test times in {target}" if target is not None else ""
+    cpu = sum(t["cpu_seconds"] for t in _times.values())
     terminalreporter.write_line(f"test times: {len(_times)} tests, {total:.0f} s summed over tests "
-                                f"(about {total / workers:.0f} s on {workers} worker(s)){where}")
+                                f"(about {total / workers:.0f} s on {workers} worker(s)), {cpu:.0f} CPU-seconds{where}")
     over = [(k, v["seconds"]) for k, v in _times.items() if not v["slow"] and v["seconds"] > QUICK_LIMIT_S]
     for nodeid, seconds in sorted(over, key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"warning: quick-tier test took {seconds:.1f} s (> {QUICK_LIMIT_S:.0f} s): "

@@ -17,6 +17,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from _test_times import (  # noqa: E402, F401  (hooks: every run writes its per-test times)
     pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
     pytest_sessionfinish,
     pytest_terminal_summary,
 )
