@@ -5,9 +5,12 @@ alone writes the file, so one run gives one file whatever the number of workers.
 set-up, call and tear-down together, as ``--durations`` counts them. ``PREFPAINT_TEST_TIMES`` names another
 file (empty: write none).
 
-The quick tier (``scripts/test.sh --quick``, everything not marked ``slow``) must stay a developer's loop: the
-summary names every quick-tier test over ``QUICK_LIMIT_S`` so that it can be made cheaper or marked ``slow``.
-It only warns: on a shared machine a test's time also measures its neighbours.
+The quick tier (``scripts/test.sh --quick``, everything not marked ``slow``) must stay a developer's loop, so
+a test outside the slow tier that uses more than ``PREFPAINT_QUICK_LIMIT_S`` (default 20) CPU-seconds on its
+own fails the run: make it cheaper or mark it ``slow``. CPU time, not wall time: on a shared machine a test's
+wall time also measures its neighbours, its CPU time barely (a test's own subprocesses count once they end).
+Quick-tier tests over the limit in wall time only are named with a warning. ``PREFPAINT_QUICK_LIMIT_S=0``
+turns the check off.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK_LIMIT_S = 20.0
+QUICK_LIMIT_S = float(os.environ.get("PREFPAINT_QUICK_LIMIT_S") or 20)
 
 _times: dict[str, dict] = {}
 _CPU_START = pytest.StashKey[float]()
@@ -70,9 +73,19 @@ def _target() -> Path | None:
     return Path(value) if value.strip() else None
 
 
+def _over(key: str) -> list[tuple[str, float]]:
+    """Quick-tier tests over the limit by ``key`` ("seconds" or "cpu_seconds"), the longest first."""
+    if QUICK_LIMIT_S <= 0:
+        return []
+    over = [(k, v[key]) for k, v in _times.items() if not v["slow"] and v[key] > QUICK_LIMIT_S]
+    return sorted(over, key=lambda kv: -kv[1])
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _worker(session.config) or not _times:
         return
+    if _over("cpu_seconds") and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the summary names them
     target = _target()
     if target is None:
         return
@@ -104,7 +117,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     cpu = sum(t["cpu_seconds"] for t in _times.values())
     terminalreporter.write_line(f"test times: {len(_times)} tests, {total:.0f} s summed over tests "
                                 f"(about {total / workers:.0f} s on {workers} worker(s)), {cpu:.0f} CPU-seconds{where}")
-    over = [(k, v["seconds"]) for k, v in _times.items() if not v["slow"] and v["seconds"] > QUICK_LIMIT_S]
-    for nodeid, seconds in sorted(over, key=lambda kv: -kv[1]):
-        terminalreporter.write_line(f"warning: quick-tier test took {seconds:.1f} s (> {QUICK_LIMIT_S:.0f} s): "
-                                    f"{nodeid} -- make it cheaper or mark it slow", yellow=True)
+    for nodeid, cpu_s in _over("cpu_seconds"):
+        terminalreporter.write_line(f"error: quick-tier test used {cpu_s:.1f} CPU-seconds (> {QUICK_LIMIT_S:.0f}): "
+                                    f"{nodeid} -- make it cheaper or mark it slow; this fails the run", red=True)
+    heavy = {k for k, _ in _over("cpu_seconds")}
+    for nodeid, seconds in _over("seconds"):
+        if nodeid not in heavy:
+            terminalreporter.write_line(f"warning: quick-tier test took {seconds:.1f} s of wall time (> "
+                                        f"{QUICK_LIMIT_S:.0f} s; a busy machine inflates it): {nodeid}", yellow=True)
