@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up on Debian/Ubuntu with Python 3.11+: system library for open3d, a .venv, torch, the toolkit
-# with every extra ([recon3d] 3D stack, [train] tensorboard, [serve] FastAPI/uvicorn, [dev] test tools).
+# with every extra ([recon3d] 3D stack, [train] tensorboard, [serve] FastAPI/uvicorn, [docs] the documentation
+# site, [dev] test tools).
 #   TORCH_SPEC   which torch to install (default torch==2.13.0; e.g. "torch==2.13.0 --index-url
 #                https://download.pytorch.org/whl/cu128" for a specific CUDA build)
 #   PYTHON       interpreter used to create .venv (default python3)
@@ -32,5 +33,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
-.venv/bin/python -m pip install -q -e ".[recon3d,train,serve,dev]"
+.venv/bin/python -m pip install -q -e ".[recon3d,train,serve,docs,dev]"
 echo "setup: done. Try: .venv/bin/prefpaint doctor --smoke"

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The README's test command: set up (idempotent), lint, then run the whole test suite offline, slow tests included.
-# Any arguments go to pytest. Under CI=true (.ci/run sets it) a test whose tool or data is missing fails instead
-# of skipping.
+#   --quick   everything but the slow tier (learning tests, multi-process runs, browser and live-server tests):
+#             a developer's loop of a few minutes. CI runs both tiers (no --quick).
+# Any other arguments go to pytest. Under CI=true (.ci/run sets it) a test whose tool or data is missing fails
+# instead of skipping. Every run writes each test's time to test-times.json (tests/_test_times.py).
 #   PREFPAINT_SHARED   folder holding data/official/V_inverse.pt (default: ../shared beside the clone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TIER=()
+ARGS=()
+for arg in "$@"; do
+  if [ "$arg" = "--quick" ]; then TIER=(-m "not slow"); else ARGS+=("$arg"); fi
+done
 bash scripts/setup.sh
 
 # The HTML report is checked in a real browser: Debian's headless chromium, installed as setup.sh installs libusb.
@@ -46,4 +53,4 @@ export HF_HUB_OFFLINE=1
 # process on 2 shared cores run slower than one (OpenMP waits on a busy core). 8 min against 13 serially here.
 # PYTEST_WORKERS=0 runs in one process.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec .venv/bin/python -m pytest -q -ra --durations=15 -n "${PYTEST_WORKERS:-2}" "$@"
+exec .venv/bin/python -m pytest -q -ra --durations=15 -n "${PYTEST_WORKERS:-2}" ${TIER[@]+"${TIER[@]}"} ${ARGS[@]+"${ARGS[@]}"}

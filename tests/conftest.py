@@ -15,6 +15,13 @@ import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from _test_times import (  # noqa: E402, F401  (hooks: every run writes its per-test times)
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Read-only data shared beside the clone (never copied into the repository): <repo>/../shared unless told otherwise.

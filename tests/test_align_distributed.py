@@ -14,6 +14,9 @@ import pytest
 from _helpers_align import make_data
 from _serve_helpers import free_port
 
+# The slow tier (multi-process runs under torchrun); scripts/test.sh --quick leaves it out.
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 
 
@@ -22,7 +25,6 @@ def _run(cmd, env):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     data = make_data(tmp_path / "data", n=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
@@ -48,7 +50,6 @@ def test_two_processes_match_one(tmp_path):
     assert r0["param_sq"] == pytest.approx(r1["param_sq"], rel=1e-9)
 
 
-@pytest.mark.slow
 def test_two_processes_share_one_reward_conversion_from_an_empty_cache(tmp_path):
     """An Aligner with a RewardModel (an official .pt) on 2 torchrun processes, starting from an empty
     converted-reward cache: both ask for the conversion at once; the file lock makes one convert and the
@@ -78,7 +79,6 @@ def test_two_processes_share_one_reward_conversion_from_an_empty_cache(tmp_path)
     assert not [p for p in (cache / "converted").iterdir() if ".old-" in p.name or p.name.startswith(".file-") and p.is_dir()]
 
 
-@pytest.mark.slow
 def test_two_processes_gather_the_grpo_group_statistics_of_one(tmp_path):
     """FLUX Fill GRPO (tiny, one iteration, 4 groups of 4): two processes of 2 groups each gather the rewards
     and group ids, so the advantages, the zero-std ratio and the reward statistics are those of one process

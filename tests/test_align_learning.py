@@ -14,6 +14,9 @@ from prefpaint_sdk.align.config import load_config
 from prefpaint_sdk.align.trainer import Aligner
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
+# The slow tier (learning tests: RL must beat seed noise on the tiny models); scripts/test.sh --quick leaves it out.
+pytestmark = pytest.mark.slow
+
 PIPE_SEED = 2
 TRAIN_SEEDS = (0, 1, 2)
 
@@ -23,7 +26,6 @@ def _cfg(seed):
                                                    log_with="none"))
 
 
-@pytest.mark.slow
 def test_short_run_raises_heldout_reward_beyond_seed_noise(tmp_path):
     torch.set_num_threads(1)
     data = make_data(tmp_path / "data", n=12)
@@ -50,7 +52,6 @@ def test_short_run_raises_heldout_reward_beyond_seed_noise(tmp_path):
     assert np.mean(gains) > 3 * seed_noise, (gains, seed_noise)
 
 
-@pytest.mark.slow
 def test_sdxl_run_raises_heldout_reward_beyond_seed_noise(tmp_path):
     """SDXL learns too (PPO through the same DDIM rollout, cpu-smoke values): 24 iterations of training seed 0
     on the tiny SDXL fixture raise the held-out reward beyond 2x seed noise, and most held-out samples improve.

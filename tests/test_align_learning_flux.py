@@ -27,6 +27,9 @@ from prefpaint_sdk.reward.constraints import brightness_in_mask
 from prefpaint_sdk.samplers.flow_sde import flow_sde_step
 from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
+# The slow tier (learning tests: FLUX Fill GRPO points uphill and beats seed noise); --quick leaves it out.
+pytestmark = pytest.mark.slow
+
 PER_ITEM = 16  # 4 held-out items x 16 = 64 trajectories
 
 
@@ -60,7 +63,6 @@ def _reparam_rewards(al, cond, items, seeds, groups):
     return brightness_in_mask(images, mask[:, 0])
 
 
-@pytest.mark.slow
 def test_flux_grpo_update_direction_agrees_with_the_exact_reward_gradient(tmp_path):
     torch.set_num_threads(1)
     cfg = load_config("cpu-smoke", overrides=dict(log_with="none", save_every=0, rollout_batch_size=64))
@@ -101,7 +103,6 @@ def test_flux_grpo_update_direction_agrees_with_the_exact_reward_gradient(tmp_pa
     assert cos > 0.03, cos
 
 
-@pytest.mark.slow
 def test_cpu_smoke_for_flux_fill_raises_heldout_reward_beyond_seed_noise(tmp_path):
     """``train align --preset cpu-smoke`` on the tiny FLUX Fill fixture, as the CLI resolves it (the preset's
     FLUX Fill values), training seed 0: the held-out reward ends beyond 2x seed noise and most held-out samples

@@ -126,6 +126,7 @@ def test_contact_sheet(report, tmp_path):
     assert Image.open(small).height < im.height
 
 
+@pytest.mark.slow  # a real browser
 def test_report_renders_in_a_headless_browser(report, tmp_path, chromium):
     shot = tmp_path / "shot.png"
     r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",

@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The slow tier: every example runs twice in a subprocess (about 17 CPU-seconds, near the quick tier's limit).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 

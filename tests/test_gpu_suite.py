@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# The slow tier (the whole GPU suite, in its CPU mode); scripts/test.sh --quick leaves it out.
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.slow
 def test_gpu_suite_tiny_on_cpu_writes_json_and_markdown(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     import gpu_suite

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from _jobs_helpers import launcher_env, results, run_and_kill_rank1, write_manifest
 
+# The slow tier (multi-process runs under torchrun, one rank SIGKILLed); scripts/test.sh --quick leaves it out.
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 N = 24
 
@@ -21,7 +24,6 @@ def _cmd(manifest: Path, out: Path, model: Path, nproc: int, port: int) -> list[
                      str(model), "--steps", "2", "--device", "cpu", "--dtype", "float32", "--offline", "-q"]
 
 
-@pytest.mark.slow
 def test_sigkill_one_rank_then_rerun_finishes_each_item_exactly_once(tmp_path, tiny_pipeline_dir):
     manifest = write_manifest(tmp_path / "data", N)
     out = tmp_path / "out"

@@ -72,12 +72,13 @@ def test_core_dependencies_leave_out_the_3d_stack_and_tensorboard():
     assert not core & _names(EXTRAS["serve"])
     assert "filelock" in core
     # The set-up script installs every extra the test suite needs.
-    assert '-e ".[recon3d,train,serve,dev]"' in (ROOT / "scripts" / "setup.sh").read_text()
+    assert '-e ".[recon3d,train,serve,docs,dev]"' in (ROOT / "scripts" / "setup.sh").read_text()
 
 
 def test_installed_versions_meet_the_declared_bounds():
     """The declared lower bounds are the tested versions: this environment must satisfy every one of them."""
-    reqs = PROJECT["dependencies"] + EXTRAS["recon3d"] + EXTRAS["train"] + EXTRAS["serve"] + EXTRAS["dev"]
+    reqs = (PROJECT["dependencies"] + EXTRAS["recon3d"] + EXTRAS["train"] + EXTRAS["serve"] + EXTRAS["docs"]
+            + EXTRAS["dev"])
     bad = []
     for r in map(Requirement, reqs):
         have = metadata.version(r.name)

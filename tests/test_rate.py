@@ -120,6 +120,7 @@ def _driver(chromium: str, chromedriver: str, downloads: Path):
     return webdriver.Chrome(options=opts, service=Service(chromedriver))
 
 
+@pytest.mark.slow  # a real browser, then a reward trained on the ratings
 def test_rate_two_images_in_the_browser_export_import_and_train(tmp_path, chromium, chromedriver):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -20,6 +20,9 @@ import pytest
 from _serve_helpers import Gate, free_port, live_server, make_image, png, served_inpainter, square_hole
 from PIL import Image
 
+# The slow tier: a live `prefpaint serve` process or uvicorn server, real clients over loopback.
+pytestmark = pytest.mark.slow
+
 PREFPAINT = Path(sys.executable).with_name("prefpaint")
 H, W = 48, 40
 

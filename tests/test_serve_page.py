@@ -17,6 +17,9 @@ from _serve_helpers import live_server, png, served_inpainter
 from conftest import skip_unless_ci
 from PIL import Image
 
+# The slow tier: a real browser against a live server.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def chromedriver(chromium) -> str:
