@@ -211,9 +211,10 @@ class Aligner(LoopServices):
                 (a dict from flags; ``overrides`` win).
 
         Raises:
-            ModelNotFoundError: the model is neither local, cached nor downloadable. NotAlignableError: the
-            family has no training path. ConfigError, DataError, InvalidInputError, OutputExistsError,
-            CorruptFileError: see :func:`~prefpaint_sdk.align.resolve.plan_run`.
+            ModelNotFoundError: the model is neither local, cached nor downloadable.
+            NotAlignableError: the family has no training path.
+            ConfigError: and DataError, InvalidInputError, OutputExistsError, CorruptFileError: see
+                :func:`~prefpaint_sdk.align.resolve.plan_run`.
         """
         from ..devices import resolve_device
         from ..reward.specs import load_reward
