@@ -11,7 +11,7 @@ The figure of merit is the paired held-out gain (the run's own held-out pairs, m
 and after) in units of seed noise (the std of the starting model's held-out mean over 8 sets of sampling
 seeds, tests/_helpers_align.py's protocol), per denoiser pass and per second of training.
 
-    python benchmarks/exp_algorithms.py run --budget 1536 --seeds 0,1,2 --out benchmarks/results
+    python benchmarks/exp_algorithms.py run --budget 1024 --seeds 0,1,2 --out benchmarks/results   # ~12 min here
     python benchmarks/exp_algorithms.py plot benchmarks/results/exp_algorithms.json   # needs matplotlib
 """
 
@@ -174,7 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--budget", type=int, default=1536, help="denoiser passes per run (training only)")
+    r.add_argument("--budget", type=int, default=1024, help="denoiser passes per run (training only)")
     r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     r.add_argument("--algos", type=lambda s: s.split(","), default=list(ALGOS))
     r.add_argument("--threads", type=int, default=1)
