@@ -146,3 +146,26 @@ def test_forward_noising_matches_diffusers_and_a_perfect_prediction_implies_x0()
     assert torch.allclose(seen["xt"], expected, atol=1e-6)
     assert torch.allclose(seen["t"], flow.timesteps[tidx] / 1000)
     assert torch.allclose(d.x0_hat, packed0[b], atol=1e-5)
+
+
+def test_group_adaptive_weight_keeps_the_advantages_zero_sum():
+    """Two samples of one group whose prediction is the same (what a shared parameter makes; at high noise and
+    shared noise the UNet's inputs nearly coincide) but whose targets differ: with the adaptive weight shared by
+    the group, the gradient on the shared prediction points the same way wherever it sits (a pull toward the high-r
+    target and away from the low-r one); with per-sample weights it depends on where it sits (a "fit or unfit
+    everything" term), and here vanishes at the origin."""
+    x0 = torch.tensor([[1.0], [3.0]])
+    r = torch.tensor([0.8, 0.2])
+
+    def grad(at, groups):
+        delta = torch.tensor(at, requires_grad=True)
+        pred = delta.expand(2, 1)
+        nft_loss(pred, pred.detach(), x0, r, beta=1.0, weight_groups=groups).loss.backward()
+        return float(delta.grad)
+
+    shared = torch.tensor([0, 0])
+    # d/d delta = c * sum_i (2 r_i - 1) * 2 (delta - x0_i) / w / B, with w the group's mean |error| = 2 at 0 and 1 at 2
+    assert grad(0.0, shared) == pytest.approx(5.0 * 0.6 * 2 * ((0 - 1) - (0 - 3)) / 2.0 / 2)
+    assert grad(0.0, shared) > 0 and grad(2.0, shared) > 0  # descent lowers delta: toward 1 (r = 0.8), away from 3
+    assert grad(0.0, None) == pytest.approx(0.0, abs=1e-6)  # per sample: 0.6 (-1) / 1 - 0.6 (-3) / 3 = 0
+    assert grad(2.0, None) != pytest.approx(grad(0.0, None))

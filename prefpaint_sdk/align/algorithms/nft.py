@@ -28,6 +28,11 @@ What differs:
   one way and un-fitting it the other, more than the reward's ranking did; with a common noisy input that
   shared part cancels between a group's positive and negative weights. ``x0`` is the sampler's own final
   latent, not a re-encoding of the decoded image.
+* **The adaptive weight** is NVlabs' per sample by default; ``adaptive_scope="group"`` shares it within a
+  prompt's samples. Per sample, the weights break the zero sum of a group's advantages: where the group's
+  predictions coincide (high noise, shared noise) the gradient keeps a term that depends on where the
+  prediction sits, not on the rewards. Shared, that term cancels; on the tiny SD fixture it changed nothing
+  measurable (benchmarks/RESULTS.md, "Algorithms at the same budget").
 * **The old policy** is NVlabs' EMA (decay ``min(old_decay_rate x iteration, old_decay_max)``) kept in
   ``loop.old``; samples come from it, and ``v_old`` is its prediction.
 * **The norms** of the implicit predictions are returned for logging (NVlabs/DiffusionNFT#46: ``v+`` and
@@ -118,7 +123,8 @@ class NFTLoss:
 
 def nft_loss(x0_theta: torch.Tensor, x0_old: torch.Tensor, x0: torch.Tensor, r: torch.Tensor, *, beta: float = 1.0,
              clip: float = 5.0, mask: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-             weights: torch.Tensor | None = None, adaptive: bool = True, min_weight: float = 1e-5) -> NFTLoss:
+             weights: torch.Tensor | None = None, adaptive: bool = True, min_weight: float = 1e-5,
+             weight_groups: torch.Tensor | None = None) -> NFTLoss:
     """The DiffusionNFT loss on clean-sample estimates (see the module docstring).
 
     Args:
@@ -132,6 +138,9 @@ def nft_loss(x0_theta: torch.Tensor, x0_old: torch.Tensor, x0: torch.Tensor, r: 
         valid: (B,) bool, samples that train (default all). weights: (B,) per-sample weights (trust; default 1).
         adaptive: divide each branch by its mean absolute error (NVlabs); ``False``: plain squared errors.
         min_weight: the adaptive weight's floor (NVlabs: 1e-5).
+        weight_groups: (B,) group ids: each branch's adaptive weight is the mean over the samples of the same
+            group in this batch (``None``: per sample, NVlabs). Shared, the weights keep the advantages' zero sum
+            within a group, so the part of the gradient common to a group's samples cancels.
 
     Raises:
         ValueError: beta <= 0, or shapes that differ.
@@ -150,7 +159,12 @@ def nft_loss(x0_theta: torch.Tensor, x0_old: torch.Tensor, x0: torch.Tensor, r: 
         if not adaptive:
             return sq, sq
         with torch.no_grad():
-            w = masked_mean(err.detach().abs().double(), mask).clamp(min=min_weight).to(sq.dtype)
+            w = masked_mean(err.detach().abs().double(), mask)
+            if weight_groups is not None:
+                gid = torch.as_tensor(weight_groups, device=w.device)
+                same = (gid[:, None] == gid[None, :]).to(w.dtype)
+                w = same @ w / same.sum(1)
+            w = w.clamp(min=min_weight).to(sq.dtype)
         return sq / w, sq
 
     lp, sq_p = branch(pos)
@@ -187,6 +201,9 @@ class NFTConfig(AlgoConfig):
     nft_std: str = setting("global", "divide advantages by the std of the whole gathered batch ('global', NVlabs) or of each group ('group')")
     timesteps_per_traj: int = setting(4, "forward-noised times trained per sample, each drawn from the sampler's schedule")
     adaptive_weight: bool = setting(True, "divide each branch's error by its mean absolute error (NVlabs' adaptive weight)")
+    adaptive_scope: str = setting("sample", "the adaptive weight per 'sample' (NVlabs) or shared by a prompt's samples "
+                                            "in a micro-batch ('group': keeps the advantages' zero sum, so what the "
+                                            "samples share cancels; no measured gain on the tiny SD fixture)")
     loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
     old_decay_rate: float = setting(0.001, "the old policy is an EMA of the trained one, decay = min(rate x iteration, "
                                            "old_decay_max) (NVlabs decay_type 1: 0.001)")
@@ -204,6 +221,8 @@ class NFTConfig(AlgoConfig):
         need(self.nft_beta > 0, f"nft_beta must be > 0, got {self.nft_beta}")
         need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
         need(self.nft_std in ("global", "group"), f"nft_std must be 'global' or 'group', got '{self.nft_std}'")
+        need(self.adaptive_scope in ("group", "sample"),
+             f"adaptive_scope must be 'group' or 'sample', got '{self.adaptive_scope}'")
         need(int(self.timesteps_per_traj) >= 1, f"timesteps_per_traj must be >= 1, got {self.timesteps_per_traj}")
         need(self.loss_ring >= -1, f"loss_ring must be >= 0 pixels, or -1 for the whole image; got {self.loss_ring}")
         need(self.old_decay_rate >= 0 and 0 <= self.old_decay_max < 1,
@@ -303,7 +322,7 @@ class NFT(Algorithm):
                     for k in range(K):
                         tidx, noise = times[k, draw[b]], noises[k, draw[b]]
                         with loop.grad_sync(last and k == K - 1):
-                            loss, diag = self._micro_loss(loop, engine, batch, b, tidx, noise, r, valid, trust)
+                            loss, diag = self._micro_loss(loop, engine, batch, b, tidx, noise, r, valid, trust, groups[b])
                             loop.backward(loss / (K * shared.grad_accum_steps))
                         for key, v in diag.items():
                             sums[key] = sums.get(key, 0.0) + v
@@ -312,7 +331,7 @@ class NFT(Algorithm):
         policy.model.eval()
         return {f"nft_{k}" if k != "loss" else k: v / max(micro, 1) for k, v in sums.items()}
 
-    def _micro_loss(self, loop, engine, batch, b, tidx, noise, r, valid, trust):
+    def _micro_loss(self, loop, engine, batch, b, tidx, noise, r, valid, trust, groups):
         cfg, policy = self.config, loop.policy
         with torch.no_grad(), loop.old.active():
             old = engine.forward_predict(policy.raw, batch, b, tidx, noise)
@@ -322,7 +341,8 @@ class NFT(Algorithm):
         dev = cur.x0_hat.device
         out = nft_loss(cur.x0_hat, old.x0_hat, batch.x0[bd], r[b.to(r.device)].to(dev), beta=cfg.nft_beta,
                        clip=cfg.adv_clip, mask=mask, valid=valid[b.to(valid.device)].to(dev),
-                       weights=trust[b.to(trust.device)].to(dev), adaptive=cfg.adaptive_weight)
+                       weights=trust[b.to(trust.device)].to(dev), adaptive=cfg.adaptive_weight,
+                       weight_groups=groups if cfg.adaptive_scope == "group" else None)
         loss, diag = out.loss, out.metrics()
         if cfg.kl_coef > 0:
             with torch.no_grad(), loop.reference() as ref:
