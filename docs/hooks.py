@@ -65,6 +65,9 @@ def api_markdown() -> str:
 
 def on_files(files, config):
     files.append(File.generated(config, "results.md", abs_src_path=str(ROOT / "benchmarks" / "RESULTS.md")))
+    # the plots RESULTS.md links beside it, at the same relative place, so its links resolve on the site too
+    for plot in sorted((ROOT / "benchmarks").glob("*.png")):
+        files.append(File.generated(config, plot.name, abs_src_path=str(plot)))
     for picture in PICTURES:
         files.append(File.generated(config, "img/" + Path(picture).name, abs_src_path=str(ROOT / picture)))
     return files
