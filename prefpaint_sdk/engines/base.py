@@ -414,3 +414,16 @@ def check_offload(offload: str) -> str:
     if offload not in OFFLOAD_MODES:
         raise bad_value("offload", f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
     return offload
+
+
+class PatchedLatentEngine(Engine):
+    """A transformer family whose latents are packed in 2x2 patches (FLUX.1 Fill, FLUX.2 klein, Z-Image,
+    Qwen-Image): sides are a multiple of ``2 * vae factor`` and the working size is the VAE's ``sample_size``."""
+
+    @classmethod
+    def read_resolution(cls, configs) -> int:
+        return int(configs.value("vae", "sample_size", 1024))
+
+    @classmethod
+    def read_size_multiple(cls, configs) -> int:
+        return 2 * vae_factor(configs)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import hub
-from .base import Engine, vae_factor
+from .base import PatchedLatentEngine
 
 __all__ = ["Flux2KleinEngine"]
 
 
-class Flux2KleinEngine(Engine):
+class Flux2KleinEngine(PatchedLatentEngine):
     family = "flux2-klein"
     pipeline_class_name = "Flux2KleinInpaintPipeline"
     default_steps = 50
@@ -31,14 +31,6 @@ class Flux2KleinEngine(Engine):
                                                "add_v_proj", "to_add_out")
     hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["flux2-klein"]: 1024}
     published_size_multiple: ClassVar[int] = 16
-
-    @classmethod
-    def read_resolution(cls, configs) -> int:
-        return int(configs.value("vae", "sample_size", 1024))
-
-    @classmethod
-    def read_size_multiple(cls, configs) -> int:
-        return 2 * vae_factor(configs)
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         # Its unconditional pass is always the empty prompt; an empty prompt makes the two passes equal.

@@ -16,12 +16,12 @@ from typing import ClassVar
 
 from .. import hub
 from ..errors import InvalidInputError
-from .base import Engine, vae_factor
+from .base import PatchedLatentEngine
 
 __all__ = ["FluxFillEngine"]
 
 
-class FluxFillEngine(Engine):
+class FluxFillEngine(PatchedLatentEngine):
     family = "flux-fill"
     pipeline_class_name = "FluxFillPipeline"
     default_steps = 50
@@ -48,16 +48,6 @@ class FluxFillEngine(Engine):
                 f"model '{model_id}' has a transformer with {cfg.in_channels} input channels; a FLUX Fill model has "
                 f"{expected} (packed latents, masked-image latents and mask). Use a Fill checkpoint"
             )
-
-    @classmethod
-    def read_resolution(cls, configs) -> int:
-        """The VAE's ``sample_size`` (1024 for the real model)."""
-        return int(configs.value("vae", "sample_size", 1024))
-
-    @classmethod
-    def read_size_multiple(cls, configs) -> int:
-        """``2 * vae factor``: latents are packed in 2x2 patches."""
-        return 2 * vae_factor(configs)
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         return guidance_scale  # distilled guidance: an input of the model, not a second pass

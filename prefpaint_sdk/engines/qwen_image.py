@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import hub
-from .base import Engine, vae_factor
+from .base import PatchedLatentEngine, vae_factor
 
 __all__ = ["QwenImageEngine"]
 
@@ -25,7 +25,7 @@ DEFAULT_SAMPLE_SIZE = 128
 """``QwenImageInpaintPipeline.default_sample_size``: the latent side of its default output size."""
 
 
-class QwenImageEngine(Engine):
+class QwenImageEngine(PatchedLatentEngine):
     family = "qwen-image"
     pipeline_class_name = "QwenImageInpaintPipeline"
     default_steps = 50
@@ -45,10 +45,6 @@ class QwenImageEngine(Engine):
         default size, ``128 * vae factor`` (1024 for the real model)."""
         pinned = configs.value("vae", "sample_size")
         return int(pinned) if pinned else DEFAULT_SAMPLE_SIZE * vae_factor(configs)
-
-    @classmethod
-    def read_size_multiple(cls, configs) -> int:
-        return 2 * vae_factor(configs)
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         # True CFG runs only with a negative prompt (diffusers' rule); a prompt equal to it cannot change the result.

@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import hub
-from .base import Engine, vae_factor
+from .base import PatchedLatentEngine
 
 __all__ = ["ZImageEngine"]
 
 
-class ZImageEngine(Engine):
+class ZImageEngine(PatchedLatentEngine):
     family = "z-image"
     pipeline_class_name = "ZImageInpaintPipeline"
     default_steps = 50
@@ -29,14 +29,6 @@ class ZImageEngine(Engine):
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["z-image"]: 1024}
     published_size_multiple: ClassVar[int] = 16
-
-    @classmethod
-    def read_resolution(cls, configs) -> int:
-        return int(configs.value("vae", "sample_size", 1024))
-
-    @classmethod
-    def read_size_multiple(cls, configs) -> int:
-        return 2 * vae_factor(configs)
 
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         # Z-Image's "no guidance" is 0 (CFG runs whenever guidance > 0); equal prompts make both passes equal.
