@@ -125,6 +125,7 @@ def test_rate_two_images_in_the_browser_export_import_and_train(tmp_path, chromi
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     data = _dataset(tmp_path / "data")
     r = runner.invoke(_app(), ["rate", str(data)], env={"COLUMNS": "2000"})
@@ -147,7 +148,12 @@ def test_rate_two_images_in_the_browser_export_import_and_train(tmp_path, chromi
         cands[1].find_element(By.CSS_SELECTOR, '[data-crit="structure"] button[data-value="3"]').click()
         ActionChains(driver).send_keys(Keys.ARROW_DOWN).send_keys("2").send_keys("1").perform()
         assert driver.find_element(By.ID, "pos").text == "2 / 5"  # the last row moved on to the next prompt
-        driver.refresh()  # progress survives a reload (localStorage)
+        # Progress survives a reload (localStorage). Chromium commits a page's localStorage to its storage service
+        # asynchronously, and a reload within milliseconds under load (2 busy cores) once read it before the commit:
+        # give it the moment a person's reload always has, then wait for the page to show it.
+        time.sleep(1.0)
+        driver.refresh()
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "progress").text != "")
         assert driver.find_element(By.ID, "progress").text == "2 / 10 rated"
         assert driver.find_element(By.ID, "rater").get_attribute("value") == "alice"
         ActionChains(driver).send_keys(Keys.ARROW_LEFT).perform()
