@@ -205,8 +205,23 @@ def run_main(app, reset: bool = True) -> None:
     finally:
         interrupts.exiting()
     if interrupted():  # typer turns a KeyboardInterrupt outside the command body into a silent exit 130
-        code = _report_interrupt()
+        _leave_interrupted(_report_interrupt())
     sys.exit(code)
+
+
+def _leave_interrupted(code: int) -> None:
+    """Leave an interrupted run with ``code`` and without the C++ libraries' static teardown: Open3D's, after a
+    SIGTERM mid-reconstruction, printed a memory-leak report on stdout and turned exit 143 into 1. Python's own
+    exit handlers still run (temporary folders, loggers) before the process ends."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said there
+            pass
+    os._exit(code)
 
 
 def _help_hint(exc) -> str:
