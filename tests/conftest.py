@@ -162,3 +162,17 @@ def fresh_accelerate_state():
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
 
+
+@pytest.fixture(scope="module")
+def inpainters(tiny_family_dir):
+    """``inpainters(family)``: the tiny model of ``family`` loaded once per test module."""
+    from prefpaint_sdk import Inpainter
+
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            cache[family] = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="float32")
+        return cache[family]
+
+    return get

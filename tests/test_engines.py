@@ -25,18 +25,6 @@ FAMS = ["sd", "sdxl", "flux-fill"]
 DEFAULTS = {"sd": (50, 7.5, 1.0), "sdxl": (30, 8.0, 1.0), "flux-fill": (50, 30.0, None)}
 
 
-@pytest.fixture(scope="module")
-def inpainters(tiny_family_dir):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="float32")
-        return cache[family]
-
-    return get
-
-
 def _hole(h, w, y0, y1, x0, x1):
     m = np.zeros((h, w), bool)
     m[y0:y1, x0:x1] = True

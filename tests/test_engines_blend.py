@@ -22,18 +22,6 @@ PIPELINE_DEFAULTS = {"qwen-image": (50, 4.0, 0.6), "flux2-klein": (50, 8.0, 0.8)
 RNG = np.random.default_rng(11)
 
 
-@pytest.fixture(scope="module")
-def inpainters(tiny_family_dir):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="float32")
-        return cache[family]
-
-    return get
-
-
 def _hole(h, w, y0, y1, x0, x1):
     m = np.zeros((h, w), bool)
     m[y0:y1, x0:x1] = True

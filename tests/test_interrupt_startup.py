@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _signals import owns_sigterm
 
 PREFPAINT = Path(sys.executable).with_name("prefpaint")
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -26,14 +27,6 @@ pytestmark = [pytest.mark.timeout(300),
                                  reason="times signals from /proc's SigCgt (Linux)")]
 
 
-def _owns_sigterm(pid: int) -> bool:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
-    except OSError:
-        pass
-    return False
 
 
 def _signalled(argv: list[str], sig: int, delay: float) -> tuple[int, str, str, float]:
@@ -43,7 +36,7 @@ def _signalled(argv: list[str], sig: int, delay: float) -> tuple[int, str, str, 
     proc = subprocess.Popen([str(PREFPAINT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = t0 + 60
-        while not _owns_sigterm(proc.pid):
+        while not owns_sigterm(proc.pid):
             assert proc.poll() is None, f"prefpaint {argv} ended (exit {proc.returncode}) before it owned SIGTERM"
             assert time.monotonic() < deadline, "prefpaint never owned SIGTERM"
             time.sleep(0.001)

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from _signals import owns_sigterm
 from PIL import Image
 
 from prefpaint_sdk import interrupts
@@ -376,15 +377,6 @@ def _text(path: Path) -> str:
         return ""
 
 
-def _owns_signals(pid: int) -> bool:
-    """Whether the process has its SIGTERM handler (Linux: the SigCgt mask in /proc): our handlers are in."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
-    except OSError:
-        pass
-    return False
 
 
 @dataclass
@@ -420,7 +412,7 @@ def _interrupted(cmd: Cmd, inputs: dict, tmp_path: Path) -> list[_Run]:
             if r.sent or r.proc.poll() is not None:
                 continue
             if r.t0 is None:
-                if _owns_signals(r.proc.pid) and (r.origin == "start" or cmd.busy(r.work, _text(r.err))):
+                if owns_sigterm(r.proc.pid) and (r.origin == "start" or cmd.busy(r.work, _text(r.err))):
                     r.t0 = now
             elif now >= r.t0 + r.delay:
                 r.proc.send_signal(r.sig)
