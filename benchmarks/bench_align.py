@@ -62,7 +62,7 @@ def measure(args) -> dict:
     params = list(al.params.values())
     opt = torch.optim.AdamW(params, lr=1e-5)
     h = args.resolution // pipe.vae_scale_factor
-    pos, _ = al._prompt_embeds(cfg.train_batch_size)
+    pos, _ = al.engine.encode_prompts("", "", cfg.train_batch_size, 1.0, al.accelerator.device)
     n_fb = summary["trained_timesteps_per_iteration"] // cfg.train_batch_size
     n_opt = summary["optimizer_steps_per_iteration"]
 
