@@ -9,6 +9,7 @@ from ._common import console, handle_errors, say_ok, setup
 
 def doctor(
     smoke: bool = typer.Option(False, "--smoke", help="Also run a real inpaint end to end, offline, on a tiny random model."),
+    family: list[str] = typer.Option([], "--family", help="Smoke-test only this family (repeatable; default: every family)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Print versions, device, cache folder and cached default models; --smoke proves the install works."""
@@ -29,5 +30,5 @@ def doctor(
         console.print(table)
         if smoke:
             with console.status("smoke test: tiny random model, offline", spinner="dots"):
-                facts = smoke_test()
+                facts = smoke_test(families=tuple(family) or None)
             say_ok(f"smoke test passed: {facts}")

@@ -73,14 +73,19 @@ def is_model_cached(model: str) -> bool:
 
 
 def smoke_test(seed: int = 0, families: tuple[str, ...] | None = None) -> dict[str, float | str]:
-    """For every model family (``sd``, ``sdxl``, ``flux-fill``): save a tiny random pipeline, load it through
+    """For every model family (or those in ``families``): save a tiny random pipeline, load it through
     ``from_pretrained`` offline, inpaint a synthetic image best-of-2 with a tiny reward model, and check the
     output's size, the untouched pixels and the pick.
 
     Raises:
-        PrefPaintError: any check failed (the message names the family).
+        InvalidInputError: a family without a fixture. PrefPaintError: any check failed (naming the family).
     """
+    from .errors import InvalidInputError
     from .testing import FAMILIES, save_tiny_reward_model
+
+    unknown = [f for f in families or () if f not in FAMILIES]
+    if unknown:
+        raise InvalidInputError(f"family must be one of {', '.join(FAMILIES)}, got {', '.join(unknown)}")
 
     t0 = time.perf_counter()
     facts: dict[str, float | str] = {}

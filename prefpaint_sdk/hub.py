@@ -56,6 +56,7 @@ MODEL_ALIASES = {
     "sdxl-inpaint": SDXL_INPAINT_MODEL,
     # latent-blend inpainting on base models (engines qwen-image, flux2-klein, z-image)
     "qwen-image": "Qwen/Qwen-Image",
+    "qwen-image-edit": "Qwen/Qwen-Image-Edit",
     "flux2-klein": "black-forest-labs/FLUX.2-klein-4B",
     "z-image": "Tongyi-MAI/Z-Image-Turbo",
     # Runway deleted its hub repositories in 2024; old scripts still name them.

@@ -47,10 +47,11 @@ def test_flags_the_family_lacks_or_bad_offload_exit_2_in_one_line(inputs, tiny_f
     assert r.exit_code == 2 and "moves models between CPU and an accelerator" in r.output
 
 
+@pytest.mark.slow  # Qwen-Image-Edit's pipeline works at a 1024x1024 area: ~50 s for its best-of-2 here
 def test_doctor_smoke_runs_every_family():
     r = _run("doctor", "--smoke")
     assert r.exit_code == 0, r.output
-    for family in ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image"):
+    for family in ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image", "qwen-image-edit"):
         assert f"'{family}': 'ok" in r.output.replace("\n", "")
 
 

@@ -91,9 +91,11 @@ def test_batch_mode_goes_on_past_a_corrupt_file(inputs, tiny_pipeline_dir):
 
 
 def test_doctor_smoke():
-    r = _run("doctor", "--smoke")
+    r = _run("doctor", "--smoke", "--family", "sd")
     assert r.exit_code == 0, r.output
-    assert "smoke test passed" in r.output and "diffusers" in r.output
+    assert "smoke test passed" in r.output and "diffusers" in r.output and "'sdxl'" not in r.output
+    r = _run("doctor", "--smoke", "--family", "nope")
+    assert r.exit_code == 2 and "family must be one of" in r.output and "Traceback" not in r.output
 
 
 def test_download_rejects_a_bad_id():

@@ -5,6 +5,7 @@
 * :mod:`.flux_fill`: FLUX.1 Fill (``FluxFillPipeline``), flow matching;
 * :mod:`.qwen_image`, :mod:`.flux2_klein`, :mod:`.z_image`: latent-blend inpainting on Qwen-Image, FLUX.2 klein
   and Z-Image base models (``QwenImageInpaintPipeline``, ``Flux2KleinInpaintPipeline``, ``ZImageInpaintPipeline``);
+* :mod:`.qwen_image_edit`: Qwen-Image-Edit (``QwenImageEditInpaintPipeline``), the prompt as an instruction;
 * :mod:`.info`: :func:`model_info`, a model's family, working size and defaults from its config files (no torch);
 * :mod:`.ddim_rollout`: the DDIM rollout with per-step log-probabilities (alignment; the step's maths is
   :mod:`prefpaint_sdk.samplers.ddim`).
@@ -37,6 +38,7 @@ FAMILIES = {
     "sdxl": "sdxl:SDXLInpaintEngine",
     "flux-fill": "flux_fill:FluxFillEngine",
     "qwen-image": "qwen_image:QwenImageEngine",
+    "qwen-image-edit": "qwen_image_edit:QwenImageEditEngine",
     "flux2-klein": "flux2_klein:Flux2KleinEngine",
     "z-image": "z_image:ZImageEngine",
 }
@@ -52,6 +54,9 @@ PIPELINE_FAMILIES = {
     "QwenImageInpaintPipeline": "qwen-image",
     # Qwen-Image and Z-Image folders are published as text-to-image pipelines; the inpaint class loads them.
     "QwenImagePipeline": "qwen-image",
+    "QwenImageEditInpaintPipeline": "qwen-image-edit",
+    # Qwen-Image-Edit is published as the edit pipeline; the edit-inpaint class loads it.
+    "QwenImageEditPipeline": "qwen-image-edit",
     "Flux2KleinInpaintPipeline": "flux2-klein",
     "Flux2KleinPipeline": "flux2-klein",
     "ZImageInpaintPipeline": "z-image",

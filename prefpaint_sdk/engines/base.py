@@ -142,7 +142,7 @@ class Engine:
                 # diffusers >= 0.42 renames torch_dtype to dtype; the old name still works everywhere.
                 warnings.simplefilter("ignore", FutureWarning)
                 pipe = cls.pipeline_class().from_pretrained(path, torch_dtype=dt, use_safetensors=True,
-                                                            **cls.load_kwargs)
+                                                            **cls.load_kwargs, **cls.load_components(path))
         except (OSError, EnvironmentError) as exc:
             raise ModelNotFoundError(f"could not load '{name}' from '{path}': {exc}") from exc
         except (ValueError, TypeError, AttributeError) as exc:
@@ -159,6 +159,12 @@ class Engine:
             pipe.vae.enable_tiling()
         engine.offload = offload
         return engine
+
+    @classmethod
+    def load_components(cls, path: str | Path) -> dict[str, Any]:
+        """Components built here instead of by ``from_pretrained`` (none by default; e.g. a processor whose
+        stock class needs a package the family does not)."""
+        return {}
 
     def _prepare(self) -> None:
         """Family-specific set-up after loading (e.g. the sampling scheduler)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .tokenizers import byte_level_qwen_tokenizer
 
-__all__ = ["qwen_image_pipeline", "flux2_klein_pipeline", "z_image_pipeline"]
+__all__ = ["qwen_image_pipeline", "qwen_image_edit_pipeline", "flux2_klein_pipeline", "z_image_pipeline"]
 
 _VOCAB = 262  # the byte-level Qwen tokenizer's 259 tokens, and room for the vision ids Qwen2.5-VL's config names
 _PAD, _EOS = 256, 258  # <|endoftext|>, <|im_end|> in that tokenizer
@@ -89,6 +89,25 @@ def qwen_image_pipeline(seed: int, cfg: dict):
             max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential")
     return QwenImageInpaintPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
                                     tokenizer=byte_level_qwen_tokenizer(), transformer=transformer)
+
+
+def qwen_image_edit_pipeline(seed: int, cfg: dict):
+    """``QwenImageEditInpaintPipeline``: Qwen-Image's transformer, VAE and Qwen2.5-VL text encoder (the same
+    builders and seeds as :func:`qwen_image_pipeline`), with a ``Qwen2VLProcessor`` whose image processor sees
+    at most 56x56 pixels (a few vision tokens) and whose tokenizer knows the vision tokens. The processor is the
+    engine's image-only one: transformers' video processors need torchvision."""
+    from diffusers import QwenImageEditInpaintPipeline
+    from transformers import Qwen2VLImageProcessorPil
+
+    from ..engines.qwen_image_edit import ImageOnlyQwen2VLProcessor
+
+    base = qwen_image_pipeline(seed, cfg)
+    tokenizer = byte_level_qwen_tokenizer(vision=True)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=cfg.get("vl_min_pixels", 28 * 28),
+                                               max_pixels=cfg.get("vl_max_pixels", 56 * 56))
+    processor = ImageOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+    return QwenImageEditInpaintPipeline(scheduler=base.scheduler, vae=base.vae, text_encoder=base.text_encoder,
+                                        tokenizer=tokenizer, processor=processor, transformer=base.transformer)
 
 
 def flux2_klein_pipeline(seed: int, cfg: dict):

@@ -14,7 +14,7 @@ from .tokenizers import byte_level_clip_tokenizer, byte_level_t5_tokenizer
 
 __all__ = ["FAMILIES", "BUILDERS", "tiny_inpaint_pipeline", "save_tiny_inpaint_pipeline"]
 
-FAMILIES = ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image")
+FAMILIES = ("sd", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image", "qwen-image-edit")
 """The model families with a fixture (every family of :mod:`prefpaint_sdk.engines`)."""
 
 
@@ -26,7 +26,8 @@ def tiny_inpaint_pipeline(seed: int = 0, size: str = "tiny", family: str = "sd",
       two CLIP text encoders (the second with projection), an Euler scheduler as the real model ships.
     * ``"flux-fill"``: ``FluxFillPipeline``: ``FluxTransformer2DModel`` with guidance embedding, a CLIP text
       encoder, a T5 encoder with :func:`byte_level_t5_tokenizer`, flow-matching Euler scheduler.
-    * ``"qwen-image"``, ``"flux2-klein"``, ``"z-image"``: the latent-blend pipelines of :mod:`.blend_families`.
+    * ``"qwen-image"``, ``"flux2-klein"``, ``"z-image"``, ``"qwen-image-edit"``: the latent-blend pipelines of
+      :mod:`.blend_families`.
 
     Working sizes: 64 px at ``size="tiny"``, 512 px at ``"mid"``, the real model's at ``"real"`` (512 for SD,
     1024 for SDXL and FLUX Fill). ``"real"`` is gigabytes of random weights: benchmarks only; build it under
@@ -229,5 +230,6 @@ def _blend(name: str):
 
 
 BUILDERS = {"sd": _sd, "sdxl": _sdxl, "flux-fill": _flux_fill, "qwen-image": _blend("qwen_image_pipeline"),
-            "flux2-klein": _blend("flux2_klein_pipeline"), "z-image": _blend("z_image_pipeline")}
+            "flux2-klein": _blend("flux2_klein_pipeline"), "z-image": _blend("z_image_pipeline"),
+            "qwen-image-edit": _blend("qwen_image_edit_pipeline")}
 """Family -> ``builder(seed, shape)`` of its random pipeline; a new family adds its fixture here."""

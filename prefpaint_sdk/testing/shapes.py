@@ -13,6 +13,7 @@
   - ``flux-fill``: ``black-forest-labs/FLUX.1-Fill-dev``: ``transformer/config.json``, the VAE (16 latent
     channels), CLIP ViT-L/14 and T5 v1.1 XXL encoders;
   - ``qwen-image``: ``Qwen/Qwen-Image``: the 60-layer MMDiT, the Qwen-Image VAE, Qwen2.5-VL-7B;
+  - ``qwen-image-edit``: ``Qwen/Qwen-Image-Edit``: the same three parts (the text encoder also reads the image);
   - ``flux2-klein``: ``black-forest-labs/FLUX.2-klein-4B``: 5 double + 20 single blocks, the FLUX.2 VAE
     (32 latent channels), Qwen3-4B;
   - ``z-image``: ``Tongyi-MAI/Z-Image-Turbo``: the 30-layer single-stream DiT, the FLUX.1 VAE, Qwen3-4B.
@@ -49,6 +50,8 @@ PIPELINE_SIZES: dict[str, dict[str, dict]] = {
         "sdxl": dict(),
         "flux-fill": dict(),
         "qwen-image": dict(sample_size=64),
+        # The edit pipeline always works at a 1024x1024 area: a 16x VAE of width 4 keeps that cheap on a CPU.
+        "qwen-image-edit": dict(vae_base_dim=4, vae_dim_mult=(1, 1, 1, 1, 1), vae_temporal=(False, True, True, True)),
         "flux2-klein": dict(),
         "z-image": dict(),
     },
@@ -58,6 +61,9 @@ PIPELINE_SIZES: dict[str, dict[str, dict]] = {
         "qwen-image": dict(z_dim=16, vae_base_dim=16, vae_dim_mult=(1, 2, 4, 4), vae_temporal=(False, True, True),
                            num_layers=4, attention_head_dim=32, num_attention_heads=4, axes_dims_rope=(8, 12, 12),
                            text_hidden=64, text_layers=2, mrope_section=(4, 6, 6), sample_size=512),
+        "qwen-image-edit": dict(z_dim=16, vae_base_dim=16, vae_dim_mult=(1, 2, 4, 4), vae_temporal=(False, True, True),
+                                num_layers=4, attention_head_dim=32, num_attention_heads=4, axes_dims_rope=(8, 12, 12),
+                                text_hidden=64, text_layers=2, mrope_section=(4, 6, 6)),
         "flux2-klein": dict(latent_channels=32, vae_channels=(32, 32, 32, 32), sample_size=512, num_layers=1,
                             num_single_layers=4, attention_head_dim=32, num_attention_heads=4,
                             axes_dims_rope=(8, 8, 8, 8), text_hidden=32),
@@ -106,6 +112,12 @@ PIPELINE_SIZES: dict[str, dict[str, dict]] = {
             t5_d_model=4096, t5_d_kv=64, t5_d_ff=10240, t5_layers=24, t5_heads=64, t5_vocab=32128,
         ),
         "qwen-image": dict(
+            z_dim=16, vae_base_dim=96, vae_dim_mult=(1, 2, 4, 4), vae_res_blocks=2, vae_temporal=(False, True, True),
+            num_layers=60, attention_head_dim=128, num_attention_heads=24, axes_dims_rope=(16, 56, 56),
+            **_QWEN25_VL_7B,
+        ),
+        # Qwen/Qwen-Image-Edit: Qwen-Image's MMDiT, VAE and Qwen2.5-VL-7B (its vision tower reads the image).
+        "qwen-image-edit": dict(
             z_dim=16, vae_base_dim=96, vae_dim_mult=(1, 2, 4, 4), vae_res_blocks=2, vae_temporal=(False, True, True),
             num_layers=60, attention_head_dim=128, num_attention_heads=24, axes_dims_rope=(16, 56, 56),
             **_QWEN25_VL_7B,

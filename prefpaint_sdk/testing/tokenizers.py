@@ -50,15 +50,18 @@ _QWEN_CHAT_TEMPLATE = (
 )
 
 
-def byte_level_qwen_tokenizer(model_max_length: int = 512):
+def byte_level_qwen_tokenizer(model_max_length: int = 512, vision: bool = False):
     """A Qwen2 tokenizer (byte-level BPE without merges, built in memory by ``tokenizers``) with Qwen's special
     tokens (``<|endoftext|>`` pads, ``<|im_start|>``, ``<|im_end|>``) and a chat template of Qwen's layout:
-    every byte is a token. 259 tokens, so a text encoder's ``vocab_size`` of 262 covers them."""
+    every byte is a token. 259 tokens, so a text encoder's ``vocab_size`` of 262 covers them; ``vision=True`` adds
+    Qwen2.5-VL's ``<|vision_start|>``, ``<|vision_end|>`` and ``<|image_pad|>`` (ids 259-261) for its processor."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import Qwen2TokenizerFast
 
     vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if vision:  # ids 259-261: the ids the fixtures' Qwen2.5-VL config names for them
+        specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
     for token in specials:
         vocab[token] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
