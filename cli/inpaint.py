@@ -25,7 +25,7 @@ from ._common import (
     warn,
 )
 
-_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-image, flux2-klein, z-image) or local "
+_HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-image, qwen-image-edit, flux2-klein, z-image) or local "
                "diffusers folder of any family (SD, SDXL, FLUX Fill, Qwen-Image, FLUX.2 klein, Z-Image). "
                "Default: kd5678/prefpaint-v1.0.")
 
