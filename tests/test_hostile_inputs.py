@@ -1479,12 +1479,15 @@ def test_batch_inpaint_skips_a_bomb_and_goes_on(env):
     _no_traceback(r)
     assert "bomb.png" in r.stderr, r.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["a0.json", "a0.png"], names
+    assert names == ["a0.json", "a0.png", "records", "results.jsonl"], names  # a folder batch is a job: its report
+    failed_row = json.loads((out / "results.jsonl").read_text().splitlines()[1])
+    assert failed_row["id"] == "bomb" and failed_row["status"] == "error" and "pixels" in failed_row["error"]
     umask = os.umask(0)
     os.umask(umask)
-    if umask == 0o022:  # modes follow the umask: 0644 files in a 0755 folder
-        assert oct(out.stat().st_mode & 0o777) == oct(0o755)
-        assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
+    if umask == 0o022:  # modes follow the umask: 0644 files in 0755 folders
+        assert {oct(d.stat().st_mode & 0o777) for d in (out, out / "records")} == {oct(0o755)}
+        files = [p for p in [*out.iterdir(), *(out / "records").iterdir()] if p.is_file()]
+        assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
 
 
 def test_score_folder_skips_a_bomb_and_goes_on(env):
@@ -1662,15 +1665,19 @@ def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir
     assert "Traceback" not in err, err
     assert rc == 130, f"exit {rc}: {err}"
     stems = [f"im{i:03d}" for i in range(n)]
-    left = sorted(p.name for p in out.iterdir()) if out.exists() else []  # a slow machine may stop before item 1
+    # a slow machine may stop before item 1; records/ holds the job runner's record of each finished set
+    left = sorted(p.name for p in out.iterdir() if p.name != "records") if out.exists() else []
     done = [s for s in stems if f"{s}.png" in left]
     assert left == sorted([f"{s}.png" for s in done] + [f"{s}.json" for s in done]), f"partial sets or litter: {left}"
+    records = sorted(p.name for p in (out / "records").iterdir()) if (out / "records").exists() else []
+    assert records == [f"{s}.json" for s in done], f"records without their sets, or litter: {records}"
     beside = ["imgs", "mask.png"] + (["out"] if out.exists() else [])
     assert sorted(p.name for p in tmp_path.iterdir()) == beside, "litter beside the output"
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()} if out.exists() else {}
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} if out.exists() else {}
     again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems]
+                                                           + ["records", "results.jsonl"])
     assert {k: (out / k).stat().st_mtime_ns for k in stamps} == stamps, "finished items were redone"
 
 
