@@ -697,6 +697,13 @@ CASES = [
       setup=both(imgs, write("outfile"))),
     C("inpaint/batch-out-proc", lambda e: inpaint(e, image=e.w / "imgs", out=Path("/proc/outdir")), "/proc/outdir",
       setup=imgs, absent=(".tmp",)),
+    # one reader, one runner (issue 24): a folder batch is a job; two images of one stem, an output onto an input
+    C("inpaint/batch-duplicate-stems", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a0.png", "a0.jpg",
+      "same stem", setup=lambda e: imgs(e) and Image.new("RGB", (40, 40)).save(e.w / "imgs" / "a0.jpg")),
+    C("inpaint/batch-output-is-input", lambda e: inpaint(e, image=e.w / "imgs", out="imgs"), "a0.png",
+      "would replace the image", setup=imgs),
+    C("inpaint/batch-old-output-not-its-own", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a0.png",
+      "not written by this job", "--overwrite", setup=both(imgs, write("outdir/a0.png"), write("outdir/a0.json"))),
     C("inpaint/model-unet-pickle", lambda e: inpaint(e, model=e.w / "pipe_bin"), "pickle",
       setup=pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
       absent=("weights_only",)),
