@@ -268,3 +268,18 @@ def test_an_interrupted_folder_batch_resumes_where_it_stopped(tmp_path, tiny_inp
     # other settings are not taken for finished work: refused, as for a manifest
     with pytest.raises(PrefPaintError, match="other settings.*--overwrite"):
         run_inpaint_job(items, out, inpainter=second, defaults={"steps": 2, "seed": 1})
+
+
+def test_a_mask_of_another_shape_fails_its_item_before_the_model_loads(tmp_path, tiny_inpainter):
+    root = _batch(tmp_path / "in", n=2)
+    Image.new("L", (10, 30), 255).save(root / "masks" / "im1.png")
+    items, _ = folder_job(root / "images", root / "masks")
+    calls = _Stopping(tiny_inpainter)
+    summary = run_inpaint_job(items, tmp_path / "out", inpainter=calls, defaults={"steps": 1, "seed": 0})
+    assert calls.calls == ["im0.png"] and (summary.done, summary.failed) == (1, 1)
+    assert "mask is 10x30 but image is 24x16" in dict(summary.failures)["im1"]
+    # with resize_mask it is resized, as the Inpainter does
+    calls = _Stopping(tiny_inpainter)
+    summary = run_inpaint_job(items, tmp_path / "out2", inpainter=calls, defaults={"steps": 1, "seed": 0,
+                                                                               "resize_mask": True})
+    assert summary.failed == 0 and "im1.png" in calls.calls

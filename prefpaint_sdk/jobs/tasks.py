@@ -40,9 +40,9 @@ def model_key(model) -> str:
 
 
 def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False,
-            what: str = "item of the manifest") -> dict[str, str]:
-    """Every item's files, checked from their headers (a mask read from its alpha must have one): ``{id: message}``
-    of the unusable ones.
+            what: str = "item of the manifest", resize_mask: bool | None = None) -> dict[str, str]:
+    """Every item's files, checked from their headers (a mask read from its alpha must have one; for inpainting,
+    ``resize_mask`` not None, the mask-size rule): ``{id: message}`` of the unusable ones.
 
     When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
     bad = {}
@@ -53,6 +53,11 @@ def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool 
                 from ..imaging import check_alpha_mask
 
                 check_alpha_mask(it.mask)
+            if resize_mask is not None:
+                from ..imaging import check_image_file, check_mask_size
+
+                check_mask_size(check_image_file(it.mask, what="mask"), check_image_file(it.image),
+                                resize=it.params.get("resize_mask", resize_mask))
         except Exception as exc:  # noqa: BLE001 - the item fails alone
             bad[it.id] = " ".join(str(exc).split())
     if bad and len(bad) == len(items):
@@ -104,7 +109,7 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
     check_image_suffix(Path("x" + suffix))
     defaults = dict(defaults or {})
     items, job_inputs, what = _job(manifest, "inpaint")
-    bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")), what)
+    bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")), what, bool(defaults.get("resize_mask")))
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
     if inpainter is None:
         resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
