@@ -210,7 +210,6 @@ def check_item_files(item: JobItem, *, max_pixels: int | None = None) -> None:
     check_image_file(item.mask, what="mask", max_pixels=max_pixels)
 
 
-
 def folder_job(images: str | os.PathLike, masks: str | os.PathLike) -> tuple[list[JobItem], list[str]]:
     """The manifest of a folder batch: one row per image of ``images`` paired with its mask by stem
     (:func:`~prefpaint_sdk.data.pair_inputs`), or with the one mask file ``masks``; the id is the image's stem.
