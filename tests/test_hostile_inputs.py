@@ -1032,6 +1032,11 @@ CASES = [
 
     # ---------------- eval ----------------
     C("eval/markup-data", lambda e: ev(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    # one reader (issue 24): two images of one stem, and NaN in a manifest line, as every consumer refuses them
+    C("eval/duplicate-stems", lambda e: ev(e), "img00.png", "img00.jpg", "same stem",
+      setup=both(data, lambda e: Image.new("RGB", (32, 32)).save(e.w / "data" / "images" / "img00.jpg"))),
+    C("eval/manifest-nan", lambda e: ev(e, data=e.w / "mdir"), "manifest.jsonl:1", "NaN",
+      setup=write("mdir/manifest.jsonl", '{"image": "../img.png", "mask": "../mask.png", "id": NaN}\n')),
     *[C(f"eval/{flag[2:]}-{v}", lambda e, flag=flag, v=v: ev(e, flag, v), flag, setup=data)
       for flag, values in (("--guidance", (NAN, INF)), ("--confidence", (NAN, "0", "1.5")),
                            ("--tie-tolerance", (NAN, INF, "-1")))
@@ -1110,6 +1115,11 @@ CASES = [
     # ---------------- train align ----------------
     C("train-align/markup-data", lambda e: talign(e, data=e.w / "nope[/x]"), "nope[/x]"),
     C("train-align/no-images", lambda e: talign(e, data=e.w / "empty"), "empty", setup=mkdir("empty/images")),
+    # one reader (issue 24): the same refusals as every consumer of the data convention
+    C("train-align/duplicate-stems", lambda e: talign(e), "00.png", "00.jpg", "same stem",
+      setup=both(adata, lambda e: Image.new("RGB", (32, 32)).save(e.w / "adata" / "images" / "00.jpg"))),
+    C("train-align/manifest-nan", lambda e: talign(e, data=e.w / "mdir"), "manifest.jsonl:1", "NaN",
+      setup=write("mdir/manifest.jsonl", '{"image": "../img.png", "mask": "../mask.png", "id": NaN}\n')),
     # skip and report (issue 19): truncated images pass a header check; decoded, 2 of 8 is over the 10% limit
     C("train-align/truncated-images-over-limit", lambda e: talign(e), "2 of 8", "10%", "max_bad_fraction",
       setup=truncated_images("adata", 2)),
