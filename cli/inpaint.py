@@ -72,12 +72,12 @@ def inpaint(
         check_offload(offload)
         check_scheduler(scheduler)
         job = dict(model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
-                   select=select, offline=offline, max_pixels=max_pixels, offload=offload, vae_tiling=vae_tiling,
-                   scheduler=scheduler, defaults=dict(
+                   select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
                        prompt=prompt, num_candidates=num_candidates, negative_prompt=negative_prompt, steps=steps,
                        guidance_scale=guidance, seed=seed, mask_dilate=mask_dilate, mask_blur=mask_blur,
                        crop_margin=crop_margin, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha,
-                       resize_mask=resize_mask))
+                       resize_mask=resize_mask),
+                   inpainter_kw=dict(offload=offload, vae_tiling=vae_tiling, scheduler=scheduler))
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             _run_job(manifest, output, quiet, device, job, "items")
             return

@@ -283,3 +283,21 @@ def test_a_mask_of_another_shape_fails_its_item_before_the_model_loads(tmp_path,
     summary = run_inpaint_job(items, tmp_path / "out2", inpainter=calls, defaults={"steps": 1, "seed": 0,
                                                                                "resize_mask": True})
     assert summary.failed == 0 and "im1.png" in calls.calls
+
+
+def test_a_batch_loads_with_the_commands_settings_and_fingerprints_those_that_change_images(
+        tmp_path, tiny_pipeline_dir, tiny_inpainter, monkeypatch):
+    """--offload, --vae-tiling and --scheduler reach the model of a folder or manifest batch (a manifest job ignored
+    them); a finished item is kept across another offload, and refused (made otherwise) across another scheduler."""
+    from prefpaint_sdk import Inpainter
+
+    seen = []
+    monkeypatch.setattr(Inpainter, "from_pretrained", lambda model, **kw: seen.append(kw) or tiny_inpainter)
+    items, _ = folder_job(_batch(tmp_path / "in", n=1) / "images", tmp_path / "in" / "masks")
+    out, run = tmp_path / "out", dict(model=tiny_pipeline_dir, device="cpu", defaults={"steps": 1, "seed": 0})
+    first = run_inpaint_job(items, out, inpainter_kw={"offload": "model", "scheduler": "native"}, **run)
+    assert first.done == 1 and seen[0]["offload"] == "model" and seen[0]["scheduler"] == "native"
+    again = run_inpaint_job(items, out, inpainter_kw={"offload": "none", "scheduler": "native"}, **run)
+    assert (again.done, again.skipped, len(seen)) == (0, 1, 1)  # nothing to do: no model loaded
+    with pytest.raises(PrefPaintError, match="other settings"):
+        run_inpaint_job(items, out, inpainter_kw={"scheduler": "auto"}, **run)

@@ -39,6 +39,11 @@ def model_key(model) -> str:
     return str(p.resolve()) if model is not None and p.exists() else str(model)
 
 
+# Inpainter.from_pretrained's defaults of the settings a job passes through
+_LOAD_DEFAULTS = {"offload": "none", "vae_tiling": False, "scheduler": "auto"}
+_NONE = object()
+
+
 def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False,
             what: str = "item of the manifest", resize_mask: bool | None = None) -> dict[str, str]:
     """Every item's files, checked from their headers (a mask read from its alpha must have one; for inpainting,
@@ -87,12 +92,13 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
                     select: str = "reward", offline: bool | None = None, max_pixels: int | None = None,
                     inpainter=None, progress: ProgressFn | None = None,
                     on_item: Callable[[JobItem, dict], None] | None = None, ctx: JobContext | None = None,
-                    offload: str = "none", vae_tiling: bool = False, scheduler: str = "auto") -> JobSummary:
+                    inpainter_kw: dict[str, Any] | None = None) -> JobSummary:
     """Inpaint every row of a manifest into ``out``, on this process's share (see :mod:`prefpaint_sdk.jobs`).
 
     ``manifest`` is a ``jobs.jsonl`` file or its rows (a folder batch: :func:`~prefpaint_sdk.jobs.folder_job`);
-    both run alike, with the same skip, resume and report. ``offload``, ``vae_tiling`` and ``scheduler`` are
-    :meth:`Inpainter.from_pretrained`'s.
+    both run alike, with the same skip, resume and report. ``inpainter_kw`` holds more keyword arguments of
+    :meth:`Inpainter.from_pretrained` (``offload``, ``vae_tiling``, ``scheduler``, ...); those not at their default,
+    but ``offload`` (it only places the weights), are part of each item's fingerprint.
 
     Each item writes ``OUT/<id><suffix>``, its sidecar ``OUT/<id>.json`` (and with ``save_all`` every
     candidate ``OUT/<id>_cand<k><suffix>``) plus its record, as one output set. Row values win over
@@ -108,6 +114,7 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
 
     check_image_suffix(Path("x" + suffix))
     defaults = dict(defaults or {})
+    load_kw = dict(inpainter_kw or {})
     items, job_inputs, what = _job(manifest, "inpaint")
     bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")), what, bool(defaults.get("resize_mask")))
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
@@ -121,8 +128,7 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             reward_model=reward_model, offline=offline, select=select,
-                                                            steps=defaults.get("steps"), offload=offload,
-                                                            vae_tiling=vae_tiling, scheduler=scheduler)
+                                                            steps=defaults.get("steps"), **load_kw)
     base_seed = defaults.pop("seed", None)
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
@@ -130,8 +136,8 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
     settings = {"model": model_key(model_name), "reward_model": model_key(reward_model), "select": select,
                 "seed": base_seed, "prompt": base_prompt, "n": base_n, "save_all": save_all, "suffix": suffix,
                 **defaults}
-    if scheduler != "auto":  # it changes the images; "auto" stays out, so earlier records keep their fingerprint
-        settings["scheduler"] = scheduler
+    # what changes the images, unless it is the default (so records made before these settings existed still match)
+    settings.update({k: v for k, v in load_kw.items() if k != "offload" and _LOAD_DEFAULTS.get(k, _NONE) != v})
 
     def work(it: JobItem):
         if it.id in bad:
