@@ -1,4 +1,5 @@
-"""``--manifest`` mode of ``prefpaint inpaint`` and ``prefpaint score``: parse, call the SDK's job runner, report.
+"""``--manifest`` mode of ``prefpaint inpaint`` and ``prefpaint score``, and folder batches (a manifest of the
+folder's images): parse, call the SDK's job runner, report.
 
 Launch the same command line under ``torchrun --nproc_per_node N`` or ``accelerate launch`` to run on N
 processes; rank 0 shows the one progress bar and the summary, the other ranks stay quiet.
@@ -49,7 +50,7 @@ def job_context(cpu: bool = False) -> Iterator[Any]:
         ctx.close()
 
 
-def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False) -> None:
+def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False, noun: str = "items") -> None:
     """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report and set the exit code."""
     with progress(quiet_rank(quiet)) as bar, job_context(cpu) as ctx:
         task = bar.add_task(what, total=None)
@@ -63,6 +64,6 @@ def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False) -> N
     for item_id, msg in summary.failures:
         failed(item_id, str(msg))
     if summary.failures:
-        say_error(f"{len(summary.failures)} of {summary.total} items failed (rerun the command to retry them)",
+        say_error(f"{len(summary.failures)} of {summary.total} {noun} failed (rerun the command to retry them)",
                   prefix="")
         raise typer.Exit(EXIT_FAILED)

@@ -10,17 +10,13 @@ import typer
 
 from . import _jobs
 from ._common import (
-    EXIT_FAILED,
     console,
-    failed,
     handle_errors,
     max_pixels_option,
-    note,
     offline_option,
     progress,
     requires,
     say,
-    say_error,
     setup,
     warn,
 )
@@ -58,7 +54,7 @@ def inpaint(
     mask_from_alpha: bool = typer.Option(False, "--mask-from-alpha", help="Fill where the mask image is transparent."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Resize a mask whose size differs from the image's."),
     offline: Optional[bool] = offline_option(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs. Without it, batch mode skips items whose outputs all exist."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs. Without it, a folder or --manifest run skips the items it finished before."),
     max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -68,92 +64,55 @@ def inpaint(
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
-        from prefpaint_sdk.batch import plan_batch
+        from prefpaint_sdk.batch import plan_item
         from prefpaint_sdk.engines.base import check_offload, check_scheduler
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
         check_offload(offload)
         check_scheduler(scheduler)
+        job = dict(model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
+                   select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
+                       prompt=prompt, num_candidates=num_candidates, negative_prompt=negative_prompt, steps=steps,
+                       guidance_scale=guidance, seed=seed, mask_dilate=mask_dilate, mask_blur=mask_blur,
+                       crop_margin=crop_margin, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha,
+                       resize_mask=resize_mask),
+                   inpainter_kw=dict(offload=offload, vae_tiling=vae_tiling, scheduler=scheduler))
         if _jobs.check_manifest_mode(manifest, image, mask, output):
-            _run_manifest(manifest, output, quiet, device, dict(
-                model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
-                select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
-                    prompt=prompt, num_candidates=num_candidates, negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance, seed=seed,
-                    mask_dilate=mask_dilate, mask_blur=mask_blur, crop_margin=crop_margin, invert_mask=invert_mask,
-                    mask_from_alpha=mask_from_alpha, resize_mask=resize_mask)))
+            _run_job(manifest, output, quiet, device, job, "items")
             return
-        pairs, warnings = pair_inputs(image, mask)
-        for w in warnings:
-            warn(w)
-        batch = image.is_dir()
-        if batch:
-            out_dir = output or image.with_name(image.name + "_inpainted")
-            if out_dir.exists() and not out_dir.is_dir():
-                raise _bad(f"output '{out_dir}' is a file; in batch mode -o names a folder")
-            targets = [out_dir / f"{p.name}.png" for p in pairs]
-        else:
-            targets = [output or image.with_name(f"{image.stem}_inpainted.png")]
-        # Everything cheap first, before the (slow) model load: the whole output set of every item, and
-        # each input's pixel count (a bomb in batch mode is reported and skipped; the run goes on).
-        todo, failures, skipped = plan_batch(pairs, targets, num_candidates=num_candidates, save_all=save_all,
-                                             overwrite=overwrite, batch=batch, resize_mask=resize_mask,
-                                             mask_from_alpha=mask_from_alpha, on_failure=failed)
-        if skipped:
-            note(f"skipped {skipped} of {len(pairs)} images whose outputs already exist (--overwrite redoes them)")
-        if not todo:
-            if failures:  # not "all outputs exist": the folder may not even exist
-                exist = f"; the other {skipped} already have their outputs in '{targets[0].parent}'" if skipped else ""
-                raise _bad(f"no image is left to inpaint: {failures} of {len(pairs)} failed their checks (above){exist}")
-            if not quiet:
-                say(f"nothing to do: all {len(pairs)} outputs exist in '{targets[0].parent}' (--overwrite redoes them)")
-            raise typer.Exit(0)
+        if image.is_dir():  # a folder batch is the manifest of its images, ids their stems
+            from prefpaint_sdk.jobs import folder_job
 
+            items, warnings = folder_job(image, mask)
+            for w in warnings:
+                warn(w)
+            _run_job(items, output or image.with_name(image.name + "_inpainted"), quiet, device, job, "images")
+            return
+        pairs, _ = pair_inputs(image, mask)
+        target = output or image.with_name(f"{image.stem}_inpainted.png")
+        # Everything cheap first, before the (slow) model load: the whole output set and the inputs, decoded.
+        plan_item(pairs[0], target, num_candidates=num_candidates, save_all=save_all, overwrite=overwrite,
+                  resize_mask=resize_mask, mask_from_alpha=mask_from_alpha)
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
                 model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
                 select=select, offload=offload, vae_tiling=vae_tiling, steps=steps, scheduler=scheduler,
             )
-        call = dict(
-            prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,
-            guidance_scale=guidance, mask_dilate=mask_dilate, mask_blur=mask_blur, crop_margin=crop_margin,
-            invert_mask=invert_mask, mask_from_alpha=mask_from_alpha, resize_mask=resize_mask,
-        )
         with progress(quiet) as bar:
-            files_task = bar.add_task("images", total=len(todo)) if batch else None
-            steps_task = bar.add_task("denoising", total=None)
-            for pair, target in todo:
-                bar.reset(steps_task, description=f"{pair.name}")
-                try:
-                    result = inpainter(
-                        pair.image, pair.mask, progress=lambda i, n: bar.update(steps_task, completed=i, total=n), **call
-                    )
-                    written = result.save(target, overwrite=overwrite, save_all=save_all)
-                    line = f"{pair.image} -> {written[0]} (seed {result.seed}"
-                    if result.scores is not None:
-                        line += f", score {result.scores[result.best_index]:.4f}"
-                    if not quiet:
-                        say(line + ")")
-                except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
-                    if not batch:
-                        raise
-                    failures += 1
-                    failed(pair.image, exc)
-                if files_task is not None:
-                    bar.advance(files_task)
-        if failures:
-            say_error(f"{failures} of {len(pairs)} images failed", prefix="")
-            raise typer.Exit(EXIT_FAILED)
+            steps_task = bar.add_task(f"{pairs[0].name}", total=None)
+            result = inpainter(pairs[0].image, pairs[0].mask, **job["defaults"],
+                               progress=lambda i, n: bar.update(steps_task, completed=i, total=n))
+        written = result.save(target, overwrite=overwrite, save_all=save_all)
+        line = f"{image} -> {written[0]} (seed {result.seed}"
+        if result.scores is not None:
+            line += f", score {result.scores[result.best_index]:.4f}"
+        if not quiet:
+            say(line + ")")
 
 
-def _run_manifest(manifest: Path, output: Path, quiet: bool, device: str, kw: dict) -> None:
+def _run_job(manifest, output: Path, quiet: bool, device: str, kw: dict, noun: str) -> None:
     from prefpaint_sdk import run_inpaint_job
 
     _jobs.run("images", quiet, lambda **more: run_inpaint_job(manifest, output, device=device, **kw, **more),
-              cpu=device == "cpu")
-
-
-def _bad(msg: str):
-    from prefpaint_sdk import InvalidInputError
-
-    return InvalidInputError(msg)
+              cpu=device == "cpu", noun=noun)

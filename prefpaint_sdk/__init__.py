@@ -21,7 +21,10 @@ _EXPORTS = {
     # inpainting
     "Inpainter": "inpainter",
     "InpaintResult": "inpainter",
-    "pair_inputs": "batch",
+    "pair_inputs": "data",
+    # the data convention's reader, for apps that read image folders
+    "list_images": "data",
+    "find_image": "data",
     # manifest jobs across processes
     "run_inpaint_job": "jobs",
     "run_score_job": "jobs",
@@ -124,7 +127,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .imaging import (  # noqa: F401
         Box, check_image_file, feather_alpha, fit_mask_to_image, load_image, load_mask, set_max_pixels,
     )
-    from .batch import pair_inputs  # noqa: F401
+    from .data import find_image, list_images, pair_inputs  # noqa: F401
     from .evaluation import EvalCase, EvalReport, evaluate  # noqa: F401
     from .inpainter import Inpainter, InpaintResult  # noqa: F401
     from .jobs import run_generate_dataset, run_inpaint_job, run_score_job  # noqa: F401

@@ -11,7 +11,7 @@ import prefpaint_sdk
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC_API = {
-    "Inpainter", "InpaintResult", "pair_inputs",
+    "Inpainter", "InpaintResult", "pair_inputs", "list_images", "find_image",
     "run_inpaint_job", "run_score_job", "run_generate_dataset",
     "RewardModel", "RewardOutput", "RewardTrainConfig", "train_reward", "convert_official_checkpoint",
     "evaluate", "EvalReport", "EvalCase",

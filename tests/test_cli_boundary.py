@@ -295,40 +295,50 @@ def test_single_mode_refuses_any_member_of_the_set(pictures):
     assert "unknown suffix '.txt'" in line
 
 
-def test_batch_skips_complete_sets_and_refuses_partial_ones_before_loading(pictures):
+# A folder batch is a manifest job (issue 24, one runner): its skip and resume rules are the job runner's.
+def test_batch_skips_finished_items_without_loading_and_refuses_files_it_did_not_write(pictures, tiny_pipeline_dir,
+                                                                                      monkeypatch):
+    from prefpaint_sdk import Inpainter
+
     images = pictures / "images"
     images.mkdir()
     for name in ("a", "b"):
         Image.open(pictures / "img.png").save(images / f"{name}.png")
     out = pictures / "done"
-    out.mkdir()
-    for name in ("a", "b"):
-        (out / f"{name}.png").write_bytes(b"old")
-        (out / f"{name}.json").write_text("{}")
-    # every set complete: nothing to do, and no model is loaded (/nonexistent would be exit 2/3)
-    r = _run(["inpaint", images, pictures / "mask.png", "-o", out, "--model", "/nonexistent"])
+    argv = ["inpaint", images, pictures / "mask.png", "-o", out, "--model", tiny_pipeline_dir, "--steps", "1",
+            "--device", "cpu", "--dtype", "float32", "--seed", "0", "--quiet"]
+    assert _run(argv).exit_code == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in [*out.glob("*.png"), *out.glob("*.json")]}
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded although every item was finished")
+
+    monkeypatch.setattr(Inpainter, "from_pretrained", no_load)
+    r = _run(argv)  # every item finished: nothing to do, no model loaded
     assert r.exit_code == 0, r.output
-    assert "skipped 2 of 2" in r.stderr and (out / "a.png").read_bytes() == b"old"
-    # a partial set (image without its sidecar) is an error naming the files, before the model loads
-    (out / "b.json").unlink()
-    line = _one_error_line(_run(["inpaint", images, pictures / "mask.png", "-o", out, "--model", "/nonexistent"]))
-    assert "b.png" in line and "b.json" in line and "--overwrite" in line
-    assert (out / "b.png").read_bytes() == b"old"
+    assert {p.name: p.stat().st_mtime_ns for p in [*out.glob("*.png"), *out.glob("*.json")]} == stamps
+    # a file in the way of a new item that the job did not write: refused before the model loads, naming it
+    Image.open(pictures / "img.png").save(images / "c.png")
+    (out / "c.json").write_text("{}")
+    line = _one_error_line(_run(argv))
+    assert "c.json" in line and "--overwrite" in line
+    assert (out / "c.json").read_text() == "{}" and not (out / "c.png").exists()
 
 
 def test_batch_rerun_completes_what_is_missing(pictures, tiny_pipeline_dir):
     images = pictures / "images"
     images.mkdir()
-    for name in ("a", "b"):
-        Image.open(pictures / "img.png").save(images / f"{name}.png")
+    Image.open(pictures / "img.png").save(images / "a.png")
     out = pictures / "done"
-    out.mkdir()
-    (out / "a.png").write_bytes(b"old")
-    (out / "a.json").write_text("{}")
-    r = _run(["inpaint", images, pictures / "mask.png", "-o", out, "--model", tiny_pipeline_dir, "--steps", "1",
-              "--device", "cpu", "--dtype", "float32", "--seed", "0", "--quiet"])
+    argv = ["inpaint", images, pictures / "mask.png", "-o", out, "--model", tiny_pipeline_dir, "--steps", "1",
+            "--device", "cpu", "--dtype", "float32", "--seed", "0", "--quiet"]
+    assert _run(argv).exit_code == 0
+    a = (out / "a.png").read_bytes()
+    Image.open(pictures / "img.png").save(images / "b.png")
+    (out / "a.json").unlink()  # a set that lost a file is redone whole
+    r = _run(argv)
     assert r.exit_code == 0, r.output
-    assert (out / "a.png").read_bytes() == b"old"  # untouched
+    assert (out / "a.png").read_bytes() == a and json.loads((out / "a.json").read_text())["seed"] == 0
     assert Image.open(out / "b.png").size == (48, 32) and json.loads((out / "b.json").read_text())["seed"] == 0
 
 

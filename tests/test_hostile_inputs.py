@@ -697,6 +697,16 @@ CASES = [
       setup=both(imgs, write("outfile"))),
     C("inpaint/batch-out-proc", lambda e: inpaint(e, image=e.w / "imgs", out=Path("/proc/outdir")), "/proc/outdir",
       setup=imgs, absent=(".tmp",)),
+    # one reader, one runner (issue 24): a folder batch is a job; two images of one stem, an output onto an input
+    C("inpaint/batch-duplicate-stems", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a0.png", "a0.jpg",
+      "same stem", setup=lambda e: imgs(e) and Image.new("RGB", (40, 40)).save(e.w / "imgs" / "a0.jpg")),
+    C("inpaint/batch-output-is-input", lambda e: inpaint(e, image=e.w / "imgs", out="imgs"), "a0.png",
+      "would replace the image", setup=imgs),
+    C("inpaint/batch-mask-size-mismatch", lambda e: inpaint(e, image=e.w / "imgs", mask=e.w / "small.png", out="outdir"),
+      "no image of the folder is usable", "--resize-mask",
+      setup=both(imgs, lambda e: Image.new("L", (30, 20), 255).save(e.w / "small.png"))),
+    C("inpaint/batch-old-output-not-its-own", lambda e: inpaint(e, image=e.w / "imgs", out="outdir"), "a0.png",
+      "not written by this job", "--overwrite", setup=both(imgs, write("outdir/a0.png"), write("outdir/a0.json"))),
     C("inpaint/model-unet-pickle", lambda e: inpaint(e, model=e.w / "pipe_bin"), "pickle",
       setup=pipe_pickled("unet", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
       absent=("weights_only",)),
@@ -1022,6 +1032,11 @@ CASES = [
 
     # ---------------- eval ----------------
     C("eval/markup-data", lambda e: ev(e, data=e.w / "nope[/x]"), "nope[/x]"),
+    # one reader (issue 24): two images of one stem, and NaN in a manifest line, as every consumer refuses them
+    C("eval/duplicate-stems", lambda e: ev(e), "img00.png", "img00.jpg", "same stem",
+      setup=both(data, lambda e: Image.new("RGB", (32, 32)).save(e.w / "data" / "images" / "img00.jpg"))),
+    C("eval/manifest-nan", lambda e: ev(e, data=e.w / "mdir"), "manifest.jsonl:1", "NaN",
+      setup=write("mdir/manifest.jsonl", '{"image": "../img.png", "mask": "../mask.png", "id": NaN}\n')),
     *[C(f"eval/{flag[2:]}-{v}", lambda e, flag=flag, v=v: ev(e, flag, v), flag, setup=data)
       for flag, values in (("--guidance", (NAN, INF)), ("--confidence", (NAN, "0", "1.5")),
                            ("--tie-tolerance", (NAN, INF, "-1")))
@@ -1100,6 +1115,11 @@ CASES = [
     # ---------------- train align ----------------
     C("train-align/markup-data", lambda e: talign(e, data=e.w / "nope[/x]"), "nope[/x]"),
     C("train-align/no-images", lambda e: talign(e, data=e.w / "empty"), "empty", setup=mkdir("empty/images")),
+    # one reader (issue 24): the same refusals as every consumer of the data convention
+    C("train-align/duplicate-stems", lambda e: talign(e), "00.png", "00.jpg", "same stem",
+      setup=both(adata, lambda e: Image.new("RGB", (32, 32)).save(e.w / "adata" / "images" / "00.jpg"))),
+    C("train-align/manifest-nan", lambda e: talign(e, data=e.w / "mdir"), "manifest.jsonl:1", "NaN",
+      setup=write("mdir/manifest.jsonl", '{"image": "../img.png", "mask": "../mask.png", "id": NaN}\n')),
     # skip and report (issue 19): truncated images pass a header check; decoded, 2 of 8 is over the 10% limit
     C("train-align/truncated-images-over-limit", lambda e: talign(e), "2 of 8", "10%", "max_bad_fraction",
       setup=truncated_images("adata", 2)),
@@ -1479,12 +1499,15 @@ def test_batch_inpaint_skips_a_bomb_and_goes_on(env):
     _no_traceback(r)
     assert "bomb.png" in r.stderr, r.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["a0.json", "a0.png"], names
+    assert names == ["a0.json", "a0.png", "records", "results.jsonl"], names  # a folder batch is a job: its report
+    failed_row = json.loads((out / "results.jsonl").read_text().splitlines()[1])
+    assert failed_row["id"] == "bomb" and failed_row["status"] == "error" and "pixels" in failed_row["error"]
     umask = os.umask(0)
     os.umask(umask)
-    if umask == 0o022:  # modes follow the umask: 0644 files in a 0755 folder
-        assert oct(out.stat().st_mode & 0o777) == oct(0o755)
-        assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
+    if umask == 0o022:  # modes follow the umask: 0644 files in 0755 folders
+        assert {oct(d.stat().st_mode & 0o777) for d in (out, out / "records")} == {oct(0o755)}
+        files = [p for p in [*out.iterdir(), *(out / "records").iterdir()] if p.is_file()]
+        assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
 
 
 def test_score_folder_skips_a_bomb_and_goes_on(env):
@@ -1662,15 +1685,19 @@ def test_interrupted_batch_inpaint_leaves_whole_sets(tmp_path, tiny_pipeline_dir
     assert "Traceback" not in err, err
     assert rc == 130, f"exit {rc}: {err}"
     stems = [f"im{i:03d}" for i in range(n)]
-    left = sorted(p.name for p in out.iterdir()) if out.exists() else []  # a slow machine may stop before item 1
+    # a slow machine may stop before item 1; records/ holds the job runner's record of each finished set
+    left = sorted(p.name for p in out.iterdir() if p.name != "records") if out.exists() else []
     done = [s for s in stems if f"{s}.png" in left]
     assert left == sorted([f"{s}.png" for s in done] + [f"{s}.json" for s in done]), f"partial sets or litter: {left}"
+    records = sorted(p.name for p in (out / "records").iterdir()) if (out / "records").exists() else []
+    assert records == [f"{s}.json" for s in done], f"records without their sets, or litter: {records}"
     beside = ["imgs", "mask.png"] + (["out"] if out.exists() else [])
     assert sorted(p.name for p in tmp_path.iterdir()) == beside, "litter beside the output"
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()} if out.exists() else {}
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} if out.exists() else {}
     again = runner.invoke(_app(), [str(a) for a in argv] + ["-q"], env={"COLUMNS": "2000"})
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in stems] + [f"{s}.json" for s in stems]
+                                                           + ["records", "results.jsonl"])
     assert {k: (out / k).stat().st_mtime_ns for k in stamps} == stamps, "finished items were redone"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from prefpaint_sdk import InvalidInputError, OutputExistsError
-from prefpaint_sdk.batch import InputPair
+from prefpaint_sdk.data import InputPair
 from prefpaint_sdk.reward.folder import score_pairs, write_scores_csv
 from prefpaint_sdk.testing import write_png_bomb
 

@@ -248,8 +248,9 @@ def test_a_batch_whose_every_item_failed_says_so(tmp_path):
                                "nobody/not-cached", "--offline"], env={"COLUMNS": "2000"})
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.exit_code == 2, r.output
-    assert [ln.split(":")[0] for ln in lines] == ["failed", "failed", "error"], lines
-    assert "no image is left to inpaint: 2 of 2 failed" in lines[-1] and "nothing to do" not in r.output
+    # a folder batch is a job: a job none of whose items is usable is refused in one line naming the first
+    assert [ln.split(":")[0] for ln in lines] == ["error"], lines
+    assert "no image of the folder is usable (2 of 2 failed)" in lines[-1] and "b0.png" in lines[-1], lines
     assert not out.exists()
 
 

@@ -7,11 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefpaint_sdk import DataError
+from prefpaint_sdk import DataError, find_image, list_images
 
 __all__ = ["RateDataset", "scan_dataset"]
-
-_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -41,13 +39,6 @@ class RateDataset:
         return hashlib.sha256(("\n".join([self.root.name, *self.keys])).encode()).hexdigest()[:12]
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    for ext in _EXTS:
-        if (folder / (stem + ext)).is_file():
-            return folder / (stem + ext)
-    return None
-
-
 def scan_dataset(root: str | os.PathLike) -> RateDataset:
     """The prompts of ``root`` and their K inpaintings, sorted by id and k.
 
@@ -59,8 +50,8 @@ def scan_dataset(root: str | os.PathLike) -> RateDataset:
         raise DataError(f"'{root}' has no inpaint/ folder; rate a dataset in the official layout (inpaint/<imgid>_<k>.png, "
                         "masks/<imgid>_mask.png, masks_color/), as 'prefpaint generate-dataset' writes it")
     groups: dict[str, list[tuple[int, str, Path]]] = {}
-    for p in sorted((root / "inpaint").iterdir()):
-        if p.suffix.lower() not in _EXTS or p.name.startswith(".") or "_" not in p.stem:
+    for p in list_images(root / "inpaint"):
+        if "_" not in p.stem:
             continue
         imgid, k = p.stem.rsplit("_", 1)
         if not k.isdigit():
@@ -70,9 +61,9 @@ def scan_dataset(root: str | os.PathLike) -> RateDataset:
         raise DataError(f"'{root / 'inpaint'}' holds no inpaintings named <imgid>_<k>.png")
     prompts = []
     for imgid in sorted(groups):
-        mask = _find(root / "masks", f"{imgid}_mask")
+        mask = find_image(root / "masks", f"{imgid}_mask")
         if mask is None:
             raise DataError(f"inpaintings of '{imgid}' have no mask '{root / 'masks' / (imgid + '_mask.png')}'")
         cands = tuple((key, path) for _, key, path in sorted(groups[imgid]))
-        prompts.append(RatePrompt(imgid, _find(root / "masks_color", f"{imgid}_mask_color"), mask, cands))
+        prompts.append(RatePrompt(imgid, find_image(root / "masks_color", f"{imgid}_mask_color"), mask, cands))
     return RateDataset(root, tuple(prompts))

@@ -1,6 +1,6 @@
 """Training prompts for alignment: (image, mask) pairs from a folder, with masks generated when absent.
 
-One data convention serves the whole toolkit:
+The toolkit's data convention, read by :func:`prefpaint_sdk.data.read_data`:
 
 * ``DIR/images/*`` and optionally ``DIR/masks/*`` paired by file stem (``images/cat.jpg`` with
   ``masks/cat.png``); images without a mask (or all, when ``masks/`` is absent) get a seeded generated
@@ -21,16 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..batch import read_manifest
+from ..data import read_data
 from ..errors import DataError, InvalidInputError
 from ..imaging import check_image_file, load_image, load_mask
 from ..masks import generate_mask
 
-__all__ = ["AlignItem", "AlignDataset", "IMAGE_SUFFIXES"]
+__all__ = ["AlignItem", "AlignDataset"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -69,11 +67,7 @@ class AlignDataset:
         self.resolution = int(resolution) if resolution is not None else None
         self.mask_kinds = list(mask_kinds)
         self.seed = int(seed)
-        if not self.root.is_dir():
-            raise DataError(f"data folder '{self.root}' does not exist; pass a folder with images/ (and masks/) or manifest.jsonl")
         found = self._scan()
-        if not found:
-            raise DataError(f"no images found in '{self.root}'; put them in '{self.root / 'images'}' or list them in manifest.jsonl")
         self.entries, self.sizes = self._usable(found, max_bad_fraction)
         self.skipped = len(found) - len(self.entries)
 
@@ -106,25 +100,7 @@ class AlignDataset:
         return entries, sizes
 
     def _scan(self) -> list[tuple[Path, Path | None, str]]:
-        manifest = self.root / "manifest.jsonl"
-        if manifest.is_file():
-            out = []
-            for n, rec in read_manifest(manifest):
-                img = self.root / rec["image"]
-                mask = self.root / rec["mask"] if rec.get("mask") else None
-                for p in (img, mask):
-                    if p is not None and not p.is_file():
-                        raise DataError(f"{manifest}:{n} names '{p}', which does not exist")
-                out.append((img, mask, Path(rec["image"]).stem))
-            return out
-        img_dir = self.root / "images"
-        if not img_dir.is_dir():
-            raise DataError(f"'{self.root}' has neither images/ nor manifest.jsonl; see the data convention in the docs")
-        masks = {}
-        if (self.root / "masks").is_dir():
-            masks = {p.stem: p for p in sorted((self.root / "masks").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-        imgs = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return [(p, masks.get(p.stem), p.stem) for p in imgs]
+        return [(it.image, it.mask, it.id) for it in read_data(self.root)]
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -1,14 +1,14 @@
 """Evaluation cases: (image, mask) pairs read from the toolkit's data convention, or given directly.
 
-The data convention (the same one alignment training reads):
+The toolkit's data convention (:func:`prefpaint_sdk.data.read_data`, the reader alignment training uses too):
 
 * ``DIR/images/*`` with optional ``DIR/masks/*`` paired by file stem (``images/cat.jpg`` with
   ``masks/cat.png``); images without a mask get a generated one. Two more optional folders, paired by
   stem too, serve evaluation: ``DIR/targets/`` (ground truth of the hole, for masked PSNR/SSIM) and
   ``DIR/depth/`` (depth maps for warp masks: ``.npy`` arrays or 16-bit/float images, larger = farther);
 * or ``DIR/manifest.jsonl``: one ``{"image": path, "mask": path, "target": path, "depth": path}`` object
-  per line, paths relative to DIR; every key but ``image`` may be omitted or null. A ``name`` key
-  overrides the case name (default: the image's stem).
+  per line, paths relative to DIR; every key but ``image`` may be omitted or null. An ``id`` (or ``name``)
+  key overrides the case name (default: the image's stem).
 
 Evaluation keeps images at their own size (the :class:`~prefpaint_sdk.Inpainter` crops and resizes
 itself), unlike the training reader, which centre-crops to the working size.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..batch import IMAGE_SUFFIXES, read_manifest
+from ..data import IMAGE_SUFFIXES, read_data
 from ..errors import DataError, InvalidInputError
 
 __all__ = ["EvalCase", "read_eval_data", "as_cases"]
@@ -50,13 +50,6 @@ class EvalCase:
     depth: Any = None
 
 
-def _by_stem(folder: Path, suffixes) -> dict[str, Path]:
-    if not folder.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")}
-
-
 def read_eval_data(root: str | os.PathLike) -> list[EvalCase]:
     """Read the cases of a data folder (see the module docstring for the layout).
 
@@ -70,33 +63,9 @@ def read_eval_data(root: str | os.PathLike) -> list[EvalCase]:
         DataError: a missing folder, no images, a malformed manifest line, a file the manifest names that
             does not exist, or two cases with the same name.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder '{root}' does not exist; pass a folder with images/ (and masks/) or manifest.jsonl")
-    manifest = root / "manifest.jsonl"
-    cases: list[EvalCase] = []
-    if manifest.is_file():
-        for n, rec in read_manifest(manifest):
-            paths = {}
-            for key in ("image", "mask", "target", "depth"):
-                if rec.get(key):
-                    p = root / rec[key]
-                    if not p.is_file():
-                        raise DataError(f"{manifest}:{n} names {key} '{p}', which does not exist; fix the path")
-                    paths[key] = p
-            cases.append(EvalCase(name=str(rec.get("name") or paths["image"].stem), image=paths["image"],
-                                  mask=paths.get("mask"), target=paths.get("target"), depth=paths.get("depth")))
-    else:
-        img_dir = root / "images"
-        if not img_dir.is_dir():
-            raise DataError(f"'{root}' has neither images/ nor manifest.jsonl; put the images in '{img_dir}'")
-        masks = _by_stem(root / "masks", IMAGE_SUFFIXES)
-        targets = _by_stem(root / "targets", IMAGE_SUFFIXES)
-        depths = _by_stem(root / "depth", _DEPTH_SUFFIXES)
-        for stem, p in _by_stem(img_dir, IMAGE_SUFFIXES).items():
-            cases.append(EvalCase(name=stem, image=p, mask=masks.get(stem), target=targets.get(stem), depth=depths.get(stem)))
-    if not cases:
-        raise DataError(f"no images found in '{root}'; put them in '{root / 'images'}' or list them in manifest.jsonl")
+    items = read_data(root, folders={"target": ("targets", IMAGE_SUFFIXES), "depth": ("depth", _DEPTH_SUFFIXES)})
+    cases = [EvalCase(name=it.id, image=it.image, mask=it.mask, target=it.files["target"], depth=it.files["depth"])
+             for it in items]
     _check_names(cases, str(root))
     return cases
 

@@ -180,7 +180,7 @@ def generate_mask_set(images, kind: str, out_dir: str | os.PathLike, *, seed: in
     """
     from PIL import Image
 
-    from ..batch import list_images
+    from ..data import list_images
     from ..files import check_output_dir, staged_dir, strict_json_dumps
     from ..imaging import check_image_file
 

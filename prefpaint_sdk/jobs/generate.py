@@ -59,7 +59,7 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
         InvalidInputError: ``images`` is not a folder of images, a mask kind is unknown, a count is < 1.
         DataError: two images give the same prompt id, or no image is usable (bombs, unreadable files).
     """
-    from ..batch import list_images
+    from ..data import list_images
     from ..evaluation.masksets import case_seed, mask_for, normalize_kind
     from ..hub import DEFAULT_MODEL
     from ..imaging import check_image_file, load_image, masked_image

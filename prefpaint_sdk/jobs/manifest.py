@@ -10,6 +10,9 @@ be a plain file name: letters, digits, ``.``, ``_`` and ``-``, not starting with
 ``a/b`` would write outside the output folder and are refused). Parameters may sit at the top level or in a
 ``"params"`` object; an unknown key is an error, so a typo never silently falls back to a default.
 
+A folder batch (an image folder with a mask folder paired by stem, or with one mask) is the manifest
+:func:`folder_job` makes: one row per image, its id the image's stem.
+
 Structural problems (not JSON, a missing key, a bad id, a duplicate id, NaN or a value out of range) refuse
 the whole manifest before any work. A file that cannot be used (missing, not an image, past the pixel
 limit: a decompression bomb) only fails its own item: it is recorded and the others go on.
@@ -25,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import manifest_path, pair_inputs, read_rows
 from ..errors import DataError, InvalidInputError
 from ..validation import at_least, check_seed, finite, non_negative
 
-__all__ = ["ID_PATTERN", "INPAINT_PARAMS", "JobItem", "check_item_files", "read_job_manifest"]
+__all__ = ["ID_PATTERN", "INPAINT_PARAMS", "JobItem", "check_item_files", "folder_job", "read_job_manifest"]
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 """An item id: a plain file name (no separators, no leading dot, at most 200 characters). Use ``fullmatch``:
@@ -116,24 +120,7 @@ def _check_param(where: str, name: str, value: Any) -> Any:
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise InvalidInputError(f"manifest '{path}' does not exist or is not a file; pass a .jsonl file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"manifest '{path}' is not UTF-8 text; write one JSON object per line") from None
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            # NaN and Infinity are not JSON: refuse them here, with the line, not later in a sampler.
-            rec = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
-        except ValueError as exc:
-            raise DataError(f"{_where(path, n)} is not valid JSON ({exc}); write one object per line") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{_where(path, n)} is not a JSON object; write one object per line")
-        rows.append((n, rec))
+    rows = read_rows(path)  # NaN and Infinity are refused here, with the line, not later in a sampler
     if not rows:
         raise DataError(f"manifest '{path}' holds no rows; write one JSON object per line")
     return rows
@@ -176,7 +163,7 @@ def read_job_manifest(path: str | os.PathLike, kind: str = "inpaint") -> list[Jo
             value = rec.get(key)
             if not isinstance(value, str) or not value:
                 raise DataError(f"{where} (id '{rid}') has no '{key}' path; every row needs 'image' and 'mask'")
-            files[key] = base / value
+            files[key] = manifest_path(base, value, where)
         if not isinstance(rec.get("params") or {}, dict):  # before dict(): a list or text would raise raw
             raise DataError(f"{where} (id '{rid}'): 'params' must be an object")
         params = dict(rec.get("params") or {})
@@ -222,3 +209,32 @@ def check_item_files(item: JobItem, *, max_pixels: int | None = None) -> None:
     check_image_file(item.image, what="image", max_pixels=max_pixels)
     check_image_file(item.mask, what="mask", max_pixels=max_pixels)
 
+
+def folder_job(images: str | os.PathLike, masks: str | os.PathLike) -> tuple[list[JobItem], list[str]]:
+    """The manifest of a folder batch: one row per image of ``images`` paired with its mask by stem
+    (:func:`~prefpaint_sdk.data.pair_inputs`), or with the one mask file ``masks``; the id is the image's stem.
+
+    A stem that is not a plain file name (:data:`ID_PATTERN`) has every other character replaced by ``_``.
+
+    Returns:
+        The rows, and the pairing's warnings (images without a mask, masks without an image).
+
+    Raises:
+        InvalidInputError: ``images`` is not a folder, or the pairing fails (:func:`pair_inputs`).
+        DataError: two images give the same id.
+    """
+    if not Path(images).is_dir():
+        raise InvalidInputError(f"images '{images}' is not a folder; a folder batch pairs a folder of images")
+    pairs, warnings = pair_inputs(images, masks)
+    items, seen = [], {}
+    for n, pair in enumerate(pairs, 1):
+        rid = pair.name
+        if not ID_PATTERN.fullmatch(rid):
+            rid = re.sub(r"[^A-Za-z0-9._-]", "_", rid).lstrip(".")[:200] or "image"
+        if rid in seen:
+            raise DataError(f"images '{seen[rid].name}' and '{pair.image.name}' in '{images}' both give the id "
+                            f"'{rid}', which names their outputs; rename one")
+        seen[rid] = pair.image
+        items.append(JobItem(id=rid, image=pair.image, mask=pair.mask, line=n,
+                             refs=(pair.image.name, pair.mask.name)))
+    return items, warnings

@@ -247,7 +247,7 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     ctx = ctx or JobContext.detect()
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output '{out}' is a file; with --manifest, -o names a folder")
+        raise InvalidInputError(f"output '{out}' is a file; a batch writes into a folder: pass a folder path")
     check_output_dir(out, overwrite=True)
     check_output_dir(out / RECORDS, overwrite=True)
     outputs = outputs or (lambda it: [])

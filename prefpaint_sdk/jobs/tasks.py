@@ -39,9 +39,15 @@ def model_key(model) -> str:
     return str(p.resolve()) if model is not None and p.exists() else str(model)
 
 
-def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False) -> dict[str, str]:
-    """Every item's files, checked from their headers (a mask read from its alpha must have one): ``{id: message}``
-    of the unusable ones.
+# Inpainter.from_pretrained's defaults of the settings a job passes through
+_LOAD_DEFAULTS = {"offload": "none", "vae_tiling": False, "scheduler": "auto"}
+_NONE = object()
+
+
+def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False,
+            what: str = "item of the manifest", resize_mask: bool | None = None) -> dict[str, str]:
+    """Every item's files, checked from their headers (a mask read from its alpha must have one; for inpainting,
+    ``resize_mask`` not None, the mask-size rule): ``{id: message}`` of the unusable ones.
 
     When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
     bad = {}
@@ -52,12 +58,25 @@ def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool 
                 from ..imaging import check_alpha_mask
 
                 check_alpha_mask(it.mask)
+            if resize_mask is not None:
+                from ..imaging import check_image_file, check_mask_size
+
+                check_mask_size(check_image_file(it.mask, what="mask"), check_image_file(it.image),
+                                resize=it.params.get("resize_mask", resize_mask))
         except Exception as exc:  # noqa: BLE001 - the item fails alone
             bad[it.id] = " ".join(str(exc).split())
     if bad and len(bad) == len(items):
         first = next(iter(bad.values()))
-        raise DataError(f"no item of the manifest is usable ({len(bad)} of {len(items)} failed); the first: {first}")
+        raise DataError(f"no {what} is usable ({len(bad)} of {len(items)} failed); the first: {first}")
     return bad
+
+
+def _job(manifest, kind: str) -> tuple[list[JobItem], dict[str, Path], str]:
+    """The rows of ``manifest`` (a file, or rows already made: a folder batch's :func:`folder_job`), the job's
+    own input files, and what an item is called in a message."""
+    if isinstance(manifest, (str, os.PathLike)):
+        return read_job_manifest(manifest, kind), {"manifest": Path(manifest)}, "item of the manifest"
+    return list(manifest), {}, "image of the folder"
 
 
 def _inpaint_files(out: Path, item: JobItem, suffix: str, save_all: bool, n: int) -> list[Path]:
@@ -66,13 +85,20 @@ def _inpaint_files(out: Path, item: JobItem, suffix: str, save_all: bool, n: int
     return result_files(out / f"{item.id}{suffix}", item.n or n, save_all)
 
 
-def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, model: str | os.PathLike | None = None,
+def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.PathLike, *,
+                    model: str | os.PathLike | None = None,
                     defaults: dict[str, Any] | None = None, save_all: bool = False, suffix: str = ".png",
                     overwrite: bool = False, device: str = "auto", dtype: str = "auto", reward_model=None,
                     select: str = "reward", offline: bool | None = None, max_pixels: int | None = None,
                     inpainter=None, progress: ProgressFn | None = None,
-                    on_item: Callable[[JobItem, dict], None] | None = None, ctx: JobContext | None = None) -> JobSummary:
+                    on_item: Callable[[JobItem, dict], None] | None = None, ctx: JobContext | None = None,
+                    inpainter_kw: dict[str, Any] | None = None) -> JobSummary:
     """Inpaint every row of a manifest into ``out``, on this process's share (see :mod:`prefpaint_sdk.jobs`).
+
+    ``manifest`` is a ``jobs.jsonl`` file or its rows (a folder batch: :func:`~prefpaint_sdk.jobs.folder_job`);
+    both run alike, with the same skip, resume and report. ``inpainter_kw`` holds more keyword arguments of
+    :meth:`Inpainter.from_pretrained` (``offload``, ``vae_tiling``, ``scheduler``, ...); those not at their default,
+    but ``offload`` (it only places the weights), are part of each item's fingerprint.
 
     Each item writes ``OUT/<id><suffix>``, its sidecar ``OUT/<id>.json`` (and with ``save_all`` every
     candidate ``OUT/<id>_cand<k><suffix>``) plus its record, as one output set. Row values win over
@@ -88,8 +114,9 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
 
     check_image_suffix(Path("x" + suffix))
     defaults = dict(defaults or {})
-    items = read_job_manifest(manifest, "inpaint")
-    bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")))
+    load_kw = dict(inpainter_kw or {})
+    items, job_inputs, what = _job(manifest, "inpaint")
+    bad = _usable(items, max_pixels, bool(defaults.get("mask_from_alpha")), what, bool(defaults.get("resize_mask")))
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
     if inpainter is None:
         resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
@@ -101,7 +128,7 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
             dev = ctx.device_for(device)
             loaded["inpainter"] = Inpainter.from_pretrained(model or DEFAULT_MODEL, device=dev, dtype=dtype,
                                                             reward_model=reward_model, offline=offline, select=select,
-                                                            steps=defaults.get("steps"))
+                                                            steps=defaults.get("steps"), **load_kw)
     base_seed = defaults.pop("seed", None)
     base_prompt = defaults.pop("prompt", "")
     base_n = defaults.pop("num_candidates", 1)
@@ -109,6 +136,8 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
     settings = {"model": model_key(model_name), "reward_model": model_key(reward_model), "select": select,
                 "seed": base_seed, "prompt": base_prompt, "n": base_n, "save_all": save_all, "suffix": suffix,
                 **defaults}
+    # what changes the images, unless it is the default (so records made before these settings existed still match)
+    settings.update({k: v for k, v in load_kw.items() if k != "offload" and _LOAD_DEFAULTS.get(k, _NONE) != v})
 
     def work(it: JobItem):
         if it.id in bad:
@@ -123,10 +152,10 @@ def run_inpaint_job(manifest: str | os.PathLike, out: str | os.PathLike, *, mode
 
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
                      outputs=lambda it: _inpaint_files(Path(out), it, suffix, save_all, base_n),
-                     job_inputs={"manifest": Path(manifest)}, settings=settings, load=load)
+                     job_inputs=job_inputs, settings=settings, load=load)
 
 
-def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward_model=None, normalize: bool = False,
+def run_score_job(manifest: str | os.PathLike | list[JobItem], out: str | os.PathLike, *, reward_model=None, normalize: bool = False,
                   overwrite: bool = False, device: str = "auto", offline: bool | None = None,
                   v_inverse: str | os.PathLike | None = None, max_pixels: int | None = None, model=None,
                   progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
@@ -140,8 +169,8 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
     """
     from ..reward import RewardModel
 
-    items = read_job_manifest(manifest, "score")
-    bad = _usable(items, max_pixels)
+    items, job_inputs, what = _job(manifest, "score")
+    bad = _usable(items, max_pixels, what=what)
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
     if model is None:
         resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
@@ -163,4 +192,4 @@ def run_score_job(manifest: str | os.PathLike, out: str | os.PathLike, *, reward
 
     settings = {"reward_model": model_key(reward_model), "normalize": normalize, "v_inverse": model_key(v_inverse)}
     return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
-                     job_inputs={"manifest": Path(manifest)}, settings=settings, load=load)
+                     job_inputs=job_inputs, settings=settings, load=load)

@@ -29,7 +29,6 @@ mask whose aspect ratio differs from its image's, skips its sample with a warnin
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import IMAGE_SUFFIXES, find_image, manifest_path, read_rows
 from ..errors import DataError, ImageTooLargeError, InvalidInputError
 from ..imaging import check_image_file, get_max_pixels
 
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 OFFICIAL_DIRS = ("inpaint", "masks_color", "masks")
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 _MAX_NAMED = 20  # bad files named one by one in the log; the rest are counted
 PAIR_MODES = ("all", "best-worst")
 
@@ -237,10 +236,7 @@ def _rank(value, key: str, labels: Path) -> float | None:
 
 
 def _find_image(folder: Path, stem: str) -> Path:
-    for ext in _IMAGE_EXTS:
-        if (folder / (stem + ext)).exists():
-            return folder / (stem + ext)
-    return folder / (stem + ".png")  # reported missing by validation
+    return find_image(folder, stem, IMAGE_SUFFIXES) or folder / (stem + ".png")  # a missing one: reported by validation
 
 
 def _read_manifest(path: Path) -> RewardData:
@@ -250,17 +246,8 @@ def _read_manifest(path: Path) -> RewardData:
     pairs: list[tuple[int, int]] = []
     index: dict[tuple, int] = {}
 
-    root = base.resolve()
-
     def rel(v, n=0):
-        if v in (None, ""):
-            return None
-        p = base / str(v)
-        # a manifest names files beside it or below it: '../' or an absolute path could read anything
-        if not p.resolve().is_relative_to(root):
-            raise DataError(f"{path.name} row {n} names '{v}', outside the manifest's folder '{base}'; paths must be "
-                            "relative and stay inside it (no '../', no absolute paths)")
-        return p
+        return manifest_path(base, None if v is None else str(v), f"{path.name} row {n}", inside=True)
 
     def add(sample: RewardSample) -> int:
         key = (sample.image, sample.masked, sample.mask)
@@ -297,22 +284,8 @@ def _read_manifest(path: Path) -> RewardData:
 
 
 def _manifest_rows(path: Path) -> list[dict]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DataError(f"cannot read manifest '{path}': {exc}") from exc
-    if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise DataError(f"{path.name} line {n} is not valid JSON: {exc}") from exc
-            if not isinstance(rows[-1], dict):
-                raise DataError(f"{path.name} line {n} is not a JSON object; write one object per line")
-    return rows
+    # NaN parses here, so that the score check names the row and the column
+    return [row for _, row in read_rows(path, where=lambda n: f"{path.name} line {n}", constants=True)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import io
 import os
 from typing import Iterator
 
-from ..batch import InputPair, check_pair
+from ..batch import check_pair
+from ..data import InputPair
 from ..errors import InvalidInputError
 from ..files import atomic_write_bytes
 from ..validation import at_least
