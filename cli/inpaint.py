@@ -30,7 +30,7 @@ _HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-im
                "Default: kd5678/prefpaint-v1.0.")
 
 
-@requires(select="reward_model")
+@requires(reward_weights="reward", reward_norm="reward")
 def inpaint(
     image: Optional[Path] = typer.Argument(None, help="Image file, or a folder of images (batch mode).", show_default=False),
     mask: Optional[Path] = typer.Argument(None, help="Mask file (white = fill), or a folder of masks paired by file stem.", show_default=False),
@@ -45,7 +45,11 @@ def inpaint(
     save_all: bool = typer.Option(False, "--save-all", help="Also write every candidate as <out>_cand<k>.png."),
     model: Optional[str] = typer.Option(None, help=_HELP_MODEL),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) to score and pick candidates."),
-    select: str = typer.Option("reward", help="Pick by 'reward' or trust-aware 'lcb' (score - c*bound)."),
+    # best-of-N by a reward stack (issue 22)
+    reward: list[str] = typer.Option([], "--reward", metavar="SPEC", help="Pick among the -n candidates by a reward stack: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness). --reward-model RM joins it as prefpaint=RM. Every reward's scores go into the sidecar JSON."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
+    reward_norm: str = typer.Option("gdpo", "--reward-norm", help="How several rewards rank the candidates: gdpo (normalise each over the N, weighted sum), sum (raw weighted sum) or rank (win-rates)."),
+    select: str = typer.Option("reward", help="Pick by 'reward' or trust-aware 'lcb' (score - c*bound; in a stack, for the rewards that have a bound)."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
@@ -73,9 +77,19 @@ def inpaint(
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
+        if select != "reward" and not reward_model and not reward:
+            raise _bad("--select has no effect without --reward-model or --reward; add one or drop --select")
+        stack = None
+        if reward:  # every reward checked (names, weights, files, servers) before any image or model is read
+            from prefpaint_sdk.reward.choice import check_stack
+
+            specs = ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
+            stack = check_stack(specs, reward_weights, reward_norm, offline=offline)
         check_offload(offload)
         check_scheduler(scheduler)
         if _jobs.check_manifest_mode(manifest, image, mask, output):
+            if reward:
+                raise _bad("--reward is for one image or a folder; with --manifest use --reward-model")
             _run_manifest(manifest, output, quiet, device, dict(
                 model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
                 select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
@@ -111,8 +125,10 @@ def inpaint(
 
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
-                model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
-                select=select, offload=offload, vae_tiling=vae_tiling, steps=steps, scheduler=scheduler,
+                model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=None if stack else reward_model,
+                offline=offline, select=select, offload=offload, vae_tiling=vae_tiling, steps=steps, scheduler=scheduler,
+                reward=[str(s.name if s.source is None else f"{s.name}={s.source}") for s in stack[0]] if stack else None,
+                reward_weights=stack[1] if stack else None, reward_norm=reward_norm,
             )
         call = dict(
             prompt=prompt, negative_prompt=negative_prompt, num_candidates=num_candidates, seed=seed, steps=steps,
@@ -130,8 +146,10 @@ def inpaint(
                     )
                     written = result.save(target, overwrite=overwrite, save_all=save_all)
                     line = f"{pair.image} -> {written[0]} (seed {result.seed}"
-                    if result.scores is not None:
-                        line += f", score {result.scores[result.best_index]:.4f}"
+                    if result.rewards and len(result.rewards) > 1:
+                        line += ", " + ", ".join(f"{k} {_num(v['scores'][result.best_index])}" for k, v in result.rewards.items())
+                    elif result.scores is not None:
+                        line += f", score {_num(result.scores[result.best_index])}"
                     if not quiet:
                         say(line + ")")
                 except Exception as exc:  # noqa: BLE001 - batch mode reports and goes on
@@ -151,6 +169,10 @@ def _run_manifest(manifest: Path, output: Path, quiet: bool, device: str, kw: di
 
     _jobs.run("images", quiet, lambda **more: run_inpaint_job(manifest, output, device=device, **kw, **more),
               cpu=device == "cpu")
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def _bad(msg: str):
