@@ -492,11 +492,12 @@ class Inpainter:
             del gen
         t_comp = time.perf_counter()
 
-        scores, bounds, trust, best, rewards = self._score(candidates, img, hole, box, prompt, params)
+        per_reward: dict[str, Any] = {}
+        scores, bounds, trust, best = self._score(candidates, img, hole, box, prompt, params, per_reward)
         t_end = time.perf_counter()
         return InpaintResult(
             image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds, trust=trust,
-            rewards=rewards, best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
+            rewards=per_reward or None, best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
             timings=dict(prepare_s=t_prep - t_start, sample_s=t_sample - t_prep, composite_s=t_comp - t_sample,
                          score_s=t_end - t_comp, total_s=t_end - t_start),
         )
@@ -527,16 +528,18 @@ class Inpainter:
                 on_step=on_step, **shown))
         return outputs
 
-    def _score(self, candidates, image, hole, box: Box | None = None, prompt: str = "", params=None):
+    def _score(self, candidates, image, hole, box: Box | None = None, prompt: str = "", params=None, per_reward=None):
         """Score candidates with the attached reward model (or stack) and pick the best; index 0 without one.
+        With a stack, every reward's own scores go into ``per_reward`` (label -> scores, bounds, trust).
 
         The reward sees the context box the model inpainted, framed by the one function every scoring
         path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
         """
         if self.reward_model is None:
-            return None, None, None, 0, None
+            return None, None, None, 0
         if hasattr(self.reward_model, "labels") and hasattr(self.reward_model, "norm"):  # a RewardStack
-            return self._score_stack(candidates, image, hole, box, prompt, params if params is not None else {})
+            return self._score_stack(candidates, image, hole, box, prompt, {} if params is None else params,
+                                     {} if per_reward is None else per_reward)
         from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
 
         candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
@@ -548,22 +551,23 @@ class Inpainter:
         trust = [float(t) for t in out.trust] if getattr(out, "trust", None) is not None else None
         if self.select == "lcb" and bounds is None and len(candidates) > 1:
             log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
-        return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c), None
+        return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c)
 
-    def _score_stack(self, candidates, image, hole, box, prompt, params):
+    def _score_stack(self, candidates, image, hole, box, prompt, params, per_reward):
         """Best-of-N by a reward stack (:mod:`prefpaint_sdk.reward.choice`): every reward's scores, and the key
         the pick is made by (one reward: its own scores, bounds and trust, so the LCB rule applies as before)."""
         from .reward.choice import score_candidates, stack_key, to_list  # noqa: PLC0415
 
         stack = self.reward_model
         rewards = score_candidates(stack, candidates, image, hole, box, prompt)
+        per_reward.update(rewards)
         params["reward_stack"] = dict(labels=list(stack.labels), weights=list(stack.weights), norm=stack.norm)
         best = choose_candidate(None, select=self.select, lcb_c=self.lcb_c, rewards=rewards, weights=stack.weights,
                                 norm=stack.norm)
         if len(rewards) == 1:
             only = next(iter(rewards.values()))
-            return only["scores"], only["bounds"], only["trust"], best, rewards
-        return to_list(stack_key(rewards, stack.weights, stack.norm)), None, None, best, rewards
+            return only["scores"], only["bounds"], only["trust"], best
+        return to_list(stack_key(rewards, stack.weights, stack.norm)), None, None, best
 
 
 def check_select(select: str) -> str:
