@@ -169,3 +169,18 @@ def test_inpaint_cli_writes_every_rewards_scores(tiny_pipeline_dir, rm_dir, tmp_
     want = choose_candidate(None, rewards=side["rewards"], weights=(1, 1, 0.5), norm="rank")
     assert side["best_index"] == want
     assert "prefpaint" in r.output and "seam" in r.output
+
+
+@pytest.mark.parametrize("kw, err, pattern", [
+    (dict(reward=["seam"], reward_weights=[1, 2]), "ConfigError", "2 weights for 1 rewards"),
+    (dict(reward=["nope=x"]), "ConfigError", "unknown reward 'nope'"),
+    (dict(reward=["hpsv2"]), "MissingDependencyError", "torchvision"),
+    (dict(reward=["seam", "imagereward=THUDM/ImageReward"]), "MissingDependencyError", "image-reward"),
+    (dict(reward=["seam"], reward_norm="mean"), "ConfigError", "--reward-norm"),
+])
+def test_a_bad_stack_is_refused_before_the_pipeline_loads(tmp_path, kw, err, pattern):
+    import prefpaint_sdk.errors as errors
+
+    # the model folder does not exist: a stack check that came after the pipeline's would name the folder instead
+    with pytest.raises(getattr(errors, err), match=pattern):
+        Inpainter.from_pretrained(tmp_path / "no-such-model", device="cpu", offline=True, **kw)

@@ -87,3 +87,15 @@ def test_remote_reward_over_a_served_stack_equals_the_local_stack(setup):
     local = stack.score(image, holes, masked)
     want = WEIGHTS[0] * local["prefpaint"].scores + WEIGHTS[1] * local["seam"].scores
     np.testing.assert_allclose(remote.numpy(), want.numpy(), atol=1e-5)
+
+
+def test_edits_items_carry_each_rewards_score(client):
+    image, hole = make_image(seed=5), square_hole()
+    rgba = png(np.dstack([image, np.where(hole, 0, 255).astype(np.uint8)]))
+    r = client.post("/v1/images/edits", files={"image": ("i.png", png(image), "image/png"), "mask": ("m.png", rgba, "image/png")},
+                    data={"n": "2", "model": "b", "seed": "9"})
+    assert r.status_code == 200, r.text
+    items = r.json()["data"]
+    assert [set(it["rewards"]) for it in items] == [{"prefpaint", "seam"}] * 2
+    assert all(isinstance(v, float) for it in items for v in it["rewards"].values())
+    assert sum(it["chosen"] for it in items) == 1
