@@ -158,15 +158,16 @@ def test_inpaint_cli_writes_every_rewards_scores(tiny_pipeline_dir, rm_dir, tmp_
     out = tmp_path / "out.png"
     r = runner.invoke(app, ["inpaint", str(tmp_path / "im.png"), str(tmp_path / "m.png"), "-o", str(out), "-n", "3",
                             "--steps", "2", "--seed", "5", "--model", str(tiny_pipeline_dir), "--device", "cpu",
-                            "--offline", "--reward-model", str(rm_dir), "--reward", "seam", "--reward", "outside-change",
-                            "--reward-weights", "1,1,0.5", "--reward-norm", "rank"])
+                            "--offline", "--reward", f"prefpaint={rm_dir}", "--reward", "seam", "--reward", "outside-change",
+                            "--reward-weights", "1,1,0.5", "--reward-norm", "rank", "--select", "lcb"])
     assert r.exit_code == 0, r.output
     side = json.loads(out.with_suffix(".json").read_text())
     assert list(side["rewards"]) == ["prefpaint", "seam", "outside-change"]
     assert side["params"]["reward_stack"]["norm"] == "rank"
     # composited candidates leave the original exact beyond the feather band: outside-change is 0 for each
     assert side["rewards"]["outside-change"]["scores"] == [0.0, 0.0, 0.0]
-    want = choose_candidate(None, rewards=side["rewards"], weights=(1, 1, 0.5), norm="rank")
+    assert side["rewards"]["prefpaint"]["bounds"] is not None  # so lcb ranks prefpaint by score - bound
+    want = choose_candidate(None, select="lcb", rewards=side["rewards"], weights=(1, 1, 0.5), norm="rank")
     assert side["best_index"] == want
     assert "prefpaint" in r.output and "seam" in r.output
 
