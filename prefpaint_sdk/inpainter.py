@@ -251,7 +251,10 @@ class Inpainter:
         if reward is not None:
             from .reward.choice import check_stack  # noqa: PLC0415 - only with a reward stack
 
-            first = [f"prefpaint={os.fspath(reward_model)}"] if isinstance(reward_model, (str, os.PathLike)) else []
+            if reward_model is not None and not isinstance(reward_model, (str, os.PathLike)):
+                raise bad_value("reward_model", "reward_model joins a reward stack by its id or folder; pass it as "
+                                                "text, or build a RewardStack with it and pass that as reward_model")
+            first = [f"prefpaint={os.fspath(reward_model)}"] if reward_model is not None else []
             stack = check_stack(first + ([reward] if isinstance(reward, str) else list(reward)), reward_weights,
                                 reward_norm, offline=offline)
             reward_model = None

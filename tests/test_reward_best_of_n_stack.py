@@ -178,6 +178,7 @@ def test_inpaint_cli_writes_every_rewards_scores(tiny_pipeline_dir, rm_dir, tmp_
     (dict(reward=["hpsv2"]), "MissingDependencyError", "torchvision"),
     (dict(reward=["seam", "imagereward=THUDM/ImageReward"]), "MissingDependencyError", "image-reward"),
     (dict(reward=["seam"], reward_norm="mean"), "ConfigError", "--reward-norm"),
+    (dict(reward=["seam"], reward_model=_Stub()), "InvalidInputError", "joins a reward stack by its id"),
 ])
 def test_a_bad_stack_is_refused_before_the_pipeline_loads(tmp_path, kw, err, pattern):
     import prefpaint_sdk.errors as errors
