@@ -21,12 +21,16 @@ threads are set equal (``--threads``, default 1; the server through ``OMP_NUM_TH
 2-core machines two torch threads under contention run 5x slower than one (OpenMP waits on a busy core), which
 would measure the machine's load, not the server.
 
+Several models (issue 23's load proof): ``--models 2`` serves two models of the size side by side (``--model a=DIR
+--model b=DIR2``, different weights); request ``i`` names model ``i mod 2``, and the direct calls alternate over two
+``Inpainter`` objects the same way. The same-pixels check then covers each model.
+
 Before/after in one run: ``--baseline DIR`` also starts the server of another source tree (e.g. an earlier
 commit: ``git archive <commit> | tar -x -C DIR``; its packages are put first on that server's ``PYTHONPATH``),
 and every round measures it too, the order of the three rotating from round to round.
 
 Usage: ``python benchmarks/bench_serve.py [--sizes tiny,mid] [--k 4] [--m 5] [--n 1] [--steps 4]
-[--repeats 2] [--threads 1] [--baseline DIR] [--write FILE]`` (exit 1 when a request was lost)
+[--repeats 2] [--threads 1] [--models 1] [--baseline DIR] [--write FILE]`` (exit 1 when a request was lost)
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ def inputs(side: int, seed: int = 0) -> tuple[Image.Image, np.ndarray, bytes, by
 
 
 BOUNDARY = "bench-serve-7f3a9c1e"
+NAMES = "abcdefgh"  # the served models' names with --models N
 
 
 def form_body(image_png: bytes, mask_png: bytes, fields: dict[str, str]) -> bytes:
@@ -107,13 +112,15 @@ def source_shim(src: Path, work: Path) -> Path:
     return shim
 
 
-def start_server(model_dir: Path, rm_dir: Path, steps: int, threads: int, log_path: Path, shim: Path | None = None):
+def start_server(model_dirs: list[Path], rm_dir: Path, steps: int, threads: int, log_path: Path, shim: Path | None = None):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if shim is not None:  # ahead of the editable install: this server runs the other tree's code
         env["PYTHONPATH"] = os.pathsep.join([str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = open(log_path, "w")
-    proc = subprocess.Popen([str(PREFPAINT), "serve", "--model", str(model_dir), "--reward-model", str(rm_dir),
+    models = [x for i, d in enumerate(model_dirs)
+              for x in ("--model", str(d) if len(model_dirs) == 1 else f"{NAMES[i]}={d}")]
+    proc = subprocess.Popen([str(PREFPAINT), "serve", *models, "--reward-model", str(rm_dir),
                              "--host", "127.0.0.1", "--port", str(port), "--steps", str(steps), "--device", "cpu",
                              "--dtype", "float32", "--offline", "--quiet"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -158,8 +165,8 @@ class Load:
     """One server round: K client threads x M requests, all sent at once; every outcome is recorded."""
 
     def __init__(self, base: str, image_png: bytes, mask_png: bytes, n: int, steps: int, timeout: float,
-                 deadline: float):
-        self.base, self.image_png, self.mask_png = base, image_png, mask_png
+                 deadline: float, models: int = 1):
+        self.base, self.image_png, self.mask_png, self.models = base, image_png, mask_png, models
         self.n, self.steps, self.timeout, self.deadline = n, steps, timeout, deadline
         self.lock = threading.Lock()
         self.records: list[dict] = []
@@ -213,7 +220,8 @@ class Load:
         """Send K x M requests from K threads; return the round's wall seconds (first send to last answer)."""
         seeds = [[seed0 + c * m + j for j in range(m)] for c in range(k)]
         bodies = {seed: form_body(self.image_png, self.mask_png,
-                                  {"n": str(self.n), "seed": str(seed), "steps": str(self.steps)})
+                                  {"n": str(self.n), "seed": str(seed), "steps": str(self.steps),
+                                   **({"model": NAMES[seed % self.models]} if self.models > 1 else {})})
                   for part in seeds for seed in part}
         t0 = time.perf_counter()
         stop_at = t0 + self.deadline
@@ -237,26 +245,28 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
     """One model size: a row per server (this tree's, and the baseline's with ``shim``), each against the same
     direct calls of the same rounds."""
     t_size = time.perf_counter()
-    model_dir = save_tiny_inpaint_pipeline(work / f"pipe-{size}", size=size)
+    model_dirs = [save_tiny_inpaint_pipeline(work / f"pipe-{size}-{i}", size=size, seed=i) for i in range(args.models)]
     servers: dict[str, tuple] = {}
     try:
         for label, sh in (("server", None), ("baseline", shim)):
             if label == "baseline" and shim is None:
                 continue
             log_path = work / f"serve-{size}-{label}.log"
-            proc, base = start_server(model_dir, rm_dir, args.steps, args.threads, log_path, sh)
+            proc, base = start_server(model_dirs, rm_dir, args.steps, args.threads, log_path, sh)
             servers[label] = (proc, base, log_path)
-        direct = Inpainter.from_pretrained(model_dir, device="cpu", dtype="float32", reward_model=rm_dir, offline=True)
+        directs = [Inpainter.from_pretrained(d, device="cpu", dtype="float32", reward_model=rm_dir, offline=True)
+                   for d in model_dirs]
         health = {label: wait_health(base, proc, log_path, args.start_timeout)
                   for label, (proc, base, log_path) in servers.items()}
         call = dict(num_candidates=args.n, steps=args.steps)
-        loads = {label: Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline)
+        loads = {label: Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline, args.models)
                  for label, (_, base, _) in servers.items()}
 
         # Warm-up: one request to each server and one direct call (first-call costs are not the steady state).
         for _, base, _ in servers.values():
             Load(base, image_png, mask_png, args.n, args.steps, args.timeout, args.deadline).run(1, 1, 10_000)
-        direct(image, hole, seed=10_000, **call)
+        for direct in directs:
+            direct(image, hole, seed=10_000, **call)
 
         seeds_per_round = args.k * args.m
         server_walls: dict[str, list] = {label: [] for label in servers}
@@ -283,11 +293,11 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
             t0, c0 = time.perf_counter(), time.process_time()
             for seed in range(r * seeds_per_round, (r + 1) * seeds_per_round):
                 tc = time.perf_counter()
-                res = direct(image, hole, seed=seed, **call)
+                res = directs[seed % len(directs)](image, hole, seed=seed, **call)
                 direct_lat.append(time.perf_counter() - tc)
                 direct_total.append(res.timings.get("total_s", float("nan")))
                 assert res.scores is not None and len(res.scores) == args.n
-                if seed == r * seeds_per_round:
+                if seed - r * seeds_per_round < len(directs):  # each model's first request of the round
                     direct_first[seed] = np.asarray(res.candidates[0])
             direct_walls.append((time.perf_counter() - t0, seeds_per_round))
             direct_cpu.append((time.process_time() - c0, seeds_per_round))
@@ -331,7 +341,7 @@ def bench_size(size: str, args, work: Path, rm_dir: Path, image, hole, image_png
         t = [x["timings"] for x in answered]
         overhead_http = [x["latency"] - x["timings"].get("queue_s", 0) - x["timings"].get("job_s", 0) for x in answered]
         rows.append(dict(
-            size=size if label == "server" else f"{size}, baseline", k=args.k, m=args.m, rounds=args.repeats,
+            size=(size if args.models == 1 else f"{size} x{args.models} models") + ("" if label == "server" else ", baseline"), k=args.k, m=args.m, rounds=args.repeats,
             sent=len(sent), accepted=len(accepted), answered=len(answered), lost=len(accepted) - len(answered),
             refused=len(refused), not_sent=len(recs) - len(sent),
             statuses=sorted({str(x["status"]) for x in accepted if not x.get("valid")}),
@@ -365,6 +375,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
     ap.add_argument("--deadline", type=float, default=150.0, help="seconds after which a round sends no more")
     ap.add_argument("--start-timeout", type=float, default=120.0, help="seconds the server may take to start")
+    ap.add_argument("--models", type=int, default=1, help="models served side by side (requests alternate over them)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="source tree of another version whose server is measured in the same rounds")
     ap.add_argument("--write", default=None, help="append the markdown to this file")

@@ -33,6 +33,9 @@ def eval_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="Model A: hub id, alias or diffusers folder. Default: kd5678/prefpaint-v1.0."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Model B, one sample per case. Default: the base SD-inpainting model."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Judge: hub id, folder or official .pt. Default: kd5678/prefpaintReward."),
+    # the reward stack as judge (issue 22)
+    reward: Optional[List[str]] = typer.Option(None, "--reward", metavar="SPEC", help="Judge with a reward stack: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness); --reward-model RM joins it as prefpaint=RM. A sample's score is the weighted sum of the rewards' raw scores; every reward gets its own column."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
     samples: Optional[List[int]] = typer.Option(None, "--samples", help="Best-of-S to report; repeat it (--samples 1 --samples 3). Default: 1, 3, 10."),
     masks: str = typer.Option("auto", "--masks", help=f"Masks: {_MASKS}. auto = given masks, generated 'random' ones where missing."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps for both models. Default: each model family's (SD 50, SDXL 30, FLUX Fill 50, ...)."),
@@ -61,6 +64,9 @@ def eval_cmd(
         from prefpaint_sdk.files import check_output_dir
         from prefpaint_sdk.jobs import run_eval_job
 
+        if reward_weights is not None and not reward:
+            raise InvalidInputError("--reward-weights weighs a stack; add --reward NAME or drop it")
+        judge = (([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)) if reward else reward_model
         if not data.exists():
             raise InvalidInputError(f"data '{data}' does not exist; pass a data folder (images/, masks/) or a manifest.jsonl")
         # The folder is a resumable cache, so an existing one is fine: every other check (a file in the way,
@@ -74,7 +80,7 @@ def eval_cmd(
                 bar.update(task, completed=done, total=total, description=name or "cases")
 
             report = run_eval_job(
-                model or DEFAULT_MODEL, baseline or BASE_MODEL, reward_model, data, samples=tuple(samples or (1, 3, 10)),
+                model or DEFAULT_MODEL, baseline or BASE_MODEL, judge, data, reward_weights=reward_weights, samples=tuple(samples or (1, 3, 10)),
                 out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
                 common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
                 inpaint_kwargs={} if guidance is None else dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,

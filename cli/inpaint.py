@@ -26,7 +26,7 @@ _HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-im
                "Default: kd5678/prefpaint-v1.0.")
 
 
-@requires(select="reward_model")
+@requires(reward_weights="reward", reward_norm="reward")
 def inpaint(
     image: Optional[Path] = typer.Argument(None, help="Image file, or a folder of images (batch mode).", show_default=False),
     mask: Optional[Path] = typer.Argument(None, help="Mask file (white = fill), or a folder of masks paired by file stem.", show_default=False),
@@ -41,7 +41,11 @@ def inpaint(
     save_all: bool = typer.Option(False, "--save-all", help="Also write every candidate as <out>_cand<k>.png."),
     model: Optional[str] = typer.Option(None, help=_HELP_MODEL),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) to score and pick candidates."),
-    select: str = typer.Option("reward", help="Pick by 'reward' or trust-aware 'lcb' (score - c*bound)."),
+    # best-of-N by a reward stack (issue 22)
+    reward: list[str] = typer.Option([], "--reward", metavar="SPEC", help="Pick among the -n candidates by a reward stack: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness). --reward-model RM joins it as prefpaint=RM. Every reward's scores go into the sidecar JSON."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
+    reward_norm: str = typer.Option("gdpo", "--reward-norm", help="How several rewards rank the candidates: gdpo (normalise each over the N, weighted sum), sum (raw weighted sum) or rank (win-rates)."),
+    select: str = typer.Option("reward", help="Pick by 'reward' or trust-aware 'lcb' (score - c*bound; in a stack, for the rewards that have a bound)."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
@@ -69,6 +73,14 @@ def inpaint(
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)
+        if select != "reward" and not reward_model and not reward:
+            raise _bad("--select has no effect without --reward-model or --reward; add one or drop --select")
+        stack = None
+        if reward:  # every reward checked (names, weights, files, servers) before any image or model is read
+            from prefpaint_sdk.reward.choice import check_stack
+
+            specs = ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
+            stack = check_stack(specs, reward_weights, reward_norm, offline=offline)
         check_offload(offload)
         check_scheduler(scheduler)
         job = dict(model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
@@ -78,6 +90,10 @@ def inpaint(
                        crop_margin=crop_margin, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha,
                        resize_mask=resize_mask),
                    inpainter_kw=dict(offload=offload, vae_tiling=vae_tiling, scheduler=scheduler))
+        if stack:  # the stack replaces --reward-model (which joined it as prefpaint=RM); only then is it recorded
+            job["reward_model"] = None
+            job["inpainter_kw"].update(reward=[s.name if s.source is None else f"{s.name}={s.source}" for s in stack[0]],
+                                       reward_weights=stack[1], reward_norm=reward_norm)
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             _run_job(manifest, output, quiet, device, job, "items")
             return
@@ -96,8 +112,8 @@ def inpaint(
                   resize_mask=resize_mask, mask_from_alpha=mask_from_alpha)
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             inpainter = Inpainter.from_pretrained(
-                model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=reward_model, offline=offline,
-                select=select, offload=offload, vae_tiling=vae_tiling, steps=steps, scheduler=scheduler,
+                model or DEFAULT_MODEL, device=device, dtype=dtype, reward_model=job["reward_model"], offline=offline,
+                select=select, steps=steps, **job["inpainter_kw"],
             )
         with progress(quiet) as bar:
             steps_task = bar.add_task(f"{pairs[0].name}", total=None)
@@ -105,8 +121,10 @@ def inpaint(
                                progress=lambda i, n: bar.update(steps_task, completed=i, total=n))
         written = result.save(target, overwrite=overwrite, save_all=save_all)
         line = f"{image} -> {written[0]} (seed {result.seed}"
-        if result.scores is not None:
-            line += f", score {result.scores[result.best_index]:.4f}"
+        if result.rewards and len(result.rewards) > 1:
+            line += ", " + ", ".join(f"{k} {_num(v['scores'][result.best_index])}" for k, v in result.rewards.items())
+        elif result.scores is not None:
+            line += f", score {_num(result.scores[result.best_index])}"
         if not quiet:
             say(line + ")")
 
@@ -116,3 +134,13 @@ def _run_job(manifest, output: Path, quiet: bool, device: str, kw: dict, noun: s
 
     _jobs.run("images", quiet, lambda **more: run_inpaint_job(manifest, output, device=device, **kw, **more),
               cpu=device == "cpu", noun=noun)
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _bad(msg: str):
+    from prefpaint_sdk import InvalidInputError
+
+    return InvalidInputError(msg)

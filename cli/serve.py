@@ -17,6 +17,10 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(
     model: Optional[list[str]] = typer.Option(None, help="Hub id, alias (prefpaint, base) or local diffusers folder, optionally as NAME=SOURCE. Repeat it to serve several models side by side (a request's 'model' picks one by NAME, default its id; each has its own queue). Default: kd5678/prefpaint-v1.0."),
     reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) that scores every candidate and answers /v1/score."),
+    # the reward stack (issue 22): one stack scores every served model's candidates and answers /v1/score
+    reward: Optional[list[str]] = typer.Option(None, "--reward", metavar="SPEC", help="Score with a reward stack instead: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness); --reward-model RM joins it as prefpaint=RM. It picks among every model's candidates and /v1/score answers each reward."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
+    reward_norm: str = typer.Option("gdpo", "--reward-norm", help="How several rewards rank candidates: gdpo, sum or rank."),
     host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the server to the network: set --api-key."),
     port: int = typer.Option(7860, help="TCP port (1-65535)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="PREFPAINT_API_KEY", show_envvar=True, show_default=False, help="Key every /v1 request must send (Authorization: Bearer KEY). Default: $PREFPAINT_API_KEY, else none."),
@@ -62,6 +66,14 @@ def serve(
             from prefpaint_sdk import check_output_dir
 
             check_output_dir(output_dir, overwrite=True)
+        if (reward_weights is not None or reward_norm != "gdpo") and not reward:
+            raise InvalidInputError("--reward-weights and --reward-norm weigh a stack; add --reward NAME or drop them")
+        stack = None
+        if reward:  # every reward checked (names, weights, files, servers) before any model loads
+            from prefpaint_sdk.reward.choice import check_stack
+
+            stack = check_stack(([f"prefpaint={reward_model}"] if reward_model else []) + list(reward), reward_weights,
+                                reward_norm, offline=offline)
         _check_bind(host, port)
         # The extra before the model loads: a missing one is exit 2 naming pip install 'prefpaint[serve]'.
         require("fastapi", extra="serve", purpose="prefpaint serve")
@@ -79,8 +91,13 @@ def serve(
             # before a slow first load
             for i, (_, source) in enumerate(sources):
                 Inpainter.check_files(source, offline=offline, device=device, steps=steps,
-                                      reward_model=reward_model if i == 0 else None)
-            rm = RewardModel.from_pretrained(reward_model, device=device, offline=offline) if reward_model else None
+                                      reward_model=reward_model if i == 0 and not stack else None)
+            if stack:
+                from prefpaint_sdk.reward.specs import load_stack
+
+                rm = load_stack(stack[0], stack[1], reward_norm, device=device, offline=offline)
+            else:
+                rm = RewardModel.from_pretrained(reward_model, device=device, offline=offline) if reward_model else None
             loaded = {}
             for name, source in sources:
                 inp = Inpainter.from_pretrained(source, device=device, dtype=dtype, reward_model=rm, offline=offline,

@@ -42,20 +42,33 @@ ProgressFn = Callable[[int, int], None]
 SELECTS = ("reward", "lcb")
 
 
-def choose_candidate(scores, bounds=None, select: str = "reward", lcb_c: float = 1.0) -> int:
+def choose_candidate(scores, bounds=None, select: str = "reward", lcb_c: float = 1.0, *, rewards=None,
+                     weights=None, norm: str = "gdpo") -> int:
     """The candidate to keep: the highest score (``"reward"``), or the highest lower confidence bound
-    ``score - lcb_c * bound`` (``"lcb"``, trust-aware; by score when there are no bounds).
+    ``score - lcb_c * bound`` (``"lcb"``, trust-aware; by score when there are no bounds). A score that is
+    ``None`` or not finite is never picked.
+
+    With ``rewards`` (label -> ``{"scores", "bounds"}``, as :attr:`InpaintResult.rewards`), the candidates
+    are ranked by the reward stack instead (``weights``, ``norm``; see
+    :func:`prefpaint_sdk.reward.choice.choose_by_rewards`): one reward alone by its (LCB) score, several by
+    the stack's normalised combination; ``scores`` and ``bounds`` are then not used.
 
     Raises:
-        InvalidInputError: ``select`` is neither, or there are no scores.
+        InvalidInputError: ``select`` is neither, there are no scores, or none is finite.
     """
     check_select(select)
+    if rewards:
+        from .reward.choice import choose_by_rewards  # noqa: PLC0415 - only with a reward stack
+
+        return choose_by_rewards(rewards, weights or (1.0,) * len(rewards), norm, select, lcb_c)
     if not len(scores):
         raise bad_value("scores", "there are no candidates' scores to choose among")
-    keys = np.asarray(scores, dtype=np.float64)
+    keys = np.asarray([np.nan if s is None else s for s in scores], dtype=np.float64)
     if select == "lcb" and bounds is not None:
-        keys = keys - lcb_c * np.asarray(bounds, dtype=np.float64)
-    return int(np.argmax(keys))
+        keys = keys - lcb_c * np.asarray([np.nan if b is None else b for b in bounds], dtype=np.float64)
+    if not np.isfinite(keys).any():
+        raise bad_value("scores", f"none of the {keys.size} candidates' scores is finite; nothing to choose by")
+    return int(np.argmax(np.where(np.isfinite(keys), keys, -np.inf)))
 
 
 @dataclass
@@ -66,9 +79,13 @@ class InpaintResult:
         image: the chosen candidate, composited, exactly the input's size.
         candidates: every candidate, composited, in seed order.
         seeds: the seed of each candidate (candidate k used ``seeds[0] + k``).
-        scores: reward of each candidate when a reward model is attached, else ``None``.
+        scores: reward of each candidate when a reward model is attached, else ``None``. With a reward stack
+            of several rewards, the key the stack ranked them by (its normalised combination over the N
+            candidates; ``None`` for a candidate some reward could not score).
         bounds: the reward model's error bound for each candidate, when available.
         trust: the reward model's trust weight of each candidate (from its bound), when available.
+        rewards: with a reward stack, every reward's own scores: label -> ``{"scores", "bounds", "trust"}``
+            (lists, ``None`` where missing); ``params["reward_stack"]`` holds its labels, weights and norm.
         best_index: index of ``image`` in ``candidates``.
         box: the context box (x0, y0, x1, y1) the model saw, in input pixels; ``None`` for an empty mask.
         params: the parameters of the call, after defaults.
@@ -82,6 +99,7 @@ class InpaintResult:
     scores: list[float] | None = None
     bounds: list[float] | None = None
     trust: list[float] | None = None
+    rewards: dict[str, dict[str, Any]] | None = None
     best_index: int = 0
     box: tuple[int, int, int, int] | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +117,10 @@ class InpaintResult:
         without scores)."""
         if not self.scores:
             return self.best_index
+        if self.rewards:
+            st = self.params.get("reward_stack") or {}
+            return choose_candidate(None, select=select, lcb_c=lcb_c, rewards=self.rewards, weights=st.get("weights"),
+                                    norm=st.get("norm", "gdpo"))
         return choose_candidate(self.scores, self.bounds, select, lcb_c)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, save_all: bool = False) -> list[str]:
@@ -185,7 +207,8 @@ class Inpainter:
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device="auto", dtype="auto",
                         reward_model=None, offline: bool | None = None, revision: str | None = None,
                         select: str = "reward", lcb_c: float = 1.0, offload: str = "none",
-                        vae_tiling: bool = False, steps: int | None = None, scheduler: str = "auto") -> "Inpainter":
+                        vae_tiling: bool = False, steps: int | None = None, scheduler: str = "auto",
+                        reward=None, reward_weights=None, reward_norm: str = "gdpo") -> "Inpainter":
         """Load an inpainting pipeline from a hub id or a local diffusers folder, of any supported family.
 
         Args:
@@ -204,10 +227,17 @@ class Inpainter:
             scheduler: "native" (the model's shipped scheduler and its pipeline's defaults, as diffusers samples),
                 "ddim" (the alignment sampler: DDIM, η 1; SD and SDXL) or "auto" (the family's: ddim for SD and
                 SDXL, native for the others).
+            reward / reward_weights / reward_norm: a reward stack that scores and picks among candidates instead:
+                specs ``NAME`` or ``NAME=SOURCE`` (``prefpaint=RM``, ``clip=FOLDER``, ``seam``, ``outside-change``,
+                ``remote=http://HOST:PORT``, ...; see :mod:`prefpaint_sdk.reward.specs`), one weight per spec
+                (default 1 each) and ``gdpo``, ``sum`` or ``rank`` (:mod:`prefpaint_sdk.reward.choice`). A
+                ``reward_model`` given as well joins the stack first, as ``prefpaint=`` it. Every spec is checked
+                (and every remote server probed) before any weights load.
 
         Raises:
             ModelNotFoundError: the weights are neither local, cached nor downloadable.
             InvalidInputError: the folder is not a diffusers inpainting pipeline of a known family.
+            ConfigError: an unknown reward name, weights that do not match the rewards, an unknown norm.
         """
         from .engines import engine_class
         from .engines.base import check_offload, check_scheduler
@@ -217,6 +247,17 @@ class Inpainter:
         check_offload(offload)
         check_select(select)
         check_scheduler(scheduler)
+        stack = None
+        if reward is not None:
+            from .reward.choice import check_stack  # noqa: PLC0415 - only with a reward stack
+
+            if reward_model is not None and not isinstance(reward_model, (str, os.PathLike)):
+                raise bad_value("reward_model", "reward_model joins a reward stack by its id or folder; pass it as "
+                                                "text, or build a RewardStack with it and pass that as reward_model")
+            first = [f"prefpaint={os.fspath(reward_model)}"] if reward_model is not None else []
+            stack = check_stack(first + ([reward] if isinstance(reward, str) else list(reward)), reward_weights,
+                                reward_norm, offline=offline)
+            reward_model = None
         resolved, family = cls.check_files(model, offline=offline, revision=revision, device=device, steps=steps,
                                            reward_model=reward_model)
         engine = engine_class(family).load(resolved.path, model_id=resolved.model_id, device=device, dtype=dtype,
@@ -225,6 +266,10 @@ class Inpainter:
             from .reward import RewardModel  # noqa: PLC0415 - optional, loaded only when asked for
 
             reward_model = RewardModel.from_pretrained(reward_model, device=engine.device, offline=offline)
+        if stack is not None:
+            from .reward.specs import load_stack  # noqa: PLC0415
+
+            reward_model = load_stack(stack[0], stack[1], reward_norm, device=str(engine.device), offline=offline)
         self = cls(engine, model_id=resolved.model_id, revision=resolved.revision, reward_model=reward_model,
                    select=select, lcb_c=lcb_c)
         self.load_seconds = time.perf_counter() - t0
@@ -450,11 +495,12 @@ class Inpainter:
             del gen
         t_comp = time.perf_counter()
 
-        scores, bounds, trust, best = self._score(candidates, img, hole, box)
+        per_reward: dict[str, Any] = {}
+        scores, bounds, trust, best = self._score(candidates, img, hole, box, prompt, params, per_reward)
         t_end = time.perf_counter()
         return InpaintResult(
             image=candidates[best], candidates=candidates, seeds=seeds, scores=scores, bounds=bounds, trust=trust,
-            best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
+            rewards=per_reward or None, best_index=best, box=box.as_tuple(), params=params, model_id=self.model_id, revision=self.revision,
             timings=dict(prepare_s=t_prep - t_start, sample_s=t_sample - t_prep, composite_s=t_comp - t_sample,
                          score_s=t_end - t_comp, total_s=t_end - t_start),
         )
@@ -485,14 +531,18 @@ class Inpainter:
                 on_step=on_step, **shown))
         return outputs
 
-    def _score(self, candidates, image, hole, box: Box | None = None):
-        """Score candidates with the attached reward model and pick the best; index 0 without one.
+    def _score(self, candidates, image, hole, box: Box | None = None, prompt: str = "", params=None, per_reward=None):
+        """Score candidates with the attached reward model (or stack) and pick the best; index 0 without one.
+        With a stack, every reward's own scores go into ``per_reward`` (label -> scores, bounds, trust).
 
         The reward sees the context box the model inpainted, framed by the one function every scoring
         path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
         """
         if self.reward_model is None:
             return None, None, None, 0
+        if hasattr(self.reward_model, "labels") and hasattr(self.reward_model, "norm"):  # a RewardStack
+            return self._score_stack(candidates, image, hole, box, prompt, {} if params is None else params,
+                                     {} if per_reward is None else per_reward)
         from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
 
         candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
@@ -505,6 +555,22 @@ class Inpainter:
         if self.select == "lcb" and bounds is None and len(candidates) > 1:
             log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
         return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c)
+
+    def _score_stack(self, candidates, image, hole, box, prompt, params, per_reward):
+        """Best-of-N by a reward stack (:mod:`prefpaint_sdk.reward.choice`): every reward's scores, and the key
+        the pick is made by (one reward: its own scores, bounds and trust, so the LCB rule applies as before)."""
+        from .reward.choice import score_candidates, stack_key, to_list  # noqa: PLC0415
+
+        stack = self.reward_model
+        rewards = score_candidates(stack, candidates, image, hole, box, prompt)
+        per_reward.update(rewards)
+        params["reward_stack"] = dict(labels=list(stack.labels), weights=list(stack.weights), norm=stack.norm)
+        best = choose_candidate(None, select=self.select, lcb_c=self.lcb_c, rewards=rewards, weights=stack.weights,
+                                norm=stack.norm)
+        if len(rewards) == 1:
+            only = next(iter(rewards.values()))
+            return only["scores"], only["bounds"], only["trust"], best
+        return to_list(stack_key(rewards, stack.weights, stack.norm)), None, None, best
 
 
 def check_select(select: str) -> str:

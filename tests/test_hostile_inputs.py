@@ -722,6 +722,15 @@ CASES = [
     *[C(f"inpaint/model-name-{tag}", lambda e, v=v: inpaint(e, model=v), "--model", "names no model")
       for tag, v in (("empty", ""), ("dot", "."), ("dotdot", ".."), ("blank", "  "))],
     C("inpaint/select-without-reward-model", lambda e: inpaint(e, "--select", "lcb"), "--select", "--reward-model"),
+    # reward-apps (issue 22): best-of-N by a reward stack; every spec and weight refused before any load
+    C("inpaint/reward-unknown-name", lambda e: inpaint(e, "--reward", "nope=x", "-n", "2"), "unknown reward 'nope'"),
+    C("inpaint/reward-weights-mismatch", lambda e: inpaint(e, "--reward", "seam", "--reward-weights", "1,2", "-n", "2"),
+      "--reward-weights", "2 weights for 1 rewards"),
+    C("inpaint/reward-weights-without-reward", lambda e: inpaint(e, "--reward-weights", "1"), "--reward-weights",
+      "--reward"),
+    C("inpaint/reward-hpsv2-unavailable", lambda e: inpaint(e, "--reward", "hpsv2", "-n", "2"), "hpsv2", "torchvision"),
+    C("inpaint/reward-remote-unreachable", lambda e: inpaint(e, "--reward", "remote=http://127.0.0.1:9", "-n", "2"),
+      "unreachable", code=3),
 
     # --manifest: a bad row refuses the whole manifest before any work (and before the model loads)
     C("inpaint/manifest-duplicate-ids", lambda e: inpaint_m(e), "jobs.jsonl:2", "already used on line 1",
@@ -1061,6 +1070,12 @@ CASES = [
       setup=both(data, pipe_copy(lambda d: truncate(d / "unet" / "diffusion_pytorch_model.safetensors")))),
     C("eval/device-cuda-without-cuda", lambda e: ev(e, "--device", "cuda"), "cuda", setup=both(data, no_cuda)),
     C("eval/baseline-empty-name", lambda e: ev(e, baseline=""), "--baseline", "names no model", setup=data),
+    # reward-apps (issue 22): a reward stack as judge
+    C("eval/reward-unknown-name", lambda e: ev(e, "--reward", "nope=x"), "unknown reward 'nope'", setup=data),
+    C("eval/reward-weights-mismatch", lambda e: ev(e, "--reward", "seam", "--reward-weights", "1,2,3"),
+      "--reward-weights", "3 weights for 2 rewards", setup=data),
+    C("eval/reward-imagereward-unavailable", lambda e: ev(e, "--reward", "imagereward"), "imagereward", "torchvision",
+      setup=data),
 
     # ---------------- train reward ----------------
     C("train-reward/markup-data", lambda e: treward(e, data=e.w / "nope[/x]"), "nope[/x]"),
@@ -1254,6 +1269,13 @@ CASES = [
       setup=rm_pickled, absent=("weights_only",)),
     C("serve/max-pixels-0", lambda e: serve(e, "--max-pixels", "0"), "--max-pixels"),
     C("serve/select-unknown", lambda e: serve(e, "--select", "best"), "--select"),
+    # reward-apps (issue 22): one reward stack for every served model
+    C("serve/reward-unknown-name", lambda e: serve(e, "--reward", "nope=x"), "unknown reward 'nope'"),
+    C("serve/reward-weights-mismatch", lambda e: serve(e, "--reward", "seam", "--reward-weights", "1,2"),
+      "--reward-weights", "2 weights for 1 rewards"),
+    C("serve/reward-norm-without-reward", lambda e: serve(e, "--reward-norm", "rank"), "--reward-norm", "--reward"),
+    C("serve/reward-remote-unreachable", lambda e: serve(e, "--reward", "remote=http://127.0.0.1:9"), "unreachable",
+      code=3),
     C("serve/api-key-empty", lambda e: serve(e, "--api-key", " "), "--api-key"),
     C("serve/api-key-env-empty", lambda e: serve(e), "--api-key", environ=lambda e: {"PREFPAINT_API_KEY": " "}),
     # serve-sec (issue 19, classes 1 and 8): a key no client can send; malformed Origin, Host and upload settings

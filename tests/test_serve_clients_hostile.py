@@ -277,7 +277,11 @@ def test_two_models_under_8_concurrent_clients_lose_nothing_and_equal_direct_cal
             results = [x for chunk in pool.map(client, range(8)) for x in chunk]
     assert time.time() - t0 < 240
     assert len(results) == 16 and all(status == 200 for _, _, status, _ in results), [r[3] for r in results]
-    assert {name for name, *_ in results} == {"a", "b"}
+    # nothing lost: every (model, seed) sent was answered once, by the model it named, for the seed it sent
+    sent = {(("a", "b")[(k + j) % 2], 100 + 2 * k + j) for k in range(8) for j in range(2)}
+    assert {(name, seed) for name, seed, *_ in results} == sent
+    assert all(body["seeds"][0] == seed and body["model"]["id"] == two[name].model_id for name, seed, _, body in results)
+    assert all(m.queue.busy == 0 for m in app.state.serve.models.values())
     for name, seed, _, body in results:
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][0]))))
         direct = two[name](IMG, HOLE, seed=seed, steps=2)

@@ -34,7 +34,14 @@ def model_facts(inpainter, reward_model) -> dict[str, Any]:
 
 
 def reward_facts(reward_model) -> dict[str, Any]:
+    if is_stack(reward_model):
+        return reward_model.facts()
     return {"id": reward_model.model_id, "revision": reward_model.revision}
+
+
+def is_stack(reward_model) -> bool:
+    """Whether the server scores with a reward stack (``--reward``), not one reward model."""
+    return hasattr(reward_model, "score_image") and hasattr(reward_model, "labels")
 
 
 
@@ -79,8 +86,12 @@ def usage(facts: dict[str, Any]) -> dict[str, Any]:
             "pixels": int(w) * int(h) * n, "seconds": round(facts["timings"]["job_s"], 6)}
 
 
-def score_job(job, reward_model, image, hole, masked, normalize: bool) -> dict[str, Any]:
-    """Score one (image, mask) pair: reward, bound and trust."""
+def score_job(job, reward_model, image, hole, masked, normalize: bool, prompt: str | None = None) -> dict[str, Any]:
+    """Score one (image, mask) pair: reward, bound and trust (with a stack: every reward's too)."""
+    if is_stack(reward_model):
+        rec = reward_model.score_image(image, hole, masked_image=masked, prompt=prompt)
+        rec.update(id=job.id, created=int(job.created), normalized=False, reward_model=reward_facts(reward_model))
+        return rec
     kw = {"masked_images": masked} if masked is not None else {"masks": hole}
     out = reward_model.score(image, normalize=normalize, **kw)
     rec = out.to_records()[0]

@@ -198,11 +198,15 @@ class CaseRunner:
             to_score = new + [list(self.baseline(image, hole, num_candidates=1, seed=b_seed, **call).candidates)[0]]
         # One frame for the case (the model's context box), framed as best-of-N and the aligner frame it.
         reward_hole = dilate_mask(hole, int(self.kwargs.get("mask_dilate") or 0))
-        views, masked = reward_views(to_score, image, reward_hole, rec["box"], mask_fill_of(self.rm))
-        out = self.rm.score(views, masked_images=[masked] * len(views))
-        scores = [float(x) for x in np.asarray(out.scores, dtype=np.float64).ravel()]
-        bounds = getattr(out, "bounds", None)
-        bounds = [float(x) for x in np.asarray(bounds, dtype=np.float64).ravel()] if bounds is not None else None
+        per = None
+        if is_stack(self.rm):
+            scores, bounds, per = stack_scores(self.rm, to_score, image, reward_hole, rec["box"], self.config["prompt"])
+        else:
+            views, masked = reward_views(to_score, image, reward_hole, rec["box"], mask_fill_of(self.rm))
+            out = self.rm.score(views, masked_images=[masked] * len(views))
+            scores = [float(x) for x in np.asarray(out.scores, dtype=np.float64).ravel()]
+            bounds = getattr(out, "bounds", None)
+            bounds = [float(x) for x in np.asarray(bounds, dtype=np.float64).ravel()] if bounds is not None else None
         if len(scores) != len(to_score) or not np.all(np.isfinite(scores)):
             raise DataError(f"the reward model returned {scores} for the {len(to_score)} samples of case '{name}'; "
                             "a WinRate needs one finite score per sample")
@@ -218,6 +222,8 @@ class CaseRunner:
             bound = bounds[k] if bounds is not None else None
             if is_base:
                 rec["baseline"] = dict(seed=seed_k, score=scores[k], bound=bound, file=rel(path), psnr=psnr, ssim=ssim)
+                if per is not None:
+                    rec["baseline"]["rewards"] = {lab: v["scores"][k] for lab, v in per.items()}
             else:
                 m = rec["model"]
                 m["seeds"].append(seed_k)
@@ -226,7 +232,34 @@ class CaseRunner:
                 m["files"].append(rel(path))
                 m["psnr"].append(psnr)
                 m["ssim"].append(ssim)
+                if per is not None:
+                    for lab, v in per.items():
+                        m.setdefault("rewards", {}).setdefault(lab, []).append(v["scores"][k])
         return rec, images
+
+
+def is_stack(reward) -> bool:
+    """Whether the judge is a reward stack (:class:`~prefpaint_sdk.reward.stack.RewardStack`)."""
+    return hasattr(reward, "labels") and hasattr(reward, "score_image")
+
+
+def stack_scores(stack, samples, image, hole, box, prompt: str):
+    """A stack's judgement of one case's samples: ``(scores, bounds, per_reward)``.
+
+    The WinRate score of a sample is one reward's own score when the stack has one (with its bounds), else the
+    weighted raw sum ``sum_r w_r s_r``: the number ``/v1/score`` answers for one image, fixed per sample, so a
+    resumed evaluation that draws more samples never changes the scores it already has. NaN where a reward
+    could not score the sample (the case is then refused).
+    """
+    from ..reward.choice import score_candidates
+
+    per = score_candidates(stack, samples, image, hole, box, prompt)
+    if len(per) == 1:
+        only = next(iter(per.values()))
+        scores = [np.nan if v is None else v for v in only["scores"]]
+        return scores, only["bounds"], per
+    rows = np.array([[np.nan if v is None else v for v in per[lab]["scores"]] for lab in stack.labels], dtype=np.float64)
+    return [float(x) for x in np.asarray(stack.weights, dtype=np.float64) @ rows], None, per
 
 
 def mask_overlay(image: Image.Image, hole: np.ndarray, color=(255, 0, 180), alpha: float = 0.55) -> Image.Image:

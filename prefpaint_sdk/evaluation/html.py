@@ -84,18 +84,22 @@ def _figure(images: _Images, rel: str, caption: str, cls: str = "") -> str:
 def _summary_table(report) -> str:
     head = ("<tr><th>S</th><th>WinRate</th><th>CI</th><th>wins / ties / losses</th><th>mean reward</th>"
             "<th>mean bound</th><th>reward variance</th><th>within-case variance</th><th>masked PSNR</th>"
-            "<th>masked SSIM</th></tr>")
+            "<th>masked SSIM</th>" + "".join(f"<th>{html.escape(lab)}</th>" for lab in report.reward_labels()) + "</tr>")
+
+    def more(r):  # a reward stack: each reward's mean score in its own column
+        return "".join(f"<td>{_fmt(v)}</td>" for v in r.get("rewards", {}).values())
+
     body = []
     for r in report.rows():
         body.append(f"<tr><td>{r['S']}</td><td>{r['win_rate'] * 100:.1f}%</td>"
                     f"<td>[{r['ci_low'] * 100:.1f}%, {r['ci_high'] * 100:.1f}%]</td>"
                     f"<td>{r['wins']} / {r['ties']} / {r['losses']}</td><td>{_fmt(r['mean_reward'])}</td>"
                     f"<td>{_fmt(r['mean_bound'])}</td><td>{_fmt(r['reward_var'])}</td><td>{_fmt(r['within_var'])}</td>"
-                    f"<td>{_fmt(r['psnr'], '.2f')}</td><td>{_fmt(r['ssim'], '.3f')}</td></tr>")
+                    f"<td>{_fmt(r['psnr'], '.2f')}</td><td>{_fmt(r['ssim'], '.3f')}</td>{more(r)}</tr>")
     b = report.baseline_row()
     body.append(f"<tr><td>baseline</td><td></td><td></td><td></td><td>{_fmt(b['mean_reward'])}</td>"
                 f"<td>{_fmt(b['mean_bound'])}</td><td>{_fmt(b['reward_var'])}</td><td></td>"
-                f"<td>{_fmt(b['psnr'], '.2f')}</td><td>{_fmt(b['ssim'], '.3f')}</td></tr>")
+                f"<td>{_fmt(b['psnr'], '.2f')}</td><td>{_fmt(b['ssim'], '.3f')}</td>{more(b)}</tr>")
     return f'<table id="summary">{head}{"".join(body)}</table>'
 
 

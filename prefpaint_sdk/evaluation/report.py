@@ -115,6 +115,7 @@ class EvalReport:
                 within_var=float(np.mean([_var(c["model"]["scores"][:s]) for c in self.cases])) if s > 1 else None,
                 psnr=_mean(c["model"]["psnr"][i] for c, i in gt), ssim=_mean(c["model"]["ssim"][i] for c, i in gt),
                 n_ground_truth=len(gt),
+                **self._reward_means([c["model"].get("rewards", {}) for c in self.cases], picks),
             ))
         return out
 
@@ -124,7 +125,20 @@ class EvalReport:
         gt = [x for c, x in zip(self.cases, b) if c.get("has_ground_truth")]
         return dict(n=len(b), mean_reward=float(np.mean([x["score"] for x in b])), mean_bound=_mean(x["bound"] for x in b),
                     reward_var=_var([x["score"] for x in b]), psnr=_mean(x["psnr"] for x in gt),
-                    ssim=_mean(x["ssim"] for x in gt), n_ground_truth=len(gt))
+                    ssim=_mean(x["ssim"] for x in gt), n_ground_truth=len(gt),
+                    **self._reward_means([{k: [v] for k, v in x.get("rewards", {}).items()} for x in b], [0] * len(b)))
+
+    def reward_labels(self) -> list[str]:
+        """The rewards of a reward-stack judge, in order (empty when one reward model judged)."""
+        return next((list(c["model"]["rewards"]) for c in self.cases if c["model"].get("rewards")), [])
+
+    def _reward_means(self, per_case: list[dict], picks: list[int]) -> dict[str, Any]:
+        """``{"rewards": {label: mean score of the picked samples}}`` for a stack judge; nothing otherwise."""
+        labels = self.reward_labels()
+        if not labels:
+            return {}
+        return {"rewards": {lab: _mean((r.get(lab) or [None] * (i + 1))[i] for r, i in zip(per_case, picks))
+                            for lab in labels}}
 
     def case_rows(self) -> list[dict[str, Any]]:
         """One flat row per (case, S), as written to ``results.csv``."""
@@ -202,16 +216,17 @@ class EvalReport:
                  f"({len(self.cases)} cases, {len(self.failures)} skipped; ties count half; "
                  f"{int(self.confidence * 100)}% CI {self.ci})",
                  f"{'S':>4}  {'WinRate':>8}  {'CI':>17}  {'W/T/L':>11}  {'reward':>8}  {'bound':>7}  {'var':>8}  "
-                 f"{'PSNR':>6}  {'SSIM':>6}"]
+                 f"{'PSNR':>6}  {'SSIM':>6}" + "".join(f"  {lab[:14]:>14}" for lab in self.reward_labels())]
+        more = lambda r: "".join(f"  {f(v):>14}" for v in r.get("rewards", {}).values())  # noqa: E731 - a stack's columns
         for r in self.rows():
             ci = f"[{r['ci_low'] * 100:5.1f}%, {r['ci_high'] * 100:5.1f}%]"
             wtl = f"{r['wins']}/{r['ties']}/{r['losses']}"
             lines.append(f"{r['S']:>4}  {r['win_rate'] * 100:7.1f}%  {ci:>17}  {wtl:>11}  {f(r['mean_reward']):>8}  "
                          f"{f(r['mean_bound'], '.3f'):>7}  {f(r['reward_var']):>8}  {f(r['psnr'], '.2f'):>6}  "
-                         f"{f(r['ssim'], '.3f'):>6}")
+                         f"{f(r['ssim'], '.3f'):>6}" + more(r))
         b = self.baseline_row()
         lines.append(f"{'base':>4}  {'':>8}  {'':>17}  {'':>11}  {f(b['mean_reward']):>8}  {f(b['mean_bound'], '.3f'):>7}  "
-                     f"{f(b['reward_var']):>8}  {f(b['psnr'], '.2f'):>6}  {f(b['ssim'], '.3f'):>6}")
+                     f"{f(b['reward_var']):>8}  {f(b['psnr'], '.2f'):>6}  {f(b['ssim'], '.3f'):>6}" + more(b))
         return "\n".join(lines)
 
     def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -116,6 +116,7 @@ def evaluate(
     tie_tolerance: float = 0.0,
     ci: str = "wilson",
     confidence: float = 0.95,
+    reward_weights: Sequence[float] | str | None = None,
     inpaint_kwargs: dict[str, Any] | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -134,7 +135,12 @@ def evaluate(
             ``baseline=None`` loads the base SD-inpainting model.
         reward_model: anything with ``.score(images, masked_images=...)`` returning ``.scores`` (and
             ``.bounds`` or ``None``), like :class:`~prefpaint_sdk.RewardModel`; or an id / folder;
-            ``None`` loads the default PrefPaint reward model.
+            ``None`` loads the default PrefPaint reward model. Or a reward stack: a list of specs
+            (``["prefpaint=RM", "seam", "clip=FOLDER"]``, see :mod:`prefpaint_sdk.reward.specs`) or a
+            :class:`~prefpaint_sdk.reward.RewardStack`. Each sample is then judged by one reward's own score
+            (a stack of one) or the weighted raw sum ``sum_r w_r s_r`` (fixed per sample, so a resumed run
+            keeps its scores; choose weights that put the rewards on comparable scales), and every reward's
+            score is recorded per sample and reported in its own column (``rewards``).
         pairs: a data folder (see :mod:`prefpaint_sdk.evaluation.data`) or a list of cases.
         samples: the S values to report; the model draws ``max(samples)`` per case.
         out_dir: folder for images, cache and results (a new temporary folder when ``None``).
@@ -149,6 +155,7 @@ def evaluate(
             since the hole's real pixels were hidden from the models), "input" (always the input image), or
             "none". Masked PSNR/SSIM are reported where there is ground truth.
         common_seeds: the baseline reuses the seed of the model's sample 0 (see the module docstring).
+        reward_weights: one weight per spec of a stack given as a list (default 1 each).
         tie_tolerance / ci / confidence: how outcomes and intervals are computed (:mod:`.stats`); they do not
             affect the cache and can be changed later with :meth:`EvalReport.with_stats`. ``tie_tolerance``
             must be finite and >= 0.
@@ -186,6 +193,13 @@ def evaluate(
     # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)
     win_stats([1.0], [0.0], tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, n_boot=10)
+    stack = None
+    if isinstance(reward_model, (list, tuple)):  # a stack by specs: names, weights, files and servers first
+        from ..reward.choice import check_stack
+
+        stack = check_stack(list(reward_model), reward_weights, offline=offline)
+    elif reward_weights is not None:
+        raise InvalidInputError("reward_weights weigh a reward stack; pass reward_model as a list of specs")
     kwargs = dict(inpaint_kwargs or {})
     _jsonable(kwargs)  # settings that cannot be recorded are refused before the models load
     cases = as_cases(pairs)
@@ -207,7 +221,8 @@ def evaluate(
         judge = DEFAULT_REWARD_MODEL if reward_model is None else reward_model
         ctx.prefetch(offline, [m for m in ids if isinstance(m, (str, os.PathLike))],
                      judge if isinstance(judge, (str, os.PathLike)) else None)
-    model, baseline, reward_model = _load_models(model, baseline, reward_model, ctx.device_for(device), dtype, offline)
+    model, baseline, reward_model = _load_models(model, baseline, reward_model, ctx.device_for(device), dtype, offline,
+                                                 stack)
 
     made = out is None or not out.exists()  # this run makes the folder: one whose every case fails removes it
     if out is None:
@@ -216,7 +231,7 @@ def evaluate(
     memo = read_memo(out / FINGERPRINTS_FILE)
     config = dict(
         protocol=PROTOCOL_VERSION, model=model_key(model, memo), baseline=model_key(baseline, memo),
-        reward_model=model_key(reward_model, memo), steps=steps, seed=int(seed), masks=masks, prompt=prompt,
+        reward_model=_judge_key(reward_model, memo), steps=steps, seed=int(seed), masks=masks, prompt=prompt,
         ground_truth=ground_truth, common_seeds=bool(common_seeds), inpaint_kwargs=_jsonable(kwargs),
     )
     # Every rank reads the folder's settings (and refuses other ones alike) before rank 0 changes anything.
@@ -284,7 +299,7 @@ def evaluate(
     return report
 
 
-def _load_models(model, baseline, reward_model, device, dtype, offline):
+def _load_models(model, baseline, reward_model, device, dtype, offline, stack=None):
     from ..hub import BASE_MODEL
     from ..inpainter import Inpainter
 
@@ -292,7 +307,7 @@ def _load_models(model, baseline, reward_model, device, dtype, offline):
     for m in (model, BASE_MODEL if baseline is None else baseline):
         if isinstance(m, (str, os.PathLike)):
             Inpainter.check_files(m, offline=offline, device=device)
-    if reward_model is None or isinstance(reward_model, (str, os.PathLike)):
+    if stack is None and (reward_model is None or isinstance(reward_model, (str, os.PathLike))):
         from ..reward.checks import check_reward_model
 
         check_reward_model(reward_model, offline=offline)
@@ -303,16 +318,34 @@ def _load_models(model, baseline, reward_model, device, dtype, offline):
 
         model = load(model) if isinstance(model, (str, os.PathLike)) else model
         baseline = load(BASE_MODEL if baseline is None else baseline) if not callable(baseline) else baseline
-    if reward_model is None or isinstance(reward_model, (str, os.PathLike)):
+    if stack is not None:  # checked before (check_stack): loaded after the inpainters' files were checked
+        from ..reward.specs import load_stack
+
+        reward_model = load_stack(stack[0], stack[1], device=str(device), offline=offline)
+    elif reward_model is None or isinstance(reward_model, (str, os.PathLike)):
         from ..reward import RewardModel
 
         reward_model = RewardModel.from_pretrained(reward_model, device=device, offline=offline)
     for what, m in (("model", model), ("baseline", baseline)):
         if not callable(m):
             raise InvalidInputError(f"{what} is a {type(m).__name__}; pass an Inpainter (or anything called like one) or a model id")
-    if not hasattr(reward_model, "score"):
+    if not hasattr(reward_model, "score") and not hasattr(reward_model, "score_image"):
         raise InvalidInputError(f"reward_model is a {type(reward_model).__name__} without .score(); pass a RewardModel or its id")
     return model, baseline, reward_model
+
+
+def _judge_key(judge, memo) -> str:
+    """The cache key of the judge: a reward model's :func:`model_key`; a stack's labels, members' keys and weights."""
+    if not hasattr(judge, "labels") or not hasattr(judge, "rewards"):
+        return model_key(judge, memo)
+
+    def member(r):
+        inner = getattr(r, "fn", r)
+        inner = getattr(inner, "model", inner)  # a PrefPaint or clip model behind its reward
+        return getattr(inner, "url", None) or getattr(inner, "__name__", None) or model_key(inner, memo)
+
+    parts = [f"{lab}={member(r)}" for lab, r in zip(judge.labels, judge.rewards)]
+    return f"stack[{'; '.join(parts)}; weights={list(judge.weights)}]"
 
 
 def _jsonable(obj):

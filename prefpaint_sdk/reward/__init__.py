@@ -7,7 +7,8 @@
 * :mod:`.data`: the official dataset layout and generic manifests; :mod:`.config` + :mod:`.train`: training;
 * every reward behind one protocol (:mod:`.base`): :mod:`.prefpaint`, :mod:`.clip` (PickScore, CLIPScore),
   :mod:`.constraints` (brightness, outside-change, seam), :mod:`.remote` (a server over HTTP);
-* :mod:`.specs` (``NAME[=SOURCE]`` specs, weights), :mod:`.stack` and :mod:`.normalize` (gdpo, sum, rank).
+* :mod:`.specs` (``NAME[=SOURCE]`` specs, weights), :mod:`.stack` and :mod:`.normalize` (gdpo, sum, rank);
+  :mod:`.choice`: best-of-N by a stack (what ``Inpainter``, ``evaluate`` and ``prefpaint serve`` call).
 """
 
 import importlib

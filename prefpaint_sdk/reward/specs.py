@@ -6,7 +6,9 @@ Names (:data:`REWARD_NAMES`):
   ``kd5678/prefpaintReward``). A bare folder or hub id also means ``prefpaint=`` it (``--reward-model``);
 * ``clip=SOURCE``: a ``transformers`` CLIPModel folder or hub id (PickScore, CLIP);
 * ``remote=http://HOST:PORT``: a server speaking the score protocol (:mod:`.remote`);
-* ``brightness``, ``outside-change``, ``seam``: built in (:mod:`.constraints`), no source.
+* ``brightness``, ``outside-change``, ``seam``: built in (:mod:`.constraints`), no source;
+* ``hpsv2``, ``imagereward``: named, and refused in one line (:data:`UNAVAILABLE`): their packages import
+  torchvision, which has no wheel that loads beside the pinned CPU torch, so they cannot be built or tested here.
 
 Resolution runs in phases so that a bad name fails before any model loads: :func:`parse_spec` reads the
 text; :func:`resolve_reward` checks every name, finds each model's local folder and checks that each
@@ -35,6 +37,14 @@ REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "remote": "required
                 **{name: "none" for name in BUILTIN_REWARDS}}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
+# Rewards whose reference code needs a package that cannot be installed beside the pinned torch: on PyPI,
+# torchvision's wheels for torch 2.13 are CUDA builds (they load libtorch_cuda.so, absent from the CPU wheel).
+_NO_TORCHVISION = ("imports torchvision, and no torchvision wheel loads beside the pinned torch 2.13.0 CPU wheel, so "
+                   "PrefPaint does not ship it yet; serve it behind the score protocol and use remote=http://HOST:PORT "
+                   "(docs/score.md), or clip=FOLDER for PickScore")
+UNAVAILABLE = {"hpsv2": f"HPSv2 needs open_clip_torch, which {_NO_TORCHVISION}",
+               "imagereward": f"ImageReward needs the image-reward package (BLIP), which {_NO_TORCHVISION}"}
+
 
 @dataclass(frozen=True)
 class RewardSpec:
@@ -45,7 +55,7 @@ class RewardSpec:
 
 
 def _names() -> str:
-    return ", ".join(REWARD_NAMES)
+    return ", ".join([*REWARD_NAMES, *UNAVAILABLE])
 
 
 def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> RewardSpec:
@@ -60,6 +70,10 @@ def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> 
     if not text:
         raise ConfigError(f"{flag} is empty; write NAME or NAME=SOURCE with NAME one of {_names()}")
     name, eq, source = text.partition("=")
+    if name in UNAVAILABLE:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(f"{flag} '{text}': {UNAVAILABLE[name]}")
     if not eq:
         if text in REWARD_NAMES:
             if REWARD_NAMES[text] == "required":

@@ -206,6 +206,32 @@ class RewardStack:
         """Every reward's own scores: label -> :class:`RewardScores`."""
         return {lab: r(images, masks, masked_images, prompts=prompts) for lab, r in zip(self.labels, self.rewards)}
 
+    def facts(self) -> dict[str, Any]:
+        """The stack as JSON-able facts: its reward labels, weights and norm."""
+        return {"rewards": list(self.labels), "weights": list(self.weights), "norm": self.norm}
+
+    def score_image(self, image, mask, *, masked_image=None, prompt: str | None = None) -> dict[str, Any]:
+        """One image's answer (what ``prefpaint serve``'s ``/v1/score`` sends for a stack): every reward's
+        ``{score, bound, trust}`` under ``rewards``, and one top-level ``score``: the reward's own when the
+        stack has one reward (with its ``bound`` and ``trust``), else the weighted raw sum ``sum_r w_r s_r``
+        (one image is no group to normalise over; ``None`` when a reward could not score it).
+
+        Args:
+            image / mask: the inpainting and its hole (path, PIL, array; white or True = hole).
+            masked_image: the input with the hole blanked (its outside is the original), else derived.
+            prompt: for rewards that need one (``clip``).
+        """
+        from .scoring import score_files
+
+        rewards = score_files(self, image, mask, masked_image=masked_image, prompt=prompt)
+        if len(rewards) == 1:
+            top = dict(next(iter(rewards.values())))
+        else:
+            vals = [rewards[lab]["score"] for lab in self.labels]
+            top = {"score": None if any(v is None for v in vals) else sum(w * v for w, v in zip(self.weights, vals)),
+                   "bound": None, "trust": None}
+        return {**top, "rewards": rewards}
+
     def __call__(self, images, masks, masked_images, *, groups=None, prompts=None) -> StackOutput:
         import torch
 

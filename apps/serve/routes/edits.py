@@ -117,6 +117,8 @@ def edit_answer(facts, answers: list[dict], echo: dict) -> dict:
                      "bound": None if facts["bounds"] is None else facts["bounds"][k],
                      "trust": None if facts["trust"] is None else facts["trust"][k],
                      "chosen": k == facts["chosen"]})
+        if facts.get("rewards"):  # a reward stack: every reward's own score of this image
+            data[-1]["rewards"] = {lab: r["scores"][k] for lab, r in facts["rewards"].items()}
     return {"created": facts["created"], "data": data, "model": facts["model"]["id"], **echo, "usage": usage(facts),
             "chosen": facts["chosen"], "params": facts["params"], "timings": facts["timings"]}
 

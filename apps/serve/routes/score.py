@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from ..forms import ApiError, read_form
 from ..schema import JOB, SCORE_FIELDS, WAIT, body, responses
 from ..state import wants_wait
-from ..work import score_job
+from ..work import is_stack, score_job
 from . import authenticated, state
 
 router = APIRouter(dependencies=[Depends(authenticated)])
@@ -32,6 +32,13 @@ async def score(request: Request):
         raise ApiError(422, "'mask' is required (or 'masked_image', the input with the hole blanked)", param="mask")
     invert, from_alpha = form.boolean("invert_mask"), form.boolean("mask_from_alpha")
     normalize = form.boolean("normalize")
+    prompt = form.text("prompt") if "prompt" in form.fields else None
+    if is_stack(rm):
+        if mask_bytes is None:
+            raise ApiError(422, "'mask' is required: the reward stack scores the hole (seam, outside-change)", param="mask")
+        if normalize:
+            raise ApiError(400, "'normalize' is the PrefPaint model's release scale; this server scores with a reward "
+                                "stack (every reward on its own scale): leave it out", param="normalize")
 
     def decode():
         image = st.uploads.image(image_bytes, "image")
@@ -50,7 +57,7 @@ async def score(request: Request):
     image, hole, masked = await run_in_threadpool(decode)
     # Scores run on the first model's queue: one reward model, one worker at a time on its device.
     served = st.default
-    job = st.submit(served, "score", lambda j: score_job(j, rm, image, hole, masked, normalize))
+    job = st.submit(served, "score", lambda j: score_job(j, rm, image, hole, masked, normalize, prompt))
     if not wait:
         return st.accepted(job, served.queue)
     return await st.finish(request, job, served.queue)
