@@ -50,7 +50,7 @@ def test_every_mark_is_above_a_python_block():
     blocks = runnable_blocks()
     assert marks == len(blocks)  # a mark above anything else would silently run nothing
     pages = {name.split(":")[0] for name in blocks}
-    assert {"inpaint.md", "contributing/add-family.md"} <= pages
+    assert {"inpaint.md", "contributing/add-family.md", "contributing/add-app.md"} <= pages
 
 
 def test_a_block_is_found_with_its_page_and_line(tmp_path):
@@ -83,6 +83,7 @@ def test_runnable_blocks_run(tmp_path):
     family = folder["contributing/add-family.md"]
     assert (family / "tiny-dummy" / "model_index.json").is_file() and (family / "dummy.png").is_file()
     assert json.loads((family / "dummy.json").read_text())["params"]["family"] == "dummy"
+    assert {p.name for p in folder["contributing/add-app.md"].iterdir()} == {"in.png", "mirrored.png", "mirrored.json"}
 
 
 if __name__ == "__main__":  # pragma: no cover
