@@ -26,6 +26,9 @@ SECTIONS = {
     "imaging": "Images and masks", "masks": "Images and masks",
     "errors": "Errors", "files": "Output files", "validation": "Value checks",
 }
+# the app authors' namespace names its sections for what an app uses them for
+UTILS_SECTIONS = {"files": "Output files", "validation": "Value checks", "errors": "Optional dependencies",
+                  "imaging": "Images", "batch": "Input folders"}
 PICTURES = ("examples/data/serve_page.png", "examples/data/eval_contact_sheet.png")
 
 
@@ -49,11 +52,12 @@ def defining_path(package: str, name: str) -> str:
 def api_markdown(package: str = "prefpaint_sdk") -> str:
     module = importlib.import_module(package)
     exports = getattr(module, "_EXPORTS", {})
-    groups: dict[str, list[str]] = {title: [] for title in dict.fromkeys(SECTIONS.values())}
+    sections = SECTIONS if package == "prefpaint_sdk" else UTILS_SECTIONS
+    groups: dict[str, list[str]] = {title: [] for title in dict.fromkeys(sections.values())}
     for name in module.__all__:
         if name.startswith("__"):
             continue
-        groups.setdefault(SECTIONS.get(exports.get(name, "").lstrip("."), "More"), []).append(name)
+        groups.setdefault(sections.get(exports.get(name, "").lstrip("."), "More"), []).append(name)
     parts = []
     for title, names in groups.items():
         if names:
