@@ -58,7 +58,7 @@ def measure(args) -> dict:
 
     # ---- floor: diffusers' own sampling + bare fwd/bwd passes + optimizer steps ----
     items = [al.data.get(i) for i in range(cfg.prompts_per_iter)]
-    unet = al.unet
+    unet = al.model
     params = list(al.params.values())
     opt = torch.optim.AdamW(params, lr=1e-5)
     h = args.resolution // pipe.vae_scale_factor

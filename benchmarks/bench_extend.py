@@ -36,7 +36,7 @@ from _extend_fakes import FakeInpainter
 from _timing import compare, machine
 from prefpaint_apps.outpaint import extend, plan_extension
 
-from prefpaint_sdk import feather_alpha
+from prefpaint_sdk.utils import feather_alpha
 
 WINDOW = 512
 SIZE = 512

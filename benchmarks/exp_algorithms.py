@@ -64,7 +64,7 @@ class PassCounter:
 
 def _run_one(algo: str, seed: int, iterations: int, data: Path, tmp: Path, noise: dict) -> dict:
     al = _aligner(algo, seed, iterations, data, tmp / f"{algo}_s{seed}")
-    counter = PassCounter(al.raw_unet)
+    counter = PassCounter(al.raw_model)
     step = al.algorithm.step
     train_s = [0.0]
 

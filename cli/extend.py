@@ -60,9 +60,10 @@ def extend(
         from prefpaint_apps.outpaint import check_run_options, plan_extension
         from prefpaint_apps.outpaint import extend as run_extend
 
-        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, PrefPaintError, load_image, model_info, sidecar_path
+        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, PrefPaintError, load_image, model_info
         from prefpaint_sdk.files import check_image_suffix, check_outputs
         from prefpaint_sdk.imaging import check_image_file
+        from prefpaint_sdk.utils import sidecar_path
         from prefpaint_sdk.validation import check_seed
 
         size = dict(ratio=ratio, ratio_x=ratio_x, ratio_y=ratio_y, left=left, right=right, top=top, bottom=bottom,

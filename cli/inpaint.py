@@ -67,9 +67,10 @@ def inpaint(
     inpainting model given with --model), or every row of --manifest."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
+        from prefpaint_sdk import DEFAULT_MODEL, Inpainter
         from prefpaint_sdk.batch import plan_item
         from prefpaint_sdk.engines.base import check_offload, check_scheduler
+        from prefpaint_sdk.utils import pair_inputs
         from prefpaint_sdk.validation import check_seed
 
         check_seed(seed, num_candidates)

@@ -53,8 +53,9 @@ def score(
     """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward (score, error bound, trust), or with every --reward."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import InvalidInputError, check_output_path, pair_inputs
+        from prefpaint_sdk import InvalidInputError
         from prefpaint_sdk.imaging import check_image_file, check_masked_image_size
+        from prefpaint_sdk.utils import check_output_path, pair_inputs
 
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             if masked_image is not None:
@@ -132,10 +133,11 @@ def score(
 def _score_stack(specs, image, mask, pairs, folder, weights, norm, original, masked_image, prompt, output, overwrite,
                  device, offline, batch_size, json_out, quiet, normalize, v_inverse, max_pixels):
     """``score --reward ...``: every check first, then the stack loads and each reward gets its own column."""
-    from prefpaint_sdk import InvalidInputError, check_output_path
+    from prefpaint_sdk import InvalidInputError
     from prefpaint_sdk.imaging import check_image_file
     from prefpaint_sdk.reward.scoring import check_stack_inputs
     from prefpaint_sdk.reward.specs import load_stack, stack_specs
+    from prefpaint_sdk.utils import check_output_path
 
     for flag, value in (("--normalize", normalize or None), ("--v-inverse", v_inverse)):
         if value is not None:

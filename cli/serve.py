@@ -43,7 +43,8 @@ def serve(
     """Serve the model over HTTP: OpenAI-compatible /v1/images/edits, /v1/inpaint, /v1/score, and a page at /."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, at_least, positive, require
+        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError
+        from prefpaint_sdk.utils import at_least, positive, require
 
         if not 1 <= port <= 65535:
             raise InvalidInputError(f"--port must lie in 1..65535, got {port}")
@@ -63,7 +64,7 @@ def serve(
         cors = [check_cors_origin(o) for o in cors or ()]
         allowed_hosts = [check_allowed_host(h) for h in allowed_hosts or ()]
         if output_dir is not None:
-            from prefpaint_sdk import check_output_dir
+            from prefpaint_sdk.utils import check_output_dir
 
             check_output_dir(output_dir, overwrite=True)
         if (reward_weights is not None or reward_norm != "gdpo") and not reward:

@@ -30,7 +30,7 @@ def train_align(
     gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: a built-in name (brightness), a reward-model folder or hub id; repeat it for an ensemble (see --gold-weights)."),
     gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
     on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see README)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see docs/align.md)."),
     algo: Optional[str] = typer.Option(None, "--algo", help="The algorithm (a module of prefpaint_sdk/align/algorithms): ppo (PrefPaint/DDPO) or grpo (group-relative, KL to the reference); default: the family's (ppo for SD/SDXL, grpo for FLUX), or on --resume the run's. Its settings by name with --set (e.g. --set clip_range=1e-3). FLUX's SDE: --set sde_noise=A (noise level a) --set sde_window=K (stochastic, trained steps)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),

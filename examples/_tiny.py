@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefpaint_sdk import staged_dir
+from prefpaint_sdk.utils import staged_dir
 
 TINY_MODELS = Path("out") / "tiny-models"
 

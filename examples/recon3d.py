@@ -22,7 +22,8 @@ from pathlib import Path
 from prefpaint_apps.recon3d import Recon3DConfig, reconstruct
 from prefpaint_apps.recon3d.testing import make_synthetic_scene, write_scene
 
-from prefpaint_sdk import Inpainter, staged_dir
+from prefpaint_sdk import Inpainter
+from prefpaint_sdk.utils import staged_dir
 
 
 def main() -> None:

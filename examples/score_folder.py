@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import DEFAULT_REWARD_MODEL, RewardModel, atomic_path, pair_inputs
+from prefpaint_sdk import DEFAULT_REWARD_MODEL, RewardModel
+from prefpaint_sdk.utils import atomic_path, pair_inputs
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("images", nargs="?", type=Path)

@@ -14,17 +14,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it. What users call: the facades, configs and results, the errors they
-# catch, image/mask loading and the mask generators, and the output-file and value-check helpers the apps
-# (which may import only this namespace) build on. Everything else stays importable from its module
-# (``prefpaint_sdk.imaging``, ``.reward``, ``.hub``, ``.devices``, ``.jobs``, ...).
+# catch, image/mask loading and the mask generators. The plumbing app authors build on (output files, value
+# checks, ``require``) is ``prefpaint_sdk.utils``; apps import only these two namespaces. Everything else stays
+# importable from its module (``prefpaint_sdk.imaging``, ``.reward``, ``.hub``, ``.devices``, ``.jobs``, ...).
 _EXPORTS = {
     # inpainting
     "Inpainter": "inpainter",
     "InpaintResult": "inpainter",
-    "pair_inputs": "data",
-    # the data convention's reader, for apps that read image folders
-    "list_images": "data",
-    "find_image": "data",
     # manifest jobs across processes
     "run_inpaint_job": "jobs",
     "run_score_job": "jobs",
@@ -40,11 +36,8 @@ _EXPORTS = {
     "EvalReport": "evaluation",
     "EvalCase": "evaluation",
     # images and masks
-    "Box": "imaging",
     "load_image": "imaging",
     "load_mask": "imaging",
-    "fit_mask_to_image": "imaging",
-    "feather_alpha": "imaging",
     "generate_mask": "masks",
     "warp_hole_mask": "masks",
     "outpaint_square_mask": "masks",
@@ -63,20 +56,8 @@ _EXPORTS = {
     "DEFAULT_REWARD_MODEL": "hub",
     "download_model": "hub",
     "cache_dir": "hub",
-    # safe output files
-    "check_output_path": "files",
-    "atomic_path": "files",
-    "atomic_write_json": "files",
-    "save_image": "files",
-    "sidecar_path": "files",
-    "check_output_dir": "files",
-    "staged_dir": "files",
-    "write_set": "files",
-    "image_writer": "files",
-    "json_writer": "files",
     # the pixel limit
     "set_max_pixels": "imaging",
-    "check_image_file": "imaging",
     # errors
     "PrefPaintError": "errors",
     "InvalidInputError": "errors",
@@ -88,13 +69,6 @@ _EXPORTS = {
     "ImageTooLargeError": "errors",
     "PickleRefusedError": "errors",
     "CorruptFileError": "errors",
-    "require": "errors",
-    # value checks shared by the SDK, the apps and the CLI
-    "finite": "validation",
-    "positive": "validation",
-    "at_least": "validation",
-    "check_seed": "validation",
-    "bad_value": "validation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -116,22 +90,15 @@ def __dir__():
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .errors import (  # noqa: F401
         ConfigError, CorruptFileError, DataError, ImageTooLargeError, InvalidInputError, MissingDependencyError,
-        ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError, require,
-    )
-    from .validation import at_least, bad_value, check_seed, finite, positive  # noqa: F401
-    from .files import (  # noqa: F401
-        atomic_path, atomic_write_json, check_output_dir, check_output_path, image_writer, json_writer,
-        save_image, sidecar_path, staged_dir, write_set,
+        ModelNotFoundError, OutputExistsError, PickleRefusedError, PrefPaintError,
     )
     from .hub import BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model  # noqa: F401
-    from .imaging import (  # noqa: F401
-        Box, check_image_file, feather_alpha, fit_mask_to_image, load_image, load_mask, set_max_pixels,
-    )
-    from .data import find_image, list_images, pair_inputs  # noqa: F401
+    from .imaging import load_image, load_mask, set_max_pixels  # noqa: F401
     from .evaluation import EvalCase, EvalReport, evaluate  # noqa: F401
     from .inpainter import Inpainter, InpaintResult  # noqa: F401
     from .jobs import run_generate_dataset, run_inpaint_job, run_score_job  # noqa: F401
     from .align import AlignConfig, Aligner, AlignResult, load_align_config  # noqa: F401
+    from .engines import ModelInfo, model_info  # noqa: F401
     from .masks import generate_mask, outpaint_square_mask, outpaint_strip_mask, stroke_mask, warp_hole_mask  # noqa: F401
     from .reward import (  # noqa: F401
         RewardModel, RewardOutput, RewardTrainConfig, convert_official_checkpoint, train_reward,

@@ -64,7 +64,7 @@ MODEL_ALIASES = {
 }
 
 # Weights we never fetch: pickled formats (unsafe to load) and other frameworks; the safety checker is
-# not loaded by the toolkit (documented in the README), so its 1.2 GB are skipped too.
+# not loaded by the toolkit (documented in docs/inpaint.md), so its 1.2 GB are skipped too.
 # FLUX.1 Fill's repository also holds its weights as single files at the top (for other tools; 23 GB + 0.3 GB),
 # beside the diffusers folders the toolkit loads: those are skipped as well.
 _IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "safety_checker/*",

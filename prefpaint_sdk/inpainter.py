@@ -18,7 +18,6 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from .engines.sd import check_ddim_steps, ddim_max_steps  # noqa: F401 - their old import path
 from .hub import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .imaging import (
     Box,

@@ -21,7 +21,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .imaging import InvalidInputError, check_pixels
+from .errors import InvalidInputError
+from .imaging import check_pixels
 
 __all__ = [
     "MASK_KINDS",

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import feather_alpha, load_image, load_mask
+from prefpaint_sdk import load_image, load_mask
 from prefpaint_sdk.imaging import composite
+from prefpaint_sdk.utils import feather_alpha
 
 FILL = (255, 0, 255)  # magenta: never in the test images, so generated pixels are easy to find
 SEAM_FILL = (0, 255, 0)  # what a low-strength (seam pass) call paints

@@ -48,14 +48,14 @@ def test_lora_merge_under_bf16_adds_exact_deltas_to_the_fp32_base(base, tmp_path
 
     folder, _ = base
     al = _aligner(base, tmp_path, "lora")
-    assert next(p for n, p in al.raw_unet.named_parameters() if "lora_" not in n).dtype == torch.bfloat16
+    assert next(p for n, p in al.raw_model.named_parameters() if "lora_" not in n).dtype == torch.bfloat16
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for n, p in al.params.items():
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)  # a "trained" adapter
     expected = {}
-    for name, m in al.raw_unet.named_modules():
+    for name, m in al.raw_model.named_modules():
         if isinstance(m, LoraLayer) and "default" in m.lora_A:
             a, b = m.lora_A["default"].weight.float(), m.lora_B["default"].weight.float()
             delta = b.flatten(1) @ a.flatten(1) * m.scaling["default"]

@@ -49,6 +49,7 @@ def test_strict_build_makes_every_page(site):
 
 def test_api_page_documents_every_public_name(site):
     import prefpaint_sdk
+    import prefpaint_sdk.utils
 
     page = (site / "api" / "index.html").read_text()
     headings = set()
@@ -58,6 +59,7 @@ def test_api_page_documents_every_public_name(site):
         headings.add(re.match(r"\w+", text).group(0))  # a function's heading goes on with its signature
     public = {n for n in prefpaint_sdk.__all__ if not n.startswith("__")}
     assert public - headings == set()
+    assert set(prefpaint_sdk.utils.__all__) - headings == set()  # the app authors' namespace too
     # documented, not only named: the facade's docstring and its methods are on the page
     assert "from_pretrained" in page and 'id="prefpaint_sdk.inpainter.Inpainter.__call__"' in page
 

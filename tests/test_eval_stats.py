@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prefpaint_sdk.errors import InvalidInputError
-from prefpaint_sdk.evaluation.stats import (
+from prefpaint_sdk.reward.winrate import (
     best_of,
     bootstrap_interval,
     normal_quantile,

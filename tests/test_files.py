@@ -2,8 +2,9 @@
 
 import pytest
 
-from prefpaint_sdk import OutputExistsError, atomic_write_json
+from prefpaint_sdk import OutputExistsError
 from prefpaint_sdk.files import atomic_dir
+from prefpaint_sdk.utils import atomic_write_json
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from prefpaint_sdk import InvalidInputError, feather_alpha, fit_mask_to_image, load_image, load_mask
+from prefpaint_sdk import InvalidInputError, load_image, load_mask
 from prefpaint_sdk.imaging import composite, context_box, dilate_mask, masked_image, working_size
 from prefpaint_sdk.testing import write_png_bomb
+from prefpaint_sdk.utils import feather_alpha, fit_mask_to_image
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)

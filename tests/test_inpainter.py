@@ -171,7 +171,7 @@ def test_step_limit_comes_from_the_real_ddim_schedule(tiny_inpainter):
 
 
 def test_step_limit_is_read_from_a_model_folder_before_loading(tiny_pipeline_dir):
-    from prefpaint_sdk.inpainter import check_ddim_steps, ddim_max_steps
+    from prefpaint_sdk.engines.sd import check_ddim_steps, ddim_max_steps
 
     config = json.loads((tiny_pipeline_dir / "scheduler" / "scheduler_config.json").read_text())
     assert ddim_max_steps(config) == 999 and check_ddim_steps(999, config) == 999

@@ -9,11 +9,11 @@ from _helpers_eval import FakeInpainter, FakeScorer, write_data
 from PIL import Image
 
 from prefpaint_sdk import Inpainter
+from prefpaint_sdk import evaluation as eval_pkg
 from prefpaint_sdk.align import as_reward_fn
 from prefpaint_sdk.align import evaluation as align_evaluation
 from prefpaint_sdk.errors import InvalidInputError
 from prefpaint_sdk.evaluation import EvalReport, evaluate
-from prefpaint_sdk.evaluation import stats as eval_stats
 from prefpaint_sdk.reward import winrate
 from prefpaint_sdk.reward.framing import reward_view, reward_views
 
@@ -41,7 +41,7 @@ def test_win_rate_exact_values_with_ties_as_half(a, b, tol, expected):
 def test_one_definition_everywhere():
     # The aligner's held-out evaluation and eval's stats use the very same function.
     assert align_evaluation.win_rate is winrate.win_rate
-    assert eval_stats.win_rate is winrate.win_rate and eval_stats.outcomes is winrate.outcomes
+    assert eval_pkg.win_rate is winrate.win_rate and eval_pkg.outcomes is winrate.outcomes
     with open(align_evaluation.__file__) as f:
         assert "def win_rate" not in f.read()
 

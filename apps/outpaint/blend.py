@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from prefpaint_sdk import InvalidInputError, feather_alpha
+from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk.utils import feather_alpha
 
 __all__ = ["PREFILL_MODES", "derive_seed", "prefill", "reach", "seam_band"]
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from prefpaint_sdk import Box, InvalidInputError
+from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk.utils import Box
 
 from .size import ANCHORS, DEFAULT_MAX_SIZE, Padding, resolve_padding
 

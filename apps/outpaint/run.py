@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import (
-    InvalidInputError,
-    PrefPaintError,
-    image_writer,
-    json_writer,
-    load_image,
-    sidecar_path,
-    write_set,
-)
+from prefpaint_sdk import InvalidInputError, PrefPaintError, load_image
+from prefpaint_sdk.utils import image_writer, json_writer, sidecar_path, write_set
 
 from .blend import PREFILL_MODES, derive_seed, reach, seam_band
 from .blend import prefill as prefill_window

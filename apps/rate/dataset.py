@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefpaint_sdk import DataError, find_image, list_images
+from prefpaint_sdk import DataError
+from prefpaint_sdk.utils import find_image, list_images
 
 __all__ = ["RateDataset", "scan_dataset"]
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from prefpaint_sdk import DataError, InvalidInputError, atomic_write_json, check_output_path
+from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk.utils import atomic_write_json, check_output_path
 
 from .dataset import RateDataset, scan_dataset
 

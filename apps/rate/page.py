@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import OutputExistsError, check_output_path, load_mask, write_set
+from prefpaint_sdk import OutputExistsError, load_mask
+from prefpaint_sdk.utils import check_output_path, write_set
 
 from .dataset import RateDataset, scan_dataset
 

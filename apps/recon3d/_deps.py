@@ -3,7 +3,7 @@ missing package is one clear line (exit 2) with the install command, before any 
 
 from __future__ import annotations
 
-from prefpaint_sdk import require
+from prefpaint_sdk.utils import require
 
 from .quiet import library_noise_to_log
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prefpaint_sdk import DataError, at_least, bad_value, check_output_dir, check_seed, finite, positive
+from prefpaint_sdk import DataError
+from prefpaint_sdk.utils import at_least, bad_value, check_output_dir, check_seed, finite, positive
 
 from . import _deps
 from .formats import FORMATS, load_scene

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from prefpaint_sdk import DataError, bad_value
+from prefpaint_sdk import DataError
+from prefpaint_sdk.utils import bad_value
 
 from .geometry import backproject
 from .scene import Frame

@@ -2,7 +2,7 @@
 ``transforms.json``, the contact sheet and the fly-through video.
 
 The pipeline writes all of these into a stage beside the output folder
-(:func:`prefpaint_sdk.staged_dir`), which replaces the output folder whole only when everything is
+(:func:`prefpaint_sdk.utils.staged_dir`), which replaces the output folder whole only when everything is
 written: an interrupted run leaves nothing, and ``overwrite`` leaves no file of an earlier run.
 
 Masks come in two meanings, each in its own clearly named file:
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prefpaint_sdk import DataError, atomic_path, atomic_write_json, check_output_path, save_image
+from prefpaint_sdk import DataError
+from prefpaint_sdk.utils import atomic_path, atomic_write_json, check_output_path, save_image
 
 from . import _deps
 from .cameras import Intrinsics, opencv_to_opengl
@@ -52,7 +53,7 @@ NERFSTUDIO_CAMERA_MODEL = "OPENCV"  # with no distortion keys: an exact pinhole 
 
 def check_output_dir(out: Path, overwrite: bool) -> Path:
     """The SDK's output-folder check (kept here for callers that import it from the app)."""
-    from prefpaint_sdk import check_output_dir as _check
+    from prefpaint_sdk.utils import check_output_dir as _check
 
     return _check(out, overwrite)
 

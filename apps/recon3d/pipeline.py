@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError, atomic_write_json, staged_dir
+from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk.utils import atomic_write_json, staged_dir
 
 from . import outputs as O
 from .cameras import Intrinsics

@@ -13,7 +13,7 @@ import logging
 import re
 from pathlib import Path
 
-from prefpaint_sdk import at_least, check_output_dir, positive, require
+from prefpaint_sdk.utils import at_least, check_output_dir, positive, require
 
 from .errors import check_api_key, install_error_handlers
 from .jobs import JobQueue
@@ -167,7 +167,7 @@ def split_model_arg(text: str) -> tuple[str | None, str]:
     Raises:
         InvalidInputError: an empty name or source, or a name a request could not send.
     """
-    from prefpaint_sdk import bad_value
+    from prefpaint_sdk.utils import bad_value
 
     name, sep, source = text.partition("=")
     if not sep:
@@ -184,7 +184,7 @@ def check_models(inpainter) -> dict:
     Raises:
         InvalidInputError: no model, or a name a request could not send (empty, or not printable).
     """
-    from prefpaint_sdk import bad_value
+    from prefpaint_sdk.utils import bad_value
 
     named = dict(inpainter) if isinstance(inpainter, dict) else {inpainter.model_id: inpainter}
     if not named:

@@ -56,7 +56,7 @@ def check_api_key(api_key: str | None) -> str | None:
     Raises:
         InvalidInputError: empty, or another character (its position is named, not the key).
     """
-    from prefpaint_sdk import bad_value
+    from prefpaint_sdk.utils import bad_value
 
     if api_key is None:
         return None

@@ -29,7 +29,7 @@ import re
 import socket
 from urllib.parse import urlsplit
 
-from prefpaint_sdk import bad_value
+from prefpaint_sdk.utils import bad_value
 
 from .forms import ApiError
 

@@ -7,7 +7,8 @@ running job needs; accepted counts are remembered, refused ones checked every ti
 
 from __future__ import annotations
 
-from prefpaint_sdk import InvalidInputError, at_least, check_seed, finite
+from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk.utils import at_least, check_seed, finite
 
 from .forms import ApiError, Form
 from .uploads import sdk_error

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from prefpaint_sdk import ImageTooLargeError, InvalidInputError, check_image_file, load_image, load_mask
+from prefpaint_sdk import ImageTooLargeError, InvalidInputError, load_image, load_mask
+from prefpaint_sdk.utils import check_image_file
 
 from .forms import ApiError, api_text, sniff_image
 

@@ -169,19 +169,6 @@ class Aligner(LoopServices):
         self._run_flags: dict[str, bool] = {}  # resume / overwrite as from_pretrained checked them
         self._prompts = sampling.PromptCache(engine, cfg, acc.device, self.resolution)
 
-    # The names of the UNet era, kept for evaluation.py and users' scripts (the model may be a transformer).
-    @property
-    def unet(self):
-        return self.model
-
-    @property
-    def raw_unet(self):
-        return self.raw_model
-
-    @property
-    def ref_unet(self):
-        return self.ref_model
-
     @property
     def policy(self) -> Policy:
         return Policy(model=self.model, raw=self.raw_model, params=self.params, optimizer=self.optimizer,
@@ -369,7 +356,7 @@ class Aligner(LoopServices):
         result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
         if acc.is_main_process and self.eval_indices:
             items, seeds = heldout_prompts(self.eval_set, self.eval_indices, cfg.seed, cfg.eval_samples)
-            self.unet.eval()
+            self.model.eval()
             result = evaluate_heldout(self._sample, self.reward_fn, items, seeds, cfg.eval_samples, baseline=self.baseline,
                                       gold_fn=self.gold_fn, ring_width=cfg.audit_ring)
             extra = {k if "/" in k else f"eval/{k}": v for k, v in self.algorithm.eval_metrics(self).items()}

@@ -42,7 +42,8 @@ FAMILIES = {
     "flux2-klein": "flux2_klein:Flux2KleinEngine",
     "z-image": "z_image:ZImageEngine",
 }
-"""Family name -> ``module:class`` of its engine (a module of this package, or a full dotted module path)."""
+"""Family name -> ``module:class`` of its engine (a module of this package, a full dotted module path, or a
+top-level module such as ``__main__``)."""
 
 PIPELINE_FAMILIES = {
     "StableDiffusionInpaintPipeline": "sd",
@@ -70,8 +71,16 @@ def engine_class(family: str) -> type[Engine]:
     if family not in FAMILIES:
         raise InvalidInputError(f"unknown model family '{family}'; the families are {', '.join(FAMILIES)}")
     module, name = FAMILIES[family].split(":")
-    # A module of this package by its name; a family registered from elsewhere by its full dotted path.
-    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
+    # A module of this package by its name; a family registered from elsewhere by its full dotted path, or by a
+    # top-level module's name (a user's own ``my_family.py``, or ``__main__`` for a script run as one).
+    if "." in module:
+        return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(f".{module}", __name__), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{module}":
+            raise
+    return getattr(importlib.import_module(module), name)
 
 
 def engine_classes() -> list[type[Engine]]:

@@ -3,19 +3,19 @@
 * :mod:`.run`: :func:`evaluate` (resumable, cached per case);
 * :mod:`.report`: :class:`EvalReport` (figures per S, ``to_json``/``to_csv``/``to_html``/``summary``);
   :mod:`.html` and :mod:`.sheet` draw ``report.html`` and ``contact_sheet.png``;
-* :mod:`.stats`: outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals (the one
-  definition lives in :mod:`prefpaint_sdk.reward.winrate`, shared with the aligner);
+* outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals: :mod:`prefpaint_sdk.reward.winrate`,
+  the one definition, shared with the aligner;
 * :mod:`.identity`: what a model *is* for the cache (hub commit, or a SHA-256 of its weights);
 * :mod:`.metrics`: masked PSNR and SSIM;
 * :mod:`.data`: the data convention reader; :mod:`.masksets`: mask kinds, depth proxy, mask sets.
 """
 
+from ..reward.winrate import WinStats, bootstrap_interval, outcomes, wilson_interval, win_rate, win_stats
 from .data import EvalCase, as_cases, read_eval_data
 from .masksets import MASK_CHOICES, case_seed, generate_mask_set, mask_for, normalize_kind, proxy_depth
 from .metrics import masked_psnr, masked_ssim
 from .report import EvalReport
 from .run import evaluate
-from .stats import WinStats, bootstrap_interval, outcomes, wilson_interval, win_rate, win_stats
 
 __all__ = [
     "MASK_CHOICES",

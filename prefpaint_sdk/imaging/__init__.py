@@ -18,7 +18,6 @@ so memory follows the image's bytes). Import from ``prefpaint_sdk.imaging``.
 
 from __future__ import annotations
 
-from ..errors import InvalidInputError  # noqa: F401 - re-exported for `from .imaging import InvalidInputError`
 from .geometry import (
     Box,
     composite,

@@ -36,7 +36,7 @@ def mask_fill_of(reward_model) -> tuple[int, int, int]:
 
 
 def reward_box(size: tuple[int, int], box=None) -> Box:
-    """The frame the reward sees, as a :class:`~prefpaint_sdk.Box` inside an image of ``size`` (w, h).
+    """The frame the reward sees, as a :class:`~prefpaint_sdk.utils.Box` inside an image of ``size`` (w, h).
 
     Args:
         size: the image's (width, height).

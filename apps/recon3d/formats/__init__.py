@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefpaint_sdk import DataError, InvalidInputError, positive
+from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk.utils import positive
 
 from ..scene import Scene
 from . import colmap, nerfstudio, redwood, replica, scannet, single, tum

@@ -3,7 +3,8 @@
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from prefpaint_sdk import InvalidInputError, at_least, fit_mask_to_image
+from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk.utils import at_least, fit_mask_to_image
 
 from ..forms import ApiError, api_text, read_form
 from ..schema import INPAINT_FIELDS, JOB, WAIT, body, responses
