@@ -148,7 +148,7 @@ def _lora_state(unet) -> dict[str, torch.Tensor]:
 
 def export_lora(unet, folder: str | os.PathLike, pipeline_cls, module_name: str = "unet") -> Path:
     """Save the model's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it
-    (``module_name``: "unet", or "transformer" for FLUX, whose pipeline saves ``transformer_lora_layers``).
+    (``module_name``: the engine's ``trainable_module``; the pipeline saves ``<module_name>_lora_layers``).
 
     Raises:
         ConfigError: the UNet has no LoRA adapter (full fine-tuning: export the merged pipeline instead).

@@ -62,7 +62,7 @@ class Aligner(LoopServices):
     before loading it; the constructor takes an already built pipeline.
 
     Args:
-        pipeline: a diffusers inpainting pipeline of an alignable family (SD, SDXL, FLUX Fill), or its
+        pipeline: a diffusers inpainting pipeline of an alignable family (``Engine.alignable``), or its
             engine; fp32 weights; it is modified in place.
         reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
             callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.

@@ -314,6 +314,10 @@ class Engine:
     # What the Aligner needs from a family (it never reads a pipeline's internals itself):
     # encode_conditions -> rollout (chunks joined by cat_rollouts) -> policy_step on stored steps.
     default_algo: ClassVar[str] = "ppo"  # the RL algorithm an AlignConfig with algo="" uses
+    # The family's values of the named training presets (align/config.py's PRESETS): preset -> "common" (the
+    # shared AlignConfig settings) or an algorithm's name -> values over the preset's own. A preset named here
+    # that align does not define is the family's own preset (listed with the others, for any model).
+    training_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     sampler_kind: ClassVar[str] = "ddim"  # "ddim" (eta > 0 needed) or "flow" (sde_noise / sde_window)
     # the components alignment never trains (those the pipeline has): frozen, and cast under mixed precision
     frozen_modules: ClassVar[tuple[str, ...]] = ("vae", "text_encoder", "text_encoder_2")
