@@ -79,6 +79,8 @@ class ModelInfo:
         guidance: what ``guidance_scale`` is for the family: ``"cfg"``, ``"true-cfg"`` or ``"distilled"``.
         has_negative_prompt / alignable: whether the family takes a negative prompt / can be aligned.
         training_presets: the family's values of the named alignment presets (``Engine.training_presets``).
+        scheduler: what ``scheduler="auto"`` samples it with: "native" (a base model) or "ddim" (PrefPaint,
+            or a model aligned with DDIM whose export records it); ``defaults`` are that sampler's.
     """
 
     model: str
@@ -91,6 +93,7 @@ class ModelInfo:
     has_negative_prompt: bool = True
     alignable: bool = False
     training_presets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    scheduler: str = "native"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,15 +137,20 @@ def model_info(model: str | os.PathLike, *, offline: bool | None = None, revisio
 
 
 def _info(cls, model: str, configs: Configs | None, resolution: int | None = None) -> ModelInfo:
+    from .sampler_record import auto_scheduler
+
+    scheduler, record = auto_scheduler(cls, getattr(configs, "folder", None), model)
     if configs is not None:
         resolution = cls.read_resolution(configs)
         multiple = cls.read_size_multiple(configs)
     else:
         multiple = cls.published_size_multiple
     return ModelInfo(model=model, family=cls.family, pipeline_class=cls.pipeline_class_name,
-                     resolution=int(resolution), size_multiple=int(multiple), defaults=cls.default_values(),
+                     resolution=int(resolution), size_multiple=int(multiple),
+                     defaults=cls.defaults_for(scheduler, configs, record),
                      guidance=cls.guidance_kind, has_negative_prompt=cls.has_negative_prompt,
-                     alignable=bool(cls.alignable), training_presets=copy.deepcopy(cls.training_presets))
+                     alignable=bool(cls.alignable), training_presets=copy.deepcopy(cls.training_presets),
+                     scheduler=scheduler)
 
 
 def training_presets() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
