@@ -81,6 +81,11 @@ def test_a_flow_family_records_native_and_a_built_pipeline_is_native():
     sd = tiny_inpaint_pipeline(0)
     assert engine_for_pipeline(sd).scheduler_mode == "native"  # no record: a base model
     assert engine_for_pipeline(sd, training=True).scheduler_mode == "ddim"  # what alignment trains on
+    native = engine_for_pipeline(tiny_inpaint_pipeline(0, family="sdxl"))  # an Inpainter's engine, say
+    trained = engine_for_pipeline(native, training=True)
+    assert native.scheduler_mode == "native" and trained.scheduler_mode == "ddim"
+    assert (trained.pipeline.scheduler.config.clip_sample, trained.pipeline.scheduler.config.set_alpha_to_one) == \
+        (False, False)  # the latent DDIM, not DDIM's pixel-space defaults
 
 
 @pytest.mark.parametrize("text, match", [("{", "not readable JSON"), ('{"scheduler": "euler"}', "must be a JSON object"),

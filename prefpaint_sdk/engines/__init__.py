@@ -163,6 +163,8 @@ def engine_for_pipeline(pipeline, *, training: bool = False) -> Engine:
     ``scheduler="auto"`` (``native``: a built pipeline carries no record of an alignment), or with the
     sampler the family trains on (``training``: ``ddim`` where it has one), so exports keep that scheduler."""
     if isinstance(pipeline, Engine):
+        if training and pipeline.ddim_sampler and pipeline.scheduler_mode != "ddim":  # e.g. an Inpainter's, native
+            return type(pipeline)(pipeline.pipeline, scheduler="ddim")
         return pipeline
     for klass in type(pipeline).__mro__:
         family = PIPELINE_FAMILIES.get(klass.__name__)
