@@ -94,3 +94,28 @@ def test_a_bad_record_is_refused_naming_the_file(tmp_path, text, match):
     (tmp_path / SAMPLER_RECORD).write_text(text)
     with pytest.raises(InvalidInputError, match=match):
         read_sampler_record(tmp_path)
+
+
+def test_the_cli_refuses_a_bad_record_in_one_line_before_loading(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    (folder / SAMPLER_RECORD).write_text('{"scheduler": "euler"}')
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "img.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "mask.png")
+    r = CliRunner().invoke(app, ["inpaint", str(tmp_path / "img.png"), str(tmp_path / "mask.png"), "-o",
+                                 str(tmp_path / "out.png"), "--model", str(folder), "--device", "cpu", "--quiet",
+                                 "--offline", "--steps", "1"])
+    assert r.exit_code == 2 and SAMPLER_RECORD in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out.png").exists()
+    # an explicit scheduler does not need the record
+    r = CliRunner().invoke(app, ["inpaint", str(tmp_path / "img.png"), str(tmp_path / "mask.png"), "-o",
+                                 str(tmp_path / "out.png"), "--model", str(folder), "--device", "cpu", "--quiet",
+                                 "--offline", "--steps", "1", "--scheduler", "native"])
+    assert r.exit_code == 0, r.output
