@@ -204,7 +204,7 @@ def rl_mode(name: str, family: str, preset: str, size: str, dev: torch.device, r
         preset = "lora-24gb"
     shared = PRESETS[preset]
     # the shared values and the preset's values for its algorithm (the family's default: ppo, or what it names)
-    settings = {**get_algorithm(shared.get("algo") or ("grpo" if family == "flux-fill" else "ppo")).presets.get(preset, {}),
+    settings = {**get_algorithm(shared.get("algo") or ("grpo" if family == "flux-fill" else "ppo")).preset_values(preset, family),
                 **shared}
     over = dict(iterations=1000, eval_every=0, save_every=0, log_with="none")
     if steps is not None:  # fewer steps: what is counted in steps (K, a FLUX SDE window) must still fit

@@ -50,7 +50,7 @@ def inpaint(
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Encode and decode in tiles (large images on small GPUs)."),
-    scheduler: str = typer.Option("auto", "--scheduler", help="native (the model's shipped scheduler and its pipeline's defaults, as diffusers), ddim (the alignment sampler, η 1; SD/SDXL) or auto (ddim for SD/SDXL, native otherwise)."),
+    scheduler: str = typer.Option("auto", "--scheduler", help="native (the model's shipped scheduler and its pipeline's defaults, as diffusers), ddim (the alignment sampler, η 1; SD/SDXL) or auto (ddim for PrefPaint and models aligned with DDIM, native for base models)."),
     mask_dilate: int = typer.Option(0, "--mask-dilate", help="Grow the hole by this many pixels."),
     mask_blur: int = typer.Option(8, "--mask-blur", help="Feathered seam width in pixels outside the hole."),
     crop_margin: int = typer.Option(128, "--crop-margin", help="Context pixels around the hole; negative = no cropping (whole image)."),

@@ -224,8 +224,9 @@ class Inpainter:
             steps: the steps you will sample with, checked against the model's scheduler config before any
                 weights load (each call checks its own steps again).
             scheduler: "native" (the model's shipped scheduler and its pipeline's defaults, as diffusers samples),
-                "ddim" (the alignment sampler: DDIM, η 1; SD and SDXL) or "auto" (the family's: ddim for SD and
-                SDXL, native for the others).
+                "ddim" (the alignment sampler: DDIM, η 1; SD and SDXL) or "auto": ddim for PrefPaint and for a
+                model this toolkit aligned with DDIM (its export records the sampler and eta), native for a base
+                model.
             reward / reward_weights / reward_norm: a reward stack that scores and picks among candidates instead:
                 specs ``NAME`` or ``NAME=SOURCE`` (``prefpaint=RM``, ``clip=FOLDER``, ``seam``, ``outside-change``,
                 ``remote=http://HOST:PORT``, ...; see :mod:`prefpaint_sdk.reward.specs`), one weight per spec

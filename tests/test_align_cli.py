@@ -6,7 +6,7 @@ import pytest
 from _helpers_align import make_data
 from typer.testing import CliRunner
 
-from prefpaint_sdk.align.config import FAMILY_PRESETS
+from prefpaint_sdk.align.config import family_presets
 from prefpaint_sdk.testing import save_tiny_inpaint_pipeline
 
 runner = CliRunner()
@@ -66,7 +66,7 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
     assert "iterations 1," in printed and "eval_every 0," in printed  # the values that run, flags included
     saved = json.loads((out / "align_config.json").read_text())
     given = {"iterations": 1, "num_steps": 2, "timesteps_per_traj": 2, "eval_every": 0}  # by --iterations / --set
-    flux = FAMILY_PRESETS["cpu-smoke"]["flux-fill"]
+    flux = family_presets()["cpu-smoke"]["flux-fill"]
     assert {k: saved[k] for k in flux} == {k: given.get(k, v) for k, v in flux.items()}
     assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "merged" / "transformer" / "config.json").is_file()

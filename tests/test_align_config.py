@@ -9,7 +9,7 @@ from _helpers_align import make_data
 from PIL import Image
 
 from prefpaint_sdk.align.algorithms import algorithm_names
-from prefpaint_sdk.align.config import FAMILY_PRESETS, PRESETS, AlignConfig, batch_summary, load_config, lr_lambda
+from prefpaint_sdk.align.config import PRESETS, AlignConfig, batch_summary, family_presets, load_config, lr_lambda
 from prefpaint_sdk.align.data import AlignDataset
 from prefpaint_sdk.errors import ConfigError, DataError
 
@@ -46,9 +46,9 @@ def test_toml_then_overrides(tmp_path):
     assert cfg.learning_rate == 0.5 and cfg.num_steps == 9 and cfg.mask_kinds == ["stroke"] and cfg.use_trust is False
 
 
-@pytest.mark.parametrize("preset, family", [(p, f) for p, fams in sorted(FAMILY_PRESETS.items()) for f in sorted(fams)])
+@pytest.mark.parametrize("preset, family", [(p, f) for p, fams in sorted(family_presets().items()) for f in sorted(fams)])
 def test_family_values_apply_over_the_preset_and_user_values_win(tmp_path, preset, family):
-    values = FAMILY_PRESETS[preset][family]
+    values = family_presets()[preset][family]
     own = load_config(preset)
     cfg = load_config(preset, family=family)
     assert values and {k: getattr(cfg, k) for k in values} == values

@@ -9,7 +9,7 @@ gradient was 0.09-0.28 over batches of 64-128; benchmarks/RESULTS.md "Alignment:
 the test asserts a clearly positive cosine, not a large one.
 
 The second test is the issue's done-criterion: cpu-smoke with its FLUX Fill values (2 flow steps, 100
-iterations; ``FAMILY_PRESETS``) raises the held-out reward beyond seed noise. One training seed here (a run
+iterations; the FLUX Fill engine's ``training_presets``) raises the held-out reward beyond seed noise. One training seed here (a run
 takes ~100 s on a quiet core); 3 training seeds on 2 pipelines in RESULTS.md "cpu-smoke for FLUX Fill"
 (11.5x, 2.6x, 6.1x and 8.3x, 9.6x, 6.4x). The sign check keeps SD's cpu-smoke values (4 steps, all
 stochastic), which the exact gradient below re-runs step by step.
@@ -108,12 +108,12 @@ def test_cpu_smoke_for_flux_fill_raises_heldout_reward_beyond_seed_noise(tmp_pat
     FLUX Fill values), training seed 0: the held-out reward ends beyond 2x seed noise and most held-out samples
     improve. Seed noise: the std of the starting model's held-out mean on the run's own held-out pairs and
     masks over 8 sets of sampling seeds."""
-    from prefpaint_sdk.align.config import FAMILY_PRESETS
+    from prefpaint_sdk.align.config import family_presets
 
     torch.set_num_threads(1)
     cfg = load_config("cpu-smoke", overrides=dict(seed=0, eval_every=100, save_every=0, log_with="none"),
                       family="flux-fill")
-    assert (cfg.num_steps, cfg.iterations) == (2, 100) == tuple(FAMILY_PRESETS["cpu-smoke"]["flux-fill"][k]
+    assert (cfg.num_steps, cfg.iterations) == (2, 100) == tuple(family_presets()["cpu-smoke"]["flux-fill"][k]
                                                                   for k in ("num_steps", "iterations"))
     al = Aligner(tiny_inpaint_pipeline(2, family="flux-fill"), "brightness", cfg, make_data(tmp_path / "data", n=12),
                  tmp_path / "run", device="cpu")

@@ -23,11 +23,12 @@ def redwood(tmp_path_factory):
     return write_scene(scene(2, 96, 72).frames, tmp_path_factory.mktemp("scenes") / "redwood", "redwood")
 
 
-@pytest.mark.parametrize("family,guidance", [("sdxl", 8.0), ("flux-fill", 30.0)])
-def test_recon3d_runs_on_the_family(redwood, tiny_family_dir, tmp_path, family, guidance):
+# a base model samples natively: SDXL's pipeline defaults are guidance 7.5 and strength 0.9999 (so 2 steps)
+@pytest.mark.parametrize("family,guidance,steps", [("sdxl", 7.5, "2"), ("flux-fill", 30.0, "1")])
+def test_recon3d_runs_on_the_family(redwood, tiny_family_dir, tmp_path, family, guidance, steps):
     out = tmp_path / "out"
     r = runner.invoke(app, ["recon3d", str(redwood), "-o", str(out), "--model", str(tiny_family_dir(family)),
-                            "--views", "1", "--steps", "1", "--depth-model", "none", "--voxel-size", "0.1",
+                            "--views", "1", "--steps", steps, "--depth-model", "none", "--voxel-size", "0.1",
                             "--depth-trunc", "9", "--device", "cpu", "--dtype", "float32", "--seed", "3", "--offline",
                             "--quiet"])
     assert r.exit_code == 0, r.output

@@ -25,7 +25,7 @@ def _run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("family,steps,guidance,eta", [("flux-fill", 50, 30.0, None), ("sdxl", 30, 8.0, 1.0)])
+@pytest.mark.parametrize("family,steps,guidance,eta", [("flux-fill", 50, 30.0, None), ("sdxl", 50, 7.5, None)])
 def test_inpaint_any_family_with_its_defaults(inputs, tiny_family_dir, family, steps, guidance, eta):
     out = inputs / f"{family}.png"
     r = _run("inpaint", inputs / "photo.png", inputs / "mask.png", "-o", out, "--model", tiny_family_dir(family),
@@ -66,7 +66,7 @@ def test_download_knows_the_family_aliases(monkeypatch):
     assert asked == ["black-forest-labs/FLUX.1-Fill-dev", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"]
 
 
-@pytest.mark.parametrize("family,guidance,eta", [("flux-fill", 30.0, None), ("sdxl", 8.0, 1.0)])
+@pytest.mark.parametrize("family,guidance,eta", [("flux-fill", 30.0, None), ("sdxl", 7.5, None)])
 def test_extend_runs_the_family_at_its_own_guidance_and_window(inputs, tiny_family_dir, family, guidance, eta):
     out = inputs / "wide.png"
     r = _run("extend", inputs / "photo.png", "-o", out, "--model", tiny_family_dir(family), "--ratio-x", "1.5",

@@ -15,7 +15,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def engine():
     torch.set_num_threads(1)
-    return engine_for_pipeline(tiny_inpaint_pipeline(0, family="sdxl"))  # the engine swaps in DDIM
+    return engine_for_pipeline(tiny_inpaint_pipeline(0, family="sdxl"), training=True)  # DDIM, as the Aligner
 
 
 def _inputs(seed, size=64):

@@ -22,7 +22,8 @@ from prefpaint_sdk.engines import (
 
 RNG = np.random.default_rng(5)
 FAMS = ["sd", "sdxl", "flux-fill"]
-DEFAULTS = {"sd": (50, 7.5, 1.0), "sdxl": (30, 8.0, 1.0), "flux-fill": (50, 30.0, None)}
+# scheduler="auto" on a base model is native: the pipeline's own defaults (the tiny SD ships DDIM, so eta 0)
+DEFAULTS = {"sd": (50, 7.5, 0.0), "sdxl": (50, 7.5, None), "flux-fill": (50, 30.0, None)}
 
 
 def _hole(h, w, y0, y1, x0, x1):
@@ -32,14 +33,15 @@ def _hole(h, w, y0, y1, x0, x1):
 
 
 def _pipeline_output(inp, img, hole, seed, prompt, steps):
-    """The diffusers pipeline called directly, with the family's knobs (what a user of diffusers writes: no
-    negative prompt, so SDXL zeroes its negative embeddings)."""
+    """The diffusers pipeline called directly, as a user of diffusers writes it: its own defaults under the
+    native scheduler (no guidance, strength or eta given); no negative prompt, so SDXL zeroes its negative
+    embeddings. Under DDIM, the family's knobs."""
     e = inp.engine
     kw = dict(prompt=prompt, image=Image.fromarray(img), mask_image=Image.fromarray(hole.astype(np.uint8) * 255),
-              height=img.shape[0], width=img.shape[1], num_inference_steps=steps, guidance_scale=e.default_guidance,
-              strength=1.0, generator=torch.Generator().manual_seed(seed), output_type="np")
-    if e.default_eta is not None:
-        kw["eta"] = e.default_eta
+              height=img.shape[0], width=img.shape[1], num_inference_steps=steps,
+              generator=torch.Generator().manual_seed(seed), output_type="np")
+    if e.scheduler_mode == "ddim":
+        kw.update(guidance_scale=e.default_guidance, strength=1.0, eta=e.default_eta)
     with torch.inference_mode():
         return inp.pipeline(**kw).images[0]
 
@@ -97,7 +99,7 @@ def test_engine_facts_per_family(inpainters):
         cls = engine_class(family)
         assert type(e) is cls and e.family == family and FAMILIES[family]
         steps, guidance, eta = DEFAULTS[family]
-        assert (cls.default_steps, cls.default_guidance, cls.default_eta) == (steps, guidance, eta)
+        assert (e.default_steps, e.default_guidance, e.default_eta) == (steps, guidance, eta)  # auto: native here
         assert e.trainable_module == ("transformer" if family == "flux-fill" else "unet")
         assert e.model is getattr(e.pipeline, e.trainable_module) and e.lora_targets
         # the working size comes from the model's config; FLUX packs 2x2 latent patches
@@ -117,7 +119,7 @@ def test_sdxl_ddim_from_an_euler_config_is_a_latent_ddim():
 
     pipe = tiny_inpaint_pipeline(0, family="sdxl")
     assert isinstance(pipe.scheduler, EulerDiscreteScheduler) and "clip_sample" not in pipe.scheduler.config
-    sched = engine_for_pipeline(pipe).pipeline.scheduler
+    sched = engine_for_pipeline(pipe, training=True).pipeline.scheduler
     assert isinstance(sched, DDIMScheduler)
     assert (sched.config.clip_sample, sched.config.set_alpha_to_one) == (False, False)
     # the predicted x0 is not clamped: a step from a large latent keeps it large
@@ -129,7 +131,7 @@ def test_sdxl_ddim_from_an_euler_config_is_a_latent_ddim():
     # as a shipped scheduler_config.json with both keys: Euler keeps keys it does not use in its config
     pipe.scheduler = EulerDiscreteScheduler.from_config({**pipe.scheduler.config, "clip_sample": True,
                                                          "set_alpha_to_one": True})
-    sched = engine_for_pipeline(pipe).pipeline.scheduler
+    sched = engine_for_pipeline(pipe, training=True).pipeline.scheduler
     assert (sched.config.clip_sample, sched.config.set_alpha_to_one) == (True, True)
 
 

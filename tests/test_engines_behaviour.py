@@ -35,10 +35,11 @@ def _run(*args):
 
 
 def _one_step(family) -> str:
-    """The fewest steps that leave one denoising step at the family's default strength (0.6 for Qwen-Image)."""
+    """The fewest steps that leave one denoising step at the family's default strength under the native
+    scheduler, which a base model (the tiny fixtures) samples with (0.6 for Qwen-Image, 0.9999 for SDXL)."""
     import math
 
-    return str(math.ceil(1 / engine_class(family).default_strength))
+    return str(math.ceil(1 / engine_class(family).defaults_for("native")["strength"]))
 
 
 def _hole(h=H, w=W, box=HOLE):

@@ -41,7 +41,7 @@ def test_sdxl_without_a_negative_prompt_uses_zeroed_negative_embeddings(tiny_fam
     kw = dict(seed=5, steps=3, crop_margin=-1, mask_blur=0)
     # an empty prompt no longer skips guidance: the zeroed negative differs from the encoded empty prompt
     out = inp(img, hole, prompt="", **kw)
-    assert out.params["guidance_scale_effective"] == 8.0
+    assert out.params["guidance_scale_effective"] == 7.5  # a base model: native, the pipeline's 7.5
     zeros = np.asarray(inp(img, hole, prompt="a cat", **kw).image)
     encoded_empty = np.asarray(inp(img, hole, prompt="a cat", negative_prompt=" ", **kw).image)
     assert not np.array_equal(zeros[hole], encoded_empty[hole])
@@ -60,8 +60,10 @@ def test_native_keeps_the_shipped_scheduler_and_equals_diffusers(tiny_family_dir
     assert np.array_equal(got[hole], ref[hole]) and np.array_equal(got[~hole], img[~hole])
     with pytest.raises(InvalidInputError, match="no eta"):
         inp(img, hole, eta=0.5, steps=2)
-    auto = Inpainter.from_pretrained(folder, device="cpu", dtype="float32")
-    assert type(auto.pipeline.scheduler).__name__ == "DDIMScheduler" and auto.defaults["eta"] == ddim_eta
+    ddim = Inpainter.from_pretrained(folder, device="cpu", dtype="float32", scheduler="ddim")
+    assert type(ddim.pipeline.scheduler).__name__ == "DDIMScheduler" and ddim.defaults["eta"] == ddim_eta
+    auto = Inpainter.from_pretrained(folder, device="cpu", dtype="float32")  # a base model: native
+    assert type(auto.pipeline.scheduler).__name__ == native and auto.defaults == inp.defaults
 
 
 def test_the_scheduler_is_checked_before_any_load(tiny_family_dir, tmp_path):

@@ -75,9 +75,10 @@ def test_previews_are_the_predicted_images_and_leave_the_candidates_unchanged(ti
     inp = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="float32")
     img, hole = make_image(48, 64, 3), np.zeros((48, 64), bool)
     hole[16:32, 16:40] = True
-    plain = inp(img, hole, seed=11, steps=6, num_candidates=2)
+    # strength 1: all 6 steps denoise (SDXL's native default 0.9999 would run 5)
+    plain = inp(img, hole, seed=11, steps=6, num_candidates=2, strength=1.0)
     got = []
-    shown = inp(img, hole, seed=11, steps=6, num_candidates=2, previews=3,
+    shown = inp(img, hole, seed=11, steps=6, num_candidates=2, strength=1.0, previews=3,
                 on_preview=lambda k, step, ims: got.append((k, step, ims)))
     assert [(k, s) for k, s, _ in got] == [(0, 2), (1, 3), (2, 4)]  # evenly spaced over 6 steps, not the last
     for a, b in zip(plain.candidates, shown.candidates):

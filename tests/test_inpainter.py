@@ -28,8 +28,8 @@ def _hole(h, w, box):
 def _diffusers(pipe, img, mask, seed, prompt, negative_prompt, steps=4):
     return pipe(
         prompt=prompt, negative_prompt=negative_prompt, image=Image.fromarray(img),
-        mask_image=Image.fromarray(mask.astype(np.uint8) * 255), num_inference_steps=steps, guidance_scale=7.5,
-        eta=1.0, generator=torch.Generator().manual_seed(seed), output_type="np",
+        mask_image=Image.fromarray(mask.astype(np.uint8) * 255), num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed), output_type="np",  # diffusers' own defaults (a base model)
     ).images[0]
 
 

@@ -26,7 +26,8 @@ from ..settings import Settings, setting
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlignConfig", "FAMILY_PRESETS", "PRESETS", "batch_summary", "family_values", "load_config", "preset_family"]
+__all__ = ["AlignConfig", "PRESETS", "batch_summary", "family_presets", "family_values", "load_config", "preset_family",
+           "preset_part"]
 
 
 @dataclass
@@ -38,24 +39,24 @@ class AlignConfig(Settings):
 
     # --- the algorithm (align/algorithms/) ---
     algo: str = setting("", "the alignment algorithm: a module of prefpaint_sdk/align/algorithms (ppo, grpo, ...); "
-                            "'' = the family's default: ppo for SD/SDXL, grpo for FLUX")
+                            "'' = the family's default (its engine's default_algo)")
     algo_settings: dict = setting({}, "the algorithm's own settings by name (e.g. clip_range); set them by their flat "
                                       "names like the others; resolve() fills in every value")
     preset: str = setting("", "the named preset the values started from (set by load_config; recorded)")
     preset_family: str = setting("", "the model family whose preset values were applied ('' none; set by load_config)")
     # --- sampling (rollouts) ---
-    num_steps: int = setting(50, "sampling steps per rollout (DDIM for SD/SDXL, flow steps for FLUX; paper: 50)")
-    eta: float = setting(1.0, "DDIM eta (SD/SDXL); > 0 so each step has a log-probability (paper: 1.0)")
-    sde_noise: float = setting(0.7, "FLUX: noise level a of the flow SDE, std_dev = a*sqrt(sigma/(1-sigma)) "
+    num_steps: int = setting(50, "sampling steps per rollout (DDIM steps, or flow steps for a flow family; paper: 50)")
+    eta: float = setting(1.0, "DDIM eta (DDIM families); > 0 so each step has a log-probability (paper: 1.0)")
+    sde_noise: float = setting(0.7, "flow families: noise level a of the flow SDE, std_dev = a*sqrt(sigma/(1-sigma)) "
                                     "(Flow-GRPO: 0.7); > 0")
-    sde_window: int = setting(2, "FLUX: k consecutive SDE steps per rollout (the rest ODE), the only steps "
+    sde_window: int = setting(2, "flow families: k consecutive SDE steps per rollout (the rest ODE), the only steps "
                                  "trained; 0 = every step (Flow-GRPO)")
-    sde_window_start: int = setting(-1, "FLUX: first step of the SDE window; -1 = seeded-random per iteration "
+    sde_window_start: int = setting(-1, "flow families: first step of the SDE window; -1 = seeded-random per iteration "
                                         "(Flow-GRPO-Fast / MixGRPO)")
     guidance_scale: float = setting(1.0, "classifier-free guidance; with an empty prompt it changes nothing, so 1.0 (skip)")
     prompt: str = setting("", "text prompt (PrefPaint: empty)")
     negative_prompt: str = setting("", "negative prompt (PrefPaint: empty)")
-    resolution: int = setting(0, "working size in pixels; 0 = the model's own (512 for SD inpainting)")
+    resolution: int = setting(0, "working size in pixels; 0 = the model's own (its engine reads it from the configs)")
     prompts_per_iter: int = setting(4, "(image, mask) groups sampled per process per iteration")
     samples_per_prompt: int = setting(4, "trajectories per (image, mask) group; they share its encoded masked image")
     rollout_batch_size: int = setting(8, "UNet batch size while sampling rollouts")
@@ -84,7 +85,7 @@ class AlignConfig(Settings):
     lora_rank: int = setting(8, "LoRA rank")
     lora_alpha: float = setting(8.0, "LoRA alpha (scale = alpha / rank)")
     lora_targets: list = setting([], "module names of the UNet/transformer that get LoRA adapters; [] = the "
-                                     "family's (SD/SDXL: attention projections; FLUX: also the added ones)")
+                                     "family's (its engine's lora_targets: the attention projections)")
     mixed_precision: str = setting("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in backward to save memory")
     # --- schedule ---
@@ -251,8 +252,9 @@ class AlignConfig(Settings):
 
 
 # The shared values of each named preset; each algorithm's own values of the same presets are its
-# module's ``presets`` (align/algorithms/ppo.py, ...), applied when the config is resolved.
-PRESETS: dict[str, dict[str, Any]] = {
+# module's ``presets`` (align/algorithms/ppo.py, ...), and each model family's values of them are its engine's
+# ``training_presets`` (prefpaint_sdk/engines/), all applied when the config is resolved.
+_SHARED_PRESETS: dict[str, dict[str, Any]] = {
     # The release's recipe: full UNet, bf16, 16 samples per GPU (4 groups x 4), K=5 of 50 steps, M=15.
     "paper": dict(finetune="full", learning_rate=2e-6, mixed_precision="bf16", gradient_checkpointing=True,
                   prompts_per_iter=4, samples_per_prompt=4, rollout_batch_size=16, train_batch_size=4,
@@ -272,63 +274,74 @@ PRESETS: dict[str, dict[str, Any]] = {
                       num_steps=4, prompts_per_iter=4, samples_per_prompt=4,
                       rollout_batch_size=16, train_batch_size=16, grad_accum_steps=1, inner_epochs=1, iterations=12, eval_every=6, eval_size=4, eval_samples=2,
                       save_every=6, seed=0, mask_kinds=["outpaint_square", "outpaint_strip"],
-                      # FLUX (tiny fixture): every one of the 4 flow steps is an SDE step (window 0 = all), so
-                      # the same K = 4 trained steps per trajectory as SD's DDIM; GRPO by the family's default.
+                      # a flow family (tiny fixture): every one of the 4 flow steps is an SDE step (window 0 =
+                      # all), so the same K = 4 trained steps per trajectory as DDIM; the family's default algorithm.
                       sde_window=0, sde_noise=0.7),
-    # FLUX.1 Fill on one 80 GB GPU, LoRA (Flow-GRPO-Fast style: an SDE window of 2 of 28 steps, GRPO, G = 8).
-    # Memory: the 12B transformer in bf16 = 24 GB of frozen weights; T5-XXL (4.7B) + CLIP-L + VAE in bf16
-    # ~ 10 GB (prompts are encoded once and cached); LoRA rank 32 on the attention projections of the 19
-    # double + 38 single blocks ~ 52M params: fp32 weights + grads + AdamW moments + old-policy copy ~ 1 GB.
-    # Activations at 512 px (1024 image + 512 text tokens) with gradient checkpointing: ~0.5 GB of block
-    # inputs per sample + one block's recompute; train_batch_size 2 (plus a no-grad reference pass for the
-    # KL) stays well under 40 GB. Rollouts run without grad in batches of 8. Total ~ 45-60 GB.
-    # Batch: 4 groups x 8 samples = 32 trajectories per GPU per iteration, 2 trained steps each = 64
-    # (sample, step) pairs; 2 x 16 accumulated = one optimizer step per iteration.
-    "flux-fill-lora-80gb": dict(finetune="lora", lora_rank=32, lora_alpha=32.0, learning_rate=1e-4,
-                                mixed_precision="bf16", gradient_checkpointing=True, resolution=512,
-                                guidance_scale=30.0, num_steps=28, sde_noise=0.7, sde_window=2,
-                                sde_window_start=-1, algo="grpo",
-                                prompts_per_iter=4, samples_per_prompt=8, rollout_batch_size=8, train_batch_size=2,
-                                grad_accum_steps=16, iterations=1000, eval_every=50, save_every=50),
 }
 
 
-# A preset's values for one model family, applied over the preset's own when the family is known (the model
-# folder's model_index.json, read before any model loads). Only what the family needs differently is here.
-FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu-smoke": {
-        # FLUX Fill's GRPO gradient from 16 samples is mostly noise on the tiny fixture (its cosine with the exact
-        # reward gradient is 0.1-0.3), so the reward rises only as iterations add up: 12 iterations of SD's values
-        # gave 0.9x, 0.8x, -0.6x seed noise (3 seeds). Two flow steps, both stochastic and trained, halve an
-        # iteration's cost and share each advantage between 2 steps instead of 4; 100 of them raised the held-out
-        # reward beyond seed noise for every seed tried, 60 not by 3x on average (benchmarks/RESULTS.md,
-        # "cpu-smoke for FLUX Fill"). 4 samples per held-out pair make the held-out mean less noisy.
-        "flux-fill": dict(num_steps=2, iterations=100, eval_every=20, save_every=20,
-                          eval_samples=4),
-    },
-}
+def _family_presets() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """preset -> family -> part ("common" or an algorithm's name) -> values, from the engines (no torch)."""
+    from ..engines.info import training_presets
+
+    return training_presets()
+
+
+def _preset_own(preset: str, part: str = "common") -> dict[str, Any] | None:
+    """A preset's own values of ``part``: align's shared ones, or those of the family that defines the preset
+    (a preset align does not define); ``None`` for an unknown preset."""
+    if preset in _SHARED_PRESETS:
+        return dict(_SHARED_PRESETS[preset]) if part == "common" else {}
+    owners = _family_presets().get(preset)
+    if not owners:
+        return None
+    return dict(next(iter(owners.values())).get(part, {}))
+
+
+def preset_part(preset: str | None, family: str | None, part: str) -> dict[str, Any]:
+    """The values ``preset`` sets for ``part`` ("common": the shared settings, or an algorithm's name) on a
+    model of ``family``: the preset's own, then the family's over them (empty for no or an unknown preset)."""
+    if not preset:
+        return {}
+    own = _preset_own(preset, part) or {}
+    return {**own, **_family_presets().get(preset, {}).get(family or "", {}).get(part, {})}
+
+
+PRESETS: dict[str, dict[str, Any]] = {**_SHARED_PRESETS, **{name: _preset_own(name) for name in _family_presets()
+                                                            if name not in _SHARED_PRESETS}}
+"""Every named preset's own shared values: align's, and those a family defines (its engine's
+``training_presets``); a family's values of a preset apply over these (:func:`family_presets`)."""
+
+
+def family_presets() -> dict[str, dict[str, dict[str, Any]]]:
+    """preset -> family -> the shared values the family sets over a preset of align's (its engine's
+    ``training_presets``); a family's algorithm values are its engine's too (:func:`preset_part`)."""
+    return {preset: {fam: dict(parts.get("common", {})) for fam, parts in fams.items() if parts.get("common")}
+            for preset, fams in _family_presets().items() if preset in _SHARED_PRESETS}
 
 
 def preset_family(preset: str | None, model, *, offline: bool | None = None) -> str | None:
     """The model family whose values of ``preset`` apply to ``model`` (a folder or hub id), read from its
     ``model_index.json`` before anything loads; ``None`` when the preset has no per-family values or the family
     cannot be told here (loading the model then says why)."""
-    if preset not in FAMILY_PRESETS:
+    if preset not in _family_presets():
         return None
     from ..engines import family_of_model
 
     return family_of_model(model, offline=offline)
 
 
-def family_values(preset: str | None, family: str | None) -> dict[str, Any]:
-    """The values ``preset`` takes for ``family`` over its own (empty when it has none)."""
-    return dict(FAMILY_PRESETS.get(preset or "", {}).get(family or "", {}))
+def family_values(preset: str | None, family: str | None, part: str = "common") -> dict[str, Any]:
+    """The values a family sets for ``part`` over a preset of align's (empty when it has none)."""
+    if preset not in _SHARED_PRESETS:
+        return {}
+    return dict(_family_presets().get(preset or "", {}).get(family or "", {}).get(part, {}))
 
 
 def load_config(preset: str | None = None, toml_path: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, family: str | None = None) -> AlignConfig:
-    """Build a config: defaults, then a preset, then the preset's values for the model ``family`` (see
-    :data:`FAMILY_PRESETS`), then a TOML file, then explicit overrides; so a user's value always wins.
+    """Build a config: defaults, then a preset, then the preset's values for the model ``family`` (its engine's
+    ``training_presets``), then a TOML file, then explicit overrides; so a user's value always wins.
     The algorithm's own values of the preset come in at :meth:`AlignConfig.resolve`, under the user's.
     :meth:`Aligner.from_pretrained <prefpaint_sdk.align.Aligner.from_pretrained>` does all of this for a model.
 
@@ -339,9 +352,10 @@ def load_config(preset: str | None = None, toml_path: str | os.PathLike | None =
     """
     cfg = AlignConfig()
     if preset:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-        cfg = dataclasses.replace(cfg.replace(**{**PRESETS[preset], **family_values(preset, family)}), preset=preset,
+        if _preset_own(preset) is None:
+            names = [*_SHARED_PRESETS, *(n for n in _family_presets() if n not in _SHARED_PRESETS)]
+            raise ConfigError(f"unknown preset '{preset}'; use one of {', '.join(names)}")
+        cfg = dataclasses.replace(cfg.replace(**preset_part(preset, family, "common")), preset=preset,
                                   preset_family=family or "")
     if toml_path:
         cfg = cfg.replace(**read_toml_table(toml_path, "align"))

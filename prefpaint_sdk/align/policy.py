@@ -52,7 +52,7 @@ class BaseWeights:
     dtypes: dict[str, Any]
     states: dict[str, dict[str, torch.Tensor]]
 
-    def export_merged(self, engine, model, folder) -> Path:
+    def export_merged(self, engine, model, folder, record: dict[str, Any] | None = None) -> Path:
         """:func:`export_merged` with the frozen components and the trained one in the base model's dtype and
         values (LoRA deltas added to the uncast base weights)."""
         frozen = {}
@@ -62,7 +62,7 @@ class BaseWeights:
                 module.load_state_dict(self.states[name])
                 frozen[name] = module
         return export_merged(engine, model, folder, dtype=self.dtypes[self.trained], frozen=frozen,
-                             base_state=self.states.get(self.trained))
+                             base_state=self.states.get(self.trained), record=record)
 
 
 def prepare_weights(engine, cfg, device) -> BaseWeights:
@@ -148,7 +148,7 @@ def _lora_state(unet) -> dict[str, torch.Tensor]:
 
 def export_lora(unet, folder: str | os.PathLike, pipeline_cls, module_name: str = "unet") -> Path:
     """Save the model's LoRA adapter where diffusers' ``pipe.load_lora_weights(folder)`` reads it
-    (``module_name``: "unet", or "transformer" for FLUX, whose pipeline saves ``transformer_lora_layers``).
+    (``module_name``: the engine's ``trainable_module``; the pipeline saves ``<module_name>_lora_layers``).
 
     Raises:
         ConfigError: the UNet has no LoRA adapter (full fine-tuning: export the merged pipeline instead).
@@ -188,7 +188,8 @@ def lora_merged_state(unet, base_state: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def export_merged(engine, model, folder: str | os.PathLike, dtype=torch.float32, *,
-                  frozen: dict[str, Any] | None = None, base_state: dict[str, torch.Tensor] | None = None) -> Path:
+                  frozen: dict[str, Any] | None = None, base_state: dict[str, torch.Tensor] | None = None,
+                  record: dict[str, Any] | None = None) -> Path:
     """Save a full diffusers pipeline of ``engine``'s family with the trained ``model`` (LoRA fused in),
     loadable by ``Inpainter.from_pretrained``; the family rebuilds it (:meth:`Engine.rebuild_pipeline`).
 
@@ -199,6 +200,8 @@ def export_merged(engine, model, folder: str | os.PathLike, dtype=torch.float32,
             rounded copies.
         base_state: for LoRA, the model's base weights before any cast; the LoRA deltas are added to them
             (see :func:`lora_merged_state`) instead of being fused into cast weights.
+        record: the sampler it was aligned with (:mod:`prefpaint_sdk.engines.sampler_record`), saved beside
+            ``model_index.json`` so ``scheduler="auto"`` samples the export with it.
     """
     merged = copy.deepcopy(model).to("cpu")
     if getattr(merged, "peft_config", None):
@@ -217,4 +220,8 @@ def export_merged(engine, model, folder: str | os.PathLike, dtype=torch.float32,
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         out.save_pretrained(tmp, safe_serialization=True)
+        if record is not None:
+            from ..engines.sampler_record import write_sampler_record
+
+            write_sampler_record(tmp, record)
     return folder

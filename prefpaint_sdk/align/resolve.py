@@ -170,9 +170,7 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
         cfg.validate(sampler=engine_cls.sampler_kind)
     scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
     if engine_cls.sampler_kind == "ddim" and scheduler_config.is_file():  # DDIM steps must fit the scheduler
-        from ..engines.sd import check_ddim_steps
-
-        check_ddim_steps(cfg.num_steps, json.loads(scheduler_config.read_text()))
+        engine_cls.check_scheduler_steps(cfg.num_steps, json.loads(scheduler_config.read_text()))
     check_pipeline_folder(resolved.path)
     algo_cls = get_algorithm(cfg.algo)
     if algo_cls.open_data is not opener.open_data:  # opened before the algorithm was known: its own reader
@@ -181,7 +179,7 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
             eval_data = algo_cls.open_data(plan_eval, cfg, cfg.seed + 1, cfg.resolution or None)
     # the values in effect of what the preset sets for this family (a TOML file or an override may have won)
     names = [*family_values(cfg.preset, cfg.preset_family),
-             *algo_cls.family_presets.get(cfg.preset, {}).get(cfg.preset_family, {})]
+             *family_values(cfg.preset, cfg.preset_family, algo_cls.name)]
     shown = {k: cfg.algo_settings[k] if k in cfg.algo_settings else getattr(cfg, k) for k in names}
     return RunPlan(model_path=resolved.path, model_id=resolved.model_id, engine_cls=engine_cls, config=cfg,
                    reward=reward, gold_reward=gold_reward, data=data, eval_data=eval_data, family_values=shown)

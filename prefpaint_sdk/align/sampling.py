@@ -74,7 +74,7 @@ def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_
     chunks = []
     for s in range(0, len(groups), cfg.rollout_batch_size):
         gi = groups[s:s + cfg.rollout_batch_size]
-        gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds[s:s + cfg.rollout_batch_size]]
+        gens = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[s:s + cfg.rollout_batch_size]]
         pos, neg = prompts(len(gi))
         with autocast():
             chunks.append(engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,

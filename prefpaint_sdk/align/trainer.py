@@ -62,7 +62,7 @@ class Aligner(LoopServices):
     before loading it; the constructor takes an already built pipeline.
 
     Args:
-        pipeline: a diffusers inpainting pipeline of an alignable family (SD, SDXL, FLUX Fill), or its
+        pipeline: a diffusers inpainting pipeline of an alignable family (``Engine.alignable``), or its
             engine; fp32 weights; it is modified in place.
         reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
             callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
@@ -103,7 +103,7 @@ class Aligner(LoopServices):
         self.accelerator = acc = accelerator
         from ..engines import engine_for_pipeline
 
-        self.engine = engine = engine_for_pipeline(pipeline)
+        self.engine = engine = engine_for_pipeline(pipeline, training=True)
         if not engine.alignable:
             raise engine.not_alignable()
         if not (config.algo and config.checked_for(engine.sampler_kind)):  # from_pretrained validated it already
@@ -418,5 +418,9 @@ class Aligner(LoopServices):
         Components that were not trained keep the base model's dtype and values exactly, even when they
         ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
         """
-        return self._weights.export_merged(self.engine, self.raw_model, folder)
+        from ..engines.sampler_record import sampler_record
+
+        # the sampler it was aligned with, so scheduler="auto" samples the export the same way
+        record = sampler_record(self.engine, eta=self.config.eta, algo=self.config.algo)
+        return self._weights.export_merged(self.engine, self.raw_model, folder, record=record)
 

@@ -172,14 +172,19 @@ def check_model_limits(model: str | os.PathLike, *, steps: int | None = None, of
     return family
 
 
-def engine_for_pipeline(pipeline) -> Engine:
-    """Wrap an already built diffusers pipeline in its family's engine (by its class, or a parent's)."""
+def engine_for_pipeline(pipeline, *, training: bool = False) -> Engine:
+    """Wrap an already built diffusers pipeline in its family's engine (by its class, or a parent's), with
+    ``scheduler="auto"`` (``native``: a built pipeline carries no record of an alignment), or with the
+    sampler the family trains on (``training``: ``ddim`` where it has one), so exports keep that scheduler."""
     if isinstance(pipeline, Engine):
+        if training and pipeline.ddim_sampler and pipeline.scheduler_mode != "ddim":  # e.g. an Inpainter's, native
+            return type(pipeline)(pipeline.pipeline, scheduler="ddim")
         return pipeline
     for klass in type(pipeline).__mro__:
         family = PIPELINE_FAMILIES.get(klass.__name__)
         if family is not None:
-            return engine_class(family)(pipeline)
+            cls = engine_class(family)
+            return cls(pipeline, scheduler="ddim" if training and cls.ddim_sampler else "auto")
     raise InvalidInputError(f"a {type(pipeline).__name__} is no inpainting pipeline of a known family; "
                             f"the toolkit runs {', '.join(PIPELINE_FAMILIES)}")
 

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 SCHEDULERS = ("auto", "native", "ddim")
 """The sampler: ``native`` keeps the model's shipped scheduler and its pipeline's defaults (what a diffusers
 user gets); ``ddim`` is the alignment sampler (DDIM on the model's own noise schedule, η = 1) of the families
-that have one; ``auto`` is the family's default (``ddim`` for SD and SDXL, ``native`` for the others)."""
+that have one; ``auto`` is ``native`` for a base model and ``ddim`` for a model aligned with DDIM (PrefPaint,
+or an export that records it: see :mod:`.sampler_record`)."""
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 """CPU offload: ``none`` keeps the whole pipeline on the device; ``model`` moves each model there only while
@@ -81,6 +82,12 @@ class Engine:
                     strength=cls.default_strength)
 
     @classmethod
+    def defaults_for(cls, scheduler: str, configs=None, record: dict | None = None) -> dict[str, Any]:
+        """:meth:`default_values` under ``scheduler`` ("native" or "ddim", as ``auto`` resolved it), from the
+        config files alone (``model_info``); ``record``: the folder's :mod:`.sampler_record`."""
+        return cls.default_values()
+
+    @classmethod
     def read_resolution(cls, configs) -> int:
         """The working size in pixels from the model's configs (a :class:`.info.Configs`: files or a pipeline)."""
         raise NotImplementedError
@@ -90,8 +97,9 @@ class Engine:
         """What both sides of the input must be a multiple of, from the configs (the VAE's factor by default)."""
         return vae_factor(configs)
 
-    default_scheduler: ClassVar[str] = "native"  # what scheduler="auto" means for the family
+    default_scheduler: ClassVar[str] = "native"  # what scheduler="auto" means without a folder (a built pipeline)
     ddim_sampler: ClassVar[bool] = False  # whether scheduler="ddim" applies (the DDIM-aligned families)
+    ddim_models: ClassVar[tuple[str, ...]] = ()  # published ids aligned with DDIM: "auto" samples them with ddim
 
     def __init__(self, pipeline, scheduler: str = "auto"):
         self.pipeline = pipeline
@@ -137,6 +145,11 @@ class Engine:
                                        "device is cpu; use --offload none (or a cuda device)")
         dt = resolve_dtype(dtype, dev)
         name = model_id or str(path)
+        record = None
+        if scheduler == "auto":  # native for a base model, ddim for one aligned with DDIM (.sampler_record)
+            from .sampler_record import auto_scheduler
+
+            scheduler, record = auto_scheduler(cls, path, model_id)
         try:
             with warnings.catch_warnings(), quiet_loading():
                 # diffusers >= 0.42 renames torch_dtype to dtype; the old name still works everywhere.
@@ -148,6 +161,8 @@ class Engine:
         except (ValueError, TypeError, AttributeError) as exc:
             raise InvalidInputError(f"'{name}' is not a loadable {cls.family} inpainting pipeline: {exc}") from exc
         engine = cls(pipe, scheduler=scheduler)
+        if record is not None and record.get("eta") is not None and engine.scheduler_mode == "ddim":
+            engine.default_eta = float(record["eta"])  # the eta it was aligned with
         engine.check_model(name)
         if offload == "model":
             pipe.enable_model_cpu_offload(device=dev)
@@ -320,6 +335,10 @@ class Engine:
     # What the Aligner needs from a family (it never reads a pipeline's internals itself):
     # encode_conditions -> rollout (chunks joined by cat_rollouts) -> policy_step on stored steps.
     default_algo: ClassVar[str] = "ppo"  # the RL algorithm an AlignConfig with algo="" uses
+    # The family's values of the named training presets (align/config.py's PRESETS): preset -> "common" (the
+    # shared AlignConfig settings) or an algorithm's name -> values over the preset's own. A preset named here
+    # that align does not define is the family's own preset (listed with the others, for any model).
+    training_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     sampler_kind: ClassVar[str] = "ddim"  # "ddim" (eta > 0 needed) or "flow" (sde_noise / sde_window)
     # the components alignment never trains (those the pipeline has): frozen, and cast under mixed precision
     frozen_modules: ClassVar[tuple[str, ...]] = ("vae", "text_encoder", "text_encoder_2")

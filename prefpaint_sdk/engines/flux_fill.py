@@ -37,6 +37,35 @@ class FluxFillEngine(PatchedLatentEngine):
     sampler_kind: ClassVar[str] = "flow"
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
                                                "add_v_proj", "to_add_out")
+    training_presets: ClassVar[dict[str, dict[str, dict]]] = {
+        # The cpu-smoke preset on the tiny fixture. GRPO's gradient from 16 samples is mostly noise there (its
+        # cosine with the exact reward gradient is 0.1-0.3), so the reward rises only as iterations add up: 12
+        # iterations of the preset's own values gave 0.9x, 0.8x, -0.6x seed noise (3 seeds). Two flow steps,
+        # both stochastic and trained, halve an iteration's cost and share each advantage between 2 steps
+        # instead of 4; 100 of them raised the held-out reward beyond seed noise for every seed tried, 60 not
+        # by 3x on average (benchmarks/RESULTS.md, "cpu-smoke for FLUX Fill"). 4 samples per held-out pair make
+        # the held-out mean less noisy.
+        "cpu-smoke": {"common": dict(num_steps=2, iterations=100, eval_every=20, save_every=20, eval_samples=4),
+                      **{algo: dict(timesteps_per_traj=2) for algo in ("ppo", "grpo", "nft")}},
+        # FLUX.1 Fill on one 80 GB GPU, LoRA (Flow-GRPO-Fast style: an SDE window of 2 of 28 steps, GRPO, G = 8).
+        # Memory: the 12B transformer in bf16 = 24 GB of frozen weights; T5-XXL (4.7B) + CLIP-L + VAE in bf16
+        # ~ 10 GB (prompts are encoded once and cached); LoRA rank 32 on the attention projections of the 19
+        # double + 38 single blocks ~ 52M params: fp32 weights + grads + AdamW moments + old-policy copy ~ 1 GB.
+        # Activations at 512 px (1024 image + 512 text tokens) with gradient checkpointing: ~0.5 GB of block
+        # inputs per sample + one block's recompute; train_batch_size 2 (plus a no-grad reference pass for the
+        # KL) stays well under 40 GB. Rollouts run without grad in batches of 8. Total ~ 45-60 GB.
+        # Batch: 4 groups x 8 samples = 32 trajectories per GPU per iteration, 2 trained steps each = 64
+        # (sample, step) pairs; 2 x 16 accumulated = one optimizer step per iteration.
+        "flux-fill-lora-80gb": {
+            "common": dict(finetune="lora", lora_rank=32, lora_alpha=32.0, learning_rate=1e-4, mixed_precision="bf16",
+                           gradient_checkpointing=True, resolution=512, guidance_scale=30.0, num_steps=28,
+                           sde_noise=0.7, sde_window=2, sde_window_start=-1, algo="grpo", prompts_per_iter=4,
+                           samples_per_prompt=8, rollout_batch_size=8, train_batch_size=2, grad_accum_steps=16,
+                           iterations=1000, eval_every=50, save_every=50),
+            "ppo": dict(timesteps_per_traj=2, resync_every=1, clip_range=1e-4, kl_coef=0.04),
+            "grpo": dict(timesteps_per_traj=2, resync_every=1, clip_range=1e-4, kl_coef=0.04, adv_std="group"),
+        },
+    }
 
     def check_model(self, model_id: str) -> None:
         # Fill's transformer sees packed latents (C*4) + masked-image latents (C*4) + mask (64 per latent patch).

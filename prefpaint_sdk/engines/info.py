@@ -10,6 +10,7 @@ and :meth:`Engine.read_size_multiple` read a :class:`Configs`, which is backed e
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..errors import InvalidInputError, ModelNotFoundError
 
-__all__ = ["Configs", "FolderConfigs", "PipelineConfigs", "ModelInfo", "model_info"]
+__all__ = ["Configs", "FolderConfigs", "PipelineConfigs", "ModelInfo", "model_info", "training_presets"]
 
 
 class Configs:
@@ -77,6 +78,9 @@ class ModelInfo:
         defaults: ``steps``, ``guidance_scale``, ``eta`` (``None``: no eta) and ``strength``, the family's.
         guidance: what ``guidance_scale`` is for the family: ``"cfg"``, ``"true-cfg"`` or ``"distilled"``.
         has_negative_prompt / alignable: whether the family takes a negative prompt / can be aligned.
+        training_presets: the family's values of the named alignment presets (``Engine.training_presets``).
+        scheduler: what ``scheduler="auto"`` samples it with: "native" (a base model) or "ddim" (PrefPaint,
+            or a model aligned with DDIM whose export records it); ``defaults`` are that sampler's.
     """
 
     model: str
@@ -88,6 +92,8 @@ class ModelInfo:
     guidance: str = "cfg"
     has_negative_prompt: bool = True
     alignable: bool = False
+    training_presets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    scheduler: str = "native"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,15 +137,33 @@ def model_info(model: str | os.PathLike, *, offline: bool | None = None, revisio
 
 
 def _info(cls, model: str, configs: Configs | None, resolution: int | None = None) -> ModelInfo:
+    from .sampler_record import auto_scheduler
+
+    scheduler, record = auto_scheduler(cls, getattr(configs, "folder", None), model)
     if configs is not None:
         resolution = cls.read_resolution(configs)
         multiple = cls.read_size_multiple(configs)
     else:
         multiple = cls.published_size_multiple
     return ModelInfo(model=model, family=cls.family, pipeline_class=cls.pipeline_class_name,
-                     resolution=int(resolution), size_multiple=int(multiple), defaults=cls.default_values(),
+                     resolution=int(resolution), size_multiple=int(multiple),
+                     defaults=cls.defaults_for(scheduler, configs, record),
                      guidance=cls.guidance_kind, has_negative_prompt=cls.has_negative_prompt,
-                     alignable=bool(cls.alignable))
+                     alignable=bool(cls.alignable), training_presets=copy.deepcopy(cls.training_presets),
+                     scheduler=scheduler)
+
+
+def training_presets() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """Every registered family's values of the named alignment presets: preset -> family -> part ->
+    values, where a part is ``"common"`` (the shared settings) or an algorithm's name (its own settings).
+    From the engine classes alone (no torch), so a run resolves its preset before any model loads."""
+    from . import engine_classes
+
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for cls in engine_classes():
+        for preset, parts in cls.training_presets.items():
+            out.setdefault(preset, {})[cls.family] = copy.deepcopy(parts)
+    return out
 
 
 def _hub_configs(model_id: str, *, offline, revision) -> FolderConfigs | None:

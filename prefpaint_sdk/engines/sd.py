@@ -1,7 +1,8 @@
-"""Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``, 9-channel UNet), sampled with DDIM.
+"""Stable Diffusion 1.x/2.x inpainting (``StableDiffusionInpaintPipeline``, 9-channel UNet), native or DDIM.
 
 The family PrefPaint was aligned on: DDIM with ``eta = 1.0`` (as PrefPaint samples), 50 steps, guidance 7.5;
-the model's own noise schedule is kept when the scheduler is swapped to DDIM. Alignment uses the DDIM
+the model's own noise schedule is kept when the scheduler is swapped to DDIM. ``scheduler="auto"`` samples
+PrefPaint and models aligned with DDIM so, and base models with their shipped scheduler (:mod:`.sampler_record`). Alignment uses the DDIM
 rollout with per-step log-probabilities of :mod:`.ddim_rollout`.
 """
 
@@ -36,8 +37,24 @@ class SDInpaintEngine(Engine):
     hub_models: ClassVar[dict[str, int]] = {hub.DEFAULT_MODEL: 512, hub.BASE_MODEL: 512}
     load_kwargs: ClassVar[dict] = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
-    default_scheduler: ClassVar[str] = "ddim"
     ddim_sampler: ClassVar[bool] = True
+    # PrefPaint's documented use is DDIM with eta 1 (shared/prefpaint-method.md): scheduler="auto" gives it that
+    ddim_models: ClassVar[tuple[str, ...]] = (hub.DEFAULT_MODEL,)
+
+    # The pipeline's own __call__ defaults (tests check them against its signature): what scheduler="native"
+    # samples with, known without importing diffusers (model_info); eta where the shipped scheduler takes one.
+    native_defaults: ClassVar[dict] = dict(steps=50, guidance_scale=7.5, strength=1.0)
+    eta_schedulers: ClassVar[tuple[str, ...]] = ("DDIMScheduler", "DDIMParallelScheduler", "TCDScheduler")
+
+    @classmethod
+    def defaults_for(cls, scheduler, configs=None, record=None):
+        if scheduler == "ddim":
+            values = cls.default_values()
+            if record is not None and record.get("eta") is not None:
+                values["eta"] = float(record["eta"])
+            return values
+        shipped = configs.value("scheduler", "_class_name") if configs is not None else None
+        return dict(cls.native_defaults, eta=0.0 if shipped in cls.eta_schedulers else None)
 
     def _prepare(self) -> None:
         from diffusers import DDIMScheduler
@@ -91,10 +108,14 @@ class SDInpaintEngine(Engine):
         """8: the SD and SDXL pipelines refuse other sizes (``check_inputs``), whatever the VAE's factor."""
         return max(8, vae_factor(configs))
 
+    def _ddim_limits(self) -> bool:
+        """Whether the sampling scheduler is a DDIM (swapped in, or shipped: its steps_offset limits it)."""
+        return self.scheduler_mode == "ddim" or type(self.pipeline.scheduler).__name__ == "DDIMScheduler"
+
     @property
     def max_steps(self) -> int:
         """The most DDIM steps the loaded scheduler supports (999 for Stable Diffusion's schedule)."""
-        if self.scheduler_mode == "native":
+        if not self._ddim_limits():
             return super().max_steps
         return ddim_max_steps(self.pipeline.scheduler.config)
 
@@ -103,7 +124,7 @@ class SDInpaintEngine(Engine):
         return check_ddim_steps(steps, config)
 
     def check_steps(self, steps) -> int:
-        if self.scheduler_mode == "native":  # the shipped scheduler's own limit, not DDIM's
+        if not self._ddim_limits():  # the shipped scheduler's own limit, not DDIM's
             return Engine.check_scheduler_steps(steps, self.pipeline.scheduler.config)
         return check_ddim_steps(steps, self.pipeline.scheduler.config)
 

@@ -32,6 +32,8 @@ class SDXLInpaintEngine(SDInpaintEngine):
     default_eta: ClassVar[float | None] = 1.0
     load_kwargs: ClassVar[dict] = {}
     hub_models: ClassVar[dict[str, int]] = {hub.SDXL_INPAINT_MODEL: 1024}
+    ddim_models: ClassVar[tuple[str, ...]] = ()  # no published SDXL model is DDIM-aligned: auto is native
+    native_defaults: ClassVar[dict] = dict(steps=50, guidance_scale=7.5, strength=0.9999)  # the pipeline's own
     alignable: ClassVar[bool] = True
 
     def rebuild_pipeline(self, trained, **components):

@@ -14,7 +14,8 @@ An algorithm is one module ``prefpaint_sdk/align/algorithms/<name>.py`` that def
 clip_range=1e-3``, ``clip_range = 1e-3`` in a TOML file, ``Aligner.from_pretrained(..., clip_range=1e-3)``
 or ``AlignConfig().replace(clip_range=1e-3)``. :class:`AlignConfig` keeps such names in ``algo_settings``
 and :meth:`AlignConfig.resolve` builds the algorithm's config from, lowest first: the config class's
-defaults, ``Algorithm.presets[preset]``, ``Algorithm.family_presets[preset][family]``, the user's values.
+defaults, ``Algorithm.presets[preset]``, the model family's values of the preset for this algorithm (its
+engine's ``training_presets[preset][name]``; :func:`~prefpaint_sdk.align.config.preset_part`), the user's values.
 A name that no registered algorithm (and no shared field) has is refused at once; a name of another
 algorithm is refused at :meth:`AlignConfig.resolve` ("clip_range is a setting of ppo, grpo; algo='nft'
 has none"). So two algorithms may share a name (``kl_coef``), each with its own default and help. The run
@@ -56,8 +57,8 @@ call (e.g. one denoiser prediction on forward-noised latents) is a new engine me
 alignable family. Sampler maths (the DDIM log-prob step, the flow SDE step) live in
 :mod:`prefpaint_sdk.samplers`.
 
-**Tests** of an algorithm: one exact-value test of its loss, a short run on the tiny SD fixture (and FLUX
-Fill where it applies) that changes the trained weights and nothing frozen, an exact-resume test, and a
+**Tests** of an algorithm: one exact-value test of its loss, a short run on the tiny fixture of a DDIM family (and
+of a flow family where it applies) that changes the trained weights and nothing frozen, an exact-resume test, and a
 learning test (slow tier). ``tests/test_align_units.py`` runs every registered algorithm through the shared
 contract (help on every setting, preset values that exist, resolve round trip, batch summary);
 ``tests/test_align_refactor_hash.py`` pins PPO's and GRPO's trained weights.
@@ -221,8 +222,8 @@ class Algorithm:
         config_cls: the :class:`AlgoConfig` subclass.
         data_kind: "rollouts", "samples" or "pairs".
         presets: preset name -> values of ``config_cls`` that preset sets (the shared values are in
-            :data:`prefpaint_sdk.align.config.PRESETS`); a preset that is not listed keeps the defaults.
-        family_presets: preset name -> family -> values over ``presets[preset]`` for that family.
+            :data:`prefpaint_sdk.align.config.PRESETS`); a preset that is not listed keeps the defaults. A
+            model family's values of a preset for the algorithm are the family engine's (``training_presets``).
     """
 
     name: ClassVar[str] = ""
@@ -230,7 +231,6 @@ class Algorithm:
     config_cls: ClassVar[type[AlgoConfig]] = AlgoConfig
     data_kind: ClassVar[str] = "rollouts"
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    family_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     def __init__(self, config: AlgoConfig):
         if not isinstance(config, self.config_cls):
@@ -240,8 +240,10 @@ class Algorithm:
     # --- what the loop asks before training -----------------------------------------------------
     @classmethod
     def preset_values(cls, preset: str | None, family: str | None) -> dict[str, Any]:
-        """The values ``preset`` sets for this algorithm on ``family`` (its family values over its own)."""
-        return {**cls.presets.get(preset or "", {}), **cls.family_presets.get(preset or "", {}).get(family or "", {})}
+        """The values ``preset`` sets for this algorithm on ``family`` (the family's values over its own)."""
+        from ..config import preset_part
+
+        return {**cls.presets.get(preset or "", {}), **preset_part(preset, family, cls.name)}
 
     @classmethod
     def open_data(cls, data, shared: "AlignConfig", seed: int, resolution: int | None) -> "AlignDataset":

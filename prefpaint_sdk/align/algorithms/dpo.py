@@ -8,15 +8,15 @@ What it follows: the paper's Eq. 14,
 
 as SalesforceAIResearch/DiffusionDPO ``train.py`` (read at its HEAD) computes it: the squared errors are
 means over latent elements, ``T w(lambda_t)`` is folded into one constant, and the inside term is
-``-0.5 * beta * (model_diff - ref_diff)`` with ``model_diff = err_w - err_l`` (beta = 2000-5000 for SD 1.5).
+``-0.5 * beta * (model_diff - ref_diff)`` with ``model_diff = err_w - err_l`` (beta = 2000-5000 in the paper).
 The winner and the loser of a pair share the timestep and the noise. The implicit-reward accuracy is the
 share of pairs whose inside term is > 0, as in that code (at the start, policy = reference, it is 0).
 
 What differs:
 
 * **Any parameterisation.** The errors are the family's own training target against its prediction:
-  noise for epsilon-prediction (SD, SDXL, as the paper), velocity ``eps - x0`` for flow matching (FLUX
-  Fill, the "velocity form"). The functions below take those per-sample errors.
+  noise for epsilon-prediction (as the paper), velocity ``eps - x0`` for flow matching (the "velocity
+  form"). The functions below take those per-sample errors.
 * **Masked.** The means run over the hole plus a ring (:mod:`..masked_loss`) by default.
 * **A per-pair weight** multiplies each pair's loss: online, the mean of the two samples' trust weights
   (0 for a slot whose group had no two different rewards); offline, 1 (human ratings carry no bound).
@@ -104,7 +104,7 @@ _EVAL_PAIRS = 32
 class DPOConfig(AlgoConfig):
     """Diffusion-DPO's own settings (the shared ones are :class:`~prefpaint_sdk.align.config.AlignConfig`'s)."""
 
-    dpo_beta: float = setting(5000.0, "beta: the KL strength (SalesforceAIResearch/DiffusionDPO: 5000 for SD 1.5, 2000-5000)")
+    dpo_beta: float = setting(5000.0, "beta: the KL strength (SalesforceAIResearch/DiffusionDPO: 5000, 2000-5000)")
     online: bool = setting(False, "False: pairs from a rated dataset or a pairs manifest (--data); True: the policy's "
                                   "own samples, ranked by the reward")
     pair_mode: str = setting("all", "'all': every two inpaintings of a prompt ranked differently; 'best-worst': one "

@@ -44,7 +44,6 @@ class GRPO(PPO):
     summary = "Flow-GRPO: PPO's clipped loss with advantages relative to each (image, mask) group"
     config_cls = GRPOConfig
     presets = {k: dict(v) for k, v in PPO.presets.items()}
-    presets["flux-fill-lora-80gb"] = {**presets["flux-fill-lora-80gb"], "adv_std": "group"}
 
     def advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         ga = grpo_advantages(rewards, groups, self.config.adv_std, self.config.adv_clip)

@@ -17,11 +17,11 @@ weight. The ``c / beta`` factor is the code's (it keeps the gradient's scale as 
 What differs:
 
 * **Any parameterisation.** Every family's prediction maps to a clean-sample estimate by an affine map
-  ``x0 = a x_t + b * prediction`` (flow matching: ``a = 1, b = -t``; epsilon-prediction (SD, SDXL):
+  ``x0 = a x_t + b * prediction`` (flow matching: ``a = 1, b = -t``; epsilon-prediction:
   ``a = 1 / sqrt(abar), b = -sqrt(1 - abar) / sqrt(abar)``). The mixing weights of ``v+`` and ``v-`` sum
   to one, so mixing predictions and then mapping equals mapping and then mixing: the functions below take
-  the clean-sample estimates, and the engine maps its own prediction. For SD/SDXL this is the whole
-  epsilon adaptation: the loss is NVlabs' x0-space loss, unchanged, with SD's forward process.
+  the clean-sample estimates, and the engine maps its own prediction. For epsilon-prediction this is the
+  whole adaptation: the loss is NVlabs' x0-space loss, unchanged, with the family's forward process.
 * **Masked.** The means run over the hole plus a ring (:mod:`..masked_loss`), the full image optionally.
 * **Shared noise** (``shared_noise``, default on; NVlabs draws per sample): the samples of one prompt are
   trained at the same time and noise. On the tiny fixtures, fitting any own sample moved the held-out reward
@@ -31,7 +31,7 @@ What differs:
 * **The adaptive weight** is NVlabs' per sample by default; ``adaptive_scope="group"`` shares it within a
   prompt's samples. Per sample, the weights break the zero sum of a group's advantages: where the group's
   predictions coincide (high noise, shared noise) the gradient keeps a term that depends on where the
-  prediction sits, not on the rewards. Shared, that term cancels; on the tiny SD fixture it changed nothing
+  prediction sits, not on the rewards. Shared, that term cancels; on the tiny DDIM fixture it changed nothing
   measurable (benchmarks/RESULTS.md, "Algorithms at the same budget").
 * **The old policy** is NVlabs' EMA (decay ``min(old_decay_rate x iteration, old_decay_max)``) kept in
   ``loop.old``; samples come from it, and ``v_old`` is its prediction.
@@ -203,7 +203,7 @@ class NFTConfig(AlgoConfig):
     adaptive_weight: bool = setting(True, "divide each branch's error by its mean absolute error (NVlabs' adaptive weight)")
     adaptive_scope: str = setting("sample", "the adaptive weight per 'sample' (NVlabs) or shared by a prompt's samples "
                                             "in a micro-batch ('group': keeps the advantages' zero sum, so what the "
-                                            "samples share cancels; no measured gain on the tiny SD fixture)")
+                                            "samples share cancels; no measured gain on the tiny DDIM fixture)")
     loss_ring: int = setting(16, "the loss counts in the hole plus this many pixels around it; -1 = the whole image")
     old_decay_rate: float = setting(0.001, "the old policy is an EMA of the trained one, decay = min(rate x iteration, "
                                            "old_decay_max) (NVlabs decay_type 1: 0.001)")
@@ -236,8 +236,8 @@ class NFT(Algorithm):
     """DiffusionNFT over the shared loop.
 
     One iteration: sample ``prompts_per_iter x samples_per_prompt`` clean samples per process with the old
-    policy and the family's own sampler (DDIM with ``eta`` for SD/SDXL; the ODE, i.e. the pipeline's Euler
-    sampler, for FLUX Fill: no SDE step and no log-probability), score them, map the gathered rewards to
+    policy and the family's own sampler (DDIM with ``eta`` for a DDIM family; the ODE, i.e. the pipeline's
+    Euler sampler, for a flow family: no SDE step and no log-probability), score them, map the gathered rewards to
     optimality probabilities within each group, then train ``timesteps_per_traj`` forward-noised times per
     sample with :func:`nft_loss`, weighted by the trust weight. The old policy then moves toward the trained
     one as NVlabs' EMA (``loop.old``, checkpointed). Guidance: training is unguided (no CFG pass); samples use
@@ -249,7 +249,6 @@ class NFT(Algorithm):
     config_cls = NFTConfig
     data_kind = "samples"
     presets = {"cpu-smoke": dict(timesteps_per_traj=4)}
-    family_presets = {"cpu-smoke": {"flux-fill": dict(timesteps_per_traj=2)}}
 
     def needs_reference(self) -> bool:
         return self.config.kl_coef > 0

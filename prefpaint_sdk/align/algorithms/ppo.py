@@ -70,15 +70,13 @@ class PPOConfig(AlgoConfig):
         need(self.kl_coef >= 0 and self.l1_coef >= 0, f"kl_coef={self.kl_coef} and l1_coef={self.l1_coef} must be >= 0")
 
 
-# The algorithm's values of the named presets (the shared ones are in align/config.py PRESETS).
+# The algorithm's values of the named presets (the shared ones are in align/config.py PRESETS; a family's
+# are its engine's training_presets).
 _PRESETS = {
     "paper": dict(timesteps_per_traj=5, resync_every=15, clip_range=1e-4),
     "lora-24gb": dict(timesteps_per_traj=5, resync_every=15),
     "cpu-smoke": dict(timesteps_per_traj=4, resync_every=1, clip_range=0.1),
-    "flux-fill-lora-80gb": dict(timesteps_per_traj=2, resync_every=1, clip_range=1e-4, kl_coef=0.04),
 }
-# cpu-smoke on FLUX Fill: 2 flow steps, both stochastic and trained (see FAMILY_PRESETS in align/config.py).
-_FAMILY_PRESETS = {"cpu-smoke": {"flux-fill": dict(timesteps_per_traj=2)}}
 
 
 class PPO(Algorithm):
@@ -89,7 +87,6 @@ class PPO(Algorithm):
     config_cls = PPOConfig
     data_kind = "rollouts"
     presets = _PRESETS
-    family_presets = _FAMILY_PRESETS
 
     def needs_reference(self) -> bool:
         return self.config.kl_coef > 0
