@@ -84,7 +84,7 @@ def _forbidden() -> list[tuple[str, re.Pattern]]:
     words: set[str] = set()
     for family, target in FAMILIES.items():
         words |= {family, family.replace("-", "_"), target.split(":")[0].rsplit(".", 1)[-1]}
-        words |= {p for p in family.split("-") if p not in ("fill", "image", "z")}
+        words |= {p for p in family.split("-") if p not in ("fill", "image", "z", "edit")}
     classes = {*PIPELINE_FAMILIES, *(engine_class(f).pipeline_class_name for f in FAMILIES),
                *(engine_class(f).__name__ for f in FAMILIES)}
     pats = [(w, re.compile(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", re.I)) for w in sorted(words)]
