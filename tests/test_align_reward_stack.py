@@ -103,6 +103,18 @@ def test_trust_comes_from_the_rewards_that_have_a_bound():
     assert torch.allclose(two.trust, (g1 + 3 * g2) / 4)
 
 
+def test_a_reward_that_scores_nothing_is_named_once(caplog):
+    """outside-change on a hole whose 9 px band covers the image scores NaN everywhere: every sample is dropped."""
+    tr = TrainReward([_fixed(S[0]), "outside-change"])
+    images, masks, masked = _batch()
+    masks[:] = True  # nothing outside the hole
+    with caplog.at_level("WARNING", logger="prefpaint_sdk.align.reward_stack"):
+        out = tr.train(images, masks, masked, groups=G)
+        tr.train(images, masks, masked, groups=G)
+    assert torch.isnan(out.scores).all()
+    assert [r.getMessage().split(" scored")[0] for r in caplog.records] == ["reward 'outside-change'"]
+
+
 def test_an_ensemble_keeps_the_raw_weighted_sum():
     out = TrainReward(RewardEnsemble((_fixed(S[0]), _fixed(S[1])), (3.0, 1.0))).train(*_batch(), groups=G)
     assert out.scores.tolist() == pytest.approx((0.75 * S[0] + 0.25 * S[1]).tolist())

@@ -36,6 +36,7 @@ The stack keeps no state across iterations, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
@@ -47,6 +48,8 @@ from ..reward.stack import RewardEnsemble, RewardStack, StackOutput
 from .rewards import RewardBatch, as_reward_fn
 
 __all__ = ["TrainReward", "check_stack_args", "resume_stack", "spec_texts", "stack_labels"]
+
+log = logging.getLogger(__name__)
 
 _GROUP_STRIDE = 1 << 20  # group ids of different processes never meet once gathered
 
@@ -171,6 +174,7 @@ class TrainReward:
         trust = dict(trust_k=trust_k, trust_b=trust_b, trust_clamp=trust_clamp, batch_size=batch_size)
         self.prompt = prompt
         self.last_summary: dict[str, float] = {}
+        self._warned: set[str] = set()
         if isinstance(reward, RewardStack):
             reward, labels, weights, norm = reward.rewards, labels or reward.labels, weights or reward.weights, norm or reward.norm
         if isinstance(reward, RewardEnsemble):  # the pre-stack path: one raw weighted sum
@@ -262,6 +266,11 @@ class TrainReward:
             dev = accelerator.device
             every = accelerator.gather(local.to(dev)).cpu()
             g = accelerator.gather((g + rank * _GROUP_STRIDE).to(dev)).cpu()
+        for r, lab in enumerate(self.labels):
+            if len(self.labels) > 1 and not torch.isfinite(every[:, r]).any() and lab not in self._warned:
+                self._warned.add(lab)  # once: it drops every sample of every batch like this one
+                log.warning("reward '%s' scored no sample of this batch (all NaN), so no sample has an advantage and "
+                            "nothing is learnt; check that it can score these images and masks", lab)
         adv = combine(every.T, self.weights, g, self.norm) if not self.passthrough else every[:, 0]
         out = StackOutput({lab: _Scores(every[:, r]) for r, lab in enumerate(self.labels)}, every.T, adv, self.weights)
         proxy = self._proxy(every)
