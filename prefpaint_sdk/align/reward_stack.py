@@ -66,7 +66,8 @@ def stack_labels(specs: Sequence[Any]) -> list[str]:
                 continue
             except ConfigError:
                 pass
-        out.append(str(getattr(s, "__name__", "")) or f"reward{i}")
+        name = str(getattr(s, "__name__", ""))
+        out.append(name if name.isidentifier() else f"reward{i}")  # a lambda's "<lambda>" is no metric name
     seen: dict[str, int] = {}
     for i, lab in enumerate(out):  # the same name twice: prefpaint, prefpaint#2
         seen[lab] = seen.get(lab, 0) + 1
