@@ -70,21 +70,25 @@ def test_one_reward_under_rank_gets_its_win_rates():
     assert out.scores.tolist() == pytest.approx([math.sqrt(2), -math.sqrt(2), 0.0, 0.0], abs=1e-6)  # by hand
 
 
-@pytest.mark.parametrize("norm, want", [
-    # gdpo: r0 per group [-1, 1], [0, 0]; r1 [0, 0], [-1, 1]; weighted (1, 0.5) [-1, 1, -0.5, 0.5], whitened
-    ("gdpo", [-math.sqrt(1.6), math.sqrt(1.6), -math.sqrt(0.4), math.sqrt(0.4)]),
-    # sum: raw weighted sums [6, 8, 2, 22] normalised per group
-    ("sum", [-1.0, 1.0, -1.0, 1.0]),
+@pytest.mark.parametrize("norm, want, share_a", [
+    # gdpo: r0 per group [-1, 1], [0, 0]; r1 [0, 0], [-1, 1]; weighted (1, 0.5) [-1, 1, -0.5, 0.5], whitened.
+    # Shares: mean |terms| 0.5 and 0.5 x 0.5 -> 2/3, 1/3
+    ("gdpo", [-math.sqrt(1.6), math.sqrt(1.6), -math.sqrt(0.4), math.sqrt(0.4)], 2 / 3),
+    # sum: raw weighted sums [6, 8, 2, 22] normalised per group. Shares: centred r0 [-1, 1, 0, 0] -> 0.5;
+    # 0.5 x centred r1 [0, 0, -20, 20] -> 5; so 1/11 and 10/11: the large scale dominates
+    ("sum", [-1.0, 1.0, -1.0, 1.0], 1 / 11),
+    # rank: win-rates r0 [0, 1, .5, .5], r1 [.5, .5, 0, 1] minus 1/2 -> 0.25 and 0.5 x 0.25: 2/3, 1/3
+    ("rank", None, 2 / 3),
 ])
-def test_a_stack_gives_the_hand_computed_advantage_and_logs_every_reward(norm, want):
+def test_a_stack_gives_the_hand_computed_advantage_and_logs_every_reward(norm, want, share_a):
     tr = TrainReward([_fixed(S[0]), _fixed(S[1])], weights=(1.0, 0.5), norm=norm, labels=["a", "b"])
     out = tr.train(*_batch(), groups=G)
-    assert out.scores.tolist() == pytest.approx(want, abs=1e-6)
+    assert out.scores.tolist() == pytest.approx(want or combine(S, (1.0, 0.5), G, norm).tolist(), abs=1e-6)
     assert out.trust is None and out.parts["b"].tolist() == S[1].tolist()
     s = tr.last_summary
     assert s["reward/a/mean"] == pytest.approx(2.0) and s["reward/b/mean"] == pytest.approx(15.0)
     assert s["reward/a/std"] == pytest.approx(math.sqrt(0.5)) and s["reward/b/std"] == pytest.approx(15.0)
-    assert s["reward/a/share"] + s["reward/b/share"] == pytest.approx(1.0)
+    assert s["reward/a/share"] == pytest.approx(share_a) and s["reward/b/share"] == pytest.approx(1 - share_a)
     # the proxy (logged as reward_mean, evaluated, watched by the guard) is the weighted mean of the raw scores
     assert s["proxy_mean"] == pytest.approx(float((S[0] + 0.5 * S[1]).mean() / 1.5))
     ev = tr.evaluation(*_batch())

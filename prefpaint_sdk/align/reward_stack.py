@@ -26,7 +26,7 @@ PrefPaint model weighs the samples it is unsure about, whatever else the stack h
 the sample's whole advantage, constraint terms included: the algorithms weigh samples, not terms.
 
 **Logs** (every iteration): per reward ``reward/<label>/mean``, ``/std`` and ``/share`` (its part of the
-advantage, :meth:`~prefpaint_sdk.reward.stack.StackOutput.summary`); ``reward_mean`` is then the mean of
+advantage under the run's norm, :meth:`TrainReward._summary`); ``reward_mean`` is then the mean of
 the stack's **proxy**, the weighted mean of the raw scores (``sum_r w_r s_r / sum_r |w_r|``), which is also
 what evaluation reports as the held-out training reward and what the hacking guard watches.
 
@@ -44,7 +44,7 @@ import torch
 
 from ..errors import ConfigError
 from ..reward.normalize import NORMS, combine
-from ..reward.stack import RewardEnsemble, RewardStack, StackOutput
+from ..reward.stack import RewardEnsemble, RewardStack
 from .rewards import RewardBatch, as_reward_fn
 
 __all__ = ["TrainReward", "check_stack_args", "resume_stack", "spec_texts", "stack_labels"]
@@ -273,22 +273,52 @@ class TrainReward:
                 log.warning("reward '%s' scored no sample of this batch (all NaN), so no sample has an advantage and "
                             "nothing is learnt; check that it can score these images and masks", lab)
         adv = combine(every.T, self.weights, g, self.norm) if not self.passthrough else every[:, 0]
-        out = StackOutput({lab: _Scores(every[:, r]) for r, lab in enumerate(self.labels)}, every.T, adv, self.weights)
-        proxy = self._proxy(every)
-        finite = proxy[torch.isfinite(proxy)]
-        summary = {"proxy_mean": float(finite.mean()) if finite.numel() else float("nan"),
-                   "proxy_std": float(finite.std(unbiased=False)) if finite.numel() > 0 else float("nan")}
-        for lab, fig in out.summary().items():
-            summary.update({f"reward/{lab}/{k}": v for k, v in fig.items()})
-        self.last_summary = summary
+        self.last_summary = self._summary(every, g)
         if self.passthrough:
             return parts[0]
         mine = adv[rank * n:(rank + 1) * n].float()
         return RewardBatch(mine, None, self._trust(parts), parts={lab: p.scores for lab, p in zip(self.labels, parts)})
 
+    def _summary(self, every: torch.Tensor, groups: torch.Tensor) -> dict[str, float]:
+        """The iteration's figures: the proxy's mean and std, and per reward its mean, std and **share**.
 
-class _Scores:
-    """The one attribute of :class:`~prefpaint_sdk.reward.base.RewardScores` that a summary reads."""
+        A reward's share is ``mean |t_r|`` over the sum of them, with ``t_r`` its term of the advantage before
+        the batch-wide scaling: ``w_r`` times its group-normalised scores (``gdpo``), its scores minus their
+        group mean (``sum``: the raw sum is then divided by one std per group), or its win-rates minus 1/2
+        (``rank``). Samples that any reward could not score are left out, as the advantage leaves them out.
+        """
+        from ..reward.normalize import group_normalise, win_rates
 
-    def __init__(self, scores: torch.Tensor):
-        self.scores = scores
+        proxy = self._proxy(every)
+        ok = torch.isfinite(proxy)
+        summary = {"proxy_mean": float(proxy[ok].mean()) if ok.any() else float("nan"),
+                   "proxy_std": float(proxy[ok].std(unbiased=False)) if ok.any() else float("nan")}
+        terms = []
+        for r, w in enumerate(self.weights):
+            s = every[:, r].double()
+            if self.norm == "rank":
+                t = win_rates(torch.where(ok, s, torch.nan), groups) - 0.5
+            elif self.norm == "sum" or self.norm is None:
+                t = torch.where(ok, s, torch.nan)
+                t = t - _group_means(t, groups)
+            else:
+                t = group_normalise(torch.where(ok, s, torch.nan), groups)
+            terms.append(float((w * t[ok]).abs().mean()) if ok.any() else 0.0)
+        total = sum(terms)
+        for r, lab in enumerate(self.labels):
+            s = every[:, r][torch.isfinite(every[:, r])]
+            summary[f"reward/{lab}/mean"] = float(s.mean()) if s.numel() else float("nan")
+            summary[f"reward/{lab}/std"] = float(s.std(unbiased=False)) if s.numel() else float("nan")
+            summary[f"reward/{lab}/share"] = terms[r] / total if total > 0 else 0.0
+        return summary
+
+
+def _group_means(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each value's group mean over the finite values of its group (NaN where none)."""
+    out = torch.full_like(values, float("nan"))
+    ok = torch.isfinite(values)
+    for gid in torch.unique(groups):
+        sel = (groups == gid) & ok
+        if sel.any():
+            out[groups == gid] = values[sel].mean()
+    return out
