@@ -223,6 +223,30 @@ def test_a_stack_resumes_exactly(data, tmp_path):
                    "weights": [1.0, 0.5, 1.0], "norm": "gdpo"}
 
 
+@pytest.mark.slow  # torchrun, two processes
+def test_two_processes_normalise_the_stack_over_the_gathered_batch(tmp_path):
+    """FLUX Fill GRPO with the stack brightness + seam (gdpo): two processes of 2 groups each train on the slices
+    of the advantages one process computes for the same 16 samples, and log the same per-reward figures."""
+    here = Path(__file__).parent
+    data = make_data(tmp_path / "data", n=8)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(here)}
+    env.pop("ACCELERATE_USE_CPU", None)
+    script = str(here / "_align_dist_script.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    for cmd in (torchrun + [script, str(data), str(tmp_path / "two"), "2", "flux-grpo-stack"],
+                [sys.executable, script, str(data), str(tmp_path / "one"), "4", "flux-grpo-stack"]):
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=here)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / "two" / f"rank{r}.json").read_text()) for r in (0, 1))
+    single = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    assert r0["num_processes"] == 2 and single["num_processes"] == 1
+    adv_two, adv_one = r0["advantages"][0] + r1["advantages"][0], single["advantages"][0]
+    assert len(adv_one) == 16 and max(abs(a) for a in adv_one) > 0.1
+    assert adv_two == pytest.approx(adv_one, rel=1e-4, abs=1e-5)
+    for key in ("reward_mean", "reward/brightness/mean", "reward/seam/std", "reward/seam/share"):
+        assert r0["history"][0][key] == pytest.approx(single["history"][0][key], rel=1e-5, abs=1e-7), key
+
+
 # ------------------------------------------------------------------------------------------------
 # the command line
 
