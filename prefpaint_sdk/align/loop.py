@@ -137,7 +137,7 @@ class LoopServices:
             "trust_mean": float(trust.mean()),
             "trust_min": float(trust.min()),
         }
-        summary = dict(getattr(getattr(self, "train_reward", None), "last_summary", None) or {})
+        summary = dict(self.train_reward.last_summary)  # every reward's mean, std and share (reward_stack.py)
         if not self.train_reward.passthrough:  # ``rewards`` are the stack's advantages: report its proxy instead
             out["reward_mean"] = summary.pop("proxy_mean", float("nan"))
             out["reward_std"] = summary.pop("proxy_std", float("nan"))

@@ -7,9 +7,9 @@ and online DPO all take their advantages (or, for DPO, their ranking) from it th
 :meth:`TrainLoop.score <prefpaint_sdk.align.loop.LoopServices.score>`:
 
 * **one reward** under ``gdpo`` or ``sum``: its raw scores and trust weights, exactly as before stacks
-  existed. For one reward, both norms are what each algorithm's own standardisation already does (PPO's
-  batch, GRPO's and NFT's group or batch, DPO's within-group order are unchanged by a per-group affine map),
-  so the result is bit-identical to the old path (``tests/test_align_refactor_hash.py``);
+  existed (bit-identical: ``tests/test_align_refactor_hash.py``). With one reward there is nothing to
+  balance, and each algorithm normalises it as it always has (PPO over the batch, GRPO and NFT by group or
+  batch, DPO by its order within the group); for GRPO's group std that is what both norms would give too;
 * **a stack** (or one reward under ``rank``): every reward scored on its own, the scores of the whole
   gathered batch combined by :func:`~prefpaint_sdk.reward.normalize.combine` (groups: the samples of one
   (image, mask) prompt), and that **advantage** handed to the algorithm as its reward. It is whitened over

@@ -215,8 +215,8 @@ class Aligner(LoopServices):
             model: hub id or diffusers folder. reward: as the constructor, or specs (``"prefpaint=RM"``,
                 ``"seam"``, ``"remote=http://HOST:PORT"``; a list is a stack), resolved before the model loads.
                 reward_weights / reward_norm: a stack's weights (a list or ``"1,0.5"``) and normalisation; on
-                resume, the run record's unless given (another stack than the record's is refused). data / output_dir / eval_data / gold_reward / device / accelerator /
-                progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
+                resume, the run record's unless given (another stack than the record's is refused).
+                data / output_dir / eval_data / gold_reward / device / accelerator / progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
                 loading; :meth:`train` then does the same by default). settings: more settings by name, as ``overrides``
                 (a dict from flags; ``overrides`` win).
 
