@@ -19,15 +19,16 @@ from ._common import (
 )
 
 
-@requires(reward_weights="reward_model", gold_weights="gold_reward", on_hacking="gold_reward")
+@requires(gold_weights="gold_reward", on_hacking="gold_reward")
 def train_align(
     data: Path = typer.Option(..., "--data", help="Training prompts: DIR/images/ (+ optional DIR/masks/, paired by stem) or DIR/manifest.jsonl."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/ (tensorboard), log.jsonl, eval/ grids, lora/, merged/."),
     model: Optional[str] = typer.Option(None, "--model", help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
-    reward_model: List[str] = typer.Option([], "--reward-model", help="Reward model: hub id or folder of a PrefPaint RewardModel; repeat it for a weighted ensemble (see --reward-weights)."),
-    reward: Optional[str] = typer.Option(None, "--reward", help="Built-in programmatic reward instead of a model: 'brightness' (mean luma inside the hole)."),
-    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per --reward-model, e.g. 0.7,0.3; normalised to sum(|w|) = 1 (default: equal)."),
-    gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: a built-in name (brightness), a reward-model folder or hub id; repeat it for an ensemble (see --gold-weights)."),
+    reward_model: List[str] = typer.Option([], "--reward-model", help="Shorthand for --reward prefpaint=ID: a PrefPaint reward model (hub id or folder); repeatable. These come first in the stack, before the --reward ones."),
+    reward: List[str] = typer.Option([], "--reward", help="A reward of the stack as NAME or NAME=SOURCE (repeatable): prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, brightness, seam, outside-change."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, in order (--reward-model ones first), e.g. 1,0.5 (default: 1 each)."),
+    reward_norm: Optional[str] = typer.Option(None, "--reward-norm", help="How the stack becomes one advantage: gdpo (default: each reward normalised within its group, weighted sum, whitened over the batch), sum (raw weighted sum) or rank (within-group win-rates). On --resume: the run's."),
+    gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: any reward spec (brightness, prefpaint=RM, a reward-model folder or hub id, remote=http://HOST:PORT); repeat it for an ensemble (see --gold-weights)."),
     gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
     on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
     preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see docs/align.md)."),
@@ -53,15 +54,15 @@ def train_align(
     with handle_errors(debug):
         from prefpaint_sdk.errors import ConfigError
 
-        if (reward is None) == (not reward_model):
-            raise ConfigError("give exactly one of --reward-model ID or --reward NAME (e.g. --reward brightness); "
-                              f"got reward_model={reward_model or None!r}, reward={reward!r}")
-        from prefpaint_sdk.reward.constraints import BUILTIN_REWARDS
-        from prefpaint_sdk.reward.specs import reward_from_flags
+        if not (reward or reward_model):
+            raise ConfigError("give a reward: --reward NAME[=SOURCE] (e.g. --reward brightness, repeatable) or "
+                              "--reward-model ID")
+        from prefpaint_sdk.reward.specs import parse_spec, reward_from_flags
 
-        if reward is not None and reward not in BUILTIN_REWARDS:
-            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
-        train_reward = reward or reward_from_flags(reward_model, reward_weights, "--reward-model", "--reward-weights")
+        specs = [*reward_model, *reward]
+        for spec in reward:
+            parse_spec(spec, "--reward")  # an unknown name in one line, before anything is read
+        train_reward = specs[0] if len(specs) == 1 else specs
         gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
         settings = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
                         on_hacking=on_hacking)
@@ -83,7 +84,8 @@ def train_align(
             # Everything is resolved and checked there, once, before the model loads (prefpaint_sdk.align.resolve).
             aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, config, data, out, preset=preset, algo=algo,
                                               eval_data=eval_data, gold_reward=gold, resume=resume, offline=offline,
-                                              device=device, progress=report,
+                                              device=device, progress=report, reward_weights=reward_weights,
+                                              reward_norm=reward_norm,
                                               settings={k: v for k, v in settings.items() if v is not None})
             if aligner.family_values:
                 say(f"preset {preset} for {aligner.engine.family}: "

@@ -33,14 +33,16 @@ def _record_advantages(store: list) -> None:
 
 def main(data: str, out: str, prompts_per_iter: int, model: str | None = None, reward: str | None = None) -> None:
     torch.set_num_threads(1)
-    flux = model == "flux-grpo"
+    flux = model in ("flux-grpo", "flux-grpo-stack")  # -stack: the reward stack brightness + seam, gdpo
     advantages: list = []
     if flux:  # GRPO groups of 4 (two groups per process in the 2-process run), SDE on every flow step
         cfg = fast_config(prompts_per_iter=prompts_per_iter, samples_per_prompt=4, rollout_batch_size=4,
                           train_batch_size=4, num_steps=2, timesteps_per_traj=1, sde_window=0, algo="grpo",
                           iterations=1)
         _record_advantages(advantages)
-        al = Aligner(tiny_inpaint_pipeline(0, family="flux-fill"), "brightness", cfg, data, out, device="cpu")
+        stack = dict(reward_norm="gdpo") if model == "flux-grpo-stack" else {}
+        al = Aligner(tiny_inpaint_pipeline(0, family="flux-fill"), ["brightness", "seam"] if stack else "brightness",
+                     cfg, data, out, device="cpu", **stack)
     elif reward:  # a RewardModel from an official .pt: every process converts it into the shared cache at once
         cfg = fast_config(prompts_per_iter=prompts_per_iter, samples_per_prompt=2, rollout_batch_size=4, iterations=1)
         al = Aligner.from_pretrained(model, reward, cfg, data, out, device="cpu")

@@ -78,9 +78,9 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("extra, pattern", [
-    (["--reward", "brightness", "--reward-model", "x/y"], "exactly one of --reward-model"),
-    ([], "exactly one of --reward-model"),
-    (["--reward", "shiny"], "unknown built-in reward 'shiny'"),
+    (["--reward", "brightness", "--reward-model", "x/y", "--reward-weights", "1"], "gives 1 weights for 2 rewards"),
+    ([], "give a reward: --reward NAME"),
+    (["--reward", "shiny"], "--reward 'shiny' is neither a built-in reward name"),
     (["--reward", "brightness", "--set", "timesteps_per_traj=9", "--steps", "4"], "timesteps_per_traj=9 exceeds num_steps=4"),
     (["--reward", "brightness", "--set", "clip"], "not NAME=VALUE"),
     (["--reward", "brightness", "--preset", "huge"], "unknown preset 'huge'"),
@@ -88,7 +88,7 @@ def test_train_align_flux_fill_runs_exports_and_resumes(tmp_path):
     (["--reward", "brightness", "--on-hacking", "stop"], "--on-hacking has no effect without --gold-reward"),
     (["--reward", "brightness", "--on-hacking", "maybe", "--gold-reward", "brightness"], "--on-hacking must be 'warn' or 'stop'"),
     (["--reward", "brightness", "--gold-reward", "shiny"], "--gold-reward 'shiny' is neither a built-in reward"),
-    (["--reward", "brightness", "--reward-weights", "1"], "--reward-weights has no effect without --reward-model"),
+    (["--reward", "brightness", "--reward-weights", "1,2"], "gives 2 weights for 1 rewards"),
     (["--reward-model", "a/b", "--reward-model", "c/d", "--reward-weights", "1,2,3"], "gives 3 weights for 2 rewards"),
     (["--reward", "brightness", "--gold-weights", "1"], "--gold-weights has no effect without --gold-reward"),
     (["--reward", "brightness", "--gold-reward", "brightness", "--gold-weights", "nan"], "non-finite"),

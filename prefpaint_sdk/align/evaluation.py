@@ -45,6 +45,7 @@ class EvalResult:
     gold_mean: float | None = None
     audit: dict[str, float] = field(default_factory=dict)
     images: torch.Tensor | None = field(default=None, repr=False)
+    parts: dict[str, float] = field(default_factory=dict)  # a stack's held-out mean per reward
 
     def metrics(self) -> dict[str, float]:
         """The figures for the trackers: ``eval/...`` rewards and ``audit/...`` bias figures."""
@@ -54,6 +55,7 @@ class EvalResult:
         if self.gold_mean is not None:
             out["eval/gold_mean"] = self.gold_mean
         out.update({f"audit/{k}": v for k, v in self.audit.items()})
+        out.update({f"eval/reward/{k}": v for k, v in self.parts.items()})
         return out
 
 
@@ -109,12 +111,14 @@ def evaluate_heldout(sample: Callable, reward_fn: Callable, items: list, seeds: 
         ring_width: the bias audit's context ring width in pixels.
     """
     _, images, masks = sample(items, seeds, samples_per_item)
-    rewards = [float(r) for r in score_images(reward_fn, images, masks).scores]
+    rb = score_images(reward_fn, images, masks)
+    rewards = [float(r) for r in rb.scores]
+    parts = {k: _mean([float(x) for x in v]) for k, v in (getattr(rb, "parts", None) or {}).items()}
     wr = win_rate(rewards, baseline, skip_nonfinite=True) if baseline is not None else None
     gold = None if gold_fn is None else [float(r) for r in score_images(gold_fn, images, masks).scores]
     return EvalResult(rewards=rewards, mean_reward=_mean(rewards), win_rate=wr, gold_rewards=gold,
                       gold_mean=None if gold is None else _mean(gold),
-                      audit=audit_batch(images.float().clamp(0, 1), masks, ring_width), images=images)
+                      audit=audit_batch(images.float().clamp(0, 1), masks, ring_width), images=images, parts=parts)
 
 
 def log_eval_grid(self, images: torch.Tensor, ncol: int) -> None:  # noqa: ANN001 - self is the Aligner

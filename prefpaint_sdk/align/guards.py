@@ -164,6 +164,7 @@ class EvalGuards:
         row: dict[str, Any] = {
             "iteration": iteration, "mean_reward": ev.mean_reward, "win_rate": ev.win_rate,
             "proxy_mean": ev.mean_reward, "gold_mean": ev.gold_mean, **ev.audit,
+            **{f"reward/{k}": v for k, v in getattr(ev, "parts", {}).items()},  # a stack's rewards, each
             # The trainer's own estimates over the iterations since the last evaluation, not a KL measured
             # on the evaluation samples: approx_kl is the PPO estimate of KL(rollout policy || trained policy)
             # within an iteration; kl_ref the closed-form KL to the starting model, computed only when kl_coef > 0.

@@ -99,15 +99,24 @@ class LoopServices:
     # --- samples and rewards --------------------------------------------------------------------
     def sample(self, items, seeds: list[int], samples_per_item: int, window: list[int] | None = None,
                reduction: str = "mean") -> tuple:
-        return sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
-                               resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
-                               window=window, autocast=self.accelerator.autocast, reduction=reduction)
+        out = sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
+                              resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
+                              window=window, autocast=self.accelerator.autocast, reduction=reduction)
+        self._sampled_groups = out[0].groups  # the groups of what score() is given next (a stack normalises in them)
+        return out
 
     # the name of the era before the algorithm seam, kept for evaluation and users' scripts
     _sample = sample
 
-    def score(self, images, masks) -> RewardBatch:
-        return sampling.score(self.reward_fn, images, masks)
+    def score(self, images, masks, groups=None) -> RewardBatch:
+        # The one seam of every algorithm's reward: a stack is normalised here (align/reward_stack.py), in the
+        # groups of the batch just sampled unless given.
+        last = getattr(self, "_sampled_groups", None)
+        if groups is None and last is not None and len(last) == images.shape[0]:
+            groups = last
+        masked = images * (~masks).to(images.dtype)  # pasted back, so outside the hole this is the input
+        return self.train_reward.train(images.cpu(), masks[:, 0].cpu(), masked.cpu(), groups=groups,
+                                       accelerator=self.accelerator)
 
     _score = score
 
@@ -121,13 +130,20 @@ class LoopServices:
 
     def reward_metrics(self, rewards: torch.Tensor, trust: torch.Tensor) -> dict[str, float]:
         finite = rewards[torch.isfinite(rewards)]
-        return {
+        out = {
             "reward_mean": float(finite.mean()) if finite.numel() else float("nan"),
             "reward_std": float(finite.std(unbiased=False)) if finite.numel() else float("nan"),
             "reward_nan": float((~torch.isfinite(rewards)).sum()),
             "trust_mean": float(trust.mean()),
             "trust_min": float(trust.min()),
         }
+        summary = dict(self.train_reward.last_summary)  # every reward's mean, std and share (reward_stack.py)
+        if not self.train_reward.passthrough:  # ``rewards`` are the stack's advantages: report its proxy instead
+            out["reward_mean"] = summary.pop("proxy_mean", float("nan"))
+            out["reward_std"] = summary.pop("proxy_std", float("nan"))
+        else:
+            summary.pop("proxy_mean", None), summary.pop("proxy_std", None)
+        return {**out, **summary}
 
     # --- gradients and the optimizer ------------------------------------------------------------
     def grad_sync(self, sync: bool):

@@ -11,7 +11,8 @@ line resolve the same config from the same inputs, and validate it once. In orde
    (resuming without one takes the run record's; another one than the record's is refused), validated
    once with the family's sampler; the guards' needs (``on_hacking='stop'`` and a gold reward);
 4. the run folder (an earlier run only with resume or overwrite; on resume, its checkpoint and guard files);
-5. the data, opened by the algorithm (headers only); the rewards' names and folders (no weights read);
+5. the data, opened by the algorithm (headers only); the rewards' names and folders (no weights read), a
+   stack's weights and norm (on resume, against the run record's), each remote judge probed;
 6. the model's folder (local, cached or downloaded; where the family could not be told in 2, the
    algorithm is named and the config validated now), the DDIM steps against its scheduler, its files.
 """
@@ -48,6 +49,9 @@ class RunPlan:
     config: AlignConfig
     reward: Any
     gold_reward: Any = None
+    reward_weights: tuple[float, ...] | None = None
+    reward_norm: str | None = None
+    reward_specs: list[str] | None = None
     data: Any = None
     eval_data: Any = None
     family_values: dict[str, Any] = field(default_factory=dict)
@@ -108,7 +112,8 @@ def _likely_algo(cfg: AlignConfig) -> str:
 
 def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None = None, algo: str | None = None,
              eval_data=None, gold_reward=None, resume: bool = False, overwrite: bool = False,
-             offline: bool | None = None, revision: str | None = None, overrides: dict[str, Any] | None = None) -> RunPlan:
+             offline: bool | None = None, revision: str | None = None, overrides: dict[str, Any] | None = None,
+             reward_weights=None, reward_norm: str | None = None) -> RunPlan:
     """Resolve a run and check everything that needs no model (see the module docstring).
 
     Raises:
@@ -153,7 +158,17 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
     data = opener.open_data(data, cfg, cfg.seed, cfg.resolution or None)
     if eval_data is not None:
         eval_data = opener.open_data(eval_data, cfg, cfg.seed + 1, cfg.resolution or None)
-    reward = resolve_reward(reward, offline=offline)
+    from .reward_stack import check_stack_args, resume_stack, spec_texts
+
+    # a stack: its weights and norm against its rewards, and on resume against the run record's
+    reward, reward_weights, reward_norm = check_stack_args(reward, reward_weights, reward_norm)
+    if resume:
+        reward, reward_weights, reward_norm = resume_stack(output_dir, reward, reward_weights, reward_norm)
+    specs = spec_texts(reward if isinstance(reward, (list, tuple)) else [reward])
+    if isinstance(reward, (list, tuple)):
+        reward = [resolve_reward(r, offline=offline, flag="--reward") for r in reward]
+    else:
+        reward = resolve_reward(reward, offline=offline)
     if gold_reward is not None:
         gold_reward = resolve_reward(gold_reward, offline=offline, flag="--gold-reward")
 
@@ -182,4 +197,5 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
              *family_values(cfg.preset, cfg.preset_family, algo_cls.name)]
     shown = {k: cfg.algo_settings[k] if k in cfg.algo_settings else getattr(cfg, k) for k in names}
     return RunPlan(model_path=resolved.path, model_id=resolved.model_id, engine_cls=engine_cls, config=cfg,
-                   reward=reward, gold_reward=gold_reward, data=data, eval_data=eval_data, family_values=shown)
+                   reward=reward, gold_reward=gold_reward, data=data, eval_data=eval_data, family_values=shown,
+                   reward_weights=reward_weights, reward_norm=reward_norm, reward_specs=specs)

@@ -36,11 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RewardBatch:
-    """Rewards of B samples: ``scores`` (B,) float32, and optional ``bounds`` / ``trust`` (B,)."""
+    """Rewards of B samples: ``scores`` (B,) float32, and optional ``bounds`` / ``trust`` (B,); ``parts``: a
+    stack's own scores per reward (label -> (B,)), where ``scores`` combine them (:mod:`.reward_stack`)."""
 
     scores: torch.Tensor
     bounds: torch.Tensor | None = None
     trust: torch.Tensor | None = None
+    parts: dict[str, torch.Tensor] | None = None
 
 
 def as_reward_fn(reward, *, trust_k: float = 0.05, trust_b: float = 0.7, trust_clamp=(1.0, 2.21),

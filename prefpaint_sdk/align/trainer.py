@@ -34,6 +34,7 @@ from .evaluation import EvalResult, evaluate_heldout, heldout_prompts, log_eval_
 from .guards import EvalGuards, check_guards
 from .loop import GradSpikeGuard, LoopServices
 from .policy import OldPolicy, Policy, export_lora, prepare_weights, trainable_parameters
+from .reward_stack import TrainReward
 from .rewards import as_reward_fn
 from .tracking import log_metrics
 
@@ -64,8 +65,11 @@ class Aligner(LoopServices):
     Args:
         pipeline: a diffusers inpainting pipeline of an alignable family (``Engine.alignable``), or its
             engine; fp32 weights; it is modified in place.
-        reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, or a
-            callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``.
+        reward: a built-in reward name ("brightness"), a ``RewardModel``-like object with ``.score``, a
+            callable ``reward_fn(images, masks, masked_images) -> scores | (scores, bounds)``, or a list of these
+            (a stack, see :mod:`.reward_stack`); or a :class:`~.reward_stack.TrainReward`.
+        reward_weights / reward_norm: a stack's weights (one per reward; default 1 each) and its normalisation,
+            ``gdpo`` (default), ``sum`` or ``rank``.
         config: an :class:`AlignConfig`; resolved (``algo=""``: the family's default) and validated here
             unless :meth:`from_pretrained` already did.
         data: a data folder (see :mod:`prefpaint_sdk.align.data`) or an :class:`AlignDataset` (or what the
@@ -86,7 +90,7 @@ class Aligner(LoopServices):
 
     def __init__(self, pipeline, reward, config: AlignConfig, data, output_dir, *, eval_data=None, accelerator=None,
                  device: str = "auto", model_id: str = "<in-memory>", progress: Callable | None = None,
-                 gold_reward=None):
+                 gold_reward=None, reward_weights=None, reward_norm: str | None = None):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -121,8 +125,11 @@ class Aligner(LoopServices):
         except InvalidInputError as exc:
             raise ConfigError(f"{exc}; alignment needs an inpainting model") from exc
         self.resolution = cfg.resolution or engine.resolution
-        self.reward_fn = as_reward_fn(reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
-                                      trust_clamp=(cfg.trust_min, cfg.trust_max))
+        #: the training reward, one or a stack: what every algorithm trains on (see :mod:`.reward_stack`)
+        self.train_reward = reward if isinstance(reward, TrainReward) else TrainReward(
+            reward, weights=reward_weights, norm=reward_norm, prompt=cfg.prompt, trust_k=cfg.trust_k,
+            trust_b=cfg.trust_b, trust_clamp=(cfg.trust_min, cfg.trust_max))
+        self.reward_fn = self.train_reward.evaluation  # held-out scoring: a stack's proxy, each reward in ``parts``
         check_guards(cfg, gold_reward)
         self.gold_fn = None if gold_reward is None else as_reward_fn(gold_reward, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                                                                       trust_clamp=(cfg.trust_min, cfg.trust_max))
@@ -180,7 +187,8 @@ class Aligner(LoopServices):
                         algo: str | None = None, eval_data=None, gold_reward=None, resume: bool = False,
                         overwrite: bool = False, offline: bool | None = None, revision: str | None = None,
                         device: str = "auto", accelerator=None, progress: Callable | None = None,
-                        settings: dict[str, Any] | None = None, **overrides) -> "Aligner":
+                        settings: dict[str, Any] | None = None, reward_weights=None, reward_norm: str | None = None,
+                        **overrides) -> "Aligner":
         """Resolve the run for ``model`` and check everything that needs no model, once, then load the pipeline
         (fp32, on the CPU; the constructor moves it) through its family's engine and build the ``Aligner``.
 
@@ -191,9 +199,11 @@ class Aligner(LoopServices):
         default. ``prefpaint train align`` is this call with flags. See :mod:`.resolve` for the checks.
 
         Args:
-            model: hub id or diffusers folder. reward: as the constructor (names and folders are resolved
-                before the model loads). data / output_dir / eval_data / gold_reward / device / accelerator /
-                progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
+            model: hub id or diffusers folder. reward: as the constructor, or specs (``"prefpaint=RM"``,
+                ``"seam"``, ``"remote=http://HOST:PORT"``; a list is a stack), resolved before the model loads.
+                reward_weights / reward_norm: a stack's weights (a list or ``"1,0.5"``) and normalisation; on
+                resume, the run record's unless given (another stack than the record's is refused).
+                data / output_dir / eval_data / gold_reward / device / accelerator / progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
                 loading; :meth:`train` then does the same by default). settings: more settings by name, as ``overrides``
                 (a dict from flags; ``overrides`` win).
 
@@ -212,10 +222,18 @@ class Aligner(LoopServices):
             raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
         plan = plan_run(model, reward=reward, data=data, output_dir=output_dir, config=config, preset=preset, algo=algo,
                         eval_data=eval_data, gold_reward=gold_reward, resume=resume, overwrite=overwrite,
-                        offline=offline, revision=revision, overrides={**(settings or {}), **overrides})
+                        offline=offline, revision=revision, overrides={**(settings or {}), **overrides},
+                        reward_weights=reward_weights, reward_norm=reward_norm)
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
-        reward = load_reward(plan.reward, device=device, offline=offline)
+        cfg = plan.config
+        if isinstance(plan.reward, list):
+            loaded = [load_reward(r, device=device, offline=offline, flag="--reward") for r in plan.reward]
+        else:
+            loaded = load_reward(plan.reward, device=device, offline=offline)
+        reward = TrainReward(loaded, weights=plan.reward_weights, norm=plan.reward_norm, specs=plan.reward_specs,
+                             prompt=cfg.prompt, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
+                             trust_clamp=(cfg.trust_min, cfg.trust_max))
         gold = None if plan.gold_reward is None else load_reward(plan.gold_reward, device=device, offline=offline,
                                                                  flag="--gold-reward")
         aligner = cls(pipe, reward, plan.config, plan.data, output_dir, eval_data=plan.eval_data, accelerator=accelerator,
@@ -284,8 +302,10 @@ class Aligner(LoopServices):
         self.algorithm.setup(self)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            stack = self.train_reward.record()
             atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
-                                                                      "batch": self.batch_summary()})
+                                                                      "batch": self.batch_summary(),
+                                                                      **({"reward": stack} if stack else {})})
         if cfg.log_with != "none":
             flat = {**cfg.to_dict(), **cfg.algo_settings}  # the algorithm's settings by name, as the user sets them
             acc.init_trackers("align", config={k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))})
