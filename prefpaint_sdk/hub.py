@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInputError, ModelNotFoundError
+from .errors import Arg, InvalidInputError, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -119,7 +119,8 @@ def check_model_name(model: str | os.PathLike, what: str = "model") -> str:
     """
     text = os.fspath(model)
     if text.strip() in ("", ".", ".."):
-        raise InvalidInputError(f"{what} {text!r} names no model; pass a hub id such as '{DEFAULT_MODEL}' or a "
+        raise InvalidInputError(Arg(what) if what.isidentifier() else what,
+                                f" {text!r} names no model; pass a hub id such as '{DEFAULT_MODEL}' or a "
                                 "model folder by its name (e.g. '../my-model')")
     return text
 
