@@ -65,8 +65,8 @@ def train_align(
 
         if reward is not None and reward not in BUILTIN_REWARDS:
             raise ConfigError(f"unknown built-in reward '{reward}'; use one of {', '.join(sorted(BUILTIN_REWARDS))} or --reward-model ID")
-        train_reward = reward or reward_from_flags(reward_model, reward_weights, "--reward-model", "--reward-weights")
-        gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
+        train_reward = reward or reward_from_flags(reward_model, reward_weights, "reward_model", "reward_weights")
+        gold = reward_from_flags(gold_reward, gold_weights, "gold_reward", "gold_weights") if gold_reward else None
         settings = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
                         on_hacking=on_hacking)
         for item in set_:

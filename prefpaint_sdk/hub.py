@@ -177,7 +177,8 @@ def _snapshot(model_id: str, *, offline: bool, revision: str | None, what: str, 
             "check the id, or log in with 'hf auth login' for a gated repo"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise ModelNotFoundError(f"{what} '{model_id}' could not be fetched: {exc}; try again, or pass --offline with a cached copy") from exc
+        raise ModelNotFoundError(f"{what} '{model_id}' could not be fetched: {exc}; try again, or pass ", Arg("offline", True),
+                                 " with a cached copy") from exc
     path = Path(folder)
     return ResolvedModel(model_id=model_id, path=path, revision=path.name, source="hub")
 

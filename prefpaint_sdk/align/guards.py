@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..state import json_safe, read_json, write_json_state
 
 __all__ = ["BEST_DIR", "EvalGuards", "HackingMonitor", "check_guard_state", "check_guards"]
@@ -106,8 +106,8 @@ def check_guards(config, gold_reward: Any) -> None:  # noqa: ANN001 - an AlignCo
         ConfigError: ``on_hacking='stop'`` and no gold reward.
     """
     if config.on_hacking == "stop" and gold_reward is None:
-        raise ConfigError("on_hacking='stop' needs a gold reward to watch; pass --gold-reward NAME|ID "
-                          "(gold_reward=...) or use on_hacking='warn'")
+        raise ConfigError(Arg("on_hacking", "stop"), " needs a gold reward to watch; pass ", Arg("gold_reward", "NAME|ID"),
+                          " or use ", Arg("on_hacking", "warn"))
 
 
 def _mean_of(history: list[dict], key: str) -> float | None:

@@ -155,7 +155,7 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
         eval_data = opener.open_data(eval_data, cfg, cfg.seed + 1, cfg.resolution or None)
     reward = resolve_reward(reward, offline=offline)
     if gold_reward is not None:
-        gold_reward = resolve_reward(gold_reward, offline=offline, flag="--gold-reward")
+        gold_reward = resolve_reward(gold_reward, offline=offline, param="gold_reward")
 
     from ..hub import resolve_model
     from ..state import check_pipeline_folder

@@ -230,7 +230,7 @@ class Aligner(LoopServices):
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
         reward = load_reward(plan.reward, device=device, offline=offline)
         gold = None if plan.gold_reward is None else load_reward(plan.gold_reward, device=device, offline=offline,
-                                                                 flag="--gold-reward")
+                                                                 param="gold_reward")
         aligner = cls(pipe, reward, plan.config, plan.data, output_dir, eval_data=plan.eval_data, accelerator=accelerator,
                       device=device, model_id=plan.model_id, progress=progress, gold_reward=gold)
         #: what the preset set for this model's family, with the values in effect (to show the user)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import CorruptFileError, DataError, InvalidInputError
+from ..errors import Arg, CorruptFileError, DataError, InvalidInputError
 from ..files import load_torch_file
 
 __all__ = [
@@ -132,7 +132,7 @@ class TrustStats:
         """
         from safetensors import safe_open
 
-        fix = "delete it, or refit the trust matrix (train the reward model again or pass --v-inverse)"
+        fix = ("delete it, or refit the trust matrix (train the reward model again or pass ", Arg("v_inverse"), ")")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {}).get("trust", "{}"))
