@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError, atomic_write_json, staged_dir
+from prefpaint_sdk import Arg, DataError, InvalidInputError, ModelNotFoundError, atomic_write_json, staged_dir
 
 from . import outputs as O
 from .cameras import Intrinsics
@@ -123,7 +123,7 @@ def _load_estimator(cfg: Recon3DConfig, need: bool):
     if name is None or str(name).lower() == "none":
         if need:
             raise InvalidInputError("frames without depth maps (a single image, or COLMAP without depths/) need a depth model; "
-                                    "drop --depth-model none or pass a model id/folder")
+                                    "drop ", Arg("depth_model", "none"), " or pass a model id/folder")
         return None
     if name == "auto":
         try:

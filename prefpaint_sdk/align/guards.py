@@ -59,9 +59,9 @@ class HackingMonitor:
 
     def __init__(self, patience: int = 3, min_drop: float = 0.0):
         if int(patience) < 1:
-            raise ConfigError(f"hacking_patience must be >= 1, got {patience}")
+            raise ConfigError(Arg("hacking_patience"), f" must be >= 1, got {patience}")
         if not (math.isfinite(min_drop) and min_drop >= 0):
-            raise ConfigError(f"hacking_min_drop must be a finite number >= 0, got {min_drop}")
+            raise ConfigError(Arg("hacking_min_drop"), f" must be a finite number >= 0, got {min_drop}")
         self.min_drop = float(min_drop)
         self.patience = int(patience)
         self.streak = 0

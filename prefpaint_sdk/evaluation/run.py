@@ -95,7 +95,7 @@ FINGERPRINTS_FILE = "fingerprints.json"
 def _check_samples(samples) -> tuple[int, ...]:
     s = (samples,) if isinstance(samples, int) else tuple(samples)
     if not s or any(not isinstance(x, (int, np.integer)) or isinstance(x, bool) or x < 1 for x in s):
-        raise InvalidInputError(f"samples must be integers >= 1, got {samples!r}; e.g. samples=(1, 3, 10)")
+        raise InvalidInputError(Arg("samples"), f" must be integers >= 1, got {samples!r}; e.g. samples=(1, 3, 10)")
     return tuple(sorted({int(x) for x in s}))
 
 
@@ -180,9 +180,9 @@ def evaluate(
         raise InvalidInputError(f"samples up to {smax} per case is more than the 1000 the seed layout allows")
     mask_mode = masks if masks in ("auto", "given") else normalize_kind(masks)
     if ground_truth not in _GT_MODES:
-        raise InvalidInputError(f"ground_truth must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
+        raise InvalidInputError(Arg("ground_truth"), f" must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise InvalidInputError(f"steps must be an integer >= 1, got {steps!r}")
+        raise InvalidInputError(Arg("steps"), f" must be an integer >= 1, got {steps!r}")
     # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)
     win_stats([1.0], [0.0], tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, n_boot=10)
@@ -322,7 +322,7 @@ def _jsonable(obj):
     try:
         return json.loads(json.dumps(obj, default=str, allow_nan=False))
     except ValueError as exc:
-        raise InvalidInputError(f"inpaint_kwargs must be finite values that JSON can record ({exc}); got {obj!r}") from None
+        raise InvalidInputError(Arg("inpaint_kwargs"), f" must be finite values that JSON can record ({exc}); got {obj!r}") from None
 
 
 def _check_out_dir(out: Path) -> None:
