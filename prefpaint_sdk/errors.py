@@ -72,7 +72,7 @@ class PrefPaintError(Exception):
 
     ``PrefPaintError(*parts, param=None)``: the message is the parts joined, text and :class:`Arg`.
     ``.param`` is the parameter the error is about (the first Arg unless given) and ``.fix`` the value the
-    message advises for it (None when it advises none).
+    message advises for it (its last Arg with a value; None when it advises none).
     """
 
     exit_code = 1
@@ -82,7 +82,7 @@ class PrefPaintError(Exception):
         named = [p for p in parts if isinstance(p, Arg)]
         self.param = param or (named[0].name if named else None)
         fixes = [p for p in named if p.has_value and p.name == self.param]
-        self.fix = fixes[0].value if fixes else None
+        self.fix = fixes[-1].value if fixes else None  # the advice follows the value it corrects
 
     @property
     def parts(self) -> tuple:

@@ -55,7 +55,7 @@ def _check_pad(name: str, value: int) -> int:
         raise InvalidInputError(f"{name} must be a whole number of pixels >= 0, got {value!r}")
     value = int(value)
     if value < 0:
-        raise InvalidInputError(f"{name} must be >= 0 pixels (extension only adds pixels), got {value}")
+        raise InvalidInputError(Arg(name), f" must be >= 0 pixels (extension only adds pixels), got {value}")
     return value
 
 
