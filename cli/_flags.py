@@ -65,5 +65,8 @@ def cli_message(exc_or_parts: Any, ctx=None) -> str:
     """An error's message (or message parts) in the current command's terms."""
     from prefpaint_sdk.errors import render
 
-    parts = exc_or_parts.args if isinstance(exc_or_parts, BaseException) else exc_or_parts
+    if isinstance(exc_or_parts, BaseException):
+        parts = getattr(exc_or_parts, "parts", None) or (str(exc_or_parts),)
+    else:
+        parts = exc_or_parts
     return render(parts, lambda arg: flag_for(arg, ctx))

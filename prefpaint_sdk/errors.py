@@ -78,18 +78,17 @@ class PrefPaintError(Exception):
     exit_code = 1
 
     def __init__(self, *parts, param: str | None = None):
-        super().__init__(*parts)
+        # ``args`` holds the Python message alone: OSError (ModelNotFoundError's base) would read several
+        # arguments as errno and strerror and drop the rest.
+        super().__init__(render(parts))
+        self.parts = parts
         named = [p for p in parts if isinstance(p, Arg)]
         self.param = param or (named[0].name if named else None)
         fixes = [p for p in named if p.has_value and p.name == self.param]
         self.fix = fixes[-1].value if fixes else None  # the advice follows the value it corrects
 
-    @property
-    def parts(self) -> tuple:
-        return self.args
-
     def __str__(self) -> str:
-        return render(self.args)
+        return render(getattr(self, "parts", self.args))
 
 
 class InvalidInputError(PrefPaintError, ValueError):

@@ -198,7 +198,7 @@ def test_save_writes_image_and_sidecar_and_never_overwrites(tmp_path):
     assert meta["plan"]["canvas_size"] == [48, 32] and len(meta["plan"]["steps"]) == len(meta["steps"])
     assert [s["seed"] for s in meta["steps"]] == result.seeds
     assert meta["steps"][0]["scores"] == result.steps[0].scores
-    with pytest.raises(OutputExistsError, match=r"wide\.png' already exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match=r"wide\.png' already exists; pass overwrite=True"):
         result.save(out)
     # the sidecar alone existing is refused too, before the image is written
     (tmp_path / "b.json").write_text("{}")
