@@ -351,7 +351,7 @@ class _CliTextFilter(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         if any(isinstance(a, Arg) for a in args):
             try:
-                record.args = tuple(flag_for(a) if isinstance(a, Arg) else a for a in args)
+                record.args = tuple((flag_for(a) or str(a)) if isinstance(a, Arg) else a for a in args)
             except Exception:  # noqa: BLE001 - a log line must never fail
                 pass
         return True

@@ -45,24 +45,25 @@ def _option(ctx, name: str):
     return None
 
 
-def flag_for(arg: Any, ctx=None) -> str:
+def flag_for(arg: Any, ctx=None) -> str | None:
     """``arg`` (an :class:`~prefpaint_sdk.errors.Arg`) as the command shows it: ``--overwrite``,
-    ``--scheduler native``; without such an option (or without a command), as Python shows it."""
+    ``--scheduler native``; None where the command has no such option (or no command runs)."""
     ctx = ctx if ctx is not None else current_context()
     p = _option(ctx, arg.name) if ctx is not None else None
     if p is None:
-        return str(arg)
+        return None
     if not arg.has_value or (arg.value is True and getattr(p, "is_flag", False)):
         return flag_of(p)
     if arg.value is False and getattr(p, "is_flag", False):
-        return p.secondary_opts[0] if getattr(p, "secondary_opts", None) else str(arg)
+        return p.secondary_opts[0] if getattr(p, "secondary_opts", None) else None
     value = arg.value
     return f"{flag_of(p)} {value}" if not isinstance(value, (list, tuple)) else \
         " ".join(f"{flag_of(p)} {v}" for v in value)
 
 
 def cli_message(exc_or_parts: Any, ctx=None) -> str:
-    """An error's message (or message parts) in the current command's terms."""
+    """An error's message (or message parts) in the current command's terms: each Arg as the command's flag, or
+    as Python shows it where the command lacks it (a Hint about it is left out)."""
     from prefpaint_sdk.errors import render
 
     if isinstance(exc_or_parts, BaseException):

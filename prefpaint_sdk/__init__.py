@@ -75,6 +75,7 @@ _EXPORTS = {
     "set_max_pixels": "imaging",
     "check_image_file": "imaging",
     # errors
+    "Hint": "errors",
     "Arg": "errors",
     "PrefPaintError": "errors",
     "InvalidInputError": "errors",

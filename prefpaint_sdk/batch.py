@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Arg, InvalidInputError
+from .errors import Arg, Hint, InvalidInputError
 
 __all__ = ["IMAGE_SUFFIXES", "InputPair", "check_pair", "list_images", "pair_inputs", "plan_batch", "read_manifest",
            "result_files"]
@@ -161,7 +161,7 @@ def plan_batch(pairs, targets, *, num_candidates: int, save_all: bool, overwrite
             missing = [f for f in files if f not in existing]
             raise OutputExistsError(
                 f"output '{existing[0]}' exists but '{missing[0]}' of the same item does not (an interrupted or "
-                "changed run?); pass ", Arg("overwrite", True), " to redo the item, or remove its files")
+                "changed run?); remove its files", Hint(", or pass ", Arg("overwrite", True), " to redo the item"))
         check_outputs(files, overwrite)
         try:
             size = check_image_file(pair.image, decode=not batch)

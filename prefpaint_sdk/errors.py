@@ -4,15 +4,18 @@ Every error a user can cause is a :class:`PrefPaintError` subclass whose message
 with the offending value, and how to fix it. The CLI maps the class to an exit code:
 bad input → 2, missing model → 3, anything else → 1.
 
-A message names a parameter as data, never as text: ``OutputExistsError("output 'a.png' already exists; pass ",
-Arg("overwrite", True), " to replace it")``. ``str(error)`` renders it for a Python caller ("pass
-overwrite=True"); each front end renders the same parts in its own terms (the CLI: "pass --overwrite").
+A message names a parameter as data, never as text: ``OutputExistsError("output 'a.png' already exists",
+Hint("; pass ", Arg("overwrite", True), " to replace it"))``. ``str(error)`` renders it for a Python caller
+("pass overwrite=True"); each front end renders the same parts in its own terms (the CLI: "pass --overwrite"). A
+:class:`Hint` is advice a front end leaves out when it has no way to say one of its parameters (a command
+without ``--overwrite``).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "Arg",
+    "Hint",
     "PrefPaintError",
     "InvalidInputError",
     "ModelNotFoundError",
@@ -62,9 +65,51 @@ class Arg:
         return (Arg, (self.name, self.value) if self.has_value else (self.name,))
 
 
+class Hint:
+    """Advice inside a message, ``Hint("; pass ", Arg("overwrite", True), " to replace it")``: shown whole, or
+    left out by a front end that cannot say one of its parameters."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __str__(self) -> str:
+        return render(self.parts)
+
+    def __repr__(self) -> str:
+        return f"Hint{self.parts!r}"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Hint) and self.parts == other.parts
+
+    def __hash__(self) -> int:
+        return hash(self.parts)
+
+    def __reduce__(self):
+        return (Hint, self.parts)
+
+
 def render(parts, name=str) -> str:
-    """``parts`` (text and :class:`Arg`) as one string; ``name`` renders an Arg (``str``: Python terms)."""
-    return "".join(name(p) if isinstance(p, Arg) else str(p) for p in parts)
+    """``parts`` (text, :class:`Arg`, :class:`Hint`) as one string. ``name`` renders an Arg (``str``: Python
+    terms); where it gives None (a parameter the front end lacks) the Arg is shown as Python shows it, and a
+    Hint holding it is left out."""
+    out = []
+    for p in parts:
+        if isinstance(p, Hint):
+            inner = [name(a) if isinstance(a, Arg) else render((a,), name) for a in p.parts]
+            if None not in inner:
+                out.extend(inner)
+        elif isinstance(p, Arg):
+            shown = name(p)
+            out.append(str(p) if shown is None else shown)
+        else:
+            out.append(str(p))
+    return "".join(out)
+
+
+def _args(parts) -> list:
+    return [a for p in parts for a in (_args(p.parts) if isinstance(p, Hint) else [p] if isinstance(p, Arg) else [])]
 
 
 class PrefPaintError(Exception):
@@ -82,7 +127,7 @@ class PrefPaintError(Exception):
         # arguments as errno and strerror and drop the rest.
         super().__init__(render(parts))
         self.parts = parts
-        named = [p for p in parts if isinstance(p, Arg)]
+        named = _args(parts)
         self.param = param or (named[0].name if named else None)
         fixes = [p for p in named if p.has_value and p.name == self.param]
         self.fix = fixes[-1].value if fixes else None  # the advice follows the value it corrects

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import Arg, CorruptFileError, DataError, PickleRefusedError, PrefPaintError
+from .errors import Arg, CorruptFileError, DataError, Hint, PickleRefusedError, PrefPaintError
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -313,9 +313,9 @@ def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, res
         raise InvalidInputError(f"output '{out}' is a file; pass a folder for the {what}")
     found = [name for name in run_files if (out / name).exists()]
     if found and not (resume or overwrite):
-        raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)}); "
-                                "pass ", Arg("resume", True), " to continue it, or choose a new output folder; or pass ",
-                                Arg("overwrite", True), " to replace it")
+        raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)})",
+                                Hint("; pass ", Arg("resume", True), " to continue it"), "; or choose a new output folder",
+                                Hint("; or pass ", Arg("overwrite", True), " to replace it"))
     return found
 
 

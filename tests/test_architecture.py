@@ -21,7 +21,7 @@ PUBLIC_API = {
     "DEFAULT_MODEL", "BASE_MODEL", "DEFAULT_REWARD_MODEL", "download_model", "cache_dir", "model_info", "ModelInfo",
     "check_output_path", "check_output_dir", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
     "staged_dir", "write_set", "image_writer", "json_writer",
-    "Arg", "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
+    "Arg", "Hint", "PrefPaintError", "InvalidInputError", "ModelNotFoundError", "ConfigError", "DataError", "OutputExistsError",
     "MissingDependencyError", "ImageTooLargeError", "PickleRefusedError", "CorruptFileError", "require",
     "finite", "positive", "at_least", "check_seed", "bad_value",
     "__version__",

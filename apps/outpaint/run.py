@@ -156,7 +156,7 @@ class ExtendResult:
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidInputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise InvalidInputError(Arg(name), f" must be a whole number >= {minimum}, got {value!r}")
     return int(value)
 
 

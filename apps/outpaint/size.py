@@ -38,12 +38,12 @@ def _check_ratio(name: str, value: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number >= 1, got {value!r}") from None
+        raise InvalidInputError(Arg(name), f" must be a number >= 1, got {value!r}") from None
     if not math.isfinite(value):
-        raise InvalidInputError(f"{name} must be a finite number >= 1, got {value}")
+        raise InvalidInputError(Arg(name), f" must be a finite number >= 1, got {value}")
     if value < 1.0:
         raise InvalidInputError(
-            f"{name} must be >= 1 (the canvas is {name} times the image), got {value:g}; "
+            Arg(name), f" must be >= 1 (the canvas is {name} times the image), got {value:g}; "
             "extension only adds pixels, so crop the image instead to make it smaller"
         )
     return value
@@ -52,7 +52,7 @@ def _check_ratio(name: str, value: float) -> float:
 def _check_pad(name: str, value: int) -> int:
     whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not whole:
-        raise InvalidInputError(f"{name} must be a whole number of pixels >= 0, got {value!r}")
+        raise InvalidInputError(Arg(name), f" must be a whole number of pixels >= 0, got {value!r}")
     value = int(value)
     if value < 0:
         raise InvalidInputError(Arg(name), f" must be >= 0 pixels (extension only adds pixels), got {value}")

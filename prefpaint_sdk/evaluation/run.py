@@ -69,7 +69,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import Arg, ConfigError, CorruptFileError, DataError, InvalidInputError, PrefPaintError
+from ..errors import Arg, ConfigError, CorruptFileError, DataError, Hint, InvalidInputError, PrefPaintError
 from ..files import atomic_write_json, check_output_dir, check_outputs
 from ..imaging import check_image_file
 from ..reward.winrate import check_tie_tolerance, win_stats
@@ -367,8 +367,8 @@ def _read_config(path: Path, overwrite: bool) -> dict | None:
     if overwrite:
         log.warning("discarding the evaluation in %s: its %s is unreadable (%s)", path.parent, path.name, problem)
         return None
-    raise CorruptFileError(f"'{path}' is not a readable evaluation config ({problem}); pass ", Arg("overwrite", True),
-                           " to discard that evaluation, or use another output folder")
+    raise CorruptFileError(f"'{path}' is not a readable evaluation config ({problem}); use another output folder",
+                           Hint(", or pass ", Arg("overwrite", True), " to discard that evaluation"))
 
 
 def _check_folder(out: Path, config: dict, overwrite: bool) -> bool:
@@ -391,7 +391,7 @@ def _check_folder(out: Path, config: dict, overwrite: bool) -> bool:
     if old is not None and diff and not overwrite:
         detail = "; ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
         raise ConfigError(f"'{out}' holds an evaluation with other settings ({detail}); "
-                          "use another output folder, or pass ", Arg("overwrite", True), " to discard it")
+                          "use another output folder", Hint(", or pass ", Arg("overwrite", True), " to discard it"))
     if diff and old is not None:
         log.warning("discarding the cached evaluation in %s (settings changed: %s)", out, ", ".join(diff))
     return bool(diff)

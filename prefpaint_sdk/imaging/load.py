@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import Arg, InvalidInputError
+from ..errors import Arg, Hint, InvalidInputError
 from .geometry import _stripe_rows
 from .limits import _check_path, _limit, _open_lazy, check_pixels
 
@@ -251,7 +251,7 @@ def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize
         return False
     if not resize and abs((w / h) / (W / H) - 1.0) > tolerance:
         raise InvalidInputError(
-            f"mask is {w}x{h} but image is {W}x{H}; pass ", Arg("resize_mask", True), " to resize it"
+            f"mask is {w}x{h} but image is {W}x{H}", Hint("; pass ", Arg("resize_mask", True), " to resize it")
         )
     return True
 

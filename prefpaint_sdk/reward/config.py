@@ -59,7 +59,7 @@ class RewardTrainConfig(Settings):
             raise ConfigError(Arg("loss"), f" must be one of {', '.join(LOSSES)}, got '{self.loss}'")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(Arg(name), f" must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(Arg("lr"), f" must be > 0, got {self.lr}")
         if not 0.0 <= self.freeze_fraction <= 1.0:

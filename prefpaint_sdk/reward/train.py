@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Arg, ConfigError, DataError, ModelNotFoundError
+from ..errors import Arg, ConfigError, DataError, Hint, ModelNotFoundError
 from ..files import atomic_dir, atomic_write_json
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from ..state import (
@@ -226,8 +226,8 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 def _read_resume(ckpt: Path, cfg: RewardTrainConfig):
     """Read and check a checkpoint's files: (folder, state, model tensors, optimizer tensors, fix)."""
-    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over in a new output folder; or "
-           "start over in place with ", Arg("overwrite", True))
+    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over in a new output folder",
+           Hint("; or start over in place with ", Arg("overwrite", True)))
     state = read_json(ckpt / "state.json", what="resume state", fix=fix,
                       keys={"epoch": int, "history": list, "optimizer": dict, "scheduler": dict, "config": dict})
     saved = state["config"]

@@ -138,15 +138,15 @@ class TrustStats:
                 meta = json.loads((f.metadata() or {}).get("trust", "{}"))
                 keys = set(f.keys())
                 if "v_inv" not in keys:
-                    raise CorruptFileError(f"trust file '{path}' has no 'v_inv' tensor; {fix}")
+                    raise CorruptFileError(f"trust file '{path}' has no 'v_inv' tensor; ", *fix)
                 v_inv = f.get_tensor("v_inv")
                 v = f.get_tensor("v") if "v" in keys else None
         except (CorruptFileError, FileNotFoundError):
             raise
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for a broken header
-            raise CorruptFileError(f"trust file '{path}' is truncated or not a safetensors file ({exc}); {fix}") from None
+            raise CorruptFileError(f"trust file '{path}' is truncated or not a safetensors file ({exc}); ", *fix) from None
         if not isinstance(meta, dict):
-            raise CorruptFileError(f"trust file '{path}' has unreadable metadata; {fix}")
+            raise CorruptFileError(f"trust file '{path}' has unreadable metadata; ", *fix)
         check_trust_matrix(v_inv, path)
         if v is not None:
             check_trust_matrix(v, path, "V")
