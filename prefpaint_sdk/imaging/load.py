@@ -196,7 +196,7 @@ def load_mask(
         if im.mode == "P":
             im = im.convert("RGBA")
         if im.mode not in _ALPHA_MODES:
-            raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel; pass ", Arg("mask_from_alpha", False))
+            raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel", Hint("; drop ", Arg("mask_from_alpha")))
         mask = np.asarray(im.getchannel("A")) < 128
     else:
         if im.mode == "1":
@@ -233,7 +233,7 @@ def check_alpha_mask(path: str | os.PathLike) -> None:
     with Image.open(path) as im:
         mode = im.mode
     if mode not in (*_ALPHA_MODES, "P"):
-        raise InvalidInputError(f"mask {_describe(path)} has mode '{mode}' with no alpha channel; pass ", Arg("mask_from_alpha", False))
+        raise InvalidInputError(f"mask {_describe(path)} has mode '{mode}' with no alpha channel", Hint("; drop ", Arg("mask_from_alpha")))
 
 
 def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize: bool = False,

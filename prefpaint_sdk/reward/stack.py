@@ -182,7 +182,7 @@ class RewardStack:
         if not all(math.isfinite(x) for x in w) or not any(w):
             raise ConfigError(f"reward weights {list(w)} must be finite and not all zero")
         if norm not in NORMS:
-            raise ConfigError(Arg("reward_norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
+            raise ConfigError(Arg("norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
         labels = list(labels) if labels is not None else [f"reward{i}" for i in range(len(rewards))]
         seen: dict[str, int] = {}
         self.labels = []
