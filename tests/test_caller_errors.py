@@ -146,7 +146,7 @@ TABLE = [
         lambda w: _inpaint(w, "--max-pixels", "10"), "raise --max-pixels or PREFPAINT_MAX_PIXELS"),
     Row("steps-at-strength", "steps", _steps_strength, "steps=1 at strength=0.5 leaves no denoising step; raise steps to",
         lambda w: _extend(w, "--steps", "1", "--strength", "0.5"),
-        "--steps 1 at strength=0.5 leaves no denoising step; raise --steps to"),
+        "--steps 1 at --strength 0.5 leaves no denoising step; raise --steps to"),
     Row("seam-strength", "seam_strength", _seam, "seam_strength has no effect without seam_pass=True",
         lambda w: _extend(w, "--seam-strength", "0.5"), "--seam-strength has no effect without --seam-pass"),
     Row("seed", "seed", _seed, "seed must be between 0 and", lambda w: _inpaint(w, "--seed", "-1"),

@@ -410,7 +410,7 @@ def plan_extension(
         raise InvalidInputError(Arg("step_frac"), f" must be a number in (0, {MAX_STEP_FRAC}], got {step_frac!r}") from None
     if not (0.0 < step_frac <= MAX_STEP_FRAC):
         raise InvalidInputError(
-            f"step_frac must lie in (0, {MAX_STEP_FRAC}] so each window keeps at least half known pixels, got {step_frac:g}"
+            Arg("step_frac"), f" must lie in (0, {MAX_STEP_FRAC}] so each window keeps at least half known pixels, got {step_frac:g}"
         )
     if overlap is None:
         overlap = window // 4

@@ -193,7 +193,7 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
         pass  # the family's default steps: checked by extend() once the model is known
     # diffusers runs int(steps * strength) denoising steps and refuses zero.
     elif int(steps * float(strength)) < 1:
-        raise InvalidInputError(Arg("steps", steps), f" at strength={strength:g} leaves no denoising step; raise ", Arg("steps"),
+        raise InvalidInputError(Arg("steps", steps), " at ", Arg("strength", strength), " leaves no denoising step; raise ", Arg("steps"),
                                 f" to at least {math.ceil(1 / float(strength))}")
     if seam_strength is not None and not seam_pass:
         raise InvalidInputError(Arg("seam_strength"), " has no effect without ", Arg("seam_pass", True), "; add ",
@@ -204,7 +204,7 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
             raise InvalidInputError(Arg("seam_strength"), f" must lie in (0, 1) (a low-strength re-render), got {seam_strength}")
         if steps is not None and int(steps * float(seam_strength)) < 1:
             raise InvalidInputError(
-                Arg("steps", steps), f" at seam_strength={seam_strength:g} leaves the seam pass no denoising step; raise ",
+                Arg("steps", steps), " at ", Arg("seam_strength", seam_strength), " leaves the seam pass no denoising step; raise ",
                 Arg("steps"), f" to at least {math.ceil(1 / float(seam_strength))} or ", Arg("seam_strength")
             )
     if seed is not None:
