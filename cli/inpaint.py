@@ -73,12 +73,10 @@ def inpaint(
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter, pair_inputs
         from prefpaint_sdk.batch import plan_batch
-        from prefpaint_sdk.engines.base import check_offload, check_scheduler
-        from prefpaint_sdk.validation import check_seed
 
-        check_seed(seed, num_candidates)
-        check_offload(offload)
-        check_scheduler(scheduler)
+        Inpainter.validate(offload=offload, select=select, scheduler=scheduler, num_candidates=num_candidates, seed=seed,
+                           steps=steps, guidance_scale=guidance, mask_dilate=mask_dilate, mask_blur=mask_blur,
+                           crop_margin=crop_margin)
         if _jobs.check_manifest_mode(manifest, image, mask, output):
             _run_manifest(manifest, output, quiet, device, dict(
                 model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,

@@ -137,6 +137,14 @@ def _window(w):
     check_run_options(window=4)
 
 
+def _validate(**kw):
+    def call(w):
+        from prefpaint_sdk import Inpainter
+
+        Inpainter.validate(**kw)
+    return call
+
+
 TABLE = [
     Row("overwrite", "overwrite", _check_outputs, "already exists; pass overwrite=True to replace it",
         lambda w: _inpaint(w, out="taken.png"), "already exists; pass --overwrite to replace it"),
@@ -159,6 +167,15 @@ TABLE = [
         "--reward-norm must be one of"),
     Row("reward-weights", "reward_weights", _weights, "write e.g. reward_weights='0.7,0.3'",
         lambda w: _score(w, "--reward-weights", "abc"), "write e.g. --reward-weights 0.7,0.3"),
+    # Inpainter.validate: the model-free checks that inpaint runs first, and from_pretrained and a call again
+    Row("inpaint-offload", "offload", _validate(offload="disk"), "offload must be one of",
+        lambda w: _inpaint(w, "--offload", "disk"), "--offload must be one of"),
+    Row("inpaint-scheduler", "scheduler", _validate(scheduler="euler"), "scheduler must be one of",
+        lambda w: _inpaint(w, "--scheduler", "euler"), "--scheduler must be one of"),
+    Row("inpaint-derived-seeds", "seed", _validate(seed=2**32 - 2, num_candidates=3), "(and seed + 2 for 3 derived seeds)",
+        lambda w: _inpaint(w, "--seed", str(2**32 - 2), "-n", "3"), "--seed must be between 0 and"),
+    Row("inpaint-mask-dilate", "mask_dilate", _validate(mask_dilate=-1), "mask_dilate must be ≥ 0",
+        lambda w: _inpaint(w, "--mask-dilate", "-1"), "--mask-dilate must be ≥ 0"),
     Row("extend-padding", "left", _pad, "left must be >= 0 pixels", lambda w: _extend(w, "--left", "-5"),
         "--left must be >= 0 pixels"),
     Row("extend-window", "window", _window, "window must be a whole number",
