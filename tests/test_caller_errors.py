@@ -345,3 +345,15 @@ def test_a_rule_follows_its_option_through_a_rename():
 
     r = runner.invoke(sub, ["--n-steps", "0"])
     assert r.exit_code == 2 and "--n-steps must be ≥ 1, got 0" in r.output, r.output
+
+
+def test_a_log_record_names_the_flag_of_the_printing_command():
+    import logging
+
+    record = logging.LogRecord("prefpaint_sdk.x", logging.WARNING, __file__, 1, "%s given but '%s' holds no checkpoint",
+                               (Arg("resume", True), "out"), None)
+    assert record.getMessage() == "resume=True given but 'out' holds no checkpoint"  # a Python caller's log
+    cmd, names = _command(["train", "reward"])
+    with cmd.make_context(" ".join(names), [], resilient_parsing=True):
+        assert _common._CliTextFilter().filter(record)
+    assert record.getMessage() == "--resume given but 'out' holds no checkpoint"
