@@ -206,7 +206,7 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
     check = check_scene(Scene(scene.root, scene.format, frames), max_pairs=10) if len(frames) > 1 else {"pairs": 0, "consistent_share": None}
     if check.get("consistent_share") is not None and check["consistent_share"] < CONSISTENCY_THRESHOLD:
         log.warning("only %.1f%% of reprojected pixels agree between neighbouring frames: check the pose convention and "
-                    "the depth scale (run with --check)", 100 * check["consistent_share"])
+                    "the depth scale (run with %s)", 100 * check["consistent_share"], Arg("check", True))
     timings["load"] = time.perf_counter() - t0
 
     # novel cameras
