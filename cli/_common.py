@@ -6,11 +6,12 @@ Mechanisms, so that no command has to remember them one by one:
   :func:`warn` or :func:`note`, which build ``rich.text.Text`` objects: a path such as ``'nope[/x].png'``
   is printed as it is. Progress descriptions are not parsed as markup, help text is plain (no rich markup
   mode), and library log records go through a handler with ``markup=False``.
-* **Flags of the printing command.** An SDK error can carry ``.param`` (the Python name) and may mention
-  ``--flags``; :func:`cli_text` maps the name to the current command's option and drops advice about a flag
-  that the command does not have.
-* **Numbers before any model loads.** :class:`Command` checks the parsed values before the command body
-  runs: every float is finite, counts are ≥ 1, sizes > 0, seeds follow :func:`prefpaint_sdk.validation.check_seed`.
+* **Flags of the printing command.** An SDK error names its parameters as data (``Arg("overwrite", True)``);
+  :func:`error_line` shows each as the printing command's flag (``--overwrite``) through the one mapping in
+  :mod:`._flags`, or as Python shows it (``overwrite=True``) where the command has no such option.
+* **Numbers before any model loads.** Each option declares its value rule (``callback=COUNT``, ``SEED``, ...),
+  checked while the command line is parsed, so renaming an option keeps its rule; :class:`Command` checks
+  that every float is finite before the command body runs.
 * **No option without effect.** ``@requires(seam_strength="seam_pass")`` on a command declares that an option
   given on the command line does nothing unless another is on; :class:`Command` refuses it (exit 2) before
   the body runs, naming both flags.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -37,30 +37,73 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from ._flags import cli_message, flag_for, flag_of
 from ._quiet import quiet_library_bars
-from ._terms import cli_text, flag_of
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
-# ---- value rules, by option name (the Python parameter name of the command function) ----------------
-COUNTS = frozenset({
-    "steps", "num_candidates", "batch_size", "views", "iterations", "epochs", "samples", "max_frames",
-    "window", "max_size", "workers", "num_workers", "max_pixels", "per_image",
-})
+# ---- value rules, declared with the option they check (``typer.Option(..., callback=COUNT)``) ----------
+def _rule(check):
+    """A click callback applying ``check(param_name, value)`` (each item of a list) as the value is parsed."""
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        from prefpaint_sdk.errors import InvalidInputError
+
+        if value is None or ctx.resilient_parsing:
+            return value
+        try:
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if item is not None and not isinstance(item, bool):
+                    check(param.name, item)
+        except InvalidInputError as exc:
+            raise _click_exceptions().UsageError(cli_message(exc, ctx), ctx=ctx) from None
+        return value
+    return callback
+
+
+def _count(name: str, value: Any) -> None:
+    from prefpaint_sdk.validation import at_least
+
+    at_least(name, value, 1)
+
+
+def _non_negative(name: str, value: Any) -> None:
+    from prefpaint_sdk.validation import non_negative
+
+    non_negative(name, value)
+
+
+def _positive(name: str, value: Any) -> None:
+    from prefpaint_sdk.validation import positive
+
+    positive(name, value)
+
+
+def _seed(name: str, value: Any) -> None:
+    from prefpaint_sdk.validation import check_seed
+
+    check_seed(value, param=name)
+
+
+def _model_name(name: str, value: Any) -> None:
+    from prefpaint_sdk.hub import check_model_name
+
+    # an empty --model '' must not fall back to the default, nor name the working folder
+    check_model_name(value, "model" if name == "models" else name)
+
+
+COUNT = _rule(_count)
 """Options that count something: whole numbers ≥ 1."""
-NON_NEGATIVE = frozenset({"mask_dilate", "mask_blur", "tie_tolerance"})
-"""Options where 0 is allowed but a negative value is not (extend's padding and overlap are checked by its
-planner, before any model loads, with messages about the plan)."""
-POSITIVE = frozenset({"voxel_size", "depth_trunc", "depth_scale", "fov", "lr", "ratio", "ratio_x", "ratio_y"})
+NON_NEGATIVE = _rule(_non_negative)
+"""0 is allowed, a negative value is not."""
+POSITIVE = _rule(_positive)
 """Sizes and scales: finite and > 0."""
-SEEDS = frozenset({"seed"})
+SEED = _rule(_seed)
 """Seeds: :func:`prefpaint_sdk.validation.check_seed` (0 ≤ seed ≤ 2**32 - 1)."""
-MODEL_NAMES = frozenset({"model", "models", "reward_model", "baseline", "depth_model", "gold_reward", "init_reward"})
-"""Model names: :func:`prefpaint_sdk.hub.check_model_name` (not empty, not ``.`` or ``..``; an empty
-``--model ''`` must not fall back to the default, nor name the working folder)."""
+MODEL_NAME = _rule(_model_name)
+"""Model names: :func:`prefpaint_sdk.hub.check_model_name` (not empty, not ``.`` or ``..``)."""
 
 
 # The documented default of --max-pixels. prefpaint_sdk.imaging.DEFAULT_MAX_PIXELS is the source; it is
@@ -72,7 +115,7 @@ MAX_PIXELS_HELP = (f"Refuse images with more pixels than this (decompression bom
 
 def max_pixels_option():
     """The ``--max-pixels`` option every command that reads images takes (pass it on to :func:`setup`)."""
-    return typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP)
+    return typer.Option(None, "--max-pixels", callback=COUNT, help=MAX_PIXELS_HELP)
 
 
 def offline_option():
@@ -82,44 +125,19 @@ def offline_option():
 
 
 # ---- the command and group classes ---------------------------------------------------------------
-def _check_value(name: str, value: Any) -> None:
-    from prefpaint_sdk import validation as V
-
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_value(name, item)
-        return
-    if value is None or isinstance(value, bool):
-        return
-    if name in MODEL_NAMES:
-        from prefpaint_sdk.hub import check_model_name
-
-        check_model_name(value, "model" if name == "models" else name)
-        return
-    if isinstance(value, float):
-        V.finite(name, value)
-    if name in SEEDS:
-        V.check_seed(value, param=name)
-    elif name in COUNTS:
-        V.at_least(name, value, 1)
-    elif name in NON_NEGATIVE:
-        V.non_negative(name, value)
-    elif name in POSITIVE:
-        V.positive(name, value)
-
-
 def check_params(command, ctx) -> None:
-    """Apply the value rules to every parsed option of ``command``; a bad value is a usage error (exit 2)."""
+    """Every parsed float is finite (a rule by type, so no option can miss it); a bad one is a usage error."""
+    from prefpaint_sdk import validation as V
     from prefpaint_sdk.errors import InvalidInputError
 
     for param in command.params:
-        if param.name not in ctx.params:
-            continue
-        try:
-            _check_value(param.name, ctx.params[param.name])
-        except InvalidInputError as exc:
-            msg = re.sub(rf"^{re.escape(param.name)}\b", flag_of(param), str(exc))
-            raise _click_exceptions().UsageError(msg, ctx=ctx) from None
+        values = ctx.params.get(param.name)
+        for value in values if isinstance(values, (list, tuple)) else (values,):
+            if isinstance(value, float):
+                try:
+                    V.finite(param.name, value)
+                except InvalidInputError as exc:
+                    raise _click_exceptions().UsageError(cli_message(exc, ctx), ctx=ctx) from None
 
 
 def requires(**relations: str):
@@ -324,14 +342,18 @@ def setup(quiet: bool = False, debug: bool = False, offline: bool | None = None,
 
 
 class _CliTextFilter(logging.Filter):
-    """Library log records in the command's terms (no flag the command lacks)."""
+    """Library log records in the command's terms: an ``Arg`` among a record's arguments is shown as the
+    command's flag (``log.warning("%s given but ...", Arg("resume"))``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = cli_text(record.getMessage())
-        except Exception:  # noqa: BLE001 - a log line must never fail
-            return True
-        record.msg, record.args = text, None
+        from prefpaint_sdk.errors import Arg
+
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(a, Arg) for a in args):
+            try:
+                record.args = tuple((flag_for(a) or str(a)) if isinstance(a, Arg) else a for a in args)
+            except Exception:  # noqa: BLE001 - a log line must never fail
+                pass
         return True
 
 
@@ -377,25 +399,18 @@ def say_error(message: Any, prefix: str = "error: ") -> None:
 
 
 def warn(message: Any) -> None:
-    console.print(_line(("warning: ", "yellow"), cli_text(str(message))), soft_wrap=True)
+    console.print(_line(("warning: ", "yellow"), str(message)), soft_wrap=True)
 
 
 def note(message: Any) -> None:
-    console.print(_line(("note: ", "yellow"), cli_text(str(message))), soft_wrap=True)
+    console.print(_line(("note: ", "yellow"), str(message)), soft_wrap=True)
 
 
 def failed(item: Any, exc: BaseException | str) -> None:
-    """A batch item that failed: ``failed: ITEM: message`` (the run goes on)."""
-    msg = _terms_of(exc) if isinstance(exc, str) else error_line(exc)
+    """A batch item that failed: ``failed: ITEM: message`` (the run goes on). A stored error (text, read back
+    from a results file) is shown as it was stored, on one line."""
+    msg = " ".join(exc.split()) if isinstance(exc, str) else error_line(exc)
     say_error(f"{item}: {msg}", prefix="failed: ")
-
-
-def _terms_of(text: str) -> str:
-    """An SDK message given as text (a stored error) in the current command's terms."""
-    try:
-        return cli_text(" ".join(text.split()))
-    except Exception:  # noqa: BLE001 - reporting must never fail
-        return text
 
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -411,12 +426,13 @@ def error_line(exc: BaseException) -> str:
     """The one-line message of ``exc`` in the current command's terms."""
     from prefpaint_sdk.errors import PrefPaintError
 
-    text = str(exc) if isinstance(exc, PrefPaintError) else f"{exc.__class__.__name__}: {exc}"
-    text = " ".join(text.split())  # one line, whatever the message holds
+    if not isinstance(exc, PrefPaintError):
+        return " ".join(f"{exc.__class__.__name__}: {exc}".split())
     try:
-        return cli_text(text, getattr(exc, "param", None))
+        text = cli_message(exc)
     except Exception:  # noqa: BLE001 - reporting must never fail
-        return text
+        text = str(exc)
+    return " ".join(text.split())  # one line, whatever the message holds
 
 
 @contextmanager

@@ -8,17 +8,17 @@ from typing import Optional
 import typer
 
 from . import _jobs
-from ._common import handle_errors, max_pixels_option, offline_option, say, setup
+from ._common import COUNT, MODEL_NAME, SEED, handle_errors, max_pixels_option, offline_option, say, setup
 
 
 def generate_dataset(
     images: Path = typer.Argument(..., help="Folder of prompt images."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset folder (official layout: inpaint/, masks/, masks_color/, plus records/ and results.jsonl)."),
-    per_image: int = typer.Option(3, "--per-image", help="Inpaintings per (image, mask) (the paper: 3)."),
+    per_image: int = typer.Option(3, "--per-image", callback=COUNT, help="Inpaintings per (image, mask) (the paper: 3)."),
     masks: str = typer.Option("warp,outpaint-square,outpaint-strip", "--masks", help="Comma-separated mask kinds, one prompt per image and kind: warp (tilted-plane depth proxy), outpaint-square, outpaint-strip, strokes, outpaint, random."),
-    model: Optional[str] = typer.Option(None, help="Inpainting model (hub id, alias or folder). Default: kd5678/prefpaint-v1.0."),
-    seed: int = typer.Option(0, help="Run seed: fixes every mask and every sample seed (recorded per prompt)."),
-    steps: int = typer.Option(50, help="DDIM steps."),
+    model: Optional[str] = typer.Option(None, callback=MODEL_NAME, help="Inpainting model (hub id, alias or folder). Default: kd5678/prefpaint-v1.0."),
+    seed: int = typer.Option(0, callback=SEED, help="Run seed: fixes every mask and every sample seed (recorded per prompt)."),
+    steps: int = typer.Option(50, callback=COUNT, help="DDIM steps."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     offline: Optional[bool] = offline_option(),

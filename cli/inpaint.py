@@ -10,6 +10,10 @@ import typer
 
 from . import _jobs
 from ._common import (
+    COUNT,
+    MODEL_NAME,
+    NON_NEGATIVE,
+    SEED,
     console,
     handle_errors,
     max_pixels_option,
@@ -34,13 +38,13 @@ def inpaint(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="A jobs.jsonl (rows: id, image, mask, optional prompt, seed, n and sampler parameters): writes OUT/<id>.png + .json per row and OUT/results.jsonl. Runs on N processes under torchrun or accelerate launch; a rerun finishes what is left."),
     prompt: str = typer.Option("", help="Text prompt. PrefPaint is used with an empty prompt."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt."),
-    steps: Optional[int] = typer.Option(None, help="Sampling steps. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
+    steps: Optional[int] = typer.Option(None, callback=COUNT, help="Sampling steps. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
     guidance: Optional[float] = typer.Option(None, help="Guidance scale. Default: the family's (SD 7.5, SDXL 8, FLUX Fill 30). For SD/SDXL it is classifier-free guidance (no effect when prompt equals negative prompt); for FLUX Fill, its distilled guidance."),
-    seed: Optional[int] = typer.Option(None, help="Base seed; candidate k uses seed+k. Random (and recorded) when omitted."),
-    num_candidates: int = typer.Option(1, "-n", "--num-candidates", help="Candidates per image; the best by reward is kept when a reward model is given."),
+    seed: Optional[int] = typer.Option(None, callback=SEED, help="Base seed; candidate k uses seed+k. Random (and recorded) when omitted."),
+    num_candidates: int = typer.Option(1, "-n", "--num-candidates", callback=COUNT, help="Candidates per image; the best by reward is kept when a reward model is given."),
     save_all: bool = typer.Option(False, "--save-all", help="Also write every candidate as <out>_cand<k>.png."),
-    model: Optional[str] = typer.Option(None, help=_HELP_MODEL),
-    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) to score and pick candidates."),
+    model: Optional[str] = typer.Option(None, callback=MODEL_NAME, help=_HELP_MODEL),
+    reward_model: Optional[str] = typer.Option(None, "--reward-model", callback=MODEL_NAME, help="Reward model (hub id or folder) to score and pick candidates."),
     # best-of-N by a reward stack (issue 22)
     reward: list[str] = typer.Option([], "--reward", metavar="SPEC", help="Pick among the -n candidates by a reward stack: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness). --reward-model RM joins it as prefpaint=RM. Every reward's scores go into the sidecar JSON."),
     reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
@@ -51,8 +55,8 @@ def inpaint(
     offload: str = typer.Option("none", help="CPU offload for models larger than the GPU: none, model (each model moves to the GPU while it runs) or sequential (layer by layer: least memory, slowest)."),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Encode and decode in tiles (large images on small GPUs)."),
     scheduler: str = typer.Option("auto", "--scheduler", help="native (the model's shipped scheduler and its pipeline's defaults, as diffusers), ddim (the alignment sampler, η 1; SD/SDXL) or auto (ddim for PrefPaint and models aligned with DDIM, native for base models)."),
-    mask_dilate: int = typer.Option(0, "--mask-dilate", help="Grow the hole by this many pixels."),
-    mask_blur: int = typer.Option(8, "--mask-blur", help="Feathered seam width in pixels outside the hole."),
+    mask_dilate: int = typer.Option(0, "--mask-dilate", callback=NON_NEGATIVE, help="Grow the hole by this many pixels."),
+    mask_blur: int = typer.Option(8, "--mask-blur", callback=NON_NEGATIVE, help="Feathered seam width in pixels outside the hole."),
     crop_margin: int = typer.Option(128, "--crop-margin", help="Context pixels around the hole; negative = no cropping (whole image)."),
     invert_mask: bool = typer.Option(False, "--invert-mask", help="Black means fill."),
     mask_from_alpha: bool = typer.Option(False, "--mask-from-alpha", help="Fill where the mask image is transparent."),
@@ -69,11 +73,11 @@ def inpaint(
     with handle_errors(debug):
         from prefpaint_sdk import DEFAULT_MODEL, Inpainter
         from prefpaint_sdk.batch import plan_item
-        from prefpaint_sdk.engines.base import check_offload, check_scheduler
         from prefpaint_sdk.utils import pair_inputs
-        from prefpaint_sdk.validation import check_seed
 
-        check_seed(seed, num_candidates)
+        Inpainter.validate(offload=offload, select=select, scheduler=scheduler, num_candidates=num_candidates, seed=seed,
+                           steps=steps, guidance_scale=guidance, mask_dilate=mask_dilate, mask_blur=mask_blur,
+                           crop_margin=crop_margin)
         if select != "reward" and not reward_model and not reward:
             raise _bad("--select has no effect without --reward-model or --reward; add one or drop --select")
         stack = None
@@ -82,8 +86,6 @@ def inpaint(
 
             specs = ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
             stack = check_stack(specs, reward_weights, reward_norm, offline=offline)
-        check_offload(offload)
-        check_scheduler(scheduler)
         job = dict(model=model, save_all=save_all, overwrite=overwrite, dtype=dtype, reward_model=reward_model,
                    select=select, offline=offline, max_pixels=max_pixels, defaults=dict(
                        prompt=prompt, num_candidates=num_candidates, negative_prompt=negative_prompt, steps=steps,

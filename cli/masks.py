@@ -7,7 +7,18 @@ from typing import Optional
 
 import typer
 
-from ._common import EXIT_FAILED, failed, handle_errors, make_app, max_pixels_option, progress, say, say_error, setup
+from ._common import (
+    EXIT_FAILED,
+    SEED,
+    failed,
+    handle_errors,
+    make_app,
+    max_pixels_option,
+    progress,
+    say,
+    say_error,
+    setup,
+)
 
 masks_app = make_app(help="Generate reproducible inpainting masks.", no_args_is_help=True)
 
@@ -17,7 +28,7 @@ def generate(
     images: Path = typer.Argument(..., help="An image, or a folder of images."),
     kind: str = typer.Option(..., "--kind", help="warp, outpaint-square, outpaint-strip, strokes, outpaint (square or strip) or random."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the masks (<stem>.png, white = fill) and masks.json."),
-    seed: int = typer.Option(0, "--seed", help="Seed; each mask depends only on it, the kind and the image's stem and size."),
+    seed: int = typer.Option(0, "--seed", callback=SEED, help="Seed; each mask depends only on it, the kind and the image's stem and size."),
     depth: Optional[Path] = typer.Option(None, "--depth", help="Folder of depth maps (.npy or 16-bit/float images, larger = farther) paired by stem, for warp. Without it a tilted-plane proxy is used."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the existing mask folder (the whole folder)."),
     max_pixels: Optional[int] = max_pixels_option(),

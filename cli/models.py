@@ -6,11 +6,11 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, say_ok, setup
+from ._common import MODEL_NAME, handle_errors, say_ok, setup
 
 
 def download(
-    models: Optional[List[str]] = typer.Argument(None, help="Hub ids or aliases. Default: the PrefPaint model and its reward model."),
+    models: Optional[List[str]] = typer.Argument(None, callback=MODEL_NAME, help="Hub ids or aliases. Default: the PrefPaint model and its reward model."),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit (applies to every model given)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),

@@ -12,7 +12,20 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors, max_pixels_option, note, offline_option, progress, say, setup
+from ._common import (
+    COUNT,
+    MODEL_NAME,
+    POSITIVE,
+    SEED,
+    console,
+    handle_errors,
+    max_pixels_option,
+    note,
+    offline_option,
+    progress,
+    say,
+    setup,
+)
 
 _FORMATS = "auto, nerfstudio, colmap, tum, replica, scannet, redwood, single"
 
@@ -21,21 +34,21 @@ def recon3d(
     scene: Path = typer.Argument(..., help="Scene folder (nerfstudio, COLMAP, TUM, Replica, ScanNet, Open3D/Redwood) or one image."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (must be empty unless --overwrite). Needed unless --check."),
     format: str = typer.Option("auto", "--format", help=f"Scene format: {_FORMATS}."),
-    views: int = typer.Option(8, "--views", help="Novel views chosen around and between the input views."),
+    views: int = typer.Option(8, "--views", callback=COUNT, help="Novel views chosen around and between the input views."),
     trajectory: Path | None = typer.Option(None, "--trajectory", help="Novel cameras from a file (.json nerfstudio, .log Open3D, .txt TUM or 4x4 rows); overrides --views."),
-    depth_model: str = typer.Option("auto", "--depth-model", help="Monocular depth model (hub id or folder) for filled pixels and single images; "
+    depth_model: str = typer.Option("auto", "--depth-model", callback=MODEL_NAME, help="Monocular depth model (hub id or folder) for filled pixels and single images; "
                                     "'auto' = depth-anything/Depth-Anything-V2-Small-hf when available; 'none' = propagate from hole borders."),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="TSDF voxel size in metres, at least the scene's extent / 1024 (at most 1024 voxels per axis, so memory is predictable). Default: median depth / 150, raised to that bound."),
-    depth_trunc: float | None = typer.Option(None, "--depth-trunc", help="Ignore depth beyond this many metres. Default: 1.05 x the 99th percentile."),
-    depth_scale: float | None = typer.Option(None, "--depth-scale", help="Raw depth units per metre, overriding the format's (TUM 5000, Replica 6553.5, others 1000)."),
-    fov: float = typer.Option(60.0, "--fov", help="Horizontal field of view in degrees for a single image."),
-    max_frames: int | None = typer.Option(None, "--max-frames", help="Use at most N input frames, evenly spaced."),
-    num_candidates: int = typer.Option(1, "-n", "--num-candidates", help="Inpainting candidates per view; the best by reward is kept with --reward-model."),
-    seed: int = typer.Option(0, "--seed", help="Base seed; view i uses seed + i."),
-    steps: int | None = typer.Option(None, "--steps", help="Diffusion steps per view. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", callback=POSITIVE, help="TSDF voxel size in metres, at least the scene's extent / 1024 (at most 1024 voxels per axis, so memory is predictable). Default: median depth / 150, raised to that bound."),
+    depth_trunc: float | None = typer.Option(None, "--depth-trunc", callback=POSITIVE, help="Ignore depth beyond this many metres. Default: 1.05 x the 99th percentile."),
+    depth_scale: float | None = typer.Option(None, "--depth-scale", callback=POSITIVE, help="Raw depth units per metre, overriding the format's (TUM 5000, Replica 6553.5, others 1000)."),
+    fov: float = typer.Option(60.0, "--fov", callback=POSITIVE, help="Horizontal field of view in degrees for a single image."),
+    max_frames: int | None = typer.Option(None, "--max-frames", callback=COUNT, help="Use at most N input frames, evenly spaced."),
+    num_candidates: int = typer.Option(1, "-n", "--num-candidates", callback=COUNT, help="Inpainting candidates per view; the best by reward is kept with --reward-model."),
+    seed: int = typer.Option(0, "--seed", callback=SEED, help="Base seed; view i uses seed + i."),
+    steps: int | None = typer.Option(None, "--steps", callback=COUNT, help="Diffusion steps per view. Default: the model family's (SD 50, SDXL 30, FLUX Fill 50)."),
     prompt: str = typer.Option("", "--prompt", help="Text prompt (PrefPaint is used without one)."),
-    model: str | None = typer.Option(None, "--model", help="Inpainting model: hub id, alias or diffusers folder. Default: kd5678/prefpaint-v1.0."),
-    reward_model: str | None = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) for best-of-N."),
+    model: str | None = typer.Option(None, "--model", callback=MODEL_NAME, help="Inpainting model: hub id, alias or diffusers folder. Default: kd5678/prefpaint-v1.0."),
+    reward_model: str | None = typer.Option(None, "--reward-model", callback=MODEL_NAME, help="Reward model (hub id or folder) for best-of-N."),
     device: str = typer.Option("auto", "--device", help="auto (cuda, mps, cpu), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),
     check: bool = typer.Option(False, "--check", help="Only load the scene, reproject neighbouring frames and report depth consistency; writes nothing."),

@@ -9,14 +9,14 @@ from typing import Optional
 
 import typer
 
-from ._common import console, handle_errors, offline_option, say, setup, warn
+from ._common import COUNT, MODEL_NAME, console, handle_errors, offline_option, say, setup, warn
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    model: Optional[list[str]] = typer.Option(None, help="Hub id, alias (prefpaint, base) or local diffusers folder, optionally as NAME=SOURCE. Repeat it to serve several models side by side (a request's 'model' picks one by NAME, default its id; each has its own queue). Default: kd5678/prefpaint-v1.0."),
-    reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward model (hub id or folder) that scores every candidate and answers /v1/score."),
+    model: Optional[list[str]] = typer.Option(None, callback=MODEL_NAME, help="Hub id, alias (prefpaint, base) or local diffusers folder, optionally as NAME=SOURCE. Repeat it to serve several models side by side (a request's 'model' picks one by NAME, default its id; each has its own queue). Default: kd5678/prefpaint-v1.0."),
+    reward_model: Optional[str] = typer.Option(None, "--reward-model", callback=MODEL_NAME, help="Reward model (hub id or folder) that scores every candidate and answers /v1/score."),
     # the reward stack (issue 22): one stack scores every served model's candidates and answers /v1/score
     reward: Optional[list[str]] = typer.Option(None, "--reward", metavar="SPEC", help="Score with a reward stack instead: repeat NAME or NAME=SOURCE (prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, seam, outside-change, brightness); --reward-model RM joins it as prefpaint=RM. It picks among every model's candidates and /v1/score answers each reward."),
     reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, e.g. 1,0.5 (default 1 each)."),
@@ -26,8 +26,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="PREFPAINT_API_KEY", show_envvar=True, show_default=False, help="Key every /v1 request must send (Authorization: Bearer KEY). Default: $PREFPAINT_API_KEY, else none."),
     max_queue: int = typer.Option(16, "--max-queue", help="Jobs waiting or running at once; one more gets 429 with Retry-After."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body in MiB (413 past it)."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse uploaded images with more pixels than this (413), from their headers. Default: 16777216 (4096x4096)."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps of requests that do not say. Default: 50."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", callback=COUNT, help="Refuse uploaded images with more pixels than this (413), from their headers. Default: 16777216 (4096x4096)."),
+    steps: Optional[int] = typer.Option(None, callback=COUNT, help="Denoising steps of requests that do not say. Default: 50."),
     select: str = typer.Option("reward", help="Default pick among candidates: 'reward' or trust-aware 'lcb' (score - c*bound)."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto (fp16 on cuda, fp32 elsewhere), float32, float16, bfloat16."),

@@ -8,6 +8,10 @@ from typing import List, Optional
 import typer
 
 from ._common import (
+    COUNT,
+    MODEL_NAME,
+    POSITIVE,
+    SEED,
     handle_errors,
     interrupt_exit_code,
     max_pixels_option,
@@ -23,12 +27,12 @@ from ._common import (
 def train_align(
     data: Path = typer.Option(..., "--data", help="Training prompts: DIR/images/ (+ optional DIR/masks/, paired by stem) or DIR/manifest.jsonl."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints/, logs/ (tensorboard), log.jsonl, eval/ grids, lora/, merged/."),
-    model: Optional[str] = typer.Option(None, "--model", help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
-    reward_model: List[str] = typer.Option([], "--reward-model", help="Shorthand for --reward prefpaint=ID: a PrefPaint reward model (hub id or folder); repeatable. These come first in the stack, before the --reward ones."),
+    model: Optional[str] = typer.Option(None, "--model", callback=MODEL_NAME, help="Pipeline to align: hub id or diffusers folder (default: the base SD-inpainting model, prefpaint_sdk.hub.BASE_MODEL)."),
+    reward_model: List[str] = typer.Option([], "--reward-model", callback=MODEL_NAME, help="Shorthand for --reward prefpaint=ID: a PrefPaint reward model (hub id or folder); repeatable. These come first in the stack, before the --reward ones."),
     reward: List[str] = typer.Option([], "--reward", help="A reward of the stack as NAME or NAME=SOURCE (repeatable): prefpaint[=RM], clip=FOLDER, remote=http://HOST:PORT, brightness, seam, outside-change."),
     reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="One weight per reward of the stack, in order (--reward-model ones first), e.g. 1,0.5 (default: 1 each)."),
     reward_norm: Optional[str] = typer.Option(None, "--reward-norm", help="How the stack becomes one advantage: gdpo (default: each reward normalised within its group, weighted sum, whitened over the batch), sum (raw weighted sum) or rank (within-group win-rates). On --resume: the run's."),
-    gold_reward: List[str] = typer.Option([], "--gold-reward", help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: any reward spec (brightness, prefpaint=RM, a reward-model folder or hub id, remote=http://HOST:PORT); repeat it for an ensemble (see --gold-weights)."),
+    gold_reward: List[str] = typer.Option([], "--gold-reward", callback=MODEL_NAME, help="A second, held-out 'gold' reward scored at every evaluation and watched against the training reward: any reward spec (brightness, prefpaint=RM, a reward-model folder or hub id, remote=http://HOST:PORT); repeat it for an ensemble (see --gold-weights)."),
     gold_weights: Optional[str] = typer.Option(None, "--gold-weights", help="One weight per --gold-reward, e.g. 0.5,0.5; normalised to sum(|w|) = 1 (default: equal)."),
     on_hacking: Optional[str] = typer.Option(None, "--on-hacking", help="warn or stop when the held-out training reward rises while the gold reward falls for hacking_patience (default 3) consecutive evaluations; stop exports the best weights by gold reward."),
     preset: Optional[str] = typer.Option(None, "--preset", help="paper, lora-24gb, flux-fill-lora-80gb or cpu-smoke (any family; its FLUX Fill values differ, see docs/align.md)."),
@@ -36,11 +40,11 @@ def train_align(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file overriding the preset (flat keys or an [align] table)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out prompts (same layout as --data); default: the last eval_size items of --data."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Override the number of RL iterations."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override the sampling steps per rollout (DDIM, or FLUX's flow steps)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", callback=COUNT, help="Override the number of RL iterations."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=POSITIVE, help="Override the learning rate."),
+    steps: Optional[int] = typer.Option(None, "--steps", callback=COUNT, help="Override the sampling steps per rollout (DDIM, or FLUX's flow steps)."),
     finetune: Optional[str] = typer.Option(None, "--finetune", help="lora or full."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Override the seed."),
+    seed: Optional[int] = typer.Option(None, "--seed", callback=SEED, help="Override the seed."),
     set_: List[str] = typer.Option([], "--set", help="Any setting as NAME=VALUE (repeatable), e.g. --set clip_range=1e-3."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (multi-GPU: launch with accelerate/torchrun)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write lora/ and merged/ to --out at the end."),
@@ -61,9 +65,9 @@ def train_align(
 
         specs = [*reward_model, *reward]
         for spec in reward:
-            parse_spec(spec, "--reward")  # an unknown name in one line, before anything is read
+            parse_spec(spec, "reward")  # an unknown name in one line, before anything is read
         train_reward = specs[0] if len(specs) == 1 else specs
-        gold = reward_from_flags(gold_reward, gold_weights, "--gold-reward", "--gold-weights") if gold_reward else None
+        gold = reward_from_flags(gold_reward, gold_weights, "gold_reward", "gold_weights") if gold_reward else None
         settings = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
                         on_hacking=on_hacking)
         for item in set_:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidInputError
+from .errors import Arg, InvalidInputError
 
 __all__ = ["resolve_device", "resolve_dtype", "quiet_loading"]
 
@@ -30,7 +30,7 @@ def resolve_device(device="auto"):
     except (RuntimeError, TypeError) as exc:
         raise InvalidInputError(f"device '{device}' is not a device name; use auto, cpu, cuda, cuda:N or mps") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu")
+        raise InvalidInputError(f"device '{device}' was asked for but CUDA is not available here; use ", Arg("device", "cpu"))
     return dev
 
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInputError, ModelNotFoundError
+from .errors import Arg, InvalidInputError, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -120,7 +120,8 @@ def check_model_name(model: str | os.PathLike, what: str = "model") -> str:
     """
     text = os.fspath(model)
     if text.strip() in ("", ".", ".."):
-        raise InvalidInputError(f"{what} {text!r} names no model; pass a hub id such as '{DEFAULT_MODEL}' or a "
+        raise InvalidInputError(Arg(what) if what.isidentifier() else what,
+                                f" {text!r} names no model; pass a hub id such as '{DEFAULT_MODEL}' or a "
                                 "model folder by its name (e.g. '../my-model')")
     return text
 
@@ -177,7 +178,8 @@ def _snapshot(model_id: str, *, offline: bool, revision: str | None, what: str, 
             "check the id, or log in with 'hf auth login' for a gated repo"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise ModelNotFoundError(f"{what} '{model_id}' could not be fetched: {exc}; try again, or pass --offline with a cached copy") from exc
+        raise ModelNotFoundError(f"{what} '{model_id}' could not be fetched: {exc}; try again, or pass ", Arg("offline", True),
+                                 " with a cached copy") from exc
     path = Path(folder)
     return ResolvedModel(model_id=model_id, path=path, revision=path.name, source="hub")
 

@@ -240,13 +240,10 @@ class Inpainter:
             ConfigError: an unknown reward name, weights that do not match the rewards, an unknown norm.
         """
         from .engines import engine_class
-        from .engines.base import check_offload, check_scheduler
 
         t0 = time.perf_counter()
         # everything that needs no weights first (issue 19); then the weights
-        check_offload(offload)
-        check_select(select)
-        check_scheduler(scheduler)
+        cls.validate(offload=offload, select=select, scheduler=scheduler)
         stack = None
         if reward is not None:
             from .reward.choice import check_stack  # noqa: PLC0415 - only with a reward stack
@@ -274,6 +271,25 @@ class Inpainter:
                    select=select, lcb_c=lcb_c)
         self.load_seconds = time.perf_counter() - t0
         return self
+
+    @staticmethod
+    def validate(*, offload: str = "none", select: str = "reward", scheduler: str = "auto", num_candidates: int = 1,
+                 seed: int | None = None, steps: int | None = None, guidance_scale: float | None = None,
+                 mask_dilate: float = 0, mask_blur: float = 0, crop_margin: int | None = None) -> None:
+        """Every check of :meth:`from_pretrained` and of a call that needs no model and no file: the names
+        (``offload``, ``select``, ``scheduler``) and the numbers (``None`` steps or guidance: the family's,
+        checked once the model is known). Front ends call it first, before anything loads.
+
+        Raises:
+            InvalidInputError: naming the parameter and the value.
+        """
+        from .engines.base import check_offload, check_scheduler
+
+        check_offload(offload)
+        check_select(select)
+        check_scheduler(scheduler)
+        _check_params(num_candidates, 1 if steps is None else steps, 0.0 if guidance_scale is None else guidance_scale,
+                      None, mask_dilate, mask_blur, 1.0, seed, crop_margin)
 
     @staticmethod
     def check_files(model: str | os.PathLike = DEFAULT_MODEL, *, offline: bool | None = None,

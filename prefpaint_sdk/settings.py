@@ -64,9 +64,7 @@ class Settings:
         try:
             check_seed(getattr(self, "seed", None))
         except InvalidInputError as exc:
-            err = ConfigError(f"{self._what} setting {exc}")
-            err.param = "seed"  # type: ignore[attr-defined]
-            raise err from None
+            raise ConfigError(f"{self._what} setting ", *exc.args, param="seed") from None
 
     def _not_finite(self, name: str, value: Any) -> ConfigError:
         err = ConfigError(f"{self._what} setting {name}={value!r} must be a finite number")

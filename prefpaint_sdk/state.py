@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptFileError, DataError, PickleRefusedError, PrefPaintError
+from .errors import Arg, CorruptFileError, DataError, Hint, PickleRefusedError, PrefPaintError
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -52,9 +52,10 @@ _TYPE_NAMES = {dict: "a JSON object", list: "a JSON array", str: "a string", int
                bool: "true/false", type(None): "null"}
 
 
-def corrupt(path: str | os.PathLike, what: str, problem: str, fix: str) -> CorruptFileError:
-    """The one-line error for a bad state file: ``"{what} '{path}' {problem}; {fix}"``."""
-    return CorruptFileError(f"{what} '{path}' {problem}; {fix}")
+def corrupt(path: str | os.PathLike, what: str, problem: str, fix: str | tuple) -> CorruptFileError:
+    """The one-line error for a bad state file: ``"{what} '{path}' {problem}; {fix}"`` (``fix``: text, or
+    message parts that name a parameter, ``("start over with ", Arg("overwrite", True))``)."""
+    return CorruptFileError(f"{what} '{path}' {problem}; ", *(fix if isinstance(fix, tuple) else (fix,)))
 
 
 def _kind(value: Any) -> str:
@@ -307,14 +308,14 @@ def find_run(out: str | os.PathLike, run_files: Iterable[str], what: str, *, res
 
     out = Path(out)
     if resume and overwrite:
-        raise InvalidInputError("resume=True and overwrite=True contradict each other; pass one of them")
+        raise InvalidInputError(Arg("resume", True), " and ", Arg("overwrite", True), " contradict each other; pass one of them")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"output '{out}' is a file; pass a folder for the {what}")
     found = [name for name in run_files if (out / name).exists()]
     if found and not (resume or overwrite):
-        raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)}); "
-                                "pass resume=True (--resume) to continue it, or choose a new output folder; or pass "
-                                "overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"'{out}' already holds {'an' if what[0] in 'aeiou' else 'a'} {what} ({', '.join(found)})",
+                                Hint("; pass ", Arg("resume", True), " to continue it"), "; or choose a new output folder",
+                                Hint("; or pass ", Arg("overwrite", True), " to replace it"))
     return found
 
 

@@ -1,8 +1,8 @@
 """One validation layer for user values, shared by the SDK, the apps and the CLI.
 
 Every public entry point checks its numbers here before any model loads, so the CLI and a Python user get
-the same one-line errors. Each error names the Python parameter in ``InvalidInputError.param``; the CLI
-turns that into the flag of the command that printed it, so no message suggests a flag a command lacks.
+the same one-line errors. Each error names its parameter as an :class:`~prefpaint_sdk.errors.Arg` (also
+``InvalidInputError.param``): a Python caller reads ``steps``, the CLI the flag of the command that printed it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import InvalidInputError
+from .errors import Arg, InvalidInputError
 
 __all__ = ["finite", "positive", "non_negative", "at_least", "check_seed", "SEED_MAX", "bad_value"]
 
@@ -19,11 +19,15 @@ __all__ = ["finite", "positive", "non_negative", "at_least", "check_seed", "SEED
 SEED_MAX = 2**32 - 1
 
 
-def bad_value(param: str, message: str) -> InvalidInputError:
-    """An ``InvalidInputError`` for ``param`` (the Python name; the CLI maps it to its flag)."""
-    err = InvalidInputError(message)
-    err.param = param  # type: ignore[attr-defined]
-    return err
+def bad_value(param: str, *parts) -> InvalidInputError:
+    """An ``InvalidInputError`` about ``param`` (the Python name; the CLI shows its flag).
+
+    ``parts`` are text and :class:`Arg`; a first text that starts with ``param`` ("steps must be ≥ 1") names
+    it as an Arg, so the CLI says "--steps must be ≥ 1".
+    """
+    if parts and isinstance(parts[0], str) and parts[0].startswith(param + " "):
+        parts = (Arg(param), parts[0][len(param):], *parts[1:])
+    return InvalidInputError(*parts, param=param)
 
 
 def _number(param: str, value: Any) -> float:

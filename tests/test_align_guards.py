@@ -139,7 +139,7 @@ def test_parse_weights_and_resolve_names(tmp_path):
     assert parse_weights(" 0.7, 0.3 ", 2) == (0.7, 0.3) and parse_weights(None, 2) is None
     assert resolve_reward("brightness") == "brightness"
     with pytest.raises(ConfigError, match="'shiny' is neither a built-in reward"):
-        resolve_reward(["brightness", "shiny"], flag="--gold-reward")
+        resolve_reward(["brightness", "shiny"], param="gold_reward")
     from prefpaint_sdk import InvalidInputError
     from prefpaint_sdk.testing import save_tiny_reward_model
 

@@ -86,7 +86,7 @@ def test_old_run_records_name_their_algorithm(tmp_path):
     (tmp_path / "align_config.json").write_text(json.dumps({"algo": "", "adv_mode": "batch"}))
     assert recorded_algo(tmp_path, "grpo") == "grpo"  # "" was the family's default
     check_resume_algo(tmp_path, "grpo", "grpo")
-    with pytest.raises(ConfigError, match="trained with algo='grpo' but algo='ppo' was asked for; resume with --algo grpo"):
+    with pytest.raises(ConfigError, match="trained with algo='grpo' but algo='ppo' was asked for; resume with algo='grpo'"):
         check_resume_algo(tmp_path, "ppo", "grpo")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
-from prefpaint_cli import _common, _quiet, _terms
+from prefpaint_cli import _common, _flags, _quiet
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
@@ -137,28 +138,34 @@ def test_progress_descriptions_are_text():
 
 
 # ---- 2. no message suggests a flag the printing command lacks -----------------------------------
-SDK_MESSAGE = "mask is 640x480 but image is 512x512; pass resize_mask=True (--resize-mask) to resize it"
+_FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 
 
 @pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_flag_advice_follows_the_printing_command(path, cmd):
+    from prefpaint_sdk.errors import Arg, Hint, InvalidInputError, OutputExistsError
+    from prefpaint_sdk.validation import at_least, finite
+
+    errors = [InvalidInputError("mask is 640x480 but image is 512x512", Hint("; pass ", Arg("resize_mask", True), " to resize it")),
+              OutputExistsError("output 'x.png' already exists", Hint("; pass ", Arg("overwrite", True), " to replace it"))]
+    for check in (lambda: at_least("steps", 0), lambda: finite("guidance_scale", float("nan"))):
+        with pytest.raises(InvalidInputError) as info:
+            check()
+        errors.append(info.value)
     ctx = cmd.make_context(" ".join(path), [], resilient_parsing=True)
     with ctx:
-        text = _terms.cli_text(SDK_MESSAGE)
-        text2 = _terms.cli_text("output 'x.png' already exists; pass --overwrite (overwrite=True) to replace it")
-        text3 = _terms.cli_text("steps must be ≥ 1, got 0", param="steps")
-        text4 = _terms.cli_text("guidance_scale must be a finite number, got nan", param="guidance_scale")
+        text, text2, text3, text4 = (_common.error_line(e) for e in errors)
     if _has(cmd, "--resize-mask"):
         assert text == "mask is 640x480 but image is 512x512; pass --resize-mask to resize it"
     else:
-        assert text == "mask is 640x480 but image is 512x512" and "--resize-mask" not in text
+        assert text == "mask is 640x480 but image is 512x512"  # advice the command cannot follow is left out
     if _has(cmd, "--overwrite"):
         assert text2 == "output 'x.png' already exists; pass --overwrite to replace it"
     else:
         assert text2 == "output 'x.png' already exists"
     assert text3 == ("--steps must be ≥ 1, got 0" if _has(cmd, "--steps") else "steps must be ≥ 1, got 0")
     assert text4.startswith("--guidance " if _has(cmd, "--guidance") else "guidance_scale ")
-    for flag in _terms._FLAG.findall(text + text2 + text3 + text4):
+    for flag in _FLAG.findall(text + text2 + text3 + text4):
         assert _has(cmd, flag), (path, flag)
 
 
@@ -193,7 +200,7 @@ def test_every_float_option_must_be_finite(path, cmd, param, value, tmp_path):
         args += ["--model", "/nonexistent"]  # a model load would be exit 2/3 with another message
     r = _run([*args, f"{param.opts[0]}={value}"])
     line = _one_error_line(r)
-    assert "finite number" in line and _terms.flag_of(param) in line
+    assert "finite number" in line and _flags.flag_of(param) in line
 
 
 COUNT_CASES = [
@@ -220,12 +227,6 @@ def test_counts_and_sizes(args, values, pictures):
         line = _one_error_line(_run([*argv, value, "--model", "/nonexistent"] if argv[0] in ("inpaint",) else [*argv, value]))
         assert ("≥" in line or "> 0" in line) and value in line
     assert not (pictures / "out").exists()
-
-
-def test_every_count_rule_names_real_options():
-    names = {p.name for _, cmd in COMMANDS for p in cmd.params}
-    for rule in (_common.COUNTS, _common.POSITIVE, _common.NON_NEGATIVE):
-        assert rule - {"workers", "num_workers"} <= names, sorted(rule - names)
 
 
 SEEDED = [(path, cmd) for path, cmd in COMMANDS if _has(cmd, "--seed")]
@@ -431,18 +432,20 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path):
 
 
 def test_value_errors_of_any_origin_name_the_flag():
+    from prefpaint_sdk.errors import Arg, InvalidInputError
+    from prefpaint_sdk.validation import bad_value
+
+    limit = InvalidInputError("raise ", Arg("max_pixels"), " or PREFPAINT_MAX_PIXELS")
     cmd = dict(COMMANDS_BY_NAME)["extend"]
     with cmd.make_context("extend", [], resilient_parsing=True):
-        assert _terms.cli_text("left must be >= 0 pixels, got -5") == "--left must be >= 0 pixels, got -5"
-        assert _terms.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
-            "raise --max-pixels or PREFPAINT_MAX_PIXELS"
-        # a leading word that is not about a value keeps its meaning
-        assert _terms.cli_text("output 'x.png' is a folder") == "output 'x.png' is a folder"
+        assert _flags.cli_message(bad_value("left", "left must be >= 0 pixels, got -5")) == "--left must be >= 0 pixels, got -5"
+        assert _flags.cli_message(limit) == "raise --max-pixels or PREFPAINT_MAX_PIXELS"
+        # a leading word that is not a parameter keeps its meaning
+        assert _flags.cli_message(InvalidInputError("output 'x.png' is a folder")) == "output 'x.png' is a folder"
     cmd = dict(COMMANDS_BY_NAME)["masks generate"]
     with cmd.make_context("generate", [], resilient_parsing=True):
-        assert _terms.cli_text("raise max_pixels (--max-pixels) or PREFPAINT_MAX_PIXELS") == \
-            "raise --max-pixels or PREFPAINT_MAX_PIXELS"
-        assert _terms.cli_text("pass a bigger window (--window)") == "pass a bigger window"
+        assert _flags.cli_message(limit) == "raise --max-pixels or PREFPAINT_MAX_PIXELS"
+        assert _flags.cli_message(InvalidInputError("pass a bigger ", Arg("window"))) == "pass a bigger window"
 
 
 COMMANDS_BY_NAME = [(" ".join(p), c) for p, c in COMMANDS]

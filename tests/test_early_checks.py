@@ -208,7 +208,7 @@ def test_alpha_mask_rule_from_the_header(tmp_path, mode, ok):
         load_mask(p, from_alpha=True)  # the same rule as the load
     else:
         for check in (check_alpha_mask, lambda q: load_mask(q, from_alpha=True)):
-            with pytest.raises(InvalidInputError, match="no alpha channel; drop --mask-from-alpha"):
+            with pytest.raises(InvalidInputError, match="no alpha channel; drop mask_from_alpha"):
                 check(p)
 
 

@@ -139,7 +139,7 @@ def test_corrupt_eval_config_is_named_and_overwrite_discards_it(tmp_path):
     _run(tmp_path, FakeInpainter(5, "A"), data, write_report=True)
     config = tmp_path / "out" / "eval_config.json"
     config.write_text('{"protocol": 2, "mod')
-    with pytest.raises(CorruptFileError, match=r"eval_config\.json' is not a readable evaluation config.*--overwrite"):
+    with pytest.raises(CorruptFileError, match=r"eval_config\.json' is not a readable evaluation config.*pass overwrite=True"):
         _run(tmp_path, FakeInpainter(5, "A"), data)
     config.write_text("[]")
     with pytest.raises(CorruptFileError, match="JSON list"):

@@ -127,7 +127,7 @@ def test_more_samples_draw_only_the_missing_ones(tmp_path):
 def test_other_settings_on_the_same_folder_are_refused(tmp_path):
     data = write_data(tmp_path / "data", n=2)
     _run(tmp_path, FakeInpainter(5, "A"), FakeInpainter(0, "B"), data)
-    with pytest.raises(ConfigError, match=r"other settings \(seed: 0 there, 1 now\).*--overwrite"):
+    with pytest.raises(ConfigError, match=r"other settings \(seed: 0 there, 1 now\).*pass overwrite=True"):
         _run(tmp_path, FakeInpainter(5, "A"), FakeInpainter(0, "B"), data, seed=1)
     model = FakeInpainter(5, "A")
     rep = _run(tmp_path, model, FakeInpainter(0, "B"), data, seed=1, overwrite=True)

@@ -162,7 +162,7 @@ def test_bad_sizes_exit_code_2_before_loading_a_model(photo, tmp_path, args, mat
         (["--prefill", "mirror"], "prefill must be one of"),
         (["--feather", "-1"], "feather must be a whole number >= 0"),
         (["--seam-pass", "--seam-strength", "1.5"], "--seam-strength must lie in (0, 1)"),
-        (["--seam-pass", "--steps", "2"], "steps=2 at seam_strength=0.3 leaves the seam pass no denoising step"),
+        (["--seam-pass", "--steps", "2"], "--steps 2 at --seam-strength 0.3 leaves the seam pass no denoising step"),
         (["-n", "0"], "--num-candidates must be ≥ 1, got 0"),
         (["--seed", "-3"], "--seed must be between 0 and 4294967295, got -3"),
         (["--strength", "0"], "strength must lie in (0, 1]"),

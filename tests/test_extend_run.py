@@ -198,7 +198,7 @@ def test_save_writes_image_and_sidecar_and_never_overwrites(tmp_path):
     assert meta["plan"]["canvas_size"] == [48, 32] and len(meta["plan"]["steps"]) == len(meta["steps"])
     assert [s["seed"] for s in meta["steps"]] == result.seeds
     assert meta["steps"][0]["scores"] == result.steps[0].scores
-    with pytest.raises(OutputExistsError, match=r"wide\.png' already exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match=r"wide\.png' already exists; pass overwrite=True"):
         result.save(out)
     # the sidecar alone existing is refused too, before the image is written
     (tmp_path / "b.json").write_text("{}")
@@ -237,7 +237,7 @@ def test_unreadable_and_missing_images(tmp_path):
         (dict(ratio=2, seed=-1), r"seed must be a whole number >= 0, got -1"),
         (dict(ratio=2, seam_pass=True, seam_strength=1.0), r"seam_strength must lie in \(0, 1\)"),
         (dict(ratio=2, seam_pass=True, steps=3, seam_strength=0.3), r"steps=3 at seam_strength=0\.3 leaves the seam pass no"),
-        (dict(ratio=2, steps=1, strength=0.5), r"steps=1 at strength=0\.5 leaves no denoising step; raise --steps to at least 2"),
+        (dict(ratio=2, steps=1, strength=0.5), r"steps=1 at strength=0\.5 leaves no denoising step; raise steps to at least 2"),
         (dict(ratio=2, strength=0), r"strength must lie in \(0, 1\], got 0"),
         (dict(ratio=2, window=0), r"window must be a whole number >= 8, got 0"),
     ],

@@ -24,7 +24,7 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
 
 def test_json_is_not_overwritten_without_permission(tmp_path):
     atomic_write_json(tmp_path / "a.json", {"x": 1}, overwrite=False)
-    with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="already exists; pass overwrite=True"):
         atomic_write_json(tmp_path / "a.json", {"x": 2}, overwrite=False)
     atomic_write_json(tmp_path / "a.json", {"x": 2}, overwrite=True)
     assert (tmp_path / "a.json").read_text().strip().endswith("}")

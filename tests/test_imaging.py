@@ -88,7 +88,7 @@ def test_bad_sources(tmp_path):
 def test_mask_size_rules(caplog):
     small = HOLE[::1, ::1]
     assert fit_mask_to_image(small, (53, 37)) is small
-    with pytest.raises(InvalidInputError, match=r"mask is 53x37 but image is 60x60; pass --resize-mask"):
+    with pytest.raises(InvalidInputError, match=r"mask is 53x37 but image is 60x60; pass resize_mask=True"):
         fit_mask_to_image(HOLE, (60, 60))
     assert fit_mask_to_image(HOLE, (60, 60), resize=True).shape == (60, 60)
     big = np.kron(HOLE, np.ones((2, 2), bool))  # same aspect ratio: resized with a warning

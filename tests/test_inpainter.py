@@ -227,7 +227,7 @@ def test_save_writes_image_and_sidecar_atomically(tiny_inpainter, tmp_path):
     assert facts["seeds"] == [2, 3] and facts["model_id"] == tiny_inpainter.model_id and "timings" in facts
     assert {p.split("/")[-1] for p in written} == {"o.png", "o.json", "o_cand0.png", "o_cand1.png"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
-    with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="already exists; pass overwrite=True"):
         out.save(tmp_path / "o.png")
     out.save(tmp_path / "o.png", overwrite=True)
 

@@ -131,7 +131,7 @@ def test_rerun_skips_finished_items_and_redoes_partial_or_failed_ones(tmp_path, 
 def test_rerun_with_other_settings_is_refused_without_overwrite(tmp_path, tiny_inpainter):
     manifest = write_manifest(tmp_path / "d", 2)
     _run(manifest, tmp_path / "out", tiny_inpainter)
-    with pytest.raises(OutputExistsError, match="item00.*different manifest row or other settings.*--overwrite"):
+    with pytest.raises(OutputExistsError, match="item00.*different manifest row or other settings.*overwrite=True"):
         _run(manifest, tmp_path / "out", tiny_inpainter, defaults={"steps": 3})
     s = _run(manifest, tmp_path / "out", tiny_inpainter, defaults={"steps": 3}, overwrite=True)
     assert s.done == 2

@@ -142,7 +142,7 @@ def test_generate_dataset_refuses_a_users_inpainting_and_overwrite_replaces_it(t
     users = data / "inpaint" / "a-warp_1.png"
     users.write_bytes(b"my picture")
     kw = dict(per_image=2, masks=["warp"], steps=2, inpainter=tiny_inpainter)
-    with pytest.raises(OutputExistsError, match="a-warp_1.png.*not written by this job.*--overwrite"):
+    with pytest.raises(OutputExistsError, match="a-warp_1.png.*not written by this job.*overwrite=True"):
         run_generate_dataset(images, data, **kw)
     assert users.read_bytes() == b"my picture" and sorted(p.name for p in data.iterdir()) == ["inpaint"]
     assert run_generate_dataset(images, data, overwrite=True, **kw).done == 1
@@ -226,7 +226,7 @@ def test_rate_replaces_only_its_own_page(tmp_path):
     data = write_synthetic_reward_dataset(tmp_path / "data", n_prompts=2, per_prompt=2, size=32)
     page = data / "rate.html"
     page.write_text("<html>my notes</html>")
-    with pytest.raises(OutputExistsError, match="rate.html.*not a page.*--overwrite"):
+    with pytest.raises(OutputExistsError, match="rate.html.*not a page.*overwrite=True"):
         write_rating_page(data)
     assert page.read_text() == "<html>my notes</html>"
 

@@ -173,7 +173,7 @@ def test_overwrite_replaces_a_folder_whole(tmp_path):
         for v in ("001", "002"):
             (stage / v).mkdir()
             (stage / v / "rgb.png").write_bytes(b"old")
-    with pytest.raises(OutputExistsError, match="views' already exists and is not empty; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="views' already exists and is not empty; pass overwrite=True"):
         with F.staged_dir(dest):
             pass
     with F.staged_dir(dest, overwrite=True) as stage:
@@ -270,7 +270,7 @@ def test_json_is_strict_and_names_the_key(tmp_path):
 
 def test_an_existing_member_is_refused_before_anything_is_written(tmp_path):
     (tmp_path / "b.json").write_text("keep")
-    with pytest.raises(OutputExistsError, match="b.json' already exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="b.json' already exists; pass overwrite=True"):
         F.write_set({tmp_path / "a.png": F.image_writer(_image(), tmp_path / "a.png"),
                      tmp_path / "b.json": F.json_writer({})})
     assert _listing(tmp_path) == ["b.json"] and (tmp_path / "b.json").read_text() == "keep"

@@ -39,7 +39,7 @@ def test_tiny_depth_anything_through_the_pipeline(tiny_depth_anything):
 
 
 def test_missing_depth_model_names_the_fix(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="could not be loaded.*--depth-model none"):
+    with pytest.raises(ModelNotFoundError, match="could not be loaded.*depth_model='none'"):
         load_depth_estimator(str(tmp_path / "no-such-model"), device="cpu")
 
 

@@ -121,7 +121,7 @@ def test_image_not_matching_intrinsics(tmp_path, frames):
 
 def test_absurd_depth_scale(tmp_path, frames):
     root = write_scene(frames, tmp_path / "tum", "tum")
-    with pytest.raises(DataError, match=r"median depth is 13\d+\.\d+ m, outside the plausible .* pass --depth-scale"):
+    with pytest.raises(DataError, match=r"median depth is 13\d+\.\d+ m, outside the plausible .* pass depth_scale$"):
         reconstruct(root, tmp_path / "out", _cfg(depth_scale=1.0), inpainter=_Copy())
     with pytest.raises(DataError, match=r"median depth is 0.00\d+ m"):
         reconstruct(root, tmp_path / "out2", _cfg(depth_scale=5e6), inpainter=_Copy())
@@ -145,7 +145,7 @@ def test_multi_view_without_depth_and_single_image_without_model(tmp_path, frame
     with pytest.raises(DataError, match="has no depth for frame .frame_00000. \\(3 such frames\\); multi-view input needs a depth map per frame, or sparse points"):
         reconstruct(root, tmp_path / "out", _cfg(), inpainter=_Copy())
     Image.fromarray(frames[0].rgb).save(tmp_path / "one.png")
-    with pytest.raises(InvalidInputError, match="need a depth model; drop --depth-model none"):
+    with pytest.raises(InvalidInputError, match="need a depth model; drop depth_model='none'"):
         reconstruct(tmp_path / "one.png", tmp_path / "out3", _cfg(), inpainter=_Copy())
 
 

@@ -126,7 +126,7 @@ def test_refuses_non_empty_output_and_overwrites_when_asked(run, tmp_path):
     sc, _, _, res = run
     cfg = Recon3DConfig(views=1, voxel_size=VOXEL, depth_trunc=9.0, depth_model=None, fusion_backend="scalable")
     before = (res.out / "mesh.ply").stat().st_mtime_ns
-    with pytest.raises(OutputExistsError, match="is not empty; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="is not empty; pass overwrite=True"):
         reconstruct(sc.scene(), res.out, cfg, inpainter=GroundTruthInpainter(sc, _cams(sc, 1)))
     assert (res.out / "mesh.ply").stat().st_mtime_ns == before
     out = tmp_path / "o"

@@ -62,7 +62,7 @@ def test_converter_refuses_to_overwrite(official_pt, tmp_path):
     path, _ = official_pt
     out = tmp_path / "rm"
     convert_official_checkpoint(path, out)
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         convert_official_checkpoint(path, out)
     convert_official_checkpoint(path, out, overwrite=True)
 

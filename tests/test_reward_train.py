@@ -77,7 +77,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(small, tmp_path):
 def test_existing_run_needs_resume_and_the_same_settings(small, tmp_path):
     cfg = load_reward_config("cpu-smoke", overrides={"epochs": 2, "log_with": "none", "stop_after_epochs": 1})
     train_reward(small, tmp_path / "run", cfg)
-    with pytest.raises(OutputExistsError, match="--resume"):
+    with pytest.raises(OutputExistsError, match="resume=True"):
         train_reward(small, tmp_path / "run", cfg)
     with pytest.raises(ConfigError, match="lr was 0.001 .* but is 0.01 now"):
         train_reward(small, tmp_path / "run", cfg.replace(lr=0.01), resume=True)

@@ -252,7 +252,7 @@ def test_reward_trainer_refuses_a_used_folder_and_overwrite_clears_it(tmp_path):
     (run / "model").mkdir(parents=True)
     (run / "metrics.json").write_text("{}")
     (run / "mine.txt").write_text("keep")
-    with pytest.raises(OutputExistsError, match=r"already holds a training run \(model, metrics.json\); pass resume=True \(--resume\)"):
+    with pytest.raises(OutputExistsError, match=r"already holds a training run \(model, metrics.json\); pass resume=True to continue"):
         check_reward_run_folder(run)
     assert check_reward_run_folder(run, resume=True) == []  # no checkpoints: starts from scratch
     assert check_reward_run_folder(run, overwrite=True) == []

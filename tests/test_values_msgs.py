@@ -8,7 +8,6 @@ mechanism over every declared relation, and the cases a one-line row cannot expr
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -135,7 +134,7 @@ def test_the_declared_relations_exist():
 @pytest.mark.parametrize("path, cmd, name, needed", list(_relations()))
 def test_an_option_without_the_one_it_needs_is_refused_naming_both(path, cmd, name, needed):
     from prefpaint_cli._common import check_requires
-    from prefpaint_cli._terms import flag_of
+    from prefpaint_cli._flags import flag_of
 
     params = {p.name: p for p in cmd.params}
     assert name in params and needed in params, f"{path}: requires names unknown options"
@@ -183,7 +182,8 @@ def test_the_voxel_bound_follows_the_scene_extent(scene_frames):
     with pytest.raises(InvalidInputError, match=rf"at most {MAX_VOXELS_PER_AXIS} per axis") as info:
         check_voxel_size(1e-6, extent)
     assert info.value.param == "voxel_size"
-    advised = float(re.search(r"\(--voxel-size\) (\S+) or larger", str(info.value)).group(1))
+    advised = info.value.fix
+    assert f"pass voxel_size={advised!r} or larger" in str(info.value)
     assert check_voxel_size(advised, extent) == advised  # the advice passes
     assert check_voxel_size(extent / 100, extent) == extent / 100
     median = float(np.median(depths))
@@ -221,18 +221,18 @@ def test_npy_readers_give_one_line_of_their_own(tmp_path, content):
         assert "allow_pickle" not in text and "pickle.load" not in text, text
 
 
-def test_a_stored_error_is_shown_in_the_printing_command_terms(tmp_path):
-    """eval stores a case's error text (results.json) and prints it as a 'failed:' line: eval has no
-    --resize-mask, so that advice is dropped there (the SDK text keeps it for a Python user)."""
+def test_a_stored_error_is_shown_as_it_was_stored(tmp_path):
+    """eval stores a case's error text (results.json, in the SDK's terms) and prints it as one 'failed:' line:
+    no flag the command lacks is made up from it."""
     import typer as _typer
     from prefpaint_cli import _common
 
     eval_cmd = _typer.main.get_command(_app()).commands["eval"]
-    text = "mask is 30x20 but image is 40x40; pass --resize-mask (resize_mask=True) to resize it"
+    text = "mask is 30x20 but image is 40x40;\npass resize_mask=True to resize it"
     with eval_cmd.make_context("eval", ["--data", "d", "-o", "o"]), _common.console.capture() as cap:
         _common.failed("a", text)
     shown = cap.get()
-    assert "mask is 30x20 but image is 40x40" in shown and "--resize-mask" not in shown and "resize_mask" not in shown
+    assert shown.strip() == "failed: a: mask is 30x20 but image is 40x40; pass resize_mask=True to resize it"
 
 
 def test_a_batch_whose_every_item_failed_says_so(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from prefpaint_sdk import InvalidInputError
-from prefpaint_sdk.utils import feather_alpha
+from prefpaint_sdk.utils import Arg, feather_alpha
 
 __all__ = ["PREFILL_MODES", "derive_seed", "prefill", "reach", "seam_band"]
 
@@ -40,7 +40,7 @@ def prefill(window: np.ndarray, new: np.ndarray, mode: str = "replicate") -> np.
         InvalidInputError: unknown ``mode``, or no known pixel to replicate from.
     """
     if mode not in PREFILL_MODES:
-        raise InvalidInputError(f"prefill must be one of {', '.join(PREFILL_MODES)}; got '{mode}'")
+        raise InvalidInputError(Arg("prefill"), f" must be one of {', '.join(PREFILL_MODES)}; got '{mode}'")
     out = window.copy()
     if not new.any():
         return out

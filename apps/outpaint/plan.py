@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from prefpaint_sdk import InvalidInputError
-from prefpaint_sdk.utils import Box
+from prefpaint_sdk.utils import Arg, Box
 
 from .size import ANCHORS, DEFAULT_MAX_SIZE, Padding, resolve_padding
 
@@ -404,19 +404,19 @@ def plan_extension(
         ConfigError: size arguments of two kinds at once.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 8:
-        raise InvalidInputError(f"window must be a whole number of pixels >= 8, got {window!r}")
+        raise InvalidInputError(Arg("window"), f" must be a whole number of pixels >= 8, got {window!r}")
     try:
         step_frac = float(step_frac)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"step_frac must be a number in (0, {MAX_STEP_FRAC}], got {step_frac!r}") from None
+        raise InvalidInputError(Arg("step_frac"), f" must be a number in (0, {MAX_STEP_FRAC}], got {step_frac!r}") from None
     if not (0.0 < step_frac <= MAX_STEP_FRAC):
         raise InvalidInputError(
-            f"step_frac must lie in (0, {MAX_STEP_FRAC}] so each window keeps at least half known pixels, got {step_frac:g}"
+            Arg("step_frac"), f" must lie in (0, {MAX_STEP_FRAC}] so each window keeps at least half known pixels, got {step_frac:g}"
         )
     if overlap is None:
         overlap = window // 4
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
-        raise InvalidInputError(f"overlap must be a whole number of pixels in [0, window={window}), got {overlap!r}")
+        raise InvalidInputError(Arg("overlap"), f" must be a whole number of pixels in [0, window={window}), got {overlap!r}")
     pads = resolve_padding(image_size, ratio=ratio, ratio_x=ratio_x, ratio_y=ratio_y, left=left, right=right,
                            top=top, bottom=bottom, anchor=anchor, max_size=max_size)
     w, h = int(image_size[0]), int(image_size[1])

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from prefpaint_sdk import InvalidInputError, PrefPaintError, load_image
-from prefpaint_sdk.utils import image_writer, json_writer, sidecar_path, write_set
+from prefpaint_sdk.utils import Arg, image_writer, json_writer, sidecar_path, write_set
 
 from .blend import PREFILL_MODES, derive_seed, reach, seam_band
 from .blend import prefill as prefill_window
@@ -148,7 +148,7 @@ class ExtendResult:
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidInputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise InvalidInputError(Arg(name), f" must be a whole number >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -176,27 +176,28 @@ def check_run_options(*, window: int | None = None, feather: int | None = None, 
     elif window is not None:
         feather = max(1, window // 32)
     if prefill not in PREFILL_MODES:
-        raise InvalidInputError(f"prefill must be one of {', '.join(PREFILL_MODES)}; got '{prefill}'")
+        raise InvalidInputError(Arg("prefill"), f" must be one of {', '.join(PREFILL_MODES)}; got '{prefill}'")
     num_candidates = _check_int("num_candidates", num_candidates, 1)
     steps = None if steps is None else _check_int("steps", steps, 1)
     if not 0.0 < float(strength) <= 1.0:
-        raise InvalidInputError(f"strength must lie in (0, 1], got {strength}")
+        raise InvalidInputError(Arg("strength"), f" must lie in (0, 1], got {strength}")
     if steps is None:
         pass  # the family's default steps: checked by extend() once the model is known
     # diffusers runs int(steps * strength) denoising steps and refuses zero.
     elif int(steps * float(strength)) < 1:
-        raise InvalidInputError(f"steps={steps} at strength={strength:g} leaves no denoising step; raise --steps to at least {math.ceil(1 / float(strength))}")
+        raise InvalidInputError(Arg("steps", steps), " at ", Arg("strength", strength), " leaves no denoising step; raise ", Arg("steps"),
+                                f" to at least {math.ceil(1 / float(strength))}")
     if seam_strength is not None and not seam_pass:
-        raise InvalidInputError(f"seam_strength={seam_strength:g} (--seam-strength) has no effect without "
-                                "seam_pass=True (--seam-pass); add --seam-pass or drop --seam-strength")
+        raise InvalidInputError(Arg("seam_strength"), " has no effect without ", Arg("seam_pass", True), "; add ",
+                                Arg("seam_pass", True), " or drop ", Arg("seam_strength"))
     if seam_pass:
         seam_strength = DEFAULT_SEAM_STRENGTH if seam_strength is None else seam_strength
         if not 0.0 < float(seam_strength) < 1.0:
-            raise InvalidInputError(f"seam_strength must lie in (0, 1) (a low-strength re-render), got {seam_strength}")
+            raise InvalidInputError(Arg("seam_strength"), f" must lie in (0, 1) (a low-strength re-render), got {seam_strength}")
         if steps is not None and int(steps * float(seam_strength)) < 1:
             raise InvalidInputError(
-                f"steps={steps} at seam_strength={seam_strength:g} leaves the seam pass no denoising step; "
-                f"raise --steps to at least {math.ceil(1 / float(seam_strength))} or --seam-strength"
+                Arg("steps", steps), " at ", Arg("seam_strength", seam_strength), " leaves the seam pass no denoising step; raise ",
+                Arg("steps"), f" to at least {math.ceil(1 / float(seam_strength))} or ", Arg("seam_strength")
             )
     if seed is not None:
         seed = _check_int("seed", seed, 0)

@@ -6,7 +6,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from prefpaint_sdk import ConfigError, InvalidInputError
+from prefpaint_sdk import Arg, ConfigError, InvalidInputError
 
 __all__ = ["ANCHORS", "DEFAULT_MAX_SIZE", "Padding", "resolve_padding"]
 
@@ -38,12 +38,12 @@ def _check_ratio(name: str, value: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number >= 1, got {value!r}") from None
+        raise InvalidInputError(Arg(name), f" must be a number >= 1, got {value!r}") from None
     if not math.isfinite(value):
-        raise InvalidInputError(f"{name} must be a finite number >= 1, got {value}")
+        raise InvalidInputError(Arg(name), f" must be a finite number >= 1, got {value}")
     if value < 1.0:
         raise InvalidInputError(
-            f"{name} must be >= 1 (the canvas is {name} times the image), got {value:g}; "
+            Arg(name), f" must be >= 1 (the canvas is {name} times the image), got {value:g}; "
             "extension only adds pixels, so crop the image instead to make it smaller"
         )
     return value
@@ -52,10 +52,10 @@ def _check_ratio(name: str, value: float) -> float:
 def _check_pad(name: str, value: int) -> int:
     whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not whole:
-        raise InvalidInputError(f"{name} must be a whole number of pixels >= 0, got {value!r}")
+        raise InvalidInputError(Arg(name), f" must be a whole number of pixels >= 0, got {value!r}")
     value = int(value)
     if value < 0:
-        raise InvalidInputError(f"{name} must be >= 0 pixels (extension only adds pixels), got {value}")
+        raise InvalidInputError(Arg(name), f" must be >= 0 pixels (extension only adds pixels), got {value}")
     return value
 
 
@@ -105,9 +105,9 @@ def resolve_padding(
     if w < 1 or h < 1:
         raise InvalidInputError(f"image size must be positive, got {w}x{h}")
     if anchor not in ANCHORS:
-        raise InvalidInputError(f"anchor must be one of {', '.join(ANCHORS)}; got '{anchor}'")
+        raise InvalidInputError(Arg("anchor"), f" must be one of {', '.join(ANCHORS)}; got '{anchor}'")
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-        raise InvalidInputError(f"max_size must be a positive whole number of pixels, got {max_size!r}")
+        raise InvalidInputError(Arg("max_size"), f" must be a positive whole number of pixels, got {max_size!r}")
     pads = {"left": left, "right": right, "top": top, "bottom": bottom}
     given_pads = {k: v for k, v in pads.items() if v is not None}
     given_axes = {k: v for k, v in (("ratio_x", ratio_x), ("ratio_y", ratio_y)) if v is not None}
@@ -142,7 +142,7 @@ def resolve_padding(
         if max(new_w, new_h) > max_size:
             raise InvalidInputError(
                 f"the canvas would be {new_w}x{new_h} px, beyond max_size={max_size} px per side; "
-                "lower the ratio, or raise max_size (--max-size) if you have the memory"
+                "lower the ratio, or raise ", Arg("max_size"), " if you have the memory"
             )
         left_, right_ = _split(new_w - w, anchor == "left", anchor == "right")
         top_, bottom_ = _split(new_h - h, anchor == "top", anchor == "bottom")
@@ -157,6 +157,6 @@ def resolve_padding(
     if max(canvas_w, canvas_h) > max_size:
         raise InvalidInputError(
             f"the canvas would be {canvas_w}x{canvas_h} px, beyond max_size={max_size} px per side; "
-            "add fewer pixels, or raise max_size (--max-size) if you have the memory"
+            "add fewer pixels, or raise ", Arg("max_size"), " if you have the memory"
         )
     return result

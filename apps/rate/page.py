@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from prefpaint_sdk import OutputExistsError, load_mask
-from prefpaint_sdk.utils import check_output_path, write_set
+from prefpaint_sdk.utils import Arg, Hint, check_output_path, write_set
 
 from .dataset import RateDataset, scan_dataset
 
@@ -86,8 +86,8 @@ def write_rating_page(data: str | os.PathLike, *, overwrite: bool = False, title
     dest = Path(data) / PAGE_NAME
     own = [dest] if is_rating_page(dest) else []
     if dest.is_file() and not own and not overwrite:
-        raise OutputExistsError(f"'{dest}' exists and is not a page that 'prefpaint rate' wrote; pass --overwrite to "
-                                "replace it, or move it away")
+        raise OutputExistsError(f"'{dest}' exists and is not a page that 'prefpaint rate' wrote; move it away",
+                                Hint(", or pass ", Arg("overwrite", True), " to replace it"))
     check_output_path(dest, overwrite=True)  # a folder in the way, an unwritable place
     payload = {"dataset": ds.dataset_id, "name": ds.root.name, "items": _items(ds)}
     # JSON inside <script>: "</" must not close the element, whatever a file name holds.

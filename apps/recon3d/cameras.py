@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk import Arg, InvalidInputError
 
 __all__ = [
     "OPENGL_TO_OPENCV",
@@ -76,7 +76,7 @@ class Intrinsics:
             InvalidInputError: fov outside (1, 179) degrees.
         """
         if not 1.0 < fov_deg < 179.0:
-            raise InvalidInputError(f"field of view {fov_deg} deg is outside (1, 179); pass e.g. --fov 60")
+            raise InvalidInputError(f"field of view {fov_deg} deg is outside (1, 179); pass e.g. ", Arg("fov", 60))
         f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
         return cls(f, f, (width - 1) / 2, (height - 1) / 2, int(width), int(height))
 

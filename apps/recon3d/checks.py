@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefpaint_sdk import DataError
-from prefpaint_sdk.utils import at_least, bad_value, check_output_dir, check_seed, finite, positive
+from prefpaint_sdk.utils import Arg, at_least, bad_value, check_output_dir, check_seed, finite, positive
 
 from . import _deps
 from .formats import FORMATS, load_scene
@@ -155,6 +155,6 @@ def require_consistent(report: dict, threshold: float = CONSISTENCY_THRESHOLD) -
         pair = f" (worst pair: {worst['a']} / {worst['b']}, {worst['consistent_share']:.1%})" if "a" in worst else ""
         raise SceneCheckError(
             f"only {share:.1%} of reprojected pixels agree between neighbouring frames, below the {threshold:.0%} threshold{pair}; "
-            "check the pose convention (camera-to-world, OpenCV vs OpenGL axes) and the depth scale (depth_scale, --depth-scale)"
+            "check the pose convention (camera-to-world, OpenCV vs OpenGL axes) and the depth scale (", Arg("depth_scale"), ")"
         )
     return report

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk import Arg, DataError, InvalidInputError, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_DEPTH_MODEL",
@@ -83,7 +83,7 @@ def load_depth_estimator(model: str = DEFAULT_DEPTH_MODEL, device: str = "auto")
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"depth model '{model}' could not be loaded ({str(exc).splitlines()[0]}); download it while online, pass a local "
-            "folder with --depth-model, or --depth-model none to propagate depth from hole borders"
+            "folder as ", Arg("depth_model"), ", or ", Arg("depth_model", "none"), " to propagate depth from hole borders"
         ) from exc
     cfg = pipe.model.config
     metric = getattr(cfg, "depth_estimation_type", None) == "metric" or cfg.model_type in ("zoedepth",)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from prefpaint_sdk import DataError
-from prefpaint_sdk.utils import bad_value
+from prefpaint_sdk.utils import Arg, bad_value
 
 from .geometry import backproject
 from .scene import Frame
@@ -78,10 +78,10 @@ def check_voxel_size(voxel_size: float, extent: float | None) -> float:
         return voxel_size
     if extent / voxel_size > MAX_VOXELS_PER_AXIS:
         least = extent / MAX_VOXELS_PER_AXIS
-        raise bad_value("voxel_size", f"voxel_size={voxel_size:g} (--voxel-size) puts {extent / voxel_size:.3g} voxels "
+        raise bad_value("voxel_size", Arg("voxel_size", voxel_size), f" puts {extent / voxel_size:.3g} voxels "
                                       f"across the scene's extent of {extent:.3g} m; at most {MAX_VOXELS_PER_AXIS} per "
-                                      "axis keep fusion memory predictable: pass voxel_size (--voxel-size) "
-                                      f"{_round_up(least)} or larger")
+                                      "axis keep fusion memory predictable: pass ", Arg("voxel_size", _round_up(least)),
+                                      " or larger")
     return voxel_size
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk import Arg, DataError, InvalidInputError
 
 from . import _deps
 from .cameras import Intrinsics
@@ -114,7 +114,7 @@ def fuse_tsdf(views: Iterable[tuple[np.ndarray, np.ndarray, Intrinsics, np.ndarr
     if len(mesh.triangles) == 0:
         raise DataError(
             f"TSDF fusion of {n} views produced an empty mesh (voxel {voxel_size} m, depth_trunc {depth_trunc} m, backend {backend}); "
-            "check that depths are in metres and below --depth-trunc. open3d 0.20.0 on CPU is known to do this: use open3d 0.19"
+            "check that depths are in metres and below ", Arg("depth_trunc"), ". open3d 0.20.0 on CPU is known to do this: use open3d 0.19"
         )
     mesh.compute_vertex_normals()
     return FusionResult(mesh, points, voxel_size, sdf_trunc, depth_trunc, backend, n,

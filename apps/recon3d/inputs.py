@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from prefpaint_sdk import DataError
+from prefpaint_sdk import Arg, DataError
 
 from .geometry import depth_consistency
 from .quiet import quiet_libraries
@@ -30,7 +30,7 @@ def _plausible(frame: Frame, d: np.ndarray) -> None:
     if d.any() and not MIN_PLAUSIBLE_DEPTH_M <= med <= MAX_PLAUSIBLE_DEPTH_M:
         raise DataError(
             f"frame '{frame.name}': median depth is {med:.4f} m, outside the plausible {MIN_PLAUSIBLE_DEPTH_M}-{MAX_PLAUSIBLE_DEPTH_M} m; "
-            f"the depth scale ({frame.depth_scale:g} raw units per metre) is probably wrong: pass --depth-scale"
+            f"the depth scale ({frame.depth_scale:g} raw units per metre) is probably wrong: pass ", Arg("depth_scale")
         )
 
 

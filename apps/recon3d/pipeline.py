@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError
-from prefpaint_sdk.utils import atomic_write_json, staged_dir
+from prefpaint_sdk.utils import Arg, atomic_write_json, staged_dir
 
 from . import outputs as O
 from .cameras import Intrinsics
@@ -124,7 +124,7 @@ def _load_estimator(cfg: Recon3DConfig, need: bool):
     if name is None or str(name).lower() == "none":
         if need:
             raise InvalidInputError("frames without depth maps (a single image, or COLMAP without depths/) need a depth model; "
-                                    "drop --depth-model none or pass a model id/folder")
+                                    "drop ", Arg("depth_model", "none"), " or pass a model id/folder")
         return None
     if name == "auto":
         try:
@@ -207,7 +207,7 @@ def reconstruct(scene: str | Path | Scene, out: str | Path, config: Recon3DConfi
     check = check_scene(Scene(scene.root, scene.format, frames), max_pairs=10) if len(frames) > 1 else {"pairs": 0, "consistent_share": None}
     if check.get("consistent_share") is not None and check["consistent_share"] < CONSISTENCY_THRESHOLD:
         log.warning("only %.1f%% of reprojected pixels agree between neighbouring frames: check the pose convention and "
-                    "the depth scale (run with --check)", 100 * check["consistent_share"])
+                    "the depth scale (run with %s)", 100 * check["consistent_share"], Arg("check", True))
     timings["load"] = time.perf_counter() - t0
 
     # novel cameras

@@ -13,7 +13,7 @@ import logging
 import re
 from pathlib import Path
 
-from prefpaint_sdk.utils import at_least, check_output_dir, positive, require
+from prefpaint_sdk.utils import Arg, at_least, check_output_dir, positive, require
 
 from .errors import check_api_key, install_error_handlers
 from .jobs import JobQueue
@@ -173,7 +173,7 @@ def split_model_arg(text: str) -> tuple[str | None, str]:
     if not sep:
         return None, text
     if not MODEL_NAME.fullmatch(name) or not source.strip():
-        raise bad_value("model", f"--model {text[:80]!r}: write NAME=SOURCE, NAME of letters, digits and . _ : / - "
+        raise bad_value("model", Arg("model"), f" {text[:80]!r}: write NAME=SOURCE, NAME of letters, digits and . _ : / - "
                                  "(at most 128), SOURCE a hub id, alias or folder")
     return name, source
 

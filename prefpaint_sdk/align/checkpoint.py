@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..errors import ConfigError, DataError
+from ..errors import Arg, ConfigError, DataError, Hint
 from ..files import atomic_write_json, replace_dir
 from ..state import check_tensor_file, read_json, read_tensors, state_errors, write_json_state
 
@@ -53,11 +53,10 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
 
-def _fix(path: Path) -> str:
-    """What a user can do about a bad file in checkpoint folder ``path.parent``."""
+def _fix(path: Path) -> tuple:
+    """What a user can do about a bad file in checkpoint folder ``path.parent`` (message parts)."""
     return (f"delete the checkpoint folder '{path.parent}' (and checkpoints/latest.json if it names it) to resume "
-            "from an earlier one, or start over in a new output folder; or start over in place with overwrite=True "
-            "(--overwrite)")
+            "from an earlier one, or start over in a new output folder", Hint("; or start over in place with ", Arg("overwrite", True)))
 
 
 def load_tensors(path: Path, keys=None) -> dict[str, torch.Tensor]:
@@ -233,7 +232,7 @@ def recorded_algo(output_dir: str | os.PathLike, default_algo: str) -> str | Non
     path = Path(output_dir) / RECORD
     if not path.exists():
         return None
-    rec = read_json(path, what="run record", fix="delete it, or start a new run with --overwrite")
+    rec = read_json(path, what="run record", fix=("delete it", Hint(", or start a new run with ", Arg("overwrite", True))))
     algo = rec.get("algo") or ""
     if not isinstance(algo, str):
         algo = ""
@@ -249,7 +248,7 @@ def check_resume_algo(output_dir: str | os.PathLike, algo: str, default_algo: st
     recorded = recorded_algo(output_dir, default_algo)
     if recorded is not None and recorded != algo:
         raise ConfigError(f"the run in '{output_dir}' was trained with algo='{recorded}' but algo='{algo}' was asked "
-                          f"for; resume with --algo {recorded}, or start a new run in another --out")
+                          "for; resume with ", Arg("algo", recorded), ", or start a new run in another output folder")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from ..errors import ConfigError, require
+from ..errors import Arg, ConfigError, require
 from ..files import read_toml_table
 from ..settings import Settings, setting
 
@@ -239,13 +239,13 @@ class AlignConfig(Settings):
     def _validate_guards(self) -> None:
         """The guards block's checks (see :mod:`prefpaint_sdk.align.guards`)."""
         if self.on_hacking not in ("warn", "stop"):
-            raise ConfigError(f"on_hacking must be 'warn' or 'stop', got '{self.on_hacking}'")
+            raise ConfigError(Arg("on_hacking"), f" must be 'warn' or 'stop', got '{self.on_hacking}'")
         if int(self.hacking_patience) < 1:
-            raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+            raise ConfigError(Arg("hacking_patience"), f" must be >= 1, got {self.hacking_patience}")
         if not self.hacking_min_drop >= 0:
-            raise ConfigError(f"hacking_min_drop must be >= 0, got {self.hacking_min_drop}")
+            raise ConfigError(Arg("hacking_min_drop"), f" must be >= 0, got {self.hacking_min_drop}")
         if int(self.audit_ring) < 1:
-            raise ConfigError(f"audit_ring must be >= 1 pixel, got {self.audit_ring}")
+            raise ConfigError(Arg("audit_ring"), f" must be >= 1 pixel, got {self.audit_ring}")
         if self.on_hacking == "stop" and not self.eval_every:
             raise ConfigError("on_hacking='stop' watches the evaluations, but eval_every=0 disables them; "
                               "set eval_every >= 1 or on_hacking='warn'")

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import read_data
-from ..errors import DataError, InvalidInputError
+from ..errors import Arg, DataError, InvalidInputError
 from ..imaging import check_image_file, load_image, load_mask
 from ..masks import generate_mask
 
@@ -91,7 +91,7 @@ class AlignDataset:
         if len(skipped) > max_bad_fraction * len(found):
             raise DataError(f"{len(skipped)} of {len(found)} images cannot be used ({len(skipped) / len(found):.0%}), more "
                             f"than the limit of {max_bad_fraction:.0%} (max_bad_fraction); first: {skipped[0]}. Fix or "
-                            "remove them, or raise the limit (--set max_bad_fraction=0.5)")
+                            "remove them, or raise the limit (", Arg("max_bad_fraction", 0.5), ")")
         for exc in skipped:
             log.warning("skipped: %s", exc)
         if skipped:

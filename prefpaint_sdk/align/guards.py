@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..state import json_safe, read_json, write_json_state
 
 __all__ = ["BEST_DIR", "EvalGuards", "HackingMonitor", "check_guard_state", "check_guards"]
@@ -59,9 +59,9 @@ class HackingMonitor:
 
     def __init__(self, patience: int = 3, min_drop: float = 0.0):
         if int(patience) < 1:
-            raise ConfigError(f"hacking_patience must be >= 1, got {patience}")
+            raise ConfigError(Arg("hacking_patience"), f" must be >= 1, got {patience}")
         if not (math.isfinite(min_drop) and min_drop >= 0):
-            raise ConfigError(f"hacking_min_drop must be a finite number >= 0, got {min_drop}")
+            raise ConfigError(Arg("hacking_min_drop"), f" must be a finite number >= 0, got {min_drop}")
         self.min_drop = float(min_drop)
         self.patience = int(patience)
         self.streak = 0
@@ -106,8 +106,8 @@ def check_guards(config, gold_reward: Any) -> None:  # noqa: ANN001 - an AlignCo
         ConfigError: ``on_hacking='stop'`` and no gold reward.
     """
     if config.on_hacking == "stop" and gold_reward is None:
-        raise ConfigError("on_hacking='stop' needs a gold reward to watch; pass --gold-reward NAME|ID "
-                          "(gold_reward=...) or use on_hacking='warn'")
+        raise ConfigError(Arg("on_hacking", "stop"), " needs a gold reward to watch; pass ", Arg("gold_reward", "NAME|ID"),
+                          " or use ", Arg("on_hacking", "warn"))
 
 
 def _mean_of(history: list[dict], key: str) -> float | None:

@@ -166,11 +166,11 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
         reward, reward_weights, reward_norm = resume_stack(output_dir, reward, reward_weights, reward_norm)
     specs = spec_texts(reward if isinstance(reward, (list, tuple)) else [reward])
     if isinstance(reward, (list, tuple)):
-        reward = [resolve_reward(r, offline=offline, flag="--reward") for r in reward]
+        reward = [resolve_reward(r, offline=offline, param="reward") for r in reward]
     else:
         reward = resolve_reward(reward, offline=offline)
     if gold_reward is not None:
-        gold_reward = resolve_reward(gold_reward, offline=offline, flag="--gold-reward")
+        gold_reward = resolve_reward(gold_reward, offline=offline, param="gold_reward")
 
     from ..hub import resolve_model
     from ..state import check_pipeline_folder

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..reward.normalize import NORMS, combine
 from ..reward.stack import RewardEnsemble, RewardStack
 from .rewards import RewardBatch, as_reward_fn
@@ -85,7 +85,7 @@ def check_stack_args(reward: Any, weights: Any, norm: str | None) -> tuple[Any, 
     from ..reward.specs import parse_weights
 
     if norm is not None and norm not in NORMS:
-        raise ConfigError(f"--reward-norm must be one of {', '.join(NORMS)}, got '{norm}'")
+        raise ConfigError(Arg("reward_norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
     if weights is None:
         return reward, None, norm
     if isinstance(reward, RewardEnsemble):
@@ -95,7 +95,7 @@ def check_stack_args(reward: Any, weights: Any, norm: str | None) -> tuple[Any, 
         return reward, parse_weights(weights, n), norm
     w = tuple(float(x) for x in weights)
     if len(w) != n:
-        raise ConfigError(f"--reward-weights gives {len(w)} weights for {n} rewards; give one weight per reward")
+        raise ConfigError(Arg("reward_weights"), f" gives {len(w)} weights for {n} rewards; give one weight per reward")
     return reward, parse_weights(",".join(repr(x) for x in w), n), norm
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import ConfigError, InvalidInputError
+from ..errors import Arg, ConfigError, InvalidInputError
 from ..reward.base import RewardScores, to_1d
 from ..reward.constraints import BUILTIN_REWARDS
 from ..reward.stack import RewardEnsemble
@@ -66,7 +66,8 @@ def as_reward_fn(reward, *, trust_k: float = 0.05, trust_b: float = 0.7, trust_c
         return _ensemble_fn(reward, trust)
     if isinstance(reward, str):
         if reward not in BUILTIN_REWARDS:
-            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {sorted(BUILTIN_REWARDS)} or pass --reward-model ID")
+            raise ConfigError(f"unknown built-in reward '{reward}'; use one of {sorted(BUILTIN_REWARDS)} or pass ",
+                              Arg("reward_model", "ID"))
         reward = BUILTIN_REWARDS[reward]
 
     def gamma(bounds):

@@ -228,14 +228,14 @@ class Aligner(LoopServices):
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
         cfg = plan.config
         if isinstance(plan.reward, list):
-            loaded = [load_reward(r, device=device, offline=offline, flag="--reward") for r in plan.reward]
+            loaded = [load_reward(r, device=device, offline=offline, param="reward") for r in plan.reward]
         else:
             loaded = load_reward(plan.reward, device=device, offline=offline)
         reward = TrainReward(loaded, weights=plan.reward_weights, norm=plan.reward_norm, specs=plan.reward_specs,
                              prompt=cfg.prompt, trust_k=cfg.trust_k, trust_b=cfg.trust_b,
                              trust_clamp=(cfg.trust_min, cfg.trust_max))
         gold = None if plan.gold_reward is None else load_reward(plan.gold_reward, device=device, offline=offline,
-                                                                 flag="--gold-reward")
+                                                                 param="gold_reward")
         aligner = cls(pipe, reward, plan.config, plan.data, output_dir, eval_data=plan.eval_data, accelerator=accelerator,
                       device=device, model_id=plan.model_id, progress=progress, gold_reward=gold)
         #: what the preset set for this model's family, with the values in effect (to show the user)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..devices import quiet_loading, resolve_device, resolve_dtype
-from ..errors import InvalidInputError, ModelNotFoundError
+from ..errors import Arg, InvalidInputError, ModelNotFoundError
 from ..validation import at_least, bad_value
 
 __all__ = ["Engine", "OFFLOAD_MODES", "SCHEDULERS", "NotAlignableError", "vae_factor", "check_scheduler"]
@@ -107,8 +107,8 @@ class Engine:
         scheduler = check_scheduler(scheduler)
         self.scheduler_mode = self.default_scheduler if scheduler == "auto" else scheduler
         if self.scheduler_mode == "ddim" and not self.ddim_sampler:
-            raise bad_value("scheduler", f"the {self.family} family samples with its own scheduler only; "
-                                         "use --scheduler native (or auto)")
+            raise bad_value("scheduler", f"the {self.family} family samples with its own scheduler only; use ",
+                                Arg("scheduler", "native"), " (or auto)")
         self._prepare()
         pipeline.set_progress_bar_config(disable=True)
 
@@ -142,7 +142,7 @@ class Engine:
         dev = resolve_device(device)
         if offload != "none" and dev.type == "cpu":
             raise bad_value("offload", f"offload '{offload}' moves models between CPU and an accelerator, but the "
-                                       "device is cpu; use --offload none (or a cuda device)")
+                                       "device is cpu; use ", Arg("offload", "none"), " (or a cuda device)")
         dt = resolve_dtype(dtype, dev)
         name = model_id or str(path)
         record = None

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, ModelNotFoundError
+from ..errors import Arg, InvalidInputError, ModelNotFoundError
 
 __all__ = ["Configs", "FolderConfigs", "PipelineConfigs", "ModelInfo", "model_info", "training_presets"]
 
@@ -133,7 +133,7 @@ def model_info(model: str | os.PathLike, *, offline: bool | None = None, revisio
             return _info(cls, model_id, None, resolution=cls.hub_models[model_id])
     raise ModelNotFoundError(f"cannot read the config files of '{text}' here (not a folder, not in the hub cache"
                              f"{' and offline' if hub.is_offline(offline) else ''}); download it first "
-                             "(prefpaint download ID), or pass the sizes explicitly (extend: --window)")
+                             "(prefpaint download ID), or pass the sizes explicitly (extend: ", Arg("window"), ")")
 
 
 def _info(cls, model: str, configs: Configs | None, resolution: int | None = None) -> ModelInfo:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import Arg, DataError
 from ..files import image_writer, json_writer, write_set
 from ..imaging import dilate_mask, fit_mask_to_image, load_image, load_mask
 from ..reward.framing import mask_fill_of, reward_views
@@ -146,7 +146,8 @@ class CaseRunner:
         if case.mask is not None and self.mask_mode in ("auto", "given"):
             hole = fit_mask_to_image(load_mask(case.mask), image.size)
         elif self.mask_mode == "given":
-            raise DataError(f"case '{case.name}' has no mask but masks='given'; add masks/{case.name}.png or use --masks strokes")
+            raise DataError(f"case '{case.name}' has no mask but ", Arg("masks", "given"), f"; add masks/{case.name}.png or use ",
+                            Arg("masks", "strokes"))
         else:
             hole, kind = mask_for("random" if self.mask_mode == "auto" else self.mask_mode, image.size, case.name,
                                   self.config["seed"], case.depth)

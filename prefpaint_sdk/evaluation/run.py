@@ -69,7 +69,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, CorruptFileError, DataError, InvalidInputError, PrefPaintError
+from ..errors import Arg, ConfigError, CorruptFileError, DataError, Hint, InvalidInputError, PrefPaintError
 from ..files import atomic_write_json, check_output_dir, check_outputs
 from ..imaging import check_image_file
 from ..reward.winrate import check_tie_tolerance, win_stats
@@ -95,7 +95,7 @@ FINGERPRINTS_FILE = "fingerprints.json"
 def _check_samples(samples) -> tuple[int, ...]:
     s = (samples,) if isinstance(samples, int) else tuple(samples)
     if not s or any(not isinstance(x, (int, np.integer)) or isinstance(x, bool) or x < 1 for x in s):
-        raise InvalidInputError(f"samples must be integers >= 1, got {samples!r}; e.g. samples=(1, 3, 10)")
+        raise InvalidInputError(Arg("samples"), f" must be integers >= 1, got {samples!r}; e.g. samples=(1, 3, 10)")
     return tuple(sorted({int(x) for x in s}))
 
 
@@ -187,9 +187,9 @@ def evaluate(
         raise InvalidInputError(f"samples up to {smax} per case is more than the 1000 the seed layout allows")
     mask_mode = masks if masks in ("auto", "given") else normalize_kind(masks)
     if ground_truth not in _GT_MODES:
-        raise InvalidInputError(f"ground_truth must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
+        raise InvalidInputError(Arg("ground_truth"), f" must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise InvalidInputError(f"steps must be an integer >= 1, got {steps!r}")
+        raise InvalidInputError(Arg("steps"), f" must be an integer >= 1, got {steps!r}")
     # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)
     win_stats([1.0], [0.0], tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, n_boot=10)
@@ -355,7 +355,7 @@ def _jsonable(obj):
     try:
         return json.loads(json.dumps(obj, default=str, allow_nan=False))
     except ValueError as exc:
-        raise InvalidInputError(f"inpaint_kwargs must be finite values that JSON can record ({exc}); got {obj!r}") from None
+        raise InvalidInputError(Arg("inpaint_kwargs"), f" must be finite values that JSON can record ({exc}); got {obj!r}") from None
 
 
 def _check_out_dir(out: Path) -> None:
@@ -400,8 +400,8 @@ def _read_config(path: Path, overwrite: bool) -> dict | None:
     if overwrite:
         log.warning("discarding the evaluation in %s: its %s is unreadable (%s)", path.parent, path.name, problem)
         return None
-    raise CorruptFileError(f"'{path}' is not a readable evaluation config ({problem}); pass --overwrite "
-                           "(overwrite=True) to discard that evaluation, or use another output folder")
+    raise CorruptFileError(f"'{path}' is not a readable evaluation config ({problem}); use another output folder",
+                           Hint(", or pass ", Arg("overwrite", True), " to discard that evaluation"))
 
 
 def _check_folder(out: Path, config: dict, overwrite: bool) -> bool:
@@ -424,7 +424,7 @@ def _check_folder(out: Path, config: dict, overwrite: bool) -> bool:
     if old is not None and diff and not overwrite:
         detail = "; ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
         raise ConfigError(f"'{out}' holds an evaluation with other settings ({detail}); "
-                          "use another output folder, or pass --overwrite (overwrite=True) to discard it")
+                          "use another output folder", Hint(", or pass ", Arg("overwrite", True), " to discard it"))
     if diff and old is not None:
         log.warning("discarding the cached evaluation in %s (settings changed: %s)", out, ", ".join(diff))
     return bool(diff)

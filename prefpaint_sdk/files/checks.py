@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
 
 
 def _check_name(p: Path, what: str = "output") -> None:
@@ -116,9 +116,9 @@ def check_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False,
     for p in out:
         if p.exists() and not overwrite and output_key(p) not in mine:
             if own is not None:
-                raise OutputExistsError(f"output '{p}' exists and was not written by this job; pass --overwrite to "
-                                        "replace it, or choose another output folder")
-            raise OutputExistsError(f"output '{p}' already exists; pass --overwrite (overwrite=True) to replace it")
+                raise OutputExistsError(f"output '{p}' exists and was not written by this job; choose another output folder",
+                                        Hint(", or pass ", Arg("overwrite", True), " to replace it"))
+            raise OutputExistsError(f"output '{p}' already exists", Hint("; pass ", Arg("overwrite", True), " to replace it"))
     checked: set[Path] = set()
     for p in out:
         if p.parent not in checked:
@@ -150,7 +150,7 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise InvalidInputError(f"output folder '{p}' is a file; pass a folder path, or remove the file")
     if p.is_dir() and not overwrite and any(p.iterdir()):
         raise OutputExistsError(
-            f"output folder '{p}' already exists and is not empty; pass --overwrite (overwrite=True) to replace it"
+            f"output folder '{p}' already exists and is not empty", Hint("; pass ", Arg("overwrite", True), " to replace it")
         )
     _check_parent(p)
     return p

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import interrupts
-from ..errors import InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
 from .checks import check_output_dir
 from .modes import apply_umask_modes
 from .sets import _make_parents, _remove_dirs
@@ -61,8 +61,8 @@ def staged_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             ) from exc
         if not overwrite and dest.is_dir() and any(dest.iterdir()):
             raise OutputExistsError(
-                f"output folder '{dest}' already exists and is not empty (it appeared while writing); "
-                "pass --overwrite (overwrite=True) to replace it"
+                f"output folder '{dest}' already exists and is not empty (it appeared while writing)",
+                Hint("; pass ", Arg("overwrite", True), " to replace it")
             )
         replace_dir(tmp, dest)
         ok = True

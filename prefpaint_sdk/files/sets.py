@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import interrupts
-from ..errors import InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
 from .checks import _format_for, check_image_suffix, check_outputs, output_key
 from .modes import file_mode
 
@@ -93,13 +93,13 @@ def _publish(temps: Sequence[Path], dests: Sequence[Path], overwrite: bool, own:
                         os.link(tmp, dest)
                     except FileExistsError:
                         raise OutputExistsError(
-                            f"output '{dest}' already exists (it appeared while writing); "
-                            "pass --overwrite (overwrite=True) to replace it"
+                            f"output '{dest}' already exists (it appeared while writing)",
+                            Hint("; pass ", Arg("overwrite", True), " to replace it")
                         ) from None
                     except OSError:  # no hard links on this file system: plain rename
                         if dest.exists():
                             raise OutputExistsError(
-                                f"output '{dest}' already exists; pass --overwrite (overwrite=True) to replace it"
+                                f"output '{dest}' already exists", Hint("; pass ", Arg("overwrite", True), " to replace it")
                             ) from None
                         os.replace(tmp, dest)
                     else:

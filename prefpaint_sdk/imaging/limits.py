@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import ConfigError, ImageTooLargeError, InvalidInputError
+from ..errors import Arg, ConfigError, ImageTooLargeError, InvalidInputError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "check_image_file", "check_pixels", "get_max_pixels", "set_max_pixels"]
 
@@ -53,9 +53,8 @@ def _as_limit(value: Any, where: str) -> int:
     if isinstance(n, float) and math.isfinite(n) and n.is_integer():
         n = int(n)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        err = ConfigError(f"{where} must be a whole number of pixels > 0, got {value!r}")
-        err.param = "max_pixels"  # type: ignore[attr-defined]
-        raise err
+        raise ConfigError(Arg(where) if where.isidentifier() else where,
+                          f" must be a whole number of pixels > 0, got {value!r}", param="max_pixels")
     return int(n)
 
 
@@ -93,12 +92,8 @@ def _limit(max_pixels: int | None) -> int:
 
 
 def _too_large(what: str, name: str, size: str, limit: int) -> ImageTooLargeError:
-    err = ImageTooLargeError(
-        f"{what} {name} is {size}, over the limit of {limit:,} pixels; if you trust the file, "
-        f"raise max_pixels (--max-pixels) or {MAX_PIXELS_ENV}"
-    )
-    err.param = "max_pixels"  # type: ignore[attr-defined]
-    return err
+    return ImageTooLargeError(f"{what} {name} is {size}, over the limit of {limit:,} pixels; if you trust the file, "
+                              "raise ", Arg("max_pixels"), f" or {MAX_PIXELS_ENV}")
 
 
 def check_pixels(width: int, height: int, *, what: str = "image", name: str = "", max_pixels: int | None = None) -> None:

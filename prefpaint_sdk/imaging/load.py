@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InvalidInputError
+from ..errors import Arg, Hint, InvalidInputError
 from .geometry import _stripe_rows
 from .limits import _check_path, _limit, _open_lazy, check_pixels
 
@@ -196,7 +196,7 @@ def load_mask(
         if im.mode == "P":
             im = im.convert("RGBA")
         if im.mode not in _ALPHA_MODES:
-            raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel; drop --mask-from-alpha")
+            raise InvalidInputError(f"mask {_describe(src)} has mode '{im.mode}' with no alpha channel", Hint("; drop ", Arg("mask_from_alpha")))
         mask = np.asarray(im.getchannel("A")) < 128
     else:
         if im.mode == "1":
@@ -233,7 +233,7 @@ def check_alpha_mask(path: str | os.PathLike) -> None:
     with Image.open(path) as im:
         mode = im.mode
     if mode not in (*_ALPHA_MODES, "P"):
-        raise InvalidInputError(f"mask {_describe(path)} has mode '{mode}' with no alpha channel; drop --mask-from-alpha")
+        raise InvalidInputError(f"mask {_describe(path)} has mode '{mode}' with no alpha channel", Hint("; drop ", Arg("mask_from_alpha")))
 
 
 def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize: bool = False,
@@ -251,7 +251,7 @@ def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], *, resize
         return False
     if not resize and abs((w / h) / (W / H) - 1.0) > tolerance:
         raise InvalidInputError(
-            f"mask is {w}x{h} but image is {W}x{H}; pass --resize-mask (resize_mask=True) to resize it"
+            f"mask is {w}x{h} but image is {W}x{H}", Hint("; pass ", Arg("resize_mask", True), " to resize it")
         )
     return True
 

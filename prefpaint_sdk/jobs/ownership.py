@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ..errors import InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
 from .manifest import JobItem
 
 __all__ = ["check_ownership", "claim_path", "is_record_of", "owned_names", "read_claim", "still_there"]
@@ -167,15 +167,15 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
             continue
         rec_path = records / f"{it.id}.json"
         if rec_path.exists() and not is_record_of(found.get(it.id), it.id):
-            raise OutputExistsError(f"'{rec_path}' exists and is not a record of this job ({_label(it)}); pass "
-                                    "--overwrite to replace it, or choose another output folder")
+            raise OutputExistsError(f"'{rec_path}' exists and is not a record of this job ({_label(it)}); choose another output folder",
+                                    Hint(", or pass ", Arg("overwrite", True), " to replace it"))
         for p in plans[it.id]:
             if os.path.lexists(p) and _rel(p, out) not in owned[it.id]:
-                raise OutputExistsError(f"output '{p}' of {_label(it)} exists and was not written by this job; pass "
-                                        "--overwrite to replace it, or choose another output folder")
+                raise OutputExistsError(f"output '{p}' of {_label(it)} exists and was not written by this job; choose another output folder",
+                                        Hint(", or pass ", Arg("overwrite", True), " to replace it"))
     if results.exists() and not _has_records(records, found):
-        raise OutputExistsError(f"output '{results}' exists and was not written by a job in '{out}'; pass "
-                                "--overwrite to replace it, or choose another output folder")
+        raise OutputExistsError(f"output '{results}' exists and was not written by a job in '{out}'; choose another output folder",
+                                Hint(", or pass ", Arg("overwrite", True), " to replace it"))
     return owned
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
 from ..files import atomic_write_bytes, check_output_dir, json_writer, strict_json_dumps, write_set
 from .manifest import JobItem
 from .ownership import check_ownership, claim_path, is_record_of, still_there
@@ -260,7 +260,7 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         if state is False:
             raise OutputExistsError(
                 f"outputs of id '{it.id}' in '{out}' were made from a different manifest row or other settings; "
-                "pass --overwrite to redo them, or use another output folder")
+                "use another output folder", Hint(", or pass ", Arg("overwrite", True), " to redo them"))
         if not state:
             pending.append(it)
     owned = check_ownership(

@@ -103,7 +103,7 @@ def score_candidates(stack, candidates, source, hole: np.ndarray, box=None, prom
             for label, rs in out.items()}
 
 
-def check_stack(specs, weights=None, norm: str = "gdpo", *, offline: bool | None = None, flag: str = "--reward"):
+def check_stack(specs, weights=None, norm: str = "gdpo", *, offline: bool | None = None, param: str = "reward"):
     """Every check of a stack that reads no weights, before a pipeline loads: names, weights, norm, each model's
     files, each remote server listening. Returns ``(specs, weights)`` for
     :func:`~prefpaint_sdk.reward.specs.load_stack`.
@@ -120,7 +120,7 @@ def check_stack(specs, weights=None, norm: str = "gdpo", *, offline: bool | None
     specs = [specs] if isinstance(specs, str) else list(specs)
     if weights is not None and not isinstance(weights, str):
         weights = ",".join(repr(float(w)) if isinstance(w, (int, float)) else str(w) for w in weights)
-    parsed, w = stack_specs(specs, weights, norm, flag=flag)
+    parsed, w = stack_specs(specs, weights, norm, param=param)
     for p in parsed:
-        resolve_reward(p, offline=offline, flag=flag)
+        resolve_reward(p, offline=offline, param=param)
     return parsed, w

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ConfigError, InvalidInputError, ModelNotFoundError, PickleRefusedError
+from ..errors import Arg, ConfigError, InvalidInputError, ModelNotFoundError, PickleRefusedError
 from .base import RewardScores, to_pil
 
 __all__ = ["ClipReward", "check_clip_folder"]
@@ -96,7 +96,7 @@ class ClipReward:
 
         n = images.shape[0]
         if prompts is None:
-            raise ConfigError("the clip reward scores an image against its prompt; pass a prompt (--prompt TEXT)")
+            raise ConfigError("the clip reward scores an image against its prompt; pass ", Arg("prompt", "TEXT"))
         prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
         if len(prompts) != n:
             raise InvalidInputError(f"{len(prompts)} prompts for {n} images; give one per image")

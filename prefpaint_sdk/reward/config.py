@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import ConfigError, require
+from ..errors import Arg, ConfigError, require
 from ..files import read_toml_table
 from ..settings import Settings, setting
 
@@ -56,22 +56,22 @@ class RewardTrainConfig(Settings):
         self.check_finite()
         self._check_seed()
         if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+            raise ConfigError(Arg("loss"), f" must be one of {', '.join(LOSSES)}, got '{self.loss}'")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(Arg(name), f" must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(Arg("lr"), f" must be > 0, got {self.lr}")
         if not 0.0 <= self.freeze_fraction <= 1.0:
-            raise ConfigError(f"freeze_fraction must lie in [0, 1], got {self.freeze_fraction}")
+            raise ConfigError(Arg("freeze_fraction"), f" must lie in [0, 1], got {self.freeze_fraction}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
+            raise ConfigError(Arg("mixed_precision"), f" must be no, fp16 or bf16, got '{self.mixed_precision}'")
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6:
-            raise ConfigError(f"split must be three fractions summing to 1, got {self.split}")
+            raise ConfigError(Arg("split"), f" must be three fractions summing to 1, got {self.split}")
         if self.stop_after_epochs < 0:
-            raise ConfigError(f"stop_after_epochs must be >= 0, got {self.stop_after_epochs}")
+            raise ConfigError(Arg("stop_after_epochs"), f" must be >= 0, got {self.stop_after_epochs}")
         if self.log_with not in ("tensorboard", "wandb", "none"):
-            raise ConfigError(f"log_with must be tensorboard, wandb or none, got '{self.log_with}'")
+            raise ConfigError(Arg("log_with"), f" must be tensorboard, wandb or none, got '{self.log_with}'")
         if self.log_with != "none":  # the tracker comes with an extra: a missing one fails here, before any model loads
             require(self.log_with, extra="train" if self.log_with == "tensorboard" else "wandb",
                     purpose=f"log_with='{self.log_with}' (log_with='none' trains without a tracker)")

@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import InvalidInputError, ModelNotFoundError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, ModelNotFoundError, OutputExistsError
 from ..files import load_torch_file
 from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, check_model_name, is_offline, resolve_model
 from ..state import check_finite
@@ -161,7 +161,8 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
+        raise OutputExistsError(f"output folder '{out}' already exists and is not empty",
+                                Hint("; pass ", Arg("overwrite", True), " to replace it"))
     model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads,
                              source=pt_path)
     log.info("converted '%s' to '%s'", pt_path, out)
@@ -276,7 +277,7 @@ def _download_official(model_id: str, filename: str, *, revision: str | None, of
         where = "is not cached and offline mode is on" if offline else f"could not be downloaded ({exc.__class__.__name__})"
         raise ModelNotFoundError(
             f"reward model '{model_id}' ({filename}) {where}; run once with network, or convert a local copy with "
-            "'prefpaint convert-reward prefpaintReward.pt -o DIR' and pass --reward-model DIR"
+            "'prefpaint convert-reward prefpaintReward.pt -o DIR' and pass ", Arg("reward_model", "DIR")
         ) from exc
     return path, path.parent.name
 

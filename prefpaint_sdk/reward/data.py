@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import IMAGE_SUFFIXES, find_image, manifest_path, read_rows
-from ..errors import DataError, ImageTooLargeError, InvalidInputError
+from ..errors import Arg, DataError, ImageTooLargeError, InvalidInputError
 from ..imaging import check_image_file, get_max_pixels
 
 __all__ = ["OFFICIAL_DIRS", "PAIR_MODES", "RewardData", "RewardSample", "read_preference_pairs", "read_reward_data",
@@ -106,7 +106,7 @@ class RewardData:
         if mode not in PAIR_MODES:
             raise DataError(f"pair mode must be one of {', '.join(PAIR_MODES)}, got {mode!r}")
         if not (math.isfinite(min_margin) and min_margin >= 0):
-            raise DataError(f"min_margin must be a finite number >= 0, got {min_margin}")
+            raise DataError(Arg("min_margin"), f" must be a finite number >= 0, got {min_margin}")
         if min_margin > 0 and not self.has_scores:
             raise DataError(f"min_margin={min_margin:g} needs a score for every inpainting; '{self.source}' has none")
         s = self.samples

@@ -28,7 +28,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..errors import Arg, Hint, InvalidInputError
 from ..imaging import check_masked_image_size, fit_mask_to_image, load_image, load_mask, masked_image
 from .preprocess import preprocess_images, preprocess_tensor
 from .trust import TRUST_FILE, TrustStats
@@ -386,7 +386,8 @@ def save_atomic(model: RewardModel, folder: str | os.PathLike, overwrite: bool =
 
     out = Path(folder)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output folder '{out}' already exists and is not empty; pass --overwrite to replace it")
+        raise OutputExistsError(f"output folder '{out}' already exists and is not empty",
+                                Hint("; pass ", Arg("overwrite", True), " to replace it"))
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
     return out

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 __all__ = ["NORMS", "combine", "group_normalise", "whiten", "win_rates"]
 
@@ -89,7 +89,7 @@ def combine(scores: torch.Tensor, weights: Sequence[float], groups=None, norm: s
         ConfigError: an unknown ``norm``, or a weights count other than R.
     """
     if norm not in NORMS:
-        raise ConfigError(f"--reward-norm must be one of {', '.join(NORMS)}, got '{norm}'")
+        raise ConfigError(Arg("norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
     s = torch.as_tensor(scores, dtype=torch.float64)
     s = s.reshape(1, -1) if s.ndim == 1 else s
     w = torch.as_tensor(list(weights), dtype=torch.float64).reshape(-1)

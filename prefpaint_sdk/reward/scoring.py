@@ -19,7 +19,7 @@ import math
 import os
 from typing import Iterator, Sequence
 
-from ..errors import ConfigError, InvalidInputError
+from ..errors import Arg, ConfigError, InvalidInputError
 from .specs import RewardSpec, parse_spec
 
 __all__ = ["check_stack_inputs", "record", "score_files", "score_folder", "stack_batch", "write_stack_csv"]
@@ -40,9 +40,9 @@ def check_stack_inputs(specs: Sequence[str | RewardSpec], *, original: bool, pro
     if "outside-change" in names and (folder or not original):
         where = "in folder mode there is no original per image" if folder else "none was given"
         raise ConfigError(f"the outside-change reward compares against the original outside the hole, and {where}; "
-                          "pass --original IMAGE or --masked-image IMAGE for one image, or drop outside-change")
+                          "pass ", Arg("original", "IMAGE"), " or ", Arg("masked_image", "IMAGE"), " for one image, or drop outside-change")
     if "clip" in names and not prompt:
-        raise ConfigError("the clip reward scores an image against its prompt; pass --prompt TEXT (it may be \"\")")
+        raise ConfigError("the clip reward scores an image against its prompt; pass ", Arg("prompt", "TEXT"), " (it may be \"\")")
 
 
 def stack_batch(image, mask, *, original=None, masked_image=None, max_pixels: int | None = None):

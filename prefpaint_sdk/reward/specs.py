@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .constraints import BUILTIN_REWARDS
 from .stack import RewardEnsemble
 
@@ -58,7 +58,7 @@ def _names() -> str:
     return ", ".join([*REWARD_NAMES, *UNAVAILABLE])
 
 
-def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> RewardSpec:
+def parse_spec(text: str | os.PathLike | RewardSpec, param: str = "reward") -> RewardSpec:
     """``"clip=FOLDER"`` -> ``RewardSpec("clip", "FOLDER")``; a bare folder or hub id is a PrefPaint model.
 
     Raises:
@@ -68,30 +68,30 @@ def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> 
         return text
     text = os.fspath(text).strip()
     if not text:
-        raise ConfigError(f"{flag} is empty; write NAME or NAME=SOURCE with NAME one of {_names()}")
+        raise ConfigError(Arg(param), f" is empty; write NAME or NAME=SOURCE with NAME one of {_names()}")
     name, eq, source = text.partition("=")
     if name in UNAVAILABLE:
         from ..errors import MissingDependencyError
 
-        raise MissingDependencyError(f"{flag} '{text}': {UNAVAILABLE[name]}")
+        raise MissingDependencyError(Arg(param), f" '{text}': {UNAVAILABLE[name]}")
     if not eq:
         if text in REWARD_NAMES:
             if REWARD_NAMES[text] == "required":
                 hint = "http://HOST:PORT" if text == "remote" else "FOLDER_OR_HUB_ID"
-                raise ConfigError(f"{flag} '{text}' needs a source; write {text}={hint}")
+                raise ConfigError(Arg(param), f" '{text}' needs a source; write {text}={hint}")
             return RewardSpec(text)
         if Path(text).expanduser().exists() or "/" in text:
             return RewardSpec("prefpaint", text)
-        raise ConfigError(f"{flag} '{text}' is neither a built-in reward name ({_names()}), an existing folder, nor a "
+        raise ConfigError(Arg(param), f" '{text}' is neither a built-in reward name ({_names()}), an existing folder, nor a "
                           "hub id of the form owner/name; write NAME or NAME=SOURCE")
     if name not in REWARD_NAMES:
         if _NAME.match(name):
-            raise ConfigError(f"{flag} '{text}' names an unknown reward '{name}'; use one of {_names()}")
+            raise ConfigError(Arg(param), f" '{text}' names an unknown reward '{name}'; use one of {_names()}")
         return RewardSpec("prefpaint", text)  # a path that holds '=': a PrefPaint model folder
     if REWARD_NAMES[name] == "none":
-        raise ConfigError(f"{flag} '{text}': the built-in reward '{name}' takes no source; write {name}")
+        raise ConfigError(Arg(param), f" '{text}': the built-in reward '{name}' takes no source; write {name}")
     if not source.strip():
-        raise ConfigError(f"{flag} '{text}' has an empty source; write {name}=SOURCE")
+        raise ConfigError(Arg(param), f" '{text}' has an empty source; write {name}=SOURCE")
     if name == "remote":
         from .remote import check_remote_url
 
@@ -99,7 +99,7 @@ def parse_spec(text: str | os.PathLike | RewardSpec, flag: str = "--reward") -> 
     return RewardSpec(name, source.strip())
 
 
-def parse_weights(text: str | None, n: int, flag: str = "--reward-weights") -> tuple[float, ...] | None:
+def parse_weights(text: str | None, n: int, param: str = "reward_weights") -> tuple[float, ...] | None:
     """``"0.7,0.3"`` -> ``(0.7, 0.3)``, checked against the ``n`` rewards it weights (``None`` stays ``None``).
 
     Raises:
@@ -111,23 +111,24 @@ def parse_weights(text: str | None, n: int, flag: str = "--reward-weights") -> t
     try:
         weights = tuple(float(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"{flag} '{text}' is not a comma-separated list of numbers; write e.g. {flag} 0.7,0.3") from None
+        raise ConfigError(Arg(param), f" '{text}' is not a comma-separated list of numbers; write e.g. ",
+                          Arg(param, "0.7,0.3")) from None
     if len(weights) != n:
-        raise ConfigError(f"{flag} '{text}' gives {len(weights)} weights for {n} rewards; give one weight per reward")
+        raise ConfigError(Arg(param), f" '{text}' gives {len(weights)} weights for {n} rewards; give one weight per reward")
     if not all(math.isfinite(w) for w in weights):
-        raise ConfigError(f"{flag} '{text}' holds a non-finite weight; give finite numbers such as 0.7,0.3")
+        raise ConfigError(Arg(param), f" '{text}' holds a non-finite weight; give finite numbers such as 0.7,0.3")
     if not any(weights):
-        raise ConfigError(f"{flag} '{text}' weights are all zero; give at least one non-zero weight")
+        raise ConfigError(Arg(param), f" '{text}' weights are all zero; give at least one non-zero weight")
     return weights
 
 
-def _resolve_one(spec: Any, *, offline: bool | None, flag: str) -> Any:
+def _resolve_one(spec: Any, *, offline: bool | None, param: str) -> Any:
     """A built-in stays its name; a PrefPaint model becomes its local folder (a Path); clip and remote stay
     specs, with clip's source made a checked local folder and the remote host found listening."""
     if isinstance(spec, RewardSpec):
         parsed = spec
     elif isinstance(spec, (str, os.PathLike)):
-        parsed = parse_spec(spec, flag)
+        parsed = parse_spec(spec, param)
     else:
         return spec  # a Python reward object or callable: used as is
     if parsed.name in BUILTIN_REWARDS:
@@ -147,7 +148,7 @@ def _resolve_one(spec: Any, *, offline: bool | None, flag: str) -> Any:
     return parsed
 
 
-def resolve_reward(reward: Any, *, offline: bool | None = None, flag: str = "--reward-model") -> Any:
+def resolve_reward(reward: Any, *, offline: bool | None = None, param: str = "reward_model") -> Any:
     """Check every reward spec in ``reward`` and find each model's folder, reading no weights.
 
     ``reward`` is a spec (text, :class:`RewardSpec`), a :class:`~prefpaint_sdk.reward.stack.RewardEnsemble` or a
@@ -161,11 +162,11 @@ def resolve_reward(reward: Any, *, offline: bool | None = None, flag: str = "--r
     if isinstance(reward, (list, tuple)):
         reward = RewardEnsemble(tuple(reward))
     if isinstance(reward, RewardEnsemble):
-        return RewardEnsemble(tuple(_resolve_one(m, offline=offline, flag=flag) for m in reward.members), reward.weights)
-    return _resolve_one(reward, offline=offline, flag=flag)
+        return RewardEnsemble(tuple(_resolve_one(m, offline=offline, param=param) for m in reward.members), reward.weights)
+    return _resolve_one(reward, offline=offline, param=param)
 
 
-def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = None, flag: str = "--reward-model") -> Any:
+def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = None, param: str = "reward_model") -> Any:
     """``reward`` with every model loaded (specs are resolved first, as :func:`resolve_reward` does).
 
     PrefPaint models become :class:`~prefpaint_sdk.reward.RewardModel`, ``clip`` a
@@ -175,7 +176,7 @@ def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = Non
     Raises:
         as :func:`resolve_reward`, and whatever loading a model raises (ModelNotFoundError, PickleRefusedError).
     """
-    reward = resolve_reward(reward, offline=offline, flag=flag)
+    reward = resolve_reward(reward, offline=offline, param=param)
 
     def load(r):
         if isinstance(r, Path):
@@ -197,20 +198,20 @@ def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = Non
     return load(reward)
 
 
-def reward_from_flags(specs: Sequence[str], weights: str | None, flag: str, weights_flag: str) -> Any:
+def reward_from_flags(specs: Sequence[str], weights: str | None, param: str, weights_param: str) -> Any:
     """The reward a CLI's repeatable flag and its weights flag name: one spec as itself, else an ensemble.
 
     Raises:
         ConfigError: bad weights (see :func:`parse_weights`).
     """
-    w = parse_weights(weights, len(specs), weights_flag)
+    w = parse_weights(weights, len(specs), weights_param)
     if len(specs) == 1 and w is None:
         return specs[0]
     return RewardEnsemble(tuple(specs), w or ())
 
 
-def stack_specs(specs: Sequence[str | RewardSpec], weights: str | None = None, norm: str = "gdpo", *, flag: str = "--reward",
-                weights_flag: str = "--reward-weights") -> tuple[list[RewardSpec], tuple[float, ...]]:
+def stack_specs(specs: Sequence[str | RewardSpec], weights: str | None = None, norm: str = "gdpo", *, param: str = "reward",
+                weights_param: str = "reward_weights") -> tuple[list[RewardSpec], tuple[float, ...]]:
     """Parse a stack's flags (no file or network touched): its specs and one weight per spec (default 1 each).
 
     Raises:
@@ -219,15 +220,15 @@ def stack_specs(specs: Sequence[str | RewardSpec], weights: str | None = None, n
     from .normalize import NORMS
 
     if not specs:
-        raise ConfigError(f"give at least one {flag} NAME[=SOURCE]; known rewards: {_names()}")
+        raise ConfigError("give at least one ", Arg(param, "NAME[=SOURCE]"), f"; known rewards: {_names()}")
     if norm not in NORMS:
-        raise ConfigError(f"--reward-norm must be one of {', '.join(NORMS)}, got '{norm}'")
-    parsed = [parse_spec(s, flag) for s in specs]
-    return parsed, parse_weights(weights, len(parsed), weights_flag) or (1.0,) * len(parsed)
+        raise ConfigError(Arg("norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
+    parsed = [parse_spec(s, param) for s in specs]
+    return parsed, parse_weights(weights, len(parsed), weights_param) or (1.0,) * len(parsed)
 
 
 def load_stack(specs: Sequence[str | RewardSpec], weights: Sequence[float] | str | None = None, norm: str = "gdpo", *,
-               device: str = "auto", offline: bool | None = None, flag: str = "--reward", batch_size: int = 16):
+               device: str = "auto", offline: bool | None = None, param: str = "reward", batch_size: int = 16):
     """A :class:`~prefpaint_sdk.reward.stack.RewardStack` of ``specs``: every spec checked and every
     remote probed first, then the models loaded.
 
@@ -237,9 +238,9 @@ def load_stack(specs: Sequence[str | RewardSpec], weights: Sequence[float] | str
     from .stack import RewardStack
 
     if weights is None or isinstance(weights, str):
-        parsed, w = stack_specs(specs, weights, norm, flag=flag)
+        parsed, w = stack_specs(specs, weights, norm, param=param)
     else:
-        parsed, w = stack_specs(specs, None, norm, flag=flag)[0], tuple(float(x) for x in weights)  # the stack checks them
-    resolved = [resolve_reward(p, offline=offline, flag=flag) for p in parsed]  # every check before any load
-    members = [load_reward(r, device=device, offline=offline, flag=flag) for r in resolved]
+        parsed, w = stack_specs(specs, None, norm, param=param)[0], tuple(float(x) for x in weights)  # the stack checks them
+    resolved = [resolve_reward(p, offline=offline, param=param) for p in parsed]  # every check before any load
+    members = [load_reward(r, device=device, offline=offline, param=param) for r in resolved]
     return RewardStack(members, labels=[p.name for p in parsed], weights=w, norm=norm, batch_size=batch_size)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .base import RewardScores, to_1d
 
 __all__ = ["RewardEnsemble", "RewardStack", "StackOutput", "as_reward"]
@@ -182,7 +182,7 @@ class RewardStack:
         if not all(math.isfinite(x) for x in w) or not any(w):
             raise ConfigError(f"reward weights {list(w)} must be finite and not all zero")
         if norm not in NORMS:
-            raise ConfigError(f"--reward-norm must be one of {', '.join(NORMS)}, got '{norm}'")
+            raise ConfigError(Arg("norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
         labels = list(labels) if labels is not None else [f"reward{i}" for i in range(len(rewards))]
         seen: dict[str, int] = {}
         self.labels = []

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError, ModelNotFoundError
+from ..errors import Arg, ConfigError, DataError, Hint, ModelNotFoundError
 from ..files import atomic_dir, atomic_write_json
 from ..imaging import fit_mask_to_image, load_image, load_mask, masked_image
 from ..state import (
@@ -226,8 +226,8 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 def _read_resume(ckpt: Path, cfg: RewardTrainConfig):
     """Read and check a checkpoint's files: (folder, state, model tensors, optimizer tensors, fix)."""
-    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over in a new output folder; or "
-           "start over in place with overwrite=True (--overwrite)")
+    fix = (f"delete '{ckpt}' to resume from the checkpoint before it, or start over in a new output folder",
+           Hint("; or start over in place with ", Arg("overwrite", True)))
     state = read_json(ckpt / "state.json", what="resume state", fix=fix,
                       keys={"epoch": int, "history": list, "optimizer": dict, "scheduler": dict, "config": dict})
     saved = state["config"]
@@ -312,7 +312,7 @@ def _train(data, out: Path, config, resume: bool, overwrite: bool, progress, run
     dataset = data if isinstance(data, RewardData) else read_reward_data(data, max_bad_fraction=cfg.max_bad_fraction)
     if cfg.loss == "regression" and not dataset.has_scores:
         raise ConfigError(f"loss='regression' needs scored samples, but '{dataset.source}' holds preference pairs; "
-                          "use --preset bradley-terry (loss='bradley-terry')")
+                          "use ", Arg("loss", "bradley-terry"), " (the bradley-terry preset)")
     train, val, test = split_by_group(dataset, cfg.split, seed=cfg.seed)
     if not train.samples:
         raise DataError(f"the training split of '{dataset.source}' is empty; add data or change split={cfg.split}")
@@ -357,7 +357,7 @@ def _train(data, out: Path, config, resume: bool, overwrite: bool, progress, run
             start_epoch, history = int(state["epoch"]), list(state["history"])
         log.info("resuming from %s (epoch %d of %d)", ckpt, start_epoch, cfg.epochs)
     elif resume:
-        log.warning("--resume given but '%s' holds no checkpoint; starting from scratch", out)
+        log.warning("%s given but '%s' holds no checkpoint; starting from scratch", Arg("resume", True), out)
 
     accelerator.wait_for_everyone()  # every process checked the run folder before the main one writes into it
     run.started, run.main = True, accelerator.is_main_process  # from here on the folder's run files are ours
@@ -410,7 +410,7 @@ def _train(data, out: Path, config, resume: bool, overwrite: bool, progress, run
         if progress:
             progress("epoch", epoch + 1, cfg.epochs)
         if cfg.stop_after_epochs and ran >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
-            log.info("stopping after %d epoch(s) as asked (stop_after_epochs); continue with --resume", ran)
+            log.info("stopping after %d epoch(s) as asked (stop_after_epochs); continue with %s", ran, Arg("resume", True))
             accelerator.end_training()
             return TrainResult(None, epoch + 1, history, None)
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import CorruptFileError, DataError, InvalidInputError
+from ..errors import Arg, CorruptFileError, DataError, InvalidInputError
 from ..files import load_torch_file
 
 __all__ = [
@@ -132,21 +132,21 @@ class TrustStats:
         """
         from safetensors import safe_open
 
-        fix = "delete it, or refit the trust matrix (train the reward model again or pass --v-inverse)"
+        fix = ("delete it, or refit the trust matrix (train the reward model again or pass ", Arg("v_inverse"), ")")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {}).get("trust", "{}"))
                 keys = set(f.keys())
                 if "v_inv" not in keys:
-                    raise CorruptFileError(f"trust file '{path}' has no 'v_inv' tensor; {fix}")
+                    raise CorruptFileError(f"trust file '{path}' has no 'v_inv' tensor; ", *fix)
                 v_inv = f.get_tensor("v_inv")
                 v = f.get_tensor("v") if "v" in keys else None
         except (CorruptFileError, FileNotFoundError):
             raise
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for a broken header
-            raise CorruptFileError(f"trust file '{path}' is truncated or not a safetensors file ({exc}); {fix}") from None
+            raise CorruptFileError(f"trust file '{path}' is truncated or not a safetensors file ({exc}); ", *fix) from None
         if not isinstance(meta, dict):
-            raise CorruptFileError(f"trust file '{path}' has unreadable metadata; {fix}")
+            raise CorruptFileError(f"trust file '{path}' has unreadable metadata; ", *fix)
         check_trust_matrix(v_inv, path)
         if v is not None:
             check_trust_matrix(v, path, "V")

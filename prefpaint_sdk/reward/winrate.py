@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import Arg, InvalidInputError
 from ..validation import finite
 
 __all__ = [
@@ -67,7 +67,7 @@ def normal_quantile(confidence: float) -> float:
         InvalidInputError: ``confidence`` outside (0, 1).
     """
     if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
-        raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}; use e.g. 0.95")
+        raise InvalidInputError(Arg("confidence"), f" must be in (0, 1), got {confidence}; use e.g. 0.95")
     from scipy.stats import norm
 
     return float(norm.ppf(0.5 + confidence / 2.0))
@@ -92,7 +92,7 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     if n < 1:
         raise InvalidInputError(f"a confidence interval needs at least one case, got n={n}")
     if not 0.0 <= successes <= n:
-        raise InvalidInputError(f"successes must be in [0, n={n}], got {successes}")
+        raise InvalidInputError(Arg("successes"), f" must be in [0, n={n}], got {successes}")
     z = normal_quantile(confidence)
     p = successes / n
     denom = 1.0 + z * z / n
@@ -120,7 +120,7 @@ def bootstrap_interval(values, confidence: float = 0.95, n_boot: int = 2000, see
     if v.size == 0:
         raise InvalidInputError("a confidence interval needs at least one case, got none")
     if n_boot < 1:
-        raise InvalidInputError(f"n_boot must be >= 1, got {n_boot}")
+        raise InvalidInputError(Arg("n_boot"), f" must be >= 1, got {n_boot}")
     normal_quantile(confidence)  # validates the level
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, v.size, size=(n_boot, v.size))
@@ -234,6 +234,6 @@ def win_stats(model_rewards, baseline_rewards, *, tie_tolerance: float = 0.0, ci
     elif ci == "bootstrap":
         lo, hi = bootstrap_interval(o, confidence, n_boot, seed)
     else:
-        raise InvalidInputError(f"ci must be 'wilson' or 'bootstrap', got '{ci}'")
+        raise InvalidInputError(Arg("ci"), f" must be 'wilson' or 'bootstrap', got '{ci}'")
     return WinStats(n=int(o.size), wins=wins, ties=ties, losses=losses, win_rate=rate, ci_low=lo, ci_high=hi,
                     confidence=confidence, method=ci)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefpaint_sdk import DataError, InvalidInputError
-from prefpaint_sdk.utils import positive
+from prefpaint_sdk.utils import Arg, positive
 
 from ..scene import Scene
 from . import colmap, nerfstudio, redwood, replica, scannet, single, tum
@@ -38,7 +38,7 @@ def detect_format(root: str | Path) -> str:
         if (root.is_dir() or name == "single") and mod.detect(root):
             return name
     what = "is empty" if root.is_dir() and not any(root.iterdir()) else "matches no supported layout"
-    raise DataError(f"scene folder '{root}' {what}. Looked for: {_layouts()}. Pass --format to force one")
+    raise DataError(f"scene folder '{root}' {what}. Looked for: {_layouts()}. Pass ", Arg("format"), " to force one")
 
 
 def load_scene(root: str | Path, format: str = "auto", *, depth_scale: float | None = None, fov: float = 60.0,

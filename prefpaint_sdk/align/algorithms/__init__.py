@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from ...errors import ConfigError
+from ...errors import Arg, ConfigError
 from .base import AlgoConfig, Algorithm
 
 __all__ = ["AlgoConfig", "Algorithm", "algorithm_names", "get_algorithm", "setting_owners"]
@@ -31,7 +31,7 @@ def get_algorithm(name: str) -> type[Algorithm]:
         ConfigError: an unknown name, listing the known ones.
     """
     if name not in algorithm_names():
-        raise ConfigError(f"algo must be one of {', '.join(algorithm_names())} (or '' for the family's default), "
+        raise ConfigError(Arg("algo"), f" must be one of {', '.join(algorithm_names())} (or '' for the family's default), "
                           f"got '{name}'")
     cls = importlib.import_module(f".{name}", __name__).ALGORITHM
     if cls.name != name:  # a copied module that kept its template's name would shadow another algorithm

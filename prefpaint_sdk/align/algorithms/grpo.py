@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...errors import ConfigError
+from ...errors import Arg, ConfigError
 from ...settings import setting
 from ..loss import grpo_advantages
 from .ppo import PPO, PPOConfig
@@ -31,7 +31,7 @@ class GRPOConfig(PPOConfig):
     def validate(self, shared, sampler: str | None) -> None:
         super().validate(shared, sampler)
         if self.adv_std not in ("group", "global"):
-            raise ConfigError(f"adv_std must be 'group' or 'global', got '{self.adv_std}'")
+            raise ConfigError(Arg("adv_std"), f" must be 'group' or 'global', got '{self.adv_std}'")
         if shared.samples_per_prompt < 2:
             raise ConfigError(f"algo='grpo' with samples_per_prompt={shared.samples_per_prompt} gives zero advantages "
                               "(one sample per group); use samples_per_prompt >= 2")
