@@ -59,8 +59,6 @@ _EXPORTS = {
     # the pixel limit
     "set_max_pixels": "imaging",
     # errors
-    "Hint": "errors",
-    "Arg": "errors",
     "PrefPaintError": "errors",
     "InvalidInputError": "errors",
     "ModelNotFoundError": "errors",

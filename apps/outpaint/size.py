@@ -6,7 +6,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from prefpaint_sdk import Arg, ConfigError, InvalidInputError
+from prefpaint_sdk import ConfigError, InvalidInputError
+from prefpaint_sdk.utils import Arg
 
 __all__ = ["ANCHORS", "DEFAULT_MAX_SIZE", "Padding", "resolve_padding"]
 

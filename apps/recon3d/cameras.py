@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prefpaint_sdk import Arg, InvalidInputError
+from prefpaint_sdk import InvalidInputError
+from prefpaint_sdk.utils import Arg
 
 __all__ = [
     "OPENGL_TO_OPENCV",

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from prefpaint_sdk import Arg, DataError, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk import DataError, InvalidInputError, ModelNotFoundError
+from prefpaint_sdk.utils import Arg
 
 __all__ = [
     "DEFAULT_DEPTH_MODEL",

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from prefpaint_sdk import Arg, DataError, InvalidInputError
+from prefpaint_sdk import DataError, InvalidInputError
+from prefpaint_sdk.utils import Arg
 
 from . import _deps
 from .cameras import Intrinsics

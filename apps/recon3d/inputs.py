@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from prefpaint_sdk import Arg, DataError
+from prefpaint_sdk import DataError
+from prefpaint_sdk.utils import Arg
 
 from .geometry import depth_consistency
 from .quiet import quiet_libraries
