@@ -98,10 +98,10 @@ class LoopServices:
 
     # --- samples and rewards --------------------------------------------------------------------
     def sample(self, items, seeds: list[int], samples_per_item: int, window: list[int] | None = None,
-               reduction: str = "mean") -> tuple:
+               reduction: str = "mean", region: str = "auto") -> tuple:
         return sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
                                resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
-                               window=window, autocast=self.accelerator.autocast, reduction=reduction)
+                               window=window, autocast=self.accelerator.autocast, reduction=reduction, region=region)
 
     # the name of the era before the algorithm seam, kept for evaluation and users' scripts
     _sample = sample
