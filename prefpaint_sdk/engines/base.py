@@ -358,7 +358,9 @@ class Engine:
 
         Common keyword arguments: ``num_steps``, ``guidance_scale``, ``prompt_embeds``, ``negative_embeds``,
         ``model`` (the policy to sample with), ``reduction``, and the sampler's noise: ``eta`` (DDIM) or
-        ``sde_noise`` and ``window`` (flow matching); a family ignores the noise arguments of the other kind.
+        ``sde_noise`` and ``window`` (flow matching); a family ignores the noise arguments of the other kind;
+        ``logprob_region`` ("full" or "mask", resolved by :meth:`check_logprob_region`), kept in the rollout so
+        :meth:`policy_step` counts the same elements.
         """
         raise self.not_alignable()
 
