@@ -1,7 +1,7 @@
 """Alignment for the latent-blend families: the :class:`~.base.Engine` methods the Aligner calls, once for all.
 
 A latent-blend family (``qwen-image``, ``flux2-klein``) puts :class:`BlendAlignable` before its engine base and
-writes only its model calls (the ``blend_*`` methods of :class:`~.blend_rollout.BlendFamily`); the rollout,
+writes only its model calls (the ``blend_*`` methods of :class:`BlendFamily`); the rollout,
 its log-probabilities over the hole, the policy step and forward-process training are
 :mod:`.blend_rollout`'s. Rollouts and training run at the family's default ``strength`` (what its pipeline
 and ``prefpaint inpaint`` use), so the model is trained on the noise levels it samples at.
@@ -9,12 +9,47 @@ and ``prefpaint inpaint`` use), so the model is trained on the noise levels it s
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ConfigError
-from .blend_rollout import BlendFamily
 
-__all__ = ["BlendAlignable"]
+if TYPE_CHECKING:  # annotations only: this module stays torch-free, so model_info imports no torch
+    from torch import Tensor
+
+    from .blend_rollout import BlendConditions, BlendText
+
+__all__ = ["BlendAlignable", "BlendFamily"]
+
+
+class BlendFamily:
+    """What a latent-blend family's engine gives the shared rollout (methods named ``blend_*``)."""
+
+    def blend_conditions(self, images, masks, height: int, width: int, device, dtype) -> BlendConditions:
+        """The per-(image, mask) inputs as the pipeline preprocesses them: the images, the binarised pixel
+        masks, the blend mask in the packed latent layout, and what each group's latents are drawn from."""
+        raise NotImplementedError
+
+    def blend_mu(self, image_seq_len: int, num_steps: int) -> float:
+        """The schedule's shift ``mu``, as the pipeline computes it."""
+        raise NotImplementedError
+
+    def blend_start(self, conditions: BlendConditions, groups: list[int], gens: list, device, dtype):
+        """``(image_latents, noise, context)`` for B samples, drawing from ``gens`` in the pipeline's order."""
+        raise NotImplementedError
+
+    def blend_encode(self, images: Tensor) -> Tensor:
+        """Clean images (B, 3, H, W) in [-1, 1] as packed latents, the VAE's mean (DPO's rated images)."""
+        raise NotImplementedError
+
+    def blend_velocity(self, model, latents, timestep, text: BlendText, context: dict, *, neg: BlendText | None = None,
+                       guidance: float = 1.0) -> Tensor:
+        """The velocity of ``model`` at packed ``latents`` and (B,) ``timestep``s, called as the pipeline calls
+        its transformer, with the family's guidance against ``neg`` when given and ``guidance`` > 1."""
+        raise NotImplementedError
+
+    def blend_decode(self, latents, height: int, width: int) -> Tensor:
+        """Packed latents decoded as the pipeline decodes them: images (B, 3, H, W) in [0, 1], float32."""
+        raise NotImplementedError
 
 
 class BlendAlignable(BlendFamily):

@@ -2,7 +2,7 @@
 
 One implementation for every latent-blend family (``qwen-image``: ``QwenImageInpaintPipeline``; ``flux2-klein``:
 ``Flux2KleinInpaintPipeline``), written against diffusers 0.42.1. A family supplies only its model calls, as
-methods of its engine (:class:`BlendFamily`): encoding the images and masks, the schedule's shift, drawing the
+methods of its engine (:class:`~.blend_engine.BlendFamily`): encoding the images and masks, the schedule's shift, drawing the
 starting latents in its pipeline's generator order, the velocity (with its own guidance), and decoding.
 
 The loop is the pipelines' ``__call__`` loop, operation for operation:
@@ -25,7 +25,7 @@ What differs from the pipelines:
    stored ``latents`` are the state the model saw (after the previous blend).
 3. The step's noise is drawn from the samples' generators after the pipeline's own draws.
 
-There is no ``logprob_region="full"`` here (see :meth:`BlendFamily.logprob_regions`).
+There is no ``logprob_region="full"`` here (see :class:`~.blend_engine.BlendAlignable`).
 """
 
 from __future__ import annotations
@@ -128,30 +128,6 @@ class BlendRollout:
         return self.latents.shape[0]
 
 
-class BlendFamily:
-    """What a latent-blend family's engine gives the shared rollout (methods named ``blend_*``)."""
-
-    def blend_conditions(self, images, masks, height: int, width: int, device, dtype) -> BlendConditions:
-        raise NotImplementedError
-
-    def blend_mu(self, image_seq_len: int, num_steps: int) -> float:
-        raise NotImplementedError
-
-    def blend_start(self, conditions: BlendConditions, groups: list[int], gens: list, device, dtype):
-        """``(image_latents, noise, context)`` for B samples, drawing from ``gens`` in the pipeline's order."""
-        raise NotImplementedError
-
-    def blend_encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Clean images (B, 3, H, W) in [-1, 1] as packed latents, the VAE's mean (DPO's rated images)."""
-        raise NotImplementedError
-
-    def blend_velocity(self, model, latents, timestep, text: BlendText, context: dict):
-        raise NotImplementedError
-
-    def blend_decode(self, latents, height: int, width: int) -> torch.Tensor:
-        raise NotImplementedError
-
-
 def _index(context: dict, b) -> dict:
     return {k: v[b] if isinstance(v, torch.Tensor) else v for k, v in context.items()}
 
@@ -197,7 +173,7 @@ def rollout(engine, conditions: BlendConditions, groups, generators, *, num_step
     """Sample B trajectories; the ``window`` steps are SDE steps with log-probabilities over the hole.
 
     Args:
-        engine: the family's engine (a :class:`BlendFamily`). conditions: its ``encode_conditions``.
+        engine: the family's engine (a :class:`~.blend_engine.BlendFamily`). conditions: its ``encode_conditions``.
         groups: B group indices. generators: B generators. strength: the pipeline's ``strength``.
         prompt_embeds / negative_embeds: from the engine's ``encode_prompts`` for B samples.
         model: the transformer (default the pipeline's). noise_level: the SDE's ``a``; 0 = every step ODE.
