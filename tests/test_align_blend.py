@@ -218,3 +218,23 @@ def test_full_region_on_a_blend_family_is_refused_before_loading(qwen_dir, tmp_p
     assert r.exit_code == 2, r.output
     assert "logprob_region='full' does not apply to the qwen-image family" in " ".join(r.output.split())
     assert not (tmp_path / "o").exists()
+
+
+def test_forward_training_batch_from_latents_or_images(engine):
+    """NFT trains on a rollout's own latents, DPO on rated images (encoded by the family's VAE): the same
+    layout, the loss counting the blend mask, and the forward prediction's x0 equal to the target at no noise."""
+    img, mask = _inputs()
+    cond = engine.encode_conditions([img], [mask], 32, 32)
+    ro = engine.rollout(cond, [0, 0], [torch.Generator().manual_seed(s) for s in (1, 2)], num_steps=4, sde_noise=0.0)
+    text, _ = engine.encode_prompts("", "", 2, 1.0, "cpu")
+    own = engine.clean_batch(cond, ro.groups, ro.images, text, num_steps=4, latents=ro.final_latents)
+    rated = engine.clean_batch(cond, ro.groups, ro.images, text, num_steps=4)
+    assert own.x0.shape == rated.x0.shape == ro.final_latents.shape
+    assert torch.equal(own.loss_mask, ro.region) and own.kind == "flow"
+    assert engine.clean_batch(cond, ro.groups, ro.images, text, num_steps=4, ring=None).loss_mask is None
+    b = torch.arange(2)
+    with torch.no_grad():
+        out = engine.forward_predict(engine.pipeline.transformer, own, b, torch.zeros(2, dtype=torch.long),
+                                     torch.zeros_like(own.x0))
+    assert out.pred.shape == own.x0.shape
+    torch.testing.assert_close(out.target, -own.x0)  # eps - x0 with eps = 0
