@@ -1,6 +1,6 @@
 """A family is one module: a dummy family registered only in ``prefpaint_sdk.engines`` and
-``prefpaint_sdk.testing`` runs through ``inpaint``, ``extend``, ``eval``, ``serve`` and ``recon3d`` with no other
-edit. Its defaults (3 steps, guidance 2.5) and working size (48 px) are its own, so a copy of another family's
+``prefpaint_sdk.testing`` runs through ``inpaint``, ``extend``, ``eval``, ``serve``, ``recon3d`` and ``train align``
+with no other edit. Its defaults (3 steps, guidance 2.5) and working size (48 px) are its own, so a copy of another family's
 numbers anywhere in the apps shows up as a wrong value here."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
-from prefpaint_sdk.engines import Engine
+from prefpaint_sdk.engines.sd import SDInpaintEngine
 
 runner = CliRunner()
 
@@ -24,7 +24,10 @@ class DummyInpaintPipeline(StableDiffusionInpaintPipeline):
     """A pipeline class diffusers does not know (its own name in model_index.json)."""
 
 
-class DummyEngine(Engine):
+class DummyEngine(SDInpaintEngine):
+    """A 9-channel latent inpainter that reuses SD's DDIM sampling and rollout (as a new family of that kind
+    would) and has its own name, pipeline class, defaults and working size."""
+
     family = "dummy"
     pipeline_class_name = "DummyInpaintPipeline"
     default_steps = 3
@@ -149,3 +152,27 @@ def test_recon3d_runs_on_the_dummy_family(dummy, tmp_path):
     assert r.exit_code == 0, r.output
     params = json.dumps(json.loads((out / "metrics.json").read_text())["inpainting"])
     assert "2.5" in params, params  # the family's own guidance
+
+
+def test_train_align_runs_on_the_dummy_family(dummy, tmp_path):
+    """Two iterations through the command line: the family's working size, its trainable module and frozen
+    parts, its LoRA and merged exports (a folder of the dummy family again) come from its engine alone."""
+    from _helpers_align import make_data
+
+    from prefpaint_sdk import Inpainter, model_info
+
+    data = make_data(tmp_path / "data", n=4)
+    out = tmp_path / "run"
+    r = _run("train", "align", "--data", data, "--out", out, "--model", dummy, "--reward", "brightness", "--preset",
+             "cpu-smoke", "--iterations", "2", "--finetune", "lora", "--set", "resolution=0", "--set", "num_steps=2",
+             "--set", "timesteps_per_traj=2", "--set", "prompts_per_iter=2", "--set", "train_batch_size=8",
+             "--set", "eval_every=0", "--set", "log_with=none", "--device", "cpu", "--offline")
+    assert r.exit_code == 0, r.output
+    assert "done: 2 iterations" in r.output
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert len([x for x in lines if "reward_mean" in x]) == 2
+    assert json.loads((out / "align_config.json").read_text())["resolution"] == 0  # the family's own 48 px
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert model_info(out / "merged").family == "dummy"
+    inp = Inpainter.from_pretrained(out / "merged", device="cpu", dtype="float32")
+    assert (inp.family, inp.resolution) == ("dummy", 48)

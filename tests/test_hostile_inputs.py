@@ -1168,6 +1168,9 @@ CASES = [
     C("train-align/set-sde-noise-0", lambda e: talign(e, "--set", "sde_noise=0"), "sde_noise", setup=adata),
     C("train-align/set-sde-window-neg", lambda e: talign(e, "--set", "sde_window=-2"), "sde_window", setup=adata),
     C("train-align/set-adv-std", lambda e: talign(e, "--set", "adv_std=batch"), "adv_std", setup=adata),
+    # blend-rl (issue 21 §3): where a step's log-probability counts
+    C("train-align/set-logprob-region-unknown", lambda e: talign(e, "--set", "logprob_region=hole"), "logprob_region",
+      setup=adata),
     C("train-align/set-hacking-min-drop-nan", lambda e: talign(e, "--set", "hacking_min_drop=nan"), "hacking_min_drop",
       setup=adata),
     C("train-align/set-hacking-min-drop-neg", lambda e: talign(e, "--set", "hacking_min_drop=-1"), "hacking_min_drop",

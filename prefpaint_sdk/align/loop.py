@@ -98,10 +98,10 @@ class LoopServices:
 
     # --- samples and rewards --------------------------------------------------------------------
     def sample(self, items, seeds: list[int], samples_per_item: int, window: list[int] | None = None,
-               reduction: str = "mean") -> tuple:
+               reduction: str = "mean", region: str = "auto") -> tuple:
         out = sampling.sample(self.engine, self.raw_model, items, seeds, samples_per_item, cfg=self.config,
                               resolution=self.resolution, device=self.accelerator.device, prompts=self._prompts,
-                              window=window, autocast=self.accelerator.autocast, reduction=reduction)
+                              window=window, autocast=self.accelerator.autocast, reduction=reduction, region=region)
         self._sampled_groups = out[0].groups  # the groups of what score() is given next (a stack normalises in them)
         return out
 

@@ -139,11 +139,15 @@ class OldPolicy:
                         p.data = saved[n]
 
 
-def _lora_state(unet) -> dict[str, torch.Tensor]:
+def _lora_state(unet, module_name: str = "unet") -> dict[str, torch.Tensor]:
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    state = get_peft_model_state_dict(unet)
+    # As diffusers' own LoRA training scripts save: a UNet's keys in the diffusers naming, a transformer's in
+    # peft's (lora_A/lora_B). The diffusers naming renames only to_q/k/v/out.0 (lora.down/up), which some
+    # loaders (Flux2LoraLoaderMixin) do not map back: klein then silently dropped those adapters.
+    return convert_state_dict_to_diffusers(state) if module_name == "unet" else state
 
 
 def export_lora(unet, folder: str | os.PathLike, pipeline_cls, module_name: str = "unet") -> Path:
@@ -157,7 +161,7 @@ def export_lora(unet, folder: str | os.PathLike, pipeline_cls, module_name: str 
         raise ConfigError("this model was fine-tuned without LoRA (finetune='full'); export the merged pipeline instead")
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet).items()}
+        state = {k: v.detach().float().cpu().contiguous() for k, v in _lora_state(unet, module_name).items()}
         layers = {f"{module_name}_lora_layers": state}
         pipeline_cls.save_lora_weights(tmp, **layers, safe_serialization=True, weight_name=LORA_WEIGHT_NAME)
     return folder

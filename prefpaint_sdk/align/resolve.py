@@ -148,6 +148,8 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
                          preset=preset, algo=algo, overrides=overrides, resume_from=resume_from)
     if cfg.algo:
         cfg.validate(sampler=engine_cls.sampler_kind if engine_cls else None)  # once: the Aligner takes it as checked
+        if engine_cls is not None:  # e.g. logprob_region='full' on a latent-blend family
+            engine_cls.check_logprob_region(cfg.algo_settings.get("logprob_region", "auto"))
     else:  # no family yet (the model is not found here): check as the algorithm that has the settings given
         cfg.resolve(_likely_algo(cfg)).validate()
     check_guards(cfg, gold_reward)
@@ -183,6 +185,7 @@ def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None
             raise engine_cls.not_alignable()
         cfg = name_algorithm(cfg, engine_cls.default_algo, resume_from)
         cfg.validate(sampler=engine_cls.sampler_kind)
+        engine_cls.check_logprob_region(cfg.algo_settings.get("logprob_region", "auto"))
     scheduler_config = resolved.path / "scheduler" / "scheduler_config.json"
     if engine_cls.sampler_kind == "ddim" and scheduler_config.is_file():  # DDIM steps must fit the scheduler
         engine_cls.check_scheduler_steps(cfg.num_steps, json.loads(scheduler_config.read_text()))

@@ -62,15 +62,17 @@ def sde_window(engine, cfg: AlignConfig, it: int) -> list[int]:
 
 def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_item: int, *, cfg: AlignConfig,
            resolution: int, device, prompts: PromptCache, window: list[int] | None = None,
-           autocast=nullcontext, reduction: str = "mean") -> tuple:
+           autocast=nullcontext, reduction: str = "mean", region: str = "auto") -> tuple:
     """Roll out ``samples_per_item`` trajectories per item with ``model``'s current weights (``reduction``:
-    how each step's log-probability reduces over latent elements, "mean" or "sum").
+    how each step's log-probability reduces over latent elements, "mean" or "sum"; ``region``: which
+    elements it counts, "auto" (the family's), "full" or "mask", see ``Engine.logprob_regions``).
 
     Returns the concatenated rollout, and per sample the pasted-back images and the masks (pixel size).
     """
     cond = engine.encode_conditions([it.image for it in items], [it.mask for it in items], resolution, resolution,
                                     device=device, dtype=engine.pipeline.vae.dtype)
     groups = [g for g in range(len(items)) for _ in range(samples_per_item)]
+    region = engine.check_logprob_region(region)
     chunks = []
     for s in range(0, len(groups), cfg.rollout_batch_size):
         gi = groups[s:s + cfg.rollout_batch_size]
@@ -80,7 +82,7 @@ def sample(engine, model, items: list[AlignItem], seeds: list[int], samples_per_
             chunks.append(engine.rollout(cond, gi, gens, num_steps=cfg.num_steps, eta=cfg.eta,
                                          guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
                                          model=model, reduction=reduction, sde_noise=cfg.sde_noise,
-                                         window=window))
+                                         window=window, logprob_region=region))
     ro = engine.cat_rollouts(chunks)
     init01 = ((cond.init_image + 1) / 2).clamp(0, 1).to(ro.images.device)
     mask = (cond.mask_pixels >= 0.5).to(ro.images.device)

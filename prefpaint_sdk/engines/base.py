@@ -343,6 +343,21 @@ class Engine:
     # the components alignment never trains (those the pipeline has): frozen, and cast under mixed precision
     frozen_modules: ClassVar[tuple[str, ...]] = ("vae", "text_encoder", "text_encoder_2")
 
+    # Where a stored step's log-probability counts: "full" (every latent element) or "mask" (the hole's latent
+    # elements only); the first is what logprob_region="auto" means. The fill families keep "full" first, as
+    # they trained before the setting existed; the latent-blend families have "mask" only.
+    logprob_regions: ClassVar[tuple[str, ...]] = ("full", "mask")
+
+    @classmethod
+    def check_logprob_region(cls, region: str) -> str:
+        """``region`` ("auto", "full" or "mask") resolved for the family; a value it cannot take is refused."""
+        if region == "auto":
+            return cls.logprob_regions[0]
+        if region not in cls.logprob_regions:
+            raise bad_value("logprob_region", f"logprob_region must be auto or one of "
+                                              f"{', '.join(cls.logprob_regions)} for the {cls.family} family, got {region!r}")
+        return region
+
     def frozen_parts(self) -> list[str]:
         """The names of this pipeline's frozen components (of :attr:`frozen_modules`, those it has)."""
         return [n for n in self.frozen_modules if getattr(self.pipeline, n, None) is not None]
@@ -368,7 +383,9 @@ class Engine:
 
         Common keyword arguments: ``num_steps``, ``guidance_scale``, ``prompt_embeds``, ``negative_embeds``,
         ``model`` (the policy to sample with), ``reduction``, and the sampler's noise: ``eta`` (DDIM) or
-        ``sde_noise`` and ``window`` (flow matching); a family ignores the noise arguments of the other kind.
+        ``sde_noise`` and ``window`` (flow matching); a family ignores the noise arguments of the other kind;
+        ``logprob_region`` ("full" or "mask", resolved by :meth:`check_logprob_region`), kept in the rollout so
+        :meth:`policy_step` counts the same elements.
         """
         raise self.not_alignable()
 

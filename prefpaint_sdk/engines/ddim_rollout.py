@@ -92,6 +92,8 @@ class Rollout:
         images: (B, 3, H, W) decoded images in [0, 1] (the pipeline's ``output_type="pt"``).
         groups: (B,) the group index of each sample.
         final_latents: (B, 4, h, w) the sampled clean latents (what ``images`` decode; NFT trains on them).
+        region: (B, 1, h, w) the latent cells the log-probabilities count (``logprob_region="mask"``: the
+            cells any hole pixel lies in), or ``None``: every element (``"full"``, the default).
     """
 
     timesteps: torch.Tensor
@@ -106,9 +108,22 @@ class Rollout:
     images: torch.Tensor
     groups: torch.Tensor
     final_latents: torch.Tensor | None = None
+    region: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.latents.shape[0]
+
+
+def logprob_region_mask(mask_pixels: torch.Tensor, latent_hw: tuple[int, int], region: str):
+    """The latent cells a log-probability counts: ``None`` for ``"full"``; for ``"mask"`` (B, 1, h, w) 0/1, the
+    cells any hole pixel of ``mask_pixels`` (B, 1, H, W) lies in (the pasted-back result depends on them only)."""
+    if region == "full":
+        return None
+    if region != "mask":
+        raise ValueError(f"logprob_region must be 'full' or 'mask', got {region!r}")
+    from .forward_training import latent_loss_mask
+
+    return latent_loss_mask(mask_pixels.float(), latent_hw, ring=0)
 
 
 def make_scheduler(pipe, num_steps: int, device):
@@ -211,7 +226,7 @@ def predict_noise(unet, scheduler, latents, t, mask_latents, masked_latents, pro
 @torch.no_grad()
 def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int = 50, eta: float = 1.0,
             guidance_scale: float = 1.0, prompt_embeds=None, negative_embeds=None, unet=None,
-            reduction: str = "mean", decode: bool = True, step_callback=None) -> Rollout:
+            reduction: str = "mean", decode: bool = True, step_callback=None, logprob_region: str = "full") -> Rollout:
     """Sample B trajectories with DDIM and record every step's latents, mean and log-probability.
 
     Args:
@@ -225,6 +240,7 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
         reduction: "mean" or "sum" log-prob reduction over latent elements.
         decode: decode the final latents to images.
         step_callback: called as ``step_callback(i, T)`` after every step.
+        logprob_region: "full" (every latent element) or "mask" (the hole's cells, :func:`logprob_region_mask`).
 
     Returns:
         A :class:`Rollout`.
@@ -255,6 +271,8 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
     )
     masked_latents = (sf * masked_latents).to(device=device, dtype=dtype)
     mask_latents = conditions.mask_latents[groups].to(device=device, dtype=dtype)
+    region = logprob_region_mask(conditions.mask_pixels[groups], (h, w), logprob_region)
+    region = None if region is None else region.to(device)
 
     xs, xs_next, means, logps = [], [], [], []
     timesteps = scheduler.timesteps
@@ -262,7 +280,7 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
         noise = predict_noise(unet, scheduler, latents, t, mask_latents, masked_latents, prompt_embeds,
                               negative_embeds, guidance_scale)
         out: DDIMStepOutput = ddim_step_with_logprob(scheduler, noise, t, latents, eta=eta, generator=gens,
-                                                     reduction=reduction)
+                                                     reduction=reduction, region=region)
         xs.append(latents)
         xs_next.append(out.prev_sample)
         means.append(out.mean)
@@ -276,7 +294,7 @@ def rollout(pipe, conditions: Conditions, groups, generators, *, num_steps: int 
         timesteps=timesteps.detach().clone(), latents=torch.stack(xs, 1), next_latents=torch.stack(xs_next, 1),
         means=torch.stack(means, 1), log_probs=torch.stack(logps, 1), mask_latents=mask_latents,
         masked_image_latents=masked_latents, prompt_embeds=prompt_embeds, negative_embeds=negative_embeds,
-        images=images, groups=groups, final_latents=latents,
+        images=images, groups=groups, final_latents=latents, region=region,
     )
 
 
@@ -289,7 +307,7 @@ def decode_latents(pipe, latents: torch.Tensor) -> torch.Tensor:
 
 def policy_step(unet, scheduler, latents, timesteps, next_latents, mask_latents, masked_latents, prompt_embeds,
                 negative_embeds=None, *, guidance_scale: float = 1.0, eta: float = 1.0,
-                reduction: str = "mean") -> DDIMStepOutput:
+                reduction: str = "mean", region: torch.Tensor | None = None) -> DDIMStepOutput:
     """Re-evaluate stored steps under ``unet`` (with grad): the log-prob of x_{t-1} given x_t, per sample.
 
     ``timesteps`` is a (B,) tensor so each sample may sit at a different step.
@@ -298,7 +316,7 @@ def policy_step(unet, scheduler, latents, timesteps, next_latents, mask_latents,
     noise = predict_noise(unet, scheduler, latents, t, mask_latents, masked_latents, prompt_embeds,
                           negative_embeds, guidance_scale)
     return ddim_step_with_logprob(scheduler, noise.float(), timesteps, latents.float(), eta=eta,
-                                  prev_sample=next_latents.float(), reduction=reduction)
+                                  prev_sample=next_latents.float(), reduction=reduction, region=region)
 
 
 def cat_rollouts(chunks: list[Rollout]) -> Rollout:
@@ -316,4 +334,5 @@ def cat_rollouts(chunks: list[Rollout]) -> Rollout:
         prompt_embeds=cat_text([c.prompt_embeds for c in chunks]),
         negative_embeds=None if chunks[0].negative_embeds is None else cat_text([c.negative_embeds for c in chunks]),
         images=cat("images"), groups=offset_groups, final_latents=cat("final_latents"),
+        region=None if chunks[0].region is None else cat("region"),
     )

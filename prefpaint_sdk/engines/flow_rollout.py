@@ -34,7 +34,7 @@ import torch
 
 from ..samplers.flow_sde import FlowStepOutput, flow_sde_step
 from .batched import BatchedText
-from .ddim_rollout import _mask_pil
+from .ddim_rollout import _mask_pil, logprob_region_mask
 
 __all__ = ["FlowConditions", "FlowRollout", "FluxText", "cat_rollouts", "encode_conditions",
            "encode_prompts", "make_scheduler", "policy_step", "rollout", "window_steps"]
@@ -100,6 +100,7 @@ class FlowRollout:
     groups: torch.Tensor
     negative_embeds: None = None
     final_latents: torch.Tensor | None = None  # (B, L, C) the sampled clean latents, packed (NFT trains on them)
+    region: torch.Tensor | None = None  # (B, L, C) 0/1: what the log-probs count (logprob_region="mask"); None: all
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -180,7 +181,7 @@ def _guidance(transformer, value: float, b: int, device):
 def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: int = 50,
             guidance_scale: float = 30.0, prompt_embeds: FluxText | None = None, model=None, noise_level: float = 0.7,
             window: list[int] | None = None, reduction: str = "mean", decode: bool = True,
-            step_callback=None) -> FlowRollout:
+            step_callback=None, logprob_region: str = "full") -> FlowRollout:
     """Sample B trajectories; the ``window`` steps are SDE steps with log-probabilities, the rest ODE steps.
 
     Args:
@@ -192,6 +193,8 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
         noise_level: the SDE noise level ``a``; 0 makes every step an ODE step and stores none.
         window: schedule indices of the stochastic steps (default: all, see :func:`window_steps`).
         reduction: "mean" or "sum" over latent elements. decode: decode the final latents.
+        logprob_region: "full" (every latent element) or "mask" (the latent cells any hole pixel lies in,
+            packed as the latents).
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -228,6 +231,9 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
                               conditions.packed_mask[groups].to(device=device, dtype=dtype)), dim=-1)
     guidance = _guidance(transformer, guidance_scale, b, device)
     sigma_max = float(sigmas[1]) if len(sigmas) > 1 else 0.0
+    region = logprob_region_mask(conditions.mask_pixels[groups], (h, w), logprob_region)
+    if region is not None:  # packed as the latents are: 2x2 patches, every channel
+        region = pipe._pack_latents(region.to(device).expand(b, c, h, w).contiguous(), b, c, h, w)
 
     xs, xs_next, means, logps, stored = [], [], [], [], []
     for i, t in enumerate(timesteps):
@@ -235,7 +241,7 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
                              prompt_embeds, latent_ids)
         if i in window:
             out = flow_sde_step(v, sigmas[i], sigmas[i + 1], latents, noise_level, sigma_max, generator=gens,
-                                reduction=reduction)
+                                reduction=reduction, region=region)
             xs.append(latents.float())
             xs_next.append(out.prev_sample)
             means.append(out.mean)
@@ -257,7 +263,7 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
         means=torch.stack(means, 1) if xs else empty,
         log_probs=torch.stack(logps, 1) if xs else torch.zeros((b, 0), device=device),
         cond_latents=cond_latents, prompt_embeds=prompt_embeds, latent_ids=latent_ids, guidance=float(guidance_scale),
-        images=images, groups=groups, final_latents=latents,
+        images=images, groups=groups, final_latents=latents, region=region,
     )
 
 
@@ -285,7 +291,7 @@ def policy_step(transformer, ro: FlowRollout, b: torch.Tensor, tidx: torch.Tenso
     v = predict_velocity(transformer, x.to(dtype), ro.cond_latents[b], t, guidance, ro.prompt_embeds[b], ro.latent_ids)
     sigma_max = float(sig[1]) if len(sig) > 1 else 0.0
     return flow_sde_step(v, sig[step], sig[step + 1], x, noise_level, sigma_max, prev_sample=ro.next_latents[b, tidx],
-                         reduction=reduction)
+                         reduction=reduction, region=None if ro.region is None else ro.region[b])
 
 
 def cat_rollouts(chunks: list[FlowRollout]) -> FlowRollout:
@@ -303,5 +309,5 @@ def cat_rollouts(chunks: list[FlowRollout]) -> FlowRollout:
                        next_latents=cat("next_latents"), means=cat("means"), log_probs=cat("log_probs"),
                        cond_latents=cat("cond_latents"), prompt_embeds=text, latent_ids=c0.latent_ids,
                        guidance=c0.guidance, images=None if c0.images is None else cat("images"), groups=cat("groups"),
-                       final_latents=cat("final_latents"))
+                       final_latents=cat("final_latents"), region=None if c0.region is None else cat("region"))
 

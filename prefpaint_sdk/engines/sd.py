@@ -169,7 +169,7 @@ class SDInpaintEngine(Engine):
         neg = ro.negative_embeds[b] if ro.negative_embeds is not None else None
         return policy_step(model, sched, ro.latents[b, tidx], t, ro.next_latents[b, tidx], ro.mask_latents[b],
                            ro.masked_image_latents[b], ro.prompt_embeds[b], neg, guidance_scale=guidance_scale,
-                           eta=eta, reduction=reduction)
+                           eta=eta, reduction=reduction, region=None if ro.region is None else ro.region[b])
 
 
 # --- DDIM step limits (read from the scheduler config only, so they run before any weights load) ---------

@@ -48,9 +48,17 @@ class DDIMStepOutput:
     log_prob: torch.Tensor
 
 
-def reduce_latent(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce a per-element tensor (B, ...) to (B,) by "mean" (the release and DDPO) or "sum"."""
+def reduce_latent(x: torch.Tensor, reduction: str, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Reduce a per-element tensor (B, ...) to (B,) by "mean" (the release and DDPO) or "sum".
+
+    ``region``: 0/1 weights broadcastable to ``x`` (the latent elements that count, e.g. the hole's); the
+    mean is then over the region's elements only (a sample with an empty region gets 0)."""
     dims = tuple(range(1, x.ndim))
+    if region is not None:
+        w = region.to(x.dtype).expand_as(x)
+        x = x * w
+        if reduction == "mean":
+            return x.sum(dim=dims) / w.sum(dim=dims).clamp(min=1.0)
     if reduction == "mean":
         return x.mean(dim=dims)
     if reduction == "sum":
@@ -58,12 +66,14 @@ def reduce_latent(x: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"log-prob reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
-def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """log N(x; mean, std^2) per element, reduced: equals ``Normal(mean, std).log_prob(x)`` reduced the same way."""
+def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, reduction: str = "mean",
+                     region: torch.Tensor | None = None) -> torch.Tensor:
+    """log N(x; mean, std^2) per element, reduced (over ``region`` only, when given; see :func:`reduce_latent`):
+    equals ``Normal(mean, std).log_prob(x)`` reduced the same way."""
     # Same formula as torch.distributions.Normal.log_prob, written out so it works on broadcast std.
     var = std**2
     elem = -((x.detach() - mean) ** 2) / (2 * var) - torch.log(std) - _LOG_SQRT_2PI
-    return reduce_latent(elem, reduction)
+    return reduce_latent(elem, reduction, region)
 
 
 def _per_sample(values: torch.Tensor, index: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -79,6 +89,7 @@ def ddim_step_with_logprob(
     prev_sample: torch.Tensor | None = None,
     generator=None,
     reduction: str = "mean",
+    region: torch.Tensor | None = None,
 ) -> DDIMStepOutput:
     """A DDIM step x_t -> x_{t-1} with its mean and log-probability (see the module header for the diff).
 
@@ -91,6 +102,8 @@ def ddim_step_with_logprob(
         prev_sample: a given x_{t-1} to evaluate; ``None`` samples one with ``generator``.
         generator: a ``torch.Generator`` or a list of one per sample, consumed as diffusers does.
         reduction: "mean" or "sum" over latent elements for the log-probability.
+        region: 0/1 weights broadcastable to ``sample``: the log-probability counts these elements only
+            (``logprob_region="mask"``); ``None``: all of them.
 
     Returns:
         A :class:`DDIMStepOutput`.
@@ -145,5 +158,5 @@ def ddim_step_with_logprob(
                                       dtype=model_output.dtype)
         prev_sample = mean + std_dev_t * variance_noise
     std = std_dev_t.to(mean.dtype)
-    log_prob = gaussian_logprob(prev_sample, mean, std, reduction)
+    log_prob = gaussian_logprob(prev_sample, mean, std, reduction, region)
     return DDIMStepOutput(prev_sample=prev_sample, mean=mean, std=std, log_prob=log_prob)

@@ -14,7 +14,8 @@ Written against diffusers 0.42.1, ``FlowMatchEulerDiscreteScheduler.step``
 2. It may take per-sample sigmas (training re-evaluates stored steps of different indices at once) and a
    given ``x_next`` whose log-probability is evaluated instead of sampling one.
 
-Families own their rollouts (``engines/flow_rollout.py`` for FLUX Fill); this module is only the maths.
+Families own their rollouts (``engines/flow_rollout.py`` for FLUX Fill, ``engines/blend_rollout.py`` for the
+latent-blend families); this module is only the maths.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class FlowStepOutput:
 
 def flow_sde_step(model_output: torch.Tensor, sigma, sigma_next, sample: torch.Tensor, noise_level: float,
                   sigma_max: float, prev_sample: torch.Tensor | None = None, generator=None,
-                  reduction: str = "mean") -> FlowStepOutput:
+                  reduction: str = "mean", region: torch.Tensor | None = None) -> FlowStepOutput:
     """One Flow-GRPO SDE step x -> x_next with its mean, std and log-probability (see the module header).
 
     Args:
@@ -50,6 +51,8 @@ def flow_sde_step(model_output: torch.Tensor, sigma, sigma_next, sample: torch.T
             sigma, used in place of sigma = 1 in ``1 - sigma``.
         noise_level: ``a`` > 0.
         prev_sample: a given x_next to evaluate; ``None`` samples one with ``generator`` (one per sample).
+        region: 0/1 weights broadcastable to ``sample``: the log-probability counts these elements only (the
+            hole's latent tokens); ``None``: all of them.
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -69,5 +72,5 @@ def flow_sde_step(model_output: torch.Tensor, sigma, sigma_next, sample: torch.T
         eps = randn_tensor(v.shape, generator=generator, device=v.device, dtype=v.dtype)
         prev_sample = mean + std * eps
     prev_sample = prev_sample.float()
-    log_prob = gaussian_logprob(prev_sample, mean, std, reduction)
+    log_prob = gaussian_logprob(prev_sample, mean, std, reduction, region)
     return FlowStepOutput(prev_sample=prev_sample, mean=mean, std=std, log_prob=log_prob)

@@ -168,11 +168,13 @@ class TrainLoop(Protocol):
         step for DDIM); the same on every process."""
 
     def sample(self, items: list["AlignItem"], seeds: list[int], samples_per_item: int,
-               window: list[int] | None = None, reduction: str = "mean") -> tuple:
+               window: list[int] | None = None, reduction: str = "mean", region: str = "auto") -> tuple:
         """Roll out ``samples_per_item`` samples per item with the model's current weights (wrap the call in
         ``with loop.old.active():`` to sample from the snapshot), through ``engine.rollout`` in chunks of
         ``rollout_batch_size``, no grad. ``window``: the stored steps (:meth:`sde_window`; default all);
-        ``reduction``: how each step's log-probability reduces over latent elements ("mean" or "sum").
+        ``reduction``: how each step's log-probability reduces over latent elements ("mean" or "sum");
+        ``region``: which elements it counts ("auto": the family's, "full" or "mask"; the rollout keeps it,
+        so ``engine.policy_step`` counts the same).
 
         Returns:
             ``(rollout, images, masks)``: the engine's rollout (``latents``, ``next_latents``, ``log_probs``

@@ -42,6 +42,10 @@ class PPOConfig(AlgoConfig):
     resync_every: int = setting(15, "M: re-sync the old (rollout) policy to the trained weights every M iterations (paper: 15)")
     clip_range: float = setting(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
     logprob_reduction: str = setting("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
+    logprob_region: str = setting("auto", "which latent elements a step's log-probability counts: 'mask' (the hole's "
+                                          "cells only) or 'full' (all); 'auto' = the family's: full for SD, SDXL and "
+                                          "FLUX Fill (as before), mask for the latent-blend families (full is refused: "
+                                          "outside the hole the step's sample is blended away)")
     adv_clip: float = setting(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
     kl_coef: float = setting(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
     l1_coef: float = setting(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
@@ -65,6 +69,8 @@ class PPOConfig(AlgoConfig):
              f"timesteps_per_traj={self.timesteps_per_traj} exceeds {name}={trained} (the stored steps); lower "
              f"timesteps_per_traj or raise {name}")
         need(self.logprob_reduction in ("mean", "sum"), f"logprob_reduction must be 'mean' or 'sum', got '{self.logprob_reduction}'")
+        need(self.logprob_region in ("auto", "mask", "full"),
+             f"logprob_region must be 'auto', 'mask' or 'full', got '{self.logprob_region}'")
         need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
         need(self.adv_clip > 0, f"adv_clip must be > 0, got {self.adv_clip}")
         need(self.kl_coef >= 0 and self.l1_coef >= 0, f"kl_coef={self.kl_coef} and l1_coef={self.l1_coef} must be >= 0")
@@ -121,7 +127,8 @@ class PPO(Algorithm):
         window = loop.sde_window(it)
         with loop.old.active():
             ro, images, masks = loop.sample([i for i, _ in items], loop.sample_seeds(it), shared.samples_per_prompt,
-                                            window=window, reduction=self.config.logprob_reduction)
+                                            window=window, reduction=self.config.logprob_reduction,
+                                            region=self.config.logprob_region)
         rb = loop.score(images, masks)
 
         # Advantages over the batch gathered from every process (the same on all of them), then our slice.
