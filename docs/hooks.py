@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACES = ("prefpaint_sdk", "prefpaint_sdk.utils")
 # submodule of prefpaint_sdk -> section of the API page, in page order; others go under "More".
 SECTIONS = {
-    "inpainter": "Inpainting", "batch": "Inpainting",
+    "inpainter": "Inpainting", "inpaint_result": "Inpainting", "batch": "Inpainting",
     "reward": "Rewards", "align": "Alignment", "evaluation": "Evaluation", "jobs": "Jobs across processes",
     "hub": "Models and the cache", "engines": "Models and the cache",
     "imaging": "Images and masks", "masks": "Images and masks",

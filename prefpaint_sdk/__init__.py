@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # inpainting
     "Inpainter": "inpainter",
-    "InpaintResult": "inpainter",
+    "InpaintResult": "inpaint_result",
     # manifest jobs across processes
     "run_inpaint_job": "jobs",
     "run_score_job": "jobs",
@@ -95,7 +95,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .hub import BASE_MODEL, DEFAULT_MODEL, DEFAULT_REWARD_MODEL, cache_dir, download_model  # noqa: F401
     from .imaging import load_image, load_mask, set_max_pixels  # noqa: F401
     from .evaluation import EvalCase, EvalReport, evaluate  # noqa: F401
-    from .inpainter import Inpainter, InpaintResult  # noqa: F401
+    from .inpaint_result import InpaintResult  # noqa: F401
+    from .inpainter import Inpainter  # noqa: F401
     from .jobs import run_generate_dataset, run_inpaint_job, run_score_job  # noqa: F401
     from .align import AlignConfig, Aligner, AlignResult, load_align_config  # noqa: F401
     from .engines import ModelInfo, model_info  # noqa: F401

@@ -9,7 +9,7 @@ from _serve_helpers import make_image, png, square_hole
 from fastapi.testclient import TestClient
 
 from prefpaint_sdk import InvalidInputError
-from prefpaint_sdk.inpainter import choose_candidate
+from prefpaint_sdk.inpaint_result import choose_candidate
 
 
 def test_choose_candidate_by_score_and_by_lower_confidence_bound():

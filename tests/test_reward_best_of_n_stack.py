@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from prefpaint_sdk import Inpainter
 from prefpaint_sdk.errors import RemoteRewardError
-from prefpaint_sdk.inpainter import choose_candidate
+from prefpaint_sdk.inpaint_result import choose_candidate
 from prefpaint_sdk.reward import RewardOutput, RewardStack
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_inpaint_cli_writes_every_rewards_scores(tiny_pipeline_dir, rm_dir, tmp_
     (dict(reward=["nope=x"]), "ConfigError", "unknown reward 'nope'"),
     (dict(reward=["hpsv2"]), "MissingDependencyError", "torchvision"),
     (dict(reward=["seam", "imagereward=THUDM/ImageReward"]), "MissingDependencyError", "image-reward"),
-    (dict(reward=["seam"], reward_norm="mean"), "ConfigError", "--reward-norm"),
+    (dict(reward=["seam"], reward_norm="mean"), "ConfigError", "reward_norm must be one of"),
     (dict(reward=["seam"], reward_model=_Stub()), "InvalidInputError", "joins a reward stack by its id"),
 ])
 def test_a_bad_stack_is_refused_before_the_pipeline_loads(tmp_path, kw, err, pattern):

@@ -222,7 +222,7 @@ def stack_specs(specs: Sequence[str | RewardSpec], weights: str | None = None, n
     if not specs:
         raise ConfigError("give at least one ", Arg(param, "NAME[=SOURCE]"), f"; known rewards: {_names()}")
     if norm not in NORMS:
-        raise ConfigError(Arg("norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
+        raise ConfigError(Arg(f"{param}_norm"), f" must be one of {', '.join(NORMS)}, got '{norm}'")
     parsed = [parse_spec(s, param) for s in specs]
     return parsed, parse_weights(weights, len(parsed), weights_param) or (1.0,) * len(parsed)
 
