@@ -7,7 +7,7 @@ What it does not show: that its error falls in absolute terms. In the developmen
 sample adaptive weight) or +0.04% (shared by the group) while its group-mates' errors rose by 1-2% and the
 zero-advantage group's by 0.5% on average: the step is mostly "unfit the low-reward samples", a change every
 sample shares. Over whole batches the update points slightly away from the exact reward gradient on this
-fixture (cosine -0.02 to -0.045; benchmarks/exp_nft_direction.py and benchmarks/RESULTS.md, "Why NFT and online
+fixture (cosine -0.017 to -0.045; benchmarks/exp_nft_direction.py and benchmarks/RESULTS.md, "Why NFT and online
 DPO do not learn on the tiny SD fixture").
 """
 
