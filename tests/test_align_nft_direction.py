@@ -6,8 +6,9 @@ low-reward samples and of the samples with no advantage: the update favours it.
 What it does not show: that its error falls in absolute terms. In the development runs it moved by -0.04% (per
 sample adaptive weight) or +0.04% (shared by the group) while its group-mates' errors rose by 1-2% and the
 zero-advantage group's by 0.5% on average: the step is mostly "unfit the low-reward samples", a change every
-sample shares: our best explanation (not proven) of why the held-out reward moves either way on the tiny
-fixture (benchmarks/RESULTS.md, "Algorithms at the same budget").
+sample shares. Over whole batches the update points slightly away from the exact reward gradient on this
+fixture (cosine -0.017 to -0.045; benchmarks/exp_nft_direction.py and benchmarks/RESULTS.md, "Why NFT and online
+DPO do not learn on the tiny SD fixture").
 """
 
 from __future__ import annotations
