@@ -263,7 +263,8 @@ def _named_params() -> dict[str, set[str]]:
 # Parameters that only a Python caller (or a config file, ``--set``) can pass: shown as Python shows them.
 PYTHON_ONLY = {
     "adv_std", "audit_ring", "eta", "freeze_fraction", "fusion_backend", "hacking_min_drop", "hacking_patience",
-    "inpaint_kwargs", "log_with", "max_bad_fraction", "min_margin", "mixed_precision", "n_boot", "scores", "split",
+    "inpaint_kwargs", "log_with", "logprob_region", "max_bad_fraction", "min_margin", "mixed_precision", "n_boot", "scores",
+    "split",
     "stop_after_epochs", "successes",
 }
 

@@ -21,7 +21,13 @@ runner = CliRunner()
 
 
 class DummyInpaintPipeline(StableDiffusionInpaintPipeline):
-    """A pipeline class diffusers does not know (its own name in model_index.json)."""
+    """A pipeline class diffusers does not know (its own name in model_index.json), with defaults of its own in
+    its ``__call__``, as a new family's pipeline has: what ``scheduler="auto"`` (native for a base model) uses."""
+
+    def __call__(self, *args, num_inference_steps: int = 3, guidance_scale: float = 2.5, strength: float = 1.0,
+                 eta: float = 0.0, **kw):
+        return super().__call__(*args, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                strength=strength, eta=eta, **kw)
 
 
 class DummyEngine(SDInpaintEngine):
@@ -33,6 +39,7 @@ class DummyEngine(SDInpaintEngine):
     default_steps = 3
     default_guidance = 2.5
     default_strength = 1.0
+    native_defaults = dict(steps=3, guidance_scale=2.5, strength=1.0)  # its pipeline's, read without loading
     hub_models = {"nobody/dummy-inpaint": 48}
     load_kwargs = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 

@@ -146,7 +146,7 @@ def _lora_state(unet, module_name: str = "unet") -> dict[str, torch.Tensor]:
     state = get_peft_model_state_dict(unet)
     # As diffusers' own LoRA training scripts save: a UNet's keys in the diffusers naming, a transformer's in
     # peft's (lora_A/lora_B). The diffusers naming renames only to_q/k/v/out.0 (lora.down/up), which some
-    # loaders (Flux2LoraLoaderMixin) do not map back: klein then silently dropped those adapters.
+    # loaders do not map back: a pipeline's loader then silently dropped those adapters (seen on a blend family).
     return convert_state_dict_to_diffusers(state) if module_name == "unet" else state
 
 

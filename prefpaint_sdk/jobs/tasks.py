@@ -51,6 +51,7 @@ def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool 
 
     When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
     bad = {}
+    first_exc = None
     for it in items:
         try:
             check_item_files(it, max_pixels=max_pixels)
@@ -65,9 +66,11 @@ def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool 
                                 resize=it.params.get("resize_mask", resize_mask))
         except Exception as exc:  # noqa: BLE001 - the item fails alone
             bad[it.id] = " ".join(str(exc).split())
+            first_exc = first_exc or exc
     if bad and len(bad) == len(items):
-        first = next(iter(bad.values()))
-        raise DataError(f"no {what} is usable ({len(bad)} of {len(items)} failed); the first: {first}")
+        # the first problem's own parts (its parameter and fix as data), so each front end names them its way
+        first = getattr(first_exc, "parts", None) or (next(iter(bad.values())),)
+        raise DataError(f"no {what} is usable ({len(bad)} of {len(items)} failed); the first: ", *first)
     return bad
 
 

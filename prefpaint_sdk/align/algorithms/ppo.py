@@ -43,9 +43,9 @@ class PPOConfig(AlgoConfig):
     clip_range: float = setting(1e-4, "PPO ratio clip eps (paper/DDPO: 1e-4, tuned for the 'mean' reduction)")
     logprob_reduction: str = setting("mean", "'mean' (release, DDPO) or 'sum' over latent elements; 'sum' needs a far larger clip_range")
     logprob_region: str = setting("auto", "which latent elements a step's log-probability counts: 'mask' (the hole's "
-                                          "cells only) or 'full' (all); 'auto' = the family's: full for SD, SDXL and "
-                                          "FLUX Fill (as before), mask for the latent-blend families (full is refused: "
-                                          "outside the hole the step's sample is blended away)")
+                                          "cells only) or 'full' (all); 'auto' = the family's (Engine.logprob_regions): full "
+                                          "for the fill families (as before), mask for the latent-blend ones (full is "
+                                          "refused: outside the hole the step's sample is blended away)")
     adv_clip: float = setting(10.0, "advantages are clipped to +-adv_clip (paper: 10)")
     kl_coef: float = setting(0.0, "weight of the closed-form KL of step means vs the frozen starting model (paper: 0, none)")
     l1_coef: float = setting(0.0, "weight of the L1 distance of step means vs the rollout policy (release logs it only: 0)")
