@@ -1,7 +1,7 @@
 """Run by test_align_fsdp.py under ``torchrun --nproc_per_node 2`` (gloo, CPU): full fine-tuning of the tiny SD
 UNet for 2 iterations, replicated (DDP) or sharded (``fsdp=True``), or resumed under FSDP.
 
-Arguments: ``ddp|fsdp|resume``, data folder, output folder. Rank 0 writes ``<out>/params.safetensors`` (the whole
+Arguments: ``ddp|fsdp|resume|flux-ddp|flux-fsdp``, data folder, output folder. Rank 0 writes ``<out>/params.safetensors`` (the whole
 trained weights) and ``<out>/record.json``; ``fsdp`` also exports the merged pipeline to ``<out>/export``.
 """
 
@@ -23,9 +23,16 @@ from prefpaint_sdk.testing import tiny_inpaint_pipeline
 
 def main(mode: str, data: str, out: str) -> None:
     torch.set_num_threads(1)
-    cfg = fast_config(finetune="full", iterations=2, save_every=1, keep_checkpoints=3, fsdp=mode != "ddp",
-                      learning_rate=1e-3, adam_eps=1e-4, grad_spike_factor=0.0)
-    al = Aligner(tiny_inpaint_pipeline(0), "brightness", cfg, data, out, device="cpu")
+    flux = mode.startswith("flux")  # flux-ddp / flux-fsdp: GRPO on the tiny FLUX Fill transformer
+    common = dict(finetune="full", iterations=2, fsdp=mode in ("fsdp", "resume", "flux-fsdp"), learning_rate=1e-3,
+                  adam_eps=1e-4, grad_spike_factor=0.0)
+    if flux:
+        cfg = fast_config(prompts_per_iter=1, samples_per_prompt=4, rollout_batch_size=4, train_batch_size=4,
+                          num_steps=2, timesteps_per_traj=1, sde_window=0, algo="grpo", **common)
+    else:
+        cfg = fast_config(save_every=1, keep_checkpoints=3, **common)
+    al = Aligner(tiny_inpaint_pipeline(0, family="flux-fill" if flux else "sd"), "brightness", cfg, data, out,
+                 device="cpu")
     res = al.train(resume=mode == "resume")
     acc = al.accelerator
     sharded = sum(is_sharded(p) for p in al.params.values())
