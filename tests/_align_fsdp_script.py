@@ -30,7 +30,7 @@ def main(mode: str, data: str, out: str) -> None:
         cfg = fast_config(prompts_per_iter=1, samples_per_prompt=4, rollout_batch_size=4, train_batch_size=4,
                           num_steps=2, timesteps_per_traj=1, sde_window=0, algo="grpo", **common)
     else:
-        cfg = fast_config(save_every=1, keep_checkpoints=3, **common)
+        cfg = fast_config(save_every=1, keep_checkpoints=3, eval_every=1, eval_size=2, **common)
     al = Aligner(tiny_inpaint_pipeline(0, family="flux-fill" if flux else "sd"), "brightness", cfg, data, out,
                  device="cpu")
     res = al.train(resume=mode == "resume")
@@ -42,7 +42,7 @@ def main(mode: str, data: str, out: str) -> None:
         al.export(Path(out) / "export")
     if acc.is_main_process:
         save_file(full, str(Path(out) / "params.safetensors"))
-    rec = {"num_processes": acc.num_processes, "history": res.history, "sharded": sharded, "n_params": len(full),
+    rec = {"num_processes": acc.num_processes, "history": res.history, "evals": res.evals, "sharded": sharded, "n_params": len(full),
            "local_numel": local, "full_numel": sum(v.numel() for v in full.values()),
            "wrapper": type(al.model).__name__}
     Path(out, f"rank{acc.process_index}.json").write_text(json.dumps(rec))

@@ -66,6 +66,13 @@ def test_fsdp_trains_as_ddp_resumes_exactly_and_exports(tmp_path):
     assert worst < 1e-5, worst
     for a, b in zip(recs[0]["history"], ddp_rec["history"]):
         assert a["reward_mean"] == pytest.approx(b["reward_mean"], rel=1e-5, abs=1e-6)
+    # evaluation (every process samples the held-out pairs when sharded): the same held-out rewards as DDP's
+    assert [e["iteration"] for e in recs[0]["evals"]] == [e["iteration"] for e in ddp_rec["evals"]] == [0, 1, 2]
+    for a, b in zip(recs[0]["evals"], ddp_rec["evals"]):
+        assert a["mean_reward"] == pytest.approx(b["mean_reward"], rel=1e-5, abs=1e-6)
+    assert recs[0]["evals"][-1]["win_rate"] is not None
+    assert sorted(p.name for p in (tmp_path / "fsdp" / "eval").glob("iter_*.png")) == [
+        "iter_000000.png", "iter_000001.png", "iter_000002.png"]
 
     # exact resume: from the iteration-1 checkpoint, the second iteration again gives the same weights
     res = tmp_path / "resume"
@@ -112,7 +119,6 @@ def tiny_base_unet_state():
 @pytest.mark.parametrize("changes, world, words", [
     (dict(finetune="lora"), "2", "finetune='lora'"),
     (dict(finetune="full"), "1", "this run has 1"),
-    (dict(finetune="full", eval_every=5), "2", "eval_every=0"),
     (dict(finetune="full", mixed_precision="fp16"), "2", "bf16"),
 ])
 def test_fsdp_refusals_name_the_setting(monkeypatch, changes, world, words):
@@ -122,6 +128,16 @@ def test_fsdp_refusals_name_the_setting(monkeypatch, changes, world, words):
     assert "fsdp" in str(err.value) and words in str(err.value)
 
 
+def test_fsdp_refuses_a_gold_reward(monkeypatch):
+    from prefpaint_sdk.align.guards import check_guards
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = fast_config(fsdp=True, finetune="full").resolve().validate()
+    with pytest.raises(ConfigError, match="gold reward"):
+        check_guards(cfg, "brightness")
+    check_guards(cfg, None)
+
+
 def test_fsdp_is_accepted_for_full_fine_tuning_under_two_processes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert fast_config(fsdp=True, finetune="full").resolve().validate().fsdp is True
@@ -129,15 +145,16 @@ def test_fsdp_is_accepted_for_full_fine_tuning_under_two_processes(monkeypatch):
     assert fast_config(fsdp=True, finetune="full").resolve().validate(num_processes=2).fsdp is True
 
 
-@pytest.mark.parametrize("extra, words", [
-    ([], "this run has 1"),
-    (["--finetune", "lora"], "finetune='lora'"),
+@pytest.mark.parametrize("extra, world, words", [
+    ([], "1", "this run has 1"),
+    (["--finetune", "lora"], "2", "finetune='lora'"),
+    (["--gold-reward", "brightness"], "2", "gold reward"),
 ])
-def test_cli_refuses_fsdp_in_one_line_before_loading(tmp_path, monkeypatch, extra, words):
+def test_cli_refuses_fsdp_in_one_line_before_loading(tmp_path, monkeypatch, extra, world, words):
     from prefpaint_cli.main import app
     from typer.testing import CliRunner
 
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", world)
     data = make_data(tmp_path / "data", n=6)
     res = CliRunner().invoke(app, ["train", "align", "--data", str(data), "--out", str(tmp_path / "o"),
                                    "--model", str(tmp_path / "no-model-here"), "--preset", "cpu-smoke", "--offline",

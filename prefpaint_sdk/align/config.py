@@ -253,9 +253,6 @@ class AlignConfig(Settings):
         if num_processes < 2:
             raise ConfigError(Arg("fsdp", True), f" shards the model over processes, but this run has {num_processes}; "
                               "launch 2 or more (torchrun --nproc_per_node N, accelerate launch --num_processes N) or drop fsdp")
-        if self.eval_every:
-            raise ConfigError(Arg("fsdp", True), f" cannot evaluate yet (evaluation samples on the main process only, "
-                              f"and a sharded model needs every process); set eval_every=0 (it is {self.eval_every})")
         if self.mixed_precision == "fp16":
             raise ConfigError(Arg("fsdp", True), " does not take mixed_precision='fp16' (its loss scaler is not "
                               "wired for sharded gradients); use mixed_precision='bf16' or 'no'")

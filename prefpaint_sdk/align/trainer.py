@@ -382,18 +382,20 @@ class Aligner(LoopServices):
         """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
 
         With a gold reward, it is scored on the same samples; the bias audit compares each hole with its
-        context ring. Runs on the main process (others wait); logs the metrics and an image grid.
+        context ring. Runs on the main process (others wait); logs the metrics and an image grid. Sharded
+        (``fsdp``), every process samples the same held-out pairs, since each forward needs all of them.
         """
         cfg, acc = self.config, self.accelerator
         result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
-        if acc.is_main_process and self.eval_indices:
+        if (acc.is_main_process or self.sharded) and self.eval_indices:
             items, seeds = heldout_prompts(self.eval_set, self.eval_indices, cfg.seed, cfg.eval_samples)
             self.model.eval()
             result = evaluate_heldout(self._sample, self.reward_fn, items, seeds, cfg.eval_samples, baseline=self.baseline,
                                       gold_fn=self.gold_fn, ring_width=cfg.audit_ring)
             extra = {k if "/" in k else f"eval/{k}": v for k, v in self.algorithm.eval_metrics(self).items()}
-            log_metrics(self, {**result.metrics(), **extra}, eval_tag=tag)
-            log_eval_grid(self, result.images, cfg.eval_samples)
+            if acc.is_main_process:
+                log_metrics(self, {**result.metrics(), **extra}, eval_tag=tag)
+                log_eval_grid(self, result.images, cfg.eval_samples)
         acc.wait_for_everyone()
         return result
 
