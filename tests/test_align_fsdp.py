@@ -52,6 +52,8 @@ def test_fsdp_trains_as_ddp_resumes_exactly_and_exports(tmp_path):
         assert rec["wrapper"].startswith("FSDP")
     assert recs[0]["local_numel"] + recs[1]["local_numel"] >= recs[0]["full_numel"]
     assert ddp_rec["sharded"] == 0 and ddp_rec["wrapper"] == "DistributedDataParallel"
+    assert recs[0]["ref_sharded"] is True and ddp_rec["ref_sharded"] is False  # PPO's KL reference (kl_coef > 0)
+    assert all(h["kl_ref"] > 0 for h in recs[0]["history"][1:])
     assert [h["optimizer_steps"] for h in recs[0]["history"]] == [h["optimizer_steps"] for h in ddp_rec["history"]]
     assert sum(h["optimizer_steps"] for h in ddp_rec["history"]) >= 2
     # Same rollouts, same whole-model gradients; only the order of float sums differs (DDP's all-reduce against

@@ -168,6 +168,8 @@ class LoopServices:
         applied = self.guard.accept(norm)
         if applied:
             self.optimizer.step()
+            if getattr(self, "sharded", False):  # new values in the shards: no forward may reuse gathered ones
+                self.raw_model.reshard()
         else:  # a spike or a NaN: drop these gradients, keep the weights and the optimizer state
             self._step_skipped += 1
         self.lr_scheduler.step()

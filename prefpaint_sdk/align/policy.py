@@ -112,9 +112,12 @@ def trainable_parameters(unet) -> dict[str, torch.nn.Parameter]:
 class OldPolicy:
     """A frozen snapshot of the trainable tensors; :meth:`active` swaps it into the UNet for sampling."""
 
-    def __init__(self, params: dict[str, torch.nn.Parameter]):
+    def __init__(self, params: dict[str, torch.nn.Parameter], reshard=None):
         self.params = params
         self.tensors = {n: p.detach().clone() for n, p in params.items()}
+        # Sharded: FSDP2 keeps the root's own parameters gathered after a no-grad forward, so values copied into
+        # the shards reach the next forward only after this (the model's ``reshard``).
+        self.reshard = reshard
 
     @torch.no_grad()
     def sync(self) -> None:
@@ -137,6 +140,8 @@ class OldPolicy:
                     else:
                         saved[n] = p.data
                         p.data = self.tensors[n]
+            if copied and self.reshard is not None:
+                self.reshard()
             yield
         finally:
             with torch.no_grad():
@@ -145,6 +150,8 @@ class OldPolicy:
                         p.data = saved[n]
                     elif n in copied:
                         p.copy_(copied[n])
+            if copied and self.reshard is not None:
+                self.reshard()
 
 
 def _lora_state(unet, module_name: str = "unet") -> dict[str, torch.Tensor]:

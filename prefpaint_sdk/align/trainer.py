@@ -158,7 +158,7 @@ class Aligner(LoopServices):
         if self.algorithm.needs_reference() and cfg.finetune == "full":
             import copy
 
-            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()  # whole on every process, even sharded
+            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
         self.sharded = cfg.fsdp
         if self.sharded:  # FSDP2 in place of DDP: the parameters become DTensor shards (align/fsdp.py)
             if acc.num_processes < 2:
@@ -167,8 +167,10 @@ class Aligner(LoopServices):
             from .fsdp import shard_model
 
             shard_model(model)
+            if self.ref_model is not None:  # the frozen reference is sharded the same way
+                shard_model(self.ref_model)
         self.params = trainable_parameters(model)
-        self.old = OldPolicy(self.params)
+        self.old = OldPolicy(self.params, reshard=model.reshard if self.sharded else None)
 
         optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate,
                                       betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
@@ -424,6 +426,8 @@ class Aligner(LoopServices):
                                      self.optimizer, self.lr_scheduler, path)
         if state is None:
             return False
+        if self.sharded:  # new values in the shards: no forward may reuse gathered ones (see OldPolicy)
+            self.raw_model.reshard()
         self.iteration = state["iteration"]
         self.baseline = state["baseline"]
         self.guard.load(state["grad_guard"])
