@@ -4,8 +4,8 @@ What it documents (torch 2.13 CPU, accelerate 1.16):
 
 * accelerate's FSDP plugin does not apply on CPU processes: ``Accelerator(cpu=True, fsdp_plugin=...)`` under
   torchrun runs as ``MULTI_CPU`` and ``prepare`` wraps the model in ``DistributedDataParallel``, silently
-  (accelerate enables FSDP only for accelerator devices). So the toolkit's sharded training path through the
-  plugin cannot be exercised on a CPU machine, and the Aligner has no ``--fsdp`` yet.
+  (accelerate enables FSDP only for accelerator devices). So the Aligner's ``fsdp`` setting calls torch's
+  ``fully_shard`` itself instead of the plugin (tests/test_align_fsdp.py).
 * torch's own FSDP2 (``torch.distributed.fsdp.fully_shard``) does run on gloo on CPU: the tiny SD UNet is
   sharded in half, and one AdamW step on the same batch equals the unsharded step.
 """

@@ -262,16 +262,21 @@ def save_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, op
             and the grad-spike guard's history).
         keep: checkpoints kept (older ones are deleted).
     """
+    from .fsdp import full_tensors, optimizer_full_state
+
     acc = accelerator
     name = f"iter_{int(state['iteration']):06d}"
     tmp = root / f".{name}.tmp"  # same name on every process; renamed into place when complete
+    # Sharded (fsdp) tensors are gathered whole by every process together, so the files are the unsharded run's.
+    params, old_tensors = full_tensors(params), full_tensors(old_tensors)
+    opt_state = optimizer_full_state(optimizer)
     if acc.is_main_process:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         save_tensors(params, tmp / "trainable.safetensors")
         save_tensors(old_tensors, tmp / "old_policy.safetensors")
-        opt_t, opt_meta = optimizer_to_flat(optimizer.state_dict())
+        opt_t, opt_meta = optimizer_to_flat(opt_state)
         save_tensors(opt_t, tmp / "optimizer.safetensors")
         write_json_state(tmp / "optimizer.json", opt_meta)
         sched = {k: v for k, v in lr_scheduler.state_dict().items() if k != "lr_lambdas"}
@@ -335,12 +340,18 @@ def load_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, op
     rng_meta = _read_state(rng_path, keys={"numpy": list, "python": list})
     with state_errors(rng_path, "checkpoint file", _fix(rng_path)):
         _parse_rng(rng_t, rng_meta)
+    from .fsdp import is_sharded, local_like, optimizer_local_state
+
     with torch.no_grad():
         for n, p in params.items():
+            if is_sharded(p):  # this process's shard of the whole tensors
+                p.copy_(local_like(trained[n], p))
+                old_tensors[n].copy_(local_like(old[n], old_tensors[n]))
+                continue
             p.copy_(trained[n].to(p.device, p.dtype))
             old_tensors[n].copy_(old[n].to(p.device, p.dtype))
     with state_errors(opt_path, "checkpoint file", _fix(opt_path)):
-        optimizer.load_state_dict(opt_state)
+        optimizer.load_state_dict(optimizer_local_state(optimizer, opt_state))
     sched_path = path / "state.json"
     with state_errors(sched_path, "checkpoint file", _fix(sched_path)):
         sched_state = lr_scheduler.state_dict()

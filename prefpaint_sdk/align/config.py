@@ -88,6 +88,9 @@ class AlignConfig(Settings):
                                      "family's (its engine's lora_targets: the attention projections)")
     mixed_precision: str = setting("no", "'no', 'fp16' or 'bf16' (paper: bf16)")
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in backward to save memory")
+    fsdp: bool = setting(False, "shard the trained model over the processes (torch FSDP2) instead of replicating it "
+                                "(DDP): full fine-tuning under N > 1 processes, each holding 1/N of the weights, "
+                                "gradients and AdamW state")
     # --- schedule ---
     iterations: int = setting(100, "RL iterations (sample, then update)")
     seed: int = setting(0, "seed of rollouts, timestep choice, masks and data order")
@@ -167,10 +170,11 @@ class AlignConfig(Settings):
             raise ConfigError("this align config names no algorithm yet; call resolve(default_algo) first")
         return get_algorithm(self.algo).config_cls().replace(**self.algo_settings)
 
-    def validate(self, num_processes: int = 1, sampler: str | None = None) -> "AlignConfig":
+    def validate(self, num_processes: int | None = None, sampler: str | None = None) -> "AlignConfig":
         """Refuse inconsistent settings, naming the values and the fix; with an algorithm named (see
         :meth:`resolve`), its own settings too.
 
+        ``num_processes`` defaults to the launcher's (``WORLD_SIZE``: torchrun, accelerate launch), else 1.
         ``sampler`` is the family's :attr:`~prefpaint_sdk.engines.Engine.sampler_kind` ("ddim" or "flow") when
         known: ``eta`` is checked for DDIM (and unknown) families only, the SDE window for flow matching.
         Returns ``self``, marked as checked for ``sampler`` (:meth:`checked_for`), so a run validates once.
@@ -213,7 +217,10 @@ class AlignConfig(Settings):
         need(self.resolution == 0 or self.resolution % 8 == 0, f"resolution={self.resolution} must be a multiple of 8 (or 0)")
         need(self.guidance_scale >= 1.0 or self.guidance_scale == 0,
              f"guidance_scale={self.guidance_scale} must be >= 1 (1 = no guidance)")
+        if num_processes is None:
+            num_processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
         need(num_processes >= 1, f"num_processes={num_processes} must be >= 1")
+        self._validate_fsdp(num_processes)
         from ..masks import MASK_KINDS
 
         need(0 <= self.max_bad_fraction < 1, f"max_bad_fraction must lie in [0, 1), got {self.max_bad_fraction}")
@@ -235,6 +242,20 @@ class AlignConfig(Settings):
     def checked_for(self, sampler: str | None) -> bool:
         """Whether :meth:`validate` passed for this ``sampler`` with the algorithm named (a copy is unchecked)."""
         return getattr(self, "_checked", None) == (sampler, True)
+
+    def _validate_fsdp(self, num_processes: int) -> None:
+        """What sharding (``fsdp``) works with; see :mod:`prefpaint_sdk.align.fsdp`."""
+        if not self.fsdp:
+            return
+        if self.finetune != "full":
+            raise ConfigError(Arg("fsdp", True), f" shards full fine-tuning, but finetune='{self.finetune}' trains "
+                              "small adapters that every process holds whole; drop fsdp or set finetune='full'")
+        if num_processes < 2:
+            raise ConfigError(Arg("fsdp", True), f" shards the model over processes, but this run has {num_processes}; "
+                              "launch 2 or more (torchrun --nproc_per_node N, accelerate launch --num_processes N) or drop fsdp")
+        if self.mixed_precision == "fp16":
+            raise ConfigError(Arg("fsdp", True), " does not take mixed_precision='fp16' (its loss scaler is not "
+                              "wired for sharded gradients); use mixed_precision='bf16' or 'no'")
 
     def _validate_guards(self) -> None:
         """The guards block's checks (see :mod:`prefpaint_sdk.align.guards`)."""

@@ -100,11 +100,15 @@ class HackingMonitor:
 
 
 def check_guards(config, gold_reward: Any) -> None:  # noqa: ANN001 - an AlignConfig
-    """Refuse ``on_hacking='stop'`` without a gold reward (nothing could ever stop the run). Model-free.
+    """Refuse ``on_hacking='stop'`` without a gold reward (nothing could ever stop the run), and a gold reward
+    under ``fsdp``. Model-free.
 
     Raises:
-        ConfigError: ``on_hacking='stop'`` and no gold reward.
+        ConfigError: ``on_hacking='stop'`` and no gold reward; ``fsdp`` with a gold reward.
     """
+    if getattr(config, "fsdp", False) and gold_reward is not None:
+        raise ConfigError(Arg("fsdp", True), " does not take a gold reward yet (the best weights by gold are saved "
+                          "from the main process, which holds only its shard); drop ", Arg("gold_reward"), " or fsdp")
     if config.on_hacking == "stop" and gold_reward is None:
         raise ConfigError(Arg("on_hacking", "stop"), " needs a gold reward to watch; pass ", Arg("gold_reward", "NAME|ID"),
                           " or use ", Arg("on_hacking", "warn"))

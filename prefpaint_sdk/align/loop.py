@@ -148,20 +148,28 @@ class LoopServices:
     # --- gradients and the optimizer ------------------------------------------------------------
     def grad_sync(self, sync: bool):
         acc = self.accelerator
-        return nullcontext() if (sync or acc.num_processes == 1) else acc.no_sync(self.model)
+        # Sharded (fsdp) gradients are reduce-scattered at every backward: accumulation holds shards, not whole grads.
+        return nullcontext() if (sync or acc.num_processes == 1 or getattr(self, "sharded", False)) else acc.no_sync(self.model)
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 
     def optimizer_step(self) -> StepOutcome:
         cfg = self.config
-        norm = self.accelerator.clip_grad_norm_(list(self.params.values()),
-                                                cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        if getattr(self, "sharded", False):  # the norm of the whole model, from every process's shard (align/fsdp.py)
+            from .fsdp import clip_grad_norm
+
+            norm = clip_grad_norm(self.params.values(), max_norm)
+        else:
+            norm = self.accelerator.clip_grad_norm_(list(self.params.values()), max_norm)
         norm = float(norm) if norm is not None else float("nan")
         self._step_norms.append(norm)
         applied = self.guard.accept(norm)
         if applied:
             self.optimizer.step()
+            if getattr(self, "sharded", False):  # new values in the shards: no forward may reuse gathered ones
+                self.raw_model.reshard()
         else:  # a spike or a NaN: drop these gradients, keep the weights and the optimizer state
             self._step_skipped += 1
         self.lr_scheduler.step()

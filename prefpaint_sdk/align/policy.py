@@ -2,8 +2,8 @@
 
 The old (rollout) policy is kept as a copy of the trainable tensors only (the LoRA matrices, or the
 whole UNet for full fine-tuning). Sampling from it swaps those tensors into the live UNet and back,
-which moves no memory and needs no second UNet. This assumes every process holds full parameters
-(single device or DDP); sharded setups (FSDP, DeepSpeed ZeRO-3) would need the gathered weights.
+which moves no memory and needs no second UNet. Sharded parameters (``fsdp``, DTensors) keep their storage,
+which FSDP all-gathers from: their values are copied in and back instead (one shard's worth of memory).
 """
 
 from __future__ import annotations
@@ -112,9 +112,12 @@ def trainable_parameters(unet) -> dict[str, torch.nn.Parameter]:
 class OldPolicy:
     """A frozen snapshot of the trainable tensors; :meth:`active` swaps it into the UNet for sampling."""
 
-    def __init__(self, params: dict[str, torch.nn.Parameter]):
+    def __init__(self, params: dict[str, torch.nn.Parameter], reshard=None):
         self.params = params
         self.tensors = {n: p.detach().clone() for n, p in params.items()}
+        # Sharded: FSDP2 keeps the root's own parameters gathered after a no-grad forward, so values copied into
+        # the shards reach the next forward only after this (the model's ``reshard``).
+        self.reshard = reshard
 
     @torch.no_grad()
     def sync(self) -> None:
@@ -125,18 +128,30 @@ class OldPolicy:
     @contextmanager
     def active(self):
         """Inside the block the UNet computes with the old policy's weights (swap by reference, no copy)."""
-        saved = {}
+        from .fsdp import is_sharded
+
+        saved, copied = {}, {}
         try:
             with torch.no_grad():
                 for n, p in self.params.items():
-                    saved[n] = p.data
-                    p.data = self.tensors[n]
+                    if is_sharded(p):
+                        copied[n] = p.detach().clone()
+                        p.copy_(self.tensors[n])
+                    else:
+                        saved[n] = p.data
+                        p.data = self.tensors[n]
+            if copied and self.reshard is not None:
+                self.reshard()
             yield
         finally:
             with torch.no_grad():
                 for n, p in self.params.items():
                     if n in saved:
                         p.data = saved[n]
+                    elif n in copied:
+                        p.copy_(copied[n])
+            if copied and self.reshard is not None:
+                self.reshard()
 
 
 def _lora_state(unet, module_name: str = "unet") -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from .. import interrupts
-from ..errors import ConfigError, DataError, InvalidInputError
+from ..errors import Arg, ConfigError, DataError, InvalidInputError
 from ..files import atomic_write_json
 from ..state import remove_run_files, remove_unstarted_run
 from . import checkpoint as ckpt
@@ -154,19 +154,33 @@ class Aligner(LoopServices):
         self._weights = prepare_weights(engine, cfg, acc.device)
         self._trained = engine.trainable_module  # "unet" or "transformer"
         model = engine.model
-        self.params = trainable_parameters(model)
-        self.old = OldPolicy(self.params)
         self.ref_model = None
         if self.algorithm.needs_reference() and cfg.finetune == "full":
             import copy
 
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.sharded = cfg.fsdp
+        if self.sharded:  # FSDP2 in place of DDP: the parameters become DTensor shards (align/fsdp.py)
+            if acc.num_processes < 2:
+                raise ConfigError(Arg("fsdp", True), f" shards the model over processes, but this run has "
+                                  f"{acc.num_processes}; launch 2 or more or drop fsdp")
+            from .fsdp import shard_model
+
+            shard_model(model)
+            if self.ref_model is not None:  # the frozen reference is sharded the same way
+                shard_model(self.ref_model)
+        self.params = trainable_parameters(model)
+        self.old = OldPolicy(self.params, reshard=model.reshard if self.sharded else None)
 
         optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate,
                                       betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
         total_steps = cfg.iterations * self.batch_summary()["optimizer_steps_per_iteration"]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
-        self.model, self.optimizer, self.lr_scheduler = acc.prepare(model, optimizer, scheduler)
+        if self.sharded:  # accelerate would wrap the sharded model in DDP; it prepares only the optimizer and schedule
+            self.optimizer, self.lr_scheduler = acc.prepare(optimizer, scheduler)
+            self.model = model
+        else:
+            self.model, self.optimizer, self.lr_scheduler = acc.prepare(model, optimizer, scheduler)
         self.raw_model = model
         self.guard = GradSpikeGuard(cfg.grad_spike_factor)
         self._reset_step_counters()
@@ -370,18 +384,20 @@ class Aligner(LoopServices):
         """Sample the held-out pairs with fixed seeds; mean reward and WinRate against the starting model.
 
         With a gold reward, it is scored on the same samples; the bias audit compares each hole with its
-        context ring. Runs on the main process (others wait); logs the metrics and an image grid.
+        context ring. Runs on the main process (others wait); logs the metrics and an image grid. Sharded
+        (``fsdp``), every process samples the same held-out pairs, since each forward needs all of them.
         """
         cfg, acc = self.config, self.accelerator
         result = EvalResult(rewards=[], mean_reward=float("nan"), win_rate=None)
-        if acc.is_main_process and self.eval_indices:
+        if (acc.is_main_process or self.sharded) and self.eval_indices:
             items, seeds = heldout_prompts(self.eval_set, self.eval_indices, cfg.seed, cfg.eval_samples)
             self.model.eval()
             result = evaluate_heldout(self._sample, self.reward_fn, items, seeds, cfg.eval_samples, baseline=self.baseline,
                                       gold_fn=self.gold_fn, ring_width=cfg.audit_ring)
             extra = {k if "/" in k else f"eval/{k}": v for k, v in self.algorithm.eval_metrics(self).items()}
-            log_metrics(self, {**result.metrics(), **extra}, eval_tag=tag)
-            log_eval_grid(self, result.images, cfg.eval_samples)
+            if acc.is_main_process:
+                log_metrics(self, {**result.metrics(), **extra}, eval_tag=tag)
+                log_eval_grid(self, result.images, cfg.eval_samples)
         acc.wait_for_everyone()
         return result
 
@@ -410,6 +426,8 @@ class Aligner(LoopServices):
                                      self.optimizer, self.lr_scheduler, path)
         if state is None:
             return False
+        if self.sharded:  # new values in the shards: no forward may reuse gathered ones (see OldPolicy)
+            self.raw_model.reshard()
         self.iteration = state["iteration"]
         self.baseline = state["baseline"]
         self.guard.load(state["grad_guard"])
@@ -419,7 +437,11 @@ class Aligner(LoopServices):
     # ------------------------------------------------------------------------------------------
     def export(self, folder) -> dict[str, Path]:
         """The run's exports under ``folder``: ``lora/`` (LoRA fine-tuning only) and ``merged/`` (always), on the
-        main process (others return ``{}``). Returns what was written, by name."""
+        main process (others return ``{}``). Returns what was written, by name. Sharded (``fsdp``): every
+        process must call it, since they gather the weights together."""
+        if self.sharded and not self.is_main:
+            self.export_merged(None)  # its part of gathering the sharded weights
+            return {}
         if not self.is_main:
             return {}
         out = {}
@@ -437,10 +459,18 @@ class Aligner(LoopServices):
 
         Components that were not trained keep the base model's dtype and values exactly, even when they
         ran in half precision during training (mixed precision); the UNet is saved in the base UNet's dtype.
+        Sharded (``fsdp``): every process calls it (they gather the weights); only the main process writes.
         """
         from ..engines.sampler_record import sampler_record
 
         # the sampler it was aligned with, so scheduler="auto" samples the export the same way
         record = sampler_record(self.engine, eta=self.config.eta, algo=self.config.algo)
-        return self._weights.export_merged(self.engine, self.raw_model, folder, record=record)
+        model = self.raw_model
+        if self.sharded:  # a whole copy on the main process, gathered by all (every process calls this)
+            from .fsdp import unsharded_copy
+
+            model = unsharded_copy(model, self.is_main)
+            if model is None:
+                return None
+        return self._weights.export_merged(self.engine, model, folder, record=record)
 
