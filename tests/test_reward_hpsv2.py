@@ -148,11 +148,9 @@ def test_hpsv2_refuses_bad_sources_before_loading(tmp_path, hps_pt):
     torch.save({"state_dict": {"x": torch.zeros(1)}, "hook": _Evil()}, evil / "HPS_v2_compressed.pt")
     with pytest.raises(PickleRefusedError, match="print"):
         resolve_reward(f"hpsv2={evil}")
-    (evil / "HPS_v2_compressed.pt").write_bytes(pickle.dumps(_Evil(), protocol=2))  # a legacy pickle: torch guards
-    from prefpaint_sdk.reward.hpsv2 import HpsReward
-
-    with pytest.raises(PickleRefusedError, match="pickle"):
-        HpsReward.from_pretrained(evil, device="cpu")
+    (evil / "HPS_v2_compressed.pt").write_bytes(pickle.dumps({"state_dict": _Evil()}, protocol=2))  # not a zip
+    with pytest.raises(PickleRefusedError, match="print"):
+        resolve_reward(f"hpsv2={evil}")
     (evil / "HPS_v2_compressed.pt").write_bytes(b"garbage, not a checkpoint")
     with pytest.raises(CorruptFileError, match="not a torch or safetensors"):
         resolve_reward(f"hpsv2={evil}")
@@ -177,3 +175,80 @@ def test_hpsv2_refuses_a_state_dict_of_another_model(tmp_path, hps_pt):
     shutil.copy(hps_pt / "HPS_v2_compressed.pt", other)
     with pytest.raises(InvalidInputError, match="does not fit the config \\(ViT-H-14\\)"):
         HpsReward.from_pretrained(other, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# the spec through the commands
+
+
+def _files(d):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(d / "img.png")
+    m = np.zeros((40, 40), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m, "L").save(d / "mask.png")
+    return d / "img.png", d / "mask.png"
+
+
+def test_score_cli_prints_the_hpsv2_score(hps_pt, tmp_path):
+    import json
+
+    from PIL import Image
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    from prefpaint_sdk.reward.base import images_to_tensor
+    from prefpaint_sdk.reward.hpsv2 import HpsReward
+
+    img, mask = _files(tmp_path)
+    r = CliRunner().invoke(app, ["score", str(img), str(mask), "--reward", f"hpsv2={hps_pt}", "--reward", "seam",
+                                 "--prompt", "a wall", "--json", "--quiet", "--device", "cpu", "--offline"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["rewards"]["hpsv2"]
+    want = HpsReward.from_pretrained(hps_pt, device="cpu")(images_to_tensor([Image.open(img)]), None, None,
+                                                          prompts="a wall").scores
+    assert got["score"] == pytest.approx(float(want[0]), abs=1e-5) and got["bound"] is None
+    no_prompt = CliRunner().invoke(app, ["score", str(img), str(mask), "--reward", f"hpsv2={hps_pt}", "--device", "cpu",
+                                         "--offline"])
+    assert no_prompt.exit_code == 2 and "hpsv2" in no_prompt.output
+
+
+def test_best_of_n_picks_by_hpsv2(tiny_pipeline_dir, hps_pt):
+    from PIL import Image
+
+    from prefpaint_sdk import Inpainter
+    from prefpaint_sdk.reward.base import images_to_tensor
+    from prefpaint_sdk.reward.hpsv2 import HpsReward
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    inp = Inpainter.from_pretrained(tiny_pipeline_dir, device="cpu", reward=f"hpsv2={hps_pt}", offline=True)
+    res = inp(image, mask, prompt="a red barn", num_candidates=3, seed=0, steps=1, crop_margin=-1)
+    want = HpsReward.from_pretrained(hps_pt, device="cpu")(images_to_tensor(res.candidates), None, None,
+                                                          prompts="a red barn").scores
+    np.testing.assert_allclose(res.rewards["hpsv2"]["scores"], want.numpy(), atol=1e-5)
+    assert res.best_index == int(want.argmax())
+
+
+@pytest.mark.slow  # a training run
+def test_train_align_takes_hpsv2(tiny_pipeline_dir, hps_pt, tmp_path):
+    import json
+
+    from _helpers_align import make_data
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    data = make_data(tmp_path / "data", n=4, size=64, with_masks=True)
+    out = tmp_path / "run"
+    args = ["train", "align", "--data", str(data), "--out", str(out), "--model", str(tiny_pipeline_dir), "--preset",
+            "cpu-smoke", "--iterations", "1", "--finetune", "lora", "--set", "eval_every=0", "--set", "log_with=none",
+            "--set", "prompt=a red barn", "--no-export", "--offline", "--quiet", "--reward", f"hpsv2={hps_pt}",
+            "--reward", "seam"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    train = [x for x in rows if "reward/hpsv2/mean" in x]
+    assert train and all(-1.0 <= x["reward/hpsv2/mean"] <= 1.0 for x in train)

@@ -59,33 +59,52 @@ def _checkpoint_in(folder: Path) -> Path:
     return found[0]
 
 
+def _unsafe_global(stream) -> str | None:
+    """The first global one pickle in ``stream`` names that a plain tensor dict never does, else ``None``."""
+    strings: list[str] = []
+    for op, arg, _ in pickletools.genops(stream):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(str(arg))
+        name = {"GLOBAL": str(arg).replace("\n", " "), "INST": str(arg).replace("\n", " "),
+                "STACK_GLOBAL": " ".join(strings[-2:])}.get(op.name)
+        if name is not None and not name.startswith(_SAFE_GLOBALS):
+            return name
+    return None
+
+
 def _check_pickle(path: Path) -> None:
-    """Refuse a torch zip whose pickle names anything but tensors, reading only its small ``data.pkl``."""
+    """Refuse a checkpoint whose pickle names anything but tensors, reading only the pickle (not the tensors).
+
+    ``torch.load(weights_only=True)`` stays the guard when the weights load; this says so before any model loads.
+    """
+    import io
+
+    bad = None
     try:
         with zipfile.ZipFile(path) as z:
             pkl = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
             if pkl is None:
                 raise CorruptFileError(f"hpsv2 checkpoint '{path}' is a zip without a torch pickle; {_FIX}")
-            data = z.read(pkl)
+            streams = [io.BytesIO(z.read(pkl))]
     except zipfile.BadZipFile:
         with open(path, "rb") as fh:
             head = fh.read(2)
-        if len(head) == 2 and head[0] == 0x80:
-            return  # a legacy (pre-zip) torch file: torch.load(weights_only=True) is the guard
-        raise CorruptFileError(f"hpsv2 checkpoint '{path}' is not a torch or safetensors file; {_FIX}") from None
-    strings: list[str] = []
-    bad = None
+        if not (len(head) == 2 and head[0] == 0x80):
+            raise CorruptFileError(f"hpsv2 checkpoint '{path}' is not a torch or safetensors file; {_FIX}") from None
+        streams = None  # a legacy torch file (or a bare pickle): magic, protocol, sys info, then the object
     try:
-        for op, arg, _ in pickletools.genops(data):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-                strings.append(str(arg))
-            name = {"GLOBAL": str(arg).replace("\n", " "), "INST": str(arg).replace("\n", " "),
-                    "STACK_GLOBAL": " ".join(strings[-2:])}.get(op.name)
-            if name is not None and not name.startswith(_SAFE_GLOBALS):
-                bad = name
-                break
-    except (ValueError, IndexError):
-        raise CorruptFileError(f"hpsv2 checkpoint '{path}' holds a truncated pickle; {_FIX}") from None
+        if streams is not None:
+            bad = _unsafe_global(streams[0])
+        else:
+            with open(path, "rb") as fh:
+                for _ in range(4):
+                    bad = _unsafe_global(fh)
+                    if bad is not None:
+                        break
+    except (ValueError, IndexError, EOFError):
+        if streams is not None:
+            raise CorruptFileError(f"hpsv2 checkpoint '{path}' holds a truncated pickle; {_FIX}") from None
+        # past a legacy file's pickles come raw tensor bytes: torch.load(weights_only=True) judges the rest
     if bad is not None:
         raise PickleRefusedError(f"hpsv2 checkpoint '{path}' is a pickle that names '{bad}', not a plain tensor dict; "
                                  "PrefPaint does not load such pickles: use the published file or convert it to "
