@@ -38,12 +38,13 @@ REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "hpsv2": "required"
                 **{name: "none" for name in BUILTIN_REWARDS}}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
-# Rewards whose reference code needs a package that cannot be installed beside the pinned torch: on PyPI,
-# torchvision's wheels for torch 2.13 are CUDA builds (they load libtorch_cuda.so, absent from the CPU wheel).
-_NO_TORCHVISION = ("imports torchvision, and no torchvision wheel loads beside the pinned torch 2.13.0 CPU wheel, so "
-                   "PrefPaint does not ship it yet; serve it behind the score protocol and use remote=http://HOST:PORT "
-                   "(docs/score.md), or clip=FOLDER for PickScore")
-UNAVAILABLE = {"imagereward": f"ImageReward needs the image-reward package (BLIP), which {_NO_TORCHVISION}"}
+# ImageReward's reference code (the image-reward package, BLIP) imports torchvision, whose PyPI wheels for torch
+# 2.13 are CUDA builds (they load libtorch_cuda.so, absent from the CPU wheel); and its BLIP weights are not yet
+# renamed onto transformers' BLIP classes, as hpsv2's open_clip weights are onto CLIPModel.
+UNAVAILABLE = {"imagereward": "ImageReward needs the image-reward package (BLIP), which imports torchvision, and no "
+                              "torchvision wheel loads beside the pinned torch 2.13.0 CPU wheel; PrefPaint does not yet map "
+                              "its BLIP weights onto transformers' BLIP classes; serve it behind the score protocol and use "
+                              "remote=http://HOST:PORT (docs/score.md), or hpsv2=FOLDER / clip=FOLDER"}
 
 
 @dataclass(frozen=True)
