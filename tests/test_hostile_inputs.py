@@ -413,6 +413,12 @@ def clip_pickled(e):  # reward stack (issue 22): a CLIPModel folder whose only w
                          "pytorch_model.bin")
 
 
+def save_tiny_imagereward(path):
+    from prefpaint_sdk.testing.rewards import save_tiny_imagereward as save
+
+    return save(path)
+
+
 def hps_folder(e, weights=None):  # hpsv2 (issue 22): a tiny HPSv2 folder whose checkpoint is replaced by `weights`
     from prefpaint_sdk.testing.rewards import save_tiny_hps
 
@@ -928,6 +934,10 @@ CASES = [
                                                   "--prompt", "x", "--offline", "--device", "cpu"],
       "HPS_v2_compressed.pt", "pickle", setup=lambda e: hps_folder(e, lambda p: write_raw_pickle(p, e.marker)),
       absent=("weights_only",)),
+    C("score/reward-imagereward-pickle-code", lambda e: ["score", e.img, e.mask, "--reward", f"imagereward={e.w / 'ir'}",
+                                                         "--prompt", "x", "--offline", "--device", "cpu"],
+      "ImageReward.pt", "pickle", absent=("weights_only",),
+      setup=lambda e: write_torch_pickle(save_tiny_imagereward(e.w / "ir") / "ImageReward.pt", e.marker)),
     # values-msgs: a masked image is the input with the hole blanked: another size is refused, before the load
     C("score/masked-image-other-size", lambda e: score(e, "--masked-image", e.w / "small.png"), "30x20", "40x40",
       setup=lambda e: Image.new("RGB", (30, 20)).save(e.w / "small.png")),
@@ -1099,8 +1109,8 @@ CASES = [
     C("eval/reward-unknown-name", lambda e: ev(e, "--reward", "nope=x"), "unknown reward 'nope'", setup=data),
     C("eval/reward-weights-mismatch", lambda e: ev(e, "--reward", "seam", "--reward-weights", "1,2,3"),
       "--reward-weights", "3 weights for 2 rewards", setup=data),
-    C("eval/reward-imagereward-unavailable", lambda e: ev(e, "--reward", "imagereward"), "imagereward", "torchvision",
-      setup=data),
+    # hpsv2 (issue 22): imagereward takes a folder
+    C("eval/reward-imagereward-no-source", lambda e: ev(e, "--reward", "imagereward"), "imagereward=FOLDER", setup=data),
 
     # ---------------- train reward ----------------
     C("train-reward/markup-data", lambda e: treward(e, data=e.w / "nope[/x]"), "nope[/x]"),

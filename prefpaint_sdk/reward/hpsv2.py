@@ -32,7 +32,8 @@ import numpy as np
 from ..errors import Arg, ConfigError, CorruptFileError, InvalidInputError, ModelNotFoundError, PickleRefusedError
 from .base import RewardScores, to_pil
 
-__all__ = ["HpsReward", "VIT_H_14", "check_hps_source", "open_clip_to_transformers"]
+__all__ = ["HpsReward", "VIT_H_14", "check_hps_source", "check_pickle", "clip_eval_pixels", "open_clip_to_transformers",
+           "read_state_dict"]
 
 # open_clip's ViT-H-14 (model_configs/ViT-H-14.json): vision head_width 80 -> 16 heads; GELU, not QuickGELU
 VIT_H_14 = {
@@ -72,7 +73,7 @@ def _unsafe_global(stream) -> str | None:
     return None
 
 
-def _check_pickle(path: Path) -> None:
+def check_pickle(path: Path, what: str = "hpsv2 checkpoint", fix: str = _FIX) -> None:
     """Refuse a checkpoint whose pickle names anything but tensors, reading only the pickle (not the tensors).
 
     ``torch.load(weights_only=True)`` stays the guard when the weights load; this says so before any model loads.
@@ -84,13 +85,13 @@ def _check_pickle(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             pkl = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
             if pkl is None:
-                raise CorruptFileError(f"hpsv2 checkpoint '{path}' is a zip without a torch pickle; {_FIX}")
+                raise CorruptFileError(f"{what} '{path}' is a zip without a torch pickle; {fix}")
             streams = [io.BytesIO(z.read(pkl))]
     except zipfile.BadZipFile:
         with open(path, "rb") as fh:
             head = fh.read(2)
         if not (len(head) == 2 and head[0] == 0x80):
-            raise CorruptFileError(f"hpsv2 checkpoint '{path}' is not a torch or safetensors file; {_FIX}") from None
+            raise CorruptFileError(f"{what} '{path}' is not a torch or safetensors file; {fix}") from None
         streams = None  # a legacy torch file (or a bare pickle): magic, protocol, sys info, then the object
     try:
         if streams is not None:
@@ -103,10 +104,10 @@ def _check_pickle(path: Path) -> None:
                         break
     except (ValueError, IndexError, EOFError):
         if streams is not None:
-            raise CorruptFileError(f"hpsv2 checkpoint '{path}' holds a truncated pickle; {_FIX}") from None
+            raise CorruptFileError(f"{what} '{path}' holds a truncated pickle; {fix}") from None
         # past a legacy file's pickles come raw tensor bytes: torch.load(weights_only=True) judges the rest
     if bad is not None:
-        raise PickleRefusedError(f"hpsv2 checkpoint '{path}' is a pickle that names '{bad}', not a plain tensor dict; "
+        raise PickleRefusedError(f"{what} '{path}' is a pickle that names '{bad}', not a plain tensor dict; "
                                  "PrefPaint does not load such pickles: use the published file or convert it to "
                                  "safetensors")
 
@@ -128,7 +129,7 @@ def check_hps_source(source: str | os.PathLike) -> tuple[Path, Path]:
     if ckpt.suffix == ".safetensors":
         check_tensor_file(ckpt, what="hpsv2 checkpoint", fix=_FIX)
     else:
-        _check_pickle(ckpt)
+        check_pickle(ckpt)
     if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
         raise InvalidInputError(f"hpsv2 folder '{folder}' has no tokenizer (tokenizer.json or vocab.json + merges.txt); "
                                 "copy the CLIP ViT-H-14 tokenizer files (laion/CLIP-ViT-H-14-laion2B-s32B-b79K) beside "
@@ -187,23 +188,23 @@ def open_clip_to_transformers(sd: dict) -> dict:
     return out
 
 
-def _read_state_dict(ckpt: Path) -> dict:
+def read_state_dict(ckpt: Path, what: str = "hpsv2 checkpoint", fix: str = _FIX) -> dict:
     from ..files import load_torch_file
     from ..state import check_finite, read_tensors
 
     if ckpt.suffix == ".safetensors":
-        sd = read_tensors(ckpt, what="hpsv2 checkpoint", fix=_FIX)
+        sd = read_tensors(ckpt, what=what, fix=fix)
     else:
-        sd = load_torch_file(ckpt, "hpsv2 checkpoint", _FIX)
+        sd = load_torch_file(ckpt, what, fix)
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
             sd = sd["state_dict"]  # HPSv2's own files wrap the weights, as its img_score.py reads them
     if not isinstance(sd, dict):
-        raise InvalidInputError(f"hpsv2 checkpoint '{ckpt}' holds a {type(sd).__name__}, not a state dict; {_FIX}")
-    check_finite(sd, ckpt, "hpsv2 checkpoint", "use an intact copy of the published checkpoint")
+        raise InvalidInputError(f"{what} '{ckpt}' holds a {type(sd).__name__}, not a state dict; {fix}")
+    check_finite(sd, ckpt, what, "use an intact copy of the published checkpoint")
     return sd
 
 
-def _pixels(pil, size: int) -> np.ndarray:
+def clip_eval_pixels(pil, size: int) -> np.ndarray:
     """open_clip's eval transform: Resize(size, bicubic) on the short side, CenterCrop(size), CLIP mean/std."""
     from PIL import Image
 
@@ -244,7 +245,7 @@ class HpsReward:
         folder, ckpt = check_hps_source(source)
         config = (CLIPConfig.from_pretrained(folder) if (folder / "config.json").is_file()
                   else CLIPConfig(**{k: dict(v) if isinstance(v, dict) else v for k, v in VIT_H_14.items()}))
-        sd = _read_state_dict(ckpt)
+        sd = read_state_dict(ckpt)
         try:
             sd = open_clip_to_transformers(sd)
         except (KeyError, ValueError) as exc:
@@ -285,7 +286,7 @@ class HpsReward:
             for i in range(0, n, self.batch_size):
                 ids = self.tokenizer(prompts[i:i + self.batch_size], padding="max_length", truncation=True,
                                      max_length=context, return_tensors="pt")["input_ids"].to(device)
-                pix = torch.from_numpy(np.stack([_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
+                pix = torch.from_numpy(np.stack([clip_eval_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
                 img = self.model.visual_projection(self.model.vision_model(pixel_values=pix).pooler_output)
                 # open_clip: causal mask only, pooled at the highest id (the end token), after ln_final
                 hidden = self.model.text_model(input_ids=ids).last_hidden_state

@@ -9,7 +9,8 @@ Names (:data:`REWARD_NAMES`):
 * ``brightness``, ``outside-change``, ``seam``: built in (:mod:`.constraints`), no source;
 * ``hpsv2=SOURCE``: HPSv2 from a local folder or checkpoint file (:mod:`.hpsv2`, open_clip's weights on
   transformers' CLIPModel);
-* ``imagereward``: named, and refused in one line (:data:`UNAVAILABLE`).
+* ``imagereward=SOURCE``: ImageReward from a local folder or checkpoint file (:mod:`.imagereward`, its BLIP
+  weights on transformers' BLIP towers);
 
 Resolution runs in phases so that a bad name fails before any model loads: :func:`parse_spec` reads the
 text; :func:`resolve_reward` checks every name, finds each model's local folder and checks that each
@@ -34,17 +35,12 @@ __all__ = ["REWARD_NAMES", "RewardSpec", "load_reward", "load_stack", "parse_spe
            "reward_from_flags", "stack_specs"]
 
 # name -> whether it takes a source: "optional", "required" or "none"
-REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "hpsv2": "required", "remote": "required",
+REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "hpsv2": "required", "imagereward": "required",
+                "remote": "required",
                 **{name: "none" for name in BUILTIN_REWARDS}}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
-# ImageReward's reference code (the image-reward package, BLIP) imports torchvision, whose PyPI wheels for torch
-# 2.13 are CUDA builds (they load libtorch_cuda.so, absent from the CPU wheel); and its BLIP weights are not yet
-# renamed onto transformers' BLIP classes, as hpsv2's open_clip weights are onto CLIPModel.
-UNAVAILABLE = {"imagereward": "ImageReward needs the image-reward package (BLIP), which imports torchvision, and no "
-                              "torchvision wheel loads beside the pinned torch 2.13.0 CPU wheel; PrefPaint does not yet map "
-                              "its BLIP weights onto transformers' BLIP classes; serve it behind the score protocol and use "
-                              "remote=http://HOST:PORT (docs/score.md), or hpsv2=FOLDER / clip=FOLDER"}
+UNAVAILABLE: dict[str, str] = {}  # names refused in one line, with the reason (none at present)
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def parse_spec(text: str | os.PathLike | RewardSpec, param: str = "reward") -> R
     if not eq:
         if text in REWARD_NAMES:
             if REWARD_NAMES[text] == "required":
-                hint = {"remote": "http://HOST:PORT", "hpsv2": "FOLDER"}.get(text, "FOLDER_OR_HUB_ID")
+                hint = {"remote": "http://HOST:PORT", "hpsv2": "FOLDER", "imagereward": "FOLDER"}.get(text, "FOLDER_OR_HUB_ID")
                 raise ConfigError(Arg(param), f" '{text}' needs a source; write {text}={hint}")
             return RewardSpec(text)
         if Path(text).expanduser().exists() or "/" in text:
@@ -148,6 +144,11 @@ def _resolve_one(spec: Any, *, offline: bool | None, param: str) -> Any:
 
         check_hps_source(parsed.source)  # the checkpoint's pickle is scanned here: before any model loads
         return parsed
+    if parsed.name == "imagereward":
+        from .imagereward import check_imagereward_source
+
+        check_imagereward_source(parsed.source)
+        return parsed
     from .remote import probe_remote
 
     probe_remote(parsed.source)
@@ -197,6 +198,10 @@ def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = Non
             from .hpsv2 import HpsReward
 
             return HpsReward.from_pretrained(r.source, device=device)
+        if isinstance(r, RewardSpec) and r.name == "imagereward":
+            from .imagereward import ImageRewardModel
+
+            return ImageRewardModel.from_pretrained(r.source, device=device)
         if isinstance(r, RewardSpec) and r.name == "remote":
             from .remote import RemoteReward
 

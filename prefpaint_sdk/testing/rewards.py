@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["TINY_HPS_CONFIG", "save_tiny_clip_model", "save_tiny_hps", "tiny_clip_model", "tiny_open_clip_state_dict"]
+__all__ = ["TINY_HPS_CONFIG", "TINY_IMAGEREWARD", "save_tiny_clip_model", "save_tiny_hps", "save_tiny_imagereward",
+           "tiny_clip_model", "tiny_open_clip_state_dict"]
 
 
 def tiny_clip_model(seed: int = 0):
@@ -108,4 +109,79 @@ def save_tiny_hps(path: str | os.PathLike, seed: int = 0, fmt: str = "pt") -> Pa
                                 max_position_embeddings=c["context"], vocab_size=len(tokenizer), hidden_act="gelu",
                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                 pad_token_id=tokenizer.pad_token_id)).save_pretrained(path)
+    return path
+
+
+# ImageReward's layout, tiny: a ViT (width 128 -> 2 heads of 64, 2 blocks, patch 16 on 32 px) and a BERT with
+# cross-attention (width 32, 2 layers, 2 heads), the MLP head as published but from the tiny width
+TINY_IMAGEREWARD = dict(vision=(128, 2), patch=16, image=32, text=(32, 2, 2), head=(1024, 128, 64, 16, 1))
+
+
+def _bert_vocab() -> list[str]:
+    chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *[f"##{c}" for c in chars]]
+
+
+def save_tiny_imagereward(path: str | os.PathLike, seed: int = 0, fmt: str = "pt") -> Path:
+    """A folder as ``imagereward=FOLDER`` reads it: random tensors under ImageReward.pt's names and tiny shapes
+    (``ImageReward.pt`` as a plain dict, or ``model.safetensors``), ``med_config.json`` and a character
+    ``vocab.txt`` (every character is a WordPiece). Returns the folder."""
+    import json
+
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = _bert_vocab()
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    c = TINY_IMAGEREWARD
+    vw, vl = c["vision"]
+    tw, tl, th = c["text"]
+    vocab_size = len(vocab) + 2  # BLIP adds [DEC] and [ENC]
+    med = dict(architectures=["BertModel"], hidden_size=tw, num_hidden_layers=tl, num_attention_heads=th,
+               intermediate_size=4 * tw, vocab_size=vocab_size, max_position_embeddings=40, layer_norm_eps=1e-12,
+               hidden_act="gelu", pad_token_id=0, encoder_width=vw, add_cross_attention=True, type_vocab_size=2)
+    (path / "med_config.json").write_text(json.dumps(med, indent=1))
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.1, base=0.0):
+        return (base + scale * torch.randn(*shape, generator=g)).float()
+
+    v, t = "blip.visual_encoder.", "blip.text_encoder."
+    grid = c["image"] // c["patch"]
+    sd = {f"{v}cls_token": r(1, 1, vw), f"{v}pos_embed": r(1, grid * grid + 1, vw),
+          f"{v}patch_embed.proj.weight": r(vw, 3, c["patch"], c["patch"], scale=0.02), f"{v}patch_embed.proj.bias": r(vw),
+          f"{v}norm.weight": r(vw, base=1.0), f"{v}norm.bias": r(vw)}
+    for i in range(vl):
+        b = f"{v}blocks.{i}."
+        sd.update({f"{b}norm1.weight": r(vw, base=1.0), f"{b}norm1.bias": r(vw), f"{b}attn.qkv.weight": r(3 * vw, vw),
+                   f"{b}attn.qkv.bias": r(3 * vw), f"{b}attn.proj.weight": r(vw, vw), f"{b}attn.proj.bias": r(vw),
+                   f"{b}norm2.weight": r(vw, base=1.0), f"{b}norm2.bias": r(vw), f"{b}mlp.fc1.weight": r(4 * vw, vw),
+                   f"{b}mlp.fc1.bias": r(4 * vw), f"{b}mlp.fc2.weight": r(vw, 4 * vw), f"{b}mlp.fc2.bias": r(vw)})
+    sd.update({f"{t}embeddings.word_embeddings.weight": r(vocab_size, tw),
+               f"{t}embeddings.position_embeddings.weight": r(40, tw), f"{t}embeddings.LayerNorm.weight": r(tw, base=1.0),
+               f"{t}embeddings.LayerNorm.bias": r(tw), f"{t}embeddings.position_ids": torch.arange(40)[None]})
+
+    def attn(prefix, kv_width):
+        return {f"{prefix}self.query.weight": r(tw, tw), f"{prefix}self.query.bias": r(tw),
+                f"{prefix}self.key.weight": r(tw, kv_width), f"{prefix}self.key.bias": r(tw),
+                f"{prefix}self.value.weight": r(tw, kv_width), f"{prefix}self.value.bias": r(tw),
+                f"{prefix}output.dense.weight": r(tw, tw), f"{prefix}output.dense.bias": r(tw),
+                f"{prefix}output.LayerNorm.weight": r(tw, base=1.0), f"{prefix}output.LayerNorm.bias": r(tw)}
+
+    for i in range(tl):
+        b = f"{t}encoder.layer.{i}."
+        sd.update({**attn(f"{b}attention.", tw), **attn(f"{b}crossattention.", vw),
+                   f"{b}intermediate.dense.weight": r(4 * tw, tw), f"{b}intermediate.dense.bias": r(4 * tw),
+                   f"{b}output.dense.weight": r(tw, 4 * tw), f"{b}output.dense.bias": r(tw),
+                   f"{b}output.LayerNorm.weight": r(tw, base=1.0), f"{b}output.LayerNorm.bias": r(tw)})
+    widths = (tw, *c["head"])
+    for layer, (a, b) in zip((0, 2, 4, 6, 7), zip(widths, widths[1:])):
+        sd[f"mlp.layers.{layer}.weight"], sd[f"mlp.layers.{layer}.bias"] = r(b, a, scale=0.05), r(b)  # scores of order 1
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path / "model.safetensors"))
+    else:
+        torch.save(sd, path / "ImageReward.pt")
     return path
