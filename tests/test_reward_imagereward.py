@@ -149,3 +149,29 @@ def test_imagereward_spec_and_refusals(tmp_path):
     torch.save({"mlp.layers.0.weight": torch.zeros(2, 2)}, evil / "x.pt")
     with pytest.raises(InvalidInputError, match="not ImageReward's BLIP"):
         ImageRewardModel.from_pretrained(evil / "x.pt", device="cpu")
+
+
+def test_score_cli_prints_the_imagereward_score(tmp_path):
+    import json
+
+    from PIL import Image
+    from prefpaint_cli.main import app
+    from typer.testing import CliRunner
+
+    from prefpaint_sdk.reward.base import images_to_tensor
+    from prefpaint_sdk.reward.imagereward import ImageRewardModel
+
+    folder = save_tiny_imagereward(tmp_path / "ir", seed=4)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "img.png")
+    m = np.zeros((40, 40), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m, "L").save(tmp_path / "mask.png")
+    r = CliRunner().invoke(app, ["score", str(tmp_path / "img.png"), str(tmp_path / "mask.png"), "--reward",
+                                 f"imagereward={folder}", "--prompt", "a wall", "--json", "--quiet", "--device", "cpu",
+                                 "--offline"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["rewards"]["imagereward"]
+    want = ImageRewardModel.from_pretrained(folder, device="cpu")(images_to_tensor([Image.open(tmp_path / "img.png")]),
+                                                                  None, None, prompts="a wall").scores
+    assert got["score"] == pytest.approx(float(want[0]), abs=1e-5) and got["bound"] is None
