@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickletools
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import Arg, ConfigError, CorruptFileError, InvalidInputError, ModelNotFoundError, PickleRefusedError
+from ..errors import Arg, ConfigError, InvalidInputError, ModelNotFoundError
 from .base import RewardScores, to_pil
 
-__all__ = ["HpsReward", "VIT_H_14", "check_hps_source", "check_pickle", "clip_eval_pixels", "open_clip_to_transformers",
-           "read_state_dict"]
+__all__ = ["HpsReward", "VIT_H_14", "check_hps_source", "open_clip_to_transformers"]
 
 # open_clip's ViT-H-14 (model_configs/ViT-H-14.json): vision head_width 80 -> 16 heads; GELU, not QuickGELU
 VIT_H_14 = {
@@ -45,8 +42,6 @@ VIT_H_14 = {
 }
 _FIX = "pass a folder holding HPS_v2.1_compressed.pt (or HPS_v2_compressed.pt) and the CLIP tokenizer files"
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
-# what a plain tensor dict's pickle may name: torch's rebuild functions and storages, and OrderedDict
-_SAFE_GLOBALS = ("torch ", "torch.", "collections OrderedDict")
 
 
 def _checkpoint_in(folder: Path) -> Path:
@@ -60,58 +55,6 @@ def _checkpoint_in(folder: Path) -> Path:
     return found[0]
 
 
-def _unsafe_global(stream) -> str | None:
-    """The first global one pickle in ``stream`` names that a plain tensor dict never does, else ``None``."""
-    strings: list[str] = []
-    for op, arg, _ in pickletools.genops(stream):
-        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-            strings.append(str(arg))
-        name = {"GLOBAL": str(arg).replace("\n", " "), "INST": str(arg).replace("\n", " "),
-                "STACK_GLOBAL": " ".join(strings[-2:])}.get(op.name)
-        if name is not None and not name.startswith(_SAFE_GLOBALS):
-            return name
-    return None
-
-
-def check_pickle(path: Path, what: str = "hpsv2 checkpoint", fix: str = _FIX) -> None:
-    """Refuse a checkpoint whose pickle names anything but tensors, reading only the pickle (not the tensors).
-
-    ``torch.load(weights_only=True)`` stays the guard when the weights load; this says so before any model loads.
-    """
-    import io
-
-    bad = None
-    try:
-        with zipfile.ZipFile(path) as z:
-            pkl = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-            if pkl is None:
-                raise CorruptFileError(f"{what} '{path}' is a zip without a torch pickle; {fix}")
-            streams = [io.BytesIO(z.read(pkl))]
-    except zipfile.BadZipFile:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        if not (len(head) == 2 and head[0] == 0x80):
-            raise CorruptFileError(f"{what} '{path}' is not a torch or safetensors file; {fix}") from None
-        streams = None  # a legacy torch file (or a bare pickle): magic, protocol, sys info, then the object
-    try:
-        if streams is not None:
-            bad = _unsafe_global(streams[0])
-        else:
-            with open(path, "rb") as fh:
-                for _ in range(4):
-                    bad = _unsafe_global(fh)
-                    if bad is not None:
-                        break
-    except (ValueError, IndexError, EOFError):
-        if streams is not None:
-            raise CorruptFileError(f"{what} '{path}' holds a truncated pickle; {fix}") from None
-        # past a legacy file's pickles come raw tensor bytes: torch.load(weights_only=True) judges the rest
-    if bad is not None:
-        raise PickleRefusedError(f"{what} '{path}' is a pickle that names '{bad}', not a plain tensor dict; "
-                                 "PrefPaint does not load such pickles: use the published file or convert it to "
-                                 "safetensors")
-
-
 def check_hps_source(source: str | os.PathLike) -> tuple[Path, Path]:
     """``(folder, checkpoint)`` for a local HPSv2 source, checked without reading weights.
 
@@ -121,6 +64,7 @@ def check_hps_source(source: str | os.PathLike) -> tuple[Path, Path]:
         pickle of more than tensors, or not a checkpoint at all.
     """
     from ..state import check_tensor_file
+    from .weights import check_pickle
 
     path = Path(source).expanduser()
     if not path.exists():
@@ -129,7 +73,7 @@ def check_hps_source(source: str | os.PathLike) -> tuple[Path, Path]:
     if ckpt.suffix == ".safetensors":
         check_tensor_file(ckpt, what="hpsv2 checkpoint", fix=_FIX)
     else:
-        check_pickle(ckpt)
+        check_pickle(ckpt, "hpsv2 checkpoint", _FIX)
     if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
         raise InvalidInputError(f"hpsv2 folder '{folder}' has no tokenizer (tokenizer.json or vocab.json + merges.txt); "
                                 "copy the CLIP ViT-H-14 tokenizer files (laion/CLIP-ViT-H-14-laion2B-s32B-b79K) beside "
@@ -188,38 +132,6 @@ def open_clip_to_transformers(sd: dict) -> dict:
     return out
 
 
-def read_state_dict(ckpt: Path, what: str = "hpsv2 checkpoint", fix: str = _FIX) -> dict:
-    from ..files import load_torch_file
-    from ..state import check_finite, read_tensors
-
-    if ckpt.suffix == ".safetensors":
-        sd = read_tensors(ckpt, what=what, fix=fix)
-    else:
-        sd = load_torch_file(ckpt, what, fix)
-        if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-            sd = sd["state_dict"]  # HPSv2's own files wrap the weights, as its img_score.py reads them
-    if not isinstance(sd, dict):
-        raise InvalidInputError(f"{what} '{ckpt}' holds a {type(sd).__name__}, not a state dict; {fix}")
-    check_finite(sd, ckpt, what, "use an intact copy of the published checkpoint")
-    return sd
-
-
-def clip_eval_pixels(pil, size: int) -> np.ndarray:
-    """open_clip's eval transform: Resize(size, bicubic) on the short side, CenterCrop(size), CLIP mean/std."""
-    from PIL import Image
-
-    from .preprocess import CLIP_MEAN, CLIP_STD, resize_size
-
-    pil = pil.convert("RGB")
-    w, h = resize_size(pil.width, pil.height, size)
-    if (w, h) != pil.size:
-        pil = pil.resize((w, h), Image.BICUBIC)
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision's CenterCrop offsets
-    a = np.asarray(pil)[top:top + size, left:left + size].astype(np.float32) / np.float32(255)
-    a = (a - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
-
-
 class HpsReward:
     """HPSv2: ``cos(image, prompt)`` of the fine-tuned ViT-H-14 (no logit scale), as ``hpsv2.score`` returns.
 
@@ -241,11 +153,12 @@ class HpsReward:
         from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
         from ..devices import resolve_device
+        from .weights import read_state_dict
 
         folder, ckpt = check_hps_source(source)
         config = (CLIPConfig.from_pretrained(folder) if (folder / "config.json").is_file()
                   else CLIPConfig(**{k: dict(v) if isinstance(v, dict) else v for k, v in VIT_H_14.items()}))
-        sd = read_state_dict(ckpt)
+        sd = read_state_dict(ckpt, "hpsv2 checkpoint", _FIX)
         try:
             sd = open_clip_to_transformers(sd)
         except (KeyError, ValueError) as exc:
@@ -271,6 +184,8 @@ class HpsReward:
     def __call__(self, images, masks, masked_images=None, *, prompts=None) -> RewardScores:
         import torch
 
+        from .preprocess import open_clip_pixels
+
         n = images.shape[0]
         if prompts is None:
             raise ConfigError("the hpsv2 reward scores an image against its prompt; pass ", Arg("prompt", "TEXT"))
@@ -286,7 +201,7 @@ class HpsReward:
             for i in range(0, n, self.batch_size):
                 ids = self.tokenizer(prompts[i:i + self.batch_size], padding="max_length", truncation=True,
                                      max_length=context, return_tensors="pt")["input_ids"].to(device)
-                pix = torch.from_numpy(np.stack([clip_eval_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
+                pix = torch.from_numpy(np.stack([open_clip_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
                 img = self.model.visual_projection(self.model.vision_model(pixel_values=pix).pooler_output)
                 # open_clip: causal mask only, pooled at the highest id (the end token), after ln_final
                 hidden = self.model.text_model(input_ids=ids).last_hidden_state

@@ -40,7 +40,7 @@ def check_imagereward_source(source: str | os.PathLike) -> tuple[Path, Path]:
         PickleRefusedError / CorruptFileError: a checkpoint that pickles more than tensors, or is not one.
     """
     from ..state import check_tensor_file
-    from .hpsv2 import check_pickle
+    from .weights import check_pickle
 
     path = Path(source).expanduser()
     if not path.exists():
@@ -130,7 +130,7 @@ class ImageRewardModel:
         from transformers.models.blip.modeling_blip_text import BlipTextModel
 
         from ..devices import resolve_device
-        from .hpsv2 import read_state_dict
+        from .weights import read_state_dict
 
         folder, ckpt = check_imagereward_source(source)
         sd = read_state_dict(ckpt, "imagereward checkpoint", _FIX)
@@ -174,7 +174,7 @@ class ImageRewardModel:
     def __call__(self, images, masks, masked_images=None, *, prompts=None) -> RewardScores:
         import torch
 
-        from .hpsv2 import clip_eval_pixels
+        from .preprocess import open_clip_pixels
 
         n = images.shape[0]
         if prompts is None:
@@ -190,7 +190,7 @@ class ImageRewardModel:
             for i in range(0, n, self.batch_size):
                 t = self.tokenizer(prompts[i:i + self.batch_size], padding="max_length", truncation=True, max_length=35,
                                    return_tensors="pt")
-                pix = torch.from_numpy(np.stack([clip_eval_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
+                pix = torch.from_numpy(np.stack([open_clip_pixels(p, size) for p in pils[i:i + self.batch_size]])).to(device)
                 img = self.vision(pixel_values=pix).last_hidden_state
                 hidden = self.text(input_ids=t["input_ids"].to(device), attention_mask=t["attention_mask"].to(device),
                                    encoder_hidden_states=img,
