@@ -94,14 +94,16 @@ def test_hpsv2_equals_the_published_formula(tmp_path, fmt):
 
     folder = save_tiny_hps(tmp_path / fmt, seed=5, fmt=fmt)
     g = torch.Generator().manual_seed(1)
-    images = torch.rand(3, 3, 41, 52, generator=g)  # not square, an odd crop: torchvision's rounding
+    # 41x56 resizes to 32x43: the crop offset 5.5 rounds to 6 as torchvision's CenterCrop does (floor would say 5)
+    images = torch.rand(3, 3, 41, 56, generator=g)
     prompts = ["a red barn", "", "two cats on a sofa, photo"]
     reward = HpsReward.from_pretrained(folder, device="cpu", batch_size=2)  # two passes: batching is exact too
-    got = reward(images, torch.zeros(3, 41, 52, dtype=torch.bool), images, prompts=prompts)
-    from prefpaint_sdk.testing.rewards import tiny_open_clip_state_dict
+    got = reward(images, torch.zeros(3, 41, 56, dtype=torch.bool), images, prompts=prompts)
+    from safetensors.torch import load_file
 
     tok = AutoTokenizer.from_pretrained(folder)
-    sd = tiny_open_clip_state_dict(len(tok), seed=5)
+    sd = (load_file(folder / "model.safetensors") if fmt == "safetensors"
+          else torch.load(folder / "HPS_v2_compressed.pt", weights_only=True)["state_dict"])
     want = _reference(sd, to_pil(images), _ids(tok, prompts))
     assert got.bounds is None
     assert got.scores.tolist() == pytest.approx(want.tolist(), abs=1e-5)

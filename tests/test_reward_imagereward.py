@@ -101,7 +101,7 @@ def test_imagereward_equals_the_published_formula(tmp_path, fmt):
     from prefpaint_sdk.reward.imagereward import ImageRewardModel
 
     folder = save_tiny_imagereward(tmp_path / fmt, seed=4, fmt=fmt)
-    images = torch.rand(3, 3, 41, 52, generator=torch.Generator().manual_seed(1))
+    images = torch.rand(3, 3, 41, 56, generator=torch.Generator().manual_seed(1))  # crop offset 5.5 -> 6
     prompts = ["a red barn", "", "two cats on a sofa, photo of them sitting there quietly in the warm afternoon light"]
     reward = ImageRewardModel.from_pretrained(folder, device="cpu", batch_size=2)
     got = reward(images, None, None, prompts=prompts)
