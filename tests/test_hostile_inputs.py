@@ -413,6 +413,20 @@ def clip_pickled(e):  # reward stack (issue 22): a CLIPModel folder whose only w
                          "pytorch_model.bin")
 
 
+def save_tiny_imagereward(path):
+    from prefpaint_sdk.testing.rewards import save_tiny_imagereward as save
+
+    return save(path)
+
+
+def hps_folder(e, weights=None):  # hpsv2 (issue 22): a tiny HPSv2 folder whose checkpoint is replaced by `weights`
+    from prefpaint_sdk.testing.rewards import save_tiny_hps
+
+    folder = save_tiny_hps(e.w / "hps")
+    if weights is not None:
+        weights(folder / "HPS_v2_compressed.pt")
+
+
 def _closed_port() -> int:
     import socket
 
@@ -728,7 +742,10 @@ CASES = [
       "--reward-weights", "2 weights for 1 rewards"),
     C("inpaint/reward-weights-without-reward", lambda e: inpaint(e, "--reward-weights", "1"), "--reward-weights",
       "--reward"),
-    C("inpaint/reward-hpsv2-unavailable", lambda e: inpaint(e, "--reward", "hpsv2", "-n", "2"), "hpsv2", "torchvision"),
+    # hpsv2 (issue 22): a source is required, and a missing one is refused before the pipeline loads
+    C("inpaint/reward-hpsv2-no-source", lambda e: inpaint(e, "--reward", "hpsv2", "-n", "2"), "hpsv2=FOLDER"),
+    C("inpaint/reward-hpsv2-missing", lambda e: inpaint(e, "--reward", f"hpsv2={e.w / 'nohps'}", "-n", "2"), "nohps",
+      "does not exist", code=3),
     C("inpaint/reward-remote-unreachable", lambda e: inpaint(e, "--reward", "remote=http://127.0.0.1:9", "-n", "2"),
       "unreachable", code=3),
 
@@ -903,6 +920,24 @@ CASES = [
     C("score/reward-clip-pickle-only", lambda e: ["score", e.img, e.mask, "--reward", f"clip={e.w / 'clip_bin'}",
                                                   "--prompt", "x", "--offline", "--device", "cpu"], "clip_bin", "pickle",
       setup=lambda e: clip_pickled(e), absent=("weights_only",)),
+    # hpsv2 (issue 22): a missing folder, a corrupt checkpoint, a pickle with code: one line, nothing unpickled
+    C("score/reward-hpsv2-missing", lambda e: ["score", e.img, e.mask, "--reward", f"hpsv2={e.w / 'nohps'}", "--prompt",
+                                               "x", "--offline", "--device", "cpu"], "nohps", "does not exist", code=3),
+    C("score/reward-hpsv2-corrupt", lambda e: ["score", e.img, e.mask, "--reward", f"hpsv2={e.w / 'hps'}", "--prompt",
+                                               "x", "--offline", "--device", "cpu"], "HPS_v2_compressed.pt",
+      "not a torch or safetensors file", setup=lambda e: hps_folder(e, lambda p: p.write_bytes(b"\x00garbage"))),
+    C("score/reward-hpsv2-pickle-code", lambda e: ["score", e.img, e.mask, "--reward", f"hpsv2={e.w / 'hps'}",
+                                                   "--prompt", "x", "--offline", "--device", "cpu"],
+      "HPS_v2_compressed.pt", "pickle", setup=lambda e: hps_folder(e, lambda p: write_torch_pickle(p, e.marker)),
+      absent=("weights_only",)),
+    C("score/reward-hpsv2-raw-pickle", lambda e: ["score", e.img, e.mask, "--reward", f"hpsv2={e.w / 'hps'}",
+                                                  "--prompt", "x", "--offline", "--device", "cpu"],
+      "HPS_v2_compressed.pt", "pickle", setup=lambda e: hps_folder(e, lambda p: write_raw_pickle(p, e.marker)),
+      absent=("weights_only",)),
+    C("score/reward-imagereward-pickle-code", lambda e: ["score", e.img, e.mask, "--reward", f"imagereward={e.w / 'ir'}",
+                                                         "--prompt", "x", "--offline", "--device", "cpu"],
+      "ImageReward.pt", "pickle", absent=("weights_only",),
+      setup=lambda e: write_torch_pickle(save_tiny_imagereward(e.w / "ir") / "ImageReward.pt", e.marker)),
     # values-msgs: a masked image is the input with the hole blanked: another size is refused, before the load
     C("score/masked-image-other-size", lambda e: score(e, "--masked-image", e.w / "small.png"), "30x20", "40x40",
       setup=lambda e: Image.new("RGB", (30, 20)).save(e.w / "small.png")),
@@ -1074,8 +1109,8 @@ CASES = [
     C("eval/reward-unknown-name", lambda e: ev(e, "--reward", "nope=x"), "unknown reward 'nope'", setup=data),
     C("eval/reward-weights-mismatch", lambda e: ev(e, "--reward", "seam", "--reward-weights", "1,2,3"),
       "--reward-weights", "3 weights for 2 rewards", setup=data),
-    C("eval/reward-imagereward-unavailable", lambda e: ev(e, "--reward", "imagereward"), "imagereward", "torchvision",
-      setup=data),
+    # hpsv2 (issue 22): imagereward takes a folder
+    C("eval/reward-imagereward-no-source", lambda e: ev(e, "--reward", "imagereward"), "imagereward=FOLDER", setup=data),
 
     # ---------------- train reward ----------------
     C("train-reward/markup-data", lambda e: treward(e, data=e.w / "nope[/x]"), "nope[/x]"),

@@ -175,8 +175,8 @@ def test_inpaint_cli_writes_every_rewards_scores(tiny_pipeline_dir, rm_dir, tmp_
 @pytest.mark.parametrize("kw, err, pattern", [
     (dict(reward=["seam"], reward_weights=[1, 2]), "ConfigError", "2 weights for 1 rewards"),
     (dict(reward=["nope=x"]), "ConfigError", "unknown reward 'nope'"),
-    (dict(reward=["hpsv2"]), "MissingDependencyError", "torchvision"),
-    (dict(reward=["seam", "imagereward=THUDM/ImageReward"]), "MissingDependencyError", "image-reward"),
+    (dict(reward=["hpsv2"]), "ConfigError", "hpsv2=FOLDER"),
+    (dict(reward=["seam", "imagereward=THUDM/ImageReward"]), "ModelNotFoundError", "does not exist"),
     (dict(reward=["seam"], reward_norm="mean"), "ConfigError", "reward_norm must be one of"),
     (dict(reward=["seam"], reward_model=_Stub()), "InvalidInputError", "joins a reward stack by its id"),
 ])

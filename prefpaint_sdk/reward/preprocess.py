@@ -10,7 +10,8 @@ Two paths give the backbone its ``pixel_values``:
 
 The crop offset is ``(size_after_resize - 224) // 2``, as transformers computes it. OpenAI's torchvision
 ``CenterCrop`` rounds half to even instead, so for some odd differences (e.g. 79 px) it crops one pixel
-further; we follow transformers, which the issue fixes as the reference.
+further; we follow transformers, which the issue fixes as the reference. :func:`open_clip_pixels` follows
+torchvision instead, for the rewards whose published code uses it (HPSv2, ImageReward).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "preprocess_image", "preprocess_images", "preprocess_tensor", "resize_size"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "open_clip_pixels", "preprocess_image", "preprocess_images", "preprocess_tensor",
+           "resize_size"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -42,6 +44,19 @@ def preprocess_image(image: Image.Image, size: int = 224) -> np.ndarray:
     a = np.asarray(image)
     top, left = (h - size) // 2, (w - size) // 2
     a = a[top:top + size, left:left + size].astype(np.float32) * np.float32(1 / 255)
+    a = (a - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def open_clip_pixels(pil, size: int = 224) -> np.ndarray:
+    """open_clip's (and ImageReward's) eval transform on one image: Resize(size, bicubic) on the short side,
+    CenterCrop(size) with torchvision's offsets (rounded, not floored), CLIP mean/std; (3, size, size) float32."""
+    pil = pil.convert("RGB")
+    w, h = resize_size(pil.width, pil.height, size)
+    if (w, h) != pil.size:
+        pil = pil.resize((w, h), Image.BICUBIC)
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision's CenterCrop offsets
+    a = np.asarray(pil)[top:top + size, left:left + size].astype(np.float32) / np.float32(255)
     a = (a - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 

@@ -7,8 +7,10 @@ Names (:data:`REWARD_NAMES`):
 * ``clip=SOURCE``: a ``transformers`` CLIPModel folder or hub id (PickScore, CLIP);
 * ``remote=http://HOST:PORT``: a server speaking the score protocol (:mod:`.remote`);
 * ``brightness``, ``outside-change``, ``seam``: built in (:mod:`.constraints`), no source;
-* ``hpsv2``, ``imagereward``: named, and refused in one line (:data:`UNAVAILABLE`): their packages import
-  torchvision, which has no wheel that loads beside the pinned CPU torch, so they cannot be built or tested here.
+* ``hpsv2=SOURCE``: HPSv2 from a local folder or checkpoint file (:mod:`.hpsv2`, open_clip's weights on
+  transformers' CLIPModel);
+* ``imagereward=SOURCE``: ImageReward from a local folder or checkpoint file (:mod:`.imagereward`, its BLIP
+  weights on transformers' BLIP towers);
 
 Resolution runs in phases so that a bad name fails before any model loads: :func:`parse_spec` reads the
 text; :func:`resolve_reward` checks every name, finds each model's local folder and checks that each
@@ -33,17 +35,12 @@ __all__ = ["REWARD_NAMES", "RewardSpec", "load_reward", "load_stack", "parse_spe
            "reward_from_flags", "stack_specs"]
 
 # name -> whether it takes a source: "optional", "required" or "none"
-REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "remote": "required",
+REWARD_NAMES = {"prefpaint": "optional", "clip": "required", "hpsv2": "required", "imagereward": "required",
+                "remote": "required",
                 **{name: "none" for name in BUILTIN_REWARDS}}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
-# Rewards whose reference code needs a package that cannot be installed beside the pinned torch: on PyPI,
-# torchvision's wheels for torch 2.13 are CUDA builds (they load libtorch_cuda.so, absent from the CPU wheel).
-_NO_TORCHVISION = ("imports torchvision, and no torchvision wheel loads beside the pinned torch 2.13.0 CPU wheel, so "
-                   "PrefPaint does not ship it yet; serve it behind the score protocol and use remote=http://HOST:PORT "
-                   "(docs/score.md), or clip=FOLDER for PickScore")
-UNAVAILABLE = {"hpsv2": f"HPSv2 needs open_clip_torch, which {_NO_TORCHVISION}",
-               "imagereward": f"ImageReward needs the image-reward package (BLIP), which {_NO_TORCHVISION}"}
+UNAVAILABLE: dict[str, str] = {}  # names refused in one line, with the reason (none at present)
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def parse_spec(text: str | os.PathLike | RewardSpec, param: str = "reward") -> R
     if not eq:
         if text in REWARD_NAMES:
             if REWARD_NAMES[text] == "required":
-                hint = "http://HOST:PORT" if text == "remote" else "FOLDER_OR_HUB_ID"
+                hint = {"remote": "http://HOST:PORT", "hpsv2": "FOLDER", "imagereward": "FOLDER"}.get(text, "FOLDER_OR_HUB_ID")
                 raise ConfigError(Arg(param), f" '{text}' needs a source; write {text}={hint}")
             return RewardSpec(text)
         if Path(text).expanduser().exists() or "/" in text:
@@ -142,6 +139,16 @@ def _resolve_one(spec: Any, *, offline: bool | None, param: str) -> Any:
         from .clip import check_clip_folder
 
         return RewardSpec("clip", str(check_clip_folder(resolve_model(parsed.source, offline=offline, what="clip model").path)))
+    if parsed.name == "hpsv2":
+        from .hpsv2 import check_hps_source
+
+        check_hps_source(parsed.source)  # the checkpoint's pickle is scanned here: before any model loads
+        return parsed
+    if parsed.name == "imagereward":
+        from .imagereward import check_imagereward_source
+
+        check_imagereward_source(parsed.source)
+        return parsed
     from .remote import probe_remote
 
     probe_remote(parsed.source)
@@ -170,7 +177,7 @@ def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = Non
     """``reward`` with every model loaded (specs are resolved first, as :func:`resolve_reward` does).
 
     PrefPaint models become :class:`~prefpaint_sdk.reward.RewardModel`, ``clip`` a
-    :class:`~prefpaint_sdk.reward.clip.ClipReward`, ``remote`` a :class:`~prefpaint_sdk.reward.remote.RemoteReward`;
+    :class:`~prefpaint_sdk.reward.clip.ClipReward`, ``hpsv2`` a :class:`~prefpaint_sdk.reward.hpsv2.HpsReward`, ``remote`` a :class:`~prefpaint_sdk.reward.remote.RemoteReward`;
     built-in names stay names.
 
     Raises:
@@ -187,6 +194,14 @@ def load_reward(reward: Any, *, device: str = "auto", offline: bool | None = Non
             from .clip import ClipReward
 
             return ClipReward.from_pretrained(r.source, device=device)
+        if isinstance(r, RewardSpec) and r.name == "hpsv2":
+            from .hpsv2 import HpsReward
+
+            return HpsReward.from_pretrained(r.source, device=device)
+        if isinstance(r, RewardSpec) and r.name == "imagereward":
+            from .imagereward import ImageRewardModel
+
+            return ImageRewardModel.from_pretrained(r.source, device=device)
         if isinstance(r, RewardSpec) and r.name == "remote":
             from .remote import RemoteReward
 
