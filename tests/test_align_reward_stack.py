@@ -130,7 +130,7 @@ def test_weights_and_norm_are_checked():
         check_stack_args(["brightness", "seam"], "1,2,3", None)
     with pytest.raises(ConfigError, match="3 weights for 2 rewards"):
         TrainReward(["brightness", "seam"], weights=(1, 2, 3))
-    with pytest.raises(ConfigError, match="--reward-norm must be one of gdpo, sum, rank, got 'avg'"):
+    with pytest.raises(ConfigError, match="reward_norm must be one of gdpo, sum, rank, got 'avg'"):
         check_stack_args("seam", None, "avg")
     with pytest.raises(ConfigError, match="non-finite"):
         check_stack_args(["brightness", "seam"], "1,nan", None)

@@ -266,7 +266,7 @@ def test_an_interrupted_folder_batch_resumes_where_it_stopped(tmp_path, tiny_inp
     assert {k: (out / k).stat().st_mtime_ns for k in stamps} == stamps
     assert [r["id"] for r in _report(out) if r["status"] == "ok"] == ["im0", "im1", "im2", "im3"]
     # other settings are not taken for finished work: refused, as for a manifest
-    with pytest.raises(PrefPaintError, match="other settings.*--overwrite"):
+    with pytest.raises(PrefPaintError, match="other settings.*overwrite=True"):
         run_inpaint_job(items, out, inpainter=second, defaults={"steps": 2, "seed": 1})
 
 

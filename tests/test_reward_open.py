@@ -54,7 +54,7 @@ def test_clip_reward_equals_the_published_formula(clip_dir):
     # the score depends on the prompt: another prompt, another score
     other = reward(images, masks, images, prompts=["zzz"] * 3).scores
     assert not torch.allclose(other, got.scores)
-    with pytest.raises(ConfigError, match="pass a prompt"):
+    with pytest.raises(ConfigError, match="pass prompt="):
         reward(images, masks, images)
 
 

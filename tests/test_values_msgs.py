@@ -127,7 +127,7 @@ def _required_words(cmd, skip=()) -> list[str]:
 def test_the_declared_relations_exist():
     found = {r.id for r in _relations()}
     assert {"extend:seam_strength->seam_pass", "train align:gold_weights->gold_reward", "rate:output->do_import",
-            "train align:reward_weights->reward_model", "train align:on_hacking->gold_reward",
+            "train align:on_hacking->gold_reward",
             "inpaint:reward_weights->reward"} <= found, found  # inpaint --select needs --reward-model or --reward: its body
 
 
