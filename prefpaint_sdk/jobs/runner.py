@@ -316,6 +316,9 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             claim.unlink(missing_ok=True)
             summary.done += 1
         except KeyboardInterrupt:
+            # A signal never splits the renames (they hold it back): the set is either all published (the signal
+            # took effect right after them) or not at all, so the claim, kept for a hard kill, is not needed.
+            claim.unlink(missing_ok=True)
             raise
         except Exception as exc:  # noqa: BLE001 - one bad item is recorded; the others go on
             msg = " ".join(str(exc).split()) or exc.__class__.__name__
