@@ -163,7 +163,7 @@ TABLE = [
         "--model '' names no model"),
     Row("mask-from-alpha", "mask_from_alpha", _alpha, "no alpha channel; drop mask_from_alpha",
         lambda w: _inpaint(w, "--mask-from-alpha"), "no alpha channel; drop --mask-from-alpha"),
-    Row("reward-norm", "norm", _norm, "norm must be one of", lambda w: _score(w, "--reward-norm", "bogus"),
+    Row("reward-norm", "reward_norm", _norm, "reward_norm must be one of", lambda w: _score(w, "--reward-norm", "bogus"),
         "--reward-norm must be one of"),
     Row("reward-weights", "reward_weights", _weights, "write e.g. reward_weights='0.7,0.3'",
         lambda w: _score(w, "--reward-weights", "abc"), "write e.g. --reward-weights 0.7,0.3"),
@@ -263,7 +263,7 @@ def _named_params() -> dict[str, set[str]]:
 # Parameters that only a Python caller (or a config file, ``--set``) can pass: shown as Python shows them.
 PYTHON_ONLY = {
     "adv_std", "audit_ring", "eta", "freeze_fraction", "fusion_backend", "hacking_min_drop", "hacking_patience",
-    "inpaint_kwargs", "log_with", "logprob_region", "max_bad_fraction", "min_margin", "mixed_precision", "n_boot", "scores",
+    "fsdp", "inpaint_kwargs", "log_with", "logprob_region", "max_bad_fraction", "min_margin", "mixed_precision", "n_boot", "scores",
     "split",
     "stop_after_epochs", "successes",
 }

@@ -179,7 +179,9 @@ def test_every_library_weights_load_asks_for_safetensors():
     # diffusers/transformers loads of weights name use_safetensors=True; our own from_pretrained (Inpainter,
     # RewardModel, Aligner) are checked by the tests above.
     # Tokenizers and image processors read JSON/text files, never weights.
-    ours = re.compile(r"\b(Inpainter|RewardModel|ClipReward|Aligner|cls|pipeline_cls|self|AutoTokenizer|CLIPImageProcessor|Qwen2VLImageProcessorPil)"
+    # (HpsReward and ImageRewardModel read their weights through reward/weights.py, weights_only or safetensors.)
+    ours = re.compile(r"\b(Inpainter|RewardModel|ClipReward|HpsReward|ImageRewardModel|Aligner|cls|pipeline_cls|self|"
+                      r"AutoTokenizer|BertTokenizer|CLIPConfig|CLIPImageProcessor|Qwen2VLImageProcessorPil)"
                       r"\.from_pretrained\(|def from_pretrained\(")
     missing = []
     for p in _sources():

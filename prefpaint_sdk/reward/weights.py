@@ -64,7 +64,7 @@ def check_pickle(path: Path, what: str, fix: str) -> None:
     except (ValueError, IndexError, EOFError):
         if streams is not None:
             raise CorruptFileError(f"{what} '{path}' holds a truncated pickle; {fix}") from None
-        # past a legacy file's pickles come raw tensor bytes: torch.load(weights_only=True) judges the rest
+        # past a legacy file's pickles come raw tensor bytes: the weights_only loader judges the rest
     if bad is not None:
         raise PickleRefusedError(f"{what} '{path}' is a pickle that names '{bad}', not a plain tensor dict; "
                                  "PrefPaint does not load such pickles: use the published file or convert it to "
