@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-FAMILIES = ("sd", "sd2", "sdxl", "flux-fill", "qwen-image", "flux2-klein", "z-image")
+FAMILIES = ("sd", "sd2", "sdxl", "flux-fill", "qwen-image", "qwen-image-edit", "flux2-klein", "z-image")
 # SD 2 inpainting (stabilityai/stable-diffusion-2-inpainting): unet/config.json and text_encoder/config.json.
 SD2 = dict(cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), text_hidden=1024, text_layers=23,
            text_heads=16, text_intermediate=4096, text_act="gelu")
