@@ -61,7 +61,7 @@ def _process_state_restored():
 
     loggers = [logging.getLogger(n) for n in ("prefpaint_sdk", "prefpaint_apps")]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    sigterm = signal.getsignal(signal.SIGTERM)
+    sigterm, sigint = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "PREFPAINT_MAX_PIXELS", "HF_HUB_DISABLE_PROGRESS_BARS")}
     yield
     from prefpaint_sdk import interrupts
@@ -71,6 +71,7 @@ def _process_state_restored():
     for lg, handlers, level, propagate in saved:
         lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
     signal.signal(signal.SIGTERM, sigterm)
+    signal.signal(signal.SIGINT, sigint)  # a library's own handler (a server run in-process) must not outlive its test
     for k, v in env.items():
         if v is None:
             os.environ.pop(k, None)
