@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..samplers.flow_sde import FlowStepOutput, flow_sde_step
+from ..samplers.flow_sde import FlowStepOutput, FlowTrace, flow_sde_step
 from .flow_rollout import window_steps
 
 __all__ = ["BlendConditions", "BlendRollout", "BlendText", "cat_rollouts", "clean_batch", "forward_predict",
@@ -200,22 +200,13 @@ def rollout(engine, conditions: BlendConditions, groups, generators, *, num_step
     guidance = float(guidance_scale)
     sigma_max = float(sigmas[1]) if len(sigmas) > 1 else 0.0
 
-    xs, xs_next, means, logps, stored = [], [], [], [], []
+    trace = FlowTrace()
     for i, t in enumerate(timesteps):
         v = _velocity(engine, transformer, latents, t.expand(b).to(latents.dtype), prompt_embeds, negative_embeds,
                       context, guidance)
-        if i in window:
-            out = flow_sde_step(v, sigmas[i], sigmas[i + 1], latents, noise_level, sigma_max, generator=gens,
-                                reduction=reduction, region=region)
-            xs.append(latents.float())
-            xs_next.append(out.prev_sample)
-            means.append(out.mean)
-            logps.append(out.log_prob)
-            stored.append(i)
-            stepped = out.prev_sample.to(v.dtype)
-        else:  # FlowMatchEulerDiscreteScheduler.step, operation for operation
-            dt = sigmas[i + 1] - sigmas[i]
-            stepped = (latents.to(torch.float32) + dt * v).to(v.dtype)
+        # the step's sample before the blend: what a stored step keeps as the policy's action
+        stepped = trace.step(v, sigmas, i, latents, i in window, noise_level, sigma_max, generator=gens,
+                             reduction=reduction, region=region)
         proper = image_latents
         if i < n - 1:
             sn = sigmas[i + 1].to(device=device, dtype=image_latents.dtype)
@@ -225,13 +216,9 @@ def rollout(engine, conditions: BlendConditions, groups, generators, *, num_step
             step_callback(i + 1, n)
 
     images = engine.blend_decode(latents, height, width) if decode else None
-    empty = torch.zeros((b, 0, *latents.shape[1:]), device=device)
     return BlendRollout(
-        sigmas=sigmas.detach().clone(), timesteps=timesteps.detach().clone(), steps=torch.tensor(stored, dtype=torch.long),
-        latents=torch.stack(xs, 1) if xs else empty, next_latents=torch.stack(xs_next, 1) if xs else empty,
-        means=torch.stack(means, 1) if xs else empty,
-        log_probs=torch.stack(logps, 1) if xs else torch.zeros((b, 0), device=device), region=region,
-        prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, context=context, guidance=guidance,
+        sigmas=sigmas.detach().clone(), timesteps=timesteps.detach().clone(),
+        **trace.stacked(b, latents.shape[1:], device), region=region, prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, context=context, guidance=guidance,
         images=images, groups=groups, final_latents=latents,
     )
 

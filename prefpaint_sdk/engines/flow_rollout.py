@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..samplers.flow_sde import FlowStepOutput, flow_sde_step
+from ..samplers.flow_sde import FlowStepOutput, FlowTrace, flow_sde_step
 from .batched import BatchedText
 from .ddim_rollout import _mask_pil, logprob_region_mask
 
@@ -235,33 +235,18 @@ def rollout(pipe, conditions: FlowConditions, groups, generators, *, num_steps: 
     if region is not None:  # packed as the latents are: 2x2 patches, every channel
         region = pipe._pack_latents(region.to(device).expand(b, c, h, w).contiguous(), b, c, h, w)
 
-    xs, xs_next, means, logps, stored = [], [], [], [], []
+    trace = FlowTrace()
     for i, t in enumerate(timesteps):
         v = predict_velocity(transformer, latents, cond_latents, t.expand(b).to(latents.dtype), guidance,
                              prompt_embeds, latent_ids)
-        if i in window:
-            out = flow_sde_step(v, sigmas[i], sigmas[i + 1], latents, noise_level, sigma_max, generator=gens,
-                                reduction=reduction, region=region)
-            xs.append(latents.float())
-            xs_next.append(out.prev_sample)
-            means.append(out.mean)
-            logps.append(out.log_prob)
-            stored.append(i)
-            latents = out.prev_sample.to(v.dtype)
-        else:  # FlowMatchEulerDiscreteScheduler.step, operation for operation
-            dt = sigmas[i + 1] - sigmas[i]
-            latents = (latents.to(torch.float32) + dt * v).to(v.dtype)
+        latents = trace.step(v, sigmas, i, latents, i in window, noise_level, sigma_max, generator=gens,
+                             reduction=reduction, region=region)
         if step_callback is not None:
             step_callback(i + 1, len(timesteps))
 
     images = decode_latents(pipe, latents, height, width) if decode else None
-    empty = torch.zeros((b, 0, *latents.shape[1:]), device=device)
     return FlowRollout(
-        sigmas=sigmas.detach().clone(), timesteps=timesteps.detach().clone(),
-        steps=torch.tensor(stored, dtype=torch.long),
-        latents=torch.stack(xs, 1) if xs else empty, next_latents=torch.stack(xs_next, 1) if xs else empty,
-        means=torch.stack(means, 1) if xs else empty,
-        log_probs=torch.stack(logps, 1) if xs else torch.zeros((b, 0), device=device),
+        sigmas=sigmas.detach().clone(), timesteps=timesteps.detach().clone(), **trace.stacked(b, latents.shape[1:], device),
         cond_latents=cond_latents, prompt_embeds=prompt_embeds, latent_ids=latent_ids, guidance=float(guidance_scale),
         images=images, groups=groups, final_latents=latents, region=region,
     )

@@ -26,7 +26,7 @@ import torch
 
 from .ddim import gaussian_logprob
 
-__all__ = ["FlowStepOutput", "flow_sde_step"]
+__all__ = ["FlowStepOutput", "FlowTrace", "flow_sde_step"]
 
 
 @dataclass
@@ -74,3 +74,40 @@ def flow_sde_step(model_output: torch.Tensor, sigma, sigma_next, sample: torch.T
     prev_sample = prev_sample.float()
     log_prob = gaussian_logprob(prev_sample, mean, std, reduction, region)
     return FlowStepOutput(prev_sample=prev_sample, mean=mean, std=std, log_prob=log_prob)
+
+
+class FlowTrace:
+    """The stored steps of one flow rollout, in the order they ran: a family's rollout calls :meth:`step` at every
+    step and hands :meth:`stacked` to its rollout record. Inside the window a step is the SDE step above, kept
+    with its log-probability; outside it is the scheduler's Euler step (``FlowMatchEulerDiscreteScheduler.step``,
+    operation for operation), not kept."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.latents: list[torch.Tensor] = []
+        self.next_latents: list[torch.Tensor] = []
+        self.means: list[torch.Tensor] = []
+        self.log_probs: list[torch.Tensor] = []
+
+    def step(self, v: torch.Tensor, sigmas: torch.Tensor, i: int, latents: torch.Tensor, stochastic: bool,
+             noise_level: float, sigma_max: float, *, generator=None, reduction: str = "mean",
+             region: torch.Tensor | None = None) -> torch.Tensor:
+        """Step ``i`` from ``latents`` with velocity ``v``; returns the next latents in ``v``'s dtype."""
+        if not stochastic:
+            return (latents.to(torch.float32) + (sigmas[i + 1] - sigmas[i]) * v).to(v.dtype)
+        out = flow_sde_step(v, sigmas[i], sigmas[i + 1], latents, noise_level, sigma_max, generator=generator,
+                            reduction=reduction, region=region)
+        self.steps.append(i)
+        self.latents.append(latents.float())
+        self.next_latents.append(out.prev_sample)
+        self.means.append(out.mean)
+        self.log_probs.append(out.log_prob)
+        return out.prev_sample.to(v.dtype)
+
+    def stacked(self, b: int, latent_shape, device) -> dict[str, torch.Tensor]:
+        """The stored steps as (B, k, ...) tensors (k = 0 when none was stochastic), by rollout-record field."""
+        empty = torch.zeros((b, 0, *latent_shape), device=device)
+        stack = (lambda xs: torch.stack(xs, 1)) if self.steps else (lambda xs: empty)
+        return dict(steps=torch.tensor(self.steps, dtype=torch.long), latents=stack(self.latents),
+                    next_latents=stack(self.next_latents), means=stack(self.means),
+                    log_probs=torch.stack(self.log_probs, 1) if self.steps else torch.zeros((b, 0), device=device))
