@@ -76,3 +76,44 @@ class Gate:
         self.started.set()
         self.release.wait(30)
         return {"gate": True}
+
+
+@contextmanager
+def serve_process(pipeline_dir, reward_dir, *, timeout: float = 120):
+    """``prefpaint serve`` as a user starts it (a subprocess on a free loopback port) with ``pipeline_dir`` and the
+    reward model ``reward_dir``; yields its base URL once ``/health`` answers, and stops it afterwards."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env.pop("PREFPAINT_API_KEY", None)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefpaint")), "serve", "--model", str(pipeline_dir),
+                             "--reward-model", str(reward_dir), "--host", "127.0.0.1", "--port", str(port), "--device",
+                             "cpu", "--dtype", "float32", "--offline", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"prefpaint serve exited {proc.returncode}: {proc.stderr.read()}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline:
+                    raise AssertionError("prefpaint serve did not answer /health") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

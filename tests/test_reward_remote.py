@@ -4,8 +4,6 @@ fake server that misbehaves (NaN, too few scores, 500, a slow body, gone) is ref
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -42,39 +40,13 @@ def _batch(n=3, h=40, w=48, seed=0):
 @pytest.fixture(scope="module")
 def served(tiny_pipeline_dir, tmp_path_factory):
     """``prefpaint serve`` with the tiny pipeline and a tiny reward model, on a free loopback port."""
+    from _serve_helpers import serve_process
+
     from prefpaint_sdk.testing import save_tiny_reward_model
 
     rm = save_tiny_reward_model(tmp_path_factory.mktemp("remote-rm") / "rm")
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    env.pop("PREFPAINT_API_KEY", None)
-    proc = subprocess.Popen([str(PREFPAINT), "serve", "--model", str(tiny_pipeline_dir), "--reward-model", str(rm),
-                             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32",
-                             "--offline", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"prefpaint serve exited {proc.returncode}: {proc.stderr.read()}")
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline:
-                    raise AssertionError("prefpaint serve did not answer /health") from None
-                time.sleep(0.3)
+    with serve_process(tiny_pipeline_dir, rm) as url:
         yield url, rm
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow  # a second process (prefpaint serve)
