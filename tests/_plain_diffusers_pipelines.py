@@ -102,19 +102,22 @@ def build(family: str):
     raise ValueError(family)
 
 
-def _qwen_tokenizer():
-    """Byte-level BPE without merges, Qwen's special tokens and a one-turn chat template (written directly)."""
+def _qwen_tokenizer(vision: bool = False):
+    """Byte-level BPE without merges, Qwen's special tokens and a one-turn chat template (written directly);
+    ``vision=True`` adds Qwen2.5-VL's image tokens, which its processor and text encoder look for."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import Qwen2TokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {c: i for i, c in enumerate(sorted(alphabet))}
-    for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"] if vision else []
+    for t in specials:
         vocab[t] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok.add_special_tokens(specials)
     template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     return Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
@@ -189,7 +192,60 @@ def build_blend(family: str):
     raise ValueError(family)
 
 
+def save_edit(folder: str) -> str:
+    """Qwen-Image-Edit's inpainting pipeline, written as Qwen publishes it: ``model_index.json`` names
+    ``("transformers", "Qwen2VLProcessor")`` and ``processor/`` holds the tokenizer's files beside the image
+    processor's ``preprocessor_config.json``. transformers builds ``Qwen2VLProcessor`` only with torchvision (for
+    its video processor), so without it the two parts are saved by their own ``save_pretrained``, as the
+    processor's would. The VAE is 16x and narrow: the pipeline always works at a 1024x1024 area."""
+    import json
+    from pathlib import Path
+
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditInpaintPipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(43)
+    tok = _qwen_tokenizer(vision=True)
+    n = len(tok)  # the last three ids: <|vision_start|>, <|vision_end|>, <|image_pad|>
+    cfg = Qwen2_5_VLConfig(text_config=dict(hidden_size=24, intermediate_size=24, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=2, vocab_size=n,
+                                            rope_scaling=dict(mrope_section=[2, 2, 2], rope_type="default",
+                                                              type="default")),
+                           vision_config=dict(depth=1, hidden_size=8, intermediate_size=8, num_heads=2,
+                                              out_hidden_size=24),
+                           hidden_size=24, vocab_size=n, vision_start_token_id=n - 3, vision_end_token_id=n - 2,
+                           vision_token_id=n - 1, image_token_id=n - 1, video_token_id=n - 1)
+    pipe = QwenImageEditInpaintPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=tok, processor=None,
+        vae=AutoencoderKLQwenImage(base_dim=2, z_dim=2, dim_mult=[1, 1, 1, 1, 1], num_res_blocks=0,
+                                   temperal_downsample=[False, True, True, True], latents_mean=[0.0] * 2,
+                                   latents_std=[1.0] * 2),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(cfg),
+        transformer=QwenImageTransformer2DModel(patch_size=2, in_channels=8, out_channels=2, num_layers=1,
+                                                attention_head_dim=8, num_attention_heads=2,
+                                                joint_attention_dim=24, axes_dims_rope=(4, 2, 2)))
+    pipe.save_pretrained(folder, safe_serialization=True)
+    processor = Path(folder) / "processor"
+    tok.save_pretrained(processor)
+    (processor / "preprocessor_config.json").write_text(json.dumps(dict(
+        image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2VLProcessor", min_pixels=28 * 28,
+        max_pixels=56 * 56, patch_size=14, temporal_patch_size=2, merge_size=2, do_resize=True, do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=True, do_convert_rgb=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])))
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    (Path(folder) / "model_index.json").write_text(json.dumps({**index, "processor": ["transformers",
+                                                                                       "Qwen2VLProcessor"]}))
+    return folder
+
+
 def save(family: str, folder: str) -> str:
+    if family == "qwen-image-edit":
+        return save_edit(folder)
     if family in ("qwen-image", "flux2-klein", "z-image"):
         build_blend(family).save_pretrained(folder, safe_serialization=True)
         return folder

@@ -1,9 +1,11 @@
 """Qwen-Image-Edit inpainting (``QwenImageEditInpaintPipeline``) against diffusers' own pipeline.
 
-The pipeline always works at a 1024x1024 area, so every call here costs ~25 s on the tiny fixture: the sampling
-tests are in the slow tier. transformers' video processor needs torchvision, which does not import beside the
-pinned CPU torch: the fixture and the engine's loader use the image-only processor (``ImageOnlyQwen2VLProcessor``),
-the same tokenizer and image-processor settings without a video processor.
+The pipeline always works at a 1024x1024 area, so every call here costs a few seconds on the tiny fixture: the
+sampling tests are in the slow tier, as are the family's runs of the shared per-family checks
+(tests/test_engines_behaviour.py, tests/test_engines_blend.py). transformers' video processor needs torchvision,
+which does not import beside the pinned CPU torch: the fixture and the engine's loader use the image-only
+processor (``ImageOnlyQwen2VLProcessor``), the same tokenizer and image-processor settings without a video
+processor.
 """
 
 from __future__ import annotations

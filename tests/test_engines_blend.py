@@ -17,8 +17,12 @@ from prefpaint_sdk import Inpainter, model_info
 from prefpaint_sdk.engines import engine_class, engine_for_pipeline
 
 BLEND = ["qwen-image", "flux2-klein", "z-image"]
+# Qwen-Image-Edit works at a 1024x1024 area whatever the size asked (~3 s a call on the tiny fixture): it joins the
+# checks below in the slow tier; its equivalence with diffusers is in tests/test_engine_qwen_image_edit.py.
+WITH_EDIT = [*BLEND, pytest.param("qwen-image-edit", marks=pytest.mark.slow)]
 # (steps, guidance, strength) as each diffusers pipeline's __call__ has them
-PIPELINE_DEFAULTS = {"qwen-image": (50, 4.0, 0.6), "flux2-klein": (50, 8.0, 0.8), "z-image": (50, 5.0, 1.0)}
+PIPELINE_DEFAULTS = {"qwen-image": (50, 4.0, 0.6), "flux2-klein": (50, 8.0, 0.8), "z-image": (50, 5.0, 1.0),
+                     "qwen-image-edit": (50, 4.0, 0.6)}
 RNG = np.random.default_rng(11)
 
 
@@ -70,7 +74,7 @@ def test_a_negative_prompt_turns_true_cfg_on_for_qwen_image(inpainters):
     assert not np.array_equal(np.asarray(plain.image), np.asarray(neg.image))
 
 
-@pytest.mark.parametrize("family", BLEND)
+@pytest.mark.parametrize("family", WITH_EDIT)
 def test_candidate_k_equals_a_lone_call(inpainters, family):
     inp = inpainters(family)
     img, hole = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8), _hole(64, 64, 12, 50, 6, 40)
@@ -113,7 +117,7 @@ def test_real_configs_on_meta(family, in_channels, expected):
         assert abs(got - n) / n < 1e-3, (name, got, n)
 
 
-@pytest.mark.parametrize("family", BLEND)
+@pytest.mark.parametrize("family", WITH_EDIT)
 def test_bf16_and_vae_tiling_load_and_inpaint(tiny_family_dir, family):
     """The memory options every engine has: bf16 weights and a tiled VAE (offload needs an accelerator)."""
     inp = Inpainter.from_pretrained(tiny_family_dir(family), device="cpu", dtype="bfloat16", vae_tiling=True)
@@ -137,7 +141,7 @@ def test_download_knows_the_blend_family_aliases(monkeypatch):
     assert asked == ["Qwen/Qwen-Image", "black-forest-labs/FLUX.2-klein-4B", "Tongyi-MAI/Z-Image-Turbo"]
 
 
-@pytest.mark.parametrize("family", BLEND)
+@pytest.mark.parametrize("family", WITH_EDIT)
 def test_extend_and_serve_run_the_family_at_its_own_defaults(inpainters, tiny_family_dir, family, tmp_path):
     import json
 
@@ -154,7 +158,7 @@ def test_extend_and_serve_run_the_family_at_its_own_defaults(inpainters, tiny_fa
                                  "--device", "cpu", "--dtype", "float32", "--offline", "--quiet"])
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "wide.json").read_text())
-    assert meta["plan"]["window"] == 64 and meta["params"]["guidance_scale"] == PIPELINE_DEFAULTS[family][1]
+    assert meta["plan"]["window"] == model_info(tiny_family_dir(family)).resolution and meta["params"]["guidance_scale"] == PIPELINE_DEFAULTS[family][1]
     wide = np.asarray(Image.open(tmp_path / "wide.png"))
     assert wide.shape[:2] == (40, 73)
 
@@ -169,7 +173,11 @@ def test_extend_and_serve_run_the_family_at_its_own_defaults(inpainters, tiny_fa
     assert j["params"]["strength"] == PIPELINE_DEFAULTS[family][2]
 
 
-def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
+@pytest.mark.parametrize("model,baseline,recon", [
+    ("qwen-image", "z-image", "flux2-klein"),
+    pytest.param("qwen-image-edit", "qwen-image", "qwen-image-edit", marks=pytest.mark.slow),
+])
+def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path, model, baseline, recon):
     import json
 
     from _helpers_eval import write_data
@@ -183,8 +191,8 @@ def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
     common = ["--device", "cpu", "--dtype", "float32", "--offline", "-q"]
     data = write_data(tmp_path / "data", n=2, size=32)
     out = tmp_path / "eval"
-    r = CliRunner().invoke(app, ["eval", "--data", str(data), "--model", str(tiny_family_dir("qwen-image")),
-                                 "--baseline", str(tiny_family_dir("z-image")), "--reward-model",
+    r = CliRunner().invoke(app, ["eval", "--data", str(data), "--model", str(tiny_family_dir(model)),
+                                 "--baseline", str(tiny_family_dir(baseline)), "--reward-model",
                                  str(save_tiny_reward_model(tmp_path / "rm")), "--samples", "2", "--steps", "2",
                                  "-o", str(out), *common])
     assert r.exit_code == 0, r.output
@@ -192,7 +200,7 @@ def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
 
     root = write_scene(scene(2, 96, 72).frames, tmp_path / "redwood", "redwood")
     rec = tmp_path / "rec"
-    r = CliRunner().invoke(app, ["recon3d", str(root), "-o", str(rec), "--model", str(tiny_family_dir("flux2-klein")),
+    r = CliRunner().invoke(app, ["recon3d", str(root), "-o", str(rec), "--model", str(tiny_family_dir(recon)),
                                  "--views", "1", "--steps", "2", "--depth-model", "none", "--voxel-size", "0.1",
                                  "--depth-trunc", "9", "--seed", "3", *common])
     assert r.exit_code == 0, r.output
@@ -201,7 +209,8 @@ def test_eval_and_recon3d_run_blend_families(tiny_family_dir, tmp_path):
     assert holes.any() and np.array_equal(filled[~holes], rgb[~holes]) and not np.array_equal(filled[holes], rgb[holes])
 
 
-@pytest.mark.parametrize("family,resolution", [("qwen-image", 256), ("flux2-klein", 48), ("z-image", 48)])
+@pytest.mark.parametrize("family,resolution", [("qwen-image", 256), ("flux2-klein", 48), ("z-image", 48),
+                                               pytest.param("qwen-image-edit", 1024, marks=pytest.mark.slow)])
 def test_a_folder_saved_by_plain_diffusers_loads_and_inpaints(family, resolution, tmp_path):
     from _plain_diffusers_pipelines import save
 
