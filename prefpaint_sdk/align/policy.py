@@ -20,6 +20,9 @@ import torch
 
 from ..errors import ConfigError
 from ..files import atomic_dir
+from .seeding import derive_seed
+
+_LORA_STREAM = 131  # derive_seed stream of the LoRA initialisation (unused by any other stream)
 
 __all__ = ["LORA_WEIGHT_NAME", "BaseWeights", "OldPolicy", "Policy", "prepare_weights", "add_lora", "export_lora", "export_merged", "lora_merged_state", "trainable_parameters"]
 
@@ -84,7 +87,8 @@ def prepare_weights(engine, cfg, device) -> BaseWeights:
     model = engine.model
     if cfg.finetune == "lora":
         model.to(device, dtype=wdtype)
-        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets)
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets,
+                 seed=derive_seed(cfg.seed, _LORA_STREAM))
     else:
         model.requires_grad_(True).to(device, dtype=torch.float32)
     if cfg.gradient_checkpointing:
@@ -92,12 +96,22 @@ def prepare_weights(engine, cfg, device) -> BaseWeights:
     return BaseWeights(frozen=frozen, trained=tm, dtypes=dtypes, states=states)
 
 
-def add_lora(unet, rank: int, alpha: float, targets) -> None:
-    """Add a LoRA adapter (peft, Gaussian init of A, zero B, so the model starts unchanged) and freeze the rest."""
+def add_lora(unet, rank: int, alpha: float, targets, seed: int | None = None) -> None:
+    """Add a LoRA adapter (peft, Gaussian init of A, zero B, so the model starts unchanged) and freeze the rest.
+
+    ``seed``: A's initial values are drawn from it, leaving torch's global generator as it was, so a run's
+    start depends on its own seed only (not on what the process drew before); ``None`` draws from the global one.
+    """
     from peft import LoraConfig
 
     unet.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(targets)))
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(targets))
+    if seed is None:
+        unet.add_adapter(config)
+    else:
+        with torch.random.fork_rng():  # CPU and every CUDA device: peft may draw on either
+            torch.manual_seed(seed)
+            unet.add_adapter(config)
     for n, p in unet.named_parameters():
         if "lora_" in n:
             p.requires_grad_(True)
