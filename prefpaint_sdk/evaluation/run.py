@@ -73,7 +73,7 @@ from ..errors import Arg, ConfigError, CorruptFileError, DataError, Hint, Invali
 from ..files import atomic_write_json, check_output_dir, check_outputs
 from ..imaging import check_image_file
 from ..reward.winrate import check_tie_tolerance, win_stats
-from ..validation import finite
+from ..validation import finite, validated_by
 from .cases import CaseRunner
 from .data import EvalCase, as_cases
 from .identity import model_key, read_memo
@@ -81,7 +81,7 @@ from .masksets import normalize_kind
 from .report import REPORT_FILES, EvalReport
 from .shares import SOLO, ProcessGroup
 
-__all__ = ["evaluate", "PROTOCOL_VERSION"]
+__all__ = ["evaluate", "validate_evaluation", "PROTOCOL_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,44 @@ def _check_samples(samples) -> tuple[int, ...]:
     return tuple(sorted({int(x) for x in s}))
 
 
+def validate_evaluation(pairs, samples: int | Sequence[int] = (1, 3, 10), *, out_dir=None, masks: str = "auto",
+                        steps: int | None = None, ground_truth: str = "auto", tie_tolerance: float = 0.0,
+                        ci: str = "wilson", confidence: float = 0.95, reward_model=None,
+                        reward_weights: Sequence[float] | str | None = None,
+                        inpaint_kwargs: dict[str, Any] | None = None, world_size: int = 1) -> None:
+    """Every check of :func:`evaluate` that needs no model and reads no image, with its arguments' meanings:
+    the numbers and names, the statistics settings (checked now, not after hours of sampling), weights only
+    with a stack, settings JSON can record, the data path, and the output folder (a resumable cache: an
+    existing one is fine; ``world_size`` processes need one).
+
+    Raises:
+        InvalidInputError: naming the parameter and the value.
+    """
+    smax = _check_samples(samples)[-1]
+    if smax > 1000:
+        raise InvalidInputError(f"samples up to {smax} per case is more than the 1000 the seed layout allows")
+    if masks not in ("auto", "given"):
+        normalize_kind(masks)
+    if ground_truth not in _GT_MODES:
+        raise InvalidInputError(Arg("ground_truth"), f" must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise InvalidInputError(Arg("steps"), f" must be an integer >= 1, got {steps!r}")
+    win_stats([1.0], [0.0], tie_tolerance=check_tie_tolerance(tie_tolerance), ci=ci, confidence=confidence, n_boot=10)
+    if reward_weights is not None and not isinstance(reward_model, (list, tuple)):
+        raise InvalidInputError(Arg("reward_weights"), " weigh a reward stack of several specs; give the stack or drop ",
+                                Arg("reward_weights"))
+    _jsonable(dict(inpaint_kwargs or {}))  # settings that cannot be recorded are refused before the models load
+    if isinstance(pairs, (str, os.PathLike)) and not Path(pairs).exists():
+        raise InvalidInputError(Arg("pairs"), f" '{pairs}' does not exist; pass a data folder (images/, masks/) or a "
+                                "manifest.jsonl")
+    if out_dir is not None:
+        _check_out_dir(Path(out_dir))
+    elif world_size > 1:
+        raise InvalidInputError(f"evaluating on {world_size} processes needs an output folder that every process "
+                                "sees (out_dir, -o)")
+
+
+@validated_by(validate_evaluation)
 def evaluate(
     model,
     baseline,
@@ -181,35 +219,22 @@ def evaluate(
             output folder as it found it: no folder when it made it).
         ModelNotFoundError: a model given by id cannot be loaded.
     """
+    ctx = ctx or SOLO
+    validate_evaluation(pairs, samples, out_dir=out_dir, masks=masks, steps=steps, ground_truth=ground_truth,
+                        tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, reward_model=reward_model,
+                        reward_weights=reward_weights, inpaint_kwargs=inpaint_kwargs, world_size=ctx.world_size)
     samples_t = _check_samples(samples)
     smax = samples_t[-1]
-    if smax > 1000:
-        raise InvalidInputError(f"samples up to {smax} per case is more than the 1000 the seed layout allows")
     mask_mode = masks if masks in ("auto", "given") else normalize_kind(masks)
-    if ground_truth not in _GT_MODES:
-        raise InvalidInputError(Arg("ground_truth"), f" must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise InvalidInputError(Arg("steps"), f" must be an integer >= 1, got {steps!r}")
-    # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)
-    win_stats([1.0], [0.0], tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, n_boot=10)
     stack = None
     if isinstance(reward_model, (list, tuple)):  # a stack by specs: names, weights, files and servers first
         from ..reward.choice import check_stack
 
         stack = check_stack(list(reward_model), reward_weights, offline=offline)
-    elif reward_weights is not None:
-        raise InvalidInputError("reward_weights weigh a reward stack; pass reward_model as a list of specs")
     kwargs = dict(inpaint_kwargs or {})
-    _jsonable(kwargs)  # settings that cannot be recorded are refused before the models load
     cases = as_cases(pairs)
-    ctx = ctx or SOLO
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        _check_out_dir(out)
-    elif ctx.world_size > 1:
-        raise InvalidInputError(f"evaluating on {ctx.world_size} processes needs an output folder that every process "
-                                "sees (out_dir, -o)")
     failed: dict[str, str] = _screen_inputs(cases, mask_mode, ground_truth)
     if len(failed) == len(cases):
         first = next(iter(failed.values()))
