@@ -29,6 +29,8 @@ _EXPORTS = {
     # output files: checked before any model loads, written atomically, whole sets or nothing
     "check_output_path": "..files",
     "check_output_dir": "..files",
+    "check_outputs": "..files",
+    "check_image_suffix": "..files",
     "atomic_path": "..files",
     "atomic_write_json": "..files",
     "save_image": "..files",
@@ -81,8 +83,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from ..files import (  # noqa: F401
         atomic_path,
         atomic_write_json,
+        check_image_suffix,
         check_output_dir,
         check_output_path,
+        check_outputs,
         image_writer,
         json_writer,
         save_image,
