@@ -29,8 +29,8 @@ def validate(*, output=None, overwrite: bool = False, save: bool = False, dry_ru
         InvalidInputError: naming the parameter and the value. OutputExistsError: an output exists and not
             ``overwrite``.
     """
-    check_seed(seed)
     if dry_run:
+        check_seed(seed)
         return
     if output is None and save:
         raise InvalidInputError("no output file; pass ", Arg("output", "OUT.png"), " (or ", Arg("dry_run", True),
@@ -40,6 +40,7 @@ def validate(*, output=None, overwrite: bool = False, save: bool = False, dry_ru
         check_outputs([output, sidecar_path(output)], overwrite)
     check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass, seam_strength=seam_strength,
                       strength=strength, num_candidates=num_candidates, steps=steps, seed=seed)
+    check_seed(seed)  # and its upper bound
 
 
 def prepare_extension(image, *, model=None, offline: bool | None = None, device: str = "auto", dry_run: bool = False,
