@@ -6,7 +6,7 @@ import socket
 from typing import Any
 
 from prefpaint_sdk import InvalidInputError
-from prefpaint_sdk.utils import Arg, at_least, check_output_dir, positive, require
+from prefpaint_sdk.utils import Arg, at_least, check_output_dir, check_stack, positive, require
 
 __all__ = ["validate"]
 
@@ -54,8 +54,6 @@ def validate(*, model=None, host: str = "127.0.0.1", port: int = 7860, max_queue
                                 Arg("reward", "NAME"), " or drop them")
     stack = None
     if reward:  # every reward checked (names, weights, files, servers) before any model loads
-        from prefpaint_sdk.reward.choice import check_stack
-
         stack = check_stack(([f"prefpaint={reward_model}"] if reward_model else []) + list(reward), reward_weights,
                             reward_norm, offline=offline)
     check_bind(host, port)

@@ -47,6 +47,8 @@ _EXPORTS = {
     "bad_value": "..validation",
     # optional dependencies
     "require": "..errors",
+    # a reward stack's checks (names, weights, files, servers) before any model loads
+    "check_stack": "..reward.choice",
     # error messages in the caller's terms: a parameter (and its fix) as data, advice a front end may leave out
     "Arg": "..errors",
     "Hint": "..errors",
@@ -95,4 +97,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         write_set,
     )
     from ..imaging import Box, check_image_file, feather_alpha, fit_mask_to_image  # noqa: F401
+    from ..reward.choice import check_stack  # noqa: F401
     from ..validation import at_least, bad_value, check_seed, finite, positive  # noqa: F401
