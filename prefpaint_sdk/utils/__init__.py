@@ -7,6 +7,7 @@ one for the plumbing an app needs to behave like the built-in commands:
   item's whole output set (image, candidates, sidecar) or none of it (``check_output_path``, ``write_set``, ...);
 - **value checks** that raise :class:`~prefpaint_sdk.InvalidInputError` naming the parameter (``finite``,
   ``positive``, ``at_least``, ``check_seed``, ``bad_value``);
+- **a reward stack's checks** before any model loads (``check_stack``: names, weights, files, servers);
 - **optional dependencies:** ``require("open3d", extra="recon3d")`` imports a module or raises
   :class:`~prefpaint_sdk.MissingDependencyError` naming the extra to install;
 - **images:** the pixel-limit check of a file before it is decoded, fitting a mask to its image, feathering,
