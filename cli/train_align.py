@@ -56,6 +56,7 @@ def train_align(
     """Align an inpainting model to a reward by RL (PrefPaint/DDPO or GRPO, trust-weighted); Ctrl-C saves a checkpoint."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
+        from prefpaint_sdk.align.resolve import parse_settings
         from prefpaint_sdk.align.trainer import Aligner
         from prefpaint_sdk.reward.specs import reward_from_flags
 
@@ -80,8 +81,9 @@ def train_align(
             aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, config, data, out, preset=preset, algo=algo,
                                               eval_data=eval_data, gold_reward=gold, resume=resume, offline=offline,
                                               device=device, progress=report, reward_weights=reward_weights,
-                                              reward_norm=reward_norm, settings=set_,
-                                              **{k: v for k, v in flags.items() if v is not None})
+                                              reward_norm=reward_norm,  # --set wins over the flags
+                                              settings={**{k: v for k, v in flags.items() if v is not None},
+                                                        **parse_settings(set_)})
             if aligner.family_values:
                 say(f"preset {preset} for {aligner.engine.family}: "
                     + ", ".join(f"{k} {v}" for k, v in aligner.family_values.items())
