@@ -15,7 +15,8 @@ __all__ = ["SDK_NAMES", "cli_message", "flag_of", "flag_for", "current_context"]
 # SDK parameter names whose option has another name in the command function (the flag follows the option).
 SDK_NAMES = {"guidance_scale": "guidance", "learning_rate": "lr", "num_steps": "steps", "depth_dir": "depth",
              "out_dir": "output", "masks": "mask", "masked_images": "masked_image",
-             "norm": "reward_norm"}
+             "norm": "reward_norm", "settings": "set_",
+             "pairs": "data", "out": "output"}
 
 
 def current_context():

@@ -64,18 +64,15 @@ def eval_cmd(
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
         from prefpaint_sdk import BASE_MODEL, DEFAULT_MODEL
-        from prefpaint_sdk.errors import InvalidInputError
-        from prefpaint_sdk.files import check_output_dir
+        from prefpaint_sdk.evaluation import evaluate
         from prefpaint_sdk.jobs import run_eval_job
 
-        if reward_weights is not None and not reward:
-            raise InvalidInputError("--reward-weights weighs a stack; add --reward NAME or drop it")
         judge = (([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)) if reward else reward_model
-        if not data.exists():
-            raise InvalidInputError(f"data '{data}' does not exist; pass a data folder (images/, masks/) or a manifest.jsonl")
-        # The folder is a resumable cache, so an existing one is fine: every other check (a file in the way,
-        # an unusable name, a parent that cannot be written) comes before the models load.
-        check_output_dir(output, overwrite=True)
+        inpaint_kwargs = {} if guidance is None else dict(guidance_scale=guidance)
+        samples = tuple(samples or (1, 3, 10))
+        evaluate.validate(data, samples, out_dir=output, masks=masks, steps=steps, ground_truth=ground_truth,
+                          tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, reward_model=judge,
+                          reward_weights=reward_weights, inpaint_kwargs=inpaint_kwargs)
 
         with progress(quiet_rank(quiet)) as bar, job_context(cpu=device == "cpu") as ctx:
             task = bar.add_task("cases", total=None)
@@ -84,10 +81,10 @@ def eval_cmd(
                 bar.update(task, completed=done, total=total, description=name or "cases")
 
             report = run_eval_job(
-                model or DEFAULT_MODEL, baseline or BASE_MODEL, judge, data, reward_weights=reward_weights, samples=tuple(samples or (1, 3, 10)),
+                model or DEFAULT_MODEL, baseline or BASE_MODEL, judge, data, reward_weights=reward_weights, samples=samples,
                 out_dir=output, masks=masks, seed=seed, steps=steps, prompt=prompt, ground_truth=ground_truth,
                 common_seeds=not independent_seeds, tie_tolerance=tie_tolerance, ci=ci, confidence=confidence,
-                inpaint_kwargs={} if guidance is None else dict(guidance_scale=guidance), device=device, dtype=dtype, offline=offline,
+                inpaint_kwargs=inpaint_kwargs, device=device, dtype=dtype, offline=offline,
                 overwrite=overwrite, progress=on_case, ctx=ctx,
             )
         if not ctx.is_main:

@@ -70,46 +70,19 @@ def extend(
     """Extend IMAGE outward step by step; the original pixels stay as they are."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_apps.outpaint import check_run_options, plan_extension
         from prefpaint_apps.outpaint import extend as run_extend
+        from prefpaint_apps.outpaint import prepare_extension, validate
 
-        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError, PrefPaintError, load_image, model_info
-        from prefpaint_sdk.files import check_image_suffix, check_outputs
-        from prefpaint_sdk.imaging import check_image_file
-        from prefpaint_sdk.utils import sidecar_path
-        from prefpaint_sdk.validation import check_seed
+        from prefpaint_sdk import DEFAULT_MODEL
 
         size = dict(ratio=ratio, ratio_x=ratio_x, ratio_y=ratio_y, left=left, right=right, top=top, bottom=bottom,
                     anchor=anchor, max_size=max_size)
         stepping = dict(step_frac=step_frac, overlap=overlap)
-        check_seed(seed)
-        if output is not None and not dry_run:
-            # The whole output set before anything is read or planned: image and sidecar.
-            check_image_suffix(output)
-            check_outputs([output, sidecar_path(output)], overwrite)
-        check_image_file(image)
-        img = load_image(image)
-        # Plan first: bad sizes fail here, before the slow model load. The window a loaded model would
-        # use is read from the model's config files (model_info), so the dry run shows the real plan.
-        model_error = None
-        if window is None:
-            try:
-                window = model_info(model or DEFAULT_MODEL, offline=offline).resolution
-            except PrefPaintError as exc:  # reported after the checks of the user's other values
-                model_error = exc
-        plan = plan_extension(img.size, window=window or max_size, **size, **stepping)
-        if output is None and not dry_run:
-            raise InvalidInputError("no output file; pass -o/--output OUT.png (or --dry-run to only print the plan)")
-        if not dry_run:
-            check_run_options(window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
-                              seam_strength=seam_strength, strength=strength, num_candidates=num_candidates,
-                              steps=steps, seed=seed)
-        if model_error is not None:
-            if not dry_run:  # from_pretrained's order: the device (and the rest) before the model's own error
-                from prefpaint_sdk import Inpainter
-
-                Inpainter.check_files(model or DEFAULT_MODEL, offline=offline, device=device, steps=steps)
-            raise model_error
+        options = dict(feather=feather, prefill=prefill, seam_pass=seam_pass, seam_strength=seam_strength,
+                       strength=strength, num_candidates=num_candidates, steps=steps, seed=seed)
+        validate(output=output, overwrite=overwrite, save=True, dry_run=dry_run, window=window, **options)
+        img, plan, window = prepare_extension(image, model=model, offline=offline, device=device, dry_run=dry_run,
+                                              window=window, size=size, stepping=stepping, **options)
         if dry_run:
             _print_plan(plan)
             return

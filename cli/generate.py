@@ -33,7 +33,7 @@ def generate_dataset(
     with handle_errors(debug):
         from prefpaint_sdk import run_generate_dataset
 
-        kinds = [k for k in masks.split(",") if k.strip()]
+        kinds = run_generate_dataset.validate(images, per_image=per_image, masks=masks, steps=steps)
         _jobs.run("prompts", quiet, lambda **more: run_generate_dataset(
             images, output, per_image=per_image, masks=kinds, model=model, seed=seed, steps=steps,
             overwrite=overwrite, device=device, dtype=dtype, offline=offline, max_pixels=max_pixels, **more),

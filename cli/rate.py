@@ -26,13 +26,10 @@ def rate(
     page: a rate.html it did not write needs --overwrite."""
     setup(quiet=quiet, debug=debug)
     with handle_errors(debug):
-        from prefpaint_sdk import InvalidInputError
+        from prefpaint_apps.rate import validate
 
-        if not data.is_dir():
-            raise InvalidInputError(f"dataset folder '{data}' does not exist or is not a folder; pass DATA")
+        validate(data, list(files or []), do_import=do_import)
         if not do_import:
-            if files:
-                raise InvalidInputError(f"'{files[0]}' is a ratings file: pass --import to merge it")
             from prefpaint_apps.rate import PAGE_NAME, is_rating_page, write_rating_page
 
             before = data / PAGE_NAME

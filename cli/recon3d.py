@@ -63,30 +63,20 @@ def recon3d(
     with handle_errors(debug):
         from prefpaint_apps.recon3d import (
             Recon3DConfig,
-            check_config,
             check_inputs,
             check_scene,
             load_scene,
             reconstruct,
             require_consistent,
+            validate,
         )
 
-        from prefpaint_sdk import InvalidInputError
-
-        if not scene.exists():
-            raise InvalidInputError(f"scene '{scene}' does not exist; pass a scene folder or an image")
-        if scene.is_file():
-            from prefpaint_sdk.imaging import check_image_file
-
-            check_image_file(scene)  # one image as the scene: a bomb is refused before anything else
-        if trajectory is not None and not trajectory.is_file():
-            raise InvalidInputError(f"trajectory '{trajectory}' does not exist or is not a file; check the path")
         cfg = Recon3DConfig(format=format, views=views, trajectory=str(trajectory) if trajectory else None,
                             depth_model=depth_model, voxel_size=voxel_size, depth_trunc=depth_trunc, num_candidates=num_candidates,
                             seed=seed, steps=steps, prompt=prompt, fov=fov, depth_scale=depth_scale, device=device,
                             max_frames=max_frames, overwrite=overwrite)
+        validate(scene, output, cfg, check=check)
         if check:
-            check_config(cfg)
             loaded = load_scene(scene, format, depth_scale=depth_scale, fov=fov, max_frames=max_frames)
             for line in loaded.notes:
                 note(line)
@@ -94,8 +84,6 @@ def recon3d(
             _report_check(loaded, report)
             require_consistent(report)  # a failed check is an error (exit 2), not a warning
             return
-        if output is None:
-            raise InvalidInputError("no output folder; pass -o/--output OUT (or --check to only validate the scene)")
         # Everything that needs no model, before the slow model load: settings, the output folder, the scene
         # layout, the trajectory, the [recon3d] extra.
         loaded = check_inputs(scene, output, cfg)

@@ -240,15 +240,9 @@ def convert_reward(
     """Convert the official PrefPaint reward checkpoint into a safetensors RewardModel folder."""
     setup(quiet=quiet, debug=debug)
     with handle_errors(debug):
-        from prefpaint_sdk.errors import InvalidInputError
-        from prefpaint_sdk.files import check_output_dir
         from prefpaint_sdk.reward.convert import convert_official_checkpoint
 
-        for path, what in ((checkpoint, "checkpoint"), (v_inverse, "V_inverse file")):
-            if path is not None and not path.is_file():
-                raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
-        check_output_dir(output, overwrite)
-
+        convert_official_checkpoint.validate(checkpoint, output, v_inverse=v_inverse, overwrite=overwrite)
         model = convert_official_checkpoint(checkpoint, output, v_inverse=v_inverse, overwrite=overwrite)
         if not quiet:
             vc = model.vision_config
@@ -276,20 +270,10 @@ def train_reward(
     """Train a PrefPaint reward model (regression or Bradley–Terry) with accelerate; fits the trust matrix at the end."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk.errors import InvalidInputError
-
-        if not data.exists():
-            raise InvalidInputError(f"data '{data}' does not exist; pass the dataset folder or a manifest file")
-        if config is not None and not config.is_file():
-            raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
-        from prefpaint_sdk.files import check_output_dir
-
-        check_output_dir(out, overwrite=True)  # a file in the way, or an unwritable place (a used run: the trainer)
-        from prefpaint_sdk.reward.config import load_reward_config
         from prefpaint_sdk.reward.train import train_reward as run
 
-        cfg = load_reward_config(preset, config, {"epochs": epochs, "lr": lr, "batch_size": batch_size, "loss": loss,
-                                                      "init_reward": init_reward})
+        cfg = run.validate(data, out, config, preset=preset, overrides={
+            "epochs": epochs, "lr": lr, "batch_size": batch_size, "loss": loss, "init_reward": init_reward})
         with progress(quiet) as bar:
             tasks: dict[str, int] = {}
 

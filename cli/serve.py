@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
@@ -43,49 +42,19 @@ def serve(
     """Serve the model over HTTP: OpenAI-compatible /v1/images/edits, /v1/inpaint, /v1/score, and a page at /."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import DEFAULT_MODEL, InvalidInputError
-        from prefpaint_sdk.utils import at_least, positive, require
+        from prefpaint_apps.serve.checks import validate
 
-        if not 1 <= port <= 65535:
-            raise InvalidInputError(f"--port must lie in 1..65535, got {port}")
-        at_least("max_queue", max_queue, 1)
-        positive("max_upload_mb", max_upload_mb)
-        if select not in ("reward", "lcb"):
-            raise InvalidInputError(f"--select must be 'reward' or 'lcb', got '{select}'")
-        if api_key is not None and not api_key.strip():
-            raise InvalidInputError("--api-key is empty; pass a key, or leave it (and PREFPAINT_API_KEY) unset")
-        # Origin, Host and upload settings (issue 19): malformed ones are refused before the model loads.
-        from prefpaint_apps.serve.errors import check_api_key
-        from prefpaint_apps.serve.origin import check_allowed_host, check_cors_origin, check_public_url
-
-        check_api_key(api_key)
-        positive("upload_timeout", upload_timeout)
-        public_url = check_public_url(public_url) if public_url is not None else None
-        cors = [check_cors_origin(o) for o in cors or ()]
-        allowed_hosts = [check_allowed_host(h) for h in allowed_hosts or ()]
-        if output_dir is not None:
-            from prefpaint_sdk.utils import check_output_dir
-
-            check_output_dir(output_dir, overwrite=True)
-        if (reward_weights is not None or reward_norm != "gdpo") and not reward:
-            raise InvalidInputError("--reward-weights and --reward-norm weigh a stack; add --reward NAME or drop them")
-        stack = None
-        if reward:  # every reward checked (names, weights, files, servers) before any model loads
-            from prefpaint_sdk.reward.choice import check_stack
-
-            stack = check_stack(([f"prefpaint={reward_model}"] if reward_model else []) + list(reward), reward_weights,
-                                reward_norm, offline=offline)
-        _check_bind(host, port)
-        # The extra before the model loads: a missing one is exit 2 naming pip install 'prefpaint[serve]'.
-        require("fastapi", extra="serve", purpose="prefpaint serve")
-        require("uvicorn", extra="serve", purpose="prefpaint serve")
-        require("python_multipart", extra="serve", purpose="form uploads")
+        checked = validate(model=model, host=host, port=port, max_queue=max_queue, max_upload_mb=max_upload_mb,
+                           select=select, api_key=api_key, upload_timeout=upload_timeout, public_url=public_url,
+                           cors=cors, allowed_hosts=allowed_hosts, output_dir=output_dir, reward_model=reward_model,
+                           reward=reward, reward_weights=reward_weights, reward_norm=reward_norm, offline=offline)
+        stack, sources = checked["stack"], checked["sources"]
+        public_url, cors, allowed_hosts = checked["public_url"], checked["cors"], checked["allowed_hosts"]
         from prefpaint_apps.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
-        from prefpaint_apps.serve.app import check_models, split_model_arg
+        from prefpaint_apps.serve.app import check_models
 
-        from prefpaint_sdk import Inpainter, RewardModel
+        from prefpaint_sdk import Inpainter, InvalidInputError, RewardModel
 
-        sources = [split_model_arg(m) for m in model or [DEFAULT_MODEL]]
         # Every model loads before the server listens: one that does not fit is an error now, never mid-request.
         with console.status("loading model", spinner="dots") if not quiet else nullcontext():
             # every model's and the reward model's files first (no weights read), so a bad second one is named
@@ -124,21 +93,3 @@ def serve(
                                 timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         server.run()
-
-
-def _check_bind(host: str, port: int) -> None:
-    """Refuse an address this machine cannot listen on (or a port in use) before the model loads."""
-    from prefpaint_sdk import InvalidInputError
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InvalidInputError(f"--host '{host}' is not an address of this machine ({exc})") from None
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
-                                    "or stop what uses it") from None

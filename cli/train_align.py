@@ -56,26 +56,18 @@ def train_align(
     """Align an inpainting model to a reward by RL (PrefPaint/DDPO or GRPO, trust-weighted); Ctrl-C saves a checkpoint."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk.errors import ConfigError
-
-        if not (reward or reward_model):
-            raise ConfigError("give a reward: --reward NAME[=SOURCE] (e.g. --reward brightness, repeatable) or "
-                              "--reward-model ID")
-        from prefpaint_sdk.reward.specs import parse_spec, reward_from_flags
+        from prefpaint_sdk.align.resolve import parse_settings
+        from prefpaint_sdk.align.trainer import Aligner
+        from prefpaint_sdk.reward.specs import reward_from_flags
 
         specs = [*reward_model, *reward]
-        for spec in reward:
-            parse_spec(spec, "reward")  # an unknown name in one line, before anything is read
         train_reward = specs[0] if len(specs) == 1 else specs
+        flags = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
+                     on_hacking=on_hacking)
+        Aligner.validate(reward=train_reward, data=data, output_dir=out, device=device, preset=preset, algo=algo,
+                         gold_reward=gold_reward or None, reward_weights=reward_weights, reward_norm=reward_norm,
+                         settings=set_)
         gold = reward_from_flags(gold_reward, gold_weights, "gold_reward", "gold_weights") if gold_reward else None
-        settings = dict(iterations=iterations, learning_rate=lr, num_steps=steps, finetune=finetune, seed=seed,
-                        on_hacking=on_hacking)
-        for item in set_:
-            if "=" not in item:
-                raise ConfigError(f"--set '{item}' is not NAME=VALUE; write e.g. --set clip_range=1e-3")
-            k, v = item.split("=", 1)
-            settings[k.strip().replace("-", "_")] = v.strip()
-        from prefpaint_sdk.align.trainer import Aligner
         from prefpaint_sdk.hub import BASE_MODEL
 
         with progress(quiet) as bar:
@@ -89,8 +81,9 @@ def train_align(
             aligner = Aligner.from_pretrained(model or BASE_MODEL, train_reward, config, data, out, preset=preset, algo=algo,
                                               eval_data=eval_data, gold_reward=gold, resume=resume, offline=offline,
                                               device=device, progress=report, reward_weights=reward_weights,
-                                              reward_norm=reward_norm,
-                                              settings={k: v for k, v in settings.items() if v is not None})
+                                              reward_norm=reward_norm,  # --set wins over the flags
+                                              settings={**{k: v for k, v in flags.items() if v is not None},
+                                                        **parse_settings(set_)})
             if aligner.family_values:
                 say(f"preset {preset} for {aligner.engine.family}: "
                     + ", ".join(f"{k} {v}" for k, v in aligner.family_values.items())

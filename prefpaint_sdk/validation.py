@@ -12,11 +12,21 @@ from typing import Any
 
 from .errors import Arg, InvalidInputError
 
-__all__ = ["finite", "positive", "non_negative", "at_least", "check_seed", "SEED_MAX", "bad_value"]
+__all__ = ["finite", "positive", "non_negative", "at_least", "check_seed", "SEED_MAX", "bad_value", "validated_by"]
 
 # One seed rule for every command: a non-negative integer below 2**32 (numpy's and CUDA's common range),
 # and the last derived seed (seed + count - 1) must stay in range too.
 SEED_MAX = 2**32 - 1
+
+
+def validated_by(check):
+    """Give a front door function its model-free checks as ``fn.validate`` (a class has a ``validate``
+    staticmethod): the function calls ``check`` first, and the CLI calls ``fn.validate(...)`` before anything
+    else, so every front door is checked the same way, before any model loads."""
+    def mark(fn):
+        fn.validate = check
+        return fn
+    return mark
 
 
 def bad_value(param: str, *parts) -> InvalidInputError:

@@ -180,7 +180,7 @@ def test_bad_image_and_missing_output_exit_code_2(photo, tmp_path):
     cases = [
         (["extend", corrupt, "-o", tmp_path / "o.png"], "is not a readable image"),
         (["extend", tmp_path / "missing.png", "-o", tmp_path / "o.png"], "does not exist"),
-        (["extend", photo], "no output file; pass -o/--output"),
+        (["extend", photo], "no output file; pass --output OUT.png"),
         (["extend", photo, "-o", tmp_path], "is a folder"),
     ]
     for args, match in cases:

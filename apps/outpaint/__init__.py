@@ -10,11 +10,14 @@
   size comes from ``prefpaint_sdk.model_info``, read from its config files).
 * :mod:`.blend`: prefill, seam bands and per-step seeds.
 * :mod:`.run`: :func:`extend` and :class:`ExtendResult`.
+* :mod:`.checks`: :func:`validate` (first in every front door: the user's values, before anything loads) and
+  :func:`prepare_extension` (the image and the plan, before the model loads).
 """
 
 from __future__ import annotations
 
 from .blend import PREFILL_MODES, derive_seed
+from .checks import prepare_extension, validate
 from .plan import (
     ANCHORS,
     DEFAULT_MAX_SIZE,
@@ -41,5 +44,7 @@ __all__ = [
     "derive_seed",
     "extend",
     "plan_extension",
+    "prepare_extension",
     "resolve_padding",
+    "validate",
 ]

@@ -274,6 +274,10 @@ def extend(
         ConfigError: size arguments of two kinds at once.
         PrefPaintError: the inpainter returned an image of the wrong size.
     """
+    from .checks import validate
+
+    validate(seed=seed, window=window, feather=feather, prefill=prefill, seam_pass=seam_pass,
+             seam_strength=seam_strength, strength=strength, num_candidates=num_candidates, steps=steps)
     t0 = time.perf_counter()
     img = load_image(image)
     if window is None:

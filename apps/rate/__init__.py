@@ -6,9 +6,10 @@ into the labels ``prefpaint train reward`` reads.
 >>> report = import_ratings("DATA", ["alice.json", "bob.json"])   # DATA/labels.json + agreement
 """
 
+from .checks import validate
 from .dataset import RateDataset, scan_dataset
 from .merge import CRITERIA, WEIGHTS, ImportReport, import_ratings, read_ratings_file
 from .page import PAGE_NAME, is_rating_page, write_rating_page
 
 __all__ = ["CRITERIA", "PAGE_NAME", "WEIGHTS", "ImportReport", "RateDataset", "import_ratings", "is_rating_page",
-           "read_ratings_file", "scan_dataset", "write_rating_page"]
+           "read_ratings_file", "scan_dataset", "validate", "write_rating_page"]

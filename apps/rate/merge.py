@@ -141,8 +141,9 @@ def import_ratings(data: str | os.PathLike, files: list[str | os.PathLike], *, o
         OutputExistsError: the labels file exists and ``overwrite`` is false.
         InvalidInputError: another ``.json`` at the top of DATA would make ``train reward`` find two labels files.
     """
-    if not files:
-        raise InvalidInputError("pass at least one ratings file to import (the page's export)")
+    from .checks import validate
+
+    validate(data, files, do_import=True)
     dataset = scan_dataset(data)
     root = Path(data)
     labels_path = Path(output) if output is not None else root / "labels.json"

@@ -82,6 +82,9 @@ def write_rating_page(data: str | os.PathLike, *, overwrite: bool = False, title
         DataError: ``data`` is not the official layout (see :func:`~prefpaint_apps.rate.scan_dataset`).
         OutputExistsError: a ``rate.html`` this function did not write exists and ``overwrite`` is false.
     """
+    from .checks import validate
+
+    validate(data)
     ds = scan_dataset(data)
     dest = Path(data) / PAGE_NAME
     own = [dest] if is_rating_page(dest) else []

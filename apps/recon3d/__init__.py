@@ -14,7 +14,7 @@ Internal convention everywhere: OpenCV camera axes, camera-to-world 4x4 poses, m
 """
 
 from .cameras import Intrinsics, look_at
-from .checks import CONSISTENCY_THRESHOLD, SceneCheckError, check_config, check_inputs, require_consistent
+from .checks import CONSISTENCY_THRESHOLD, SceneCheckError, check_config, check_inputs, require_consistent, validate
 from .depth import DEFAULT_DEPTH_MODEL, align_depth, fit_scale_shift, load_depth_estimator, propagate_depth
 from .formats import FORMATS, detect_format, load_scene
 from .fusion import FusionResult, fuse_tsdf
@@ -32,6 +32,7 @@ __all__ = [
     "check_config",
     "check_inputs",
     "require_consistent",
+    "validate",
     "FORMATS",
     "CleanedView",
     "Frame",

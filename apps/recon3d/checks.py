@@ -1,7 +1,8 @@
 """Everything about a reconstruction that can be checked without a model, checked before any model loads.
 
-:func:`check_inputs` runs first in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls it
-before it loads the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
+:func:`validate` runs first in every front door (the paths and settings alone: no file read), then
+:func:`check_inputs` in :func:`~prefpaint_apps.recon3d.reconstruct`, and the CLI calls both before it loads
+the inpainter: settings (counts, sizes, seeds), the output folder, the scene layout,
 the trajectory file, the voxel size against the scene's extent, the ``[recon3d]`` extra, a local depth model's
 weight files and one readable frame. :func:`require_consistent` turns a failed ``--check`` into an error.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prefpaint_sdk import DataError
+from prefpaint_sdk import DataError, InvalidInputError
 from prefpaint_sdk.utils import Arg, at_least, bad_value, check_output_dir, check_seed, finite, positive
 
 from . import _deps
@@ -21,7 +22,7 @@ from .scene import Scene
 if TYPE_CHECKING:
     from .pipeline import Recon3DConfig
 
-__all__ = ["CONSISTENCY_THRESHOLD", "SceneCheckError", "check_config", "check_inputs", "require_consistent"]
+__all__ = ["CONSISTENCY_THRESHOLD", "SceneCheckError", "check_config", "check_inputs", "require_consistent", "validate"]
 
 # Share of reprojected pixels that must agree between neighbouring frames for ``--check`` to pass. A correct
 # scene scores 0.8-1.0; a world-to-camera pose read as camera-to-world, swapped OpenGL/OpenCV axes or a
@@ -75,6 +76,29 @@ def check_config(cfg: Recon3DConfig, n_views: int | None = None) -> None:
     check_seed(cfg.seed, count=(n_views if n_views is not None else views) + n - 1)
 
 
+def validate(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3DConfig, *, check: bool = False) -> None:
+    """The checks of a reconstruction that need no model and read no scene: the scene path (one image: its
+    header, so a bomb is refused first), the trajectory file, an output folder unless ``check`` (a scene check
+    writes nothing), and every setting (:func:`check_config`).
+
+    Raises:
+        InvalidInputError: a missing path, no output folder, a bad setting (naming it).
+    """
+    if not isinstance(scene, Scene):
+        if not Path(scene).exists():
+            raise InvalidInputError(f"scene '{scene}' does not exist; pass a scene folder or an image")
+        if Path(scene).is_file():
+            from prefpaint_sdk.utils import check_image_file
+
+            check_image_file(scene)
+    if cfg.trajectory is not None and not Path(cfg.trajectory).is_file():
+        raise InvalidInputError(f"trajectory '{cfg.trajectory}' does not exist or is not a file; check the path")
+    if out is None and not check:
+        raise InvalidInputError("no output folder; pass ", Arg("out", "OUT"), " (or ", Arg("check", True),
+                                " to only validate the scene)")
+    check_config(cfg)
+
+
 def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3DConfig) -> Scene:
     """Every check that needs no model: settings, the output folder, the scene, the trajectory, the extra.
 
@@ -94,7 +118,7 @@ def check_inputs(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3D
         PickleRefusedError: a local ``depth_model`` folder whose weights exist only as pickles.
         MissingDependencyError: open3d or trimesh missing (``pip install 'prefpaint[recon3d]'``).
     """
-    check_config(cfg)
+    validate(scene, out, cfg, check=out is None)
     if out is not None:
         check_output_dir(Path(out), cfg.overwrite)
     _deps.open3d()

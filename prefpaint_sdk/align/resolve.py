@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InvalidInputError
+from ..errors import Arg, ConfigError, Hint, InvalidInputError
 from .config import AlignConfig, family_values, load_config
 
-__all__ = ["RunPlan", "plan_run", "resolve_config"]
+__all__ = ["RunPlan", "check_run_args", "parse_settings", "plan_run", "resolve_config"]
 
 
 @dataclass
@@ -108,6 +108,58 @@ def _likely_algo(cfg: AlignConfig) -> str:
     owners = setting_owners()
     fits = [a for a in algorithm_names() if all(a in owners.get(k, ()) for k in cfg.algo_settings)]
     return "ppo" if "ppo" in fits or not fits else fits[0]
+
+
+def parse_settings(settings) -> dict[str, Any]:
+    """Settings by name: a dict as it is, or ``NAME=VALUE`` texts (``["clip_range=1e-3"]``; ``-`` in a name is
+    ``_``) as a dict of texts, later ones winning.
+
+    Raises:
+        ConfigError: an item that is not ``NAME=VALUE``.
+    """
+    if settings is None or isinstance(settings, dict):
+        return dict(settings or {})
+    out: dict[str, Any] = {}
+    for item in settings:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(Arg("settings"), f" item '{item}' is not NAME=VALUE; write e.g. clip_range=1e-3")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def check_run_args(*, reward, data, output_dir, device: str = "auto", preset: str | None = None,
+                   algo: str | None = None, gold_reward=None, reward_weights=None, reward_norm: str | None = None,
+                   settings=None) -> None:
+    """The checks of a run that need no model and no file (:meth:`Aligner.validate
+    <prefpaint_sdk.align.Aligner.validate>`): the device, the arguments a run needs, the names (preset,
+    algorithm, every reward spec, the settings' form) and a stack's weights and norm against its rewards."""
+    from ..devices import resolve_device
+    from ..reward.specs import RewardSpec, parse_spec
+    from ..reward.stack import RewardEnsemble
+    from .algorithms import get_algorithm
+    from .config import _preset_own
+    from .reward_stack import check_stack_args
+
+    resolve_device(device)  # the device first: `cuda` without CUDA is refused before anything is read
+    if reward is None or (isinstance(reward, (list, tuple)) and not reward):
+        raise ConfigError("give a reward: ", Arg("reward", "NAME[=SOURCE]"), " (e.g. brightness; several make a stack)",
+                          Hint(" or ", Arg("reward_model", "ID")))
+    if data is None or output_dir is None:
+        raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
+    if preset and _preset_own(preset) is None:
+        from .config import load_config
+
+        load_config(preset)  # its message lists the known presets
+    if algo:
+        get_algorithm(algo)
+    parse_settings(settings)
+    for value, param in ((reward, "reward"), (gold_reward, "gold_reward")):
+        members = value.members if isinstance(value, RewardEnsemble) else value
+        for spec in members if isinstance(members, (list, tuple)) else (members,):
+            if isinstance(spec, (str, os.PathLike, RewardSpec)):
+                parse_spec(spec, param)  # an unknown name in one line, before anything is read
+    check_stack_args(reward, reward_weights, reward_norm)
 
 
 def plan_run(model, *, reward, data, output_dir, config=None, preset: str | None = None, algo: str | None = None,

@@ -219,7 +219,7 @@ class Aligner(LoopServices):
                 resume, the run record's unless given (another stack than the record's is refused).
                 data / output_dir / eval_data / gold_reward / device / accelerator / progress: as the constructor. resume / overwrite: as :meth:`train` (checked here, before
                 loading; :meth:`train` then does the same by default). settings: more settings by name, as ``overrides``
-                (a dict from flags; ``overrides`` win).
+                (a dict, or ``NAME=VALUE`` texts; ``overrides`` win).
 
         Raises:
             ModelNotFoundError: the model is neither local, cached nor downloadable.
@@ -227,16 +227,14 @@ class Aligner(LoopServices):
             ConfigError: and DataError, InvalidInputError, OutputExistsError, CorruptFileError: see
                 :func:`~prefpaint_sdk.align.resolve.plan_run`.
         """
-        from ..devices import resolve_device
         from ..reward.specs import load_reward
-        from .resolve import plan_run
+        from .resolve import parse_settings, plan_run
 
-        resolve_device(device)  # the device first: `cuda` without CUDA is refused before anything is read
-        if reward is None or data is None or output_dir is None:
-            raise ConfigError("Aligner.from_pretrained needs reward=, data= and output_dir=")
+        cls.validate(reward=reward, data=data, output_dir=output_dir, device=device, preset=preset, algo=algo,
+                     gold_reward=gold_reward, reward_weights=reward_weights, reward_norm=reward_norm, settings=settings)
         plan = plan_run(model, reward=reward, data=data, output_dir=output_dir, config=config, preset=preset, algo=algo,
                         eval_data=eval_data, gold_reward=gold_reward, resume=resume, overwrite=overwrite,
-                        offline=offline, revision=revision, overrides={**(settings or {}), **overrides},
+                        offline=offline, revision=revision, overrides={**parse_settings(settings), **overrides},
                         reward_weights=reward_weights, reward_norm=reward_norm)
         # Loaded on the CPU in fp32; the constructor moves and casts each component for training.
         pipe = plan.engine_cls.load(plan.model_path, device="cpu", dtype=torch.float32, model_id=plan.model_id).pipeline
@@ -256,6 +254,23 @@ class Aligner(LoopServices):
         aligner.family_values = plan.family_values
         aligner._run_flags = {"resume": resume, "overwrite": overwrite}
         return aligner
+
+    @staticmethod
+    def validate(*, reward=None, data=None, output_dir=None, device: str = "auto", preset: str | None = None,
+                 algo: str | None = None, gold_reward=None, reward_weights=None, reward_norm: str | None = None,
+                 settings=None) -> None:
+        """Every check of :meth:`from_pretrained` that needs no model and no file, in one call: the device, the
+        arguments a run needs, the names (preset, algorithm, reward specs, settings) and a stack's weights and
+        norm. Front ends call it first, before anything is read or loaded; :meth:`from_pretrained` does too.
+
+        Raises:
+            ConfigError: naming the parameter and the value. InvalidInputError: an unusable device.
+        """
+        from .resolve import check_run_args
+
+        check_run_args(reward=reward, data=data, output_dir=output_dir, device=device, preset=preset, algo=algo,
+                       gold_reward=gold_reward, reward_weights=reward_weights, reward_norm=reward_norm,
+                       settings=settings)
 
     # ------------------------------------------------------------------------------------------
     @property

@@ -1,6 +1,6 @@
 """Evaluation: the PrefPaint WinRate protocol, masked PSNR/SSIM, visual reports and reproducible mask sets.
 
-* :mod:`.run`: :func:`evaluate` (resumable, cached per case);
+* :mod:`.run`: :func:`evaluate` (resumable, cached per case); :mod:`.checks`: its model-free checks, first;
 * :mod:`.report`: :class:`EvalReport` (figures per S, ``to_json``/``to_csv``/``to_html``/``summary``);
   :mod:`.html` and :mod:`.sheet` draw ``report.html`` and ``contact_sheet.png``;
 * outcomes (ties count half a win), WinRate, Wilson and bootstrap intervals: :mod:`prefpaint_sdk.reward.winrate`,

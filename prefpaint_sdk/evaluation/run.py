@@ -67,14 +67,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from ..errors import Arg, ConfigError, CorruptFileError, DataError, Hint, InvalidInputError, PrefPaintError
-from ..files import atomic_write_json, check_output_dir, check_outputs
+from ..files import atomic_write_json
 from ..imaging import check_image_file
-from ..reward.winrate import check_tie_tolerance, win_stats
-from ..validation import finite
+from ..reward.winrate import check_tie_tolerance
+from ..validation import validated_by
 from .cases import CaseRunner
+from .checks import CONFIG_FILE, _check_samples, _jsonable, validate_evaluation
 from .data import EvalCase, as_cases
 from .identity import model_key, read_memo
 from .masksets import normalize_kind
@@ -87,18 +86,10 @@ log = logging.getLogger(__name__)
 
 # 2: rewards framed by the context box (reward.framing), models keyed by fingerprint, ``box`` in each case.
 PROTOCOL_VERSION = 2
-_GT_MODES = ("auto", "input", "none")
-CONFIG_FILE = "eval_config.json"
 FINGERPRINTS_FILE = "fingerprints.json"
 
 
-def _check_samples(samples) -> tuple[int, ...]:
-    s = (samples,) if isinstance(samples, int) else tuple(samples)
-    if not s or any(not isinstance(x, (int, np.integer)) or isinstance(x, bool) or x < 1 for x in s):
-        raise InvalidInputError(Arg("samples"), f" must be integers >= 1, got {samples!r}; e.g. samples=(1, 3, 10)")
-    return tuple(sorted({int(x) for x in s}))
-
-
+@validated_by(validate_evaluation)
 def evaluate(
     model,
     baseline,
@@ -181,35 +172,22 @@ def evaluate(
             output folder as it found it: no folder when it made it).
         ModelNotFoundError: a model given by id cannot be loaded.
     """
+    ctx = ctx or SOLO
+    validate_evaluation(pairs, samples, out_dir=out_dir, masks=masks, steps=steps, ground_truth=ground_truth,
+                        tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, reward_model=reward_model,
+                        reward_weights=reward_weights, inpaint_kwargs=inpaint_kwargs, world_size=ctx.world_size)
     samples_t = _check_samples(samples)
     smax = samples_t[-1]
-    if smax > 1000:
-        raise InvalidInputError(f"samples up to {smax} per case is more than the 1000 the seed layout allows")
     mask_mode = masks if masks in ("auto", "given") else normalize_kind(masks)
-    if ground_truth not in _GT_MODES:
-        raise InvalidInputError(Arg("ground_truth"), f" must be one of {', '.join(_GT_MODES)}, got '{ground_truth}'")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise InvalidInputError(Arg("steps"), f" must be an integer >= 1, got {steps!r}")
-    # Statistics settings are checked now, not after hours of sampling.
     tie_tolerance = check_tie_tolerance(tie_tolerance)
-    win_stats([1.0], [0.0], tie_tolerance=tie_tolerance, ci=ci, confidence=confidence, n_boot=10)
     stack = None
     if isinstance(reward_model, (list, tuple)):  # a stack by specs: names, weights, files and servers first
         from ..reward.choice import check_stack
 
         stack = check_stack(list(reward_model), reward_weights, offline=offline)
-    elif reward_weights is not None:
-        raise InvalidInputError("reward_weights weigh a reward stack; pass reward_model as a list of specs")
     kwargs = dict(inpaint_kwargs or {})
-    _jsonable(kwargs)  # settings that cannot be recorded are refused before the models load
     cases = as_cases(pairs)
-    ctx = ctx or SOLO
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        _check_out_dir(out)
-    elif ctx.world_size > 1:
-        raise InvalidInputError(f"evaluating on {ctx.world_size} processes needs an output folder that every process "
-                                "sees (out_dir, -o)")
     failed: dict[str, str] = _screen_inputs(cases, mask_mode, ground_truth)
     if len(failed) == len(cases):
         first = next(iter(failed.values()))
@@ -346,22 +324,6 @@ def _judge_key(judge, memo) -> str:
 
     parts = [f"{lab}={member(r)}" for lab, r in zip(judge.labels, judge.rewards)]
     return f"stack[{'; '.join(parts)}; weights={list(judge.weights)}]"
-
-
-def _jsonable(obj):
-    for key, value in obj.items():
-        if isinstance(value, float):
-            finite(key, value)
-    try:
-        return json.loads(json.dumps(obj, default=str, allow_nan=False))
-    except ValueError as exc:
-        raise InvalidInputError(Arg("inpaint_kwargs"), f" must be finite values that JSON can record ({exc}); got {obj!r}") from None
-
-
-def _check_out_dir(out: Path) -> None:
-    """The output folder can hold the evaluation: not a file, and creatable and writable (before models load)."""
-    check_output_dir(out, overwrite=True)  # a resumable cache: existing is fine, a file or a bad name is not
-    check_outputs([out / CONFIG_FILE], overwrite=True)
 
 
 def _screen_inputs(cases: list[EvalCase], mask_mode: str, ground_truth: str) -> dict[str, str]:

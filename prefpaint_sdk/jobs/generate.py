@@ -22,7 +22,7 @@ from typing import Any
 from ..devices import resolve_device
 from ..errors import DataError, InvalidInputError
 from ..files import image_writer
-from ..validation import at_least
+from ..validation import at_least, validated_by
 from .manifest import ID_PATTERN, JobItem
 from .runner import JobContext, JobSummary, ProgressFn, run_items
 from .tasks import fetch_first, model_key
@@ -47,8 +47,31 @@ def _prompt_ids(images: list[Path], kinds: list[str]) -> list[tuple[str, Path, s
     return out
 
 
+def validate_generation(images: str | os.PathLike, *, per_image: int = 3,
+                        masks: str | list[str] | tuple[str, ...] = DEFAULT_KINDS, steps: int = 50) -> list[str]:
+    """Every check of :func:`run_generate_dataset` that needs no model and reads no image: the counts, the mask
+    kinds (a list, or one comma-separated text), and ``images`` is a folder. Returns the mask kinds.
+
+    Raises:
+        InvalidInputError: naming the parameter and the value.
+    """
+    from ..evaluation.masksets import normalize_kind
+
+    at_least("per_image", per_image, 1, 64)
+    at_least("steps", steps, 1)
+    kinds = [str(k).strip() for k in (masks.split(",") if isinstance(masks, str) else masks) if str(k).strip()]
+    if not kinds:
+        raise InvalidInputError("masks must name at least one kind, e.g. warp,outpaint-square,outpaint-strip")
+    for k in kinds:
+        normalize_kind(k)
+    if not Path(images).is_dir():
+        raise InvalidInputError(f"images '{images}' is not a folder; pass a folder of prompt images")
+    return kinds
+
+
+@validated_by(validate_generation)
 def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, per_image: int = 3,
-                         masks: list[str] | tuple[str, ...] = DEFAULT_KINDS, model: str | os.PathLike | None = None,
+                         masks: str | list[str] | tuple[str, ...] = DEFAULT_KINDS, model: str | os.PathLike | None = None,
                          seed: int = 0, steps: int = 50, defaults: dict[str, Any] | None = None, overwrite: bool = False,
                          device: str = "auto", dtype: str = "auto", offline: bool | None = None,
                          max_pixels: int | None = None, inpainter=None, progress: ProgressFn | None = None,
@@ -60,21 +83,14 @@ def run_generate_dataset(images: str | os.PathLike, out: str | os.PathLike, *, p
         DataError: two images give the same prompt id, or no image is usable (bombs, unreadable files).
     """
     from ..data import list_images
-    from ..evaluation.masksets import case_seed, mask_for, normalize_kind
+    from ..evaluation.masksets import case_seed, mask_for
     from ..hub import DEFAULT_MODEL
     from ..imaging import check_image_file, load_image, masked_image
     from ..inpainter import Inpainter
 
-    per_image = at_least("per_image", per_image, 1, 64)
-    steps = at_least("steps", steps, 1)
-    kinds = [str(k).strip() for k in masks if str(k).strip()]
-    if not kinds:
-        raise InvalidInputError("masks must name at least one kind, e.g. warp,outpaint-square,outpaint-strip")
-    for k in kinds:
-        normalize_kind(k)
+    kinds = validate_generation(images, per_image=per_image, masks=masks, steps=steps)
+    per_image, steps = int(per_image), int(steps)
     folder = Path(images)
-    if not folder.is_dir():
-        raise InvalidInputError(f"images '{folder}' is not a folder; pass a folder of prompt images")
     files = list_images(folder)
     if not files:
         raise InvalidInputError(f"images folder '{folder}' holds no images")

@@ -10,6 +10,7 @@ from typing import Any
 from ..devices import resolve_device
 from ..errors import DataError
 from ..files import check_image_suffix
+from ..validation import validated_by
 from .manifest import JobItem, check_item_files, read_job_manifest
 from .runner import JobContext, JobSummary, ProgressFn, run_items
 
@@ -88,6 +89,25 @@ def _inpaint_files(out: Path, item: JobItem, suffix: str, save_all: bool, n: int
     return result_files(out / f"{item.id}{suffix}", item.n or n, save_all)
 
 
+def validate_inpaint_job(*, defaults: dict[str, Any] | None = None, suffix: str = ".png", select: str = "reward",
+                         inpainter_kw: dict[str, Any] | None = None) -> None:
+    """Every check of :func:`run_inpaint_job` that needs no model and reads no file: the output suffix, and
+    :meth:`Inpainter.validate <prefpaint_sdk.Inpainter.validate>` of the job's settings (``defaults``, ``select``,
+    ``inpainter_kw``'s ``offload`` and ``scheduler``).
+
+    Raises:
+        InvalidInputError: naming the parameter and the value.
+    """
+    from ..inpainter import Inpainter
+
+    d, kw = defaults or {}, inpainter_kw or {}
+    numbers = ("num_candidates", "seed", "steps", "guidance_scale", "mask_dilate", "mask_blur", "crop_margin")
+    Inpainter.validate(offload=kw.get("offload", "none"), scheduler=kw.get("scheduler", "auto"), select=select,
+                       **{k: d[k] for k in numbers if d.get(k) is not None})
+    check_image_suffix(Path("x" + suffix))
+
+
+@validated_by(validate_inpaint_job)
 def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.PathLike, *,
                     model: str | os.PathLike | None = None,
                     defaults: dict[str, Any] | None = None, save_all: bool = False, suffix: str = ".png",
@@ -115,7 +135,7 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
     from ..hub import DEFAULT_MODEL
     from ..inpainter import Inpainter
 
-    check_image_suffix(Path("x" + suffix))
+    validate_inpaint_job(defaults=defaults, suffix=suffix, select=select, inpainter_kw=inpainter_kw)
     defaults = dict(defaults or {})
     load_kw = dict(inpainter_kw or {})
     items, job_inputs, what = _job(manifest, "inpaint")

@@ -126,3 +126,33 @@ def reward_batch_summary(cfg: RewardTrainConfig, train_items: int, num_processes
         "optimizer_steps_per_epoch": steps,
         "optimizer_steps_total": steps * cfg.epochs,
     }
+
+
+def validate_training(data, out, config: RewardTrainConfig | str | os.PathLike | None = None, *,
+                      preset: str | None = None, overrides: dict[str, Any] | None = None) -> RewardTrainConfig:
+    """Every check of :func:`~prefpaint_sdk.reward.train.train_reward` that needs no model: the data path exists,
+    the TOML file exists, the output folder is usable (an earlier run in it is the trainer's to judge), and the
+    config (``config`` itself, or ``preset`` < the TOML file ``config`` < ``overrides``) is consistent.
+
+    Returns:
+        the validated config, for :func:`~prefpaint_sdk.reward.train.train_reward`.
+
+    Raises:
+        DataError: a missing data path. InvalidInputError: a missing TOML file, an unusable output folder.
+        ConfigError: an unknown preset or setting, inconsistent values.
+    """
+    from pathlib import Path
+
+    from ..errors import DataError, InvalidInputError
+    from ..files import check_output_dir
+
+    if isinstance(data, (str, os.PathLike)) and not Path(data).exists():
+        raise DataError(f"data '{data}' does not exist; pass the dataset folder or a manifest file")
+    if isinstance(config, (str, os.PathLike)) and not Path(config).is_file():
+        raise InvalidInputError(f"config '{config}' does not exist or is not a file; check the path")
+    check_output_dir(out, overwrite=True)  # a file in the way, or an unwritable place (a used run: the trainer)
+    if isinstance(config, RewardTrainConfig):
+        if preset:
+            raise ConfigError("give a preset or a config object, not both")
+        return config.replace(**{k: v for k, v in (overrides or {}).items() if v is not None}).validate()
+    return load_reward_config(preset, config, overrides)

@@ -22,10 +22,11 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import Arg, Hint, InvalidInputError, ModelNotFoundError, OutputExistsError
+from ..errors import Arg, InvalidInputError, ModelNotFoundError
 from ..files import load_torch_file
 from ..hub import DEFAULT_REWARD_MODEL, ResolvedModel, check_model_name, is_offline, resolve_model
 from ..state import check_finite
+from ..validation import validated_by
 
 __all__ = [
     "OFFICIAL_REWARD_FILES",
@@ -145,6 +146,23 @@ def convert_official_state_dict(sd: dict, *, vision_heads: int | None = None, he
     return config, {k: v.float() for k, v in out.items()}
 
 
+def validate_conversion(pt_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                        v_inverse: str | os.PathLike | None = None, overwrite: bool = False) -> None:
+    """Every check of :func:`convert_official_checkpoint` that reads no weights: both input files exist, and
+    ``out_dir`` is usable (not a file; empty, or ``overwrite``).
+
+    Raises:
+        InvalidInputError: a missing input file, an unusable output folder. OutputExistsError: ``out_dir`` holds files.
+    """
+    from ..files import check_output_dir
+
+    for path, what in ((pt_path, "checkpoint"), (v_inverse, "V_inverse file")):
+        if path is not None and not Path(path).is_file():
+            raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+    check_output_dir(out_dir, overwrite)
+
+
+@validated_by(validate_conversion)
 def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                                 v_inverse: str | os.PathLike | None = None, overwrite: bool = False,
                                 vision_heads: int | None = None):
@@ -159,10 +177,8 @@ def convert_official_checkpoint(pt_path: str | os.PathLike, out_dir: str | os.Pa
         InvalidInputError: unreadable file or missing keys. OutputExistsError: ``out_dir`` exists.
     """
 
+    validate_conversion(pt_path, out_dir, v_inverse=v_inverse, overwrite=overwrite)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output folder '{out}' already exists and is not empty",
-                                Hint("; pass ", Arg("overwrite", True), " to replace it"))
     model = _write_converted(load_official_state_dict(pt_path), out, v_inverse=v_inverse, vision_heads=vision_heads,
                              source=pt_path)
     log.info("converted '%s' to '%s'", pt_path, out)

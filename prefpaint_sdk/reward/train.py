@@ -39,7 +39,8 @@ from ..state import (
     state_errors,
     write_json_state,
 )
-from .config import RewardTrainConfig, reward_batch_summary
+from ..validation import validated_by
+from .config import RewardTrainConfig, reward_batch_summary, validate_training
 from .data import RewardData, read_reward_data, split_by_group
 from .model import RewardModel, save_atomic
 from .preprocess import preprocess_image
@@ -265,6 +266,7 @@ def check_reward_run_folder(out: str | os.PathLike, *, resume: bool = False, ove
     return []
 
 
+@validated_by(validate_training)
 def train_reward(data: str | os.PathLike | RewardData, out: str | os.PathLike, config: RewardTrainConfig | None = None,
                  *, resume: bool = False, overwrite: bool = False, progress: ProgressFn | None = None) -> TrainResult:
     """Train (or resume training) a reward model; see the module docstring for what is written under ``out``.
@@ -305,7 +307,7 @@ def _train(data, out: Path, config, resume: bool, overwrite: bool, progress, run
     from accelerate import Accelerator
     from transformers import get_cosine_schedule_with_warmup
 
-    cfg = (config or RewardTrainConfig()).validate()
+    cfg = validate_training(data, out, config or RewardTrainConfig())
     done = check_reward_run_folder(out, resume=resume, overwrite=overwrite)
     resumed = _read_resume(done[-1], cfg) if done else None  # every resume file is checked before a model loads
 

@@ -7,6 +7,7 @@ one for the plumbing an app needs to behave like the built-in commands:
   item's whole output set (image, candidates, sidecar) or none of it (``check_output_path``, ``write_set``, ...);
 - **value checks** that raise :class:`~prefpaint_sdk.InvalidInputError` naming the parameter (``finite``,
   ``positive``, ``at_least``, ``check_seed``, ``bad_value``);
+- **a reward stack's checks** before any model loads (``check_stack``: names, weights, files, servers);
 - **optional dependencies:** ``require("open3d", extra="recon3d")`` imports a module or raises
   :class:`~prefpaint_sdk.MissingDependencyError` naming the extra to install;
 - **images:** the pixel-limit check of a file before it is decoded, fitting a mask to its image, feathering,
@@ -29,6 +30,8 @@ _EXPORTS = {
     # output files: checked before any model loads, written atomically, whole sets or nothing
     "check_output_path": "..files",
     "check_output_dir": "..files",
+    "check_outputs": "..files",
+    "check_image_suffix": "..files",
     "atomic_path": "..files",
     "atomic_write_json": "..files",
     "save_image": "..files",
@@ -45,6 +48,8 @@ _EXPORTS = {
     "bad_value": "..validation",
     # optional dependencies
     "require": "..errors",
+    # a reward stack's checks (names, weights, files, servers) before any model loads
+    "check_stack": "..reward.choice",
     # error messages in the caller's terms: a parameter (and its fix) as data, advice a front end may leave out
     "Arg": "..errors",
     "Hint": "..errors",
@@ -81,8 +86,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from ..files import (  # noqa: F401
         atomic_path,
         atomic_write_json,
+        check_image_suffix,
         check_output_dir,
         check_output_path,
+        check_outputs,
         image_writer,
         json_writer,
         save_image,
@@ -91,4 +98,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         write_set,
     )
     from ..imaging import Box, check_image_file, feather_alpha, fit_mask_to_image  # noqa: F401
+    from ..reward.choice import check_stack  # noqa: F401
     from ..validation import at_least, bad_value, check_seed, finite, positive  # noqa: F401
