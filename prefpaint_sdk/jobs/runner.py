@@ -328,11 +328,14 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             members = dict(writers)
             members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
             own = [out / n for n in before] + [rec_path]
-            # A kill between the renames leaves the claim: the rerun knows the published part as its own.
+            # A kill between the renames leaves the claim: the rerun knows the published part as its own. A set
+            # of the record alone (a score) is one rename and owns nothing: no claim (two file operations less).
             claimed = {**base, "status": "claim", "owned": sorted(before | set(files))}
-            atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
+            if claimed["owned"]:
+                atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
             write_set(members, overwrite=overwrite, own=own)
-            claim.unlink(missing_ok=True)
+            if claimed["owned"]:
+                claim.unlink(missing_ok=True)
             summary.done += 1
         except KeyboardInterrupt:
             # A signal never splits the renames (they hold it back): the set is either all published (the signal
