@@ -16,6 +16,7 @@ from typing import Any, Callable
 import typer
 
 from ._common import EXIT_FAILED, failed, progress, say, say_error
+from ._flags import cli_message
 
 
 def check_manifest_mode(manifest: Path | None, image: Path | None, mask: Path | None, output: Path | None) -> bool:
@@ -50,8 +51,10 @@ def job_context(cpu: bool = False) -> Iterator[Any]:
         ctx.close()
 
 
-def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False, noun: str = "items") -> None:
-    """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report and set the exit code."""
+def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False, noun: str = "items",
+        done: Callable[[Any], None] | None = None) -> None:
+    """Call ``job(progress=..., ctx=...)`` with rank 0's progress bar, then report (``done(summary)`` first, on
+    rank 0) and set the exit code. A failed item's stored message names its parameters as this command's flags."""
     with progress(quiet_rank(quiet)) as bar, job_context(cpu) as ctx:
         task = bar.add_task(what, total=None)
         summary = job(progress=lambda done, total: bar.update(task, completed=done, total=total), ctx=ctx)
@@ -61,8 +64,10 @@ def run(what: str, quiet: bool, job: Callable[..., Any], cpu: bool = False, noun
         n = ctx.world_size
         say(f"{summary.total} items on {n} process{'es' if n > 1 else ''}: {summary.total - len(summary.failures)} "
             f"done, {len(summary.failures)} failed; results in {summary.results}")
+    if done is not None:
+        done(summary)
     for item_id, msg in summary.failures:
-        failed(item_id, str(msg))
+        failed(item_id, cli_message(getattr(msg, "parts", None) or (str(msg),)))
     if summary.failures:
         say_error(f"{len(summary.failures)} of {summary.total} {noun} failed (rerun the command to retry them)",
                   prefix="")

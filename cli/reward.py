@@ -10,18 +10,15 @@ import typer
 from . import _jobs
 from ._common import (
     COUNT,
-    EXIT_FAILED,
     MODEL_NAME,
     POSITIVE,
     console,
     echo_json,
-    failed,
     handle_errors,
     max_pixels_option,
     offline_option,
     progress,
     say,
-    say_error,
     setup,
     warn,
 )
@@ -42,13 +39,13 @@ def score(
     prompt: str | None = typer.Option(None, "--prompt", help="The prompt the image was made for (the clip reward scores against it)."),
     masked_image: Path | None = typer.Option(None, "--masked-image", help="The masked prompt image (the input with the hole blanked); derived from IMAGE and MASK when omitted."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (keys image, score, bound, trust; with --reward: image, rewards {NAME: {score, bound, trust}})."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode (default: <folder>_scores.csv); the output folder with --manifest."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV file in folder mode (default: <folder>_scores.csv; the job's records/ and results.jsonl go in the folder named as the CSV without its suffix); the output folder with --manifest."),
     normalize: bool = typer.Option(False, "--normalize", help="Report (s - 0.4064) / 2.3021, the release's normalised score."),
     batch_size: int = typer.Option(16, "--batch-size", callback=COUNT, help="Images per backbone pass."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
     v_inverse: Path | None = typer.Option(None, "--v-inverse", help="Use this official V_inverse.pt as the trust matrix."),
     offline: bool | None = offline_option(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV; with --manifest, redo every item and replace files that the job did not write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every image (a folder, or --manifest) and replace files that the job did not write (a CSV included). Without it, a rerun skips the images it scored before."),
     max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info messages."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -56,142 +53,63 @@ def score(
     """Score inpainted IMAGE (where MASK is white) with the PrefPaint reward (score, error bound, trust), or with every --reward."""
     setup(quiet=quiet, debug=debug, offline=offline, max_pixels=max_pixels)
     with handle_errors(debug):
-        from prefpaint_sdk import InvalidInputError
-        from prefpaint_sdk.imaging import check_image_file, check_masked_image_size
-        from prefpaint_sdk.utils import check_output_path, pair_inputs
+        from prefpaint_sdk.reward import validate_score
 
-        if _jobs.check_manifest_mode(manifest, image, mask, output):
-            if masked_image is not None:
-                raise InvalidInputError("--masked-image is for one image; with --manifest each row names its mask")
-            if reward:
-                raise InvalidInputError("--reward is for one image or a folder; with --manifest use --reward-model")
-            from prefpaint_sdk import run_score_job
-
-            _jobs.run("scoring", quiet or json_out, lambda **more: run_score_job(
-                manifest, output, reward_model=reward_model, normalize=normalize, overwrite=overwrite, device=device,
-                offline=offline, v_inverse=v_inverse, max_pixels=max_pixels, **more), cpu=device == "cpu")
+        mode = "manifest" if _jobs.check_manifest_mode(manifest, image, mask, output) else \
+            "folder" if image.is_dir() else "image"
+        validate_score(image, mask, mode=mode, reward_model=reward_model, reward=reward, reward_weights=reward_weights,
+                       reward_norm=reward_norm, original=original, masked_image=masked_image, prompt=prompt,
+                       normalize=normalize, v_inverse=v_inverse, output=output, overwrite=overwrite,
+                       batch_size=batch_size)
+        job = dict(reward_model=reward_model, reward=reward, reward_weights=reward_weights, reward_norm=reward_norm,
+                   prompt=prompt, normalize=normalize, overwrite=overwrite, device=device, offline=offline,
+                   v_inverse=v_inverse, max_pixels=max_pixels, batch_size=batch_size)
+        if mode == "manifest":
+            _run_job(manifest, output, None, job, quiet, json_out, bool(reward), "items")
             return
-        pairs, warnings = pair_inputs(image, mask)
-        for w in warnings:
-            warn(w)
-        folder = image.is_dir()
+        if mode == "folder":  # a folder score is the job of its images (ids their stems), its CSV the summary
+            from prefpaint_sdk.jobs import folder_job
+            from prefpaint_sdk.reward import score_folder_outputs
+
+            items, warnings = folder_job(image, mask)
+            for w in warnings:
+                warn(w)
+            csv_path, out = score_folder_outputs(image, output)
+            _run_job(items, out, csv_path, job, quiet, json_out, bool(reward), "images")
+            return
         if reward:
-            specs = ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
-            _score_stack(specs, image, mask, pairs, folder, reward_weights, reward_norm, original, masked_image, prompt,
-                         output, overwrite, device, offline, batch_size, json_out, quiet, normalize, v_inverse, max_pixels)
-            return
-        for flag, value in (("--original", original), ("--prompt", prompt), ("--reward-weights", reward_weights)):
-            if value is not None:
-                raise InvalidInputError(f"{flag} is for a reward stack; add --reward NAME (e.g. --reward seam)")
-        if folder and masked_image is not None:
-            raise InvalidInputError("--masked-image is for one image; in folder mode the masked images are derived from the masks")
-        for path, what in ((masked_image, "masked image"), (v_inverse, "V_inverse file")):
-            if path is not None and not path.is_file():
-                raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
-        if not folder and output is not None:  # it would be silently ignored
-            raise InvalidInputError("-o/--output names the CSV of folder mode (or the folder of --manifest); one "
-                                    "image's score is printed (add --json for a JSON line)")
-        csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
-        if csv_path is not None:
-            check_output_path(csv_path, overwrite)
-        else:
-            # One image: refuse a bomb before the model loads (folder mode reports and skips it per item).
-            sizes = [check_image_file(path, decode=True)
-                     for path in (image, masked_image if masked_image is not None else mask)]
-            if masked_image is not None:
-                check_masked_image_size(sizes[1], sizes[0])
-            else:  # the mask-size rule from the headers, before the model loads
-                from prefpaint_sdk.imaging import check_mask_size
+            from prefpaint_sdk.reward.scoring import score_files, score_specs
+            from prefpaint_sdk.reward.specs import load_stack
 
-                check_mask_size(sizes[1], sizes[0])
+            with console.status("loading rewards", spinner="dots") if not quiet else nullcontext():
+                stack = load_stack(score_specs(reward_model, reward), reward_weights, reward_norm, device=device,
+                                   offline=offline, batch_size=batch_size)
+            rec = score_files(stack, image, mask, original=original, masked_image=masked_image, prompt=prompt,
+                              max_pixels=max_pixels)
+            _report_stack(dict(image=str(image), rewards=rec), json_out)
+            return
         rm = _load(reward_model, device, offline, v_inverse, quiet)
-        if not folder:
-            kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}
-            rec = rm.score(image, normalize=normalize, **kw).to_records()[0]
-            _report(dict(image=str(image), **rec), json_out)
-            return
-        from prefpaint_sdk.reward.folder import score_pairs, write_scores_csv
-
-        rows, failures = [], 0
-        with progress(quiet or json_out) as bar:
-            task = bar.add_task("scoring", total=len(pairs))
-            for pair, rec in score_pairs(rm, pairs, normalize=normalize, batch_size=batch_size):
-                if isinstance(rec, Exception):
-                    failures += 1
-                    failed(pair.image, rec)
-                else:
-                    row = dict(image=str(pair.image), mask=str(pair.mask), **rec)
-                    rows.append(row)
-                    if json_out:
-                        _report(row, True)
-                bar.advance(task)
-        write_scores_csv(csv_path, rows, overwrite)
-        if not quiet:
-            say(f"wrote {len(rows)} scores to {csv_path}")
-        if failures:
-            say_error(f"{failures} of {len(pairs)} images failed", prefix="")
-            raise typer.Exit(EXIT_FAILED)
+        kw = {"masked_images": masked_image} if masked_image is not None else {"masks": mask}
+        rec = rm.score(image, normalize=normalize, **kw).to_records()[0]
+        _report(dict(image=str(image), **rec), json_out)
 
 
-def _score_stack(specs, image, mask, pairs, folder, weights, norm, original, masked_image, prompt, output, overwrite,
-                 device, offline, batch_size, json_out, quiet, normalize, v_inverse, max_pixels):
-    """``score --reward ...``: every check first, then the stack loads and each reward gets its own column."""
-    from prefpaint_sdk import InvalidInputError
-    from prefpaint_sdk.imaging import check_image_file
-    from prefpaint_sdk.reward.scoring import check_stack_inputs
-    from prefpaint_sdk.reward.specs import load_stack, stack_specs
-    from prefpaint_sdk.utils import check_output_path
+def _run_job(manifest, out: Path, csv_path: Path | None, job: dict, quiet: bool, json_out: bool, stack: bool,
+             noun: str) -> None:
+    """The score job (a manifest's, or a folder's with its CSV), its report; with --json one object per scored
+    image at the end (a stack's with its advantage over the folder)."""
+    from prefpaint_sdk import run_score_job
 
-    for flag, value in (("--normalize", normalize or None), ("--v-inverse", v_inverse)):
-        if value is not None:
-            raise InvalidInputError(f"{flag} is for the PrefPaint-only score; drop it, or drop --reward")
-    if original is not None and masked_image is not None:
-        raise InvalidInputError("give one of --original and --masked-image (the masked image's outside is the original)")
-    if folder and (original is not None or masked_image is not None):
-        flag = "--original" if original is not None else "--masked-image"
-        raise InvalidInputError(f"{flag} is for one image; in folder mode the masked images are derived from the masks")
-    stack_specs(specs, weights, norm)  # names, weights and norm, before any file or model
-    check_stack_inputs(specs, original=original is not None or masked_image is not None, prompt=prompt is not None,
-                       folder=folder)
-    for path, what in ((original, "original"), (masked_image, "masked image")):
-        if path is not None and not path.is_file():
-            raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
-    csv_path = (output or image.with_name(image.name + "_scores.csv")) if folder else None
-    if csv_path is not None:
-        check_output_path(csv_path, overwrite)
-    else:
-        for path in (image, mask, original, masked_image):
-            if path is not None:
-                check_image_file(path, decode=True)
-    with console.status("loading rewards", spinner="dots") if not quiet else nullcontext():
-        stack = load_stack(specs, weights, norm, device=device, offline=offline, batch_size=batch_size)
-    if not folder:
-        from prefpaint_sdk.reward.scoring import score_files
+    def done(summary) -> None:
+        if json_out:
+            for row in summary.rows or []:
+                keep = ("image", "mask", "rewards", "advantage") if stack else ("image", "mask", "score", "bound", "trust")
+                _report({k: row.get(k) for k in keep if k in row}, True)
+        if csv_path is not None and not quiet:
+            say(f"wrote {len(summary.rows or [])} scores to {csv_path}")
 
-        rec = score_files(stack, image, mask, original=original, masked_image=masked_image, prompt=prompt,
-                          max_pixels=max_pixels)
-        _report_stack(dict(image=str(image), rewards=rec), json_out)
-        return
-    from prefpaint_sdk.reward.scoring import score_folder, write_stack_csv
-
-    rows, failures = [], 0
-    with progress(quiet or json_out) as bar:
-        task = bar.add_task("scoring", total=len(pairs))
-        for pair, rec in score_folder(stack, pairs, prompt=prompt, max_pixels=max_pixels):
-            bar.advance(task)
-            if isinstance(rec, Exception):
-                failures += 1
-                failed(pair.image, rec)
-                continue
-            rows.append(dict(image=str(pair.image), mask=str(pair.mask), **rec))
-            if json_out:
-                _report_stack(rows[-1], True)
-    write_stack_csv(csv_path, rows, stack.labels, overwrite)
-    if not quiet:
-        say(f"wrote {len(rows)} scores ({', '.join(stack.labels)}) to {csv_path}")
-    if failures:
-        say_error(f"{failures} of {len(pairs)} images failed", prefix="")
-        raise typer.Exit(EXIT_FAILED)
+    _jobs.run("scoring", quiet or json_out, lambda **more: run_score_job(manifest, out, csv=csv_path, **job, **more),
+              cpu=job["device"] == "cpu", noun=noun, done=done)
 
 
 def _report_stack(rec: dict, as_json: bool) -> None:

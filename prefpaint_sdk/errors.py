@@ -27,6 +27,9 @@ __all__ = [
     "PickleRefusedError",
     "CorruptFileError",
     "RemoteRewardError",
+    "StoredMessage",
+    "parts_from_json",
+    "parts_to_json",
 ]
 
 
@@ -106,6 +109,66 @@ def render(parts, name=str) -> str:
         else:
             out.append(str(p))
     return "".join(out)
+
+
+def _json_value(value):
+    import json
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return str(value)
+    return value
+
+
+def parts_to_json(parts) -> list:
+    """A message's parts as JSON data, so a stored error (a job record) keeps its parameters: text stays text,
+    ``Arg("overwrite", True)`` becomes ``{"arg": "overwrite", "value": true}`` (``{"arg": "steps"}`` without a
+    value) and a Hint ``{"hint": [...]}``. A value JSON cannot hold is stored as its text."""
+    out: list = []
+    for p in parts:
+        if isinstance(p, Hint):
+            out.append({"hint": parts_to_json(p.parts)})
+        elif isinstance(p, Arg):
+            out.append({"arg": p.name, "value": _json_value(p.value)} if p.has_value else {"arg": p.name})
+        else:
+            out.append(str(p))
+    return out
+
+
+def parts_from_json(data) -> tuple | None:
+    """The parts :func:`parts_to_json` stored, or None when ``data`` is not such a list (an older record)."""
+    if not isinstance(data, list):
+        return None
+    out: list = []
+    for p in data:
+        if isinstance(p, str):
+            out.append(p)
+        elif isinstance(p, dict) and isinstance(p.get("arg"), str):
+            out.append(Arg(p["arg"], p["value"]) if "value" in p else Arg(p["arg"]))
+        elif isinstance(p, dict) and "hint" in p:
+            inner = parts_from_json(p["hint"])
+            if inner is None:
+                return None
+            out.append(Hint(*inner))
+        else:
+            return None
+    return tuple(out)
+
+
+class StoredMessage(str):
+    """An error message read back from a store (a job record): the text a Python caller reads, with ``.parts``
+    (text, :class:`Arg`, :class:`Hint`) for a front end to render in its own terms."""
+
+    parts: tuple
+
+    def __new__(cls, parts, text: str | None = None):
+        self = super().__new__(cls, " ".join((render(parts) if text is None else text).split()))
+        self.parts = tuple(parts)
+        return self
 
 
 def _args(parts) -> list:

@@ -137,6 +137,14 @@ def _window(w):
     check_run_options(window=4)
 
 
+def _validate_score(**kw):
+    def call(w):
+        from prefpaint_sdk.reward import validate_score
+
+        validate_score(w / "img.png", w / "mask.png", **kw)
+    return call
+
+
 def _validate(**kw):
     def call(w):
         from prefpaint_sdk import Inpainter
@@ -176,6 +184,14 @@ TABLE = [
         lambda w: _inpaint(w, "--seed", str(2**32 - 2), "-n", "3"), "--seed must be between 0 and"),
     Row("inpaint-mask-dilate", "mask_dilate", _validate(mask_dilate=-1), "mask_dilate must be ≥ 0",
         lambda w: _inpaint(w, "--mask-dilate", "-1"), "--mask-dilate must be ≥ 0"),
+    # validate_score (score-runner): the score command's model-free checks, run first
+    Row("score-original-without-stack", "original", _validate_score(original="orig.png"),
+        "original is for a reward stack; add reward=['NAME']",
+        lambda w: ["score", w / "img.png", w / "mask.png", "--original", w / "img.png", "--reward-model", MISSING],
+        "--original is for a reward stack; add --reward NAME"),
+    Row("score-normalize-with-stack", "normalize", _validate_score(reward=["brightness"], normalize=True),
+        "normalize is for the PrefPaint-only score; drop it, or drop reward", lambda w: _score(w, "--normalize"),
+        "--normalize is for the PrefPaint-only score; drop it, or drop --reward"),
     Row("extend-padding", "left", _pad, "left must be >= 0 pixels", lambda w: _extend(w, "--left", "-5"),
         "--left must be >= 0 pixels"),
     Row("extend-window", "window", _window, "window must be a whole number",

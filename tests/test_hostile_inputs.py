@@ -943,6 +943,13 @@ CASES = [
       setup=lambda e: Image.new("RGB", (30, 20)).save(e.w / "small.png")),
     C("score/reward-model-dot", lambda e: score(e, reward="."), "--reward-model", "names no model"),
     C("score/output-for-one-image", lambda e: score(e, "-o", e.w / "s.csv"), "--output", "folder mode"),
+    # score-runner: a folder score is a job; its checks (validate_score) run before any file is written
+    C("score/folder-masked-image", lambda e: score(e, "--masked-image", e.img, image=e.w / "imgs"), "--masked-image",
+      "folder mode", setup=imgs),
+    C("score/folder-prompt-without-stack", lambda e: score(e, "--prompt", "x", image=e.w / "imgs"), "--prompt",
+      "reward stack", setup=imgs),
+    C("score/folder-job-folder-is-a-file", lambda e: score(e, image=e.w / "imgs"), "imgs_scores", "is a file",
+      setup=both(imgs, write("imgs_scores", "mine\n"))),
 
     # ---------------- convert-reward ----------------
     C("convert-reward/pickle-zip", lambda e: convert(e, ckpt=e.w / "evil.pt"), "evil.pt", "does not load pickles",

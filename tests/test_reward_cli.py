@@ -59,8 +59,16 @@ def test_score_folder_writes_csv_and_refuses_to_overwrite(rm, pair):
     rows = list(csv.DictReader((pair / "imgs_scores.csv").open()))
     assert [row["image"].rsplit("/", 1)[-1] for row in rows] == ["a0.png", "a1.png", "a2.png"]
     assert all(float(row["bound"]) > 0 for row in rows)
+    # a folder score is a job (issue 24, score-runner): a rerun finishes nothing new and writes the same CSV
+    first = (pair / "imgs_scores.csv").read_bytes()
     r2 = runner.invoke(app, args)
-    assert r2.exit_code == 2 and "--overwrite" in r2.output
+    assert r2.exit_code == 0 and (pair / "imgs_scores.csv").read_bytes() == first
+    # a CSV the job did not write (no records beside it) is refused without --overwrite
+    import shutil
+
+    shutil.rmtree(pair / "imgs_scores")
+    r3 = runner.invoke(app, args)
+    assert r3.exit_code == 2 and "--overwrite" in r3.output and (pair / "imgs_scores.csv").read_bytes() == first
     assert runner.invoke(app, args + ["--overwrite", "--json"]).stdout.count('"score"') == 3
 
 

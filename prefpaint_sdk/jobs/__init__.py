@@ -8,7 +8,8 @@ See :mod:`prefpaint_sdk.jobs.runner` for the guarantees and :mod:`prefpaint_sdk.
 from .eval_job import run_eval_job
 from .generate import DEFAULT_KINDS, run_generate_dataset
 from .manifest import ID_PATTERN, INPAINT_PARAMS, JobItem, check_item_files, folder_job, read_job_manifest
-from .runner import RECORDS, RESULTS, DiskProgress, JobContext, JobSummary, merge_results, run_items, shard_of
+from .progress import DiskProgress
+from .runner import RECORDS, RESULTS, JobContext, JobSummary, merge_results, run_items, shard_of
 from .tasks import run_inpaint_job, run_score_job
 
 __all__ = [

@@ -24,7 +24,8 @@ from ..errors import DataError, InvalidInputError
 from ..files import image_writer
 from ..validation import at_least, validated_by
 from .manifest import ID_PATTERN, JobItem
-from .runner import JobContext, JobSummary, ProgressFn, run_items
+from .progress import ProgressFn
+from .runner import JobContext, JobSummary, run_items
 from .tasks import fetch_first, model_key
 
 __all__ = ["DEFAULT_KINDS", "run_generate_dataset"]

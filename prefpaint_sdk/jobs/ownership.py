@@ -100,7 +100,7 @@ def _label(it: JobItem) -> str:
 def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: Path,
                     outputs: Callable[[JobItem], list[Path]], inputs: Callable[[JobItem], Mapping[str, Path]],
                     job_inputs: Mapping[str, Path], found: Mapping[str, object], todo: set[str],
-                    overwrite: bool) -> dict[str, set[str]]:
+                    overwrite: bool, summaries: Iterable[Path] = ()) -> dict[str, set[str]]:
     """Check every output of the job before any work (see the module docstring); return each id's own names.
 
     Args:
@@ -113,6 +113,8 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
         found: each id's record as read from disk (None when absent or unreadable).
         todo: the ids that will be (re)done.
         overwrite: replace existing files that are not the job's own.
+        summaries: the job's own outputs besides ``results`` (a folder score's CSV): the job's own, as
+            ``results``, when ``records`` holds records of a job.
 
     Raises:
         InvalidInputError: two outputs are the same file, or an output is an input.
@@ -135,7 +137,9 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
                                     f"{also}; give one of them another id")
         written[k] = (p, it, what)
 
-    claim(results, None, "results")
+    summaries = list(summaries)
+    for p in (results, *summaries):
+        claim(p, None, "results")
     rec_dir = os.fspath(records)
     for it in items:
         plans[it.id] = list(outputs(it))
@@ -173,8 +177,9 @@ def check_ownership(items: list[JobItem], out: Path, *, records: Path, results: 
             if os.path.lexists(p) and _rel(p, out) not in owned[it.id]:
                 raise OutputExistsError(f"output '{p}' of {_label(it)} exists and was not written by this job; choose another output folder",
                                         Hint(", or pass ", Arg("overwrite", True), " to replace it"))
-    if results.exists() and not _has_records(records, found):
-        raise OutputExistsError(f"output '{results}' exists and was not written by a job in '{out}'; choose another output folder",
+    taken = [p for p in (results, *summaries) if os.path.lexists(p)]
+    if taken and not _has_records(records, found):
+        raise OutputExistsError(f"output '{taken[0]}' exists and was not written by a job in '{out}'; choose another output folder",
                                 Hint(", or pass ", Arg("overwrite", True), " to replace it"))
     return owned
 

@@ -33,18 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Arg, Hint, InvalidInputError, OutputExistsError
+from ..errors import Arg, Hint, InvalidInputError, OutputExistsError, StoredMessage, parts_from_json, parts_to_json
 from ..files import atomic_write_bytes, check_output_dir, json_writer, strict_json_dumps, write_set
 from .manifest import JobItem
 from .ownership import check_ownership, claim_path, is_record_of, still_there
+from .progress import DiskProgress, ProgressFn
 
-__all__ = ["DiskProgress", "JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
+__all__ = ["JobContext", "JobSummary", "RECORDS", "RESULTS", "merge_results", "run_items", "shard_of"]
 
 log = logging.getLogger(__name__)
 
 RECORDS = "records"
 RESULTS = "results.jsonl"
-ProgressFn = Callable[[int, int], None]
 # An item's work: returns {destination: writer} of its files (without the record) and the facts to record.
 WorkFn = Callable[[JobItem], tuple[Mapping[Path, Callable[[Path], Any]], dict[str, Any]]]
 
@@ -175,6 +175,7 @@ class JobSummary:
     failed: int = 0
     results: Path | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)  # (id, message), all ranks (rank 0)
+    rows: list[dict] | None = None  # rank 0: every item's results row, in the order of the items
 
 
 def _record_path(out: Path, item_id: str) -> Path:
@@ -218,7 +219,9 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
               inputs: Callable[[JobItem], Mapping[str, Path]] | None = None,
               job_inputs: Mapping[str, Path] | None = None,
               progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
-              settings: dict[str, Any] | None = None, load: Callable[[], Any] | None = None) -> JobSummary:
+              settings: dict[str, Any] | None = None, load: Callable[[], Any] | None = None,
+              batch_size: int = 1, prepare: Callable[[list[JobItem]], Any] | None = None,
+              summaries: Mapping[Path, Callable[[list[dict]], bytes]] | None = None) -> JobSummary:
     """Run this rank's share of ``items`` into ``out``, then (rank 0) merge ``results.jsonl``.
 
     Args:
@@ -237,6 +240,13 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             collective step such as :meth:`JobContext.main_process_first`).
         settings: the command's settings that shape every item (model, defaults): part of each item's
             fingerprint, so outputs made with other settings are not taken as finished.
+        batch_size, prepare: ``prepare(chunk)`` is called with each run of up to ``batch_size`` of this rank's
+            items to do, before their ``work`` (one model pass for the chunk; ``work`` then picks its result). An
+            exception from it fails every item of the chunk.
+        summaries: the job's own outputs made from every item's results row (``{path: rows -> bytes}``), written
+            atomically by rank 0 after ``results.jsonl``: checked before any work as ``results.jsonl`` is (not an
+            input, and an existing file is replaced only when ``out`` holds records of a job, or with
+            ``overwrite``).
 
     Raises:
         InvalidInputError: ``out`` is a file or cannot be written; two outputs are the same file, or an output
@@ -266,7 +276,7 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     owned = check_ownership(
         items, out, records=out / RECORDS, results=out / RESULTS, outputs=outputs,
         inputs=inputs or (lambda it: {"image": it.image, "mask": it.mask}), job_inputs=job_inputs or {},
-        found=found, todo={it.id for it in pending}, overwrite=overwrite)
+        found=found, todo={it.id for it in pending}, overwrite=overwrite, summaries=list(summaries or {}))
     mine = [it for it in items if shard_of(it.id, ctx.world_size) == ctx.rank]
     todo = [it for it in pending if shard_of(it.id, ctx.world_size) == ctx.rank]
     summary.mine, summary.skipped = len(mine), len(mine) - len(todo)
@@ -289,7 +299,14 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
     report = ctx.disk_progress(out / RECORDS, [it.id for it in pending], len(items) - len(pending), len(items),
                                progress)
     report(force=True)
-    for it in todo:
+    for k, it in enumerate(todo):
+        if prepare is not None and k % max(1, batch_size) == 0:
+            chunk = todo[k:k + max(1, batch_size)]
+            try:
+                prepare(chunk)
+                broken = None
+            except Exception as exc:  # noqa: BLE001 - the chunk's items fail with it, below
+                broken = exc
         rec_path = _record_path(out, it.id)
         base = {"id": it.id, "line": it.line, "image": str(it.image), "mask": str(it.mask),
                 "fingerprint": it.fingerprint(settings)}
@@ -297,6 +314,8 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         before = owned[it.id]
         claim = claim_path(out / RECORDS, it.id)
         try:
+            if prepare is not None and broken is not None:
+                raise broken
             writers, facts = work(it)
             files = [Path(p).relative_to(out).as_posix() for p in writers]
             planned = {Path(p).relative_to(out).as_posix() for p in outputs(it)}
@@ -309,11 +328,14 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             members = dict(writers)
             members[rec_path] = json_writer(record, rec_path)  # last: a record means the whole set is there
             own = [out / n for n in before] + [rec_path]
-            # A kill between the renames leaves the claim: the rerun knows the published part as its own.
+            # A kill between the renames leaves the claim: the rerun knows the published part as its own. A set
+            # of the record alone (a score) is one rename and owns nothing: no claim (two file operations less).
             claimed = {**base, "status": "claim", "owned": sorted(before | set(files))}
-            atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
+            if claimed["owned"]:
+                atomic_write_bytes(claim, strict_json_dumps(claimed).encode() + b"\n")
             write_set(members, overwrite=overwrite, own=own)
-            claim.unlink(missing_ok=True)
+            if claimed["owned"]:
+                claim.unlink(missing_ok=True)
             summary.done += 1
         except KeyboardInterrupt:
             # A signal never splits the renames (they hold it back): the set is either all published (the signal
@@ -322,7 +344,9 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
             raise
         except Exception as exc:  # noqa: BLE001 - one bad item is recorded; the others go on
             msg = " ".join(str(exc).split()) or exc.__class__.__name__
-            record = {**base, "status": "error", "error": msg, "error_type": exc.__class__.__name__,
+            # the parts too (each parameter as data), so a report read back later names it in its reader's terms
+            parts = parts_to_json(getattr(exc, "parts", None) or (msg,))
+            record = {**base, "status": "error", "error": msg, "error_parts": parts, "error_type": exc.__class__.__name__,
                       "owned": still_there(out, before), "rank": ctx.rank, "finished_at": round(time.time(), 3)}
             atomic_write_bytes(rec_path, strict_json_dumps(record).encode() + b"\n")
             claim.unlink(missing_ok=True)
@@ -332,68 +356,48 @@ def run_items(items: list[JobItem], out: str | os.PathLike, work: WorkFn, *, ctx
         report()
     ctx.wait(poll=report if ctx.is_main else None)
     if ctx.is_main:
-        summary.results, summary.failures = merge_results(out, items)
+        rows = _gather(out, items)
+        summary.results, summary.failures = _write_merged(out, rows, summaries)
+        summary.rows = list(rows.values())
         report(force=True)
     return summary
 
 
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-class DiskProgress:
-    """``progress(done, total)`` counted from files on a shared disk, so rank 0 reports every rank's work.
-
-    ``done`` = ``done_before`` + how many of the ``pending`` names have a ``folder/<name>.json`` that is new or
-    changed since this object was made. Calls closer than 0.5 s apart are dropped unless forced.
-    """
-
-    def __init__(self, folder: Path, pending: list[str], done_before: int, total: int, progress: ProgressFn | None):
-        self.folder, self.done_before, self.total, self.progress = Path(folder), done_before, total, progress
-        self.seen = {n: _mtime(self.folder / f"{n}.json") for n in pending} if progress else {}
-        self.last = 0.0
-
-    def count(self) -> int:
-        """How many of the pending names have a new or changed file."""
-        if not self.seen or not self.folder.is_dir():
-            return 0
-        n = 0
-        for entry in os.scandir(self.folder):
-            name = entry.name
-            if name.endswith(".json") and name[:-5] in self.seen:
-                try:
-                    if entry.stat().st_mtime_ns != self.seen[name[:-5]]:
-                        n += 1
-                except OSError:
-                    pass
-        return n
-
-    def __call__(self, force: bool = False) -> None:
-        if self.progress is None or (not force and time.monotonic() - self.last < 0.5):
-            return
-        self.last = time.monotonic()
-        self.progress(self.done_before + self.count(), self.total)
-
-
-def merge_results(out: str | os.PathLike, items: list[JobItem]) -> tuple[Path, list[tuple[str, str]]]:
-    """Write ``OUT/results.jsonl`` from the per-item records: one row per id of ``items``, sorted by id.
+def merge_results(out: str | os.PathLike, items: list[JobItem],
+                  summaries: Mapping[Path, Callable[[list[dict]], bytes]] | None = None
+                  ) -> tuple[Path, list[tuple[str, str]]]:
+    """Write ``OUT/results.jsonl`` from the per-item records: one row per id of ``items``, sorted by id; then
+    each of ``summaries`` (``{path: rows -> bytes}``) from the same rows, in the order of ``items``, atomically.
 
     An id without a record (its rank never reached it) gets ``{"id": ..., "status": "missing"}``; a rerun
-    fills it in. Returns the path and the failed items' ``(id, message)``.
+    fills it in. Returns the path and the failed items' ``(id, message)``: the message is a
+    :class:`~prefpaint_sdk.errors.StoredMessage`, text in Python's terms whose ``.parts`` keep the parameters.
     """
-    out = Path(out)
-    lines, failures = [], []
-    for it in sorted(items, key=lambda i: i.id):
+    return _write_merged(Path(out), _gather(Path(out), items), summaries)
+
+
+def _gather(out: Path, items: list[JobItem]) -> dict[str, dict]:
+    """Each item's results row from its record, in the order of ``items``."""
+    rows = {}
+    for it in items:
         rec = _read_record(_record_path(out, it.id))
         if rec is None:
             rec = {"id": it.id, "status": "missing"}
         rec.pop("fingerprint", None)
         rec.pop("owned", None)
+        rows[it.id] = rec
+    return rows
+
+
+def _write_merged(out: Path, rows: dict[str, dict], summaries) -> tuple[Path, list[tuple[str, str]]]:
+    lines, failures = [], []
+    for item_id in sorted(rows):
+        rec = rows[item_id]
         if rec.get("status") != "ok":
-            failures.append((it.id, rec.get("error", rec.get("status", "missing"))))
+            text = str(rec.get("error", rec.get("status", "missing")))
+            failures.append((item_id, StoredMessage(parts_from_json(rec.get("error_parts")) or (text,), text)))
         lines.append(strict_json_dumps(rec, indent=None))
     path = atomic_write_bytes(out / RESULTS, ("\n".join(lines) + "\n").encode())
+    for dest, make in (summaries or {}).items():
+        atomic_write_bytes(dest, make(list(rows.values())), overwrite=True)
     return path, failures

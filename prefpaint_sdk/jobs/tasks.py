@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ from ..errors import DataError
 from ..files import check_image_suffix
 from ..validation import validated_by
 from .manifest import JobItem, check_item_files, read_job_manifest
-from .runner import JobContext, JobSummary, ProgressFn, run_items
+from .progress import ProgressFn
+from .runner import JobContext, JobSummary, run_items
 
 __all__ = ["fetch_first", "run_inpaint_job", "run_score_job"]
 
@@ -46,12 +47,12 @@ _NONE = object()
 
 
 def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool = False,
-            what: str = "item of the manifest", resize_mask: bool | None = None) -> dict[str, str]:
+            what: str = "item of the manifest", resize_mask: bool | None = None) -> dict[str, Exception]:
     """Every item's files, checked from their headers (a mask read from its alpha must have one; for inpainting,
-    ``resize_mask`` not None, the mask-size rule): ``{id: message}`` of the unusable ones.
+    ``resize_mask`` not None, the mask-size rule): ``{id: error}`` of the unusable ones.
 
     When no item is usable the whole job is refused before any model loads (one line: the first problem)."""
-    bad = {}
+    bad: dict[str, Exception] = {}
     first_exc = None
     for it in items:
         try:
@@ -66,11 +67,11 @@ def _usable(items: list[JobItem], max_pixels: int | None, mask_from_alpha: bool 
                 check_mask_size(check_image_file(it.mask, what="mask"), check_image_file(it.image),
                                 resize=it.params.get("resize_mask", resize_mask))
         except Exception as exc:  # noqa: BLE001 - the item fails alone
-            bad[it.id] = " ".join(str(exc).split())
+            bad[it.id] = exc  # raised again by its item's work: its record keeps the parts (parameters as data)
             first_exc = first_exc or exc
     if bad and len(bad) == len(items):
         # the first problem's own parts (its parameter and fix as data), so each front end names them its way
-        first = getattr(first_exc, "parts", None) or (next(iter(bad.values())),)
+        first = getattr(first_exc, "parts", None) or (" ".join(str(first_exc).split()),)
         raise DataError(f"no {what} is usable ({len(bad)} of {len(items)} failed); the first: ", *first)
     return bad
 
@@ -164,7 +165,7 @@ def run_inpaint_job(manifest: str | os.PathLike | list[JobItem], out: str | os.P
 
     def work(it: JobItem):
         if it.id in bad:
-            raise DataError(bad[it.id])
+            raise bad[it.id]
         kw = {**defaults, **it.params}
         seed = it.seed if it.seed is not None else base_seed
         prompt = it.prompt if it.prompt is not None else base_prompt
@@ -182,37 +183,93 @@ def run_score_job(manifest: str | os.PathLike | list[JobItem], out: str | os.Pat
                   overwrite: bool = False, device: str = "auto", offline: bool | None = None,
                   v_inverse: str | os.PathLike | None = None, max_pixels: int | None = None, model=None,
                   progress: ProgressFn | None = None, on_item: Callable[[JobItem, dict], None] | None = None,
-                  ctx: JobContext | None = None) -> JobSummary:
-    """Score every row (``id``, ``image`` = the inpainting, ``mask``) with the reward model into ``out``.
+                  ctx: JobContext | None = None, reward: Sequence[str] = (), reward_weights: str | None = None,
+                  reward_norm: str = "gdpo", prompt: str | None = None, batch_size: int = 16,
+                  csv: str | os.PathLike | None = None) -> JobSummary:
+    """Score every row (``id``, ``image`` = the inpainting, ``mask``) into ``out``: with the reward model, or with
+    the stack ``reward`` (specs; ``reward_model`` joins it as ``prefpaint=RM``).
 
-    Each item's record holds ``score``, ``bound`` and ``trust``; ``OUT/results.jsonl`` gathers them.
+    ``manifest`` is a ``jobs.jsonl`` file or its rows (a folder score: :func:`~prefpaint_sdk.jobs.folder_job`);
+    both run alike, with the same skip, resume and report. Each item's record holds ``score``, ``bound`` and
+    ``trust`` (a stack: ``rewards``, ``{NAME: {score, bound, trust}}``); ``OUT/results.jsonl`` gathers them, and
+    the summary's ``rows`` (rank 0) are the scored ones, in the order of the rows (a stack's with ``advantage``). The
+    reward model scores ``batch_size`` items per backbone pass (a stack: one item at a time). With ``csv``, the
+    scored rows are also written there at the end, atomically (a stack's with its ``advantage`` over all of
+    them): the CSV of a folder score, the job's own output (see :func:`~prefpaint_sdk.reward.folder.score_folder_outputs`).
 
     Raises:
-        InvalidInputError / DataError: the manifest is refused (before any model loads), or no row is usable.
+        InvalidInputError / DataError: the manifest or the stack is refused (before any model loads), or no row
+            is usable.
+        OutputExistsError: ``csv`` exists and ``out`` holds no records of a job, without ``overwrite``.
     """
+    from ..data import InputPair
     from ..reward import RewardModel
+    from ..reward.folder import score_pairs, scores_csv_bytes
+    from ..reward.scoring import score_files, score_specs, stack_csv_bytes, validate_score, with_advantage
+    from ..reward.specs import stack_specs
 
+    validate_score(mode="manifest", reward_model=reward_model, reward=reward, reward_weights=reward_weights,
+                   reward_norm=reward_norm, prompt=prompt, normalize=normalize, v_inverse=v_inverse, batch_size=batch_size)
+    specs = score_specs(reward_model, reward) if reward else []
+    if specs:
+        parsed, weights = stack_specs(specs, reward_weights, reward_norm)  # before any file or model
+        labels = [p.name for p in parsed]
     items, job_inputs, what = _job(manifest, "score")
     bad = _usable(items, max_pixels, what=what)
     ctx = ctx or JobContext.detect(cpu=device == "cpu")
     if model is None:
         resolve_device(ctx.device_for(device))  # a device this machine lacks: before any model is fetched
-    loaded = {"model": model}
+    loaded: dict[str, Any] = {"model": model, "scored": {}}
 
     def load() -> None:
-        if loaded["model"] is None:
-            from ..hub import DEFAULT_REWARD_MODEL
+        if loaded["model"] is not None:
+            return
+        from ..hub import DEFAULT_REWARD_MODEL
 
-            fetch_first(ctx, offline, reward_model=reward_model if reward_model is not None else DEFAULT_REWARD_MODEL)
-            dev = ctx.device_for(device)
-            loaded["model"] = RewardModel.from_pretrained(reward_model, device=dev, offline=offline, v_inverse=v_inverse)
+        dev = ctx.device_for(device)
+        if specs:
+            from ..reward.specs import load_stack
+
+            with ctx.main_process_first():
+                loaded["model"] = load_stack(specs, reward_weights, reward_norm, device=dev, offline=offline,
+                                             batch_size=batch_size)
+            return
+        fetch_first(ctx, offline, reward_model=reward_model if reward_model is not None else DEFAULT_REWARD_MODEL)
+        loaded["model"] = RewardModel.from_pretrained(reward_model, device=dev, offline=offline, v_inverse=v_inverse)
+
+    def prepare(chunk: list[JobItem]) -> None:
+        """One backbone pass for the chunk's usable items (a failing pass is retried item by item)."""
+        good = [it for it in chunk if it.id not in bad]
+        pairs = [InputPair(it.image, it.mask, it.id) for it in good]
+        loaded["scored"] = {pair.name: rec for pair, rec in score_pairs(loaded["model"], pairs, normalize=normalize,
+                                                                         batch_size=len(pairs) or 1,
+                                                                         max_pixels=max_pixels)}
 
     def work(it: JobItem):
         if it.id in bad:
-            raise DataError(bad[it.id])
-        rec = loaded["model"].score(it.image, masks=it.mask, normalize=normalize).to_records()[0]
+            raise bad[it.id]
+        if specs:
+            return {}, {"rewards": score_files(loaded["model"], it.image, it.mask, prompt=prompt, max_pixels=max_pixels)}
+        rec = loaded["scored"].pop(it.id)
+        if isinstance(rec, Exception):
+            raise rec
         return {}, rec
 
+    def scored(rows: list[dict]) -> list[dict]:
+        """The scored rows; a stack's with its advantage over all of them (one group)."""
+        if specs:
+            return with_advantage(rows, labels, weights, reward_norm)
+        return [r for r in rows if r.get("status") == "ok"]
+
+    def summary(rows: list[dict]) -> bytes:
+        return stack_csv_bytes(scored(rows), labels) if specs else scores_csv_bytes(scored(rows))
+
     settings = {"reward_model": model_key(reward_model), "normalize": normalize, "v_inverse": model_key(v_inverse)}
-    return run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
-                     job_inputs=job_inputs, settings=settings, load=load)
+    if specs:  # only then: the records of a PrefPaint score keep matching the settings they were made with
+        settings.update(reward=[str(s) for s in specs], prompt=prompt)
+    result = run_items(items, out, work, ctx=ctx, overwrite=overwrite, progress=progress, on_item=on_item,
+                       job_inputs=job_inputs, settings=settings, load=load, batch_size=batch_size,
+                       prepare=None if specs else prepare, summaries={Path(csv): summary} if csv is not None else None)
+    if result.rows is not None:  # rank 0: what the CSV holds
+        result.rows = scored(result.rows)
+    return result

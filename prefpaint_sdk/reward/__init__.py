@@ -44,6 +44,8 @@ _LAZY = {
     "parse_spec": "specs",
     "load_stack": "specs",
     "brightness_in_mask": "constraints",
+    "validate_score": "scoring",
+    "score_folder_outputs": "folder",
 }
 
 __all__ = [
@@ -76,6 +78,8 @@ __all__ = [
     "train_reward",
     "trust_bound",
     "trust_weight",
+    "validate_score",
+    "score_folder_outputs",
 ]
 
 

@@ -1,10 +1,16 @@
-"""Scoring many (image, mask) pairs: batched, with failures isolated per item, and a CSV of the results."""
+"""Scoring many (image, mask) pairs: batched, with failures isolated per item, and a CSV of the results.
+
+A folder score (``prefpaint score FOLDER MASKS``) is a job (:func:`~prefpaint_sdk.jobs.run_score_job` on the
+folder's rows): :func:`score_folder_outputs` names its CSV and the job folder beside it (records and
+``results.jsonl``), and the CSV is written from the job's results at the end (:func:`scores_csv_bytes`).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+from pathlib import Path
 from typing import Iterator
 
 from ..batch import check_pair
@@ -13,7 +19,7 @@ from ..errors import InvalidInputError
 from ..files import atomic_write_bytes
 from ..validation import at_least
 
-__all__ = ["CSV_FIELDS", "score_pairs", "write_scores_csv"]
+__all__ = ["CSV_FIELDS", "score_folder_outputs", "score_pairs", "scores_csv_bytes", "write_scores_csv"]
 
 CSV_FIELDS = ["image", "mask", "score", "bound", "trust"]
 
@@ -57,11 +63,27 @@ def score_pairs(model, pairs: list[InputPair], *, normalize: bool = False, batch
             yield p, results[i]
 
 
-def write_scores_csv(path: str | os.PathLike, rows: list[dict], overwrite: bool = False) -> None:
-    """Write score records (keys of :data:`CSV_FIELDS`) as a CSV, atomically; a missing bound is left empty."""
+def score_folder_outputs(images: str | os.PathLike, output: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Where a folder score writes: ``(csv, job folder)``. The CSV is ``output`` (default
+    ``<images>_scores.csv`` beside the folder); the job folder (``records/`` and ``results.jsonl``) sits beside
+    the CSV, named as the CSV without its suffix (``imgs_scores/``; ``<name>_job/`` for a CSV name without one)."""
+    images = Path(images)
+    csv_path = Path(output) if output is not None else images.with_name(images.name + "_scores.csv")
+    return csv_path, csv_path.with_name(csv_path.stem if csv_path.suffix else csv_path.name + "_job")
+
+
+def scores_csv_bytes(rows: list[dict]) -> bytes:
+    """Score records (keys of :data:`CSV_FIELDS`; a job's results rows, whose failed ones are left out) as CSV
+    bytes; a missing bound is left empty."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
-    atomic_write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
+        if r.get("status", "ok") == "ok":
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
+    return buf.getvalue().encode()
+
+
+def write_scores_csv(path: str | os.PathLike, rows: list[dict], overwrite: bool = False) -> None:
+    """Write score records (keys of :data:`CSV_FIELDS`) as a CSV, atomically; a missing bound is left empty."""
+    atomic_write_bytes(path, scores_csv_bytes(rows), overwrite=overwrite)

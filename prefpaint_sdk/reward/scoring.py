@@ -1,14 +1,17 @@
 """Scoring files with a reward stack: inputs checked before any model loads, one image or a folder.
 
-What ``prefpaint score --reward ...`` calls, and what a Python user calls for the same result:
+What ``prefpaint score`` calls, and what a Python user calls for the same result:
 
+* :func:`validate_score`: every check of a score that needs no model, first (the PrefPaint score or a stack,
+  one image, a folder or a manifest);
 * :func:`check_stack_inputs`: from the specs alone, refuse what cannot be scored (``outside-change``
   without the original, ``clip`` without a prompt);
 * :func:`stack_batch`: one image, its mask and its original (``--original``) or masked image
   (``--masked-image``, whose outside is the original) as the protocol's tensors;
 * :func:`score_files`: every reward's score of one image; :func:`score_folder`: of every pair of a folder,
   failures isolated per item, with the stack's advantage over the folder (one group);
-* :func:`write_stack_csv`: one column per reward.
+* :func:`write_stack_csv`: one column per reward (:func:`stack_csv_bytes` with :func:`with_advantage`: a folder
+  score's CSV, from its job's results).
 """
 
 from __future__ import annotations
@@ -17,12 +20,91 @@ import csv
 import io
 import math
 import os
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import Arg, ConfigError, InvalidInputError
-from .specs import RewardSpec, parse_spec
+from .specs import RewardSpec, parse_spec, stack_specs
 
-__all__ = ["check_stack_inputs", "record", "score_files", "score_folder", "stack_batch", "write_stack_csv"]
+__all__ = ["check_stack_inputs", "record", "score_files", "score_folder", "score_specs", "stack_batch", "stack_csv_bytes",
+           "validate_score", "with_advantage", "write_stack_csv"]
+
+MODES = ("image", "folder", "manifest")
+
+
+def score_specs(reward_model=None, reward: Sequence[str | RewardSpec] = ()) -> list[str | RewardSpec]:
+    """The stack a score with ``reward`` means: ``reward_model`` joins it as ``prefpaint=RM`` (first)."""
+    return ([f"prefpaint={reward_model}"] if reward_model else []) + list(reward)
+
+
+def validate_score(image=None, mask=None, *, mode: str = "image", reward_model=None,
+                   reward: Sequence[str | RewardSpec] = (), reward_weights: str | None = None, reward_norm: str = "gdpo",
+                   original=None, masked_image=None, prompt: str | None = None, normalize: bool = False,
+                   v_inverse=None, output=None, overwrite: bool = False, batch_size: int = 16) -> None:
+    """Every check of a score that needs no model, before anything loads: the options that go together, the
+    stack's specs, and (``mode="image"``) the files, decoded, with the mask-size rule.
+
+    Args:
+        mode: ``"image"`` (one image), ``"folder"`` (``image`` a folder: a CSV at ``output``, see
+            :func:`~prefpaint_sdk.reward.folder.score_folder_outputs`) or ``"manifest"`` (a job's rows).
+        reward: a stack's specs (empty: the PrefPaint score alone); ``reward_model`` joins it as ``prefpaint=RM``.
+        output: the folder score's CSV (``mode="folder"`` only).
+
+    Raises:
+        InvalidInputError, ConfigError: naming the parameter and the value.
+    """
+    from ..files import check_output_path
+    from ..imaging import check_image_file, check_mask_size, check_masked_image_size
+    from ..validation import at_least
+
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    at_least("batch_size", batch_size, 1)
+    one = mode == "image"
+    if reward:
+        for name, value in (("normalize", normalize or None), ("v_inverse", v_inverse)):
+            if value is not None:
+                raise InvalidInputError(Arg(name), " is for the PrefPaint-only score; drop it, or drop ", Arg("reward"))
+        if original is not None and masked_image is not None:
+            raise InvalidInputError("give one of ", Arg("original"), " and ", Arg("masked_image"),
+                                    " (the masked image's outside is the original)")
+        specs = score_specs(reward_model, reward)
+        stack_specs(specs, reward_weights, reward_norm)  # names, weights and norm, before any file or model
+        check_stack_inputs(specs, original=original is not None or masked_image is not None, prompt=prompt is not None,
+                           folder=not one)
+    else:
+        for name, value in (("original", original), ("prompt", prompt), ("reward_weights", reward_weights)):
+            if value is not None:
+                raise InvalidInputError(Arg(name), " is for a reward stack; add ", Arg("reward", ["NAME"]), " (e.g. ",
+                                        Arg("reward", ["seam"]), ")")
+    for name, value in (("masked_image", masked_image), ("original", original)):
+        if value is not None and not one:
+            raise InvalidInputError(Arg(name), f" is for one image; in {mode} mode the masked images are derived "
+                                    "from the masks")
+    for path, what in ((masked_image, "masked image"), (original, "original"), (v_inverse, "V_inverse file")):
+        if path is not None and not Path(path).is_file():
+            raise InvalidInputError(f"{what} '{path}' does not exist or is not a file; check the path")
+    if mode == "folder":
+        from .folder import score_folder_outputs
+
+        check_output_path(score_folder_outputs(image, output)[0], overwrite=True)  # whose it is: the job decides
+        return
+    if output is not None and one:  # it would be silently ignored
+        raise InvalidInputError(Arg("output"), " names the CSV of folder mode (or a manifest's output folder); one "
+                                "image's score is printed")
+    if not one:
+        return
+    # One image: refuse a bomb before the model loads (a folder or a manifest fails the item alone).
+    if reward:
+        for path in (image, mask, original, masked_image):
+            if path is not None:
+                check_image_file(path, decode=True)
+        return
+    sizes = [check_image_file(path, decode=True) for path in (image, masked_image if masked_image is not None else mask)]
+    if masked_image is not None:
+        check_masked_image_size(sizes[1], sizes[0])
+    else:  # the mask-size rule from the headers, before the model loads
+        check_mask_size(sizes[1], sizes[0])
 
 
 def check_stack_inputs(specs: Sequence[str | RewardSpec], *, original: bool, prompt: bool, folder: bool = False) -> None:
@@ -98,10 +180,7 @@ def score_folder(stack, pairs, *, prompt: str | None = None, max_pixels: int | N
     ``(pair, exception)`` for one that could not be scored. Everything is yielded at the end: ``a`` is the
     stack's normalisation over the folder's scored images (one group).
     """
-    import torch
-
     from ..batch import check_pair
-    from .normalize import combine
 
     done: list[tuple[object, dict | Exception]] = []
     for pair in pairs:
@@ -111,11 +190,24 @@ def score_folder(stack, pairs, *, prompt: str | None = None, max_pixels: int | N
         except InvalidInputError as exc:  # this item's files; a server or model failure stops the run
             done.append((pair, exc))
     good = [rec for _, rec in done if isinstance(rec, dict)]
-    if good:
-        s = torch.tensor([[_nan(rec["rewards"][lab]["score"]) for rec in good] for lab in stack.labels], dtype=torch.float64)
-        for rec, a in zip(good, combine(s, stack.weights, None, stack.norm).tolist()):
-            rec["advantage"] = a if math.isfinite(a) else None
+    for rec, with_a in zip(good, with_advantage(good, stack.labels, stack.weights, stack.norm)):
+        rec["advantage"] = with_a["advantage"]
     yield from done
+
+
+def with_advantage(rows: list[dict], labels: Sequence[str], weights: Sequence[float], norm: str) -> list[dict]:
+    """The scored rows (``{"rewards": record, ...}``; a job's failed rows are left out), each copied with its
+    ``"advantage"``: the stack's normalisation over all of them (one group); None where it is not finite."""
+    import torch
+
+    from .normalize import combine
+
+    good = [dict(r) for r in rows if r.get("status", "ok") == "ok"]
+    if good:
+        s = torch.tensor([[_nan(r["rewards"][lab]["score"]) for r in good] for lab in labels], dtype=torch.float64)
+        for r, a in zip(good, combine(s, weights, None, norm).tolist()):
+            r["advantage"] = a if math.isfinite(a) else None
+    return good
 
 
 def _nan(v):
@@ -126,6 +218,11 @@ def write_stack_csv(path: str | os.PathLike, rows: list[dict], labels: Sequence[
     """Rows of ``image``, ``mask``, one score column per reward, ``advantage``; atomic."""
     from ..files import atomic_write_bytes
 
+    atomic_write_bytes(path, stack_csv_bytes(rows, labels), overwrite=overwrite)
+
+
+def stack_csv_bytes(rows: list[dict], labels: Sequence[str]) -> bytes:
+    """The CSV of :func:`write_stack_csv` as bytes."""
     if any(lab in ("image", "mask", "advantage") for lab in labels):
         raise ConfigError(f"reward labels {list(labels)} clash with the CSV's own columns")
     fields = ["image", "mask", *labels, "advantage"]
@@ -135,4 +232,4 @@ def write_stack_csv(path: str | os.PathLike, rows: list[dict], labels: Sequence[
     for r in rows:
         writer.writerow({"image": r["image"], "mask": r["mask"], "advantage": r.get("advantage"),
                          **{lab: r["rewards"][lab]["score"] for lab in labels}})
-    atomic_write_bytes(path, buf.getvalue().encode(), overwrite=overwrite)
+    return buf.getvalue().encode()
