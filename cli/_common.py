@@ -1,4 +1,4 @@
-"""What every command shares: the app and command classes, value checks, error reporting, output helpers.
+"""What every command shares: the app and command classes, error reporting, output helpers.
 
 Mechanisms, so that no command has to remember them one by one:
 
@@ -9,9 +9,9 @@ Mechanisms, so that no command has to remember them one by one:
 * **Flags of the printing command.** An SDK error names its parameters as data (``Arg("overwrite", True)``);
   :func:`error_line` shows each as the printing command's flag (``--overwrite``) through the one mapping in
   :mod:`._flags`, or as Python shows it (``overwrite=True``) where the command has no such option.
-* **Numbers before any model loads.** Each option declares its value rule (``callback=COUNT``, ``SEED``, ...),
-  checked while the command line is parsed, so renaming an option keeps its rule; :class:`Command` checks
-  that every float is finite before the command body runs.
+* **Numbers before any model loads.** Each option declares its value rule (``callback=COUNT``, ``SEED``, ...,
+  in :mod:`._options`), checked while the command line is parsed, so renaming an option keeps its rule;
+  :class:`Command` checks that every float is finite before the command body runs.
 * **No option without effect.** ``@requires(seam_strength="seam_pass")`` on a command declares that an option
   given on the command line does nothing unless another is on; :class:`Command` refuses it (exit 2) before
   the body runs, naming both flags.
@@ -37,7 +37,8 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from ._flags import cli_message, flag_for, flag_of
+from ._flags import cli_message, flag_for
+from ._options import check_params, check_requires, click_exceptions
 from ._quiet import quiet_library_bars
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,130 +46,8 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
-# ---- value rules, declared with the option they check (``typer.Option(..., callback=COUNT)``) ----------
-def _rule(check):
-    """A click callback applying ``check(param_name, value)`` (each item of a list) as the value is parsed."""
-    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
-        from prefpaint_sdk.errors import InvalidInputError
 
-        if value is None or ctx.resilient_parsing:
-            return value
-        try:
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                if item is not None and not isinstance(item, bool):
-                    check(param.name, item)
-        except InvalidInputError as exc:
-            raise _click_exceptions().UsageError(cli_message(exc, ctx), ctx=ctx) from None
-        return value
-    return callback
-
-
-def _count(name: str, value: Any) -> None:
-    from prefpaint_sdk.validation import at_least
-
-    at_least(name, value, 1)
-
-
-def _non_negative(name: str, value: Any) -> None:
-    from prefpaint_sdk.validation import non_negative
-
-    non_negative(name, value)
-
-
-def _positive(name: str, value: Any) -> None:
-    from prefpaint_sdk.validation import positive
-
-    positive(name, value)
-
-
-def _seed(name: str, value: Any) -> None:
-    from prefpaint_sdk.validation import check_seed
-
-    check_seed(value, param=name)
-
-
-def _model_name(name: str, value: Any) -> None:
-    from prefpaint_sdk.hub import check_model_name
-
-    # an empty --model '' must not fall back to the default, nor name the working folder
-    check_model_name(value, "model" if name == "models" else name)
-
-
-COUNT = _rule(_count)
-"""Options that count something: whole numbers ≥ 1."""
-NON_NEGATIVE = _rule(_non_negative)
-"""0 is allowed, a negative value is not."""
-POSITIVE = _rule(_positive)
-"""Sizes and scales: finite and > 0."""
-SEED = _rule(_seed)
-"""Seeds: :func:`prefpaint_sdk.validation.check_seed` (0 ≤ seed ≤ 2**32 - 1)."""
-MODEL_NAME = _rule(_model_name)
-"""Model names: :func:`prefpaint_sdk.hub.check_model_name` (not empty, not ``.`` or ``..``)."""
-
-
-# The documented default of --max-pixels. prefpaint_sdk.imaging.DEFAULT_MAX_PIXELS is the source; it is
-# not imported here (numpy) so that --help stays fast, and a test checks that both agree.
-DEFAULT_MAX_PIXELS_TEXT = "200000000"
-MAX_PIXELS_HELP = (f"Refuse images with more pixels than this (decompression bombs, huge files). "
-                   f"Default: $PREFPAINT_MAX_PIXELS, else {DEFAULT_MAX_PIXELS_TEXT}.")
-
-
-def max_pixels_option():
-    """The ``--max-pixels`` option every command that reads images takes (pass it on to :func:`setup`)."""
-    return typer.Option(None, "--max-pixels", callback=COUNT, help=MAX_PIXELS_HELP)
-
-
-def offline_option():
-    """``--offline``: unset (None) follows ``HF_HUB_OFFLINE``; given, it never touches the network."""
-    return typer.Option(None, "--offline", help="Never touch the network. Unset: follow HF_HUB_OFFLINE.",
-                        show_default=False)
-
-
-# ---- the command and group classes ---------------------------------------------------------------
-def check_params(command, ctx) -> None:
-    """Every parsed float is finite (a rule by type, so no option can miss it); a bad one is a usage error."""
-    from prefpaint_sdk import validation as V
-    from prefpaint_sdk.errors import InvalidInputError
-
-    for param in command.params:
-        values = ctx.params.get(param.name)
-        for value in values if isinstance(values, (list, tuple)) else (values,):
-            if isinstance(value, float):
-                try:
-                    V.finite(param.name, value)
-                except InvalidInputError as exc:
-                    raise _click_exceptions().UsageError(cli_message(exc, ctx), ctx=ctx) from None
-
-
-def requires(**relations: str):
-    """Declare options that have no effect without another: ``@requires(seam_strength="seam_pass")``.
-
-    Keys and values are the command function's parameter names. :class:`Command` checks the relation once,
-    before the body runs: an option given on the command line (or through its environment variable) while the
-    option it needs is off (not given, false or empty) is a usage error naming both flags.
-    """
-    def mark(fn):
-        fn.requires = {**getattr(fn, "requires", {}), **relations}  # typer's wrapper copies __dict__
-        return fn
-    return mark
-
-
-def _given(ctx, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT") and ctx.params.get(name) not in (None, [], ())
-
-
-def check_requires(command, ctx) -> None:
-    """Refuse an option given while the option it needs (:func:`requires`) is off."""
-    relations = getattr(command.callback, "requires", {})
-    params = {p.name: p for p in command.params}
-    for name, needed in relations.items():
-        if _given(ctx, name) and not ctx.params.get(needed):
-            flag, other = flag_of(params[name]), flag_of(params[needed])
-            raise _click_exceptions().UsageError(f"{flag} has no effect without {other}; add {other} or drop {flag}",
-                                                 ctx=ctx)
-
-
+# ---- the command and group classes (the option rules they apply: ._options) ------------------------------
 class Command(TyperCommand):
     """A command whose parsed values pass the value rules, and whose options each have an effect
     (:func:`requires`), before its body runs (so before any model loads)."""
@@ -189,13 +68,13 @@ class Group(TyperGroup):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Exit as exc:  # pragma: no cover - _main returns the code instead
             sys.exit(exc.exit_code)
-        except _click_exceptions().ClickException as exc:
+        except click_exceptions().ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
                 exc.show()
                 sys.exit(exc.exit_code)
             say_error(" ".join(exc.format_message().split()) + _help_hint(exc))
             sys.exit(exc.exit_code)
-        except _click_exceptions().Abort:
+        except click_exceptions().Abort:
             if interrupted():  # click turns a KeyboardInterrupt outside the command body into Abort
                 sys.exit(_report_interrupt())
             say_error("aborted")
@@ -248,13 +127,6 @@ def _help_hint(exc) -> str:
         return ""
     return f" (see '{ctx.command_path} --help')"
 
-
-def _click_exceptions():
-    try:
-        from typer._click import exceptions  # typer ≥ 0.22 vendors click
-    except ImportError:  # pragma: no cover - older typer uses click itself
-        from click import exceptions
-    return exceptions
 
 
 def make_app(**kw: Any) -> typer.Typer:

@@ -11,22 +11,9 @@ from typing import List, Optional
 
 import typer
 
-from ._common import (
-    COUNT,
-    EXIT_FAILED,
-    MODEL_NAME,
-    NON_NEGATIVE,
-    SEED,
-    failed,
-    handle_errors,
-    max_pixels_option,
-    offline_option,
-    progress,
-    say,
-    say_error,
-    setup,
-)
+from ._common import EXIT_FAILED, failed, handle_errors, progress, say, say_error, setup
 from ._jobs import job_context, quiet_rank
+from ._options import COUNT, MODEL_NAME, NON_NEGATIVE, SEED, max_pixels_option, offline_option
 
 _MASKS = "auto, given, warp, outpaint, outpaint-square, outpaint-strip, strokes or random"
 

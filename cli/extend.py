@@ -11,20 +11,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import (
-    COUNT,
-    MODEL_NAME,
-    POSITIVE,
-    SEED,
-    console,
-    handle_errors,
-    max_pixels_option,
-    offline_option,
-    progress,
-    requires,
-    say,
-    setup,
-)
+from ._common import console, handle_errors, progress, say, setup
+from ._options import COUNT, MODEL_NAME, POSITIVE, SEED, max_pixels_option, offline_option, requires
 
 _HELP_MODEL = "Hub id, alias (prefpaint, base) or local diffusers folder. Default: kd5678/prefpaint-v1.0."
 

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from . import _jobs
-from ._common import COUNT, MODEL_NAME, SEED, handle_errors, max_pixels_option, offline_option, say, setup
+from ._common import handle_errors, say, setup
+from ._options import COUNT, MODEL_NAME, SEED, max_pixels_option, offline_option
 
 
 def generate_dataset(

@@ -9,21 +9,8 @@ from typing import Optional
 import typer
 
 from . import _jobs
-from ._common import (
-    COUNT,
-    MODEL_NAME,
-    NON_NEGATIVE,
-    SEED,
-    console,
-    handle_errors,
-    max_pixels_option,
-    offline_option,
-    progress,
-    requires,
-    say,
-    setup,
-    warn,
-)
+from ._common import console, handle_errors, progress, say, setup, warn
+from ._options import COUNT, MODEL_NAME, NON_NEGATIVE, SEED, max_pixels_option, offline_option, requires
 
 _HELP_MODEL = ("Hub id, alias (prefpaint, base, sdxl-inpaint, flux-fill, qwen-image, qwen-image-edit, flux2-klein, z-image) or local "
                "diffusers folder of any family (SD, SDXL, FLUX Fill, Qwen-Image, FLUX.2 klein, Z-Image). "

@@ -7,18 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import (
-    EXIT_FAILED,
-    SEED,
-    failed,
-    handle_errors,
-    make_app,
-    max_pixels_option,
-    progress,
-    say,
-    say_error,
-    setup,
-)
+from ._common import EXIT_FAILED, failed, handle_errors, make_app, progress, say, say_error, setup
+from ._options import SEED, max_pixels_option
 
 masks_app = make_app(help="Generate reproducible inpainting masks.", no_args_is_help=True)
 

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from ._common import MODEL_NAME, handle_errors, say_ok, setup
+from ._common import handle_errors, say_ok, setup
+from ._options import MODEL_NAME
 
 
 def download(

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, requires, say, setup, warn
+from ._common import handle_errors, say, setup, warn
+from ._options import requires
 
 
 @requires(output="do_import")

@@ -12,20 +12,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import (
-    COUNT,
-    MODEL_NAME,
-    POSITIVE,
-    SEED,
-    console,
-    handle_errors,
-    max_pixels_option,
-    note,
-    offline_option,
-    progress,
-    say,
-    setup,
-)
+from ._common import console, handle_errors, note, progress, say, setup
+from ._options import COUNT, MODEL_NAME, POSITIVE, SEED, max_pixels_option, offline_option
 
 _FORMATS = "auto, nerfstudio, colmap, tum, replica, scannet, redwood, single"
 

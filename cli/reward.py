@@ -8,20 +8,8 @@ from pathlib import Path
 import typer
 
 from . import _jobs
-from ._common import (
-    COUNT,
-    MODEL_NAME,
-    POSITIVE,
-    console,
-    echo_json,
-    handle_errors,
-    max_pixels_option,
-    offline_option,
-    progress,
-    say,
-    setup,
-    warn,
-)
+from ._common import console, echo_json, handle_errors, progress, say, setup, warn
+from ._options import COUNT, MODEL_NAME, POSITIVE, max_pixels_option, offline_option
 
 _HELP_RM = "Reward model: hub id, folder (save_pretrained) or official .pt. Default: kd5678/prefpaintReward."
 

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from ._common import COUNT, MODEL_NAME, console, handle_errors, offline_option, say, setup, warn
+from ._common import console, handle_errors, say, setup, warn
+from ._options import COUNT, MODEL_NAME, offline_option
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

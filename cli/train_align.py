@@ -7,20 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._common import (
-    COUNT,
-    MODEL_NAME,
-    POSITIVE,
-    SEED,
-    handle_errors,
-    interrupt_exit_code,
-    max_pixels_option,
-    offline_option,
-    progress,
-    requires,
-    say,
-    setup,
-)
+from ._common import handle_errors, interrupt_exit_code, progress, say, setup
+from ._options import COUNT, MODEL_NAME, POSITIVE, SEED, max_pixels_option, offline_option, requires
 
 
 @requires(gold_weights="gold_reward", on_hacking="gold_reward")

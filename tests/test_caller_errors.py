@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
-from prefpaint_cli import _common, _flags
+from prefpaint_cli import _common, _flags, _options
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
@@ -341,7 +341,7 @@ UNRULED = {
 
 
 def test_every_numeric_option_declares_its_rule():
-    rules = {_common.COUNT, _common.NON_NEGATIVE, _common.POSITIVE, _common.SEED}
+    rules = {_options.COUNT, _options.NON_NEGATIVE, _options.POSITIVE, _options.SEED}
     unruled = set()
     for path, cmd in _leaves():
         for p in cmd.params:
@@ -357,7 +357,7 @@ def test_a_rule_follows_its_option_through_a_rename():
     sub = _common.make_app()
 
     @sub.command()
-    def go(n_steps: int = typer.Option(1, "--n-steps", callback=_common.COUNT)) -> None:
+    def go(n_steps: int = typer.Option(1, "--n-steps", callback=_options.COUNT)) -> None:
         pass
 
     r = runner.invoke(sub, ["--n-steps", "0"])

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
-from prefpaint_cli import _common, _flags, _quiet
+from prefpaint_cli import _common, _flags, _options, _quiet
 from prefpaint_cli.main import app
 from typer.testing import CliRunner
 
@@ -350,7 +350,7 @@ IMAGE_COMMANDS = {"inpaint", "score", "extend", "recon3d", "eval", "masks genera
 def test_max_pixels_on_every_image_command_with_the_documented_default():
     from prefpaint_sdk.imaging import DEFAULT_MAX_PIXELS
 
-    assert _common.DEFAULT_MAX_PIXELS_TEXT == str(DEFAULT_MAX_PIXELS)
+    assert _options.DEFAULT_MAX_PIXELS_TEXT == str(DEFAULT_MAX_PIXELS)
     for path, cmd in COMMANDS:
         if " ".join(path) in IMAGE_COMMANDS:
             param = next(p for p in cmd.params if p.name == "max_pixels")

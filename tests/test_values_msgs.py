@@ -133,8 +133,8 @@ def test_the_declared_relations_exist():
 
 @pytest.mark.parametrize("path, cmd, name, needed", list(_relations()))
 def test_an_option_without_the_one_it_needs_is_refused_naming_both(path, cmd, name, needed):
-    from prefpaint_cli._common import check_requires
     from prefpaint_cli._flags import flag_of
+    from prefpaint_cli._options import check_requires
 
     params = {p.name: p for p in cmd.params}
     assert name in params and needed in params, f"{path}: requires names unknown options"
