@@ -12,6 +12,11 @@ one is small and positive (FLUX GRPO: 0.09-0.28, tests/test_align_learning_flux.
 
     python benchmarks/exp_nft_direction.py --seeds 0,1,2 --algos ppo,nft,dpo        # ~1 min per row here
     python benchmarks/exp_nft_direction.py --seeds 0 --algos nft --set adaptive_weight=false --set eta=0.001
+    python benchmarks/exp_nft_direction.py --pipeline pretrained     # the denoiser of prefpaint_sdk.testing.pretrained
+
+``--pipeline pretrained`` uses :func:`prefpaint_sdk.testing.pretrained.pretrained_tiny_inpaint_pipeline` (built
+once into ``--cache``) and data from its own image distribution (smooth colour fields) instead of noise images
+(``--data`` picks either for either pipeline).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def _value(text: str):
         return text
 
 
-def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict) -> dict:
+def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=None) -> dict:
     import torch
 
     from prefpaint_sdk.align.algorithms.base import StepOutcome
@@ -49,7 +54,8 @@ def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict) -> dict
         over["online"] = True
     over.update(overrides)
     cfg = load_config("cpu-smoke", overrides=over)
-    al = Aligner(tiny_inpaint_pipeline(PIPE_SEED), "brightness", cfg, data, out, device="cpu")
+    pipe = pipe if pipe is not None else tiny_inpaint_pipeline(PIPE_SEED)
+    al = Aligner(pipe, "brightness", cfg, data, out, device="cpu")
     seen: dict = {}
     sample = al.sample
 
@@ -106,6 +112,12 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--algos", default="ppo,nft,dpo")
+    p.add_argument("--pipeline", choices=("random", "pretrained"), default="random")
+    p.add_argument("--data", choices=("noise", "fields"), default=None,
+                   help="noise images, or the pretrained fixture's smooth fields (default: the pipeline's own)")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="the pretrained fixture's training steps (0: its random UNet, with its VAE scaling)")
+    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "prefpaint_pretrained_tiny"))
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a config override (JSON value)")
     args = p.parse_args(argv)
     import torch
@@ -116,10 +128,23 @@ def main(argv=None) -> None:
 
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     tmp = Path(tempfile.mkdtemp(prefix="exp_nft_direction_"))
-    data = make_data(tmp / "data", n=24)
+    from prefpaint_sdk.testing.pretrained import (
+        PRETRAIN_STEPS,
+        pretrained_tiny_inpaint_pipeline,
+        write_smooth_field_images,
+    )
+
+    kind = args.data or ("fields" if args.pipeline == "pretrained" else "noise")
+    data = write_smooth_field_images(tmp / "data", n=24) if kind == "fields" else make_data(tmp / "data", n=24)
     for seed in (int(s) for s in args.seeds.split(",")):
         for algo in args.algos.split(","):
-            print(json.dumps(cosine(algo, seed, data, tmp / f"{algo}_{seed}", overrides)), flush=True)
+            # a fresh pipeline per row: the step under test must not see weights another row changed
+            steps = PRETRAIN_STEPS if args.pretrain_steps is None else args.pretrain_steps
+            pipe = pretrained_tiny_inpaint_pipeline(PIPE_SEED, steps, cache_dir=args.cache) \
+                if args.pipeline == "pretrained" else None
+            row = cosine(algo, seed, data, tmp / f"{algo}_{seed}", overrides, pipe)
+            print(json.dumps(dict(row, pipeline=args.pipeline, data=kind, pretrain_steps=args.pretrain_steps)),
+                  flush=True)
 
 
 if __name__ == "__main__":

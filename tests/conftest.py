@@ -112,6 +112,16 @@ def tiny_family_dir(tmp_path_factory, tiny_pipeline_dir):
     return get
 
 
+@pytest.fixture(scope="session")
+def pretrained_tiny_sd(tmp_path_factory):
+    """``pretrained_tiny_sd()``: a fresh copy of the "pretrained" tiny SD pipeline
+    (prefpaint_sdk.testing.pretrained), trained once per session (~1 min on one core) and loaded from disk."""
+    from prefpaint_sdk.testing.pretrained import pretrained_tiny_inpaint_pipeline
+
+    cache = tmp_path_factory.mktemp("pretrained")
+    return lambda: pretrained_tiny_inpaint_pipeline(2, cache_dir=cache)
+
+
 def in_ci() -> bool:
     """CI sets ``CI=true`` (``.ci/run`` does when it is unset); there nothing that a test needs may be missing."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

@@ -5,8 +5,9 @@ of the hole (mean of R - (G + B) / 2 inside it), a rule defined only here, and m
 units of the run's own seed noise (tests/_helpers_align.py). Development run (training seed 0, 40 iterations of
 cpu-smoke with FLUX Fill's values): +6.8x seed noise, win rate 1.0, in ~45-150 s on one core.
 
-On the tiny SD fixture NFT does not learn: its update points away from the reward there (benchmarks/RESULTS.md,
-"Why NFT and online DPO do not learn on the tiny SD fixture"), so no SD learning test asserts it.
+On the random tiny SD fixture NFT does not learn: its update points away from the reward there
+(benchmarks/RESULTS.md, "Why NFT and online DPO do not learn on the tiny SD fixture"); on a pretrained tiny SD
+it does (tests/test_align_learning_pretrained_sd.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,211 @@
+"""A "pretrained" tiny SD inpainting pipeline: the random tiny SD fixture whose UNet was trained briefly with the
+ordinary denoising (epsilon) objective on a synthetic image distribution, offline and deterministic.
+
+Why it exists: DiffusionNFT and online Diffusion-DPO train a denoising surrogate on re-noised samples; that
+surrogate follows the reward only where the model's forward process resembles its sampler's path, which a
+random UNet's does not (benchmarks/RESULTS.md, "NFT and online DPO on a pretrained tiny SD"). Real users start
+from a pretrained model; this is the smallest stand-in for one.
+
+The data (:func:`smooth_fields`): smooth colour fields (a random linear gradient plus a few Gaussian blobs),
+each with a random box mask, half of them inverted (outpainting), fed to the 9-channel UNet as SD-inpainting is
+trained: ``[noisy latents, mask at latent size, latents of the masked image]``, the empty prompt's embedding.
+The VAE and text encoder stay the random fixture's; only the UNet learns.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["smooth_fields", "box_masks", "write_smooth_field_images", "pretrained_tiny_inpaint_pipeline",
+           "denoising_loss", "sample_stats"]
+
+PRETRAIN_STEPS = 200
+PRETRAIN_SIZE = 32  # the cpu-smoke preset's working size
+
+
+def smooth_fields(n: int, size: int = PRETRAIN_SIZE, seed: int = 0):
+    """``n`` smooth RGB images in [0, 1], shape (n, 3, size, size): a random linear colour gradient plus
+    three Gaussian blobs of random colour, centre and width (float32 tensor)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ax = torch.linspace(0, 1, size)
+    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    base = torch.rand(n, 3, 1, 1, generator=g)
+    slope = (torch.rand(n, 3, 2, generator=g) - 0.5)
+    img = base + slope[..., 0, None, None] * (xx - 0.5) + slope[..., 1, None, None] * (yy - 0.5)
+    for _ in range(3):
+        c = torch.rand(n, 2, generator=g)
+        w = 0.08 + 0.2 * torch.rand(n, generator=g)
+        col = torch.rand(n, 3, generator=g) - 0.5
+        d2 = (xx - c[:, 0, None, None]) ** 2 + (yy - c[:, 1, None, None]) ** 2
+        img = img + col[:, :, None, None] * torch.exp(-d2 / (2 * w[:, None, None] ** 2))[:, None]
+    return img.clamp(0, 1)
+
+
+def box_masks(n: int, size: int = PRETRAIN_SIZE, seed: int = 0):
+    """``n`` masks (n, 1, size, size), 1 = fill: a random box whose sides are 1/4 to 3/4 of the image's,
+    inverted (an outpainting mask) for half of them."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    m = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        h, w = (int(v) for v in torch.randint(size // 4, 3 * size // 4 + 1, (2,), generator=g))
+        y = int(torch.randint(0, size - h + 1, (1,), generator=g))
+        x = int(torch.randint(0, size - w + 1, (1,), generator=g))
+        m[i, :, y:y + h, x:x + w] = 1
+        if torch.rand(1, generator=g) < 0.5:
+            m[i] = 1 - m[i]
+    return m
+
+
+def write_smooth_field_images(root: str | os.PathLike, n: int = 24, size: int = 64, seed: int = 1) -> Path:
+    """``root/images/NN.png``: ``n`` :func:`smooth_fields` images (seed ``seed``; the fixture trains on seed
+    ``2``'s pool), an alignment data folder from the pretrained fixture's own distribution."""
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    imgs = (smooth_fields(n, size, seed).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(root / "images" / f"{i:02d}.png")
+    return root
+
+
+def _encode(vae, images):
+    import torch
+
+    with torch.no_grad():
+        return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+
+
+def _denoising_data(pipe, n: int, seed: int):
+    """(clean latents, mask at latent size, masked-image latents) of ``n`` (field, box) pairs."""
+    import torch
+
+    img = smooth_fields(n, seed=seed) * 2 - 1
+    mask = box_masks(n, seed=seed + 1)
+    f = pipe.vae_scale_factor
+    lat = torch.cat([_encode(pipe.vae, img[i:i + 64]) for i in range(0, n, 64)])
+    masked = img * (mask < 0.5)
+    mlat = torch.cat([_encode(pipe.vae, masked[i:i + 64]) for i in range(0, n, 64)])
+    mask_lat = torch.nn.functional.interpolate(mask, size=(img.shape[-2] // f, img.shape[-1] // f))
+    return lat, mask_lat, mlat
+
+
+def denoising_loss(pipe, n: int = 128, seed: int = 10_000, draws: int = 4) -> float:
+    """The UNet's mean epsilon-prediction error on ``n`` held-out (field, box) pairs, ``draws`` (t, noise) each."""
+    import torch
+
+    lat, mask_lat, mlat = _denoising_data(pipe, n, seed)
+    emb = _empty_prompt(pipe, n)
+    g = torch.Generator().manual_seed(seed)
+    sched = pipe.scheduler
+    total = 0.0
+    with torch.no_grad():
+        for _ in range(draws):
+            t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g)
+            eps = torch.randn(lat.shape, generator=g)
+            x = sched.add_noise(lat, eps, t)
+            pred = pipe.unet(torch.cat([x, mask_lat, mlat], 1), t, encoder_hidden_states=emb).sample
+            total += float(((pred - eps) ** 2).mean()) / draws
+    return total
+
+
+def _empty_prompt(pipe, n: int):
+    import torch
+
+    with torch.no_grad():
+        emb, _ = pipe.encode_prompt([""], "cpu", 1, False)
+    return emb.expand(n, -1, -1)
+
+
+def _pretrain(pipe, steps: int, seed: int, batch: int = 16, lr: float = 1e-3, pool: int = 512) -> None:
+    import torch
+
+    # SD's scaling factor makes the data's latents unit-variance (0.18215 for its VAE); the random VAE's
+    # latents of these fields are ~20x smaller, which would make "predict the noise from the input" trivial.
+    pipe.vae.register_to_config(scaling_factor=1.0)
+    raw = _denoising_data(pipe, pool, seed)[0]
+    pipe.vae.register_to_config(scaling_factor=round(1.0 / float(raw.std()), 3))
+    lat, mask_lat, mlat = _denoising_data(pipe, pool, seed)
+    emb = _empty_prompt(pipe, batch)
+    sched = pipe.scheduler
+    unet = pipe.unet
+    unet.train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, pool, (batch,), generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)
+        eps = torch.randn(lat[idx].shape, generator=g)
+        x = sched.add_noise(lat[idx], eps, t)
+        pred = unet(torch.cat([x, mask_lat[idx], mlat[idx]], 1), t, encoder_hidden_states=emb).sample
+        loss = ((pred - eps) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+    unet.eval()
+    unet.requires_grad_(False)
+
+
+def pretrained_tiny_inpaint_pipeline(seed: int = 2, steps: int = PRETRAIN_STEPS,
+                                     cache_dir: str | os.PathLike | None = None):
+    """The tiny SD inpainting pipeline of ``seed`` (:func:`.pipelines.tiny_inpaint_pipeline`) with its UNet
+    trained ``steps`` AdamW steps (batch 16, lr 1e-3) on the epsilon objective over :func:`smooth_fields`.
+
+    Deterministic for a seed (one thread or many: CPU kernels). With ``cache_dir`` the result is saved there
+    (safetensors, written to a temporary folder and renamed) and later calls load it instead of training.
+    """
+    import torch
+
+    from ..devices import quiet_loading
+    from .pipelines import tiny_inpaint_pipeline
+
+    folder = Path(cache_dir) / f"pretrained-tiny-sd-s{seed}-n{steps}" if cache_dir is not None else None
+    if folder is not None and (folder / "model_index.json").is_file():
+        from diffusers import StableDiffusionInpaintPipeline
+
+        with quiet_loading():
+            pipe = StableDiffusionInpaintPipeline.from_pretrained(folder, safety_checker=None,
+                                                                  requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    pipe = tiny_inpaint_pipeline(seed)
+    with torch.random.fork_rng(devices=[]):
+        _pretrain(pipe, steps, seed)
+    if folder is not None:
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        with quiet_loading():
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        os.replace(tmp, folder)
+    return pipe
+
+
+def sample_stats(pipe, n: int = 16, steps: int = 4, seed: int = 20_000) -> dict:
+    """How close the pipeline's inpainted latents are to the data's, in the latent space the UNet models, inside
+    the hole, for ``n`` held-out (field, box) pairs sampled with ``steps`` DDIM steps (eta 0): ``error``, the
+    mean squared distance to the true image's latents; ``roughness``, the mean squared difference between
+    neighbouring latents; ``variance``; and the same two for the data (``data_roughness``, ``data_variance``)."""
+    import torch
+
+    img = smooth_fields(n, seed=seed) * 2 - 1
+    mask = box_masks(n, seed=seed + 1)
+    with torch.no_grad():
+        out = pipe(prompt=[""] * n, image=(img + 1) / 2, mask_image=mask, height=img.shape[-1], width=img.shape[-1],
+                   num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                   output_type="latent").images.float()
+    data = _encode(pipe.vae, img)
+    m = torch.nn.functional.interpolate(mask, size=out.shape[-2:]) > 0.5
+
+    def rough(x):
+        both = (m[..., 1:] & m[..., :-1]).expand_as(x[..., 1:])
+        return float(((x[..., 1:] - x[..., :-1]) ** 2)[both].mean())
+
+    inside = m.expand_as(out)
+    return dict(error=float(((out - data) ** 2)[inside].mean()), roughness=rough(out),
+                variance=float(out[inside].var()), data_roughness=rough(data), data_variance=float(data[inside].var()))
