@@ -116,10 +116,21 @@ def tiny_family_dir(tmp_path_factory, tiny_pipeline_dir):
 def pretrained_tiny_sd(tmp_path_factory):
     """``pretrained_tiny_sd()``: a fresh copy of the "pretrained" tiny SD pipeline
     (prefpaint_sdk.testing.pretrained), trained once per session (~1 min on one core) and loaded from disk."""
+    from filelock import FileLock
+
     from prefpaint_sdk.testing.pretrained import pretrained_tiny_inpaint_pipeline
 
-    cache = tmp_path_factory.mktemp("pretrained")
-    return lambda: pretrained_tiny_inpaint_pipeline(2, cache_dir=cache)
+    # One build per run, not per xdist worker: the workers' base folders share a parent, and the first worker
+    # to take the lock trains and saves while the others wait, then load it.
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "pretrained-tiny-sd"
+    cache.mkdir(exist_ok=True)
+
+    def load():
+        with FileLock(str(cache) + ".lock"):
+            return pretrained_tiny_inpaint_pipeline(2, cache_dir=cache)
+
+    return load
 
 
 def in_ci() -> bool:
