@@ -8,7 +8,7 @@ encoder (OpenCLIP ViT-H/14 text: 1024 wide, 23 layers).
 Memory (GiB = 2**30 bytes), weights and optimizer state only; activations come on top:
 
 * inference: every component in bf16 (2 bytes per parameter);
-* LoRA: every component frozen in bf16, plus the adapter (rank ``--rank`` on the engine's ``lora_targets``)
+* LoRA: every component frozen in bf16, plus the adapter (rank ``--rank`` on the engine's ``lora_modules``)
   in fp32 with its gradient, AdamW's two moments and the old-policy copy (5 x 4 bytes per adapter parameter);
 * full fine-tuning: the denoiser trained in fp32 with mixed precision (fp32 weights, gradients and AdamW's two
   moments: 16 bytes per parameter), the rest frozen in bf16. With FSDP (``--fsdp``) over N GPUs the
@@ -68,7 +68,7 @@ def counts(family: str, rank: int = 32) -> dict[str, int]:
     text = sum(_count(getattr(pipe, n)) for n in TEXT if getattr(pipe, n, None) is not None)
     out = dict(denoiser=_count(denoiser), text=text, vae=_count(pipe.vae))
     out["total"] = out["denoiser"] + out["text"] + out["vae"]
-    out["lora"] = lora_parameters(denoiser, engine.lora_targets, rank)
+    out["lora"] = lora_parameters(denoiser, engine.lora_modules(denoiser), rank)
     out["denoiser_name"] = engine.trainable_module
     return out
 

@@ -187,8 +187,8 @@ def test_train_align_on_qwen_image_exports_loads_and_resumes_exactly(qwen_dir, t
 
 
 def test_klein_lora_export_loads_with_its_pipeline(tmp_path):
-    """FLUX.2 klein through the SDK: two GRPO iterations, then the LoRA (its single blocks' fused projection
-    included) loads with ``Flux2KleinInpaintPipeline.load_lora_weights`` and equals the merged export."""
+    """FLUX.2 klein through the SDK: two GRPO iterations, then the LoRA (its single blocks' fused projections
+    in and out included) loads with ``Flux2KleinInpaintPipeline.load_lora_weights`` and equals the merged export."""
     from _helpers_align import fast_config
     from diffusers import Flux2KleinInpaintPipeline
 
@@ -205,7 +205,10 @@ def test_klein_lora_export_loads_with_its_pipeline(tmp_path):
     img, mask = _inputs()
     call = dict(prompt="", image=img, mask_image=mask, num_inference_steps=2, output_type="np")
     pipe.load_lora_weights(out["lora"])
-    assert any("to_qkv_mlp_proj" in n and "lora" in n for n, _ in pipe.transformer.named_parameters())
+    names = [n for n, _ in pipe.transformer.named_parameters() if "lora" in n]
+    assert any("to_qkv_mlp_proj" in n for n in names)
+    # the single blocks' output projection too (diffusers' klein LoRA script's targets; issue 21, klein-learn)
+    assert any("single_transformer_blocks.0.attn.to_out.lora" in n for n in names), names
     lora = pipe(generator=torch.Generator().manual_seed(0), **call).images
     merged = Flux2KleinInpaintPipeline.from_pretrained(out["merged"])(generator=torch.Generator().manual_seed(0),
                                                                       **call).images

@@ -87,7 +87,7 @@ def prepare_weights(engine, cfg, device) -> BaseWeights:
     model = engine.model
     if cfg.finetune == "lora":
         model.to(device, dtype=wdtype)
-        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_targets,
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets or engine.lora_modules(model),
                  seed=derive_seed(cfg.seed, _LORA_STREAM))
     else:
         model.requires_grad_(True).to(device, dtype=torch.float32)

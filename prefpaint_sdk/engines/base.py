@@ -362,6 +362,11 @@ class Engine:
         """The names of this pipeline's frozen components (of :attr:`frozen_modules`, those it has)."""
         return [n for n in self.frozen_modules if getattr(self.pipeline, n, None) is not None]
 
+    def lora_modules(self, model) -> list[str]:
+        """The peft ``target_modules`` of ``model`` (the trainable module) for LoRA: :attr:`lora_targets`; a
+        family whose module names need the model's own layout (a layer count) adds them here."""
+        return list(self.lora_targets)
+
     def rebuild_pipeline(self, trained, **components):
         """A new pipeline of this family with ``trained`` as its :attr:`trainable_module` and the given
         ``components`` in place of the pipeline's (the merged export passes the frozen parts in the base

@@ -40,6 +40,14 @@ class Flux2KleinEngine(BlendAlignable, PatchedLatentEngine):
     hub_models: ClassVar[dict[str, int]] = {hub.MODEL_ALIASES["flux2-klein"]: 1024}
     published_size_multiple: ClassVar[int] = 16
 
+    def lora_modules(self, model) -> list[str]:
+        # A single-stream block's output projection is a Linear named ``attn.to_out``; a double-stream block's
+        # ``attn.to_out`` is a ModuleList (peft cannot wrap it), so no suffix names only the former: list them
+        # by index, as diffusers' train_dreambooth_lora_flux2_klein.py does. Without them the LoRA adapted only
+        # the inputs of the single blocks (20 of klein 4B's 25 blocks), never their outputs.
+        n = int(model.config.get("num_single_layers", 0))
+        return [*self.lora_targets, *(f"single_transformer_blocks.{i}.attn.to_out" for i in range(n))]
+
     def guidance_used(self, guidance_scale: float, prompt: str, negative_prompt: str) -> float:
         # Its unconditional pass is always the empty prompt; an empty prompt makes the two passes equal.
         return guidance_scale if prompt else 1.0
