@@ -13,7 +13,10 @@ Parts (each prints its own table; ``uptime``'s load is printed beside each, sinc
   guidance runs two per step, FLUX's distilled guidance one) and the subprocess's peak RSS
   (``resource.getrusage``). FLUX.1 Fill's 12B transformer does not fit this machine: the child builds a
   1+1-block transformer of the real width, times one double-stream and one single-stream block and the rest
-  (embedders, output) at the 1024² token count, and the step is ``rest + 19 * double + 38 * single``.
+  (embedders, output) at the 1024² token count, and the step is ``rest + 19 * double + 38 * single``. The
+  latent-blend families (Qwen-Image, Qwen-Image-Edit, FLUX.2 klein, Z-Image) likewise, one block per kind, on
+  the inputs their own pipeline makes at the working size (``real_blend_child``); the memory figure is the
+  peak during that call (Linux ``VmHWM``, reset once the pipeline's other parts are freed).
   Parameter counts and fp32/bf16 sizes of every component come from the full config built on ``meta``.
 * ``crop``: crop-to-mask on a 2048² image with a 256² hole, FLUX Fill mid: ``Inpainter`` (crop on, the model
   sees a 512² box) against the raw pipeline at 2048² (what a user without cropping runs). Target <= 0.1.
@@ -149,8 +152,12 @@ def _cpu_s() -> float:
 
 
 def real_child(family: str) -> None:
-    """In a fresh process: build the real denoiser (or, for FLUX, one block of each kind) and time one call."""
+    """In a fresh process: build the real denoiser (or, for FLUX and the blend families, one block of each kind)
+    and time one call."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    if family in BLEND_BLOCKS:
+        print("RESULT " + json.dumps(real_blend_child(family)), flush=True)
+        return
     meta = _meta_pipeline(family)
     counts = _counts(meta)
     name = "transformer" if family == "flux-fill" else "unet"
@@ -198,6 +205,103 @@ def real_child(family: str) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
+# The latent-blend families: which block lists repeat, and the shape key of their real count. Their 4-20B
+# transformers do not fit this machine in fp32, so the child builds each with one block per list at the real
+# width and scales the per-block time, as for FLUX Fill.
+# Each entry: block list -> (the fixture's shape key, the transformer config's key).
+BLEND_BLOCKS = {
+    "qwen-image": {"transformer_blocks": ("num_layers", "num_layers")},
+    "qwen-image-edit": {"transformer_blocks": ("num_layers", "num_layers")},
+    "flux2-klein": {"transformer_blocks": ("num_layers", "num_layers"),
+                    "single_transformer_blocks": ("num_single_layers", "num_single_layers")},
+    "z-image": {"layers": ("num_layers", "n_layers")},
+}
+
+
+class _Captured(Exception):
+    """Raised by the capture hook: the pipeline has built the denoiser's inputs, nothing after is needed."""
+
+
+def _peak_gib() -> float:
+    """The process's peak resident memory since the last :func:`_reset_peak` (Linux ``VmHWM``), in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM restarts from the current RSS
+
+
+def real_blend_child(family: str) -> dict:
+    """The real denoiser's inputs, made by the family's own pipeline; then one call of a one-block-per-kind
+    transformer of the real width on them, each block timed, and the step scaled to the real block counts.
+
+    The pipeline is the real configuration with one transformer block per kind and one text-encoder layer (its
+    outputs have the real width and token count; only their values differ), the real VAE, at the working size.
+    It runs until the transformer is called, a hook keeps the call's arguments, and everything but the
+    transformer is freed before the timed call, so the peak memory is the transformer's call.
+    """
+    import gc
+
+    from prefpaint_sdk import Inpainter
+
+    blocks = BLEND_BLOCKS[family]
+    with torch.device("meta"):
+        meta = tiny_inpaint_pipeline(0, size="real", family=family)
+    counts = _counts(meta)
+    real_config = dict(meta.transformer.config)
+    del meta
+    out = dict(family=family, counts=counts, load_start=os.getloadavg()[0],
+               blocks={lst: real_config[key] for lst, (_, key) in blocks.items()})
+    # FLUX.2 klein's pipeline reads text-encoder layers 9, 18 and 27: it keeps 27 narrow ones
+    # (the fixtures' byte-level tokenizer's vocabulary: Qwen-Image-Edit's vision-token ids follow from it)
+    small = {key: 1 for key, _ in blocks.values()} | {"text_layers": 27 if family == "flux2-klein" else 1,
+                                                       "text_intermediate": 64, "vision_depth": 1, "vocab_size": 262}
+    t0 = time.perf_counter()
+    pipe = tiny_inpaint_pipeline(0, size="real", family=family, **small)
+    out["build_s"] = time.perf_counter() - t0
+    inp = Inpainter(pipe, model_id=f"random-real-{family}")
+    r = inp.resolution
+    img, m = _square(r, (r // 4, 3 * r // 4, r // 4, 3 * r // 4))
+    captured: dict = {}
+
+    def capture(module, args, kwargs):
+        captured.update(args=args, kwargs=kwargs)
+        raise _Captured
+
+    handle = pipe.transformer.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        _direct(inp, img, m, 0, 2, "a photo of a living room with a sofa and a lamp")
+    except _Captured:
+        pass
+    handle.remove()
+    model = pipe.transformer.eval()
+    out["built_params"] = sum(p.numel() for p in model.parameters())
+    del inp, pipe
+    gc.collect()
+    spans: dict[str, float] = {}
+    for lst in blocks:
+        block = getattr(model, lst)[0]
+        block.register_forward_pre_hook(lambda *a, key=lst: spans.update({key: -time.perf_counter(),
+                                                                          key + "_cpu": -_cpu_s()}))
+        block.register_forward_hook(lambda *a, key=lst: spans.update({key: spans[key] + time.perf_counter(),
+                                                                      key + "_cpu": spans[key + "_cpu"] + _cpu_s()}))
+    _reset_peak()
+    with torch.inference_mode():
+        c0, t0 = _cpu_s(), time.perf_counter()
+        model(*captured["args"], **captured["kwargs"])
+        out["call_s"], out["call_cpu_s"] = time.perf_counter() - t0, _cpu_s() - c0
+    out.update(resolution=r, spans=spans, maxrss_gib=_peak_gib(), load_end=os.getloadavg()[0],
+               threads=torch.get_num_threads())
+    out["rest_s"] = out["call_s"] - sum(spans[lst] for lst in blocks)
+    rest_cpu = out["call_cpu_s"] - sum(spans[lst + "_cpu"] for lst in blocks)
+    out["step_s"] = out["rest_s"] + sum(out["blocks"][lst] * spans[lst] for lst in blocks)
+    out["step_cpu_s"] = rest_cpu + sum(out["blocks"][lst] * spans[lst + "_cpu"] for lst in blocks)
+    return out
+
+
 def real(families) -> None:
     rows = []
     for family in families:
@@ -209,6 +313,11 @@ def real(families) -> None:
         rows.append(json.loads(line[0][7:]))
         print(f"  done: {family} ({load()})", file=sys.stderr, flush=True)
     print(f"\nmachine: {machine()}")
+    print_real(rows)
+
+
+def print_real(rows: list[dict]) -> None:
+    """The tables of ``real``, from the children's RESULT objects (also for children run one by one)."""
     print("| family (real config, random weights, fp32, CPU) | working size | one denoiser call: wall (s) | CPU time, "
           "all threads (s) | how | peak RSS of the process (GiB) | load at start/end |")
     print("|---|---|---|---|---|---|---|")
@@ -219,6 +328,12 @@ def real(families) -> None:
                    f"single-stream block {s['single']:.1f} / {s['single_cpu']:.1f}, embedders + output "
                    f"{o['rest_s']:.1f} s wall; step = rest + {o['blocks']['double']} × double + "
                    f"{o['blocks']['single']} × single (1+1-block model, {o['built_params'] / 1e6:.0f}M params)")
+        elif o["family"] in BLEND_BLOCKS:
+            s = o["spans"]
+            each = ", ".join(f"{lst} {s[lst]:.1f} / {s[lst + '_cpu']:.1f}" for lst in o["blocks"])
+            scale = " + ".join(f"{n} × {lst}" for lst, n in o["blocks"].items())
+            how = (f"measured on the pipeline's own inputs (wall / CPU s): {each}, the rest {o['rest_s']:.1f} s wall;"
+                   f" step = rest + {scale} (one block per kind, {o['built_params'] / 1e6:.0f}M params)")
         else:
             how = "measured: the whole denoiser, one call, batch 1"
         print(f"| {o['family']} | {o['resolution']}² | {o['step_s']:.1f} | {o['step_cpu_s']:.1f} | {how} "
