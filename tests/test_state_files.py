@@ -237,12 +237,14 @@ def test_reward_resume_with_corrupt_state_is_one_line(tmp_path):
     ck.mkdir(parents=True)
     cfg = RewardTrainConfig()
     (ck / "state.json").write_text('{"epoch": 1, "history": [')
+    data = tmp_path / "data"  # its path is checked first (train_reward.validate); the state is read before its files
+    data.mkdir()
     with pytest.raises(CorruptFileError, match=r"^resume state '.*epoch-0001/state.json' is truncated or not valid JSON.*; delete '"):
-        train_reward(tmp_path / "no-data-needed", tmp_path / "run", cfg, resume=True)
+        train_reward(data, tmp_path / "run", cfg, resume=True)
     (ck / "state.json").write_text(json.dumps({"epoch": 1, "history": [], "optimizer": {}, "scheduler": {}, "config": cfg.to_dict()}))
     (ck / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CorruptFileError, match=r"^checkpoint weights '.*model.safetensors' is truncated or not a safetensors file"):
-        train_reward(tmp_path / "no-data-needed", tmp_path / "run", cfg, resume=True)
+        train_reward(data, tmp_path / "run", cfg, resume=True)
 
 
 def test_reward_trainer_refuses_a_used_folder_and_overwrite_clears_it(tmp_path):

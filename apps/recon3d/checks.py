@@ -92,7 +92,7 @@ def validate(scene: str | Path | Scene, out: str | Path | None, cfg: Recon3DConf
 
             check_image_file(scene)
     if cfg.trajectory is not None and not Path(cfg.trajectory).is_file():
-        raise InvalidInputError(f"trajectory '{cfg.trajectory}' does not exist or is not a file; check the path")
+        raise InvalidInputError(f"trajectory file '{cfg.trajectory}' does not exist or is not a file; check the path")
     if out is None and not check:
         raise InvalidInputError("no output folder; pass ", Arg("out", "OUT"), " (or ", Arg("check", True),
                                 " to only validate the scene)")

@@ -168,11 +168,12 @@ def pretrained_tiny_inpaint_pipeline(seed: int = 2, steps: int = PRETRAIN_STEPS,
 
     folder = Path(cache_dir) / f"pretrained-tiny-sd-s{seed}-n{steps}" if cache_dir is not None else None
     if folder is not None and (folder / "model_index.json").is_file():
-        from diffusers import StableDiffusionInpaintPipeline
+        from ..engines import engine_class
 
-        with quiet_loading():
-            pipe = StableDiffusionInpaintPipeline.from_pretrained(folder, safety_checker=None,
-                                                                  requires_safety_checker=False)
+        with quiet_loading():  # the family's pipeline class, named by its engine (engines/ names pipelines)
+            pipe = engine_class("sd").pipeline_class().from_pretrained(folder, use_safetensors=True,
+                                                                        safety_checker=None,
+                                                                        requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
     pipe = tiny_inpaint_pipeline(seed)
