@@ -30,7 +30,7 @@ UTILS_API = {
     "check_output_path", "check_output_dir", "atomic_path", "atomic_write_json", "save_image", "sidecar_path",
     "staged_dir", "write_set", "image_writer", "json_writer",
     "check_outputs", "check_image_suffix", "check_stack",  # the apps' validate (issue 24, validate-first)
-    "Arg", "Hint", "finite", "positive", "at_least", "check_seed", "bad_value", "require",
+    "Arg", "Hint", "render", "finite", "positive", "at_least", "check_seed", "bad_value", "require",
     "Box", "check_image_file", "fit_mask_to_image", "feather_alpha", "pair_inputs", "list_images", "find_image",
 }
 

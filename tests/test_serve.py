@@ -225,7 +225,8 @@ ERRORS = [
     ("truncated-image", "/v1/inpaint", files(image=TRUNCATED), {}, 400, None, "not a readable image"),
     ("text-as-image", "/v1/inpaint", files(image=b"hello, I am text"), {}, 415, "image", "PNG, JPEG"),
     ("pdf-as-mask", "/v1/inpaint", files(mask=b"%PDF-1.4 ..."), {}, 415, "mask", "image type"),
-    ("mask-size", "/v1/inpaint", files(mask=png(np.zeros((10, 30), np.uint8))), {}, 400, "mask", "resize_mask"),
+    ("mask-size", "/v1/inpaint", files(mask=png(np.zeros((10, 30), np.uint8))), {}, 400, "mask",
+     "; pass resize_mask=true to resize it"),
     ("steps-1000", "/v1/inpaint", files(), {"steps": "1000"}, 400, "steps", "999"),
     ("steps-0", "/v1/inpaint", files(), {"steps": "0"}, 400, "steps", "steps"),
     ("n-0", "/v1/inpaint", files(), {"n": "0"}, 400, "n", "n must be"),
@@ -272,7 +273,26 @@ def test_errors_are_json_naming_the_problem(client, case):
     if param is not None:
         assert err["param"] == param, err
     assert "\n" not in err["message"] and "Traceback" not in r.text and "--" not in err["message"]
+    assert "=True" not in err["message"] and "=False" not in err["message"]  # the form's terms, not Python's
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_an_sdk_error_reads_in_the_form_fields_terms():
+    """The HTTP door renders an SDK error from its parts: a parameter that is a field of the request reads as
+    the field, advice about anything else (a Python argument, a server setting) is left out."""
+    from prefpaint_apps.serve.forms import api_text
+
+    from prefpaint_sdk import InvalidInputError
+    from prefpaint_sdk.utils import Arg, Hint
+
+    exc = InvalidInputError("mask is 20x10 but image is 40x10", Hint("; pass ", Arg("resize_mask", True),
+                                                                      " to resize it"))
+    assert str(exc).endswith("pass resize_mask=True to resize it")  # Python's terms
+    assert api_text(exc, fields={"resize_mask"}) == "mask is 20x10 but image is 40x10; pass resize_mask=true to resize it"
+    assert api_text(exc) == "mask is 20x10 but image is 40x10"  # no such field: the advice is left out
+    named = InvalidInputError("", Arg("steps"), " must be ≥ 1, got 0")
+    assert api_text(named, fields={"steps"}) == "steps must be ≥ 1, got 0"
+    assert api_text("a plain message; pass --overwrite to replace it") == "a plain message"
 
 
 def test_content_type_other_than_multipart_is_415(client):

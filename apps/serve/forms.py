@@ -42,13 +42,34 @@ class ApiError(Exception):
 _FLAG_CLAUSE = re.compile(r"; [^;]*--[a-z][a-z0-9-]*[^;]*")
 
 
-def api_text(message: str) -> str:
-    """An SDK message in an HTTP client's terms: one line, no advice about command-line flags."""
-    text = " ".join(str(message).split())
+def api_text(error, fields=()) -> str:
+    """An SDK error (or message) in an HTTP client's terms: one line, no command-line flag or Python call.
+
+    An error that carries its parts (``Arg``/``Hint``) is rendered from them: a parameter that is one of this
+    request's form ``fields`` reads as the field (``resize_mask=true``); advice about any other parameter (a
+    server setting, a Python-only argument) is left out. A plain message loses its flag clauses by pattern.
+    """
+    parts = getattr(error, "parts", None)
+    if parts:
+        from prefpaint_sdk.utils import render
+
+        return " ".join(render(parts, lambda a: _field_text(a, fields)).split())
+    text = " ".join(str(error).split())
     text = re.sub(r"\b([a-z_][a-z0-9_]*) \(--[a-z0-9-]+\)", r"\1", text)  # "max_pixels (--max-pixels)"
     text = re.sub(r" \(?--([a-z0-9-]+)\)? \(([a-z_]+)=[^)]*\)", lambda m: " " + m.group(2), text)
     text = _FLAG_CLAUSE.sub("", text)
     return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), text)
+
+
+def _field_text(arg, fields) -> str | None:
+    """A parameter as this request's form field (``name`` or ``name=value``, JSON-style), or None."""
+    if arg.name not in fields:
+        return None
+    if not arg.has_value:
+        return arg.name
+    value = arg.value
+    shown = ("true" if value else "false") if isinstance(value, bool) else value
+    return f"{arg.name}={shown}"
 
 
 # ---- the body --------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class ServeState:
         if job.state == CANCELLED:
             return ApiError(409, "the job was cancelled", code="cancelled")
         log.error("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
-        return ApiError(500, f"the model failed: {type(exc).__name__}: {api_text(str(exc))[:300]}", code="job_failed")
+        return ApiError(500, f"the model failed: {type(exc).__name__}: {api_text(exc)[:300]}", code="job_failed")
 
     async def finish(self, request, job: Job, queue: JobQueue, encode: bool = True):
         """Await ``job``; a client that goes away cancels it (dropped if queued, stopped if running).

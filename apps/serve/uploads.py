@@ -23,7 +23,7 @@ def sdk_error(exc: InvalidInputError, fields: dict | None = None) -> ApiError:
     param = getattr(exc, "param", None)
     param = (fields or {}).get(param, _FIELD_OF.get(param, param))
     status = 413 if isinstance(exc, ImageTooLargeError) else 400
-    return ApiError(status, api_text(str(exc)), param=param)
+    return ApiError(status, api_text(exc), param=param)
 
 
 class Uploads:

@@ -53,6 +53,7 @@ _EXPORTS = {
     # error messages in the caller's terms: a parameter (and its fix) as data, advice a front end may leave out
     "Arg": "..errors",
     "Hint": "..errors",
+    "render": "..errors",
     # images
     "Box": "..imaging",
     "check_image_file": "..imaging",
@@ -82,7 +83,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from ..data import find_image, list_images, pair_inputs  # noqa: F401
-    from ..errors import Arg, Hint, require  # noqa: F401
+    from ..errors import Arg, Hint, render, require  # noqa: F401
     from ..files import (  # noqa: F401
         atomic_path,
         atomic_write_json,

@@ -56,8 +56,7 @@ async def inpaint(request: Request):
         try:
             hole = fit_mask_to_image(hole, image.size, resize=resize)
         except InvalidInputError as exc:
-            raise ApiError(400, api_text(str(exc)).replace("pass resize_mask", "send resize_mask=true"),
-                           param="mask") from None
+            raise ApiError(400, api_text(exc, fields={"resize_mask"}), param="mask") from None
         return image, hole
 
     image, hole = await run_in_threadpool(decode)
