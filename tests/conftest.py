@@ -133,6 +133,26 @@ def pretrained_tiny_sd(tmp_path_factory):
     return load
 
 
+@pytest.fixture(scope="session")
+def pretrained_tiny_flux(tmp_path_factory):
+    """``pretrained_tiny_flux()``: a fresh copy of the "pretrained" tiny FLUX Fill pipeline
+    (prefpaint_sdk.testing.pretrained), trained once per run (~50 s on one core) and loaded from disk."""
+    from filelock import FileLock
+
+    from prefpaint_sdk.testing.pretrained import pretrained_tiny_flux_fill
+
+    # one build per run across xdist workers, as pretrained_tiny_sd
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "pretrained-tiny-flux"
+    cache.mkdir(exist_ok=True)
+
+    def load():
+        with FileLock(str(cache) + ".lock"):
+            return pretrained_tiny_flux_fill(2, cache_dir=cache)
+
+    return load
+
+
 def in_ci() -> bool:
     """CI sets ``CI=true`` (``.ci/run`` does when it is unset); there nothing that a test needs may be missing."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
