@@ -13,10 +13,13 @@ one is small and positive (FLUX GRPO: 0.09-0.28, tests/test_align_learning_flux.
     python benchmarks/exp_nft_direction.py --seeds 0,1,2 --algos ppo,nft,dpo        # ~1 min per row here
     python benchmarks/exp_nft_direction.py --seeds 0 --algos nft --set adaptive_weight=false --set eta=0.001
     python benchmarks/exp_nft_direction.py --pipeline pretrained     # the denoiser of prefpaint_sdk.testing.pretrained
+    python benchmarks/exp_nft_direction.py --family flux-fill --pipeline pretrained --algos nft,dpo
 
 ``--pipeline pretrained`` uses :func:`prefpaint_sdk.testing.pretrained.pretrained_tiny_inpaint_pipeline` (built
 once into ``--cache``) and data from its own image distribution (smooth colour fields) instead of noise images
-(``--data`` picks either for either pipeline).
+(``--data`` picks either for either pipeline). ``--family flux-fill`` does the same for the tiny FLUX Fill
+(:func:`prefpaint_sdk.testing.pretrained.pretrained_tiny_flux_fill`, cpu-smoke with FLUX Fill's values): the
+exact gradient re-runs the flow rollout with the sampler's own arguments, recorded from the step.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def _value(text: str):
         return text
 
 
-def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=None) -> dict:
+def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=None, family: str = "sd") -> dict:
     import torch
 
     from prefpaint_sdk.align.algorithms.base import StepOutcome
@@ -53,8 +56,8 @@ def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=No
     if algo == "dpo":
         over["online"] = True
     over.update(overrides)
-    cfg = load_config("cpu-smoke", overrides=over)
-    pipe = pipe if pipe is not None else tiny_inpaint_pipeline(PIPE_SEED)
+    cfg = load_config("cpu-smoke", overrides=over, family=family)
+    pipe = pipe if pipe is not None else tiny_inpaint_pipeline(PIPE_SEED, family=family)
     al = Aligner(pipe, "brightness", cfg, data, out, device="cpu")
     seen: dict = {}
     sample = al.sample
@@ -72,6 +75,13 @@ def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=No
         return StepOutcome(norm=float(grads[-1].norm()), applied=False)
 
     al.sample, al.optimizer_step = recording, capture
+    engine_rollout = al.engine.rollout
+
+    def recording_rollout(*a, **kw):  # the sampler's own arguments, for the exact re-run
+        seen.setdefault("rollout_kw", kw)
+        return engine_rollout(*a, **kw)
+
+    al.engine.rollout = recording_rollout
     rewards = []
     score = al.score
 
@@ -92,10 +102,19 @@ def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=No
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     pos, neg = al._prompts(len(groups))
     with torch.enable_grad():
-        ro = dr.rollout.__wrapped__(pipe, cond, groups.tolist(), gens, num_steps=cfg.num_steps, eta=cfg.eta,
-                                    guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
-                                    unet=al.raw_model, decode=False)
-        images = dr.decode_latents.__wrapped__(pipe, ro.final_latents)
+        if family == "flux-fill":
+            from prefpaint_sdk.engines import flow_rollout as fr
+
+            kw = seen["rollout_kw"]
+            ro = fr.rollout.__wrapped__(pipe, cond, groups.tolist(), gens, num_steps=cfg.num_steps,
+                                        guidance_scale=cfg.guidance_scale, prompt_embeds=pos, model=al.raw_model,
+                                        noise_level=kw["sde_noise"], window=kw["window"], decode=False)
+            images = fr.decode_latents.__wrapped__(pipe, ro.final_latents, al.resolution, al.resolution)
+        else:
+            ro = dr.rollout.__wrapped__(pipe, cond, groups.tolist(), gens, num_steps=cfg.num_steps, eta=cfg.eta,
+                                        guidance_scale=cfg.guidance_scale, prompt_embeds=pos, negative_embeds=neg,
+                                        unet=al.raw_model, decode=False)
+            images = dr.decode_latents.__wrapped__(pipe, ro.final_latents)
         init01 = ((cond.init_image + 1) / 2).clamp(0, 1)
         mask = (cond.mask_pixels >= 0.5)[groups]
         r = brightness_in_mask(paste_back(images.float(), init01[groups], mask), mask[:, 0])
@@ -113,6 +132,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--algos", default="ppo,nft,dpo")
     p.add_argument("--pipeline", choices=("random", "pretrained"), default="random")
+    p.add_argument("--family", choices=("sd", "flux-fill"), default="sd")
     p.add_argument("--data", choices=("noise", "fields"), default=None,
                    help="noise images, or the pretrained fixture's smooth fields (default: the pipeline's own)")
     p.add_argument("--pretrain-steps", type=int, default=None,
@@ -129,7 +149,9 @@ def main(argv=None) -> None:
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     tmp = Path(tempfile.mkdtemp(prefix="exp_nft_direction_"))
     from prefpaint_sdk.testing.pretrained import (
+        FLUX_PRETRAIN_STEPS,
         PRETRAIN_STEPS,
+        pretrained_tiny_flux_fill,
         pretrained_tiny_inpaint_pipeline,
         write_smooth_field_images,
     )
@@ -139,11 +161,14 @@ def main(argv=None) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for algo in args.algos.split(","):
             # a fresh pipeline per row: the step under test must not see weights another row changed
-            steps = PRETRAIN_STEPS if args.pretrain_steps is None else args.pretrain_steps
-            pipe = pretrained_tiny_inpaint_pipeline(PIPE_SEED, steps, cache_dir=args.cache) \
-                if args.pipeline == "pretrained" else None
-            row = cosine(algo, seed, data, tmp / f"{algo}_{seed}", overrides, pipe)
-            print(json.dumps(dict(row, pipeline=args.pipeline, data=kind, pretrain_steps=args.pretrain_steps)),
+            flux = args.family == "flux-fill"
+            build = pretrained_tiny_flux_fill if flux else pretrained_tiny_inpaint_pipeline
+            default_steps = FLUX_PRETRAIN_STEPS if flux else PRETRAIN_STEPS
+            steps = default_steps if args.pretrain_steps is None else args.pretrain_steps
+            pipe = build(PIPE_SEED, steps, cache_dir=args.cache) if args.pipeline == "pretrained" else None
+            row = cosine(algo, seed, data, tmp / f"{algo}_{seed}", overrides, pipe, args.family)
+            print(json.dumps(dict(row, family=args.family, pipeline=args.pipeline, data=kind,
+                                  pretrain_steps=args.pretrain_steps)),
                   flush=True)
 
 

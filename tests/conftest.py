@@ -112,25 +112,41 @@ def tiny_family_dir(tmp_path_factory, tiny_pipeline_dir):
     return get
 
 
-@pytest.fixture(scope="session")
-def pretrained_tiny_sd(tmp_path_factory):
-    """``pretrained_tiny_sd()``: a fresh copy of the "pretrained" tiny SD pipeline
-    (prefpaint_sdk.testing.pretrained), trained once per session (~1 min on one core) and loaded from disk."""
+def _built_once(tmp_path_factory, name: str, build):
+    """A loader of a pipeline that ``build(cache_dir=...)`` trains once per run, not once per xdist worker: the
+    workers' base folders share a parent, and the first worker to take the lock trains and saves while the
+    others wait, then load it."""
     from filelock import FileLock
 
-    from prefpaint_sdk.testing.pretrained import pretrained_tiny_inpaint_pipeline
-
-    # One build per run, not per xdist worker: the workers' base folders share a parent, and the first worker
-    # to take the lock trains and saves while the others wait, then load it.
     base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "pretrained-tiny-sd"
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
     cache.mkdir(exist_ok=True)
 
     def load():
         with FileLock(str(cache) + ".lock"):
-            return pretrained_tiny_inpaint_pipeline(2, cache_dir=cache)
+            return build(cache_dir=cache)
 
     return load
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny_sd(tmp_path_factory):
+    """``pretrained_tiny_sd()``: a fresh copy of the "pretrained" tiny SD pipeline
+    (prefpaint_sdk.testing.pretrained), trained once per run (~1 min on one core) and loaded from disk."""
+    from prefpaint_sdk.testing.pretrained import pretrained_tiny_inpaint_pipeline
+
+    return _built_once(tmp_path_factory, "pretrained-tiny-sd",
+                       lambda cache_dir: pretrained_tiny_inpaint_pipeline(2, cache_dir=cache_dir))
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny_flux(tmp_path_factory):
+    """``pretrained_tiny_flux()``: a fresh copy of the "pretrained" tiny FLUX Fill pipeline
+    (prefpaint_sdk.testing.pretrained), trained once per run (~50 s on one core) and loaded from disk."""
+    from prefpaint_sdk.testing.pretrained import pretrained_tiny_flux_fill
+
+    return _built_once(tmp_path_factory, "pretrained-tiny-flux",
+                       lambda cache_dir: pretrained_tiny_flux_fill(2, cache_dir=cache_dir))
 
 
 def in_ci() -> bool:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 __all__ = ["smooth_fields", "box_masks", "write_smooth_field_images", "pretrained_tiny_inpaint_pipeline",
-           "denoising_loss", "sample_stats"]
+           "pretrained_tiny_flux_fill", "denoising_loss", "flow_matching_loss", "sample_stats"]
 
 PRETRAIN_STEPS = 200
 PRETRAIN_SIZE = 32  # the cpu-smoke preset's working size
@@ -153,38 +153,158 @@ def _pretrain(pipe, steps: int, seed: int, batch: int = 16, lr: float = 1e-3, po
     unet.requires_grad_(False)
 
 
-def pretrained_tiny_inpaint_pipeline(seed: int = 2, steps: int = PRETRAIN_STEPS,
-                                     cache_dir: str | os.PathLike | None = None):
-    """The tiny SD inpainting pipeline of ``seed`` (:func:`.pipelines.tiny_inpaint_pipeline`) with its UNet
-    trained ``steps`` AdamW steps (batch 16, lr 1e-3) on the epsilon objective over :func:`smooth_fields`.
-
-    Deterministic for a seed (one thread or many: CPU kernels). With ``cache_dir`` the result is saved there
-    (safetensors, written to a temporary folder and renamed) and later calls load it instead of training.
-    """
+def _cached(folder: Path | None, family: str, build, **load_kwargs):
+    """Load the pipeline saved in ``folder``, or ``build()`` it (outside the global RNG stream) and save it there
+    (safetensors, written to a temporary folder and renamed, so a reader never sees half a model)."""
     import torch
 
     from ..devices import quiet_loading
-    from .pipelines import tiny_inpaint_pipeline
 
-    folder = Path(cache_dir) / f"pretrained-tiny-sd-s{seed}-n{steps}" if cache_dir is not None else None
     if folder is not None and (folder / "model_index.json").is_file():
         from ..engines import engine_class
 
         with quiet_loading():  # the family's pipeline class, named by its engine (engines/ names pipelines)
-            pipe = engine_class("sd").pipeline_class().from_pretrained(folder, use_safetensors=True,
-                                                                        safety_checker=None,
-                                                                        requires_safety_checker=False)
+            pipe = engine_class(family).pipeline_class().from_pretrained(folder, use_safetensors=True, **load_kwargs)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    pipe = tiny_inpaint_pipeline(seed)
     with torch.random.fork_rng(devices=[]):
-        _pretrain(pipe, steps, seed)
+        pipe = build()
     if folder is not None:
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         with quiet_loading():
             pipe.save_pretrained(tmp, safe_serialization=True)
         os.replace(tmp, folder)
     return pipe
+
+
+def pretrained_tiny_inpaint_pipeline(seed: int = 2, steps: int = PRETRAIN_STEPS,
+                                     cache_dir: str | os.PathLike | None = None):
+    """The tiny SD inpainting pipeline of ``seed`` (:func:`.pipelines.tiny_inpaint_pipeline`) with its UNet
+    trained ``steps`` AdamW steps (batch 16, lr 1e-3) on the epsilon objective over :func:`smooth_fields`.
+
+    Deterministic for a seed (one thread or many: CPU kernels). With ``cache_dir`` the result is saved there
+    and later calls load it instead of training.
+    """
+    from .pipelines import tiny_inpaint_pipeline
+
+    def build():
+        pipe = tiny_inpaint_pipeline(seed)
+        _pretrain(pipe, steps, seed)
+        return pipe
+
+    folder = Path(cache_dir) / f"pretrained-tiny-sd-s{seed}-n{steps}" if cache_dir is not None else None
+    return _cached(folder, "sd", build, safety_checker=None,
+                   requires_safety_checker=False)
+
+
+# --- FLUX Fill: the same data, the rectified-flow objective ----------------------------------------------------
+
+FLUX_PRETRAIN_STEPS = 200
+
+
+def _flux_data(pipe, n: int, seed: int):
+    """``n`` (field, box) pairs as ``FluxFillPipeline`` feeds its transformer (``prepare_latents``,
+    ``prepare_mask_latents``): packed clean latents (the VAE mean, ``(z - shift) * scale``), the packed
+    masked-image latents' mean and std (the pipeline draws a sample: ``retrieve_latents``), the packed mask."""
+    import torch
+
+    img = smooth_fields(n, seed=seed) * 2 - 1
+    mask = box_masks(n, seed=seed + 1)
+    vae = pipe.vae
+    f = int(pipe.vae_scale_factor)
+    h = w = img.shape[-1] // f
+    shift, scale = vae.config.shift_factor, vae.config.scaling_factor
+
+    def encode(x):
+        with torch.no_grad():
+            dists = [vae.encode(x[i:i + 64]).latent_dist for i in range(0, n, 64)]
+        mean, std = torch.cat([d.mean for d in dists]), torch.cat([d.std for d in dists])
+        return pipe._pack_latents((mean - shift) * scale, n, mean.shape[1], h, w), \
+            pipe._pack_latents(std * scale, n, std.shape[1], h, w)
+
+    x0 = encode(img)[0]
+    masked_mean, masked_std = encode(img * (1 - mask))
+    m = mask[:, 0].view(n, h, f, w, f).permute(0, 2, 4, 1, 3).reshape(n, f * f, h, w)
+    return x0, masked_mean, masked_std, pipe._pack_latents(m, n, f * f, h, w)
+
+
+def _flux_velocity_loss(pipe, data, idx, g, text):
+    """The mean squared error of the transformer's velocity against ``noise - x0`` at ``x_t = (1 - t) x0 +
+    t noise``, ``t ~ U(0, 1)``, on samples ``idx`` of ``data`` (with grad where the transformer has it)."""
+    import torch
+
+    from ..engines.flow_rollout import predict_velocity
+
+    x0, mmean, mstd, mask = data
+    b = len(idx)
+    x0 = x0[idx]
+    t = torch.rand(b, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
+    cond = torch.cat([mmean[idx] + mstd[idx] * torch.randn(x0.shape, generator=g), mask[idx]], dim=-1)
+    # the distilled guidance is an input: any value a sampler may pass (the trainer's 1, the pipeline's 30)
+    gs = torch.rand(b, generator=g) * 29 + 1
+    side = int(round(x0.shape[1] ** 0.5))
+    ids = pipe._prepare_latent_image_ids(b, side, side, "cpu", torch.float32)
+    pred = predict_velocity(pipe.transformer, xt, cond, t * 1000, gs, text[:b], ids)
+    return ((pred.float() - (noise - x0)) ** 2).mean()
+
+
+def flow_matching_loss(pipe, n: int = 128, seed: int = 10_000, draws: int = 4) -> float:
+    """The transformer's mean velocity error on ``n`` held-out (field, box) pairs, ``draws`` (t, noise) each."""
+    import torch
+
+    from ..engines.flow_rollout import encode_prompts
+
+    data = _flux_data(pipe, n, seed)
+    text = encode_prompts(pipe, "", n, "cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return sum(float(_flux_velocity_loss(pipe, data, torch.arange(n), g, text)) for _ in range(draws)) / draws
+
+
+def _pretrain_flux(pipe, steps: int, seed: int, batch: int = 16, lr: float = 1e-3, pool: int = 512) -> None:
+    import torch
+
+    from ..engines.flow_rollout import encode_prompts
+
+    # As for SD: shift and scale the VAE's latents of the data to zero mean and unit variance (what FLUX's
+    # shift_factor and scaling_factor do for its VAE), measured on the data's VAE means.
+    vae = pipe.vae
+    vae.register_to_config(shift_factor=0.0, scaling_factor=1.0)
+    raw = _flux_data(pipe, pool, seed)[0]
+    vae.register_to_config(shift_factor=round(float(raw.mean()), 4), scaling_factor=round(1.0 / float(raw.std()), 3))
+    data = _flux_data(pipe, pool, seed)
+    text = encode_prompts(pipe, "", batch, "cpu")  # the empty prompt, at the pipeline's 512 T5 tokens
+    model = pipe.transformer
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        loss = _flux_velocity_loss(pipe, data, torch.randint(0, pool, (batch,), generator=g), g, text)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    model.eval()
+    model.requires_grad_(False)
+
+
+def pretrained_tiny_flux_fill(seed: int = 2, steps: int = FLUX_PRETRAIN_STEPS,
+                              cache_dir: str | os.PathLike | None = None):
+    """The tiny FLUX Fill pipeline of ``seed`` with its transformer trained ``steps`` AdamW steps (batch 16, lr
+    1e-3) on the rectified-flow objective (:func:`flow_matching_loss`) over :func:`smooth_fields` and
+    :func:`box_masks`, the empty prompt, the distilled guidance drawn from [1, 30]. Deterministic; cached as
+    :func:`pretrained_tiny_inpaint_pipeline` is."""
+    from .pipelines import tiny_inpaint_pipeline
+
+    def build():
+        pipe = tiny_inpaint_pipeline(seed, family="flux-fill")
+        _pretrain_flux(pipe, steps, seed)
+        return pipe
+
+    folder = Path(cache_dir) / f"pretrained-tiny-flux-fill-s{seed}-n{steps}" if cache_dir is not None else None
+    return _cached(folder, "flux-fill", build)
 
 
 def sample_stats(pipe, n: int = 16, steps: int = 4, seed: int = 20_000) -> dict:
