@@ -4,6 +4,7 @@ jobs and :meth:`InpaintResult.choose` all pick through it, so no front end keeps
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,7 +14,9 @@ from PIL import Image
 
 from .validation import bad_value
 
-__all__ = ["InpaintResult", "choose_candidate", "check_select", "SELECTS"]
+log = logging.getLogger(__name__)
+
+__all__ = ["InpaintResult", "choose_candidate", "score_and_choose", "check_select", "SELECTS"]
 
 SELECTS = ("reward", "lcb")
 
@@ -153,3 +156,48 @@ def check_select(select: str) -> str:
     if select not in SELECTS:
         raise bad_value("select", f"select must be 'reward' or 'lcb', got '{str(select)[:40]}'")
     return select
+
+
+def score_and_choose(reward_model, candidates, image, hole, box=None, prompt: str = "", *, select: str = "reward",
+                     lcb_c: float = 1.0, params=None, per_reward=None):
+    """Best-of-N: score ``candidates`` with ``reward_model`` (a reward model or a reward stack) and pick one by
+    :func:`choose_candidate`; returns ``(scores, bounds, trust, best)``, ``(None, None, None, 0)`` without a
+    reward model. With a stack, every reward's own scores go into ``per_reward`` (label -> scores, bounds,
+    trust) and the stack's settings into ``params``.
+
+    The reward sees the context box the model inpainted, framed by the one function every scoring path uses
+    (:func:`prefpaint_sdk.reward.framing.reward_views`).
+    """
+    if reward_model is None:
+        return None, None, None, 0
+    if hasattr(reward_model, "labels") and hasattr(reward_model, "norm"):  # a RewardStack
+        return _score_stack(reward_model, candidates, image, hole, box, prompt, select, lcb_c,
+                            {} if params is None else params, {} if per_reward is None else per_reward)
+    from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
+
+    candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(reward_model))
+    # The candidates share one masked prompt image: RewardModel.score encodes identical masked images
+    # once, so N candidates cost N + 1 backbone passes, not 2N.
+    out = reward_model.score(candidates, masked_images=[masked] * len(candidates))
+    scores = [float(s) for s in out.scores]
+    bounds = [float(b) for b in out.bounds] if getattr(out, "bounds", None) is not None else None
+    trust = [float(t) for t in out.trust] if getattr(out, "trust", None) is not None else None
+    if select == "lcb" and bounds is None and len(candidates) > 1:
+        log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
+    return scores, bounds, trust, choose_candidate(scores, bounds, select, lcb_c)
+
+
+def _score_stack(stack, candidates, image, hole, box, prompt, select, lcb_c, params, per_reward):
+    """Best-of-N by a reward stack (:mod:`prefpaint_sdk.reward.choice`): every reward's scores, and the key
+    the pick is made by (one reward: its own scores, bounds and trust, so the LCB rule applies as before)."""
+    from .reward.choice import score_candidates, stack_key, to_list  # noqa: PLC0415
+
+    rewards = score_candidates(stack, candidates, image, hole, box, prompt)
+    per_reward.update(rewards)
+    params["reward_stack"] = dict(labels=list(stack.labels), weights=list(stack.weights), norm=stack.norm)
+    best = choose_candidate(None, select=select, lcb_c=lcb_c, rewards=rewards, weights=stack.weights,
+                            norm=stack.norm)
+    if len(rewards) == 1:
+        only = next(iter(rewards.values()))
+        return only["scores"], only["bounds"], only["trust"], best
+    return to_list(stack_key(rewards, stack.weights, stack.norm)), None, None, best

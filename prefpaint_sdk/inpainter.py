@@ -30,8 +30,9 @@ from .imaging import (
     load_mask,
     working_size,
 )
-from .inpaint_result import InpaintResult, check_select, choose_candidate
-from .validation import at_least, bad_value, check_seed, finite, non_negative
+from .inpaint_checks import check_call_numbers, effective_steps
+from .inpaint_result import InpaintResult, check_select, score_and_choose
+from .validation import at_least, bad_value
 
 __all__ = ["Inpainter"]
 
@@ -155,7 +156,7 @@ class Inpainter:
         check_offload(offload)
         check_select(select)
         check_scheduler(scheduler)
-        _check_params(num_candidates, 1 if steps is None else steps, 0.0 if guidance_scale is None else guidance_scale,
+        check_call_numbers(num_candidates, 1 if steps is None else steps, 0.0 if guidance_scale is None else guidance_scale,
                       None, mask_dilate, mask_blur, 1.0, seed, crop_margin)
 
     @staticmethod
@@ -302,7 +303,7 @@ class Inpainter:
         engine.check_knobs(negative_prompt=negative_prompt if isinstance(negative_prompt, str) else "", eta=eta)
         eta = engine.default_eta if eta is None else eta
         strength = engine.default_strength if strength is None else strength
-        num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = _check_params(
+        num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin = check_call_numbers(
             num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin)
         self.check_steps(steps)
         previews = at_least("previews", previews, 0)
@@ -350,7 +351,7 @@ class Inpainter:
 
         preview = None
         if on_preview is not None and previews:
-            total = _effective_steps(steps, strength)
+            total = effective_steps(steps, strength)
             at = sorted({max(1, round((k + 1) * total / (previews + 1))) for k in range(int(previews))})
             size = (box.width, box.height)
 
@@ -365,7 +366,7 @@ class Inpainter:
         del model_image, model_mask
         params["guidance_scale_effective"] = engine.guidance_used(guidance_scale, prompt, negative_prompt)
         # What the call cost the denoiser, in evaluations of one candidate (no tokens to count in diffusion).
-        params["denoiser_passes"] = (len(seeds) * _effective_steps(steps, strength)
+        params["denoiser_passes"] = (len(seeds) * effective_steps(steps, strength)
                                      * engine.passes_per_step(params["guidance_scale_effective"]))
         t_sample = time.perf_counter()
 
@@ -394,7 +395,7 @@ class Inpainter:
         import torch
 
         outputs: list[Image.Image] = []
-        total = len(seeds) * _effective_steps(steps, strength)
+        total = len(seeds) * effective_steps(steps, strength)
         done = 0
 
         def on_step():
@@ -415,49 +416,10 @@ class Inpainter:
         return outputs
 
     def _score(self, candidates, image, hole, box: Box | None = None, prompt: str = "", params=None, per_reward=None):
-        """Score candidates with the attached reward model (or stack) and pick the best; index 0 without one.
-        With a stack, every reward's own scores go into ``per_reward`` (label -> scores, bounds, trust).
-
-        The reward sees the context box the model inpainted, framed by the one function every scoring
-        path uses (:func:`prefpaint_sdk.reward.framing.reward_views`).
-        """
-        if self.reward_model is None:
-            return None, None, None, 0
-        if hasattr(self.reward_model, "labels") and hasattr(self.reward_model, "norm"):  # a RewardStack
-            return self._score_stack(candidates, image, hole, box, prompt, {} if params is None else params,
-                                     {} if per_reward is None else per_reward)
-        from .reward.framing import mask_fill_of, reward_views  # noqa: PLC0415 - only with a reward model
-
-        candidates, masked = reward_views(candidates, image, hole, box, mask_fill_of(self.reward_model))
-        # The candidates share one masked prompt image: RewardModel.score encodes identical masked images
-        # once, so N candidates cost N + 1 backbone passes, not 2N.
-        out = self.reward_model.score(candidates, masked_images=[masked] * len(candidates))
-        scores = [float(s) for s in out.scores]
-        bounds = [float(b) for b in out.bounds] if getattr(out, "bounds", None) is not None else None
-        trust = [float(t) for t in out.trust] if getattr(out, "trust", None) is not None else None
-        if self.select == "lcb" and bounds is None and len(candidates) > 1:
-            log.warning("select='lcb' but the reward model has no trust matrix; selecting by score")
-        return scores, bounds, trust, choose_candidate(scores, bounds, self.select, self.lcb_c)
-
-    def _score_stack(self, candidates, image, hole, box, prompt, params, per_reward):
-        """Best-of-N by a reward stack (:mod:`prefpaint_sdk.reward.choice`): every reward's scores, and the key
-        the pick is made by (one reward: its own scores, bounds and trust, so the LCB rule applies as before)."""
-        from .reward.choice import score_candidates, stack_key, to_list  # noqa: PLC0415
-
-        stack = self.reward_model
-        rewards = score_candidates(stack, candidates, image, hole, box, prompt)
-        per_reward.update(rewards)
-        params["reward_stack"] = dict(labels=list(stack.labels), weights=list(stack.weights), norm=stack.norm)
-        best = choose_candidate(None, select=self.select, lcb_c=self.lcb_c, rewards=rewards, weights=stack.weights,
-                                norm=stack.norm)
-        if len(rewards) == 1:
-            only = next(iter(rewards.values()))
-            return only["scores"], only["bounds"], only["trust"], best
-        return to_list(stack_key(rewards, stack.weights, stack.norm)), None, None, best
-
-
-def _effective_steps(steps: int, strength: float) -> int:
-    return max(1, min(int(steps * strength), steps))
+        """Score candidates with the attached reward model (or stack) and pick the best
+        (:func:`~prefpaint_sdk.inpaint_result.score_and_choose`); ``(None, None, None, 0)`` without one."""
+        return score_and_choose(self.reward_model, candidates, image, hole, box, prompt, select=self.select,
+                                lcb_c=self.lcb_c, params=params, per_reward=per_reward)
 
 
 def _resize_mask_covering(mask: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -468,26 +430,3 @@ def _resize_mask_covering(mask: np.ndarray, size: tuple[int, int]) -> Image.Imag
     soft = np.asarray(im.resize(size, Image.BILINEAR))
     del im
     return Image.fromarray(np.where(soft > 0, 255, 0).astype(np.uint8), "L")
-
-
-def _check_params(num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin):
-    """Every number of a call, checked before any image is read or any sampling: the checked values."""
-    num_candidates = at_least("num_candidates", num_candidates, 1)
-    steps = at_least("steps", steps, 1)
-    guidance_scale = finite("guidance_scale", guidance_scale, 0.0)
-    eta = None if eta is None else finite("eta", eta, 0.0, 1.0)
-    mask_dilate = non_negative("mask_dilate", mask_dilate)
-    mask_blur = non_negative("mask_blur", mask_blur)
-    strength = finite("strength", strength)
-    if not 0.0 < strength <= 1.0:
-        raise bad_value("strength", f"strength must lie in (0, 1], got {strength!r}")
-    if int(steps * strength) < 1:
-        raise bad_value(
-            "steps",
-            f"steps x strength = {steps} x {strength} leaves no denoising step; raise steps to at least "
-            f"{int(np.ceil(1 / strength))}",
-        )
-    seed = check_seed(seed, count=num_candidates)
-    if crop_margin is not None:
-        crop_margin = at_least("crop_margin", crop_margin, minimum=-(2**62))
-    return num_candidates, steps, guidance_scale, eta, mask_dilate, mask_blur, strength, seed, crop_margin
