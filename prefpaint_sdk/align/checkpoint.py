@@ -27,11 +27,12 @@ from safetensors.torch import save_file
 
 from ..errors import Arg, ConfigError, DataError, Hint
 from ..files import atomic_write_json, replace_dir
-from ..state import check_tensor_file, read_json, read_tensors, state_errors, write_json_state
+from ..state import check_tensor_file, read_json, read_tensors, remove_run_files, state_errors, write_json_state
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "open_run",
     "check_resume_algo",
     "check_run_folder",
     "finalize_checkpoint",
@@ -366,3 +367,32 @@ def load_checkpoint(root: Path, accelerator, params: dict, old_tensors: dict, op
             "baseline": None if base is None else [float("nan") if v is None else float(v) for v in base],
             "grad_guard": guard if isinstance(guard, dict) else None,
             "algorithm": state.get("algorithm") if isinstance(state.get("algorithm"), dict) else {}}
+
+
+def open_run(aligner, *, resume: bool, overwrite: bool) -> None:
+    """The start of a run, on every process: the output folder checked (a used one needs ``resume`` or
+    ``overwrite``), an overwritten run's files removed, a resumed run's algorithm checked and its checkpoint
+    loaded, the algorithm set up, the run record (``align_config.json``) written and the trackers started."""
+    cfg, acc, out = aligner.config, aligner.accelerator, aligner.output_dir
+    found = check_run_folder(out, resume=resume, overwrite=overwrite)
+    # Every process has looked before anything is removed or written: otherwise a slower rank would find
+    # the main process's align_config.json and refuse the folder as a used one.
+    acc.wait_for_everyone()
+    if found and overwrite:
+        if acc.is_main_process:
+            remove_run_files(out, found)
+        acc.wait_for_everyone()
+    if resume:
+        check_resume_algo(out, aligner.algo, aligner.engine.default_algo)
+        aligner.load_checkpoint()
+    aligner._started = True  # from here on the run's files are this run's own
+    aligner.algorithm.setup(aligner)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        stack = aligner.train_reward.record()
+        atomic_write_json(out / "align_config.json", {"model": aligner.model_id, **cfg.to_dict(),
+                                                      "batch": aligner.batch_summary(),
+                                                      **({"reward": stack} if stack else {})})
+    if cfg.log_with != "none":
+        flat = {**cfg.to_dict(), **cfg.algo_settings}  # the algorithm's settings by name, as the user sets them
+        acc.init_trackers("align", config={k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))})

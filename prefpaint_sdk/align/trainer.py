@@ -24,8 +24,7 @@ import torch
 
 from .. import interrupts
 from ..errors import Arg, ConfigError, DataError, InvalidInputError
-from ..files import atomic_write_json
-from ..state import remove_run_files, remove_unstarted_run
+from ..state import remove_unstarted_run
 from . import checkpoint as ckpt
 from . import sampling
 from .algorithms import get_algorithm
@@ -316,28 +315,7 @@ class Aligner(LoopServices):
         resume = self._run_flags.get("resume", False) if resume is None else resume
         overwrite = self._run_flags.get("overwrite", False) if overwrite is None else overwrite
         result = AlignResult()
-        found = ckpt.check_run_folder(self.output_dir, resume=resume, overwrite=overwrite)
-        # Every process has looked before anything is removed or written: otherwise a slower rank would find
-        # the main process's align_config.json and refuse the folder as a used one.
-        acc.wait_for_everyone()
-        if found and overwrite:
-            if acc.is_main_process:
-                remove_run_files(self.output_dir, found)
-            acc.wait_for_everyone()
-        if resume:
-            ckpt.check_resume_algo(self.output_dir, self.algo, self.engine.default_algo)
-            self.load_checkpoint()
-        self._started = True  # from here on the run's files are this run's own
-        self.algorithm.setup(self)
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            stack = self.train_reward.record()
-            atomic_write_json(self.output_dir / "align_config.json", {"model": self.model_id, **cfg.to_dict(),
-                                                                      "batch": self.batch_summary(),
-                                                                      **({"reward": stack} if stack else {})})
-        if cfg.log_with != "none":
-            flat = {**cfg.to_dict(), **cfg.algo_settings}  # the algorithm's settings by name, as the user sets them
-            acc.init_trackers("align", config={k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))})
+        ckpt.open_run(self, resume=resume, overwrite=overwrite)
         guards = EvalGuards(cfg, self.output_dir, acc, self.params, self.gold_fn is not None, self.iteration)
         if cfg.eval_every and self.baseline is None:
             ev = self.evaluate(tag="start")
