@@ -72,14 +72,15 @@ def launcher_env() -> dict[str, str]:
 
 
 def run_and_kill_rank1(cmd: list[str], env: dict, folder: Path, after: int = 3) -> int:
-    """Start ``cmd`` (a torchrun launch), SIGKILL its rank 1 once ``folder`` holds ``after`` ``*.json`` files, wait
+    """Start ``cmd`` (a torchrun launch), SIGKILL its rank 1 once ``folder`` holds ``after`` finished ``*.json`` files, wait
     for the launcher; returns its exit code. Fails the test when rank 1 was not found running."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = False
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if folder.is_dir() and len(list(folder.glob("*.json"))) >= after:
+            # finished files only: pathlib's glob also matches an atomic write's hidden '.name.*.tmp.json'
+            if folder.is_dir() and sum(not p.name.startswith(".") for p in folder.glob("*.json")) >= after:
                 for pid in _descendants(proc.pid):
                     if _rank_of(pid) == "1":
                         os.kill(pid, signal.SIGKILL)
