@@ -133,24 +133,35 @@ def _pretrain(pipe, steps: int, seed: int, batch: int = 16, lr: float = 1e-3, po
     pipe.vae.register_to_config(scaling_factor=round(1.0 / float(raw.std()), 3))
     lat, mask_lat, mlat = _denoising_data(pipe, pool, seed)
     emb = _empty_prompt(pipe, batch)
-    sched = pipe.scheduler
-    unet = pipe.unet
-    unet.train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    sched, unet = pipe.scheduler, pipe.unet
+
+    def batch_loss(g):
         idx = torch.randint(0, pool, (batch,), generator=g)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)
         eps = torch.randn(lat[idx].shape, generator=g)
         x = sched.add_noise(lat[idx], eps, t)
         pred = unet(torch.cat([x, mask_lat[idx], mlat[idx]], 1), t, encoder_hidden_states=emb).sample
-        loss = ((pred - eps) ** 2).mean()
+        return ((pred - eps) ** 2).mean()
+
+    _fit(unet, steps, lr, seed, batch_loss)
+
+
+def _fit(model, steps: int, lr: float, seed: int, batch_loss) -> None:
+    """``steps`` AdamW steps (gradients clipped at norm 1) on ``batch_loss(generator)``, every draw from one
+    generator seeded by ``seed``; the model is left frozen in eval mode."""
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        loss = batch_loss(g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    unet.eval()
-    unet.requires_grad_(False)
+    model.eval()
+    model.requires_grad_(False)
 
 
 def _cached(folder: Path | None, family: str, build, **load_kwargs):
@@ -276,18 +287,8 @@ def _pretrain_flux(pipe, steps: int, seed: int, batch: int = 16, lr: float = 1e-
     vae.register_to_config(shift_factor=round(float(raw.mean()), 4), scaling_factor=round(1.0 / float(raw.std()), 3))
     data = _flux_data(pipe, pool, seed)
     text = encode_prompts(pipe, "", batch, "cpu")  # the empty prompt, at the pipeline's 512 T5 tokens
-    model = pipe.transformer
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        loss = _flux_velocity_loss(pipe, data, torch.randint(0, pool, (batch,), generator=g), g, text)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    model.eval()
-    model.requires_grad_(False)
+    _fit(pipe.transformer, steps, lr, seed,
+         lambda g: _flux_velocity_loss(pipe, data, torch.randint(0, pool, (batch,), generator=g), g, text))
 
 
 def pretrained_tiny_flux_fill(seed: int = 2, steps: int = FLUX_PRETRAIN_STEPS,
