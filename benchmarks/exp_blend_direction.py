@@ -27,16 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+sys.path.insert(0, str(Path(__file__).parent))
+from _experiment import experiment_setup  # noqa: E402
 
 
 def measure(family: str, seed: int, data: Path, out: Path, overrides: dict, pipe_seed: int = 2) -> dict:
@@ -179,14 +174,8 @@ def main(argv=None) -> None:
     p.add_argument("--algo", default="grpo", help="with --learn")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a config override (JSON value)")
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    overrides, tmp = experiment_setup(args.set, "exp_blend_direction_")
     from _helpers_align import make_data
-
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    tmp = Path(tempfile.mkdtemp(prefix="exp_blend_direction_"))
     data = make_data(tmp / "data", n=12)
     for seed in (int(s) for s in args.seeds.split(",")):
         if args.learn:

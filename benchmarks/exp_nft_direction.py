@@ -30,14 +30,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _experiment import experiment_setup  # noqa: E402
+
 PIPE_SEED = 2
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def cosine(algo: str, seed: int, data: Path, out: Path, overrides: dict, pipe=None, family: str = "sd") -> dict:
@@ -140,14 +137,9 @@ def main(argv=None) -> None:
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "prefpaint_pretrained_tiny"))
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a config override (JSON value)")
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    overrides, tmp = experiment_setup(args.set, "exp_nft_direction_")
     from _helpers_align import make_data
 
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    tmp = Path(tempfile.mkdtemp(prefix="exp_nft_direction_"))
     from prefpaint_sdk.testing.pretrained import (
         FLUX_PRETRAIN_STEPS,
         PRETRAIN_STEPS,
